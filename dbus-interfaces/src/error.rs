@@ -1,0 +1,50 @@
+//! Named D-Bus errors of AgentOS (`org.agentos.Error.*`), shared by the kernel and its clients.
+
+/// An AgentOS error as it crosses the bus. Every variant carries a message meant for a person.
+#[derive(zbus::DBusError, Debug, Clone, PartialEq)]
+#[zbus(prefix = "org.agentos.Error")]
+#[non_exhaustive]
+pub enum Error {
+    /// A transport or protocol error below AgentOS.
+    #[zbus(error)]
+    ZBus(zbus::Error),
+    /// The caller has no right to do this (and the user did not grant it).
+    AccessDenied(String),
+    /// No agent with that id is known.
+    UnknownAgent(String),
+    /// No task with that id exists.
+    UnknownTask(String),
+    /// An argument is malformed, out of range or too large.
+    InvalidArgument(String),
+    /// The resource is in use (e.g. that identity already has a connected agent).
+    Busy(String),
+    /// The operation failed; the message says why.
+    Failed(String),
+    /// The operation did not finish in time.
+    Timeout(String),
+    /// The task was canceled.
+    Canceled(String),
+    /// The agent or kernel does not support this.
+    NotSupported(String),
+}
+
+impl Error {
+    /// The human-readable message of the error.
+    pub fn message(&self) -> String {
+        match self {
+            Error::ZBus(e) => e.to_string(),
+            Error::AccessDenied(m)
+            | Error::UnknownAgent(m)
+            | Error::UnknownTask(m)
+            | Error::InvalidArgument(m)
+            | Error::Busy(m)
+            | Error::Failed(m)
+            | Error::Timeout(m)
+            | Error::Canceled(m)
+            | Error::NotSupported(m) => m.clone(),
+        }
+    }
+}
+
+/// Result with an AgentOS [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;

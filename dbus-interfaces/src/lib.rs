@@ -1,0 +1,42 @@
+//! The public contract of AgentOS on D-Bus: bus and interface names, object paths, the committed
+//! introspection XML, the value types that cross the bus, named errors and client proxies.
+//!
+//! This crate does no I/O. The kernel, the SDK, `agentctl` and the panel all speak through it, so
+//! each interface is defined once. The XML files under `xml/` are the documentation of record; a
+//! test fails when they and the Rust definitions disagree.
+
+pub mod capability;
+pub mod error;
+pub mod names;
+pub mod proxies;
+pub mod types;
+
+pub use capability::{Capability, ScopeKind};
+pub use error::Error;
+pub use types::{
+    AgentInfo, ArtifactInfo, AuditRecord, FileEntry, GrantInfo, Lifetime, TaskInfo, TaskState,
+};
+
+/// The committed introspection XML of each interface, by interface name.
+pub const INTERFACE_XML: &[(&str, &str)] = &[
+    (
+        names::KERNEL_IFACE,
+        include_str!("../xml/org.agentos.Kernel1.xml"),
+    ),
+    (
+        names::AGENT_IFACE,
+        include_str!("../xml/org.agentos.Agent1.xml"),
+    ),
+    (
+        names::TASK_IFACE,
+        include_str!("../xml/org.agentos.Task1.xml"),
+    ),
+    (
+        names::HOST_IFACE,
+        include_str!("../xml/org.agentos.Host1.xml"),
+    ),
+    (
+        names::AGENT_SERVICE_IFACE,
+        include_str!("../xml/org.agentos.AgentService1.xml"),
+    ),
+];

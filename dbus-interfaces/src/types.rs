@@ -1,0 +1,190 @@
+//! Value types that cross the bus, with their D-Bus signatures.
+
+use serde::{Deserialize, Serialize};
+use zbus::zvariant::{OwnedObjectPath, Type};
+
+/// A task's place in the A2A task lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskState {
+    Submitted,
+    Working,
+    InputRequired,
+    AuthRequired,
+    Completed,
+    Failed,
+    Canceled,
+    Rejected,
+}
+
+impl TaskState {
+    pub const ALL: [TaskState; 8] = [
+        TaskState::Submitted,
+        TaskState::Working,
+        TaskState::InputRequired,
+        TaskState::AuthRequired,
+        TaskState::Completed,
+        TaskState::Failed,
+        TaskState::Canceled,
+        TaskState::Rejected,
+    ];
+
+    /// The wire name (A2A spelling).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Submitted => "submitted",
+            TaskState::Working => "working",
+            TaskState::InputRequired => "input-required",
+            TaskState::AuthRequired => "auth-required",
+            TaskState::Completed => "completed",
+            TaskState::Failed => "failed",
+            TaskState::Canceled => "canceled",
+            TaskState::Rejected => "rejected",
+        }
+    }
+
+    /// Parse a wire name.
+    pub fn parse(s: &str) -> Option<TaskState> {
+        TaskState::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// A finished task never changes state again.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            TaskState::Completed | TaskState::Failed | TaskState::Canceled | TaskState::Rejected
+        )
+    }
+}
+
+impl std::fmt::Display for TaskState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How long a grant lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lifetime {
+    /// For one call only.
+    Once,
+    /// Until the user logs out (the kernel's session ends).
+    Session,
+    /// Until revoked; stored.
+    Always,
+}
+
+impl Lifetime {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lifetime::Once => "once",
+            Lifetime::Session => "session",
+            Lifetime::Always => "always",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Lifetime> {
+        match s {
+            "once" => Some(Lifetime::Once),
+            "session" => Some(Lifetime::Session),
+            "always" => Some(Lifetime::Always),
+            _ => None,
+        }
+    }
+}
+
+/// An entry of `Kernel1.ListAgents`: `(sssoasasb)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+pub struct AgentInfo {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub path: OwnedObjectPath,
+    pub capabilities: Vec<String>,
+    pub handles: Vec<String>,
+    pub connected: bool,
+}
+
+/// A task as `Kernel1.ListTasks` reports it: `(ttssssdsstt)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+pub struct TaskInfo {
+    pub id: u64,
+    /// 0 for a top-level task.
+    pub parent: u64,
+    pub agent: String,
+    pub caller: String,
+    pub goal: String,
+    /// A [`TaskState`] wire name.
+    pub state: String,
+    pub progress: f64,
+    pub message: String,
+    pub result: String,
+    /// Milliseconds since the Unix epoch.
+    pub created: u64,
+    pub updated: u64,
+}
+
+/// A live grant: `(sssst)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct GrantInfo {
+    pub principal: String,
+    pub capability: String,
+    pub scope: String,
+    /// A [`Lifetime`] wire name.
+    pub lifetime: String,
+    pub granted_at: u64,
+}
+
+/// An audit record: `(ttssssss)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct AuditRecord {
+    pub seq: u64,
+    pub time: u64,
+    pub principal: String,
+    pub capability: String,
+    pub scope: String,
+    pub decision: String,
+    pub reason: String,
+    pub hash: String,
+}
+
+/// An artifact of a task: `(sst)`: name, SHA-256 hex, size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct ArtifactInfo {
+    pub name: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// A directory entry from `Host1.ListFiles`: `(sbt)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct FileEntry {
+    pub name: String,
+    pub is_dir: bool,
+    pub size: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zbus::zvariant::Type;
+
+    #[test]
+    fn signatures_match_the_xml() {
+        assert_eq!(AgentInfo::SIGNATURE.to_string(), "(sssoasasb)");
+        assert_eq!(TaskInfo::SIGNATURE.to_string(), "(ttssssdsstt)");
+        assert_eq!(GrantInfo::SIGNATURE.to_string(), "(sssst)");
+        assert_eq!(AuditRecord::SIGNATURE.to_string(), "(ttssssss)");
+        assert_eq!(ArtifactInfo::SIGNATURE.to_string(), "(sst)");
+        assert_eq!(FileEntry::SIGNATURE.to_string(), "(sbt)");
+    }
+
+    #[test]
+    fn states_round_trip() {
+        for st in TaskState::ALL {
+            assert_eq!(TaskState::parse(st.as_str()), Some(st));
+        }
+        assert_eq!(TaskState::parse("done"), None);
+        assert!(TaskState::Canceled.is_terminal());
+        assert!(!TaskState::AuthRequired.is_terminal());
+    }
+}
