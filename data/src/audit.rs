@@ -1,0 +1,213 @@
+//! The audit log: append-only and hash-chained, with a one-row head so truncation shows.
+
+use rusqlite::{params, OptionalExtension, Row, Transaction, TransactionBehavior};
+use sha2::{Digest, Sha256};
+
+use crate::{AuditRecord, Store, StoreError};
+
+/// The `prev_hash` of the first record.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// A decision to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAuditEntry {
+    /// Milliseconds since the Unix epoch.
+    pub time: u64,
+    pub principal: String,
+    pub capability: String,
+    pub scope: String,
+    pub decision: String,
+    pub reason: String,
+}
+
+/// The hash of a record: hex SHA-256 over `prev_hash`, seq, time, principal, capability, scope,
+/// decision and reason, each written as `<byte length>:<bytes>\n` so no field boundary can move.
+pub(crate) fn chain_hash(prev_hash: &str, seq: u64, e: &NewAuditEntry) -> String {
+    let (seq, time) = (seq.to_string(), e.time.to_string());
+    let fields = [
+        prev_hash,
+        &seq,
+        &time,
+        &e.principal,
+        &e.capability,
+        &e.scope,
+        &e.decision,
+        &e.reason,
+    ];
+    let mut hasher = Sha256::new();
+    for field in fields {
+        hasher.update(format!("{}:", field.len()));
+        hasher.update(field);
+        hasher.update(b"\n");
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// A stored row: the record, its entry (for rehashing) and the hash it claims to follow.
+pub(crate) struct StoredRow {
+    pub(crate) seq: u64,
+    pub(crate) entry: NewAuditEntry,
+    pub(crate) prev_hash: String,
+    pub(crate) hash: String,
+}
+
+pub(crate) const COLUMNS: &str =
+    "seq, time, principal, capability, scope, decision, reason, prev_hash, hash";
+
+pub(crate) fn stored_from_row(r: &Row<'_>) -> rusqlite::Result<StoredRow> {
+    Ok(StoredRow {
+        seq: r.get(0)?,
+        entry: NewAuditEntry {
+            time: r.get(1)?,
+            principal: r.get(2)?,
+            capability: r.get(3)?,
+            scope: r.get(4)?,
+            decision: r.get(5)?,
+            reason: r.get(6)?,
+        },
+        prev_hash: r.get(7)?,
+        hash: r.get(8)?,
+    })
+}
+
+fn record(seq: u64, e: NewAuditEntry, hash: String) -> AuditRecord {
+    AuditRecord {
+        seq,
+        time: e.time,
+        principal: e.principal,
+        capability: e.capability,
+        scope: e.scope,
+        decision: e.decision,
+        reason: e.reason,
+        hash,
+    }
+}
+
+pub(crate) fn head(tx: &Transaction<'_>) -> Result<Option<(u64, String)>, StoreError> {
+    Ok(tx
+        .query_row("SELECT seq, hash FROM audit_head WHERE one = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?)
+}
+
+impl Store {
+    /// Appends a record in its own transaction and returns it with its `seq` (1, 2, 3, ...) and
+    /// chained `hash`; the audit head moves in the same transaction.
+    pub fn append_audit(&self, e: &NewAuditEntry) -> Result<AuditRecord, StoreError> {
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+        let (last, prev_hash) =
+            head(&tx)?.ok_or_else(|| StoreError::Corrupt("the audit head is missing".into()))?;
+        let seq = last + 1;
+        let hash = chain_hash(&prev_hash, seq, e);
+        tx.execute(
+            &format!("INSERT INTO audit ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+            params![
+                seq,
+                e.time,
+                e.principal,
+                e.capability,
+                e.scope,
+                e.decision,
+                e.reason,
+                prev_hash,
+                hash
+            ],
+        )?;
+        tx.execute(
+            "UPDATE audit_head SET seq = ?1, hash = ?2 WHERE one = 1",
+            params![seq, hash],
+        )?;
+        tx.commit()?;
+        Ok(record(seq, e.clone(), hash))
+    }
+
+    /// At most `limit` records with `seq > after_seq`, oldest first.
+    pub fn read_audit(&self, after_seq: u64, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+        ))?;
+        let records = stmt
+            .query_map(params![after_seq, limit], |r| {
+                let s = stored_from_row(r)?;
+                Ok(record(s.seq, s.entry, s.hash))
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(records)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use tempfile::TempDir;
+
+    pub(crate) fn entry(i: u64) -> NewAuditEntry {
+        NewAuditEntry {
+            time: 1000 + i,
+            principal: format!("agent{i}"),
+            capability: "fs.read".into(),
+            scope: "~/Documents".into(),
+            decision: "allow".into(),
+            reason: "grant".into(),
+        }
+    }
+
+    pub(crate) fn with_records(n: u64) -> (TempDir, Store) {
+        let tmp = TempDir::new().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        for i in 1..=n {
+            let r = store.append_audit(&entry(i)).unwrap();
+            assert_eq!(r.seq, i);
+        }
+        (tmp, store)
+    }
+    #[test]
+    fn append_read_and_verify() {
+        let (_tmp, store) = with_records(5);
+        let v = store.verify_audit().unwrap();
+        assert_eq!((v.ok, v.records, v.problem), (true, 5, None));
+        let all = store.read_audit(0, 100).unwrap();
+        assert_eq!(
+            all.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5]
+        );
+        assert_eq!(all[0].hash, chain_hash(GENESIS_HASH, 1, &entry(1)));
+        assert_eq!(all[1].hash, chain_hash(&all[0].hash, 2, &entry(2)));
+        assert_eq!(all[2].principal, "agent3");
+        let page = store.read_audit(2, 2).unwrap();
+        assert_eq!(page.iter().map(|r| r.seq).collect::<Vec<_>>(), [3, 4]);
+    }
+
+    #[test]
+    fn empty_log_verifies() {
+        let (_tmp, store) = with_records(0);
+        assert!(store.verify_audit().unwrap().ok);
+    }
+
+    #[test]
+    fn field_boundaries_cannot_shift() {
+        let mut a = entry(1);
+        let mut b = entry(1);
+        (a.principal, a.capability) = ("ab".into(), "c".into());
+        (b.principal, b.capability) = ("a".into(), "bc".into());
+        assert_ne!(
+            chain_hash(GENESIS_HASH, 1, &a),
+            chain_hash(GENESIS_HASH, 1, &b)
+        );
+    }
+
+    #[test]
+    fn the_store_refuses_to_rewrite_the_log() {
+        let (_tmp, store) = with_records(2);
+        assert!(store
+            .conn
+            .execute("DELETE FROM audit WHERE seq = 2", [])
+            .is_err());
+        assert!(store
+            .conn
+            .execute("UPDATE audit SET reason = 'x'", [])
+            .is_err());
+        assert!(store.verify_audit().unwrap().ok);
+    }
+}

@@ -1,0 +1,270 @@
+//! Tasks: insert, update, look up, list, and fail the ones a crash left unfinished.
+
+use rusqlite::{params, OptionalExtension, Row};
+
+use crate::{Store, StoreError, TaskInfo, TaskState};
+
+/// A task as the kernel first records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTask {
+    /// The parent task's id, 0 for a top-level task.
+    pub parent: u64,
+    pub agent: String,
+    pub caller: String,
+    pub goal: String,
+    pub state: TaskState,
+    /// Milliseconds since the Unix epoch; also the first `updated`.
+    pub created: u64,
+    /// Milliseconds since the Unix epoch, 0 for none.
+    pub deadline: u64,
+}
+
+/// A change to a task's progress.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskUpdate {
+    pub state: TaskState,
+    /// 0.0 to 1.0; clamped, and a NaN counts as 0.
+    pub progress: f64,
+    pub message: String,
+    /// `None` keeps the current result.
+    pub result: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub updated: u64,
+}
+
+const COLUMNS: &str =
+    "id, parent, agent, caller, goal, state, progress, message, result, created, updated";
+
+fn task_from_row(r: &Row<'_>) -> rusqlite::Result<TaskInfo> {
+    Ok(TaskInfo {
+        id: r.get(0)?,
+        parent: r.get(1)?,
+        agent: r.get(2)?,
+        caller: r.get(3)?,
+        goal: r.get(4)?,
+        state: r.get(5)?,
+        progress: r.get(6)?,
+        message: r.get(7)?,
+        result: r.get(8)?,
+        created: r.get(9)?,
+        updated: r.get(10)?,
+    })
+}
+
+impl Store {
+    /// Records a new task and returns its id. Ids are never reused, even after a crash.
+    pub fn insert_task(&self, t: &NewTask) -> Result<u64, StoreError> {
+        let id = self.conn.query_row(
+            "INSERT INTO tasks (parent, agent, caller, goal, state, progress, message, result,
+                                created, updated, deadline)
+             VALUES (?1, ?2, ?3, ?4, ?5, 0.0, '', '', ?6, ?6, ?7) RETURNING id",
+            params![
+                t.parent,
+                t.agent,
+                t.caller,
+                t.goal,
+                t.state.as_str(),
+                t.created,
+                t.deadline
+            ],
+            |r| r.get(0),
+        )?;
+        Ok(id)
+    }
+
+    /// Sets a task's state, progress, message, result (unless `None`) and update time.
+    pub fn update_task(&self, id: u64, u: &TaskUpdate) -> Result<(), StoreError> {
+        let progress = if u.progress.is_nan() {
+            0.0
+        } else {
+            u.progress.clamp(0.0, 1.0)
+        };
+        let changed = self.conn.execute(
+            "UPDATE tasks SET state = ?2, progress = ?3, message = ?4,
+                              result = COALESCE(?5, result), updated = ?6
+             WHERE id = ?1",
+            params![
+                id,
+                u.state.as_str(),
+                progress,
+                u.message,
+                u.result,
+                u.updated
+            ],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::NoSuchTask(id));
+        }
+        Ok(())
+    }
+
+    /// The task with this id, if there is one.
+    pub fn get_task(&self, id: u64) -> Result<Option<TaskInfo>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM tasks WHERE id = ?1");
+        Ok(self.conn.query_row(&sql, [id], task_from_row).optional()?)
+    }
+
+    /// At most `limit` tasks, newest first.
+    pub fn list_tasks(&self, limit: u32) -> Result<Vec<TaskInfo>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM tasks ORDER BY id DESC LIMIT ?1");
+        let mut stmt = self.conn.prepare(&sql)?;
+        let tasks = stmt
+            .query_map([limit], task_from_row)?
+            .collect::<Result<_, _>>()?;
+        Ok(tasks)
+    }
+
+    /// Marks every task in a non-terminal state (submitted, working, input-required,
+    /// auth-required) as failed with `message` at time `now`, and returns how many there were.
+    /// Used at kernel start: a task that was running when the kernel died cannot resume.
+    pub fn fail_unfinished_tasks(&self, message: &str, now: u64) -> Result<u64, StoreError> {
+        // The state names are our own constants, so they can be spelled into the SQL.
+        let unfinished: Vec<String> = TaskState::ALL
+            .into_iter()
+            .filter(|s| !s.is_terminal())
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        let sql = format!(
+            "UPDATE tasks SET state = '{}', message = ?1, updated = ?2 WHERE state IN ({})",
+            TaskState::Failed.as_str(),
+            unfinished.join(", ")
+        );
+        let changed = self.conn.execute(&sql, params![message, now])?;
+        Ok(changed as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tempfile::TempDir;
+
+    fn task(goal: &str, state: TaskState, created: u64) -> NewTask {
+        NewTask {
+            parent: 0,
+            agent: "docs".into(),
+            caller: "cli".into(),
+            goal: goal.into(),
+            state,
+            created,
+            deadline: created + 1000,
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let tmp = TempDir::new().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let id = store
+            .insert_task(&task("write", TaskState::Submitted, 100))
+            .unwrap();
+        let child = store
+            .insert_task(&NewTask {
+                parent: id,
+                ..task("child", TaskState::Working, 101)
+            })
+            .unwrap();
+        let t = store.get_task(id).unwrap().unwrap();
+        assert_eq!(
+            t,
+            TaskInfo {
+                id,
+                parent: 0,
+                agent: "docs".into(),
+                caller: "cli".into(),
+                goal: "write".into(),
+                state: "submitted".into(),
+                progress: 0.0,
+                message: String::new(),
+                result: String::new(),
+                created: 100,
+                updated: 100,
+            }
+        );
+        assert_eq!(store.get_task(child).unwrap().unwrap().parent, id);
+
+        let mut u = TaskUpdate {
+            state: TaskState::Working,
+            progress: 0.5,
+            message: "halfway".into(),
+            result: Some("draft".into()),
+            updated: 150,
+        };
+        store.update_task(id, &u).unwrap();
+        u.state = TaskState::Completed;
+        u.progress = 7.0;
+        u.result = None;
+        u.updated = 200;
+        store.update_task(id, &u).unwrap();
+        let t = store.get_task(id).unwrap().unwrap();
+        assert_eq!(t.state, "completed");
+        assert_eq!(t.progress, 1.0);
+        assert_eq!(t.message, "halfway");
+        assert_eq!(t.result, "draft", "None keeps the result");
+        assert_eq!(t.updated, 200);
+
+        assert!(store.get_task(999).unwrap().is_none());
+        assert!(matches!(
+            store.update_task(999, &u),
+            Err(StoreError::NoSuchTask(999))
+        ));
+    }
+
+    #[test]
+    fn list_is_newest_first_and_limited() {
+        let tmp = TempDir::new().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let ids: Vec<u64> = (0..5)
+            .map(|i| {
+                store
+                    .insert_task(&task(&format!("t{i}"), TaskState::Submitted, i))
+                    .unwrap()
+            })
+            .collect();
+        let listed: Vec<u64> = store.list_tasks(3).unwrap().iter().map(|t| t.id).collect();
+        assert_eq!(listed, vec![ids[4], ids[3], ids[2]]);
+        assert_eq!(store.list_tasks(100).unwrap().len(), 5);
+        assert!(store.list_tasks(0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn ids_are_never_reused() {
+        let tmp = TempDir::new().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let a = store
+            .insert_task(&task("a", TaskState::Submitted, 1))
+            .unwrap();
+        store.conn.execute("DELETE FROM tasks", []).unwrap();
+        let b = store
+            .insert_task(&task("b", TaskState::Submitted, 2))
+            .unwrap();
+        assert!(b > a);
+    }
+
+    #[test]
+    fn fail_unfinished_touches_only_non_terminal_tasks() {
+        let tmp = TempDir::new().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let ids: Vec<(u64, TaskState)> = TaskState::ALL
+            .into_iter()
+            .map(|s| (store.insert_task(&task("x", s, 1)).unwrap(), s))
+            .collect();
+        assert_eq!(
+            store.fail_unfinished_tasks("kernel restarted", 99).unwrap(),
+            4
+        );
+        for (id, before) in ids {
+            let t = store.get_task(id).unwrap().unwrap();
+            if before.is_terminal() {
+                assert_eq!(t.state, before.as_str());
+                assert_eq!(t.updated, 1);
+                assert_eq!(t.message, "");
+            } else {
+                assert_eq!(t.state, "failed");
+                assert_eq!(t.updated, 99);
+                assert_eq!(t.message, "kernel restarted");
+            }
+        }
+        assert_eq!(store.fail_unfinished_tasks("again", 100).unwrap(), 0);
+    }
+}

@@ -1,0 +1,136 @@
+//! Caller identity from the connection, as xdg-desktop-portal establishes it: bus credentials give
+//! a pid, `/proc/<pid>` is opened once and `root/.flatpak-info` read relative to it (no path
+//! re-walks), then the sender is checked to still be that pid. An error never becomes "host".
+
+use std::io::Read;
+
+use rustix::fs::{openat, Mode, OFlags, CWD};
+use zbus::names::UniqueName;
+
+use crate::flatpak_info;
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CallerIdentity {
+    /// A process of the user outside any sandbox. Host processes can forge a Flatpak identity with
+    /// a mount namespace of their own, so "host" never becomes a Flatpak app's identity and vice
+    /// versa only through `/.flatpak-info` of a process the bus vouches for.
+    Host,
+    /// A Flatpak app (or a sandbox built the same way).
+    Flatpak { app_id: String, instance_id: String },
+}
+
+impl CallerIdentity {
+    /// The principal name used for grants and the audit log: the app id, or `host`.
+    pub fn principal(&self) -> &str {
+        match self {
+            CallerIdentity::Host => "host",
+            CallerIdentity::Flatpak { app_id, .. } => app_id,
+        }
+    }
+
+    pub fn is_host(&self) -> bool {
+        matches!(self, CallerIdentity::Host)
+    }
+}
+
+/// Why a caller could not be identified.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdentityError {
+    #[error("the bus gave no process id for {0}")]
+    NoPid(String),
+    #[error("could not ask the bus about the caller: {0}")]
+    Bus(#[from] zbus::Error),
+    #[error("could not inspect process {pid}: {source}")]
+    Proc { pid: u32, source: std::io::Error },
+    #[error("process {0} has an unreadable or invalid /.flatpak-info")]
+    BadFlatpakInfo(u32),
+    #[error("the caller changed while it was being identified")]
+    Changed,
+}
+
+/// Identify the sender of a message on a bus connection.
+pub async fn identify_sender(
+    conn: &zbus::Connection,
+    sender: &UniqueName<'_>,
+) -> Result<CallerIdentity, IdentityError> {
+    let dbus = zbus::fdo::DBusProxy::new(conn).await?;
+    let creds = dbus
+        .get_connection_credentials(sender.clone().into())
+        .await
+        .map_err(zbus::Error::from)?;
+    let pid = creds
+        .process_id()
+        .ok_or_else(|| IdentityError::NoPid(sender.to_string()))?;
+    let identity = identify_pid(pid)?;
+    // The pid could have been reused between the two steps: make sure the sender still is it.
+    let again = dbus
+        .get_connection_unix_process_id(sender.clone().into())
+        .await
+        .map_err(zbus::Error::from)?;
+    if again != pid {
+        return Err(IdentityError::Changed);
+    }
+    Ok(identity)
+}
+
+/// Identify a process by pid: Flatpak when its root has a valid `/.flatpak-info`, else host.
+pub fn identify_pid(pid: u32) -> Result<CallerIdentity, IdentityError> {
+    let proc_err = |e: rustix::io::Errno| IdentityError::Proc {
+        pid,
+        source: e.into(),
+    };
+    let proc_dir = openat(
+        CWD,
+        format!("/proc/{pid}"),
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(proc_err)?;
+    let root = openat(
+        &proc_dir,
+        "root",
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(proc_err)?;
+    let info = match openat(
+        &root,
+        ".flatpak-info",
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(CallerIdentity::Host),
+        Err(e) => return Err(proc_err(e)),
+    };
+    let mut text = String::new();
+    std::fs::File::from(info)
+        .take(64 * 1024)
+        .read_to_string(&mut text)
+        .map_err(|source| IdentityError::Proc { pid, source })?;
+    let info = flatpak_info::parse(&text).ok_or(IdentityError::BadFlatpakInfo(pid))?;
+    Ok(CallerIdentity::Flatpak {
+        app_id: info.app_id,
+        instance_id: info.instance_id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_host() {
+        assert_eq!(
+            identify_pid(std::process::id()).unwrap(),
+            CallerIdentity::Host
+        );
+    }
+
+    #[test]
+    fn a_missing_process_is_an_error_not_host() {
+        assert!(identify_pid(u32::MAX - 1).is_err());
+    }
+}
