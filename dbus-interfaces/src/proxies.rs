@@ -103,8 +103,13 @@ pub trait Task1 {
     fn updated(&self) -> zbus::Result<u64>;
 }
 
-/// `org.agentos.Host1`, the kernel as an agent sees it on its private connection.
-#[zbus::proxy(interface = "org.agentos.Host1", default_path = "/org/agentos/Kernel")]
+/// `org.agentos.Host1`, the kernel as an agent sees it on its private connection (where the
+/// destination name is ignored; build it with `CacheProperties::No`).
+#[zbus::proxy(
+    interface = "org.agentos.Host1",
+    default_service = "org.agentos.Kernel",
+    default_path = "/org/agentos/Kernel"
+)]
 pub trait Host1 {
     fn progress(&self, task: u64, fraction: f64, message: &str) -> Result<()>;
     fn complete(&self, task: u64, result: &str, artifacts: &[(&str, Fd<'_>)]) -> Result<()>;
@@ -117,9 +122,11 @@ pub trait Host1 {
     fn fetch_url(&self, task: u64, url: &str) -> Result<(u16, String, Vec<u8>)>;
 }
 
-/// `org.agentos.AgentService1`, an agent as the kernel sees it on its private connection.
+/// `org.agentos.AgentService1`, an agent as the kernel sees it on its private connection (where
+/// the destination name is ignored).
 #[zbus::proxy(
     interface = "org.agentos.AgentService1",
+    default_service = "org.agentos.Agent",
     default_path = "/org/agentos/Agent"
 )]
 pub trait AgentService1 {

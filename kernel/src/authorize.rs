@@ -1,0 +1,199 @@
+//! The permission path of every tool call and delegation: policy decision, consent when the
+//! policy says ask, and an audit record for each outcome.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use agentos_dbus_interfaces::{Capability, Error, TaskState};
+
+use crate::consent::{self, display_safe, Answer, Prompt};
+use crate::kernel::Kernel;
+use crate::policy::{Decision, Request};
+
+/// On whose behalf a check is made.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    /// The acting principal, then its delegators, nearest first.
+    pub chain: Vec<String>,
+    /// Whether the acting principal's manifest declares the capability.
+    pub declared: bool,
+    /// The task the call is made for, if any (it shows "auth-required" while the user is asked).
+    pub task: Option<u64>,
+    /// What to show as the reason for the request (the task's goal).
+    pub purpose: String,
+    /// The acting principal's display name.
+    pub display_name: String,
+}
+
+impl Kernel {
+    /// The subject for an agent acting on one of its tasks; refuses tasks that are not its own
+    /// running tasks (an agent naming another agent's task gets nothing).
+    pub(crate) fn agent_subject(
+        &self,
+        agent: &str,
+        task: u64,
+        capability: &Capability,
+    ) -> Result<Subject, Error> {
+        let inner = self.inner();
+        let t = inner
+            .tasks
+            .get(task)
+            .filter(|t| t.agent == agent && !t.state.is_terminal())
+            .ok_or_else(|| {
+                Error::AccessDenied(format!(
+                    "task {task} is not a running task of agent {agent}"
+                ))
+            })?;
+        let slot = inner
+            .agents
+            .get(agent)
+            .ok_or_else(|| Error::UnknownAgent(agent.to_string()))?;
+        Ok(Subject {
+            chain: t.chain(),
+            declared: slot.declares(capability),
+            task: Some(task),
+            purpose: t.goal.clone(),
+            display_name: slot.manifest.name.clone(),
+        })
+    }
+
+    /// Check `capability` on `scope` (already normalized) for `subject`; asks the user when the
+    /// policy says so. Every outcome is audited.
+    pub(crate) async fn authorize(
+        self: &Arc<Self>,
+        subject: &Subject,
+        capability: &'static Capability,
+        scope: &str,
+    ) -> Result<(), Error> {
+        let principal = subject.chain.first().cloned().unwrap_or_default();
+        let request = Request {
+            chain: &subject.chain,
+            capability,
+            scope,
+            declared: subject.declared,
+        };
+        let decision = self.inner().policy.decide(request);
+        match decision {
+            Decision::Allow { lifetime } => {
+                self.audit(
+                    &principal,
+                    capability.name,
+                    scope,
+                    "allow",
+                    &format!("{} grant", lifetime.as_str()),
+                )?;
+                Ok(())
+            }
+            Decision::Deny { reason } => {
+                self.audit(&principal, capability.name, scope, "deny", &reason)?;
+                Err(Error::AccessDenied(reason))
+            }
+            Decision::Ask => self.ask_user(subject, capability, scope).await,
+        }
+    }
+
+    async fn ask_user(
+        self: &Arc<Self>,
+        subject: &Subject,
+        capability: &'static Capability,
+        scope: &str,
+    ) -> Result<(), Error> {
+        let principal = subject.chain.first().cloned().unwrap_or_default();
+        if let Some(task) = subject.task {
+            let _ = self
+                .transition(
+                    task,
+                    TaskState::AuthRequired,
+                    Some("waiting for your permission"),
+                )
+                .await;
+        }
+        let answer = match self.bus.get() {
+            Some(conn) => {
+                let n = self.consent_seq.fetch_add(1, Ordering::SeqCst);
+                let handle = format!("/org/freedesktop/portal/desktop/request/agentos/r{n}");
+                consent::ask(
+                    conn,
+                    &handle,
+                    &prompt(subject, capability, scope),
+                    self.config.consent_timeout,
+                )
+                .await
+            }
+            None => Answer::Deny("the kernel is not on a bus to ask the user".into()),
+        };
+        if let Some(task) = subject.task {
+            let _ = self.transition(task, TaskState::Working, Some("")).await;
+        }
+        match answer {
+            Answer::Allow(lifetime) => {
+                let request = Request {
+                    chain: &subject.chain,
+                    capability,
+                    scope,
+                    declared: subject.declared,
+                };
+                let decision = {
+                    let mut inner = self.inner();
+                    let grant = inner.policy.record_consent(request, lifetime, self.now());
+                    if let Some(g) =
+                        grant.filter(|g| g.lifetime == agentos_dbus_interfaces::Lifetime::Always)
+                    {
+                        self.store()
+                            .insert_grant(&g.info())
+                            .map_err(crate::kernel::store_err)?;
+                    }
+                    inner.policy.decide(request)
+                };
+                match decision {
+                    Decision::Allow { .. } => {
+                        self.audit(
+                            &principal,
+                            capability.name,
+                            scope,
+                            "allow",
+                            &format!("the user allowed it ({})", lifetime.as_str()),
+                        )?;
+                        Ok(())
+                    }
+                    Decision::Deny { reason } => {
+                        self.audit(&principal, capability.name, scope, "deny", &reason)?;
+                        Err(Error::AccessDenied(reason))
+                    }
+                    Decision::Ask => {
+                        let reason = "the grant was revoked while the user was asked".to_string();
+                        self.audit(&principal, capability.name, scope, "deny", &reason)?;
+                        Err(Error::AccessDenied(reason))
+                    }
+                }
+            }
+            Answer::Deny(reason) => {
+                self.audit(&principal, capability.name, scope, "deny", &reason)?;
+                Err(Error::AccessDenied(reason))
+            }
+        }
+    }
+}
+
+/// The text of a consent prompt; every string from an agent is made safe to show.
+fn prompt(subject: &Subject, capability: &Capability, scope: &str) -> Prompt {
+    let name = display_safe(&subject.display_name, 64);
+    let mut body = format!("For the task: {}", display_safe(&subject.purpose, 200));
+    if let Some((_, above)) = subject.chain.split_first().filter(|(_, a)| !a.is_empty()) {
+        let above: Vec<String> = above.iter().map(|p| display_safe(p, 64)).collect();
+        body.push_str(&format!("\nDelegated by: {}", above.join(" ← ")));
+    }
+    Prompt {
+        title: format!(
+            "Allow “{name}” to {} {}?",
+            capability.description,
+            display_safe(scope, 120)
+        ),
+        subtitle: format!(
+            "{} ({})",
+            capability.name,
+            display_safe(subject.chain.first().map(String::as_str).unwrap_or(""), 64)
+        ),
+        body,
+    }
+}

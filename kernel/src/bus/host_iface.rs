@@ -1,0 +1,163 @@
+//! `org.agentos.Host1`, served on one agent's private connection: the agent is whoever is at
+//! the other end of it, fixed when the connection was made.
+
+use std::collections::HashMap;
+use std::sync::Weak;
+
+use agentos_dbus_interfaces::{ArtifactInfo, Error, FileEntry};
+use zbus::message::Header;
+use zbus::zvariant::{OwnedFd, OwnedValue};
+
+use super::kernel_iface::timeout_option;
+use super::live;
+use crate::kernel::{Caller, Kernel};
+
+pub struct HostIface {
+    kernel: Weak<Kernel>,
+    agent: String,
+    #[allow(dead_code)]
+    generation: u64,
+}
+
+impl HostIface {
+    pub fn new(kernel: Weak<Kernel>, agent: String, generation: u64) -> HostIface {
+        HostIface {
+            kernel,
+            agent,
+            generation,
+        }
+    }
+}
+
+/// On a peer-to-peer connection messages carry no sender; anything else did not come from the
+/// agent at the other end.
+fn from_peer(hdr: &Header<'_>) -> Result<(), Error> {
+    match hdr.sender() {
+        None => Ok(()),
+        Some(s) => Err(Error::AccessDenied(format!(
+            "unexpected sender {s} on a private connection"
+        ))),
+    }
+}
+
+#[zbus::interface(name = "org.agentos.Host1")]
+impl HostIface {
+    async fn progress(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        task: u64,
+        fraction: f64,
+        message: &str,
+    ) -> Result<(), Error> {
+        from_peer(&hdr)?;
+        live(&self.kernel)?
+            .report_progress(&self.agent, task, fraction, message)
+            .await
+    }
+
+    async fn complete(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        task: u64,
+        result: &str,
+        artifacts: Vec<(String, OwnedFd)>,
+    ) -> Result<(), Error> {
+        from_peer(&hdr)?;
+        let artifacts = artifacts
+            .into_iter()
+            .map(|(n, fd)| (n, fd.into()))
+            .collect();
+        live(&self.kernel)?
+            .complete(&self.agent, task, result, artifacts)
+            .await
+    }
+
+    async fn fail(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        task: u64,
+        message: &str,
+    ) -> Result<(), Error> {
+        from_peer(&hdr)?;
+        live(&self.kernel)?.fail(&self.agent, task, message).await
+    }
+
+    async fn delegate(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        task: u64,
+        agent: &str,
+        goal: &str,
+        options: HashMap<String, OwnedValue>,
+    ) -> Result<u64, Error> {
+        from_peer(&hdr)?;
+        let k = live(&self.kernel)?;
+        let caller = Caller::Agent {
+            id: self.agent.clone(),
+            task,
+        };
+        k.delegate(caller, agent, goal, timeout_option(&options)?)
+            .await
+    }
+
+    async fn await_task(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        child: u64,
+    ) -> Result<(String, String, Vec<ArtifactInfo>), Error> {
+        from_peer(&hdr)?;
+        live(&self.kernel)?.await_child(&self.agent, child).await
+    }
+
+    async fn open_child_artifact(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        child: u64,
+        name: &str,
+    ) -> Result<OwnedFd, Error> {
+        from_peer(&hdr)?;
+        Ok(live(&self.kernel)?
+            .open_child_artifact(&self.agent, child, name)?
+            .into())
+    }
+
+    async fn list_files(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        task: u64,
+        folder: &str,
+        path: &str,
+    ) -> Result<Vec<FileEntry>, Error> {
+        from_peer(&hdr)?;
+        live(&self.kernel)?
+            .list_files(&self.agent, task, folder, path)
+            .await
+    }
+
+    async fn open_file(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        task: u64,
+        folder: &str,
+        path: &str,
+    ) -> Result<OwnedFd, Error> {
+        from_peer(&hdr)?;
+        Ok(live(&self.kernel)?
+            .open_file(&self.agent, task, folder, path)
+            .await?
+            .into())
+    }
+
+    async fn fetch_url(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        task: u64,
+        url: &str,
+    ) -> Result<(u16, String, Vec<u8>), Error> {
+        from_peer(&hdr)?;
+        let f = live(&self.kernel)?
+            .fetch_url(&self.agent, task, url)
+            .await?;
+        Ok((f.status, f.content_type, f.body))
+    }
+}

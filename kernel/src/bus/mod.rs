@@ -1,0 +1,92 @@
+//! Thin zbus adapters: they translate D-Bus calls into kernel operations and back. Objects are
+//! served before the name is taken; the name is requested without queueing.
+
+pub mod agent_iface;
+pub mod host_iface;
+pub mod kernel_iface;
+pub mod task_iface;
+
+use std::sync::Arc;
+
+use agentos_dbus_interfaces::names::{KERNEL_BUS_NAME, KERNEL_PATH};
+use agentos_dbus_interfaces::Error;
+use zbus::fdo::{RequestNameFlags, RequestNameReply};
+use zbus::message::Header;
+
+use crate::kernel::{Caller, Kernel};
+
+/// Why the kernel could not take its place on the bus.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot connect to the bus: {0}")]
+    Connect(zbus::Error),
+    #[error("another agentosd already owns {KERNEL_BUS_NAME} on this bus")]
+    NameTaken,
+    #[error("cannot request {KERNEL_BUS_NAME}: {0}")]
+    RequestName(zbus::Error),
+}
+
+/// Connect, serve every object, then take the name.
+pub async fn serve(
+    kernel: &Arc<Kernel>,
+    address: Option<&str>,
+) -> Result<zbus::Connection, StartError> {
+    let builder = match address {
+        Some(a) => zbus::connection::Builder::address(a),
+        None => zbus::connection::Builder::session(),
+    }
+    .map_err(StartError::Connect)?;
+    let conn = builder
+        .serve_at(KERNEL_PATH, kernel_iface::KernelIface::new(kernel))
+        .map_err(StartError::Connect)?
+        .build()
+        .await
+        .map_err(StartError::Connect)?;
+    let _ = kernel.bus.set(conn.clone());
+    let ids: Vec<String> = kernel.inner().agents.keys().cloned().collect();
+    for id in ids {
+        agent_iface::export(kernel, &id).await;
+    }
+    tokio::spawn(crate::identity_cache::follow_name_changes(
+        conn.clone(),
+        Arc::downgrade(kernel),
+    ));
+    let reply = conn
+        .request_name_with_flags(KERNEL_BUS_NAME, RequestNameFlags::DoNotQueue.into())
+        .await
+        .map_err(|e| match e {
+            zbus::Error::NameTaken => StartError::NameTaken,
+            e => StartError::RequestName(e),
+        })?;
+    match reply {
+        RequestNameReply::PrimaryOwner | RequestNameReply::AlreadyOwner => Ok(conn),
+        RequestNameReply::Exists | RequestNameReply::InQueue => Err(StartError::NameTaken),
+    }
+}
+
+/// Who sent a bus message, from the connection (never from arguments).
+pub(crate) async fn caller(kernel: &Kernel, hdr: &Header<'_>) -> Result<Caller, Error> {
+    let conn = kernel
+        .bus
+        .get()
+        .ok_or_else(|| Error::Failed("the kernel is not on a bus".into()))?;
+    let sender = hdr
+        .sender()
+        .ok_or_else(|| Error::AccessDenied("the call has no sender".into()))?;
+    let identity = kernel
+        .identities
+        .identify(conn, sender)
+        .await
+        .map_err(|e| Error::AccessDenied(format!("cannot identify the caller: {e}")))?;
+    Ok(match identity {
+        agentos_portal::CallerIdentity::Host => Caller::Host,
+        agentos_portal::CallerIdentity::Flatpak { app_id, .. } => Caller::App(app_id),
+    })
+}
+
+/// Upgrade the adapters' weak reference; fails once the kernel is going away.
+pub(crate) fn live(kernel: &std::sync::Weak<Kernel>) -> Result<Arc<Kernel>, Error> {
+    kernel
+        .upgrade()
+        .ok_or_else(|| Error::Failed("the kernel is shutting down".into()))
+}

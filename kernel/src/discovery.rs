@@ -1,0 +1,111 @@
+//! Finding agent manifests: `--agents-dir`, then `$XDG_DATA_HOME/agentos/agents`, then each of
+//! `$XDG_DATA_DIRS` `/agentos/agents`. The first manifest with a given id wins; a bad manifest is
+//! logged and skipped, never fatal.
+
+use std::path::{Path, PathBuf};
+
+use crate::manifest::Manifest;
+
+/// The directories searched, in order of precedence.
+pub fn agent_dirs(extra: &[PathBuf]) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = extra.to_vec();
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let data_home = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| home.map(|h| h.join(".local/share")));
+    if let Some(d) = data_home {
+        dirs.push(d.join("agentos/agents"));
+    }
+    let data_dirs = std::env::var("XDG_DATA_DIRS")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "/usr/local/share:/usr/share".into());
+    dirs.extend(
+        data_dirs
+            .split(':')
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .map(|p| p.join("agentos/agents")),
+    );
+    dirs
+}
+
+/// Load every valid manifest from `dirs`; returns them and the problems found.
+pub fn discover(dirs: &[PathBuf]) -> (Vec<(Manifest, PathBuf)>, Vec<String>) {
+    let mut found: Vec<(Manifest, PathBuf)> = Vec::new();
+    let mut problems = Vec::new();
+    for dir in dirs {
+        let mut files = match manifest_files(dir) {
+            Ok(files) => files,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                problems.push(format!("{}: {e}", dir.display()));
+                continue;
+            }
+        };
+        files.sort();
+        for file in files {
+            match Manifest::load(&file) {
+                Ok(m) if found.iter().any(|(f, _)| f.id == m.id) => {
+                    tracing::debug!(id = %m.id, file = %file.display(), "manifest shadowed by an earlier one");
+                }
+                Ok(m) => found.push((m, file)),
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+    }
+    (found, problems)
+}
+
+fn manifest_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    Ok(std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect())
+}
+
+/// Resolve a manifest's `exec`: absolute paths as they are; bare names in `search` dirs.
+pub fn resolve_exec(exec: &str, search: &[PathBuf]) -> Option<PathBuf> {
+    let path = Path::new(exec);
+    if path.is_absolute() {
+        return path.is_file().then(|| path.to_path_buf());
+    }
+    if exec.contains('/') {
+        return None;
+    }
+    search.iter().map(|d| d.join(exec)).find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_wins_and_bad_ones_are_reported() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let m = |name: &str| format!("id = \"docs\"\nname = \"{name}\"\nexec = \"/bin/true\"\n");
+        std::fs::write(a.path().join("docs.toml"), m("First")).unwrap();
+        std::fs::write(b.path().join("docs.toml"), m("Second")).unwrap();
+        std::fs::write(b.path().join("bad.toml"), "id = 3").unwrap();
+        std::fs::write(b.path().join("notes.txt"), "ignored").unwrap();
+        let (found, problems) =
+            discover(&[a.path().into(), b.path().into(), "/nonexistent".into()]);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0.name, "First");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+    }
+
+    #[test]
+    fn exec_resolution() {
+        assert_eq!(resolve_exec("/bin/sh", &[]), Some(PathBuf::from("/bin/sh")));
+        assert_eq!(
+            resolve_exec("sh", &["/bin".into()]),
+            Some(PathBuf::from("/bin/sh"))
+        );
+        assert_eq!(resolve_exec("../sh", &["/bin".into()]), None);
+        assert_eq!(resolve_exec("nope-nope", &["/bin".into()]), None);
+    }
+}

@@ -1,0 +1,520 @@
+//! The kernel's state and the operations on it. The bus adapters in `bus/` translate calls into
+//! these methods; everything that decides lives in `policy` and `tasks`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use agentos_data::{NewAuditEntry, NewTask, Store, TaskUpdate};
+use agentos_dbus_interfaces::{Error, TaskState};
+use tokio::sync::watch;
+
+use crate::agents::AgentSlot;
+use crate::clock::Clock;
+use crate::identity_cache::IdentityCache;
+use crate::policy::Policy;
+use crate::tasks::{Task, TaskTable};
+
+/// Settings of a kernel instance.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the database and artifacts live.
+    pub data_dir: PathBuf,
+    /// Manifest directories, in order of precedence.
+    pub agent_dirs: Vec<PathBuf>,
+    /// Where bare `exec` names of manifests are looked up.
+    pub exec_dirs: Vec<PathBuf>,
+    /// How long the user has to answer a consent prompt.
+    pub consent_timeout: Duration,
+    /// Default time limit of a task.
+    pub task_timeout: Duration,
+    /// The user's documents folder, passed to agents as context.
+    pub documents_dir: Option<PathBuf>,
+}
+
+/// Who asks the kernel to do something.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// The user's own host processes (agentctl, the panel).
+    Host,
+    /// A sandboxed app, by app id.
+    App(String),
+    /// An agent, acting for one of its tasks.
+    Agent { id: String, task: u64 },
+}
+
+impl Caller {
+    pub fn principal(&self) -> &str {
+        match self {
+            Caller::Host => "host",
+            Caller::App(id) => id,
+            Caller::Agent { id, .. } => id,
+        }
+    }
+}
+
+/// Mutable state behind one lock (never held across an await).
+#[derive(Default)]
+pub(crate) struct Inner {
+    pub policy: Policy,
+    pub tasks: TaskTable,
+    pub agents: BTreeMap<String, AgentSlot>,
+    pub watchers: HashMap<u64, watch::Sender<TaskState>>,
+}
+
+/// The kernel.
+pub struct Kernel {
+    pub config: Config,
+    pub(crate) clock: Arc<dyn Clock>,
+    store: Mutex<Store>,
+    inner: Mutex<Inner>,
+    pub(crate) bus: OnceLock<zbus::Connection>,
+    pub(crate) http: reqwest::Client,
+    pub(crate) launch_lock: tokio::sync::Mutex<()>,
+    pub(crate) identities: IdentityCache,
+    pub(crate) generations: AtomicU64,
+    pub(crate) consent_seq: AtomicU64,
+}
+
+impl Kernel {
+    /// Build a kernel over an opened store: unfinished tasks of an earlier run are marked
+    /// interrupted, stored grants loaded, manifests discovered.
+    pub fn new(config: Config, clock: Arc<dyn Clock>, store: Store) -> anyhow::Result<Arc<Kernel>> {
+        let now = clock.now_ms();
+        let interrupted = store.fail_unfinished_tasks(
+            "interrupted: the kernel stopped before the task finished",
+            now,
+        )?;
+        if interrupted > 0 {
+            tracing::warn!(interrupted, "marked tasks of an earlier run as interrupted");
+        }
+        let mut inner = Inner::default();
+        for g in store.list_grants()? {
+            match crate::agents::grant_from_info(&g) {
+                Some(grant) => inner.policy.grants.add(grant),
+                None => {
+                    tracing::warn!(?g, "ignoring a stored grant the kernel does not understand")
+                }
+            }
+        }
+        inner.agents = crate::agents::discover_slots(&config);
+        let http = crate::tools::web::client()?;
+        Ok(Arc::new(Kernel {
+            config,
+            clock,
+            store: Mutex::new(store),
+            inner: Mutex::new(inner),
+            bus: OnceLock::new(),
+            http,
+            launch_lock: tokio::sync::Mutex::new(()),
+            identities: IdentityCache::default(),
+            generations: AtomicU64::new(1),
+            consent_seq: AtomicU64::new(1),
+        }))
+    }
+
+    pub(crate) fn inner(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn now(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// Append an audit record; a failure to audit is logged as a bug-level error.
+    pub(crate) fn audit(
+        &self,
+        principal: &str,
+        capability: &str,
+        scope: &str,
+        decision: &str,
+        reason: &str,
+    ) -> Result<(), Error> {
+        let entry = NewAuditEntry {
+            time: self.now(),
+            principal: principal.to_string(),
+            capability: capability.to_string(),
+            scope: scope.to_string(),
+            decision: decision.to_string(),
+            reason: reason.to_string(),
+        };
+        self.store().append_audit(&entry).map(|_| ()).map_err(|e| {
+            tracing::error!(error = %e, "cannot write the audit log");
+            Error::Failed(format!("the audit log cannot be written: {e}"))
+        })
+    }
+
+    /// Create a task for `agent` on behalf of `caller` (permission already checked).
+    pub(crate) async fn create_task(
+        self: &Arc<Self>,
+        caller: &Caller,
+        agent: &str,
+        goal: &str,
+        timeout: Option<Duration>,
+    ) -> Result<u64, Error> {
+        let now = self.now();
+        let timeout = timeout.unwrap_or(self.config.task_timeout);
+        let deadline = now.saturating_add(timeout.as_millis() as u64);
+        let (parent, delegators) = match caller {
+            Caller::Agent { task, .. } => {
+                let inner = self.inner();
+                let t = inner
+                    .tasks
+                    .get(*task)
+                    .ok_or_else(|| Error::UnknownTask(format!("no task {task}")))?;
+                (*task, t.chain())
+            }
+            _ => (0, Vec::new()),
+        };
+        let new = NewTask {
+            parent,
+            agent: agent.to_string(),
+            caller: caller.principal().to_string(),
+            goal: goal.to_string(),
+            state: TaskState::Submitted,
+            created: now,
+            deadline,
+        };
+        let id = self.store().insert_task(&new).map_err(store_err)?;
+        {
+            let mut inner = self.inner();
+            inner.tasks.insert(Task {
+                id,
+                parent,
+                agent: agent.to_string(),
+                caller: caller.principal().to_string(),
+                delegators,
+                goal: goal.to_string(),
+                state: TaskState::Submitted,
+                progress: 0.0,
+                message: String::new(),
+                result: String::new(),
+                created: now,
+                updated: now,
+                deadline,
+                children: Vec::new(),
+            });
+            inner
+                .watchers
+                .insert(id, watch::channel(TaskState::Submitted).0);
+        }
+        crate::bus::task_iface::export(self, id).await;
+        self.publish(id).await;
+        let kernel = Arc::clone(self);
+        tokio::spawn(async move { kernel.start_task(id).await });
+        Ok(id)
+    }
+
+    /// Start the agent if needed and hand it the task.
+    async fn start_task(self: Arc<Self>, id: u64) {
+        let Some(task) = self.inner().tasks.get(id).cloned() else {
+            return;
+        };
+        let instance = match self.ensure_instance(&task.agent).await {
+            Ok(i) => i,
+            Err(e) => {
+                self.finish(
+                    id,
+                    TaskState::Failed,
+                    &format!("could not start agent {}: {}", task.agent, e.message()),
+                    None,
+                )
+                .await;
+                return;
+            }
+        };
+        if self.transition(id, TaskState::Working, None).await.is_err() {
+            return; // canceled meanwhile
+        }
+        let mut context: HashMap<&str, zbus::zvariant::Value<'_>> = HashMap::new();
+        context.insert("caller", task.caller.as_str().into());
+        context.insert("parent", task.parent.into());
+        let docs = self
+            .config
+            .documents_dir
+            .as_ref()
+            .map(|d| d.to_string_lossy().into_owned());
+        if let Some(d) = &docs {
+            context.insert("documents_dir", d.as_str().into());
+        }
+        let start = instance.service.start(id, &task.goal, context);
+        match tokio::time::timeout(Duration::from_secs(30), start).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                self.finish(
+                    id,
+                    TaskState::Failed,
+                    &format!("agent {} refused the task: {}", task.agent, e.message()),
+                    None,
+                )
+                .await;
+            }
+            Err(_) => {
+                self.finish(
+                    id,
+                    TaskState::Failed,
+                    &format!("agent {} did not accept the task in time", task.agent),
+                    None,
+                )
+                .await;
+            }
+        }
+    }
+
+    /// Persist a task's current row.
+    fn persist(&self, task: &Task) {
+        let update = TaskUpdate {
+            state: task.state,
+            progress: task.progress,
+            message: task.message.clone(),
+            result: Some(task.result.clone()),
+            updated: task.updated,
+        };
+        if let Err(e) = self.store().update_task(task.id, &update) {
+            tracing::error!(task = task.id, error = %e, "cannot persist a task");
+        }
+    }
+
+    /// Move an unfinished task to a non-terminal state.
+    pub(crate) async fn transition(
+        &self,
+        id: u64,
+        state: TaskState,
+        message: Option<&str>,
+    ) -> Result<(), Error> {
+        let now = self.now();
+        let snapshot = {
+            let mut inner = self.inner();
+            let t = inner
+                .tasks
+                .set_state(id, state, message, now)
+                .map_err(task_err)?
+                .clone();
+            if let Some(w) = inner.watchers.get(&id) {
+                w.send_replace(state);
+            }
+            t
+        };
+        self.persist(&snapshot);
+        self.publish(id).await;
+        Ok(())
+    }
+
+    /// Record progress reported by an agent.
+    pub(crate) async fn progress(
+        &self,
+        id: u64,
+        fraction: f64,
+        message: &str,
+    ) -> Result<(), Error> {
+        let now = self.now();
+        let snapshot = self
+            .inner()
+            .tasks
+            .set_progress(id, fraction, message, now)
+            .map_err(task_err)?
+            .clone();
+        self.persist(&snapshot);
+        self.publish(id).await;
+        Ok(())
+    }
+
+    /// Finish a task (completed with `result`, or failed/canceled with `message`). Returns
+    /// whether this call finished it (false if it had already finished).
+    pub(crate) async fn finish(
+        &self,
+        id: u64,
+        state: TaskState,
+        message: &str,
+        result: Option<&str>,
+    ) -> bool {
+        let now = self.now();
+        let snapshot = {
+            let mut inner = self.inner();
+            let r = match result {
+                Some(r) if state == TaskState::Completed => inner.tasks.complete(id, r, now),
+                _ => inner.tasks.set_state(id, state, Some(message), now),
+            };
+            let Ok(t) = r else { return false };
+            let t = t.clone();
+            if let Some(w) = inner.watchers.get(&id) {
+                w.send_replace(state);
+            }
+            t
+        };
+        self.persist(&snapshot);
+        self.publish(id).await;
+        true
+    }
+
+    /// Cancel a task and its subtree; tells the agents working on them.
+    pub(crate) async fn cancel_subtree(&self, id: u64, why: &str, include_root: bool) {
+        let ids = self.inner().tasks.subtree(id);
+        for tid in ids.into_iter().filter(|t| include_root || *t != id) {
+            let agent = self.inner().tasks.get(tid).map(|t| t.agent.clone());
+            if self.finish(tid, TaskState::Canceled, why, None).await {
+                if let Some(agent) = agent {
+                    self.tell_agent_cancel(&agent, tid);
+                }
+            }
+        }
+    }
+
+    /// A user-facing cancel, checked: the user may cancel anything; an app only what it started.
+    pub async fn cancel(&self, caller: &Caller, id: u64) -> Result<(), Error> {
+        let owner = {
+            let inner = self.inner();
+            let t = inner.tasks.get(id);
+            match t {
+                Some(t) => root_caller(&inner.tasks, t),
+                None => {
+                    drop(inner);
+                    return match self.store().get_task(id).map_err(store_err)? {
+                        Some(_) => Ok(()), // from an earlier run: already finished
+                        None => Err(Error::UnknownTask(format!("no task {id}"))),
+                    };
+                }
+            }
+        };
+        match caller {
+            Caller::Host => {}
+            other if other.principal() == owner => {}
+            _ => {
+                return Err(Error::AccessDenied(format!(
+                    "task {id} was not started by you"
+                )))
+            }
+        }
+        self.cancel_subtree(id, &format!("canceled by {}", caller.principal()), true)
+            .await;
+        Ok(())
+    }
+
+    /// Fail tasks whose deadline passed (and cancel what hangs below them).
+    pub async fn expire_overdue(&self) {
+        let overdue = self.inner().tasks.overdue(self.now());
+        for id in overdue {
+            if self
+                .finish(
+                    id,
+                    TaskState::Failed,
+                    "timed out: the task took longer than its time limit",
+                    None,
+                )
+                .await
+            {
+                self.cancel_subtree(id, "canceled: a task above it timed out", false)
+                    .await;
+                if let Some(agent) = self.inner().tasks.get(id).map(|t| t.agent.clone()) {
+                    self.tell_agent_cancel(&agent, id);
+                }
+            }
+        }
+    }
+
+    /// Mark every unfinished task interrupted (clean shutdown).
+    pub async fn interrupt_all(&self, why: &str) {
+        let ids = self.inner().tasks.unfinished();
+        for id in ids {
+            self.finish(id, TaskState::Failed, why, None).await;
+        }
+    }
+
+    /// Wait until a task has finished; returns its final state.
+    pub(crate) async fn wait_finished(&self, id: u64) -> Result<TaskState, Error> {
+        let mut rx = self
+            .inner()
+            .watchers
+            .get(&id)
+            .map(|w| w.subscribe())
+            .ok_or_else(|| Error::UnknownTask(format!("no task {id} in this kernel run")))?;
+        let state = rx
+            .wait_for(|s| s.is_terminal())
+            .await
+            .map_err(|_| Error::Failed("the kernel is shutting down".into()))?;
+        Ok(*state)
+    }
+
+    /// Publish a task's change: `Kernel1.TaskChanged` and `PropertiesChanged` on its object.
+    pub(crate) async fn publish(&self, id: u64) {
+        let Some(task) = self.inner().tasks.get(id).cloned() else {
+            return;
+        };
+        let Some(conn) = self.bus.get() else { return };
+        crate::bus::task_iface::announce(conn, &task).await;
+    }
+
+    /// A snapshot of a task of this run, or from the store.
+    pub fn task_info(&self, id: u64) -> Result<agentos_dbus_interfaces::TaskInfo, Error> {
+        if let Some(t) = self.inner().tasks.get(id) {
+            return Ok(t.info());
+        }
+        self.store()
+            .get_task(id)
+            .map_err(store_err)?
+            .ok_or_else(|| Error::UnknownTask(format!("no task {id}")))
+    }
+
+    pub(crate) fn next_generation(&self) -> u64 {
+        self.generations.fetch_add(1, Ordering::SeqCst)
+    }
+}
+
+/// The caller that started the tree a task belongs to.
+fn root_caller(tasks: &TaskTable, task: &Task) -> String {
+    let mut cur = task;
+    for _ in 0..1_000_000 {
+        match tasks.get(cur.parent) {
+            Some(p) if cur.parent != 0 => cur = p,
+            _ => break,
+        }
+    }
+    cur.caller.clone()
+}
+
+pub(crate) fn store_err(e: agentos_data::StoreError) -> Error {
+    tracing::error!(error = %e, "store error");
+    Error::Failed(format!("the kernel's store failed: {e}"))
+}
+
+pub(crate) fn task_err(e: crate::tasks::TaskError) -> Error {
+    match e {
+        crate::tasks::TaskError::Unknown(id) => Error::UnknownTask(format!("no task {id}")),
+        e @ crate::tasks::TaskError::Finished { .. } => Error::InvalidArgument(e.to_string()),
+    }
+}
+
+/// Check a text argument's size and content.
+pub(crate) fn check_text(what: &str, s: &str, max: usize, allow_empty: bool) -> Result<(), Error> {
+    if !allow_empty && s.trim().is_empty() {
+        return Err(Error::InvalidArgument(format!("the {what} is empty")));
+    }
+    if s.len() > max {
+        return Err(Error::InvalidArgument(format!(
+            "the {what} is longer than {max} bytes"
+        )));
+    }
+    if s.contains('\0') {
+        return Err(Error::InvalidArgument(format!(
+            "the {what} contains a NUL character"
+        )));
+    }
+    Ok(())
+}
+
+/// Most artifacts one task may return, and the largest one.
+pub(crate) const MAX_ARTIFACTS: usize = 64;
+pub(crate) const MAX_ARTIFACT_BYTES: u64 = 64 * 1024 * 1024;
+
+impl Kernel {
+    /// How many agents the kernel knows (for logs).
+    pub fn inner_agent_count(&self) -> usize {
+        self.inner().agents.len()
+    }
+}

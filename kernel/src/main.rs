@@ -1,0 +1,138 @@
+//! `agentosd`: the AgentOS kernel daemon.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentos_kernel::bus::{self, StartError};
+use agentos_kernel::clock::SystemClock;
+use agentos_kernel::{Config, Kernel};
+use anyhow::Context;
+use clap::Parser;
+
+/// The AgentOS kernel: owns org.agentos.Kernel on the session bus.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// D-Bus address to use instead of the session bus.
+    #[arg(long)]
+    address: Option<String>,
+    /// Where the database and artifacts are kept (default: $XDG_DATA_HOME/agentos).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// An extra directory of agent manifests, searched first (repeatable).
+    #[arg(long = "agents-dir")]
+    agents_dirs: Vec<PathBuf>,
+    /// A directory where manifests' bare `exec` names are found (repeatable; default: next to agentosd).
+    #[arg(long = "exec-dir")]
+    exec_dirs: Vec<PathBuf>,
+    /// Seconds the user has to answer a consent prompt.
+    #[arg(long, default_value_t = 120)]
+    consent_timeout: u64,
+    /// Default time limit of a task, in seconds.
+    #[arg(long, default_value_t = 600)]
+    task_timeout: u64,
+}
+
+fn init_logging() {
+    use tracing_subscriber::prelude::*;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let journald = std::env::var_os("JOURNAL_STREAM")
+        .is_some()
+        .then(|| tracing_journald::layer().ok())
+        .flatten();
+    let registry = tracing_subscriber::registry().with(filter);
+    match journald {
+        Some(j) => registry.with(j).init(),
+        None => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .init(),
+    }
+}
+
+fn data_home() -> Option<PathBuf> {
+    std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+}
+
+/// The user's documents folder (XDG user dirs, else ~/Documents).
+fn documents_dir() -> Option<PathBuf> {
+    let home = PathBuf::from(std::env::var_os("HOME")?);
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home.join(".config"));
+    let from_user_dirs = std::fs::read_to_string(config.join("user-dirs.dirs"))
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|l| {
+                let v = l.strip_prefix("XDG_DOCUMENTS_DIR=")?.trim_matches('"');
+                Some(PathBuf::from(v.replace("$HOME", &home.to_string_lossy())))
+            })
+        });
+    Some(from_user_dirs.unwrap_or_else(|| home.join("Documents")))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_logging();
+    let data_dir = match args.data_dir {
+        Some(d) => d,
+        None => data_home()
+            .context("neither XDG_DATA_HOME nor HOME is set")?
+            .join("agentos"),
+    };
+    let mut exec_dirs = args.exec_dirs;
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(PathBuf::from))
+    {
+        exec_dirs.push(dir);
+    }
+    let config = Config {
+        agent_dirs: agentos_kernel::discovery::agent_dirs(&args.agents_dirs),
+        exec_dirs,
+        consent_timeout: Duration::from_secs(args.consent_timeout),
+        task_timeout: Duration::from_secs(args.task_timeout),
+        documents_dir: documents_dir(),
+        data_dir: data_dir.clone(),
+    };
+    let store = agentos_data::Store::open(&data_dir)
+        .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+    let kernel = Kernel::new(config, Arc::new(SystemClock), store)?;
+    let conn = match bus::serve(&kernel, args.address.as_deref()).await {
+        Ok(c) => c,
+        Err(StartError::NameTaken) => {
+            eprintln!("agentosd: another agentosd already owns org.agentos.Kernel on this bus; not starting a second one");
+            std::process::exit(3);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    tracing::info!(agents = kernel.inner_agent_count(), data = %data_dir.display(), "agentosd ready");
+    let ticker = {
+        let k = Arc::clone(&kernel);
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                interval.tick().await;
+                k.expire_overdue().await;
+            }
+        })
+    };
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: shutting down"),
+    }
+    ticker.abort();
+    let _ = conn
+        .release_name(agentos_dbus_interfaces::names::KERNEL_BUS_NAME)
+        .await;
+    kernel
+        .interrupt_all("interrupted: the kernel was stopped")
+        .await;
+    Ok(())
+}

@@ -1,0 +1,315 @@
+//! Decisions: default deny, manifest ceilings, attenuation through delegation, consent when needed.
+
+use agentos_dbus_interfaces::{Capability, Lifetime};
+
+use super::grants::{Grant, GrantTable};
+
+/// A request to use a capability on a scope.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The acting agent first, then every agent above it in the task tree, nearest first.
+    pub chain: &'a [String],
+    pub capability: &'static Capability,
+    /// The normalized scope (see `Capability::normalize_scope`).
+    pub scope: &'a str,
+    /// Whether the acting agent's manifest declares the capability.
+    pub declared: bool,
+}
+
+/// What the policy says about a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// A live grant covers it (a "once" grant has been spent on it).
+    Allow { lifetime: Lifetime },
+    /// No grant, but nothing forbids asking the user.
+    Ask,
+    /// Denied without asking; the reason is meant for a person.
+    Deny { reason: String },
+}
+
+/// The policy engine: a grant table and the rules above it.
+#[derive(Debug, Default, Clone)]
+pub struct Policy {
+    pub grants: GrantTable,
+}
+
+impl Policy {
+    /// Decide a request. Never allows without a live grant of the acting agent, and never
+    /// beyond the lasting rights of any agent above it (a delegated task carries at most the
+    /// rights of whoever delegated it).
+    pub fn decide(&mut self, req: Request<'_>) -> Decision {
+        let Some((acting, above)) = req.chain.split_first() else {
+            return Decision::Deny {
+                reason: "no acting principal".into(),
+            };
+        };
+        if !req.declared {
+            return Decision::Deny {
+                reason: format!(
+                    "{acting} does not declare {} in its manifest",
+                    req.capability.name
+                ),
+            };
+        }
+        if let Some(delegator) = above
+            .iter()
+            .find(|p| !self.grants.has_lasting(p, req.capability, req.scope))
+        {
+            return Decision::Deny {
+                reason: format!(
+                    "{delegator} delegated this task and itself has no right to {} {}",
+                    req.capability.name, req.scope
+                ),
+            };
+        }
+        match self.grants.use_grant(acting, req.capability, req.scope) {
+            Some(g) => Decision::Allow {
+                lifetime: g.lifetime,
+            },
+            None => Decision::Ask,
+        }
+    }
+
+    /// Record the user's answer to a consent prompt for `req` as a grant; decide the request
+    /// again afterwards (that spends a "once" grant and re-checks the delegators' rights).
+    pub fn record_consent(
+        &mut self,
+        req: Request<'_>,
+        lifetime: Lifetime,
+        now: u64,
+    ) -> Option<Grant> {
+        let acting = req.chain.first()?;
+        let grant = Grant {
+            principal: acting.clone(),
+            capability: req.capability,
+            scope: req.scope.to_string(),
+            lifetime,
+            granted_at: now,
+        };
+        self.grants.add(grant.clone());
+        Some(grant)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn cap(name: &str) -> &'static Capability {
+        Capability::lookup(name).unwrap()
+    }
+
+    fn grant(p: &str, c: &str, s: &str, l: Lifetime) -> Grant {
+        Grant {
+            principal: p.into(),
+            capability: cap(c),
+            scope: s.into(),
+            lifetime: l,
+            granted_at: 0,
+        }
+    }
+
+    fn req<'a>(chain: &'a [String], c: &str, s: &'a str) -> Request<'a> {
+        Request {
+            chain,
+            capability: cap(c),
+            scope: s,
+            declared: true,
+        }
+    }
+
+    #[test]
+    fn default_deny_means_ask_and_undeclared_means_deny() {
+        let mut p = Policy::default();
+        let chain = vec!["docs".to_string()];
+        assert_eq!(
+            p.decide(req(&chain, "files.read", "/home/u")),
+            Decision::Ask
+        );
+        let undeclared = Request {
+            declared: false,
+            ..req(&chain, "files.read", "/home/u")
+        };
+        assert!(matches!(p.decide(undeclared), Decision::Deny { .. }));
+    }
+
+    #[test]
+    fn once_is_spent_session_and_always_stay() {
+        let mut p = Policy::default();
+        let chain = vec!["docs".to_string()];
+        p.grants
+            .add(grant("docs", "files.read", "/d", Lifetime::Once));
+        assert_eq!(
+            p.decide(req(&chain, "files.read", "/d/x")),
+            Decision::Allow {
+                lifetime: Lifetime::Once
+            }
+        );
+        assert_eq!(p.decide(req(&chain, "files.read", "/d/x")), Decision::Ask);
+        p.grants
+            .add(grant("docs", "files.read", "/d", Lifetime::Session));
+        assert!(matches!(
+            p.decide(req(&chain, "files.read", "/d")),
+            Decision::Allow { .. }
+        ));
+        assert!(matches!(
+            p.decide(req(&chain, "files.read", "/d")),
+            Decision::Allow { .. }
+        ));
+        p.grants.end_session();
+        assert_eq!(p.decide(req(&chain, "files.read", "/d")), Decision::Ask);
+    }
+
+    #[test]
+    fn delegated_tasks_are_attenuated() {
+        let mut p = Policy::default();
+        let chain = vec!["docs".to_string(), "planner".to_string()];
+        p.grants
+            .add(grant("docs", "files.read", "/d", Lifetime::Always));
+        // The delegating planner has no right to /d: denied without asking.
+        assert!(matches!(
+            p.decide(req(&chain, "files.read", "/d")),
+            Decision::Deny { .. }
+        ));
+        // A "once" grant of the planner is not a ceiling for others.
+        p.grants
+            .add(grant("planner", "files.read", "/d", Lifetime::Once));
+        assert!(matches!(
+            p.decide(req(&chain, "files.read", "/d")),
+            Decision::Deny { .. }
+        ));
+        p.grants
+            .add(grant("planner", "files.read", "/", Lifetime::Session));
+        assert!(matches!(
+            p.decide(req(&chain, "files.read", "/d/a")),
+            Decision::Allow { .. }
+        ));
+        // Narrower than the planner's right is fine; the planner's scope does not widen docs'.
+        assert_eq!(p.decide(req(&chain, "files.read", "/e")), Decision::Ask);
+    }
+
+    #[test]
+    fn consent_records_grants_except_once() {
+        let mut p = Policy::default();
+        let chain = vec!["web".to_string()];
+        let r = req(&chain, "web.fetch", "example.com");
+        assert!(p.record_consent(r, Lifetime::Once, 1).is_some());
+        assert_eq!(
+            p.decide(r),
+            Decision::Allow {
+                lifetime: Lifetime::Once
+            }
+        );
+        assert_eq!(p.decide(r), Decision::Ask);
+        assert!(p.record_consent(r, Lifetime::Always, 1).is_some());
+        assert!(matches!(p.decide(r), Decision::Allow { .. }));
+        assert_eq!(p.grants.revoke("web", "web.fetch", None).len(), 1);
+        assert_eq!(p.decide(r), Decision::Ask);
+    }
+
+    /// Operations of the property test.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Grant(usize, usize, usize, Lifetime),
+        Revoke(usize, usize, Option<usize>),
+        Call(Vec<usize>, usize, usize),
+        Disconnect,
+        EndSession,
+    }
+
+    const PRINCIPALS: [&str; 3] = ["a", "b", "c"];
+    const CAPS: [&str; 2] = ["files.read", "web.fetch"];
+    const SCOPES: [[&str; 3]; 2] = [["/x", "/x/y", "/z"], ["d1.org", "d2.org", "d3.org"]];
+
+    fn lifetime() -> impl Strategy<Value = Lifetime> {
+        prop_oneof![
+            Just(Lifetime::Once),
+            Just(Lifetime::Session),
+            Just(Lifetime::Always)
+        ]
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..3usize, 0..2usize, 0..3usize, lifetime())
+                .prop_map(|(p, c, s, l)| Op::Grant(p, c, s, l)),
+            (0..3usize, 0..2usize, proptest::option::of(0..3usize))
+                .prop_map(|(p, c, s)| Op::Revoke(p, c, s)),
+            (
+                proptest::collection::vec(0..3usize, 1..4),
+                0..2usize,
+                0..3usize
+            )
+                .prop_map(|(ch, c, s)| Op::Call(ch, c, s)),
+            Just(Op::Disconnect),
+            Just(Op::EndSession),
+        ]
+    }
+
+    /// The model: a plain list of (principal, cap, scope, lifetime), consulted independently.
+    fn model_covers(
+        model: &[(usize, usize, usize, Lifetime)],
+        p: usize,
+        c: usize,
+        s: usize,
+        once_ok: bool,
+    ) -> bool {
+        model.iter().any(|&(mp, mc, ms, ml)| {
+            mp == p
+                && mc == c
+                && (once_ok || ml != Lifetime::Once)
+                && super::super::scope::covers(cap(CAPS[c]).scope, SCOPES[c][ms], SCOPES[c][s])
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn no_call_is_ever_allowed_without_a_live_grant(ops in proptest::collection::vec(op(), 1..60)) {
+            let mut policy = Policy::default();
+            let mut model: Vec<(usize, usize, usize, Lifetime)> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Grant(p, c, s, l) => {
+                        policy.grants.add(grant(PRINCIPALS[p], CAPS[c], SCOPES[c][s], l));
+                        model.retain(|&(mp, mc, ms, _)| !(mp == p && mc == c && ms == s));
+                        model.push((p, c, s, l));
+                    }
+                    Op::Revoke(p, c, s) => {
+                        policy.grants.revoke(PRINCIPALS[p], CAPS[c], s.map(|s| SCOPES[c][s]));
+                        model.retain(|&(mp, mc, ms, _)| !(mp == p && mc == c && s.is_none_or(|s| s == ms)));
+                    }
+                    Op::Disconnect => {
+                        // An agent going away changes no grant; calls afterwards are judged the same.
+                    }
+                    Op::EndSession => {
+                        policy.grants.end_session();
+                        model.retain(|&(_, _, _, l)| l == Lifetime::Always);
+                    }
+                    Op::Call(chain, c, s) => {
+                        let names: Vec<String> = chain.iter().map(|&i| PRINCIPALS[i].to_string()).collect();
+                        let decision = policy.decide(req(&names, CAPS[c], SCOPES[c][s]));
+                        if let Decision::Allow { lifetime } = decision {
+                            prop_assert!(model_covers(&model, chain[0], c, s, true), "allowed without a live grant");
+                            for &above in &chain[1..] {
+                                prop_assert!(model_covers(&model, above, c, s, false), "allowed beyond a delegator's rights");
+                            }
+                            if lifetime == Lifetime::Once {
+                                // Spend it in the model too: the once grant that covered it.
+                                let idx = model.iter().position(|&(mp, mc, ms, ml)| mp == chain[0] && mc == c && ml == Lifetime::Once
+                                    && super::super::scope::covers(cap(CAPS[c]).scope, SCOPES[c][ms], SCOPES[c][s]));
+                                prop_assert!(idx.is_some());
+                                if let Some(i) = idx { model.remove(i); }
+                            }
+                        } else {
+                            // Denials and asks only happen when the model has no lasting cover or a delegator lacks one.
+                            let acting_ok = model_covers(&model, chain[0], c, s, true);
+                            let above_ok = chain[1..].iter().all(|&a| model_covers(&model, a, c, s, false));
+                            prop_assert!(!(acting_ok && above_ok), "denied although grants cover the call");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! The permission policy: capabilities, grants and decisions, as plain Rust with no bus in it.
+
+pub mod decision;
+pub mod grants;
+pub mod scope;
+
+pub use decision::{Decision, Policy, Request};
+pub use grants::{Grant, GrantTable};
