@@ -1,0 +1,96 @@
+//! A task as an agent sees it, with the kernel's tools at hand.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use agentos_dbus_interfaces::proxies::Host1Proxy;
+use agentos_dbus_interfaces::{ArtifactInfo, Error, FileEntry};
+use zbus::zvariant::OwnedValue;
+
+/// One task handed to the agent by the kernel.
+#[derive(Clone)]
+pub struct Task {
+    pub id: u64,
+    pub goal: String,
+    pub context: HashMap<String, OwnedValue>,
+    pub(crate) host: Host1Proxy<'static>,
+}
+
+/// How a delegated child task ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildOutcome {
+    pub id: u64,
+    /// A2A state: completed, failed, canceled, rejected.
+    pub state: String,
+    /// The result when completed, else the error message.
+    pub text: String,
+    pub artifacts: Vec<ArtifactInfo>,
+}
+
+impl Task {
+    /// A string value of the task's context ("caller", "documents_dir").
+    pub fn context_str(&self, key: &str) -> Option<String> {
+        self.context
+            .get(key)
+            .and_then(|v| String::try_from(v.try_clone().ok()?).ok())
+    }
+
+    /// Report progress (0..1) and a status line.
+    pub async fn progress(&self, fraction: f64, message: &str) -> Result<(), Error> {
+        self.host.progress(self.id, fraction, message).await
+    }
+
+    /// `files.list`: entries of `path` beneath `folder`.
+    pub async fn list_files(&self, folder: &str, path: &str) -> Result<Vec<FileEntry>, Error> {
+        self.host.list_files(self.id, folder, path).await
+    }
+
+    /// `files.read`: open a file beneath `folder`, read-only.
+    pub async fn open_file(&self, folder: &str, path: &str) -> Result<std::fs::File, Error> {
+        let fd = self.host.open_file(self.id, folder, path).await?;
+        Ok(std::fs::File::from(std::os::fd::OwnedFd::from(fd)))
+    }
+
+    /// `files.read`, then read at most `max` bytes.
+    pub async fn read_file(&self, folder: &str, path: &str, max: u64) -> Result<Vec<u8>, Error> {
+        let file = self.open_file(folder, path).await?;
+        let mut buf = Vec::new();
+        file.take(max)
+            .read_to_end(&mut buf)
+            .map_err(|e| Error::Failed(format!("reading {path}: {e}")))?;
+        Ok(buf)
+    }
+
+    /// `web.fetch`: status, content type and body of a URL.
+    pub async fn fetch(&self, url: &str) -> Result<(u16, String, Vec<u8>), Error> {
+        self.host.fetch_url(self.id, url).await
+    }
+
+    /// Delegate a goal to another agent as a child task; returns its id.
+    pub async fn delegate(&self, agent: &str, goal: &str) -> Result<u64, Error> {
+        self.host
+            .delegate(self.id, agent, goal, HashMap::new())
+            .await
+    }
+
+    /// Wait for a child task to finish.
+    pub async fn await_child(&self, child: u64) -> Result<ChildOutcome, Error> {
+        let (state, text, artifacts) = self.host.await_task(child).await?;
+        Ok(ChildOutcome {
+            id: child,
+            state,
+            text,
+            artifacts,
+        })
+    }
+
+    /// Read an artifact of a finished child task.
+    pub async fn open_child_artifact(
+        &self,
+        child: u64,
+        name: &str,
+    ) -> Result<std::fs::File, Error> {
+        let fd = self.host.open_child_artifact(child, name).await?;
+        Ok(std::fs::File::from(std::os::fd::OwnedFd::from(fd)))
+    }
+}
