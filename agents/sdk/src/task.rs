@@ -28,6 +28,11 @@ pub struct ChildOutcome {
 }
 
 impl Task {
+    /// The kernel's `org.agentos.Host1` interface, for calls the helpers above do not cover.
+    pub fn host(&self) -> &Host1Proxy<'static> {
+        &self.host
+    }
+
     /// A string value of the task's context ("caller", "documents_dir").
     pub fn context_str(&self, key: &str) -> Option<String> {
         self.context

@@ -1,0 +1,137 @@
+//! The definition of the command line, with clap's builder API: its derive macros emit
+//! `allow(clippy::restriction)`, which the workspace's `forbid` lints reject.
+
+use clap::builder::PossibleValuesParser;
+use clap::{value_parser, Arg, ArgAction};
+
+fn json_flag() -> Arg {
+    Arg::new("json")
+        .long("json")
+        .action(ArgAction::SetTrue)
+        .help("Print JSON instead of a table")
+}
+
+fn positional(name: &'static str, help: &'static str) -> Arg {
+    Arg::new(name).required(true).help(help)
+}
+
+/// The clap definition of `agentctl`.
+pub fn command() -> clap::Command {
+    clap::Command::new("agentctl")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Control AgentOS: list agents, delegate goals, follow tasks, manage grants, audit")
+        .subcommand_required(true)
+        .arg_required_else_help(true)
+        .arg(
+            Arg::new("address")
+                .long("address")
+                .global(true)
+                .env("AGENTOS_BUS_ADDRESS")
+                .value_name("ADDRESS")
+                .help("D-Bus address of the bus agentosd is on (default: the session bus)"),
+        )
+        .subcommand(
+            clap::Command::new("agents")
+                .about("List the agents the kernel knows")
+                .arg(json_flag()),
+        )
+        .subcommand(
+            clap::Command::new("run")
+                .about("Delegate a goal to an agent and follow the task until it ends")
+                .long_about(
+                    "Delegate a goal to an agent and follow the task until it ends.\n\n\
+                     Changes of the task and of the tasks it delegates are printed as they \
+                     happen, then its result and artifacts. Exits 0 if the task completed, 1 \
+                     otherwise; Ctrl-C cancels the task and exits 130.",
+                )
+                .arg(positional("agent", "Id of the agent to delegate to"))
+                .arg(
+                    positional(
+                        "goal",
+                        "What the agent should do (the words are joined; put -- before words starting with -)",
+                    )
+                        .num_args(1..),
+                )
+                .arg(
+                    Arg::new("timeout")
+                        .long("timeout")
+                        .value_name("SECS")
+                        .value_parser(value_parser!(u32).range(1..=86400))
+                        .help("Give up after this many seconds (the kernel's default is 600)"),
+                )
+                .arg(json_flag().help("Print the final task as JSON (progress goes to stderr)")),
+        )
+        .subcommand(
+            clap::Command::new("tasks")
+                .about("List recent tasks, children under their parents")
+                .arg(
+                    Arg::new("limit")
+                        .long("limit")
+                        .value_name("N")
+                        .default_value("50")
+                        .value_parser(value_parser!(u32).range(1..=10000))
+                        .help("How many of the most recent tasks to show"),
+                )
+                .arg(json_flag()),
+        )
+        .subcommand(
+            clap::Command::new("cancel")
+                .about("Cancel a task and everything it delegated")
+                .arg(positional("id", "Task id").value_parser(value_parser!(u64))),
+        )
+        .subcommand(
+            clap::Command::new("grants")
+                .about("List the live grants")
+                .arg(json_flag()),
+        )
+        .subcommand(
+            clap::Command::new("grant")
+                .about("Grant a principal a capability on a scope")
+                .arg(positional("principal", "Who receives it (an agent id)"))
+                .arg(positional("capability", "The capability"))
+                .arg(positional("scope", "What it applies to, e.g. a folder or a host"))
+                .arg(
+                    Arg::new("lifetime")
+                        .long("lifetime")
+                        .default_value("always")
+                        .value_parser(PossibleValuesParser::new(["once", "session", "always"]))
+                        .help("How long the grant lives"),
+                ),
+        )
+        .subcommand(
+            clap::Command::new("revoke")
+                .about("Revoke a principal's grants of a capability (on every scope if none given)")
+                .arg(positional("principal", "Whose grants"))
+                .arg(positional("capability", "Which capability"))
+                .arg(Arg::new("scope").help("Only on this scope")),
+        )
+        .subcommand(
+            clap::Command::new("log")
+                .about("Read the audit log, or verify its hash chain with --verify")
+                .arg(
+                    Arg::new("after")
+                        .long("after")
+                        .value_name("SEQ")
+                        .default_value("0")
+                        .value_parser(value_parser!(u64))
+                        .conflicts_with("verify")
+                        .help("Only records with a sequence number greater than this"),
+                )
+                .arg(
+                    Arg::new("limit")
+                        .long("limit")
+                        .value_name("N")
+                        .default_value("100")
+                        .value_parser(value_parser!(u32).range(1..=10000))
+                        .conflicts_with("verify")
+                        .help("At most this many records"),
+                )
+                .arg(
+                    Arg::new("verify")
+                        .long("verify")
+                        .action(ArgAction::SetTrue)
+                        .help("Check the hash chain of the whole log (exit 1 if tampered with)"),
+                )
+                .arg(json_flag()),
+        )
+}

@@ -1,0 +1,72 @@
+//! `agentctl`: the command-line client of AgentOS, talking to agentosd on the session bus.
+
+mod agents;
+mod cli;
+mod command;
+mod connect;
+mod error;
+mod follow;
+mod grants;
+mod log;
+mod output;
+mod run;
+mod tasks;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use command::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = match command::parse() {
+        Ok(cli) => cli,
+        // Prints the help, the version or the usage error; exits 0 or 2.
+        Err(e) => e.exit(),
+    };
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            output::warn(&format!("agentctl: {e:#}"));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let code = runtime.block_on(dispatch(cli))?;
+    Ok(code)
+}
+
+async fn dispatch(cli: Cli) -> error::Result<u8> {
+    let kernel = connect::connect(cli.address.as_deref()).await?;
+    match cli.command {
+        Command::Agents { json } => agents::list(&kernel, json).await,
+        Command::Run {
+            agent,
+            goal,
+            timeout,
+            json,
+        } => run::run(&kernel, &agent, &goal, timeout, json).await,
+        Command::Tasks { limit, json } => tasks::list(&kernel, limit, json).await,
+        Command::Cancel { id } => tasks::cancel(&kernel, id).await,
+        Command::Grants { json } => grants::list(&kernel, json).await,
+        Command::Grant {
+            principal,
+            capability,
+            scope,
+            lifetime,
+        } => grants::grant(&kernel, &principal, &capability, &scope, lifetime).await,
+        Command::Revoke {
+            principal,
+            capability,
+            scope,
+        } => grants::revoke(&kernel, &principal, &capability, scope.as_deref()).await,
+        Command::Log { after, limit, json } => log::read(&kernel, after, limit, json).await,
+        Command::VerifyLog { json } => log::verify(&kernel, json).await,
+    }
+}

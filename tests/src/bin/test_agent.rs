@@ -1,0 +1,88 @@
+//! `agentos-test-agent`: an agent whose goal is a script, for end-to-end tests. Steps are
+//! separated by ` ; `; `delegate` takes the rest of the goal as the child's goal.
+//!
+//! Steps: `echo <text>`, `sleep <ms>`, `crash`, `list <folder>`, `read <folder> <path>`,
+//! `fetch <url>`, `artifact <name> <text>`, `delegate <agent> <goal…>`,
+//! `read-for <task> <folder> <path>` (tries to act for another task id).
+
+use agentos_sdk::{Agent, Outcome, Task};
+
+struct Tester;
+
+async fn step(task: &Task, step: &str, out: &mut Outcome) -> Result<(), String> {
+    let (cmd, rest) = step.split_once(' ').unwrap_or((step, ""));
+    let err = |e: agentos_sdk::Error| format!("{e}");
+    match cmd {
+        "echo" => out.result = rest.to_string(),
+        "sleep" => {
+            let ms: u64 = rest.parse().map_err(|_| "bad sleep")?;
+            let _ = task.progress(0.5, "sleeping").await;
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
+        "crash" => std::process::exit(3),
+        "list" => {
+            let entries = task.list_files(rest, "").await.map_err(err)?;
+            out.result = entries.into_iter().map(|e| e.name).collect::<Vec<_>>().join(",");
+        }
+        "read" => {
+            let (folder, path) = rest.split_once(' ').unwrap_or((rest, ""));
+            let bytes = task.read_file(folder, path, 1 << 20).await.map_err(err)?;
+            out.result = String::from_utf8_lossy(&bytes).into_owned();
+        }
+        "read-for" => {
+            let mut parts = rest.splitn(3, ' ');
+            let other: u64 = parts.next().unwrap_or("").parse().map_err(|_| "bad task id")?;
+            let folder = parts.next().unwrap_or("");
+            let path = parts.next().unwrap_or("");
+            task.host().open_file(other, folder, path).await.map_err(err)?;
+            out.result = "read another task's file".into();
+        }
+        "fetch" => {
+            let (status, _, body) = task.fetch(rest).await.map_err(err)?;
+            out.result = format!("{status} {}", String::from_utf8_lossy(&body));
+        }
+        "artifact" => {
+            let (name, text) = rest.split_once(' ').unwrap_or((rest, ""));
+            let taken = std::mem::take(out);
+            *out = taken.with_artifact(name, text.as_bytes()).map_err(|e| e.to_string())?;
+        }
+        "delegate" => {
+            let (agent, goal) = rest.split_once(' ').unwrap_or((rest, ""));
+            let child = task.delegate(agent, goal).await.map_err(err)?;
+            let _ = task.progress(0.5, &format!("waiting for task {child}")).await;
+            let done = task.await_child(child).await.map_err(err)?;
+            out.result = format!("{}: {}", done.state, done.text);
+        }
+        other => return Err(format!("unknown step {other:?}")),
+    }
+    Ok(())
+}
+
+impl Agent for Tester {
+    async fn run(&self, task: Task) -> Result<Outcome, String> {
+        let mut out = Outcome::default();
+        let goal = task.goal.clone();
+        let mut rest = goal.as_str();
+        while !rest.is_empty() {
+            let (this, next) = if rest.starts_with("delegate ") { (rest, "") } else { rest.split_once(" ; ").unwrap_or((rest, "")) };
+            step(&task, this.trim(), &mut out).await?;
+            rest = next;
+        }
+        Ok(out)
+    }
+
+    async fn call(&self, method: &str, payload: Vec<u8>) -> Result<Vec<u8>, agentos_sdk::Error> {
+        match method {
+            "echo" => Ok(payload),
+            other => Err(agentos_sdk::Error::NotSupported(format!("no method {other}"))),
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    if let Err(e) = agentos_sdk::run(Tester).await {
+        eprintln!("agentos-test-agent: {e}");
+        std::process::exit(1);
+    }
+}

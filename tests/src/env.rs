@@ -1,0 +1,206 @@
+//! A test environment: temp dirs, a private bus, the kernel, agent manifests.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use agentos_dbus_interfaces::proxies::Kernel1Proxy;
+use agentos_dbus_interfaces::{names, TaskInfo, TaskState};
+
+use crate::TIMEOUT;
+
+/// A binary of this workspace, next to the test executable's `deps/` folder.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(path.is_file(), "{} is missing: run `cargo build --workspace` first", path.display());
+    path
+}
+
+/// A private bus and a kernel on it.
+pub struct Env {
+    pub tmp: tempfile::TempDir,
+    pub address: String,
+    dbus: Child,
+    kernel: Option<Child>,
+    pub conn: zbus::Connection,
+}
+
+impl Env {
+    pub fn root(&self) -> &Path {
+        self.tmp.path()
+    }
+    pub fn data_dir(&self) -> PathBuf {
+        self.root().join("data")
+    }
+    pub fn agents_dir(&self) -> PathBuf {
+        self.root().join("agents")
+    }
+    pub fn home(&self) -> PathBuf {
+        self.root().join("home")
+    }
+
+    /// A bus, manifests for the built-in agents and two test agents, and a running kernel.
+    pub async fn start() -> Env {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        for d in ["run", "home/Documents", "agents", "data", "config"] {
+            std::fs::create_dir_all(tmp.path().join(d)).expect("mkdir");
+        }
+        let mut dbus = Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--print-address=1"])
+            .arg(format!("--address=unix:path={}", tmp.path().join("bus").display()))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("dbus-daemon (apt-get install dbus)");
+        let mut line = String::new();
+        BufReader::new(dbus.stdout.take().expect("stdout")).read_line(&mut line).expect("bus address");
+        let address = line.trim().to_string();
+        let conn = zbus::connection::Builder::address(address.as_str())
+            .expect("address")
+            .build()
+            .await
+            .expect("connect to the private bus");
+        let mut env = Env { tmp, address, dbus, kernel: None, conn };
+        let tester = bin("agentos-test-agent");
+        env.write_manifest("tester", &tester, &["files.read", "files.list", "web.fetch", "agent.delegate"]);
+        env.write_manifest("helper", &tester, &["files.read", "files.list", "web.fetch", "agent.delegate"]);
+        env.write_manifest("narrow", &tester, &[]);
+        let docs = format!(
+            "id = \"docs\"\nname = \"Documents\"\ndescription = \"Finds documents\"\nexec = \"agentos-agent-docs\"\ncapabilities = [\"files.list\", \"files.read\"]\n"
+        );
+        std::fs::write(env.agents_dir().join("docs.toml"), docs).expect("manifest");
+        let web = "id = \"web\"\nname = \"Web\"\nexec = \"agentos-agent-web\"\ncapabilities = [\"web.fetch\"]\n";
+        std::fs::write(env.agents_dir().join("web.toml"), web).expect("manifest");
+        env.start_kernel().await;
+        env
+    }
+
+    pub fn write_manifest(&self, id: &str, exec: &Path, caps: &[&str]) {
+        let caps: Vec<String> = caps.iter().map(|c| format!("\"{c}\"")).collect();
+        let text = format!(
+            "id = \"{id}\"\nname = \"Test {id}\"\ndescription = \"A scripted test agent\"\nexec = \"{}\"\ncapabilities = [{}]\n",
+            exec.display(),
+            caps.join(", ")
+        );
+        std::fs::write(self.agents_dir().join(format!("{id}.toml")), text).expect("manifest");
+    }
+
+    /// The command that starts a kernel on this bus.
+    pub fn kernel_command(&self) -> Command {
+        let mut cmd = Command::new(bin("agentosd"));
+        cmd.arg("--address")
+            .arg(&self.address)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--agents-dir")
+            .arg(self.agents_dir())
+            .arg("--consent-timeout")
+            .arg("10")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.home())
+            .env("XDG_DATA_HOME", self.root().join("xdg-data"))
+            .env("XDG_DATA_DIRS", self.root().join("none"))
+            .env("XDG_CONFIG_HOME", self.root().join("config"))
+            .env("XDG_RUNTIME_DIR", self.root().join("run"))
+            .env("RUST_LOG", "info");
+        cmd
+    }
+
+    /// Start the kernel and wait until it owns its name.
+    pub async fn start_kernel(&mut self) {
+        let child = self.kernel_command().spawn().expect("agentosd");
+        self.kernel = Some(child);
+        let dbus = zbus::fdo::DBusProxy::new(&self.conn).await.expect("dbus proxy");
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        loop {
+            let name = zbus::names::BusName::try_from(names::KERNEL_BUS_NAME).expect("name");
+            if dbus.name_has_owner(name).await.unwrap_or(false) {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "agentosd did not take its name in time");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Send a signal to the kernel and wait for it to exit; returns its exit status.
+    pub async fn stop_kernel(&mut self, signal: &str) -> std::process::ExitStatus {
+        let mut child = self.kernel.take().expect("a running kernel");
+        let _ = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status();
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "agentosd did not exit");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn kernel(&self) -> Kernel1Proxy<'static> {
+        Kernel1Proxy::new(&self.conn).await.expect("kernel proxy")
+    }
+
+    /// Delegate as the user and return the task id.
+    pub async fn delegate(&self, agent: &str, goal: &str) -> u64 {
+        let path = self.kernel().await.delegate(agent, goal, Default::default()).await.expect("delegate");
+        names::task_id_from_path(path.as_str()).expect("task path")
+    }
+
+    /// Wait until a task has finished.
+    pub async fn wait_task(&self, id: u64) -> TaskInfo {
+        self.wait_state(id, |s| s.is_terminal()).await
+    }
+
+    /// Wait until a task's state satisfies `f`.
+    pub async fn wait_state(&self, id: u64, f: impl Fn(TaskState) -> bool) -> TaskInfo {
+        let k = self.kernel().await;
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        loop {
+            if let Ok(t) = k.get_task(id).await {
+                if TaskState::parse(&t.state).is_some_and(&f) {
+                    return t;
+                }
+            }
+            assert!(tokio::time::Instant::now() < deadline, "task {id} did not reach the state in time");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Wait for some task with this parent to appear.
+    pub async fn wait_child(&self, parent: u64) -> TaskInfo {
+        let k = self.kernel().await;
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        loop {
+            let tasks = k.list_tasks(100).await.expect("list");
+            if let Some(t) = tasks.into_iter().find(|t| t.parent == parent) {
+                return t;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no child of {parent} appeared");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Run `agentctl` against this bus.
+    pub fn agentctl(&self, args: &[&str]) -> std::process::Output {
+        Command::new(bin("agentctl"))
+            .arg("--address")
+            .arg(&self.address)
+            .args(args)
+            .output()
+            .expect("agentctl")
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(mut k) = self.kernel.take() {
+            let _ = k.kill();
+            let _ = k.wait();
+        }
+        let _ = self.dbus.kill();
+        let _ = self.dbus.wait();
+    }
+}
