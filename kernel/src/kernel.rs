@@ -411,7 +411,8 @@ impl Kernel {
             {
                 self.cancel_subtree(id, "canceled: a task above it timed out", false)
                     .await;
-                if let Some(agent) = self.inner().tasks.get(id).map(|t| t.agent.clone()) {
+                let agent = self.inner().tasks.get(id).map(|t| t.agent.clone());
+                if let Some(agent) = agent {
                     self.tell_agent_cancel(&agent, id);
                 }
             }

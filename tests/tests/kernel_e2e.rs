@@ -1,0 +1,279 @@
+//! End-to-end: discovery, introspection against the committed XML, delegation trees,
+//! cancellation, crashes, timeouts, restarts and malformed input, on a private bus.
+
+use std::collections::HashMap;
+
+use agentos_dbus_interfaces::names::{self, KERNEL_PATH};
+use agentos_dbus_interfaces::{Error, INTERFACE_XML};
+use agentos_tests::{Env, TIMEOUT};
+use zbus::zvariant::Value;
+
+async fn introspect(env: &Env, path: &str) -> zbus_xml::Node<'static> {
+    let proxy = zbus::fdo::IntrospectableProxy::builder(&env.conn)
+        .destination(names::KERNEL_BUS_NAME)
+        .unwrap()
+        .path(path.to_string())
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    let xml = proxy.introspect().await.unwrap();
+    zbus_xml::Node::from_reader(xml.as_bytes()).unwrap()
+}
+
+/// The signature of every member of an interface, for comparison.
+fn members(iface: &zbus_xml::Interface<'_>) -> Vec<String> {
+    let mut out: Vec<String> = iface
+        .methods()
+        .iter()
+        .map(|m| {
+            let args: Vec<String> = m
+                .args()
+                .iter()
+                .map(|a| format!("{:?}{:?}", a.direction(), a.ty()))
+                .collect();
+            format!("method {}({})", m.name(), args.join(","))
+        })
+        .collect();
+    out.extend(iface.signals().iter().map(|s| {
+        let args: Vec<String> = s.args().iter().map(|a| format!("{:?}", a.ty())).collect();
+        format!("signal {}({})", s.name(), args.join(","))
+    }));
+    out.extend(iface.properties().iter().map(|p| format!("property {} {:?} {:?}", p.name(), p.ty(), p.access())));
+    out.sort();
+    out
+}
+
+fn committed(name: &str) -> Vec<String> {
+    let (_, xml) = INTERFACE_XML.iter().find(|(n, _)| *n == name).unwrap();
+    let node = zbus_xml::Node::from_reader(xml.as_bytes()).unwrap();
+    members(node.interfaces().iter().find(|i| i.name() == name).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_and_introspection_match_the_contract() {
+    tokio::time::timeout(TIMEOUT, async {
+        let env = Env::start().await;
+        let agents = env.kernel().await.list_agents().await.unwrap();
+        let ids: Vec<&str> = agents.iter().map(|a| a.id.as_str()).collect();
+        for id in ["docs", "web", "tester", "helper", "narrow"] {
+            assert!(ids.contains(&id), "{id} not discovered: {ids:?}");
+        }
+        let root = introspect(&env, KERNEL_PATH).await;
+        let kernel = root.interfaces().iter().find(|i| i.name() == "org.agentos.Kernel1").expect("Kernel1 served");
+        assert_eq!(members(kernel), committed("org.agentos.Kernel1"));
+        let agent = introspect(&env, &names::agent_path("docs")).await;
+        let a1 = agent.interfaces().iter().find(|i| i.name() == "org.agentos.Agent1").expect("Agent1 served");
+        assert_eq!(members(a1), committed("org.agentos.Agent1"));
+        let id = env.delegate("tester", "echo hi").await;
+        env.wait_task(id).await;
+        let task = introspect(&env, &names::task_path(id)).await;
+        let t1 = task.interfaces().iter().find(|i| i.name() == "org.agentos.Task1").expect("Task1 served");
+        assert_eq!(members(t1), committed("org.agentos.Task1"));
+    })
+    .await
+    .expect("timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_kernel_refuses_to_start() {
+    tokio::time::timeout(TIMEOUT, async {
+        let env = Env::start().await;
+        let out = env.kernel_command().output().unwrap();
+        assert_eq!(out.status.code(), Some(3));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("already owns org.agentos.Kernel"));
+        // The first one keeps serving.
+        assert!(env.kernel().await.list_agents().await.is_ok());
+    })
+    .await
+    .expect("timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delegation_tree_with_progress_and_artifacts() {
+    tokio::time::timeout(TIMEOUT, async {
+        let env = Env::start().await;
+        let k = env.kernel().await;
+        k.grant("tester", "agent.delegate", "helper", "always").await.unwrap();
+        let root = env.delegate("tester", "delegate helper artifact notes.txt child notes ; echo from the child").await;
+        let done = env.wait_task(root).await;
+        assert_eq!(done.state, "completed", "{done:?}");
+        assert_eq!(done.result, "completed: from the child");
+        let tasks = k.list_tasks(10).await.unwrap();
+        let child = tasks.iter().find(|t| t.parent == root).expect("a child task");
+        assert_eq!(child.agent, "helper");
+        assert_eq!(child.caller, "tester");
+        assert_eq!(child.progress, 1.0);
+        let proxy = agentos_dbus_interfaces::proxies::Task1Proxy::builder(&env.conn)
+            .path(names::task_path(child.id))
+            .unwrap()
+            .build()
+            .await
+            .unwrap();
+        let artifacts = proxy.artifacts().await.unwrap();
+        assert_eq!(artifacts.len(), 1);
+        assert_eq!(artifacts[0].0, "notes.txt");
+        let fd = proxy.open_artifact("notes.txt").await.unwrap();
+        let text = std::fs::read_to_string(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd))).unwrap();
+        assert_eq!(text, "child notes");
+        assert!(matches!(proxy.open_artifact("../etc").await, Err(Error::InvalidArgument(_))));
+    })
+    .await
+    .expect("timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canceling_a_task_cancels_its_subtree() {
+    tokio::time::timeout(TIMEOUT, async {
+        let env = Env::start().await;
+        let k = env.kernel().await;
+        k.grant("tester", "agent.delegate", "helper", "always").await.unwrap();
+        let root = env.delegate("tester", "delegate helper sleep 60000").await;
+        let child = env.wait_child(root).await;
+        env.wait_state(child.id, |s| s.as_str() == "working").await;
+        k.cancel_task(root).await.unwrap();
+        assert_eq!(env.wait_task(root).await.state, "canceled");
+        assert_eq!(env.wait_task(child.id).await.state, "canceled");
+    })
+    .await
+    .expect("timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_killed_mid_task_fails_it_and_its_waiter_is_told() {
+    tokio::time::timeout(TIMEOUT, async {
+        let env = Env::start().await;
+        env.kernel().await.grant("tester", "agent.delegate", "helper", "always").await.unwrap();
+        let alone = env.delegate("helper", "sleep 100 ; crash").await;
+        let t = env.wait_task(alone).await;
+        assert_eq!(t.state, "failed");
+        assert!(t.message.contains("helper"), "{}", t.message);
+        let root = env.delegate("tester", "delegate helper sleep 100 ; crash").await;
+        let t = env.wait_task(root).await;
+        assert_eq!(t.state, "completed");
+        assert!(t.result.starts_with("failed: agent helper"), "{}", t.result);
+    })
+    .await
+    .expect("timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_time_out() {
+    tokio::time::timeout(TIMEOUT, async {
+        let env = Env::start().await;
+        let mut options: HashMap<&str, Value<'_>> = HashMap::new();
+        options.insert("timeout", Value::from(1u32));
+        let path = env.kernel().await.delegate("tester", "sleep 60000", options).await.unwrap();
+        let id = names::task_id_from_path(path.as_str()).unwrap();
+        let t = env.wait_task(id).await;
+        assert_eq!(t.state, "failed");
+        assert!(t.message.contains("timed out"));
+    })
+    .await
+    .expect("timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_records_and_marks_interrupted_tasks() {
+    tokio::time::timeout(TIMEOUT, async {
+        let mut env = Env::start().await;
+        let k = env.kernel().await;
+        k.grant("tester", "files.read", "/tmp", "always").await.unwrap();
+        let done = env.delegate("tester", "echo finished").await;
+        env.wait_task(done).await;
+        let running = env.delegate("tester", "sleep 60000").await;
+        env.wait_state(running, |s| s.as_str() == "working").await;
+        env.stop_kernel("KILL").await;
+        env.start_kernel().await;
+        let k = env.kernel().await;
+        assert_eq!(k.get_task(done).await.unwrap().result, "finished");
+        let t = k.get_task(running).await.unwrap();
+        assert_eq!(t.state, "failed");
+        assert!(t.message.contains("interrupted"), "{}", t.message);
+        let grants = k.list_grants().await.unwrap();
+        assert!(grants.iter().any(|g| g.principal == "tester" && g.scope == "/tmp"));
+        let (ok, records, problem) = k.verify_audit_log().await.unwrap();
+        assert!(ok, "{problem}");
+        assert!(records >= 2);
+        // A clean stop records running tasks as interrupted too.
+        let running = env.delegate("tester", "sleep 60000").await;
+        env.wait_state(running, |s| s.as_str() == "working").await;
+        assert!(env.stop_kernel("TERM").await.success());
+        env.start_kernel().await;
+        let t = env.kernel().await.get_task(running).await.unwrap();
+        assert_eq!(t.state, "failed");
+        assert!(t.message.contains("interrupted"));
+    })
+    .await
+    .expect("timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_input_gets_named_errors_and_the_kernel_keeps_serving() {
+    tokio::time::timeout(TIMEOUT, async {
+        let env = Env::start().await;
+        std::fs::write(env.agents_dir().join("broken.toml"), "id = [").unwrap();
+        let k = env.kernel().await;
+        assert!(matches!(k.delegate("nobody", "x", HashMap::new()).await, Err(Error::UnknownAgent(_))));
+        let huge = "x".repeat(names::MAX_GOAL_LEN + 1);
+        assert!(matches!(k.delegate("tester", &huge, HashMap::new()).await, Err(Error::InvalidArgument(_))));
+        assert!(matches!(k.delegate("tester", "", HashMap::new()).await, Err(Error::InvalidArgument(_))));
+        let mut bad = HashMap::new();
+        bad.insert("timeout", Value::from("soon"));
+        assert!(matches!(k.delegate("tester", "echo", bad).await, Err(Error::InvalidArgument(_))));
+        assert!(matches!(k.grant("tester", "root.all", "/", "always").await, Err(Error::InvalidArgument(_))));
+        assert!(matches!(k.grant("tester", "files.read", "relative", "always").await, Err(Error::InvalidArgument(_))));
+        assert!(matches!(k.grant("tester", "files.read", "/a/../b", "always").await, Err(Error::InvalidArgument(_))));
+        assert!(matches!(k.grant("tester", "files.read", "/tmp", "forever").await, Err(Error::InvalidArgument(_))));
+        assert!(matches!(k.get_task(999_999).await, Err(Error::UnknownTask(_))));
+        assert!(matches!(k.list_tasks(0).await, Err(Error::InvalidArgument(_))));
+        let t = env.delegate("tester", "read /no/such/folder x").await;
+        let t = env.wait_task(t).await;
+        assert_eq!(t.state, "failed");
+        assert!(t.message.contains("cannot be opened"), "{}", t.message);
+        assert!(k.list_agents().await.unwrap().len() >= 5);
+    })
+    .await
+    .expect("timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agentctl_runs_lists_and_verifies_the_log() {
+    tokio::time::timeout(TIMEOUT * 2, async {
+        let env = Env::start().await;
+        let out = tokio::task::block_in_place(|| env.agentctl(&["run", "tester", "echo", "hello", "there"]));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("hello there"));
+        let out = tokio::task::block_in_place(|| env.agentctl(&["agents", "--json"]));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("\"tester\""));
+        let out = tokio::task::block_in_place(|| env.agentctl(&["run", "nobody", "x"]));
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("nobody"));
+        let out = tokio::task::block_in_place(|| env.agentctl(&["grant", "tester", "web.fetch", "example.org"]));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = tokio::task::block_in_place(|| env.agentctl(&["grants", "--json"]));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("example.org"));
+        let out = tokio::task::block_in_place(|| env.agentctl(&["log", "--verify"]));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        // Change a record behind the kernel's back: verification must fail.
+        let db = rusqlite::Connection::open(env.data_dir().join("agentos.db")).unwrap();
+        let triggers: Vec<String> = db
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for t in triggers {
+            db.execute(&format!("DROP TRIGGER {t}"), []).unwrap();
+        }
+        db.execute("UPDATE audit SET decision = 'allow' WHERE seq = 1", []).unwrap();
+        db.execute("UPDATE audit SET reason = 'nothing to see' WHERE seq = 1", []).unwrap();
+        drop(db);
+        let out = tokio::task::block_in_place(|| env.agentctl(&["log", "--verify"]));
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("TAMPERED"));
+    })
+    .await
+    .expect("timed out");
+}
