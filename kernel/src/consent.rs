@@ -9,6 +9,9 @@ use agentos_dbus_interfaces::names::{ACCESS_IFACE, CONSENT_BUS_NAME, CONSENT_PAT
 use agentos_dbus_interfaces::Lifetime;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
 
+/// One entry of the `choices` option: id, label, (option id, label) list, initial option.
+type Choice<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, &'a str);
+
 /// What the kernel shows in a prompt.
 #[derive(Debug, Clone)]
 pub struct Prompt {
@@ -66,7 +69,7 @@ pub async fn ask(
     let Ok(handle) = OwnedObjectPath::try_from(handle.to_string()) else {
         return Answer::Deny("internal error: bad request handle".into());
     };
-    let choices: Vec<(&str, &str, Vec<(&str, &str)>, &str)> = vec![(
+    let choices: Vec<Choice<'_>> = vec![(
         "lifetime",
         "Remember",
         vec![

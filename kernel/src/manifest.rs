@@ -126,7 +126,7 @@ impl Manifest {
     }
 
     pub fn declares(&self, capability: &Capability) -> bool {
-        self.capabilities.iter().any(|c| *c == capability)
+        self.capabilities.contains(&capability)
     }
 
     pub fn capability_names(&self) -> Vec<String> {

@@ -49,7 +49,11 @@ impl Access {
     ) -> (u32, HashMap<String, OwnedValue>) {
         let reply = {
             let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
-            s.prompts.push(Prompt { title: title.into(), subtitle: subtitle.into(), body: body.into() });
+            s.prompts.push(Prompt {
+                title: title.into(),
+                subtitle: subtitle.into(),
+                body: body.into(),
+            });
             s.script.pop_front().unwrap_or(ConsentReply::Deny)
         };
         let mut results = HashMap::new();
@@ -79,7 +83,10 @@ pub struct Responder {
 impl Responder {
     /// Start answering on the bus at `address` with `script`.
     pub async fn start(address: &str, script: &[ConsentReply]) -> Responder {
-        let state = Arc::new(Mutex::new(State { script: script.iter().cloned().collect(), prompts: Vec::new() }));
+        let state = Arc::new(Mutex::new(State {
+            script: script.iter().cloned().collect(),
+            prompts: Vec::new(),
+        }));
         let conn = zbus::connection::Builder::address(address)
             .expect("address")
             .serve_at(CONSENT_PATH, Access(Arc::clone(&state)))
@@ -94,11 +101,19 @@ impl Responder {
 
     /// The prompts shown so far.
     pub fn prompts(&self) -> Vec<Prompt> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).prompts.clone()
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .prompts
+            .clone()
     }
 
     /// Queue more answers.
     pub fn push(&self, reply: ConsentReply) {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).script.push_back(reply);
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .script
+            .push_back(reply);
     }
 }

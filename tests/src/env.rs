@@ -15,7 +15,11 @@ pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let path = dir.join(name);
-    assert!(path.is_file(), "{} is missing: run `cargo build --workspace` first", path.display());
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build --workspace` first",
+        path.display()
+    );
     path
 }
 
@@ -50,26 +54,43 @@ impl Env {
         }
         let mut dbus = Command::new("dbus-daemon")
             .args(["--session", "--nofork", "--print-address=1"])
-            .arg(format!("--address=unix:path={}", tmp.path().join("bus").display()))
+            .arg(format!(
+                "--address=unix:path={}",
+                tmp.path().join("bus").display()
+            ))
             .stdout(Stdio::piped())
             .spawn()
             .expect("dbus-daemon (apt-get install dbus)");
         let mut line = String::new();
-        BufReader::new(dbus.stdout.take().expect("stdout")).read_line(&mut line).expect("bus address");
+        BufReader::new(dbus.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("bus address");
         let address = line.trim().to_string();
         let conn = zbus::connection::Builder::address(address.as_str())
             .expect("address")
             .build()
             .await
             .expect("connect to the private bus");
-        let mut env = Env { tmp, address, dbus, kernel: None, conn };
+        let mut env = Env {
+            tmp,
+            address,
+            dbus,
+            kernel: None,
+            conn,
+        };
         let tester = bin("agentos-test-agent");
-        env.write_manifest("tester", &tester, &["files.read", "files.list", "web.fetch", "agent.delegate"]);
-        env.write_manifest("helper", &tester, &["files.read", "files.list", "web.fetch", "agent.delegate"]);
-        env.write_manifest("narrow", &tester, &[]);
-        let docs = format!(
-            "id = \"docs\"\nname = \"Documents\"\ndescription = \"Finds documents\"\nexec = \"agentos-agent-docs\"\ncapabilities = [\"files.list\", \"files.read\"]\n"
+        env.write_manifest(
+            "tester",
+            &tester,
+            &["files.read", "files.list", "web.fetch", "agent.delegate"],
         );
+        env.write_manifest(
+            "helper",
+            &tester,
+            &["files.read", "files.list", "web.fetch", "agent.delegate"],
+        );
+        env.write_manifest("narrow", &tester, &[]);
+        let docs = "id = \"docs\"\nname = \"Documents\"\ndescription = \"Finds documents\"\nexec = \"agentos-agent-docs\"\ncapabilities = [\"files.list\", \"files.read\"]\n";
         std::fs::write(env.agents_dir().join("docs.toml"), docs).expect("manifest");
         let web = "id = \"web\"\nname = \"Web\"\nexec = \"agentos-agent-web\"\ncapabilities = [\"web.fetch\"]\n";
         std::fs::write(env.agents_dir().join("web.toml"), web).expect("manifest");
@@ -113,14 +134,19 @@ impl Env {
     pub async fn start_kernel(&mut self) {
         let child = self.kernel_command().spawn().expect("agentosd");
         self.kernel = Some(child);
-        let dbus = zbus::fdo::DBusProxy::new(&self.conn).await.expect("dbus proxy");
+        let dbus = zbus::fdo::DBusProxy::new(&self.conn)
+            .await
+            .expect("dbus proxy");
         let deadline = tokio::time::Instant::now() + TIMEOUT;
         loop {
             let name = zbus::names::BusName::try_from(names::KERNEL_BUS_NAME).expect("name");
             if dbus.name_has_owner(name).await.unwrap_or(false) {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "agentosd did not take its name in time");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "agentosd did not take its name in time"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -128,13 +154,19 @@ impl Env {
     /// Send a signal to the kernel and wait for it to exit; returns its exit status.
     pub async fn stop_kernel(&mut self, signal: &str) -> std::process::ExitStatus {
         let mut child = self.kernel.take().expect("a running kernel");
-        let _ = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status();
         let deadline = std::time::Instant::now() + TIMEOUT;
         loop {
             if let Some(status) = child.try_wait().expect("wait") {
                 return status;
             }
-            assert!(std::time::Instant::now() < deadline, "agentosd did not exit");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "agentosd did not exit"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -145,7 +177,12 @@ impl Env {
 
     /// Delegate as the user and return the task id.
     pub async fn delegate(&self, agent: &str, goal: &str) -> u64 {
-        let path = self.kernel().await.delegate(agent, goal, Default::default()).await.expect("delegate");
+        let path = self
+            .kernel()
+            .await
+            .delegate(agent, goal, Default::default())
+            .await
+            .expect("delegate");
         names::task_id_from_path(path.as_str()).expect("task path")
     }
 
@@ -164,7 +201,10 @@ impl Env {
                     return t;
                 }
             }
-            assert!(tokio::time::Instant::now() < deadline, "task {id} did not reach the state in time");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "task {id} did not reach the state in time"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -178,7 +218,10 @@ impl Env {
             if let Some(t) = tasks.into_iter().find(|t| t.parent == parent) {
                 return t;
             }
-            assert!(tokio::time::Instant::now() < deadline, "no child of {parent} appeared");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no child of {parent} appeared"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -39,7 +39,12 @@ fn members(iface: &zbus_xml::Interface<'_>) -> Vec<String> {
         let args: Vec<String> = s.args().iter().map(|a| format!("{:?}", a.ty())).collect();
         format!("signal {}({})", s.name(), args.join(","))
     }));
-    out.extend(iface.properties().iter().map(|p| format!("property {} {:?} {:?}", p.name(), p.ty(), p.access())));
+    out.extend(
+        iface
+            .properties()
+            .iter()
+            .map(|p| format!("property {} {:?} {:?}", p.name(), p.ty(), p.access())),
+    );
     out.sort();
     out
 }
@@ -60,15 +65,27 @@ async fn discovery_and_introspection_match_the_contract() {
             assert!(ids.contains(&id), "{id} not discovered: {ids:?}");
         }
         let root = introspect(&env, KERNEL_PATH).await;
-        let kernel = root.interfaces().iter().find(|i| i.name() == "org.agentos.Kernel1").expect("Kernel1 served");
+        let kernel = root
+            .interfaces()
+            .iter()
+            .find(|i| i.name() == "org.agentos.Kernel1")
+            .expect("Kernel1 served");
         assert_eq!(members(kernel), committed("org.agentos.Kernel1"));
         let agent = introspect(&env, &names::agent_path("docs")).await;
-        let a1 = agent.interfaces().iter().find(|i| i.name() == "org.agentos.Agent1").expect("Agent1 served");
+        let a1 = agent
+            .interfaces()
+            .iter()
+            .find(|i| i.name() == "org.agentos.Agent1")
+            .expect("Agent1 served");
         assert_eq!(members(a1), committed("org.agentos.Agent1"));
         let id = env.delegate("tester", "echo hi").await;
         env.wait_task(id).await;
         let task = introspect(&env, &names::task_path(id)).await;
-        let t1 = task.interfaces().iter().find(|i| i.name() == "org.agentos.Task1").expect("Task1 served");
+        let t1 = task
+            .interfaces()
+            .iter()
+            .find(|i| i.name() == "org.agentos.Task1")
+            .expect("Task1 served");
         assert_eq!(members(t1), committed("org.agentos.Task1"));
     })
     .await
@@ -94,13 +111,23 @@ async fn a_delegation_tree_with_progress_and_artifacts() {
     tokio::time::timeout(TIMEOUT, async {
         let env = Env::start().await;
         let k = env.kernel().await;
-        k.grant("tester", "agent.delegate", "helper", "always").await.unwrap();
-        let root = env.delegate("tester", "delegate helper artifact notes.txt child notes ; echo from the child").await;
+        k.grant("tester", "agent.delegate", "helper", "always")
+            .await
+            .unwrap();
+        let root = env
+            .delegate(
+                "tester",
+                "delegate helper artifact notes.txt child notes ; echo from the child",
+            )
+            .await;
         let done = env.wait_task(root).await;
         assert_eq!(done.state, "completed", "{done:?}");
         assert_eq!(done.result, "completed: from the child");
         let tasks = k.list_tasks(10).await.unwrap();
-        let child = tasks.iter().find(|t| t.parent == root).expect("a child task");
+        let child = tasks
+            .iter()
+            .find(|t| t.parent == root)
+            .expect("a child task");
         assert_eq!(child.agent, "helper");
         assert_eq!(child.caller, "tester");
         assert_eq!(child.progress, 1.0);
@@ -114,9 +141,16 @@ async fn a_delegation_tree_with_progress_and_artifacts() {
         assert_eq!(artifacts.len(), 1);
         assert_eq!(artifacts[0].0, "notes.txt");
         let fd = proxy.open_artifact("notes.txt").await.unwrap();
-        let text = std::fs::read_to_string(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd))).unwrap();
+        let text = std::fs::read_to_string(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&fd)
+        ))
+        .unwrap();
         assert_eq!(text, "child notes");
-        assert!(matches!(proxy.open_artifact("../etc").await, Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            proxy.open_artifact("../etc").await,
+            Err(Error::InvalidArgument(_))
+        ));
     })
     .await
     .expect("timed out");
@@ -127,7 +161,9 @@ async fn canceling_a_task_cancels_its_subtree() {
     tokio::time::timeout(TIMEOUT, async {
         let env = Env::start().await;
         let k = env.kernel().await;
-        k.grant("tester", "agent.delegate", "helper", "always").await.unwrap();
+        k.grant("tester", "agent.delegate", "helper", "always")
+            .await
+            .unwrap();
         let root = env.delegate("tester", "delegate helper sleep 60000").await;
         let child = env.wait_child(root).await;
         env.wait_state(child.id, |s| s.as_str() == "working").await;
@@ -143,12 +179,18 @@ async fn canceling_a_task_cancels_its_subtree() {
 async fn an_agent_killed_mid_task_fails_it_and_its_waiter_is_told() {
     tokio::time::timeout(TIMEOUT, async {
         let env = Env::start().await;
-        env.kernel().await.grant("tester", "agent.delegate", "helper", "always").await.unwrap();
+        env.kernel()
+            .await
+            .grant("tester", "agent.delegate", "helper", "always")
+            .await
+            .unwrap();
         let alone = env.delegate("helper", "sleep 100 ; crash").await;
         let t = env.wait_task(alone).await;
         assert_eq!(t.state, "failed");
         assert!(t.message.contains("helper"), "{}", t.message);
-        let root = env.delegate("tester", "delegate helper sleep 100 ; crash").await;
+        let root = env
+            .delegate("tester", "delegate helper sleep 100 ; crash")
+            .await;
         let t = env.wait_task(root).await;
         assert_eq!(t.state, "completed");
         assert!(t.result.starts_with("failed: agent helper"), "{}", t.result);
@@ -163,7 +205,12 @@ async fn tasks_time_out() {
         let env = Env::start().await;
         let mut options: HashMap<&str, Value<'_>> = HashMap::new();
         options.insert("timeout", Value::from(1u32));
-        let path = env.kernel().await.delegate("tester", "sleep 60000", options).await.unwrap();
+        let path = env
+            .kernel()
+            .await
+            .delegate("tester", "sleep 60000", options)
+            .await
+            .unwrap();
         let id = names::task_id_from_path(path.as_str()).unwrap();
         let t = env.wait_task(id).await;
         assert_eq!(t.state, "failed");
@@ -178,7 +225,9 @@ async fn restart_keeps_records_and_marks_interrupted_tasks() {
     tokio::time::timeout(TIMEOUT, async {
         let mut env = Env::start().await;
         let k = env.kernel().await;
-        k.grant("tester", "files.read", "/tmp", "always").await.unwrap();
+        k.grant("tester", "files.read", "/tmp", "always")
+            .await
+            .unwrap();
         let done = env.delegate("tester", "echo finished").await;
         env.wait_task(done).await;
         let running = env.delegate("tester", "sleep 60000").await;
@@ -191,7 +240,9 @@ async fn restart_keeps_records_and_marks_interrupted_tasks() {
         assert_eq!(t.state, "failed");
         assert!(t.message.contains("interrupted"), "{}", t.message);
         let grants = k.list_grants().await.unwrap();
-        assert!(grants.iter().any(|g| g.principal == "tester" && g.scope == "/tmp"));
+        assert!(grants
+            .iter()
+            .any(|g| g.principal == "tester" && g.scope == "/tmp"));
         let (ok, records, problem) = k.verify_audit_log().await.unwrap();
         assert!(ok, "{problem}");
         assert!(records >= 2);
@@ -214,19 +265,49 @@ async fn malformed_input_gets_named_errors_and_the_kernel_keeps_serving() {
         let env = Env::start().await;
         std::fs::write(env.agents_dir().join("broken.toml"), "id = [").unwrap();
         let k = env.kernel().await;
-        assert!(matches!(k.delegate("nobody", "x", HashMap::new()).await, Err(Error::UnknownAgent(_))));
+        assert!(matches!(
+            k.delegate("nobody", "x", HashMap::new()).await,
+            Err(Error::UnknownAgent(_))
+        ));
         let huge = "x".repeat(names::MAX_GOAL_LEN + 1);
-        assert!(matches!(k.delegate("tester", &huge, HashMap::new()).await, Err(Error::InvalidArgument(_))));
-        assert!(matches!(k.delegate("tester", "", HashMap::new()).await, Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            k.delegate("tester", &huge, HashMap::new()).await,
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            k.delegate("tester", "", HashMap::new()).await,
+            Err(Error::InvalidArgument(_))
+        ));
         let mut bad = HashMap::new();
         bad.insert("timeout", Value::from("soon"));
-        assert!(matches!(k.delegate("tester", "echo", bad).await, Err(Error::InvalidArgument(_))));
-        assert!(matches!(k.grant("tester", "root.all", "/", "always").await, Err(Error::InvalidArgument(_))));
-        assert!(matches!(k.grant("tester", "files.read", "relative", "always").await, Err(Error::InvalidArgument(_))));
-        assert!(matches!(k.grant("tester", "files.read", "/a/../b", "always").await, Err(Error::InvalidArgument(_))));
-        assert!(matches!(k.grant("tester", "files.read", "/tmp", "forever").await, Err(Error::InvalidArgument(_))));
-        assert!(matches!(k.get_task(999_999).await, Err(Error::UnknownTask(_))));
-        assert!(matches!(k.list_tasks(0).await, Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            k.delegate("tester", "echo", bad).await,
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            k.grant("tester", "root.all", "/", "always").await,
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            k.grant("tester", "files.read", "relative", "always").await,
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            k.grant("tester", "files.read", "/a/../b", "always").await,
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            k.grant("tester", "files.read", "/tmp", "forever").await,
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            k.get_task(999_999).await,
+            Err(Error::UnknownTask(_))
+        ));
+        assert!(matches!(
+            k.list_tasks(0).await,
+            Err(Error::InvalidArgument(_))
+        ));
         let t = env.delegate("tester", "read /no/such/folder x").await;
         let t = env.wait_task(t).await;
         assert_eq!(t.state, "failed");
@@ -241,20 +322,36 @@ async fn malformed_input_gets_named_errors_and_the_kernel_keeps_serving() {
 async fn agentctl_runs_lists_and_verifies_the_log() {
     tokio::time::timeout(TIMEOUT * 2, async {
         let env = Env::start().await;
-        let out = tokio::task::block_in_place(|| env.agentctl(&["run", "tester", "echo", "hello", "there"]));
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = tokio::task::block_in_place(|| {
+            env.agentctl(&["run", "tester", "echo", "hello", "there"])
+        });
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(String::from_utf8_lossy(&out.stdout).contains("hello there"));
         let out = tokio::task::block_in_place(|| env.agentctl(&["agents", "--json"]));
         assert!(String::from_utf8_lossy(&out.stdout).contains("\"tester\""));
         let out = tokio::task::block_in_place(|| env.agentctl(&["run", "nobody", "x"]));
         assert_eq!(out.status.code(), Some(1));
         assert!(String::from_utf8_lossy(&out.stderr).contains("nobody"));
-        let out = tokio::task::block_in_place(|| env.agentctl(&["grant", "tester", "web.fetch", "example.org"]));
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = tokio::task::block_in_place(|| {
+            env.agentctl(&["grant", "tester", "web.fetch", "example.org"])
+        });
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let out = tokio::task::block_in_place(|| env.agentctl(&["grants", "--json"]));
         assert!(String::from_utf8_lossy(&out.stdout).contains("example.org"));
         let out = tokio::task::block_in_place(|| env.agentctl(&["log", "--verify"]));
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         // Change a record behind the kernel's back: verification must fail.
         let db = rusqlite::Connection::open(env.data_dir().join("agentos.db")).unwrap();
         let triggers: Vec<String> = db
@@ -267,8 +364,13 @@ async fn agentctl_runs_lists_and_verifies_the_log() {
         for t in triggers {
             db.execute(&format!("DROP TRIGGER {t}"), []).unwrap();
         }
-        db.execute("UPDATE audit SET decision = 'allow' WHERE seq = 1", []).unwrap();
-        db.execute("UPDATE audit SET reason = 'nothing to see' WHERE seq = 1", []).unwrap();
+        db.execute("UPDATE audit SET decision = 'allow' WHERE seq = 1", [])
+            .unwrap();
+        db.execute(
+            "UPDATE audit SET reason = 'nothing to see' WHERE seq = 1",
+            [],
+        )
+        .unwrap();
         drop(db);
         let out = tokio::task::block_in_place(|| env.agentctl(&["log", "--verify"]));
         assert_eq!(out.status.code(), Some(1));

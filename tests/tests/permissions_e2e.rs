@@ -12,7 +12,10 @@ fn documents(env: &Env) -> String {
     std::fs::write(docs.join("budget.txt"), "the budget for 2026 is 42\n").unwrap();
     std::fs::write(env.home().join("secret.txt"), "ssh key").unwrap();
     std::os::unix::fs::symlink("../secret.txt", docs.join("escape")).unwrap();
-    std::fs::canonicalize(docs).unwrap().to_string_lossy().into_owned()
+    std::fs::canonicalize(docs)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -20,17 +23,23 @@ async fn without_a_grant_or_a_provider_the_answer_is_deny() {
     tokio::time::timeout(TIMEOUT, async {
         let env = Env::start().await;
         let docs = documents(&env);
-        let t = env.delegate("tester", &format!("read {docs} budget.txt")).await;
+        let t = env
+            .delegate("tester", &format!("read {docs} budget.txt"))
+            .await;
         let t = env.wait_task(t).await;
         assert_eq!(t.state, "failed");
         assert!(t.message.contains("no consent provider"), "{}", t.message);
         // An undeclared capability is denied without asking anyone.
         let responder = Responder::start(&env.address, &[ConsentReply::Allow("always")]).await;
-        let t = env.delegate("narrow", &format!("read {docs} budget.txt")).await;
+        let t = env
+            .delegate("narrow", &format!("read {docs} budget.txt"))
+            .await;
         assert_eq!(env.wait_task(t).await.state, "failed");
         assert!(responder.prompts().is_empty());
         let log = env.kernel().await.read_audit_log(0, 100).await.unwrap();
-        assert!(log.iter().any(|r| r.principal == "tester" && r.capability == "files.read" && r.decision == "deny"));
+        assert!(log.iter().any(|r| r.principal == "tester"
+            && r.capability == "files.read"
+            && r.decision == "deny"));
     })
     .await
     .expect("timed out");
@@ -47,7 +56,10 @@ async fn consent_once_session_always_deny_and_revocation() {
         assert_eq!(t.state, "completed", "{t:?}");
         assert!(t.result.contains("42"));
         let prompt = &responder.prompts()[0];
-        assert!(prompt.title.contains("Test tester") && prompt.title.contains(&docs), "{prompt:?}");
+        assert!(
+            prompt.title.contains("Test tester") && prompt.title.contains(&docs),
+            "{prompt:?}"
+        );
         // Once means once: the next call asks again, and a denial fails it.
         responder.push(ConsentReply::Deny);
         let t = env.wait_task(env.delegate("tester", &read).await).await;
@@ -57,24 +69,48 @@ async fn consent_once_session_always_deny_and_revocation() {
         // Session: asked once, then remembered (not stored).
         responder.push(ConsentReply::Allow("session"));
         for _ in 0..2 {
-            assert_eq!(env.wait_task(env.delegate("tester", &read).await).await.state, "completed");
+            assert_eq!(
+                env.wait_task(env.delegate("tester", &read).await)
+                    .await
+                    .state,
+                "completed"
+            );
         }
         assert_eq!(responder.prompts().len(), 3);
         let k = env.kernel().await;
-        assert!(k.list_grants().await.unwrap().iter().any(|g| g.lifetime == "session"));
+        assert!(k
+            .list_grants()
+            .await
+            .unwrap()
+            .iter()
+            .any(|g| g.lifetime == "session"));
         // Revocation applies to the very next call.
         assert_eq!(k.revoke("tester", "files.read", "").await.unwrap(), 1);
         responder.push(ConsentReply::Deny);
-        assert_eq!(env.wait_task(env.delegate("tester", &read).await).await.state, "failed");
+        assert_eq!(
+            env.wait_task(env.delegate("tester", &read).await)
+                .await
+                .state,
+            "failed"
+        );
         // Always: stored.
         responder.push(ConsentReply::Allow("always"));
-        assert_eq!(env.wait_task(env.delegate("tester", &read).await).await.state, "completed");
+        assert_eq!(
+            env.wait_task(env.delegate("tester", &read).await)
+                .await
+                .state,
+            "completed"
+        );
         let grants = k.list_grants().await.unwrap();
-        assert!(grants.iter().any(|g| g.principal == "tester" && g.lifetime == "always" && g.scope == docs));
+        assert!(grants
+            .iter()
+            .any(|g| g.principal == "tester" && g.lifetime == "always" && g.scope == docs));
         // The subfolder is covered by the grant on the folder; no new prompt.
         let n = responder.prompts().len();
         std::fs::create_dir(std::path::Path::new(&docs).join("sub")).unwrap();
-        let t = env.wait_task(env.delegate("tester", &format!("list {docs}/sub")).await).await;
+        let t = env
+            .wait_task(env.delegate("tester", &format!("list {docs}/sub")).await)
+            .await;
         assert_eq!(t.state, "failed", "files.list is another capability: {t:?}");
         assert_eq!(responder.prompts().len(), n + 1);
         let (ok, _, problem) = k.verify_audit_log().await.unwrap();
@@ -91,19 +127,41 @@ async fn a_delegated_task_has_at_most_the_delegators_rights() {
         let docs = documents(&env);
         let responder = Responder::start(&env.address, &[]).await;
         let k = env.kernel().await;
-        k.grant("tester", "agent.delegate", "helper", "always").await.unwrap();
-        k.grant("helper", "files.read", &docs, "always").await.unwrap();
+        k.grant("tester", "agent.delegate", "helper", "always")
+            .await
+            .unwrap();
+        k.grant("helper", "files.read", &docs, "always")
+            .await
+            .unwrap();
         // helper alone may read; through tester (who may not), it may not, and nobody is asked.
-        assert_eq!(env.wait_task(env.delegate("helper", &format!("read {docs} budget.txt")).await).await.state, "completed");
-        let root = env.delegate("tester", &format!("delegate helper read {docs} budget.txt")).await;
+        assert_eq!(
+            env.wait_task(
+                env.delegate("helper", &format!("read {docs} budget.txt"))
+                    .await
+            )
+            .await
+            .state,
+            "completed"
+        );
+        let root = env
+            .delegate("tester", &format!("delegate helper read {docs} budget.txt"))
+            .await;
         let t = env.wait_task(root).await;
-        assert!(t.result.starts_with("failed:") && t.result.contains("tester delegated"), "{}", t.result);
+        assert!(
+            t.result.starts_with("failed:") && t.result.contains("tester delegated"),
+            "{}",
+            t.result
+        );
         assert!(responder.prompts().is_empty());
         // Delegation itself needs a grant: without one the user is asked (here: denied).
-        let t = env.wait_task(env.delegate("helper", "delegate tester echo hi").await).await;
+        let t = env
+            .wait_task(env.delegate("helper", "delegate tester echo hi").await)
+            .await;
         assert_eq!(t.state, "failed");
         assert_eq!(responder.prompts().len(), 1);
-        assert!(responder.prompts()[0].title.contains("hand tasks to the agent"));
+        assert!(responder.prompts()[0]
+            .title
+            .contains("hand tasks to the agent"));
     })
     .await
     .expect("timed out");
@@ -115,13 +173,24 @@ async fn agents_cannot_act_for_other_tasks_or_be_driven_by_others() {
         let env = Env::start().await;
         let docs = documents(&env);
         let k = env.kernel().await;
-        k.grant("helper", "files.read", &docs, "always").await.unwrap();
+        k.grant("helper", "files.read", &docs, "always")
+            .await
+            .unwrap();
         // helper holds a running task with the grant; tester names that task id: refused.
         let victim = env.delegate("helper", "sleep 60000").await;
         env.wait_state(victim, |s| s.as_str() == "working").await;
-        let t = env.wait_task(env.delegate("tester", &format!("read-for {victim} {docs} budget.txt")).await).await;
+        let t = env
+            .wait_task(
+                env.delegate("tester", &format!("read-for {victim} {docs} budget.txt"))
+                    .await,
+            )
+            .await;
         assert_eq!(t.state, "failed");
-        assert!(t.message.contains("not a running task of agent tester"), "{}", t.message);
+        assert!(
+            t.message.contains("not a running task of agent tester"),
+            "{}",
+            t.message
+        );
         // A self-registered agent is "host", whatever id it asks for.
         struct Idle;
         impl agentos_sdk::Agent for Idle {
@@ -129,14 +198,31 @@ async fn agents_cannot_act_for_other_tasks_or_be_driven_by_others() {
                 Ok(agentos_sdk::Outcome::text("idle"))
             }
         }
-        let reg = agentos_sdk::register(Idle, "docs", Some(&env.address)).await.unwrap();
+        let reg = agentos_sdk::register(Idle, "docs", Some(&env.address))
+            .await
+            .unwrap();
         assert_eq!(reg.path, names::agent_path("host"));
-        assert!(k.list_agents().await.unwrap().iter().any(|a| a.id == "host" && a.connected));
+        assert!(k
+            .list_agents()
+            .await
+            .unwrap()
+            .iter()
+            .any(|a| a.id == "host" && a.connected));
         // Another bus peer calling the agent's own bus connection gets nothing.
         let unique = reg.bus.unique_name().unwrap().to_string();
         let r = env
             .conn
-            .call_method(Some(unique.as_str()), names::AGENT_SERVICE_PATH, Some(names::AGENT_SERVICE_IFACE), "Start", &(1u64, "x", std::collections::HashMap::<String, zbus::zvariant::Value<'_>>::new()))
+            .call_method(
+                Some(unique.as_str()),
+                names::AGENT_SERVICE_PATH,
+                Some(names::AGENT_SERVICE_IFACE),
+                "Start",
+                &(
+                    1u64,
+                    "x",
+                    std::collections::HashMap::<String, zbus::zvariant::Value<'_>>::new(),
+                ),
+            )
             .await;
         assert!(r.is_err(), "a non-kernel peer drove the agent");
         // Through the kernel it works.
@@ -153,13 +239,29 @@ async fn folder_escapes_fail() {
     tokio::time::timeout(TIMEOUT, async {
         let env = Env::start().await;
         let docs = documents(&env);
-        env.kernel().await.grant("tester", "files.read", &docs, "always").await.unwrap();
-        for path in ["../secret.txt", "escape", "/etc/passwd", "sub/../../secret.txt"] {
-            let t = env.wait_task(env.delegate("tester", &format!("read {docs} {path}")).await).await;
+        env.kernel()
+            .await
+            .grant("tester", "files.read", &docs, "always")
+            .await
+            .unwrap();
+        for path in [
+            "../secret.txt",
+            "escape",
+            "/etc/passwd",
+            "sub/../../secret.txt",
+        ] {
+            let t = env
+                .wait_task(env.delegate("tester", &format!("read {docs} {path}")).await)
+                .await;
             assert_eq!(t.state, "failed", "{path} escaped: {t:?}");
             assert!(!t.result.contains("ssh key"));
         }
-        let t = env.wait_task(env.delegate("tester", &format!("read {docs}/.. secret.txt")).await).await;
+        let t = env
+            .wait_task(
+                env.delegate("tester", &format!("read {docs}/.. secret.txt"))
+                    .await,
+            )
+            .await;
         assert_eq!(t.state, "failed");
     })
     .await
@@ -190,17 +292,35 @@ async fn the_built_in_agents_find_documents_and_fetch_pages() {
     tokio::time::timeout(TIMEOUT, async {
         let env = Env::start().await;
         let docs = documents(&env);
-        let responder =
-            Responder::start(&env.address, &[ConsentReply::Allow("always"), ConsentReply::Allow("always"), ConsentReply::Allow("once")]).await;
+        let responder = Responder::start(
+            &env.address,
+            &[
+                ConsentReply::Allow("always"),
+                ConsentReply::Allow("always"),
+                ConsentReply::Allow("once"),
+            ],
+        )
+        .await;
         let t = env.wait_task(env.delegate("docs", "budget").await).await;
         assert_eq!(t.state, "completed", "{t:?}");
         assert!(t.result.contains("budget.txt"), "{}", t.result);
         assert!(!t.result.contains("secret"), "{}", t.result);
         assert_eq!(responder.prompts().len(), 2, "files.list then files.read");
-        let port = serve_http("<html><head><title>Hi</title></head><body><p>Hello agents</p></body></html>");
-        let t = env.wait_task(env.delegate("web", &format!("fetch http://127.0.0.1:{port}/")).await).await;
+        let port = serve_http(
+            "<html><head><title>Hi</title></head><body><p>Hello agents</p></body></html>",
+        );
+        let t = env
+            .wait_task(
+                env.delegate("web", &format!("fetch http://127.0.0.1:{port}/"))
+                    .await,
+            )
+            .await;
         assert_eq!(t.state, "completed", "{t:?}");
-        assert!(t.result.contains("Hello agents") && t.result.contains("Hi"), "{}", t.result);
+        assert!(
+            t.result.contains("Hello agents") && t.result.contains("Hi"),
+            "{}",
+            t.result
+        );
         assert!(responder.prompts()[2].title.contains("127.0.0.1"));
         let _ = docs;
     })

@@ -22,7 +22,11 @@ async fn step(task: &Task, step: &str, out: &mut Outcome) -> Result<(), String> 
         "crash" => std::process::exit(3),
         "list" => {
             let entries = task.list_files(rest, "").await.map_err(err)?;
-            out.result = entries.into_iter().map(|e| e.name).collect::<Vec<_>>().join(",");
+            out.result = entries
+                .into_iter()
+                .map(|e| e.name)
+                .collect::<Vec<_>>()
+                .join(",");
         }
         "read" => {
             let (folder, path) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -31,10 +35,17 @@ async fn step(task: &Task, step: &str, out: &mut Outcome) -> Result<(), String> 
         }
         "read-for" => {
             let mut parts = rest.splitn(3, ' ');
-            let other: u64 = parts.next().unwrap_or("").parse().map_err(|_| "bad task id")?;
+            let other: u64 = parts
+                .next()
+                .unwrap_or("")
+                .parse()
+                .map_err(|_| "bad task id")?;
             let folder = parts.next().unwrap_or("");
             let path = parts.next().unwrap_or("");
-            task.host().open_file(other, folder, path).await.map_err(err)?;
+            task.host()
+                .open_file(other, folder, path)
+                .await
+                .map_err(err)?;
             out.result = "read another task's file".into();
         }
         "fetch" => {
@@ -44,12 +55,16 @@ async fn step(task: &Task, step: &str, out: &mut Outcome) -> Result<(), String> 
         "artifact" => {
             let (name, text) = rest.split_once(' ').unwrap_or((rest, ""));
             let taken = std::mem::take(out);
-            *out = taken.with_artifact(name, text.as_bytes()).map_err(|e| e.to_string())?;
+            *out = taken
+                .with_artifact(name, text.as_bytes())
+                .map_err(|e| e.to_string())?;
         }
         "delegate" => {
             let (agent, goal) = rest.split_once(' ').unwrap_or((rest, ""));
             let child = task.delegate(agent, goal).await.map_err(err)?;
-            let _ = task.progress(0.5, &format!("waiting for task {child}")).await;
+            let _ = task
+                .progress(0.5, &format!("waiting for task {child}"))
+                .await;
             let done = task.await_child(child).await.map_err(err)?;
             out.result = format!("{}: {}", done.state, done.text);
         }
@@ -64,7 +79,11 @@ impl Agent for Tester {
         let goal = task.goal.clone();
         let mut rest = goal.as_str();
         while !rest.is_empty() {
-            let (this, next) = if rest.starts_with("delegate ") { (rest, "") } else { rest.split_once(" ; ").unwrap_or((rest, "")) };
+            let (this, next) = if rest.starts_with("delegate ") {
+                (rest, "")
+            } else {
+                rest.split_once(" ; ").unwrap_or((rest, ""))
+            };
             step(&task, this.trim(), &mut out).await?;
             rest = next;
         }
@@ -74,7 +93,9 @@ impl Agent for Tester {
     async fn call(&self, method: &str, payload: Vec<u8>) -> Result<Vec<u8>, agentos_sdk::Error> {
         match method {
             "echo" => Ok(payload),
-            other => Err(agentos_sdk::Error::NotSupported(format!("no method {other}"))),
+            other => Err(agentos_sdk::Error::NotSupported(format!(
+                "no method {other}"
+            ))),
         }
     }
 }
