@@ -210,20 +210,18 @@ async fn agents_cannot_act_for_other_tasks_or_be_driven_by_others() {
             .any(|a| a.id == "host" && a.connected));
         // Another bus peer calling the agent's own bus connection gets nothing.
         let unique = reg.bus.unique_name().unwrap().to_string();
-        let r = env
-            .conn
-            .call_method(
-                Some(unique.as_str()),
-                names::AGENT_SERVICE_PATH,
-                Some(names::AGENT_SERVICE_IFACE),
-                "Start",
-                &(
-                    1u64,
-                    "x",
-                    std::collections::HashMap::<String, zbus::zvariant::Value<'_>>::new(),
-                ),
-            )
-            .await;
+        let empty = std::collections::HashMap::<String, zbus::zvariant::Value<'_>>::new();
+        let body = (1u64, "x", empty);
+        let call = env.conn.call_method(
+            Some(unique.as_str()),
+            names::AGENT_SERVICE_PATH,
+            Some(names::AGENT_SERVICE_IFACE),
+            "Start",
+            &body,
+        );
+        let r = tokio::time::timeout(std::time::Duration::from_secs(5), call)
+            .await
+            .expect("the agent answers");
         assert!(r.is_err(), "a non-kernel peer drove the agent");
         // Through the kernel it works.
         let t = env.wait_task(env.delegate("host", "anything").await).await;

@@ -133,6 +133,8 @@ pub async fn register<A: Agent>(
         None => zbus::Connection::session().await?,
     };
     verify_kernel_owner(&bus).await?;
+    // Serve nothing on the bus, but answer: calls from other peers get UnknownObject at once.
+    let _ = bus.object_server();
     let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
     let kernel = Kernel1Proxy::new(&bus).await?;
     let theirs_fd = OwnedFd::from(theirs);
