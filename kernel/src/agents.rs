@@ -161,11 +161,7 @@ impl Kernel {
             .set_nonblocking(true)
             .map_err(|e| failed("socket", &e))?;
         let stream = tokio::net::UnixStream::from_std(socket).map_err(|e| failed("socket", &e))?;
-        let host = crate::bus::host_iface::HostIface::new(
-            Arc::downgrade(self),
-            agent.to_string(),
-            generation,
-        );
+        let host = crate::bus::host_iface::HostIface::new(Arc::downgrade(self), agent.to_string());
         let build = zbus::connection::Builder::unix_stream(stream)
             .server(zbus::Guid::generate())
             .map_err(|e| failed("connection", &e))?

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use agentos_dbus_interfaces::{Capability, Error, TaskState};
+use agentos_dbus_interfaces::{Capability, Error, Lifetime, TaskState};
 
 use crate::consent::{self, display_safe, Answer, Prompt};
 use crate::kernel::Kernel;
@@ -65,7 +65,6 @@ impl Kernel {
         capability: &'static Capability,
         scope: &str,
     ) -> Result<(), Error> {
-        let principal = subject.chain.first().cloned().unwrap_or_default();
         let request = Request {
             chain: &subject.chain,
             capability,
@@ -73,32 +72,32 @@ impl Kernel {
             declared: subject.declared,
         };
         let decision = self.inner().policy.decide(request);
-        match decision {
-            Decision::Allow { lifetime } => {
-                self.audit(
-                    &principal,
-                    capability.name,
-                    scope,
-                    "allow",
-                    &format!("{} grant", lifetime.as_str()),
-                )?;
-                Ok(())
-            }
-            Decision::Deny { reason } => {
-                self.audit(&principal, capability.name, scope, "deny", &reason)?;
+        let outcome = match decision {
+            Decision::Allow { lifetime } => Ok(format!("{} grant", lifetime.as_str())),
+            Decision::Deny { reason } => Err(reason),
+            Decision::Ask => self.ask_user(subject, request).await?,
+        };
+        let principal = subject
+            .chain
+            .first()
+            .map(String::as_str)
+            .unwrap_or_default();
+        match outcome {
+            Ok(reason) => self.audit(principal, capability.name, scope, "allow", &reason),
+            Err(reason) => {
+                self.audit(principal, capability.name, scope, "deny", &reason)?;
                 Err(Error::AccessDenied(reason))
             }
-            Decision::Ask => self.ask_user(subject, capability, scope).await,
         }
     }
 
+    /// Ask the user about `request`, and record the answer as a grant. Returns the reason to
+    /// audit: `Ok` when the call may go ahead, `Err` when it is denied.
     async fn ask_user(
         self: &Arc<Self>,
         subject: &Subject,
-        capability: &'static Capability,
-        scope: &str,
-    ) -> Result<(), Error> {
-        let principal = subject.chain.first().cloned().unwrap_or_default();
+        request: Request<'_>,
+    ) -> Result<Result<String, String>, Error> {
         if let Some(task) = subject.task {
             let _ = self
                 .transition(
@@ -112,66 +111,32 @@ impl Kernel {
             Some(conn) => {
                 let n = self.consent_seq.fetch_add(1, Ordering::SeqCst);
                 let handle = format!("/org/freedesktop/portal/desktop/request/agentos/r{n}");
-                consent::ask(
-                    conn,
-                    &handle,
-                    &prompt(subject, capability, scope),
-                    self.config.consent_timeout,
-                )
-                .await
+                let prompt = prompt(subject, request.capability, request.scope);
+                consent::ask(conn, &handle, &prompt, self.config.consent_timeout).await
             }
             None => Answer::Deny("the kernel is not on a bus to ask the user".into()),
         };
         if let Some(task) = subject.task {
             let _ = self.transition(task, TaskState::Working, Some("")).await;
         }
-        match answer {
-            Answer::Allow(lifetime) => {
-                let request = Request {
-                    chain: &subject.chain,
-                    capability,
-                    scope,
-                    declared: subject.declared,
-                };
-                let decision = {
-                    let mut inner = self.inner();
-                    let grant = inner.policy.record_consent(request, lifetime, self.now());
-                    if let Some(g) =
-                        grant.filter(|g| g.lifetime == agentos_dbus_interfaces::Lifetime::Always)
-                    {
-                        self.store()
-                            .insert_grant(&g.info())
-                            .map_err(crate::kernel::store_err)?;
-                    }
-                    inner.policy.decide(request)
-                };
-                match decision {
-                    Decision::Allow { .. } => {
-                        self.audit(
-                            &principal,
-                            capability.name,
-                            scope,
-                            "allow",
-                            &format!("the user allowed it ({})", lifetime.as_str()),
-                        )?;
-                        Ok(())
-                    }
-                    Decision::Deny { reason } => {
-                        self.audit(&principal, capability.name, scope, "deny", &reason)?;
-                        Err(Error::AccessDenied(reason))
-                    }
-                    Decision::Ask => {
-                        let reason = "the grant was revoked while the user was asked".to_string();
-                        self.audit(&principal, capability.name, scope, "deny", &reason)?;
-                        Err(Error::AccessDenied(reason))
-                    }
-                }
-            }
-            Answer::Deny(reason) => {
-                self.audit(&principal, capability.name, scope, "deny", &reason)?;
-                Err(Error::AccessDenied(reason))
-            }
+        let lifetime = match answer {
+            Answer::Allow(lifetime) => lifetime,
+            Answer::Deny(reason) => return Ok(Err(reason)),
+        };
+        // Decide again with the new grant: that spends a "once" grant and re-checks the
+        // delegators, whose rights may have changed while the user was asked.
+        let mut inner = self.inner();
+        let grant = inner.policy.record_consent(request, lifetime, self.now());
+        if let Some(g) = grant.filter(|g| g.lifetime == Lifetime::Always) {
+            self.store()
+                .insert_grant(&g.info())
+                .map_err(crate::kernel::store_err)?;
         }
+        Ok(match inner.policy.decide(request) {
+            Decision::Allow { .. } => Ok(format!("the user allowed it ({})", lifetime.as_str())),
+            Decision::Deny { reason } => Err(reason),
+            Decision::Ask => Err("the grant was revoked while the user was asked".into()),
+        })
     }
 }
 

@@ -182,30 +182,33 @@ impl Kernel {
             deadline,
         };
         let id = self.store().insert_task(&new).map_err(store_err)?;
+        let task = Task {
+            id,
+            parent,
+            agent: agent.to_string(),
+            caller: caller.principal().to_string(),
+            delegators,
+            goal: goal.to_string(),
+            state: TaskState::Submitted,
+            progress: 0.0,
+            message: String::new(),
+            result: String::new(),
+            created: now,
+            updated: now,
+            deadline,
+            children: Vec::new(),
+        };
         {
             let mut inner = self.inner();
-            inner.tasks.insert(Task {
-                id,
-                parent,
-                agent: agent.to_string(),
-                caller: caller.principal().to_string(),
-                delegators,
-                goal: goal.to_string(),
-                state: TaskState::Submitted,
-                progress: 0.0,
-                message: String::new(),
-                result: String::new(),
-                created: now,
-                updated: now,
-                deadline,
-                children: Vec::new(),
-            });
+            inner.tasks.insert(task.clone());
             inner
                 .watchers
                 .insert(id, watch::channel(TaskState::Submitted).0);
         }
         crate::bus::task_iface::export(self, id).await;
-        self.publish(id).await;
+        if let Some(conn) = self.bus.get() {
+            crate::bus::task_iface::announce(conn, &task).await;
+        }
         let kernel = Arc::clone(self);
         tokio::spawn(async move { kernel.start_task(id).await });
         Ok(id)
@@ -281,6 +284,28 @@ impl Kernel {
         }
     }
 
+    /// Apply a change to one task of the tree; then wake its waiters, persist it and announce it.
+    async fn change(
+        &self,
+        id: u64,
+        f: impl FnOnce(&mut TaskTable, u64) -> Result<&Task, crate::tasks::TaskError>,
+    ) -> Result<(), Error> {
+        let now = self.now();
+        let snapshot = {
+            let mut inner = self.inner();
+            let task = f(&mut inner.tasks, now).map_err(task_err)?.clone();
+            if let Some(w) = inner.watchers.get(&id) {
+                w.send_if_modified(|s| std::mem::replace(s, task.state) != task.state);
+            }
+            task
+        };
+        self.persist(&snapshot);
+        if let Some(conn) = self.bus.get() {
+            crate::bus::task_iface::announce(conn, &snapshot).await;
+        }
+        Ok(())
+    }
+
     /// Move an unfinished task to a non-terminal state.
     pub(crate) async fn transition(
         &self,
@@ -288,22 +313,8 @@ impl Kernel {
         state: TaskState,
         message: Option<&str>,
     ) -> Result<(), Error> {
-        let now = self.now();
-        let snapshot = {
-            let mut inner = self.inner();
-            let t = inner
-                .tasks
-                .set_state(id, state, message, now)
-                .map_err(task_err)?
-                .clone();
-            if let Some(w) = inner.watchers.get(&id) {
-                w.send_replace(state);
-            }
-            t
-        };
-        self.persist(&snapshot);
-        self.publish(id).await;
-        Ok(())
+        self.change(id, |tasks, now| tasks.set_state(id, state, message, now))
+            .await
     }
 
     /// Record progress reported by an agent.
@@ -313,16 +324,10 @@ impl Kernel {
         fraction: f64,
         message: &str,
     ) -> Result<(), Error> {
-        let now = self.now();
-        let snapshot = self
-            .inner()
-            .tasks
-            .set_progress(id, fraction, message, now)
-            .map_err(task_err)?
-            .clone();
-        self.persist(&snapshot);
-        self.publish(id).await;
-        Ok(())
+        self.change(id, |tasks, now| {
+            tasks.set_progress(id, fraction, message, now)
+        })
+        .await
     }
 
     /// Finish a task (completed with `result`, or failed/canceled with `message`). Returns
@@ -334,23 +339,12 @@ impl Kernel {
         message: &str,
         result: Option<&str>,
     ) -> bool {
-        let now = self.now();
-        let snapshot = {
-            let mut inner = self.inner();
-            let r = match result {
-                Some(r) if state == TaskState::Completed => inner.tasks.complete(id, r, now),
-                _ => inner.tasks.set_state(id, state, Some(message), now),
-            };
-            let Ok(t) = r else { return false };
-            let t = t.clone();
-            if let Some(w) = inner.watchers.get(&id) {
-                w.send_replace(state);
-            }
-            t
-        };
-        self.persist(&snapshot);
-        self.publish(id).await;
-        true
+        self.change(id, |tasks, now| match result {
+            Some(r) if state == TaskState::Completed => tasks.complete(id, r, now),
+            _ => tasks.set_state(id, state, Some(message), now),
+        })
+        .await
+        .is_ok()
     }
 
     /// Cancel a task and its subtree; tells the agents working on them.
@@ -440,15 +434,6 @@ impl Kernel {
             .await
             .map_err(|_| Error::Failed("the kernel is shutting down".into()))?;
         Ok(*state)
-    }
-
-    /// Publish a task's change: `Kernel1.TaskChanged` and `PropertiesChanged` on its object.
-    pub(crate) async fn publish(&self, id: u64) {
-        let Some(task) = self.inner().tasks.get(id).cloned() else {
-            return;
-        };
-        let Some(conn) = self.bus.get() else { return };
-        crate::bus::task_iface::announce(conn, &task).await;
     }
 
     /// A snapshot of a task of this run, or from the store.

@@ -80,6 +80,18 @@ impl TaskTable {
         self.tasks.get(&id)
     }
 
+    /// A task that may still change; finished tasks never do.
+    fn unfinished_mut(&mut self, id: u64) -> Result<&mut Task, TaskError> {
+        let task = self.tasks.get_mut(&id).ok_or(TaskError::Unknown(id))?;
+        if task.state.is_terminal() {
+            return Err(TaskError::Finished {
+                id,
+                state: task.state,
+            });
+        }
+        Ok(task)
+    }
+
     /// Move a task to a new state (with progress and message); a finished task never changes.
     pub fn set_state(
         &mut self,
@@ -88,13 +100,7 @@ impl TaskTable {
         message: Option<&str>,
         now: u64,
     ) -> Result<&Task, TaskError> {
-        let task = self.tasks.get_mut(&id).ok_or(TaskError::Unknown(id))?;
-        if task.state.is_terminal() {
-            return Err(TaskError::Finished {
-                id,
-                state: task.state,
-            });
-        }
+        let task = self.unfinished_mut(id)?;
         task.state = state;
         if let Some(m) = message {
             task.message = m.to_string();
@@ -114,13 +120,7 @@ impl TaskTable {
         message: &str,
         now: u64,
     ) -> Result<&Task, TaskError> {
-        let task = self.tasks.get_mut(&id).ok_or(TaskError::Unknown(id))?;
-        if task.state.is_terminal() {
-            return Err(TaskError::Finished {
-                id,
-                state: task.state,
-            });
-        }
+        let task = self.unfinished_mut(id)?;
         let fraction = if fraction.is_finite() {
             fraction.clamp(0.0, 1.0)
         } else {

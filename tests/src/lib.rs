@@ -9,3 +9,16 @@ pub use env::{bin, Env};
 
 /// Every wait in a test is bounded by this.
 pub const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Run a test body under [`TIMEOUT`]; a hang fails the test instead of blocking the suite.
+pub async fn bounded<F: std::future::Future>(body: F) -> F::Output {
+    bounded_for(TIMEOUT, body).await
+}
+
+/// Like [`bounded`] with a longer limit, for tests that run several processes in turn.
+pub async fn bounded_for<F: std::future::Future>(limit: std::time::Duration, body: F) -> F::Output {
+    match tokio::time::timeout(limit, body).await {
+        Ok(out) => out,
+        Err(_) => panic!("the test did not finish within {} s", limit.as_secs()),
+    }
+}

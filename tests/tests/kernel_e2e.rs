@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use agentos_dbus_interfaces::names::{self, KERNEL_PATH};
 use agentos_dbus_interfaces::{Error, INTERFACE_XML};
-use agentos_tests::{Env, TIMEOUT};
+use agentos_tests::{bounded, bounded_for, Env, TIMEOUT};
 use zbus::zvariant::Value;
 
 async fn introspect(env: &Env, path: &str) -> zbus_xml::Node<'static> {
@@ -57,7 +57,7 @@ fn committed(name: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_and_introspection_match_the_contract() {
-    tokio::time::timeout(TIMEOUT, async {
+    bounded(async {
         let env = Env::start().await;
         let agents = env.kernel().await.list_agents().await.unwrap();
         let ids: Vec<&str> = agents.iter().map(|a| a.id.as_str()).collect();
@@ -88,13 +88,12 @@ async fn discovery_and_introspection_match_the_contract() {
             .expect("Task1 served");
         assert_eq!(members(t1), committed("org.agentos.Task1"));
     })
-    .await
-    .expect("timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_kernel_refuses_to_start() {
-    tokio::time::timeout(TIMEOUT, async {
+    bounded(async {
         let env = Env::start().await;
         let out = env.kernel_command().output().unwrap();
         assert_eq!(out.status.code(), Some(3));
@@ -102,13 +101,12 @@ async fn a_second_kernel_refuses_to_start() {
         // The first one keeps serving.
         assert!(env.kernel().await.list_agents().await.is_ok());
     })
-    .await
-    .expect("timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delegation_tree_with_progress_and_artifacts() {
-    tokio::time::timeout(TIMEOUT, async {
+    bounded(async {
         let env = Env::start().await;
         let k = env.kernel().await;
         k.grant("tester", "agent.delegate", "helper", "always")
@@ -152,13 +150,12 @@ async fn a_delegation_tree_with_progress_and_artifacts() {
             Err(Error::InvalidArgument(_))
         ));
     })
-    .await
-    .expect("timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canceling_a_task_cancels_its_subtree() {
-    tokio::time::timeout(TIMEOUT, async {
+    bounded(async {
         let env = Env::start().await;
         let k = env.kernel().await;
         k.grant("tester", "agent.delegate", "helper", "always")
@@ -171,13 +168,12 @@ async fn canceling_a_task_cancels_its_subtree() {
         assert_eq!(env.wait_task(root).await.state, "canceled");
         assert_eq!(env.wait_task(child.id).await.state, "canceled");
     })
-    .await
-    .expect("timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_killed_mid_task_fails_it_and_its_waiter_is_told() {
-    tokio::time::timeout(TIMEOUT, async {
+    bounded(async {
         let env = Env::start().await;
         env.kernel()
             .await
@@ -195,13 +191,12 @@ async fn an_agent_killed_mid_task_fails_it_and_its_waiter_is_told() {
         assert_eq!(t.state, "completed");
         assert!(t.result.starts_with("failed: agent helper"), "{}", t.result);
     })
-    .await
-    .expect("timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_time_out() {
-    tokio::time::timeout(TIMEOUT, async {
+    bounded(async {
         let env = Env::start().await;
         let mut options: HashMap<&str, Value<'_>> = HashMap::new();
         options.insert("timeout", Value::from(1u32));
@@ -216,13 +211,12 @@ async fn tasks_time_out() {
         assert_eq!(t.state, "failed");
         assert!(t.message.contains("timed out"));
     })
-    .await
-    .expect("timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_keeps_records_and_marks_interrupted_tasks() {
-    tokio::time::timeout(TIMEOUT, async {
+    bounded(async {
         let mut env = Env::start().await;
         let k = env.kernel().await;
         k.grant("tester", "files.read", "/tmp", "always")
@@ -255,13 +249,12 @@ async fn restart_keeps_records_and_marks_interrupted_tasks() {
         assert_eq!(t.state, "failed");
         assert!(t.message.contains("interrupted"));
     })
-    .await
-    .expect("timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_input_gets_named_errors_and_the_kernel_keeps_serving() {
-    tokio::time::timeout(TIMEOUT, async {
+    bounded(async {
         let env = Env::start().await;
         std::fs::write(env.agents_dir().join("broken.toml"), "id = [").unwrap();
         let k = env.kernel().await;
@@ -314,13 +307,12 @@ async fn malformed_input_gets_named_errors_and_the_kernel_keeps_serving() {
         assert!(t.message.contains("cannot be opened"), "{}", t.message);
         assert!(k.list_agents().await.unwrap().len() >= 5);
     })
-    .await
-    .expect("timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agentctl_runs_lists_and_verifies_the_log() {
-    tokio::time::timeout(TIMEOUT * 2, async {
+    bounded_for(TIMEOUT * 2, async {
         let env = Env::start().await;
         let out = tokio::task::block_in_place(|| {
             env.agentctl(&["run", "tester", "echo", "hello", "there"])
@@ -376,6 +368,5 @@ async fn agentctl_runs_lists_and_verifies_the_log() {
         assert_eq!(out.status.code(), Some(1));
         assert!(String::from_utf8_lossy(&out.stderr).contains("TAMPERED"));
     })
-    .await
-    .expect("timed out");
+    .await;
 }

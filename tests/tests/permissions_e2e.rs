@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 
 use agentos_dbus_interfaces::names;
-use agentos_tests::{ConsentReply, Env, Responder, TIMEOUT};
+use agentos_tests::{bounded, ConsentReply, Env, Responder};
 
 /// A folder with a document, a secret beside it and links out of it.
 fn documents(env: &Env) -> String {
@@ -20,7 +20,7 @@ fn documents(env: &Env) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_grant_or_a_provider_the_answer_is_deny() {
-    tokio::time::timeout(TIMEOUT, async {
+    bounded(async {
         let env = Env::start().await;
         let docs = documents(&env);
         let t = env
@@ -41,13 +41,12 @@ async fn without_a_grant_or_a_provider_the_answer_is_deny() {
             && r.capability == "files.read"
             && r.decision == "deny"));
     })
-    .await
-    .expect("timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consent_once_session_always_deny_and_revocation() {
-    tokio::time::timeout(TIMEOUT, async {
+    bounded(async {
         let env = Env::start().await;
         let docs = documents(&env);
         let read = format!("read {docs} budget.txt");
@@ -116,13 +115,12 @@ async fn consent_once_session_always_deny_and_revocation() {
         let (ok, _, problem) = k.verify_audit_log().await.unwrap();
         assert!(ok, "{problem}");
     })
-    .await
-    .expect("timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delegated_task_has_at_most_the_delegators_rights() {
-    tokio::time::timeout(TIMEOUT, async {
+    bounded(async {
         let env = Env::start().await;
         let docs = documents(&env);
         let responder = Responder::start(&env.address, &[]).await;
@@ -163,13 +161,12 @@ async fn a_delegated_task_has_at_most_the_delegators_rights() {
             .title
             .contains("hand tasks to the agent"));
     })
-    .await
-    .expect("timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_cannot_act_for_other_tasks_or_be_driven_by_others() {
-    tokio::time::timeout(TIMEOUT, async {
+    bounded(async {
         let env = Env::start().await;
         let docs = documents(&env);
         let k = env.kernel().await;
@@ -228,13 +225,12 @@ async fn agents_cannot_act_for_other_tasks_or_be_driven_by_others() {
         assert_eq!(t.result, "idle");
         k.cancel_task(victim).await.unwrap();
     })
-    .await
-    .expect("timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn folder_escapes_fail() {
-    tokio::time::timeout(TIMEOUT, async {
+    bounded(async {
         let env = Env::start().await;
         let docs = documents(&env);
         env.kernel()
@@ -262,8 +258,7 @@ async fn folder_escapes_fail() {
             .await;
         assert_eq!(t.state, "failed");
     })
-    .await
-    .expect("timed out");
+    .await;
 }
 
 /// A one-shot HTTP server on 127.0.0.1 answering every request with `body`.
@@ -287,7 +282,7 @@ fn serve_http(body: &'static str) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_built_in_agents_find_documents_and_fetch_pages() {
-    tokio::time::timeout(TIMEOUT, async {
+    bounded(async {
         let env = Env::start().await;
         let docs = documents(&env);
         let responder = Responder::start(
@@ -322,6 +317,5 @@ async fn the_built_in_agents_find_documents_and_fetch_pages() {
         assert!(responder.prompts()[2].title.contains("127.0.0.1"));
         let _ = docs;
     })
-    .await
-    .expect("timed out");
+    .await;
 }

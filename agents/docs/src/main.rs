@@ -42,8 +42,5 @@ impl Agent for Docs {
 
 #[tokio::main]
 async fn main() {
-    if let Err(e) = agentos_sdk::run(Docs).await {
-        eprintln!("agentos-agent-docs: {e}");
-        std::process::exit(1);
-    }
+    agentos_sdk::run_or_exit(Docs).await
 }

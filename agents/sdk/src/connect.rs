@@ -99,6 +99,19 @@ pub async fn run<A: Agent>(agent: A) -> Result<(), SdkError> {
     Ok(())
 }
 
+/// [`run`] for an agent's `main`: on failure, say why on stderr (prefixed with the program's
+/// name) and exit with status 1.
+pub async fn run_or_exit<A: Agent>(agent: A) {
+    if let Err(e) = run(agent).await {
+        let program = std::env::args().next().unwrap_or_else(|| "agent".into());
+        let name = std::path::Path::new(&program)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned());
+        eprintln!("{}: {e}", name.unwrap_or(program));
+        std::process::exit(1);
+    }
+}
+
 #[allow(unsafe_code)]
 fn unsafe_borrow(raw: i32) -> std::os::fd::BorrowedFd<'static> {
     // SAFETY: only used for fstat right away; an invalid fd makes fstat fail with EBADF.

@@ -14,8 +14,8 @@
 //! }
 //!
 //! #[tokio::main]
-//! async fn main() -> Result<(), agentos_sdk::SdkError> {
-//!     agentos_sdk::run(Echo).await
+//! async fn main() {
+//!     agentos_sdk::run_or_exit(Echo).await
 //! }
 //! ```
 
@@ -25,7 +25,7 @@ mod service;
 mod task;
 
 pub use agentos_dbus_interfaces::{ArtifactInfo, Error, FileEntry};
-pub use connect::{register, run, Registration, SdkError};
+pub use connect::{register, run, run_or_exit, Registration, SdkError};
 pub use outcome::Outcome;
 pub use task::{ChildOutcome, Task};
 

@@ -41,8 +41,5 @@ impl Agent for Web {
 
 #[tokio::main]
 async fn main() {
-    if let Err(e) = agentos_sdk::run(Web).await {
-        eprintln!("agentos-agent-web: {e}");
-        std::process::exit(1);
-    }
+    agentos_sdk::run_or_exit(Web).await
 }

@@ -2,7 +2,7 @@
 //! the other end of it, fixed when the connection was made.
 
 use std::collections::HashMap;
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 
 use agentos_dbus_interfaces::{ArtifactInfo, Error, FileEntry};
 use zbus::message::Header;
@@ -15,17 +15,11 @@ use crate::kernel::{Caller, Kernel};
 pub struct HostIface {
     kernel: Weak<Kernel>,
     agent: String,
-    #[allow(dead_code)]
-    generation: u64,
 }
 
 impl HostIface {
-    pub fn new(kernel: Weak<Kernel>, agent: String, generation: u64) -> HostIface {
-        HostIface {
-            kernel,
-            agent,
-            generation,
-        }
+    pub fn new(kernel: Weak<Kernel>, agent: String) -> HostIface {
+        HostIface { kernel, agent }
     }
 }
 
@@ -40,6 +34,14 @@ fn from_peer(hdr: &Header<'_>) -> Result<(), Error> {
     }
 }
 
+impl HostIface {
+    /// The kernel, for a call that came from the agent at the other end of this connection.
+    fn kernel(&self, hdr: &Header<'_>) -> Result<Arc<Kernel>, Error> {
+        from_peer(hdr)?;
+        live(&self.kernel)
+    }
+}
+
 #[zbus::interface(name = "org.agentos.Host1")]
 impl HostIface {
     async fn progress(
@@ -49,8 +51,7 @@ impl HostIface {
         fraction: f64,
         message: &str,
     ) -> Result<(), Error> {
-        from_peer(&hdr)?;
-        live(&self.kernel)?
+        self.kernel(&hdr)?
             .report_progress(&self.agent, task, fraction, message)
             .await
     }
@@ -62,14 +63,12 @@ impl HostIface {
         result: &str,
         artifacts: Vec<(String, OwnedFd)>,
     ) -> Result<(), Error> {
-        from_peer(&hdr)?;
+        let k = self.kernel(&hdr)?;
         let artifacts = artifacts
             .into_iter()
             .map(|(n, fd)| (n, fd.into()))
             .collect();
-        live(&self.kernel)?
-            .complete(&self.agent, task, result, artifacts)
-            .await
+        k.complete(&self.agent, task, result, artifacts).await
     }
 
     async fn fail(
@@ -78,8 +77,7 @@ impl HostIface {
         task: u64,
         message: &str,
     ) -> Result<(), Error> {
-        from_peer(&hdr)?;
-        live(&self.kernel)?.fail(&self.agent, task, message).await
+        self.kernel(&hdr)?.fail(&self.agent, task, message).await
     }
 
     async fn delegate(
@@ -90,8 +88,7 @@ impl HostIface {
         goal: &str,
         options: HashMap<String, OwnedValue>,
     ) -> Result<u64, Error> {
-        from_peer(&hdr)?;
-        let k = live(&self.kernel)?;
+        let k = self.kernel(&hdr)?;
         let caller = Caller::Agent {
             id: self.agent.clone(),
             task,
@@ -105,8 +102,7 @@ impl HostIface {
         #[zbus(header)] hdr: Header<'_>,
         child: u64,
     ) -> Result<(String, String, Vec<ArtifactInfo>), Error> {
-        from_peer(&hdr)?;
-        live(&self.kernel)?.await_child(&self.agent, child).await
+        self.kernel(&hdr)?.await_child(&self.agent, child).await
     }
 
     async fn open_child_artifact(
@@ -115,8 +111,8 @@ impl HostIface {
         child: u64,
         name: &str,
     ) -> Result<OwnedFd, Error> {
-        from_peer(&hdr)?;
-        Ok(live(&self.kernel)?
+        Ok(self
+            .kernel(&hdr)?
             .open_child_artifact(&self.agent, child, name)?
             .into())
     }
@@ -128,8 +124,7 @@ impl HostIface {
         folder: &str,
         path: &str,
     ) -> Result<Vec<FileEntry>, Error> {
-        from_peer(&hdr)?;
-        live(&self.kernel)?
+        self.kernel(&hdr)?
             .list_files(&self.agent, task, folder, path)
             .await
     }
@@ -141,8 +136,8 @@ impl HostIface {
         folder: &str,
         path: &str,
     ) -> Result<OwnedFd, Error> {
-        from_peer(&hdr)?;
-        Ok(live(&self.kernel)?
+        Ok(self
+            .kernel(&hdr)?
             .open_file(&self.agent, task, folder, path)
             .await?
             .into())
@@ -154,10 +149,7 @@ impl HostIface {
         task: u64,
         url: &str,
     ) -> Result<(u16, String, Vec<u8>), Error> {
-        from_peer(&hdr)?;
-        let f = live(&self.kernel)?
-            .fetch_url(&self.agent, task, url)
-            .await?;
+        let f = self.kernel(&hdr)?.fetch_url(&self.agent, task, url).await?;
         Ok((f.status, f.content_type, f.body))
     }
 }

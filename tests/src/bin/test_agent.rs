@@ -102,8 +102,5 @@ impl Agent for Tester {
 
 #[tokio::main]
 async fn main() {
-    if let Err(e) = agentos_sdk::run(Tester).await {
-        eprintln!("agentos-test-agent: {e}");
-        std::process::exit(1);
-    }
+    agentos_sdk::run_or_exit(Tester).await
 }
