@@ -85,9 +85,8 @@ fn record(seq: u64, e: NewAuditEntry, hash: String) -> AuditRecord {
 
 pub(crate) fn head(tx: &Transaction<'_>) -> Result<Option<(u64, String)>, StoreError> {
     Ok(tx
-        .query_row("SELECT seq, hash FROM audit_head WHERE one = 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .prepare_cached("SELECT seq, hash FROM audit_head WHERE one = 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?)
 }
 
@@ -100,24 +99,22 @@ impl Store {
             head(&tx)?.ok_or_else(|| StoreError::Corrupt("the audit head is missing".into()))?;
         let seq = last + 1;
         let hash = chain_hash(&prev_hash, seq, e);
-        tx.execute(
-            &format!("INSERT INTO audit ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
-            params![
-                seq,
-                e.time,
-                e.principal,
-                e.capability,
-                e.scope,
-                e.decision,
-                e.reason,
-                prev_hash,
-                hash
-            ],
-        )?;
-        tx.execute(
-            "UPDATE audit_head SET seq = ?1, hash = ?2 WHERE one = 1",
-            params![seq, hash],
-        )?;
+        tx.prepare_cached(&format!(
+            "INSERT INTO audit ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        ))?
+        .execute(params![
+            seq,
+            e.time,
+            e.principal,
+            e.capability,
+            e.scope,
+            e.decision,
+            e.reason,
+            prev_hash,
+            hash
+        ])?;
+        tx.prepare_cached("UPDATE audit_head SET seq = ?1, hash = ?2 WHERE one = 1")?
+            .execute(params![seq, hash])?;
         tx.commit()?;
         Ok(record(seq, e.clone(), hash))
     }
