@@ -126,7 +126,7 @@ impl Env {
             .env("XDG_DATA_DIRS", self.root().join("none"))
             .env("XDG_CONFIG_HOME", self.root().join("config"))
             .env("XDG_RUNTIME_DIR", self.root().join("run"))
-            .env("RUST_LOG", "info");
+            .env("RUST_LOG", "warn");
         cmd
     }
 

@@ -149,6 +149,14 @@ async fn a_delegation_tree_with_progress_and_artifacts() {
             proxy.open_artifact("../etc").await,
             Err(Error::InvalidArgument(_))
         ));
+        // The child's artifact flowed up to the parent: same content, stored once.
+        let parent = agentos_dbus_interfaces::proxies::Task1Proxy::builder(&env.conn)
+            .path(names::task_path(root))
+            .unwrap()
+            .build()
+            .await
+            .unwrap();
+        assert_eq!(parent.artifacts().await.unwrap(), artifacts);
     })
     .await;
 }
@@ -367,6 +375,46 @@ async fn agentctl_runs_lists_and_verifies_the_log() {
         let out = tokio::task::block_in_place(|| env.agentctl(&["log", "--verify"]));
         assert_eq!(out.status.code(), Some(1));
         assert!(String::from_utf8_lossy(&out.stderr).contains("TAMPERED"));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_registered_agents_come_back_after_a_kernel_restart() {
+    bounded(async {
+        struct Idle;
+        impl agentos_sdk::Agent for Idle {
+            async fn run(&self, t: agentos_sdk::Task) -> Result<agentos_sdk::Outcome, String> {
+                Ok(agentos_sdk::Outcome::text(format!("done: {}", t.goal)))
+            }
+        }
+        let mut env = Env::start().await;
+        let address = env.address.clone();
+        let agent = tokio::spawn(async move {
+            agentos_sdk::stay_registered(Idle, "host", Some(&address)).await
+        });
+        let connected = |env: &Env| {
+            let k = env.conn.clone();
+            async move {
+                let k = agentos_dbus_interfaces::proxies::Kernel1Proxy::new(&k)
+                    .await
+                    .unwrap();
+                k.list_agents()
+                    .await
+                    .is_ok_and(|a| a.iter().any(|a| a.id == "host" && a.connected))
+            }
+        };
+        while !connected(&env).await {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        env.stop_kernel("TERM").await;
+        env.start_kernel().await;
+        while !connected(&env).await {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let t = env.wait_task(env.delegate("host", "again").await).await;
+        assert_eq!(t.result, "done: again");
+        agent.abort();
     })
     .await;
 }

@@ -1,15 +1,14 @@
-//! Connecting an agent to the kernel: the socket inherited at launch, or self-registration over
-//! the session bus (after checking that the kernel's name belongs to our own user).
+//! Connecting a launched agent to the kernel over the socket it inherited, and serving
+//! `AgentService1` on such a private connection (self-registration is in `register.rs`).
 
 use std::collections::HashMap;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
-use agentos_dbus_interfaces::names::{AGENT_FD_ENV, AGENT_SERVICE_PATH, KERNEL_BUS_NAME};
-use agentos_dbus_interfaces::proxies::{Host1Proxy, Kernel1Proxy};
+use agentos_dbus_interfaces::names::{AGENT_FD_ENV, AGENT_SERVICE_PATH};
+use agentos_dbus_interfaces::proxies::Host1Proxy;
 use tokio::sync::watch;
 use zbus::proxy::CacheProperties;
-use zbus::zvariant::Fd;
 
 use crate::service::Service;
 use crate::Agent;
@@ -35,15 +34,15 @@ pub enum SdkError {
 }
 
 /// Serve `agent` on `stream` (we are the client end); returns the connection.
-async fn serve<A: Agent>(
-    agent: A,
+pub(crate) async fn serve<A: Agent>(
+    agent: Arc<A>,
     stream: std::os::unix::net::UnixStream,
 ) -> Result<zbus::Connection, SdkError> {
     stream.set_nonblocking(true)?;
     let stream = tokio::net::UnixStream::from_std(stream)?;
     let (tx, rx) = watch::channel(None);
     let service = Service {
-        agent: Arc::new(agent),
+        agent,
         host: rx,
         running: Arc::new(Mutex::new(HashMap::new())),
     };
@@ -63,7 +62,7 @@ async fn serve<A: Agent>(
 }
 
 /// Wait until the kernel closes the connection.
-async fn closed(conn: &zbus::Connection) {
+pub(crate) async fn closed(conn: &zbus::Connection) {
     use futures_util::StreamExt;
     let rule = zbus::MatchRule::builder()
         .msg_type(zbus::message::Type::Signal)
@@ -94,7 +93,7 @@ pub async fn run<A: Agent>(agent: A) -> Result<(), SdkError> {
     // SAFETY: the fd was inherited from the kernel for this purpose, is open (fstat above) and is
     // owned by nothing else in this process; we take it once.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let conn = serve(agent, std::os::unix::net::UnixStream::from(fd)).await?;
+    let conn = serve(Arc::new(agent), std::os::unix::net::UnixStream::from(fd)).await?;
     closed(&conn).await;
     Ok(())
 }
@@ -116,66 +115,4 @@ pub async fn run_or_exit<A: Agent>(agent: A) {
 fn unsafe_borrow(raw: i32) -> std::os::fd::BorrowedFd<'static> {
     // SAFETY: only used for fstat right away; an invalid fd makes fstat fail with EBADF.
     unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) }
-}
-
-/// A self-registered agent: its bus connection (kept for the registration) and its private one.
-pub struct Registration {
-    pub bus: zbus::Connection,
-    pub kernel: zbus::Connection,
-    /// The agent's object path on the kernel.
-    pub path: String,
-}
-
-impl Registration {
-    /// Wait until the kernel closes the private connection.
-    pub async fn closed(&self) {
-        closed(&self.kernel).await;
-    }
-}
-
-/// Register an agent started outside the kernel. `address` is a D-Bus address (None: the
-/// session bus). Its identity is decided by the kernel from this process (Flatpak app id or
-/// "host"); `agent_id` must match it for Flatpak apps.
-pub async fn register<A: Agent>(
-    agent: A,
-    agent_id: &str,
-    address: Option<&str>,
-) -> Result<Registration, SdkError> {
-    let bus = match address {
-        Some(a) => zbus::connection::Builder::address(a)?.build().await?,
-        None => zbus::Connection::session().await?,
-    };
-    verify_kernel_owner(&bus).await?;
-    // Serve nothing on the bus, but answer: calls from other peers get UnknownObject at once.
-    let _ = bus.object_server();
-    let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
-    let kernel = Kernel1Proxy::new(&bus).await?;
-    let theirs_fd = OwnedFd::from(theirs);
-    let (path, conn) = tokio::join!(
-        kernel.register_agent(Fd::from(&theirs_fd), agent_id),
-        serve(agent, ours)
-    );
-    let path = path?;
-    let conn = conn?;
-    Ok(Registration {
-        bus,
-        kernel: conn,
-        path: path.to_string(),
-    })
-}
-
-/// Any process may take a free bus name: make sure the kernel's belongs to our own user.
-async fn verify_kernel_owner(bus: &zbus::Connection) -> Result<(), SdkError> {
-    let dbus = zbus::fdo::DBusProxy::new(bus).await?;
-    let name = zbus::names::BusName::try_from(KERNEL_BUS_NAME).map_err(zbus::Error::from)?;
-    let uid = dbus.get_connection_unix_user(name).await.map_err(|e| {
-        SdkError::NotTheKernel(format!("agentosd is not running on this bus ({e})"))
-    })?;
-    let me = rustix::process::getuid().as_raw();
-    if uid != me {
-        return Err(SdkError::NotTheKernel(format!(
-            "{KERNEL_BUS_NAME} is owned by uid {uid}, not by us ({me})"
-        )));
-    }
-    Ok(())
 }

@@ -21,12 +21,14 @@
 
 mod connect;
 mod outcome;
+mod register;
 mod service;
 mod task;
 
 pub use agentos_dbus_interfaces::{ArtifactInfo, Error, FileEntry};
-pub use connect::{register, run, run_or_exit, Registration, SdkError};
+pub use connect::{run, run_or_exit, SdkError};
 pub use outcome::Outcome;
+pub use register::{register, stay_registered, Registration};
 pub use task::{ChildOutcome, Task};
 
 use std::future::Future;

@@ -89,6 +89,20 @@ impl Task {
         })
     }
 
+    /// Pass a finished child's artifacts up: each is opened and added to `outcome` under its own
+    /// name, so the parent task carries them too (stored once, content-addressed).
+    pub async fn adopt_artifacts(
+        &self,
+        child: &ChildOutcome,
+        mut outcome: crate::Outcome,
+    ) -> Result<crate::Outcome, Error> {
+        for artifact in &child.artifacts {
+            let file = self.open_child_artifact(child.id, &artifact.name).await?;
+            outcome = outcome.with_file(&artifact.name, file);
+        }
+        Ok(outcome)
+    }
+
     /// Read an artifact of a finished child task.
     pub async fn open_child_artifact(
         &self,

@@ -2,7 +2,8 @@
 //! separated by ` ; `; `delegate` takes the rest of the goal as the child's goal.
 //!
 //! Steps: `echo <text>`, `sleep <ms>`, `crash`, `list <folder>`, `read <folder> <path>`,
-//! `fetch <url>`, `artifact <name> <text>`, `delegate <agent> <goal…>`,
+//! `fetch <url>`, `artifact <name> <text>`, `delegate <agent> <goal…>` (the child's artifacts
+//! are passed up),
 //! `read-for <task> <folder> <path>` (tries to act for another task id).
 
 use agentos_sdk::{Agent, Outcome, Task};
@@ -66,6 +67,10 @@ async fn step(task: &Task, step: &str, out: &mut Outcome) -> Result<(), String> 
                 .progress(0.5, &format!("waiting for task {child}"))
                 .await;
             let done = task.await_child(child).await.map_err(err)?;
+            *out = task
+                .adopt_artifacts(&done, std::mem::take(out))
+                .await
+                .map_err(err)?;
             out.result = format!("{}: {}", done.state, done.text);
         }
         other => return Err(format!("unknown step {other:?}")),
