@@ -36,6 +36,10 @@ pub const INTERFACE_XML: &[(&str, &str)] = &[
         include_str!("../xml/org.agentos.Host1.xml"),
     ),
     (
+        names::CHANNEL_IFACE,
+        include_str!("../xml/org.agentos.Channel1.xml"),
+    ),
+    (
         names::AGENT_SERVICE_IFACE,
         include_str!("../xml/org.agentos.AgentService1.xml"),
     ),

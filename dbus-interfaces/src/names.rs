@@ -16,6 +16,7 @@ pub const AGENT_IFACE: &str = "org.agentos.Agent1";
 pub const TASK_IFACE: &str = "org.agentos.Task1";
 pub const HOST_IFACE: &str = "org.agentos.Host1";
 pub const AGENT_SERVICE_IFACE: &str = "org.agentos.AgentService1";
+pub const CHANNEL_IFACE: &str = "org.agentos.Channel1";
 
 /// The name a consent provider (the panel, or a test responder) owns. It serves
 /// `org.freedesktop.impl.portal.Access` at [`CONSENT_PATH`].

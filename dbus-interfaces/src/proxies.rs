@@ -29,6 +29,7 @@ pub trait Kernel1 {
     fn read_audit_log(&self, after: u64, limit: u32) -> Result<Vec<AuditRecord>>;
     fn verify_audit_log(&self) -> Result<(bool, u64, String)>;
     fn register_agent(&self, socket: Fd<'_>, agent_id: &str) -> Result<OwnedObjectPath>;
+    fn open_channel(&self) -> Result<OwnedFd>;
 
     #[zbus(signal)]
     fn task_changed(
@@ -101,6 +102,18 @@ pub trait Task1 {
     fn created(&self) -> zbus::Result<u64>;
     #[zbus(property)]
     fn updated(&self) -> zbus::Result<u64>;
+}
+
+/// `org.agentos.Channel1` on a private channel from `Kernel1.OpenChannel` (where the
+/// destination name is ignored; build it with `CacheProperties::No`).
+#[zbus::proxy(
+    interface = "org.agentos.Channel1",
+    default_service = "org.agentos.Kernel",
+    default_path = "/org/agentos/Kernel"
+)]
+pub trait Channel1 {
+    fn call(&self, agent: &str, method: &str, payload: &[u8]) -> Result<Vec<u8>>;
+    fn delegate(&self, agent: &str, goal: &str, options: Options<'_>) -> Result<u64>;
 }
 
 /// `org.agentos.Host1`, the kernel as an agent sees it on its private connection (where the

@@ -196,23 +196,7 @@ impl Kernel {
         let kernel = Arc::downgrade(self);
         let id = agent.to_string();
         tokio::spawn(async move {
-            use futures_util::StreamExt;
-            let rule = zbus::MatchRule::builder()
-                .msg_type(zbus::message::Type::Signal)
-                .interface("org.agentos.Internal.Never")
-                .map(|b| b.build());
-            let mut stream = match rule {
-                Ok(rule) => match zbus::MessageStream::for_match_rule(rule, &conn, Some(1)).await {
-                    Ok(s) => s,
-                    Err(_) => return,
-                },
-                Err(_) => return,
-            };
-            while let Some(msg) = stream.next().await {
-                if msg.is_err() {
-                    break;
-                }
-            }
+            crate::bus::until_closed(&conn).await;
             drop(conn);
             if let Some(k) = kernel.upgrade() {
                 k.agent_gone(&id, generation, "closed its connection").await;

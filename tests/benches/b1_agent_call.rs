@@ -1,16 +1,19 @@
-//! Benchmark B1: an agent call mediated by the kernel (`Agent1.Call`: caller identity, permission
-//! check, audit record, forwarding over the agent's private connection) against a direct D-Bus
-//! call to a service with the same handler and payload. Both are measured interleaved in one run,
-//! with 1 and 8 concurrent callers; the figures printed are p50, p99 and throughput ratios.
+//! Benchmark B1: an agent call mediated by the kernel (caller identity, permission check, audit
+//! record, forwarding over the agent's private connection) against a direct D-Bus call to a
+//! service with the same handler and payload. The kernel is reached two ways: over a private
+//! channel (`Kernel1.OpenChannel`, then `Channel1.Call`) and through the bus (`Agent1.Call`). All
+//! three are measured interleaved in one run, with 1 and 8 concurrent callers; the figures printed
+//! are p50, p99 and throughput, each as a ratio to the direct call.
 //!
 //! Run: `cargo build --release --workspace && cargo bench -p agentos-tests --bench b1_agent_call`
 
 use std::time::{Duration, Instant};
 
 use agentos_dbus_interfaces::names;
-use agentos_dbus_interfaces::proxies::Agent1Proxy;
+use agentos_dbus_interfaces::proxies::{Agent1Proxy, Channel1Proxy, Kernel1Proxy};
 use agentos_sdk::{Agent, Outcome, Task};
 use agentos_tests::Env;
+use zbus::proxy::CacheProperties;
 
 const PAYLOAD: usize = 256;
 const CALLS_PER_CALLER: usize = 2000;
@@ -42,9 +45,83 @@ impl Direct {
 const DIRECT_NAME: &str = "org.agentos.Bench.Direct";
 const DIRECT_PATH: &str = "/org/agentos/Bench/Direct";
 
-struct Samples {
-    mediated: Vec<Duration>,
-    direct: Vec<Duration>,
+/// The three ways to make the same call.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Path {
+    Channel,
+    Bus,
+    Direct,
+}
+
+const PATHS: [Path; 3] = [Path::Channel, Path::Bus, Path::Direct];
+
+/// One caller's connections and proxies for every path.
+struct Caller {
+    _conn: zbus::Connection,
+    _channel_conn: zbus::Connection,
+    channel: Channel1Proxy<'static>,
+    bus: Agent1Proxy<'static>,
+    direct: Agent1Proxy<'static>,
+}
+
+impl Caller {
+    async fn new(address: &str) -> Caller {
+        let conn = zbus::connection::Builder::address(address)
+            .unwrap()
+            .build()
+            .await
+            .unwrap();
+        let fd = Kernel1Proxy::new(&conn)
+            .await
+            .unwrap()
+            .open_channel()
+            .await
+            .expect("open a channel");
+        let stream = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(fd));
+        stream.set_nonblocking(true).unwrap();
+        let stream = tokio::net::UnixStream::from_std(stream).unwrap();
+        let channel_conn = zbus::connection::Builder::unix_stream(stream)
+            .p2p()
+            .build()
+            .await
+            .unwrap();
+        let channel = Channel1Proxy::builder(&channel_conn)
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+            .unwrap();
+        let bus = Agent1Proxy::builder(&conn)
+            .path(names::agent_path("host"))
+            .unwrap()
+            .build()
+            .await
+            .unwrap();
+        let direct = Agent1Proxy::builder(&conn)
+            .destination(DIRECT_NAME)
+            .unwrap()
+            .path(DIRECT_PATH)
+            .unwrap()
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+            .unwrap();
+        Caller {
+            _conn: conn,
+            _channel_conn: channel_conn,
+            channel,
+            bus,
+            direct,
+        }
+    }
+
+    async fn call(&self, path: Path, payload: &[u8]) -> Vec<u8> {
+        match path {
+            Path::Channel => self.channel.call("host", "echo", payload).await,
+            Path::Bus => self.bus.call("echo", payload).await,
+            Path::Direct => self.direct.call("echo", payload).await,
+        }
+        .expect("call")
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -52,127 +129,74 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// `callers` tasks, each with its own connection, alternating mediated and direct calls.
-async fn latencies(env: &Env, callers: usize) -> Samples {
+/// `callers` tasks, each with its own connections, cycling through the paths call by call.
+async fn latencies(callers: &[std::sync::Arc<Caller>]) -> [Vec<Duration>; 3] {
     let mut handles = Vec::new();
-    for c in 0..callers {
-        let address = env.address.clone();
+    for (c, caller) in callers.iter().enumerate() {
+        let caller = std::sync::Arc::clone(caller);
         handles.push(tokio::spawn(async move {
-            let conn = zbus::connection::Builder::address(address.as_str())
-                .unwrap()
-                .build()
-                .await
-                .unwrap();
-            let mediated = Agent1Proxy::builder(&conn)
-                .path(names::agent_path("host"))
-                .unwrap()
-                .build()
-                .await
-                .unwrap();
-            let direct = Agent1Proxy::builder(&conn)
-                .destination(DIRECT_NAME)
-                .unwrap()
-                .path(DIRECT_PATH)
-                .unwrap()
-                .build()
-                .await
-                .unwrap();
             let payload = vec![0xa5u8; PAYLOAD];
-            let (mut m, mut d) = (Vec::new(), Vec::new());
+            let mut samples: [Vec<Duration>; 3] = Default::default();
             for i in 0..CALLS_PER_CALLER + 100 {
-                // Alternate which goes first, so neither always follows the other.
-                let order = [(i + c) % 2 == 0, (i + c) % 2 != 0];
-                for through_kernel in order {
-                    let proxy = if through_kernel { &mediated } else { &direct };
+                for k in 0..3 {
+                    // Rotate the order, so no path always follows another.
+                    let p = (i + c + k) % 3;
                     let start = Instant::now();
-                    let reply = proxy.call("echo", &payload).await.expect("call");
+                    let reply = caller.call(PATHS[p], &payload).await;
                     let took = start.elapsed();
                     assert_eq!(reply.len(), PAYLOAD);
                     if i >= 100 {
-                        if through_kernel {
-                            m.push(took)
-                        } else {
-                            d.push(took)
-                        }
+                        samples[p].push(took);
                     }
                 }
             }
-            (m, d)
+            samples
         }));
     }
-    let mut samples = Samples {
-        mediated: Vec::new(),
-        direct: Vec::new(),
-    };
+    let mut all: [Vec<Duration>; 3] = Default::default();
     for h in handles {
-        let (m, d) = h.await.expect("caller");
-        samples.mediated.extend(m);
-        samples.direct.extend(d);
+        let s = h.await.expect("caller");
+        for p in 0..3 {
+            all[p].extend_from_slice(&s[p]);
+        }
     }
-    samples.mediated.sort();
-    samples.direct.sort();
-    samples
+    for v in &mut all {
+        v.sort();
+    }
+    all
 }
 
-/// Calls per second of each path, measured in alternating 300 ms windows.
-async fn throughput(env: &Env, callers: usize) -> (f64, f64) {
+/// Calls per second of each path, in alternating 300 ms windows.
+async fn throughput(callers: &[std::sync::Arc<Caller>]) -> [f64; 3] {
     let window = Duration::from_millis(300);
-    let (mut m_calls, mut d_calls, mut m_time, mut d_time) =
-        (0usize, 0usize, Duration::ZERO, Duration::ZERO);
-    let mut conns = Vec::new();
-    for _ in 0..callers {
-        conns.push(
-            zbus::connection::Builder::address(env.address.as_str())
-                .unwrap()
-                .build()
-                .await
-                .unwrap(),
-        );
-    }
-    for round in 0..8 {
-        let through_kernel = round % 2 == 0;
+    let mut calls = [0usize; 3];
+    let mut time = [Duration::ZERO; 3];
+    for round in 0..9 {
+        let p = round % 3;
         let start = Instant::now();
         let mut handles = Vec::new();
-        for conn in &conns {
-            let conn = conn.clone();
+        for caller in callers {
+            let caller = std::sync::Arc::clone(caller);
             handles.push(tokio::spawn(async move {
-                let builder = Agent1Proxy::builder(&conn);
-                let proxy = if through_kernel {
-                    builder.path(names::agent_path("host")).unwrap()
-                } else {
-                    builder
-                        .destination(DIRECT_NAME)
-                        .unwrap()
-                        .path(DIRECT_PATH)
-                        .unwrap()
-                };
-                let proxy = proxy.build().await.unwrap();
                 let payload = vec![0x5au8; PAYLOAD];
                 let mut n = 0usize;
                 while start.elapsed() < window {
-                    proxy.call("echo", &payload).await.expect("call");
+                    caller.call(PATHS[p], &payload).await;
                     n += 1;
                 }
                 n
             }));
         }
-        let mut n = 0;
         for h in handles {
-            n += h.await.expect("caller");
+            calls[p] += h.await.expect("caller");
         }
-        let took = start.elapsed();
-        if through_kernel {
-            m_calls += n;
-            m_time += took;
-        } else {
-            d_calls += n;
-            d_time += took;
-        }
+        time[p] += start.elapsed();
     }
-    (
-        m_calls as f64 / m_time.as_secs_f64(),
-        d_calls as f64 / d_time.as_secs_f64(),
-    )
+    [0, 1, 2].map(|p| calls[p] as f64 / time[p].as_secs_f64())
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
 }
 
 fn main() {
@@ -193,24 +217,29 @@ fn main() {
             .build()
             .await
             .expect("direct service");
-        println!("B1: kernel-mediated Agent1.Call vs direct D-Bus call, {PAYLOAD}-byte payload, interleaved");
-        println!("{:>8} {:>12} {:>12} {:>8} {:>12} {:>12} {:>8} {:>14}", "callers", "p50 kernel", "p50 direct", "ratio", "p99 kernel", "p99 direct", "ratio", "throughput ×");
-        for callers in [1usize, 8] {
-            let s = latencies(&env, callers).await;
-            let (m50, d50) = (percentile(&s.mediated, 0.5), percentile(&s.direct, 0.5));
-            let (m99, d99) = (percentile(&s.mediated, 0.99), percentile(&s.direct, 0.99));
-            let (mt, dt) = throughput(&env, callers).await;
-            println!(
-                "{callers:>8} {:>10.0}µs {:>10.0}µs {:>7.2}× {:>10.0}µs {:>10.0}µs {:>7.2}× {:>13.2}×",
-                m50.as_secs_f64() * 1e6,
-                d50.as_secs_f64() * 1e6,
-                m50.as_secs_f64() / d50.as_secs_f64(),
-                m99.as_secs_f64() * 1e6,
-                d99.as_secs_f64() * 1e6,
-                m99.as_secs_f64() / d99.as_secs_f64(),
-                dt / mt,
-            );
-            println!("         (throughput: kernel {mt:.0}/s, direct {dt:.0}/s; ratio is direct/kernel, lower is better)");
+        println!("B1: kernel-mediated agent call vs direct D-Bus call, {PAYLOAD}-byte payload, interleaved");
+        println!("ratios are kernel / direct (latency) and direct / kernel (throughput); lower is better");
+        for n in [1usize, 8] {
+            let mut callers = Vec::new();
+            for _ in 0..n {
+                callers.push(std::sync::Arc::new(Caller::new(&env.address).await));
+            }
+            let lat = latencies(&callers).await;
+            let tput = throughput(&callers).await;
+            let direct = &lat[2];
+            println!("{n} caller(s): direct p50 {:.0} µs, p99 {:.0} µs, {:.0} calls/s", us(percentile(direct, 0.5)), us(percentile(direct, 0.99)), tput[2]);
+            for (p, name) in [(0, "kernel via channel"), (1, "kernel via bus")] {
+                let (p50, p99) = (percentile(&lat[p], 0.5), percentile(&lat[p], 0.99));
+                println!(
+                    "  {name:<20} p50 {:>5.0} µs ({:.2}×)  p99 {:>5.0} µs ({:.2}×)  {:>6.0} calls/s ({:.2}×)",
+                    us(p50),
+                    p50.as_secs_f64() / percentile(direct, 0.5).as_secs_f64(),
+                    us(p99),
+                    p99.as_secs_f64() / percentile(direct, 0.99).as_secs_f64(),
+                    tput[p],
+                    tput[2] / tput[p],
+                );
+            }
         }
         println!("targets: p50 ≤ 1.20×, p99 ≤ 1.50×");
     });

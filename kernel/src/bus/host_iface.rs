@@ -25,7 +25,7 @@ impl HostIface {
 
 /// On a peer-to-peer connection messages carry no sender; anything else did not come from the
 /// agent at the other end.
-fn from_peer(hdr: &Header<'_>) -> Result<(), Error> {
+pub(crate) fn from_peer(hdr: &Header<'_>) -> Result<(), Error> {
     match hdr.sender() {
         None => Ok(()),
         Some(s) => Err(Error::AccessDenied(format!(

@@ -184,6 +184,16 @@ impl KernelIface {
         OwnedObjectPath::try_from(path).map_err(|e| Error::Failed(e.to_string()))
     }
 
+    async fn open_channel(&self, #[zbus(header)] hdr: Header<'_>) -> Result<OwnedFd, Error> {
+        let k = live(&self.kernel)?;
+        let caller = caller(&k, &hdr).await?;
+        let iface = super::channel_iface::ChannelIface {
+            kernel: self.kernel.clone(),
+            caller,
+        };
+        Ok(super::serve_private(iface).await?.into())
+    }
+
     #[zbus(signal)]
     pub async fn task_changed(
         emitter: &SignalEmitter<'_>,

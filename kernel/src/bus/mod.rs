@@ -2,6 +2,7 @@
 //! served before the name is taken; the name is requested without queueing.
 
 pub mod agent_iface;
+pub mod channel_iface;
 pub mod host_iface;
 pub mod kernel_iface;
 pub mod task_iface;
@@ -89,4 +90,43 @@ pub(crate) fn live(kernel: &std::sync::Weak<Kernel>) -> Result<Arc<Kernel>, Erro
     kernel
         .upgrade()
         .ok_or_else(|| Error::Failed("the kernel is shutting down".into()))
+}
+
+/// Wait until the peer of a peer-to-peer connection goes away (its message stream ends or errs).
+pub(crate) async fn until_closed(conn: &zbus::Connection) {
+    use futures_util::StreamExt;
+    // A rule that matches nothing: the stream only ever yields the error of a closed socket.
+    let rule = zbus::MatchRule::builder()
+        .msg_type(zbus::message::Type::Signal)
+        .interface("org.agentos.Internal.Never")
+        .map(|b| b.build());
+    let Ok(rule) = rule else { return };
+    let Ok(mut stream) = zbus::MessageStream::for_match_rule(rule, conn, Some(1)).await else {
+        return;
+    };
+    while let Some(Ok(_)) = stream.next().await {}
+}
+
+/// Serve `iface` at the kernel path as the server end of a fresh socketpair; returns the other
+/// end. The connection lives until its peer closes it.
+pub(crate) async fn serve_private<I: zbus::object_server::Interface>(
+    iface: I,
+) -> Result<std::os::fd::OwnedFd, Error> {
+    let failed =
+        |e: &dyn std::fmt::Display| Error::Failed(format!("cannot open a private connection: {e}"));
+    let (ours, theirs) = tokio::net::UnixStream::pair().map_err(|e| failed(&e))?;
+    let builder = zbus::connection::Builder::unix_stream(ours)
+        .server(zbus::Guid::generate())
+        .map_err(|e| failed(&e))?
+        .p2p()
+        .serve_at(KERNEL_PATH, iface)
+        .map_err(|e| failed(&e))?;
+    tokio::spawn(async move {
+        let build = tokio::time::timeout(std::time::Duration::from_secs(10), builder.build());
+        if let Ok(Ok(conn)) = build.await {
+            until_closed(&conn).await;
+        }
+    });
+    let theirs = theirs.into_std().map_err(|e| failed(&e))?;
+    Ok(theirs.into())
 }
