@@ -94,29 +94,47 @@ impl Store {
     /// Appends a record in its own transaction and returns it with its `seq` (1, 2, 3, ...) and
     /// chained `hash`; the audit head moves in the same transaction.
     pub fn append_audit(&self, e: &NewAuditEntry) -> Result<AuditRecord, StoreError> {
+        let mut records = self.append_audit_batch(std::slice::from_ref(e))?;
+        records
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("no record appended".into()))
+    }
+
+    /// Appends records in one transaction (all or none), in order; the head moves once.
+    pub fn append_audit_batch(
+        &self,
+        entries: &[NewAuditEntry],
+    ) -> Result<Vec<AuditRecord>, StoreError> {
         let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
-        let (last, prev_hash) =
+        let (mut seq, mut prev_hash) =
             head(&tx)?.ok_or_else(|| StoreError::Corrupt("the audit head is missing".into()))?;
-        let seq = last + 1;
-        let hash = chain_hash(&prev_hash, seq, e);
-        tx.prepare_cached(&format!(
-            "INSERT INTO audit ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
-        ))?
-        .execute(params![
-            seq,
-            e.time,
-            e.principal,
-            e.capability,
-            e.scope,
-            e.decision,
-            e.reason,
-            prev_hash,
-            hash
-        ])?;
+        let mut records = Vec::with_capacity(entries.len());
+        {
+            let mut insert = tx.prepare_cached(&format!(
+                "INSERT INTO audit ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+            ))?;
+            for e in entries {
+                seq += 1;
+                let hash = chain_hash(&prev_hash, seq, e);
+                insert.execute(params![
+                    seq,
+                    e.time,
+                    e.principal,
+                    e.capability,
+                    e.scope,
+                    e.decision,
+                    e.reason,
+                    prev_hash,
+                    hash
+                ])?;
+                prev_hash = hash.clone();
+                records.push(record(seq, e.clone(), hash));
+            }
+        }
         tx.prepare_cached("UPDATE audit_head SET seq = ?1, hash = ?2 WHERE one = 1")?
-            .execute(params![seq, hash])?;
+            .execute(params![seq, prev_hash])?;
         tx.commit()?;
-        Ok(record(seq, e.clone(), hash))
+        Ok(records)
     }
 
     /// At most `limit` records with `seq > after_seq`, oldest first.
@@ -174,6 +192,23 @@ pub(crate) mod tests {
         assert_eq!(all[2].principal, "agent3");
         let page = store.read_audit(2, 2).unwrap();
         assert_eq!(page.iter().map(|r| r.seq).collect::<Vec<_>>(), [3, 4]);
+    }
+
+    #[test]
+    fn a_batch_chains_like_single_appends() {
+        let (_tmp, store) = with_records(2);
+        let batch = store
+            .append_audit_batch(&[entry(3), entry(4), entry(5)])
+            .unwrap();
+        assert_eq!(batch.iter().map(|r| r.seq).collect::<Vec<_>>(), [3, 4, 5]);
+        let (_tmp2, single) = with_records(5);
+        assert_eq!(
+            store.read_audit(0, 10).unwrap(),
+            single.read_audit(0, 10).unwrap()
+        );
+        assert!(store.verify_audit().unwrap().ok);
+        assert!(store.append_audit_batch(&[]).unwrap().is_empty());
+        assert!(store.verify_audit().unwrap().ok);
     }
 
     #[test]

@@ -83,9 +83,13 @@ impl Kernel {
             .map(String::as_str)
             .unwrap_or_default();
         match outcome {
-            Ok(reason) => self.audit(principal, capability.name, scope, "allow", &reason),
+            Ok(reason) => {
+                self.audit(principal, capability.name, scope, "allow", &reason)
+                    .await
+            }
             Err(reason) => {
-                self.audit(principal, capability.name, scope, "deny", &reason)?;
+                self.audit(principal, capability.name, scope, "deny", &reason)
+                    .await?;
                 Err(Error::AccessDenied(reason))
             }
         }

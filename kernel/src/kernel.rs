@@ -68,7 +68,8 @@ pub(crate) struct Inner {
 pub struct Kernel {
     pub config: Config,
     pub(crate) clock: Arc<dyn Clock>,
-    store: Mutex<Store>,
+    store: Arc<Mutex<Store>>,
+    audit: crate::audit::AuditWriter,
     inner: Mutex<Inner>,
     pub(crate) bus: OnceLock<zbus::Connection>,
     pub(crate) http: reqwest::Client,
@@ -101,10 +102,12 @@ impl Kernel {
         }
         inner.agents = crate::agents::discover_slots(&config);
         let http = crate::tools::web::client()?;
+        let store = Arc::new(Mutex::new(store));
         Ok(Arc::new(Kernel {
             config,
             clock,
-            store: Mutex::new(store),
+            audit: crate::audit::AuditWriter::start(Arc::clone(&store))?,
+            store,
             inner: Mutex::new(inner),
             bus: OnceLock::new(),
             http,
@@ -119,6 +122,11 @@ impl Kernel {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The store, for blocking work off the async thread.
+    pub(crate) fn store_handle(&self) -> Arc<Mutex<Store>> {
+        Arc::clone(&self.store)
+    }
+
     pub(crate) fn store(&self) -> MutexGuard<'_, Store> {
         self.store.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -127,8 +135,8 @@ impl Kernel {
         self.clock.now_ms()
     }
 
-    /// Append an audit record; a failure to audit is logged as a bug-level error.
-    pub(crate) fn audit(
+    /// Append an audit record and wait until it is committed.
+    pub(crate) async fn audit(
         &self,
         principal: &str,
         capability: &str,
@@ -144,10 +152,7 @@ impl Kernel {
             decision: decision.to_string(),
             reason: reason.to_string(),
         };
-        self.store().append_audit(&entry).map(|_| ()).map_err(|e| {
-            tracing::error!(error = %e, "cannot write the audit log");
-            Error::Failed(format!("the audit log cannot be written: {e}"))
-        })
+        self.audit.append(entry).await
     }
 
     /// Create a task for `agent` on behalf of `caller` (permission already checked).

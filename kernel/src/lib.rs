@@ -5,6 +5,7 @@
 //! the thin zbus adapters; `kernel`, `operations`, `authorize` and `agents` tie them together.
 
 pub mod agents;
+pub mod audit;
 pub mod authorize;
 pub mod bus;
 pub mod clock;

@@ -75,7 +75,7 @@ fn documents_dir() -> Option<PathBuf> {
     Some(from_user_dirs.unwrap_or_else(|| home.join("Documents")))
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logging();

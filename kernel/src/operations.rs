@@ -59,7 +59,8 @@ impl Kernel {
         let cap = capability("agent.delegate")?;
         match &caller {
             Caller::Host => {
-                self.audit("host", cap.name, agent, "allow", "the user delegated it")?
+                self.audit("host", cap.name, agent, "allow", "the user delegated it")
+                    .await?
             }
             Caller::App(app) => {
                 let subject = Subject {
@@ -190,11 +191,26 @@ impl Kernel {
         }
         self.own_running(agent, task)?;
         for (name, fd) in artifacts {
-            let mut file = std::fs::File::from(fd);
-            let stored = self
-                .store()
-                .put_artifact(task, &name, &mut file, MAX_ARTIFACT_BYTES);
-            stored.map_err(|e| Error::InvalidArgument(format!("artifact {name:?}: {e}")))?;
+            // Only regular files (memfds included): a pipe or socket could block the copy forever.
+            let stat = rustix::fs::fstat(&fd)
+                .map_err(|e| Error::InvalidArgument(format!("artifact {name:?}: {e}")))?;
+            if rustix::fs::FileType::from_raw_mode(stat.st_mode)
+                != rustix::fs::FileType::RegularFile
+            {
+                return Err(Error::InvalidArgument(format!(
+                    "artifact {name:?} is not a regular file"
+                )));
+            }
+            let store = self.store_handle();
+            blocking(move || {
+                let mut file = std::fs::File::from(fd);
+                let store = store.lock().unwrap_or_else(|p| p.into_inner());
+                let stored = store.put_artifact(task, &name, &mut file, MAX_ARTIFACT_BYTES);
+                stored
+                    .map(|_| ())
+                    .map_err(|e| Error::InvalidArgument(format!("artifact {name:?}: {e}")))
+            })
+            .await?;
         }
         if !self
             .finish(task, TaskState::Completed, "", Some(result))
@@ -297,30 +313,41 @@ impl Kernel {
             )));
         }
         let cap = capability("agent.call")?;
-        match &caller {
-            Caller::Host => self.audit("host", cap.name, agent, "allow", "the user called it")?,
-            other => {
-                let subject = Subject {
-                    chain: vec![other.principal().to_string()],
-                    declared: true,
-                    task: None,
-                    purpose: format!("call {method}"),
-                    display_name: other.principal().to_string(),
-                };
-                self.authorize(&subject, cap, agent).await?;
-            }
+        if caller != Caller::Host {
+            let subject = Subject {
+                chain: vec![caller.principal().to_string()],
+                declared: true,
+                task: None,
+                purpose: format!("call {method}"),
+                display_name: caller.principal().to_string(),
+            };
+            self.authorize(&subject, cap, agent).await?;
         }
-        let instance = self.ensure_instance(agent).await?;
-        tokio::time::timeout(
-            Duration::from_secs(60),
-            instance.service.call(method, payload),
-        )
-        .await
-        .map_err(|_| Error::Timeout(format!("agent {agent} did not answer within 60 s")))?
+        let forward = async {
+            let instance = self.ensure_instance(agent).await?;
+            tokio::time::timeout(
+                Duration::from_secs(60),
+                instance.service.call(method, payload),
+            )
+            .await
+            .map_err(|_| Error::Timeout(format!("agent {agent} did not answer within 60 s")))?
+        };
+        if caller == Caller::Host {
+            // The user needs no grant; the decision's record is committed while the call runs,
+            // and before its reply is returned.
+            let (audited, reply) = tokio::join!(
+                self.audit("host", cap.name, agent, "allow", "the user called it"),
+                forward
+            );
+            audited?;
+            reply
+        } else {
+            forward.await
+        }
     }
 
     /// The user grants a capability (from agentctl or the panel).
-    pub fn grant(
+    pub async fn grant(
         &self,
         principal: &str,
         capability_name: &str,
@@ -357,13 +384,14 @@ impl Kernel {
             &grant.scope,
             "grant",
             &format!("granted by the user ({})", lifetime.as_str()),
-        )?;
+        )
+        .await?;
         self.inner().policy.grants.add(grant);
         Ok(())
     }
 
     /// The user revokes grants; applies to the very next call.
-    pub fn revoke(
+    pub async fn revoke(
         &self,
         principal: &str,
         capability_name: &str,
@@ -389,7 +417,8 @@ impl Kernel {
             scope.as_deref().unwrap_or("*"),
             "revoke",
             "revoked by the user",
-        )?;
+        )
+        .await?;
         Ok(removed.len() as u32)
     }
 

@@ -270,6 +270,11 @@ async fn malformed_input_gets_named_errors_and_the_kernel_keeps_serving() {
             k.delegate("nobody", "x", HashMap::new()).await,
             Err(Error::UnknownAgent(_))
         ));
+        let t = env
+            .wait_task(env.delegate("tester", "pipe-artifact stream.txt").await)
+            .await;
+        assert_eq!(t.state, "failed");
+        assert!(t.message.contains("not a regular file"), "{}", t.message);
         let huge = "x".repeat(names::MAX_GOAL_LEN + 1);
         assert!(matches!(
             k.delegate("tester", &huge, HashMap::new()).await,
@@ -415,6 +420,72 @@ async fn self_registered_agents_come_back_after_a_kernel_restart() {
         let t = env.wait_task(env.delegate("host", "again").await).await;
         assert_eq!(t.result, "done: again");
         agent.abort();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_channel_calls_agents_as_its_opener() {
+    bounded(async {
+        let env = Env::start().await;
+        let fd = env.kernel().await.open_channel().await.unwrap();
+        let stream = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(fd));
+        stream.set_nonblocking(true).unwrap();
+        let stream = tokio::net::UnixStream::from_std(stream).unwrap();
+        let conn = zbus::connection::Builder::unix_stream(stream)
+            .p2p()
+            .build()
+            .await
+            .unwrap();
+        let channel = agentos_dbus_interfaces::proxies::Channel1Proxy::builder(&conn)
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .unwrap();
+        assert_eq!(
+            channel.call("tester", "echo", b"ping").await.unwrap(),
+            b"ping"
+        );
+        assert!(matches!(
+            channel.call("tester", "nope", b"").await,
+            Err(Error::NotSupported(_))
+        ));
+        assert!(matches!(
+            channel.call("nobody", "echo", b"").await,
+            Err(Error::UnknownAgent(_))
+        ));
+        let id = channel
+            .delegate("tester", "echo via channel", HashMap::new())
+            .await
+            .unwrap();
+        let t = env.wait_task(id).await;
+        assert_eq!(
+            (t.caller.as_str(), t.result.as_str()),
+            ("host", "via channel")
+        );
+        // The channel serves exactly the committed interface.
+        let xml = zbus::fdo::IntrospectableProxy::builder(&conn)
+            .destination(names::KERNEL_BUS_NAME)
+            .unwrap()
+            .path(KERNEL_PATH)
+            .unwrap()
+            .build()
+            .await
+            .unwrap()
+            .introspect()
+            .await
+            .unwrap();
+        let node = zbus_xml::Node::from_reader(xml.as_bytes()).unwrap();
+        let iface = node
+            .interfaces()
+            .iter()
+            .find(|i| i.name() == "org.agentos.Channel1")
+            .expect("Channel1");
+        assert_eq!(members(iface), committed("org.agentos.Channel1"));
+        let log = env.kernel().await.read_audit_log(0, 100).await.unwrap();
+        assert!(log
+            .iter()
+            .any(|r| r.capability == "agent.call" && r.scope == "tester"));
     })
     .await;
 }

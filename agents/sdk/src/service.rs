@@ -74,7 +74,15 @@ impl<A: Agent> Service<A> {
                         .iter()
                         .map(|(n, f)| (n.as_str(), Fd::from(f)))
                         .collect();
-                    host.complete(task, &out.result, &fds).await
+                    match host.complete(task, &out.result, &fds).await {
+                        // The kernel refused the result (a bad artifact, say): fail the task
+                        // with the reason rather than leave it running.
+                        Err(Error::InvalidArgument(why)) => {
+                            host.fail(task, &format!("the kernel refused the result: {why}"))
+                                .await
+                        }
+                        other => other,
+                    }
                 }
                 Err(message) => host.fail(task, &message).await,
             };

@@ -127,7 +127,7 @@ impl KernelIface {
     ) -> Result<(), Error> {
         let k = live(&self.kernel)?;
         require_host(&caller(&k, &hdr).await?)?;
-        k.grant(principal, capability, scope, lifetime)
+        k.grant(principal, capability, scope, lifetime).await
     }
 
     async fn revoke(
@@ -139,7 +139,7 @@ impl KernelIface {
     ) -> Result<u32, Error> {
         let k = live(&self.kernel)?;
         require_host(&caller(&k, &hdr).await?)?;
-        k.revoke(principal, capability, scope)
+        k.revoke(principal, capability, scope).await
     }
 
     async fn read_audit_log(&self, after: u64, limit: u32) -> Result<Vec<AuditRecord>, Error> {

@@ -4,7 +4,8 @@
 //! Steps: `echo <text>`, `sleep <ms>`, `crash`, `list <folder>`, `read <folder> <path>`,
 //! `fetch <url>`, `artifact <name> <text>`, `delegate <agent> <goal…>` (the child's artifacts
 //! are passed up),
-//! `read-for <task> <folder> <path>` (tries to act for another task id).
+//! `read-for <task> <folder> <path>` (tries to act for another task id), `pipe-artifact <name>`
+//! (hands over a pipe that never ends as an artifact).
 
 use agentos_sdk::{Agent, Outcome, Task};
 
@@ -59,6 +60,14 @@ async fn step(task: &Task, step: &str, out: &mut Outcome) -> Result<(), String> 
             *out = taken
                 .with_artifact(name, text.as_bytes())
                 .map_err(|e| e.to_string())?;
+        }
+        "pipe-artifact" => {
+            let (reader, _writer) = std::io::pipe().map_err(|e| e.to_string())?;
+            let taken = std::mem::take(out);
+            *out = taken.with_file(
+                rest,
+                std::fs::File::from(std::os::fd::OwnedFd::from(reader)),
+            );
         }
         "delegate" => {
             let (agent, goal) = rest.split_once(' ').unwrap_or((rest, ""));
