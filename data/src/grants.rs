@@ -19,7 +19,8 @@ impl Store {
             "INSERT INTO grants (principal, capability, scope, lifetime, granted_at)
              VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (principal, capability, scope)
-             DO UPDATE SET lifetime = excluded.lifetime, granted_at = excluded.granted_at",
+             DO UPDATE SET lifetime = excluded.lifetime, granted_at = excluded.granted_at,
+                           mirrored = 0",
             params![g.principal, g.capability, g.scope, g.lifetime, g.granted_at],
         )?;
         Ok(())
@@ -41,14 +42,38 @@ impl Store {
         Ok(deleted as u64)
     }
 
+    /// Records that a grant has been mirrored into the XDG permission store.
+    pub fn mark_grant_mirrored(
+        &self,
+        principal: &str,
+        capability: &str,
+        scope: &str,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE grants SET mirrored = 1 WHERE principal = ?1 AND capability = ?2 AND scope = ?3",
+            params![principal, capability, scope],
+        )?;
+        Ok(())
+    }
+
     /// Every stored grant, ordered by principal, capability and scope.
     pub fn list_grants(&self) -> Result<Vec<GrantInfo>, StoreError> {
+        self.select_grants(false)
+    }
+
+    /// The stored grants that have been mirrored into the XDG permission store.
+    pub fn list_mirrored_grants(&self) -> Result<Vec<GrantInfo>, StoreError> {
+        self.select_grants(true)
+    }
+
+    fn select_grants(&self, mirrored_only: bool) -> Result<Vec<GrantInfo>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT principal, capability, scope, lifetime, granted_at FROM grants
+             WHERE ?1 = 0 OR mirrored = 1
              ORDER BY principal, capability, scope",
         )?;
         let grants = stmt
-            .query_map([], |r| {
+            .query_map([mirrored_only], |r| {
                 Ok(GrantInfo {
                     principal: r.get(0)?,
                     capability: r.get(1)?,

@@ -65,6 +65,11 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     "#,
+    // 2: whether a grant has been mirrored into the XDG permission store (a mirrored grant that
+    // disappeared from there while the kernel was down was revoked from the desktop).
+    r#"
+    ALTER TABLE grants ADD COLUMN mirrored INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// The schema version this build writes: the number of migrations it knows.
@@ -134,6 +139,18 @@ mod tests {
             let id = store.insert_task(&new_task()).unwrap();
             assert!(store.get_task(id).unwrap().is_some());
             assert!(store.verify_audit().unwrap().ok);
+            let g = agentos_dbus_interfaces::GrantInfo {
+                principal: "web".into(),
+                capability: "web.fetch".into(),
+                scope: "example.org".into(),
+                lifetime: "always".into(),
+                granted_at: 1,
+            };
+            store.insert_grant(&g).unwrap();
+            store
+                .mark_grant_mirrored(&g.principal, &g.capability, &g.scope)
+                .unwrap();
+            assert_eq!(store.list_mirrored_grants().unwrap(), vec![g]);
         }
     }
 

@@ -129,14 +129,20 @@ impl Kernel {
         };
         // Decide again with the new grant: that spends a "once" grant and re-checks the
         // delegators, whose rights may have changed while the user was asked.
-        let mut inner = self.inner();
-        let grant = inner.policy.record_consent(request, lifetime, self.now());
-        if let Some(g) = grant.filter(|g| g.lifetime == Lifetime::Always) {
-            self.store()
-                .insert_grant(&g.info())
-                .map_err(crate::kernel::store_err)?;
+        let (grant, decision) = {
+            let mut inner = self.inner();
+            let grant = inner.policy.record_consent(request, lifetime, self.now());
+            if let Some(g) = grant.as_ref().filter(|g| g.lifetime == Lifetime::Always) {
+                self.store()
+                    .insert_grant(&g.info())
+                    .map_err(crate::kernel::store_err)?;
+            }
+            (grant, inner.policy.decide(request))
+        };
+        if let Some(g) = grant {
+            self.mirror_add(&g).await;
         }
-        Ok(match inner.policy.decide(request) {
+        Ok(match decision {
             Decision::Allow { .. } => Ok(format!("the user allowed it ({})", lifetime.as_str())),
             Decision::Deny { reason } => Err(reason),
             Decision::Ask => Err("the grant was revoked while the user was asked".into()),

@@ -62,6 +62,8 @@ pub(crate) struct Inner {
     pub tasks: TaskTable,
     pub agents: BTreeMap<String, AgentSlot>,
     pub watchers: HashMap<u64, watch::Sender<TaskState>>,
+    /// Grants being written to the permission store (principal, entry id): not yet there.
+    pub mirror_pending: std::collections::HashSet<(String, String)>,
 }
 
 /// The kernel.

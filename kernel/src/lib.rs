@@ -16,6 +16,7 @@ pub mod kernel;
 pub mod launcher;
 pub mod manifest;
 pub mod operations;
+pub mod permission_store;
 pub mod policy;
 pub mod tasks;
 pub mod tools;

@@ -112,6 +112,7 @@ async fn main() -> anyhow::Result<()> {
         Err(e) => return Err(e.into()),
     };
     tracing::info!(agents = kernel.inner_agent_count(), data = %data_dir.display(), "agentosd ready");
+    agentos_kernel::permission_store::start(&kernel);
     let ticker = {
         let k = Arc::clone(&kernel);
         tokio::spawn(async move {

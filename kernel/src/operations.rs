@@ -386,7 +386,8 @@ impl Kernel {
             &format!("granted by the user ({})", lifetime.as_str()),
         )
         .await?;
-        self.inner().policy.grants.add(grant);
+        self.inner().policy.grants.add(grant.clone());
+        self.mirror_add(&grant).await;
         Ok(())
     }
 
@@ -419,6 +420,7 @@ impl Kernel {
             "revoked by the user",
         )
         .await?;
+        self.mirror_remove(&removed).await;
         Ok(removed.len() as u32)
     }
 

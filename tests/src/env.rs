@@ -29,7 +29,16 @@ pub struct Env {
     pub address: String,
     dbus: Child,
     kernel: Option<Child>,
+    /// Desktop services started for the test (stopped on drop).
+    services: Vec<Child>,
     pub conn: zbus::Connection,
+}
+
+/// Which real desktop services a test needs besides the bus.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Services {
+    /// `/usr/libexec/xdg-permission-store`, started before the kernel.
+    pub permission_store: bool,
 }
 
 impl Env {
@@ -48,10 +57,28 @@ impl Env {
 
     /// A bus, manifests for the built-in agents and two test agents, and a running kernel.
     pub async fn start() -> Env {
+        Env::start_with(Services::default()).await
+    }
+
+    /// Like [`start`](Env::start), with real desktop services on the bus too.
+    pub async fn start_with(services: Services) -> Env {
         let tmp = tempfile::tempdir().expect("tempdir");
-        for d in ["run", "home/Documents", "agents", "data", "config"] {
+        for d in [
+            "run",
+            "home/Documents",
+            "agents",
+            "data",
+            "config",
+            "xdg-data",
+        ] {
             std::fs::create_dir_all(tmp.path().join(d)).expect("mkdir");
         }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            tmp.path().join("run"),
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .expect("chmod");
         let mut dbus = Command::new("dbus-daemon")
             .args(["--session", "--nofork", "--print-address=1"])
             .arg(format!(
@@ -76,6 +103,7 @@ impl Env {
             address,
             dbus,
             kernel: None,
+            services: Vec::new(),
             conn,
         };
         let tester = bin("agentos-test-agent");
@@ -94,8 +122,52 @@ impl Env {
         std::fs::write(env.agents_dir().join("docs.toml"), docs).expect("manifest");
         let web = "id = \"web\"\nname = \"Web\"\nexec = \"agentos-agent-web\"\ncapabilities = [\"web.fetch\"]\n";
         std::fs::write(env.agents_dir().join("web.toml"), web).expect("manifest");
+        if services.permission_store {
+            let store =
+                env.service(Command::new("/usr/libexec/xdg-permission-store").arg("--replace"));
+            env.services.push(store);
+            env.wait_for_name("org.freedesktop.impl.portal.PermissionStore")
+                .await;
+        }
         env.start_kernel().await;
         env
+    }
+
+    /// A command run in the test's isolated environment on its bus.
+    pub fn service(&self, cmd: &mut Command) -> Child {
+        cmd.env_clear()
+            .envs(isolated_env(self.root()))
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
+            .spawn()
+            .expect("start a desktop service")
+    }
+
+    /// Run a command to completion in the test's isolated environment on its bus.
+    pub fn run(&self, cmd: &mut Command) -> std::process::Output {
+        cmd.env_clear()
+            .envs(isolated_env(self.root()))
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
+            .output()
+            .expect("run a command")
+    }
+
+    /// Wait until `name` has an owner on the bus.
+    pub async fn wait_for_name(&self, name: &str) {
+        let dbus = zbus::fdo::DBusProxy::new(&self.conn)
+            .await
+            .expect("dbus proxy");
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        loop {
+            let bus_name = zbus::names::BusName::try_from(name).expect("name");
+            if dbus.name_has_owner(bus_name).await.unwrap_or(false) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} did not appear in time"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub fn write_manifest(&self, id: &str, exec: &Path, caps: &[&str]) {
@@ -120,12 +192,7 @@ impl Env {
             .arg("--consent-timeout")
             .arg("10")
             .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.home())
-            .env("XDG_DATA_HOME", self.root().join("xdg-data"))
-            .env("XDG_DATA_DIRS", self.root().join("none"))
-            .env("XDG_CONFIG_HOME", self.root().join("config"))
-            .env("XDG_RUNTIME_DIR", self.root().join("run"))
+            .envs(isolated_env(self.root()))
             .env("RUST_LOG", "warn");
         cmd
     }
@@ -237,8 +304,24 @@ impl Env {
     }
 }
 
+/// The environment of every process a test starts: its own home, data, config and runtime dirs.
+fn isolated_env(root: &Path) -> Vec<(&'static str, std::ffi::OsString)> {
+    vec![
+        ("PATH", std::env::var_os("PATH").unwrap_or_default()),
+        ("HOME", root.join("home").into()),
+        ("XDG_DATA_HOME", root.join("xdg-data").into()),
+        ("XDG_DATA_DIRS", root.join("none").into()),
+        ("XDG_CONFIG_HOME", root.join("config").into()),
+        ("XDG_RUNTIME_DIR", root.join("run").into()),
+    ]
+}
+
 impl Drop for Env {
     fn drop(&mut self) {
+        for mut s in self.services.drain(..) {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
         if let Some(mut k) = self.kernel.take() {
             let _ = k.kill();
             let _ = k.wait();

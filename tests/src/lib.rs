@@ -5,7 +5,7 @@ pub mod consent;
 pub mod env;
 
 pub use consent::{ConsentReply, Responder};
-pub use env::{bin, Env};
+pub use env::{bin, Env, Services};
 
 /// Every wait in a test is bounded by this.
 pub const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);

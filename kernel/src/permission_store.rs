@@ -1,0 +1,309 @@
+//! Mirroring grants into the XDG permission store (table `agentos`), so desktop tools
+//! (`flatpak permission-show`, `permission-remove`, `permission-reset`) see and revoke them.
+//!
+//! The permission store has no access control: any host process may write any table. So it may
+//! only take rights away. The kernel's own store stays the source of truth; an entry that appears
+//! there without the kernel's record is never honoured (and is removed, so the desktop does not
+//! show a grant that does not exist).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use agentos_dbus_interfaces::{Capability, Lifetime};
+use futures_util::StreamExt;
+use zbus::zvariant::OwnedValue;
+
+use crate::kernel::Kernel;
+use crate::policy::Grant;
+
+/// The table the kernel writes.
+pub const TABLE: &str = "agentos";
+const STORE_NAME: &str = "org.freedesktop.impl.portal.PermissionStore";
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[zbus::proxy(
+    interface = "org.freedesktop.impl.portal.PermissionStore",
+    default_service = "org.freedesktop.impl.portal.PermissionStore",
+    default_path = "/org/freedesktop/impl/portal/PermissionStore"
+)]
+pub trait PermissionStore {
+    fn lookup(
+        &self,
+        table: &str,
+        id: &str,
+    ) -> zbus::Result<(HashMap<String, Vec<String>>, OwnedValue)>;
+    fn set_permission(
+        &self,
+        table: &str,
+        create: bool,
+        id: &str,
+        app: &str,
+        permissions: &[&str],
+    ) -> zbus::Result<()>;
+    fn delete_permission(&self, table: &str, id: &str, app: &str) -> zbus::Result<()>;
+    fn list(&self, table: &str) -> zbus::Result<Vec<String>>;
+    #[zbus(signal)]
+    fn changed(
+        &self,
+        table: String,
+        id: String,
+        deleted: bool,
+        data: OwnedValue,
+        permissions: HashMap<String, Vec<String>>,
+    ) -> zbus::Result<()>;
+}
+
+/// The entry id of a grant: `<capability>:<scope>`.
+pub fn entry_id(capability: &str, scope: &str) -> String {
+    format!("{capability}:{scope}")
+}
+
+/// The capability and scope of an entry id, if it is one of ours.
+pub fn parse_entry_id(id: &str) -> Option<(&'static Capability, String)> {
+    let (cap, scope) = id.split_once(':')?;
+    let cap = Capability::lookup(cap)?;
+    Some((cap, cap.normalize_scope(scope).ok()?))
+}
+
+/// A grant as the permission store holds it.
+fn key(g: &Grant) -> (String, String) {
+    (g.principal.clone(), entry_id(g.capability.name, &g.scope))
+}
+
+impl Kernel {
+    async fn permission_store(&self) -> Option<PermissionStoreProxy<'static>> {
+        let conn = self.bus.get()?;
+        PermissionStoreProxy::builder(conn)
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .ok()
+    }
+
+    /// Mirror a grant (session and always ones; "once" grants are spent at once).
+    pub(crate) async fn mirror_add(&self, grant: &Grant) {
+        if grant.lifetime == Lifetime::Once {
+            return;
+        }
+        let Some(store) = self.permission_store().await else {
+            return;
+        };
+        let (principal, id) = key(grant);
+        self.inner()
+            .mirror_pending
+            .insert((principal.clone(), id.clone()));
+        let permissions = [grant.lifetime.as_str()];
+        let set = store.set_permission(TABLE, true, &id, &principal, &permissions);
+        let result = tokio::time::timeout(CALL_TIMEOUT, set).await;
+        self.inner().mirror_pending.remove(&(principal.clone(), id));
+        match result {
+            Ok(Ok(())) if grant.lifetime == Lifetime::Always => {
+                let marked = self.store().mark_grant_mirrored(
+                    &principal,
+                    grant.capability.name,
+                    &grant.scope,
+                );
+                if let Err(e) = marked {
+                    tracing::warn!(error = %e, "cannot record a mirrored grant");
+                }
+            }
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot mirror a grant into the permission store")
+            }
+            Err(_) => tracing::warn!("the permission store did not answer in time"),
+        }
+    }
+
+    /// Remove the mirror of revoked grants.
+    pub(crate) async fn mirror_remove(&self, removed: &[Grant]) {
+        let Some(store) = self.permission_store().await else {
+            return;
+        };
+        for g in removed {
+            let (principal, id) = key(g);
+            let _ = tokio::time::timeout(
+                CALL_TIMEOUT,
+                store.delete_permission(TABLE, &id, &principal),
+            )
+            .await;
+        }
+    }
+
+    /// Revoke grants the desktop took away.
+    async fn revoke_from_desktop(&self, grants: Vec<Grant>, why: &str) {
+        for g in grants {
+            let removed =
+                self.inner()
+                    .policy
+                    .grants
+                    .revoke(&g.principal, g.capability.name, Some(&g.scope));
+            if removed.is_empty() {
+                continue;
+            }
+            if let Err(e) =
+                self.store()
+                    .delete_grants(&g.principal, g.capability.name, Some(&g.scope))
+            {
+                tracing::error!(error = %e, "cannot delete a revoked grant");
+            }
+            tracing::info!(principal = %g.principal, capability = g.capability.name, scope = %g.scope, "{why}");
+            let _ = self
+                .audit(&g.principal, g.capability.name, &g.scope, "revoke", why)
+                .await;
+        }
+    }
+
+    /// Apply one entry of the store: kernel grants missing from it are revoked; apps listed in
+    /// it without a kernel grant are removed from it.
+    async fn reconcile_entry(
+        &self,
+        store: &PermissionStoreProxy<'_>,
+        id: &str,
+        apps: &HashMap<String, Vec<String>>,
+    ) {
+        let Some((cap, scope)) = parse_entry_id(id) else {
+            return;
+        };
+        let (lost, forged) = {
+            let inner = self.inner();
+            let live: Vec<&Grant> = inner
+                .policy
+                .grants
+                .iter()
+                .filter(|g| g.capability == cap && g.scope == scope && g.lifetime != Lifetime::Once)
+                .collect();
+            let lost: Vec<Grant> = live
+                .iter()
+                .filter(|g| !apps.contains_key(&g.principal))
+                .filter(|g| !inner.mirror_pending.contains(&key(g)))
+                .map(|g| (*g).clone())
+                .collect();
+            let known: HashSet<&str> = live.iter().map(|g| g.principal.as_str()).collect();
+            let forged: Vec<String> = apps
+                .keys()
+                .filter(|a| !known.contains(a.as_str()))
+                .cloned()
+                .collect();
+            (lost, forged)
+        };
+        self.revoke_from_desktop(lost, "revoked from the desktop (permission store)")
+            .await;
+        for app in forged {
+            tracing::warn!(%app, %id, "ignoring and removing a permission-store entry the kernel never granted");
+            let _ =
+                tokio::time::timeout(CALL_TIMEOUT, store.delete_permission(TABLE, id, &app)).await;
+        }
+    }
+
+    /// Bring the permission store and the kernel's grants in line: a mirrored grant that vanished
+    /// while the kernel was down was revoked from the desktop; every live grant is mirrored; what
+    /// else the table holds is removed.
+    pub async fn sync_permission_store(&self) {
+        let Some(store) = self.permission_store().await else {
+            return;
+        };
+        let mirrored = match self.store().list_mirrored_grants() {
+            Ok(g) => g,
+            Err(e) => return tracing::error!(error = %e, "cannot read grants"),
+        };
+        let mut gone = Vec::new();
+        for info in mirrored {
+            let Some(grant) = crate::agents::grant_from_info(&info) else {
+                continue;
+            };
+            let id = entry_id(&info.capability, &info.scope);
+            match tokio::time::timeout(CALL_TIMEOUT, store.lookup(TABLE, &id)).await {
+                Ok(Ok((apps, _))) if apps.contains_key(&info.principal) => {}
+                Ok(Ok(_)) | Ok(Err(zbus::Error::MethodError(..))) => gone.push(grant),
+                _ => return tracing::warn!("the permission store cannot be read; not syncing"),
+            }
+        }
+        self.revoke_from_desktop(
+            gone,
+            "revoked from the desktop while the kernel was stopped",
+        )
+        .await;
+        let live: Vec<Grant> = self.inner().policy.grants.iter().cloned().collect();
+        for g in &live {
+            self.mirror_add(g).await;
+        }
+        let Ok(Ok(ids)) = tokio::time::timeout(CALL_TIMEOUT, store.list(TABLE)).await else {
+            return;
+        };
+        for id in ids {
+            if let Ok(Ok((apps, _))) =
+                tokio::time::timeout(CALL_TIMEOUT, store.lookup(TABLE, &id)).await
+            {
+                self.reconcile_entry(&store, &id, &apps).await;
+            }
+        }
+    }
+}
+
+/// Follow the permission store: apply its `Changed` signals, and sync whenever it (re)appears.
+pub async fn follow(kernel: Weak<Kernel>, conn: zbus::Connection) {
+    let Ok(store) = PermissionStoreProxy::builder(&conn)
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+    else {
+        return;
+    };
+    let Ok(mut changes) = store.receive_changed_with_args(&[(0, TABLE)]).await else {
+        return;
+    };
+    let Ok(dbus) = zbus::fdo::DBusProxy::new(&conn).await else {
+        return;
+    };
+    let Ok(mut owners) = dbus
+        .receive_name_owner_changed_with_args(&[(0, STORE_NAME)])
+        .await
+    else {
+        return;
+    };
+    if let Some(k) = kernel.upgrade() {
+        k.sync_permission_store().await;
+    }
+    loop {
+        tokio::select! {
+            change = changes.next() => {
+                let Some(change) = change else { return };
+                let Ok(args) = change.args() else { continue };
+                let Some(k) = kernel.upgrade() else { return };
+                let apps = if args.deleted { HashMap::new() } else { args.permissions.clone() };
+                k.reconcile_entry(&store, &args.id, &apps).await;
+            }
+            owner = owners.next() => {
+                let Some(owner) = owner else { return };
+                if owner.args().is_ok_and(|a| a.new_owner().is_some()) {
+                    let Some(k) = kernel.upgrade() else { return };
+                    k.sync_permission_store().await;
+                }
+            }
+        }
+    }
+}
+
+/// Start following the permission store (after the kernel is on the bus).
+pub fn start(kernel: &Arc<Kernel>) {
+    if let Some(conn) = kernel.bus.get() {
+        tokio::spawn(follow(Arc::downgrade(kernel), conn.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_ids_round_trip() {
+        let id = entry_id("files.read", "/home/u/a:b");
+        let (cap, scope) = parse_entry_id(&id).unwrap();
+        assert_eq!((cap.name, scope.as_str()), ("files.read", "/home/u/a:b"));
+        assert!(parse_entry_id("root.all:/").is_none());
+        assert!(parse_entry_id("files.read:relative").is_none());
+        assert!(parse_entry_id("nocolon").is_none());
+    }
+}
