@@ -85,6 +85,12 @@ pub fn is_valid_agent_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
 }
 
+/// Is `p` a valid principal for grants: an agent or Flatpak app id, or `host:<app id>` for a
+/// host app.
+pub fn is_valid_principal(p: &str) -> bool {
+    is_valid_agent_id(p.strip_prefix("host:").unwrap_or(p))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +115,8 @@ mod tests {
         assert!(!is_valid_agent_id("-x"));
         assert!(!is_valid_agent_id("a/b"));
         assert!(!is_valid_agent_id(&"a".repeat(256)));
+        assert!(is_valid_principal("host:org.gnome.Maps"));
+        assert!(!is_valid_principal("host:"));
+        assert!(!is_valid_principal("host:../x"));
     }
 }

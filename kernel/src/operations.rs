@@ -10,7 +10,6 @@ use agentos_dbus_interfaces::{
     names, ArtifactInfo, Capability, Error, FileEntry, GrantInfo, Lifetime, TaskState,
 };
 
-use crate::authorize::Subject;
 use crate::kernel::{check_text, store_err, Caller, Kernel, MAX_ARTIFACTS, MAX_ARTIFACT_BYTES};
 use crate::policy::Grant;
 use crate::tools::{self, files, web};
@@ -62,15 +61,9 @@ impl Kernel {
                 self.audit("host", cap.name, agent, "allow", "the user delegated it")
                     .await?
             }
-            Caller::App(app) => {
-                let subject = Subject {
-                    chain: vec![app.clone()],
-                    declared: true,
-                    task: None,
-                    purpose: goal.to_string(),
-                    display_name: app.clone(),
-                };
-                self.authorize(&subject, cap, agent).await?;
+            Caller::App(_) | Caller::HostApp(_) => {
+                self.authorize(&caller.app_subject(goal.to_string()), cap, agent)
+                    .await?;
             }
             Caller::Agent { id, task } => {
                 let subject = self.agent_subject(id, *task, cap)?;
@@ -314,13 +307,7 @@ impl Kernel {
         }
         let cap = capability("agent.call")?;
         if caller != Caller::Host {
-            let subject = Subject {
-                chain: vec![caller.principal().to_string()],
-                declared: true,
-                task: None,
-                purpose: format!("call {method}"),
-                display_name: caller.principal().to_string(),
-            };
+            let subject = caller.app_subject(format!("call {method}"));
             self.authorize(&subject, cap, agent).await?;
         }
         let forward = async {
@@ -360,7 +347,7 @@ impl Kernel {
                 "lifetime must be once, session or always, not {lifetime:?}"
             ))
         })?;
-        if !names::is_valid_agent_id(principal) {
+        if !names::is_valid_principal(principal) {
             return Err(Error::InvalidArgument(format!(
                 "{principal:?} is not a valid principal"
             )));

@@ -16,21 +16,27 @@ pub enum CallerIdentity {
     /// a mount namespace of their own, so "host" never becomes a Flatpak app's identity and vice
     /// versa only through `/.flatpak-info` of a process the bus vouches for.
     Host,
+    /// A host process in a desktop app's systemd unit (its app id). Still a host process: it
+    /// can do what the user can; the id names it in prompts and grants.
+    HostApp { app_id: String },
     /// A Flatpak app (or a sandbox built the same way).
     Flatpak { app_id: String, instance_id: String },
 }
 
 impl CallerIdentity {
-    /// The principal name used for grants and the audit log: the app id, or `host`.
-    pub fn principal(&self) -> &str {
+    /// The principal name used for grants and the audit log: the Flatpak app id, `host:<app id>`
+    /// for host apps (so a host app never shares a Flatpak app's identity), or `host`.
+    pub fn principal(&self) -> String {
         match self {
-            CallerIdentity::Host => "host",
-            CallerIdentity::Flatpak { app_id, .. } => app_id,
+            CallerIdentity::Host => "host".into(),
+            CallerIdentity::HostApp { app_id } => format!("host:{app_id}"),
+            CallerIdentity::Flatpak { app_id, .. } => app_id.clone(),
         }
     }
 
+    /// A process outside any sandbox (plain or in an app unit).
     pub fn is_host(&self) -> bool {
-        matches!(self, CallerIdentity::Host)
+        !matches!(self, CallerIdentity::Flatpak { .. })
     }
 }
 
@@ -102,7 +108,7 @@ pub fn identify_pid(pid: u32) -> Result<CallerIdentity, IdentityError> {
         Mode::empty(),
     ) {
         Ok(fd) => fd,
-        Err(rustix::io::Errno::NOENT) => return Ok(CallerIdentity::Host),
+        Err(rustix::io::Errno::NOENT) => return host_identity(pid, &proc_dir),
         Err(e) => return Err(proc_err(e)),
     };
     let mut text = String::new();
@@ -114,6 +120,33 @@ pub fn identify_pid(pid: u32) -> Result<CallerIdentity, IdentityError> {
     Ok(CallerIdentity::Flatpak {
         app_id: info.app_id,
         instance_id: info.instance_id,
+    })
+}
+
+/// A host process: in a desktop app's unit, or plain host. An unreadable cgroup is an error,
+/// not "host": plain host is the more privileged answer.
+fn host_identity(
+    pid: u32,
+    proc_dir: &std::os::fd::OwnedFd,
+) -> Result<CallerIdentity, IdentityError> {
+    let file = openat(
+        proc_dir,
+        "cgroup",
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| IdentityError::Proc {
+        pid,
+        source: e.into(),
+    })?;
+    let mut text = String::new();
+    std::fs::File::from(file)
+        .take(64 * 1024)
+        .read_to_string(&mut text)
+        .map_err(|source| IdentityError::Proc { pid, source })?;
+    Ok(match crate::systemd_scope::app_id_from_cgroup(&text) {
+        Some(app_id) => CallerIdentity::HostApp { app_id },
+        None => CallerIdentity::Host,
     })
 }
 

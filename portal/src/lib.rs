@@ -3,5 +3,6 @@
 
 pub mod flatpak_info;
 pub mod identity;
+pub mod systemd_scope;
 
 pub use identity::{identify_pid, identify_sender, CallerIdentity, IdentityError};

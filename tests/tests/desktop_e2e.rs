@@ -155,3 +155,79 @@ async fn a_grant_removed_while_the_kernel_was_down_stays_revoked() {
     })
     .await;
 }
+
+/// A cgroup (v2) folder this test may create, named like a desktop app's systemd scope.
+fn app_scope(app_id: &str) -> Option<std::path::PathBuf> {
+    for base in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
+        let is_v2 = std::path::Path::new(base).join("cgroup.procs").exists();
+        let scope = std::path::Path::new(base)
+            .join(format!("app-gnome-{app_id}-{}.scope", std::process::id()));
+        if is_v2 && std::fs::create_dir(&scope).is_ok() {
+            return Some(scope);
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_app_needs_the_users_grant_to_use_an_agent() {
+    let Some(scope) = app_scope("org.example.Caller") else {
+        eprintln!("skipping: no writable cgroup v2 hierarchy to put a process in an app scope");
+        return;
+    };
+    bounded(async {
+        let env = Env::start().await;
+        let responder = agentos_tests::Responder::start(
+            &env.address,
+            &[
+                agentos_tests::ConsentReply::Deny,
+                agentos_tests::ConsentReply::Allow("always"),
+            ],
+        )
+        .await;
+        let run_in_scope = || {
+            let script = format!(
+                "echo $$ > {}/cgroup.procs && exec {} --address '{}' run tester echo from an app",
+                scope.display(),
+                agentos_tests::bin("agentctl").display(),
+                env.address
+            );
+            tokio::task::block_in_place(|| env.run(Command::new("sh").arg("-c").arg(script)))
+        };
+        let denied = run_in_scope();
+        assert_eq!(denied.status.code(), Some(1));
+        assert!(
+            String::from_utf8_lossy(&denied.stderr).contains("denied"),
+            "{}",
+            String::from_utf8_lossy(&denied.stderr)
+        );
+        let prompt = &responder.prompts()[0];
+        assert!(
+            prompt.title.contains("org.example.Caller")
+                && prompt.title.contains("outside any sandbox"),
+            "{prompt:?}"
+        );
+        assert!(prompt.title.contains("tester"), "{prompt:?}");
+        let allowed = run_in_scope();
+        assert!(
+            allowed.status.success(),
+            "{}",
+            String::from_utf8_lossy(&allowed.stderr)
+        );
+        assert!(stdout(&allowed).contains("from an app"));
+        let grants = env.kernel().await.list_grants().await.unwrap();
+        assert!(grants
+            .iter()
+            .any(|g| g.principal == "host:org.example.Caller"
+                && g.capability == "agent.delegate"
+                && g.scope == "tester"));
+        // The user's own terminal (no app scope) needs no grant.
+        let plain = tokio::task::block_in_place(|| {
+            env.agentctl(&["run", "tester", "echo", "from the user"])
+        });
+        assert!(plain.status.success());
+        assert_eq!(responder.prompts().len(), 2);
+    })
+    .await;
+    let _ = std::fs::remove_dir(&scope);
+}

@@ -26,7 +26,7 @@ impl KernelIface {
 /// Only the user's own host processes manage grants.
 fn require_host(c: &Caller) -> Result<(), Error> {
     match c {
-        Caller::Host => Ok(()),
+        Caller::Host | Caller::HostApp(_) => Ok(()),
         other => Err(Error::AccessDenied(format!(
             "{} may not manage grants; only the user can",
             other.principal()
@@ -165,7 +165,8 @@ impl KernelIface {
     ) -> Result<OwnedObjectPath, Error> {
         let k = live(&self.kernel)?;
         let identity = match caller(&k, &hdr).await? {
-            Caller::Host => "host".to_string(),
+            // Host processes cannot be told apart reliably: all of them register as "host".
+            Caller::Host | Caller::HostApp(_) => "host".to_string(),
             Caller::App(app) if app == agent_id => app,
             Caller::App(app) => {
                 return Err(Error::AccessDenied(format!(

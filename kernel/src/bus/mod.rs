@@ -81,6 +81,7 @@ pub(crate) async fn caller(kernel: &Kernel, hdr: &Header<'_>) -> Result<Caller, 
         .map_err(|e| Error::AccessDenied(format!("cannot identify the caller: {e}")))?;
     Ok(match identity {
         agentos_portal::CallerIdentity::Host => Caller::Host,
+        id @ agentos_portal::CallerIdentity::HostApp { .. } => Caller::HostApp(id.principal()),
         agentos_portal::CallerIdentity::Flatpak { app_id, .. } => Caller::App(app_id),
     })
 }
