@@ -99,6 +99,11 @@ impl Kernel {
         if let Some(i) = self.connected(agent)? {
             return Ok(i);
         }
+        let sandboxed = self
+            .inner()
+            .agents
+            .get(agent)
+            .is_some_and(|s| s.manifest.sandbox);
         let exec = match self.inner().agents.get(agent).map(|s| s.origin.clone()) {
             Some(Origin::Manifest { exec: Some(exec) }) => exec,
             Some(Origin::Manifest { exec: None }) => {
@@ -111,7 +116,7 @@ impl Kernel {
             }
             None => return Err(Error::UnknownAgent(format!("no agent {agent}"))),
         };
-        let (mut child, socket) = crate::launcher::spawn(&exec, agent)
+        let (mut child, socket) = crate::launcher::spawn(&exec, agent, sandboxed)
             .map_err(|e| Error::Failed(format!("cannot run {}: {e}", exec.display())))?;
         let generation = self.next_generation();
         let instance = match self.connect_instance(agent, generation, socket).await {

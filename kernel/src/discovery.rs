@@ -69,13 +69,15 @@ fn manifest_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// Resolve a manifest's `exec`: absolute paths as they are; bare names in `search` dirs.
 pub fn resolve_exec(exec: &str, search: &[PathBuf]) -> Option<PathBuf> {
     let path = Path::new(exec);
-    if path.is_absolute() {
-        return path.is_file().then(|| path.to_path_buf());
-    }
-    if exec.contains('/') {
-        return None;
-    }
-    search.iter().map(|d| d.join(exec)).find(|p| p.is_file())
+    let found = if path.is_absolute() {
+        path.is_file().then(|| path.to_path_buf())
+    } else if exec.contains('/') {
+        None
+    } else {
+        search.iter().map(|d| d.join(exec)).find(|p| p.is_file())
+    };
+    // Always an absolute, real path: it is handed to bubblewrap as a value.
+    found.and_then(|p| std::fs::canonicalize(p).ok())
 }
 
 #[cfg(test)]
@@ -100,11 +102,9 @@ mod tests {
 
     #[test]
     fn exec_resolution() {
-        assert_eq!(resolve_exec("/bin/sh", &[]), Some(PathBuf::from("/bin/sh")));
-        assert_eq!(
-            resolve_exec("sh", &["/bin".into()]),
-            Some(PathBuf::from("/bin/sh"))
-        );
+        let sh = std::fs::canonicalize("/bin/sh").unwrap();
+        assert_eq!(resolve_exec("/bin/sh", &[]), Some(sh.clone()));
+        assert_eq!(resolve_exec("sh", &["/bin".into()]), Some(sh));
         assert_eq!(resolve_exec("../sh", &["/bin".into()]), None);
         assert_eq!(resolve_exec("nope-nope", &["/bin".into()]), None);
     }

@@ -1,5 +1,7 @@
 //! Launching an agent: a socketpair whose one end the child inherits as fd 3, an environment
 //! cleared to an allowlist, and the parent-death signal set so agents never outlive the kernel.
+//! A sandboxed agent runs under bubblewrap: the OS's /usr read-only, its own binary, an empty
+//! /tmp, no other host files, no network, no session bus, new namespaces for everything.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -24,12 +26,80 @@ const ENV_ALLOWLIST: &[&str] = &[
 /// The fd number the agent finds its kernel socket on.
 pub const AGENT_FD: i32 = 3;
 
-/// Start `exec` for agent `id`. Returns the child and the kernel's end of its private socket.
-pub fn spawn(exec: &Path, id: &str) -> std::io::Result<(tokio::process::Child, UnixStream)> {
+/// Where a sandboxed agent finds its own binary.
+const SANDBOX_EXEC: &str = "/app/bin/agent";
+
+/// The bubblewrap command line for a sandboxed agent. Every value comes from the kernel (the
+/// resolved, absolute executable; a validated id; the kernel's own environment), never from an
+/// agent at run time, and each is the value of an option, never an option itself.
+pub fn sandbox_args(exec: &Path, id: &str) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = Vec::new();
+    let mut push = |items: &[&dyn AsRef<std::ffi::OsStr>]| {
+        args.extend(items.iter().map(|a| a.as_ref().to_os_string()))
+    };
+    push(&[&"--ro-bind", &"/usr", &"/usr"]);
+    for (link, target) in [
+        ("/lib", "usr/lib"),
+        ("/lib64", "usr/lib64"),
+        ("/bin", "usr/bin"),
+        ("/sbin", "usr/sbin"),
+    ] {
+        push(&[&"--symlink", &target, &link]);
+    }
+    push(&[&"--ro-bind-try", &"/etc/ld.so.cache", &"/etc/ld.so.cache"]);
+    push(&[&"--ro-bind-try", &"/etc/localtime", &"/etc/localtime"]);
+    push(&[
+        &"--proc", &"/proc", &"--dev", &"/dev", &"--tmpfs", &"/tmp", &"--dir", &"/run",
+    ]);
+    push(&[&"--ro-bind", &exec.as_os_str(), &SANDBOX_EXEC]);
+    push(&[
+        &"--unshare-all",
+        &"--die-with-parent",
+        &"--new-session",
+        &"--clearenv",
+    ]);
+    push(&[
+        &"--setenv",
+        &"HOME",
+        &"/tmp",
+        &"--setenv",
+        &"PATH",
+        &"/usr/bin:/bin",
+    ]);
+    for key in ["LANG", "LC_ALL", "TZ", "RUST_LOG", "RUST_BACKTRACE"] {
+        if let Some(v) = std::env::var_os(key) {
+            push(&[&"--setenv", &key, &v]);
+        }
+    }
+    push(&[
+        &"--setenv",
+        &AGENT_FD_ENV,
+        &AGENT_FD.to_string(),
+        &"--setenv",
+        &AGENT_ID_ENV,
+        &id,
+    ]);
+    push(&[&"--", &SANDBOX_EXEC]);
+    args
+}
+
+/// Start `exec` for agent `id` (under bubblewrap when `sandboxed`). Returns the child and the
+/// kernel's end of its private socket.
+pub fn spawn(
+    exec: &Path,
+    id: &str,
+    sandboxed: bool,
+) -> std::io::Result<(tokio::process::Child, UnixStream)> {
     let (ours, theirs) = UnixStream::pair()?;
     let theirs: OwnedFd = theirs.into();
     let raw = theirs.as_raw_fd();
-    let mut cmd = tokio::process::Command::new(exec);
+    let mut cmd = if sandboxed {
+        let mut c = tokio::process::Command::new("bwrap");
+        c.args(sandbox_args(exec, id));
+        c
+    } else {
+        tokio::process::Command::new(exec)
+    };
     cmd.env_clear()
         .envs(
             ENV_ALLOWLIST
@@ -61,4 +131,26 @@ pub fn spawn(exec: &Path, id: &str) -> std::io::Result<(tokio::process::Child, U
     let child = cmd.spawn()?;
     drop(theirs);
     Ok((child, ours))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sandbox_arguments_never_take_option_names_from_values() {
+        let args = sandbox_args(Path::new("/opt/agents/--bind"), "docs");
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        // The odd executable name is the value of --ro-bind, mounted at a fixed path.
+        let i = args.iter().position(|a| a == "/opt/agents/--bind").unwrap();
+        assert_eq!(args[i - 1], "--ro-bind");
+        assert_eq!(args[i + 1], SANDBOX_EXEC);
+        assert!(args.contains(&"--unshare-all".to_string()));
+        assert!(args.contains(&"--clearenv".to_string()));
+        assert_eq!(args.last().map(String::as_str), Some(SANDBOX_EXEC));
+        assert!(!args.iter().any(|a| a.contains("DBUS_SESSION_BUS_ADDRESS")));
+    }
 }

@@ -118,9 +118,19 @@ impl Env {
             &["files.read", "files.list", "web.fetch", "agent.delegate"],
         );
         env.write_manifest("narrow", &tester, &[]);
-        let docs = "id = \"docs\"\nname = \"Documents\"\ndescription = \"Finds documents\"\nexec = \"agentos-agent-docs\"\ncapabilities = [\"files.list\", \"files.read\"]\n";
+        env.write_manifest_with(
+            "caged",
+            &tester,
+            &["files.read", "files.list", "web.fetch"],
+            true,
+        );
+        // The built-in agents run sandboxed, as they are shipped, wherever bubblewrap works.
+        let sandbox = crate::bwrap_works();
+        let docs = format!(
+            "id = \"docs\"\nname = \"Documents\"\ndescription = \"Finds documents\"\nexec = \"agentos-agent-docs\"\ncapabilities = [\"files.list\", \"files.read\"]\nsandbox = {sandbox}\n"
+        );
         std::fs::write(env.agents_dir().join("docs.toml"), docs).expect("manifest");
-        let web = "id = \"web\"\nname = \"Web\"\nexec = \"agentos-agent-web\"\ncapabilities = [\"web.fetch\"]\n";
+        let web = format!("id = \"web\"\nname = \"Web\"\nexec = \"agentos-agent-web\"\ncapabilities = [\"web.fetch\"]\nsandbox = {sandbox}\n");
         std::fs::write(env.agents_dir().join("web.toml"), web).expect("manifest");
         if services.permission_store {
             let store =
@@ -171,9 +181,14 @@ impl Env {
     }
 
     pub fn write_manifest(&self, id: &str, exec: &Path, caps: &[&str]) {
+        self.write_manifest_with(id, exec, caps, false);
+    }
+
+    /// A manifest that may ask for the kernel to run the agent under bubblewrap.
+    pub fn write_manifest_with(&self, id: &str, exec: &Path, caps: &[&str], sandbox: bool) {
         let caps: Vec<String> = caps.iter().map(|c| format!("\"{c}\"")).collect();
         let text = format!(
-            "id = \"{id}\"\nname = \"Test {id}\"\ndescription = \"A scripted test agent\"\nexec = \"{}\"\ncapabilities = [{}]\n",
+            "id = \"{id}\"\nname = \"Test {id}\"\ndescription = \"A scripted test agent\"\nexec = \"{}\"\ncapabilities = [{}]\nsandbox = {sandbox}\n",
             exec.display(),
             caps.join(", ")
         );

@@ -22,3 +22,15 @@ pub async fn bounded_for<F: std::future::Future>(limit: std::time::Duration, bod
         Err(_) => panic!("the test did not finish within {} s", limit.as_secs()),
     }
 }
+
+/// Whether bubblewrap can create namespaces here (sandbox tests skip, saying why, where not).
+pub fn bwrap_works() -> bool {
+    static WORKS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WORKS.get_or_init(|| {
+        std::process::Command::new("bwrap")
+            .args(["--ro-bind", "/", "/", "--unshare-all", "true"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}

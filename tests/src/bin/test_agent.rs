@@ -5,7 +5,8 @@
 //! `fetch <url>`, `artifact <name> <text>`, `delegate <agent> <goal…>` (the child's artifacts
 //! are passed up),
 //! `read-for <task> <folder> <path>` (tries to act for another task id), `pipe-artifact <name>`
-//! (hands over a pipe that never ends as an artifact).
+//! (hands over a pipe that never ends as an artifact), `try-read <path>`, `try-write <path>`,
+//! `try-connect-unix <path>`, `try-connect-tcp <addr>`, `env` (for sandbox tests).
 
 use agentos_sdk::{Agent, Outcome, Task};
 
@@ -68,6 +69,45 @@ async fn step(task: &Task, step: &str, out: &mut Outcome) -> Result<(), String> 
                 rest,
                 std::fs::File::from(std::os::fd::OwnedFd::from(reader)),
             );
+        }
+        "try-read" => {
+            out.result = match std::fs::read(rest) {
+                Ok(b) => format!("read {} bytes", b.len()),
+                Err(e) => format!("refused: {e}"),
+            };
+        }
+        "try-write" => {
+            out.result = match std::fs::write(rest, "x") {
+                Ok(()) => "wrote".into(),
+                Err(e) => format!("refused: {e}"),
+            };
+        }
+        "try-connect-unix" => {
+            out.result = match std::os::unix::net::UnixStream::connect(rest) {
+                Ok(_) => "connected".into(),
+                Err(e) => format!("refused: {e}"),
+            };
+        }
+        "try-connect-tcp" => {
+            let addr = rest.to_string();
+            let attempt = tokio::task::spawn_blocking(move || {
+                std::net::TcpStream::connect_timeout(
+                    &addr.parse().map_err(|_| "bad address".to_string())?,
+                    std::time::Duration::from_secs(2),
+                )
+                .map_err(|e| e.to_string())
+            });
+            out.result = match attempt.await.map_err(|e| e.to_string())? {
+                Ok(_) => "connected".into(),
+                Err(e) => format!("refused: {e}"),
+            };
+        }
+        "env" => {
+            let mut keys: Vec<String> = std::env::vars_os()
+                .map(|(k, _)| k.to_string_lossy().into_owned())
+                .collect();
+            keys.sort();
+            out.result = keys.join(",");
         }
         "delegate" => {
             let (agent, goal) = rest.split_once(' ').unwrap_or((rest, ""));
