@@ -3,6 +3,7 @@
 
 pub mod consent;
 pub mod env;
+pub mod flatpak;
 
 pub use consent::{ConsentReply, Responder};
 pub use env::{bin, Env, Services};

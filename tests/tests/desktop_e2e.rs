@@ -231,3 +231,145 @@ async fn a_host_app_needs_the_users_grant_to_use_an_agent() {
     .await;
     let _ = std::fs::remove_dir(&scope);
 }
+
+fn skip_without_bwrap() -> bool {
+    let works = agentos_tests::bwrap_works();
+    if !works {
+        eprintln!(
+            "skipping: bwrap cannot create namespaces here, so no Flatpak sandbox can be emulated"
+        );
+    }
+    !works
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flatpak_agent_registers_under_its_own_app_id_only() {
+    if skip_without_bwrap() {
+        return;
+    }
+    bounded(async {
+        let env = Env::start().await;
+        let agent = agentos_tests::bin("agentos-test-agent");
+        let _app = env
+            .flatpak(
+                "org.example.FlatAgent",
+                &agent,
+                &["--register", "org.example.FlatAgent"],
+            )
+            .await;
+        let k = env.kernel().await;
+        let deadline = tokio::time::Instant::now() + agentos_tests::TIMEOUT;
+        while !k
+            .list_agents()
+            .await
+            .unwrap()
+            .iter()
+            .any(|a| a.id == "org.example.FlatAgent" && a.connected)
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the Flatpak agent did not register"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let t = env
+            .wait_task(
+                env.delegate("org.example.FlatAgent", "echo from the sandbox")
+                    .await,
+            )
+            .await;
+        assert_eq!(
+            (t.agent.as_str(), t.result.as_str()),
+            ("org.example.FlatAgent", "from the sandbox")
+        );
+        // Another app cannot take an id that is not its own.
+        let imposter = env
+            .flatpak("org.example.Imposter", &agent, &["--register", "docs"])
+            .await
+            .finish()
+            .await;
+        assert_eq!(imposter.status.code(), Some(1));
+        assert!(
+            String::from_utf8_lossy(&imposter.stderr).contains("cannot register as"),
+            "{}",
+            String::from_utf8_lossy(&imposter.stderr)
+        );
+        assert!(!k
+            .list_agents()
+            .await
+            .unwrap()
+            .iter()
+            .any(|a| a.id == "docs" && a.connected));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flatpak_app_needs_the_users_grant_to_use_an_agent() {
+    if skip_without_bwrap() {
+        return;
+    }
+    bounded(async {
+        let env = Env::start().await;
+        let responder = agentos_tests::Responder::start(
+            &env.address,
+            &[
+                agentos_tests::ConsentReply::Deny,
+                agentos_tests::ConsentReply::Allow("once"),
+            ],
+        )
+        .await;
+        let agentctl = agentos_tests::bin("agentctl");
+        let run = || {
+            env.flatpak(
+                "org.example.Caller",
+                &agentctl,
+                &["run", "tester", "echo", "from a flatpak"],
+            )
+        };
+        let denied = run().await.finish().await;
+        assert_eq!(
+            denied.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&denied.stderr)
+        );
+        let prompts = responder.prompts();
+        let Some(prompt) = prompts.first() else {
+            panic!(
+                "no prompt; agentctl said: {}",
+                String::from_utf8_lossy(&denied.stderr)
+            );
+        };
+        assert!(
+            prompt
+                .title
+                .contains("org.example.Caller (a sandboxed app)"),
+            "{prompt:?}"
+        );
+        let allowed = run().await.finish().await;
+        assert!(
+            allowed.status.success(),
+            "{}",
+            String::from_utf8_lossy(&allowed.stderr)
+        );
+        assert!(stdout(&allowed).contains("from a flatpak"));
+        // A sandboxed app cannot grant itself anything.
+        let grant = env
+            .flatpak(
+                "org.example.Caller",
+                &agentctl,
+                &["grant", "org.example.Caller", "agent.delegate", "tester"],
+            )
+            .await
+            .finish()
+            .await;
+        assert_eq!(grant.status.code(), Some(1));
+        assert!(
+            String::from_utf8_lossy(&grant.stderr).contains("only the user"),
+            "{}",
+            String::from_utf8_lossy(&grant.stderr)
+        );
+    })
+    .await;
+}

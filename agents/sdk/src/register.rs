@@ -61,11 +61,16 @@ async fn register_on<A: Agent>(
     let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
     let kernel = Kernel1Proxy::new(bus).await?;
     let theirs_fd = OwnedFd::from(theirs);
-    let (path, conn) = tokio::join!(
-        kernel.register_agent(Fd::from(&theirs_fd), agent_id),
-        serve(agent, ours)
-    );
-    Ok((path?.to_string(), conn?))
+    // Both at once (the kernel completes the handshake before it answers), but a refusal must
+    // not leave us waiting for a handshake that will never come.
+    let register = async {
+        kernel
+            .register_agent(Fd::from(&theirs_fd), agent_id)
+            .await
+            .map_err(SdkError::from)
+    };
+    let (path, conn) = tokio::try_join!(register, serve(agent, ours))?;
+    Ok((path.to_string(), conn))
 }
 
 /// Register, and register again each time the kernel comes back after going away. Returns only

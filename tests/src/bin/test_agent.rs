@@ -156,5 +156,17 @@ impl Agent for Tester {
 
 #[tokio::main]
 async fn main() {
+    // `--register <id>`: start outside the kernel and register over the session bus (as an app
+    // in a Flatpak sandbox would); otherwise run as launched by the kernel.
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, flag, id] = args.as_slice() {
+        if flag == "--register" {
+            if let Err(e) = agentos_sdk::stay_registered(Tester, id, None).await {
+                eprintln!("agentos-test-agent: {e}");
+                std::process::exit(1);
+            }
+            return;
+        }
+    }
     agentos_sdk::run_or_exit(Tester).await
 }
