@@ -102,6 +102,33 @@ impl Kernel {
         subject: &Subject,
         request: Request<'_>,
     ) -> Result<Result<String, String>, Error> {
+        let principal = subject.chain.first().cloned().unwrap_or_default();
+        let key = (
+            principal.clone(),
+            request.capability.name.to_string(),
+            request.scope.to_string(),
+        );
+        // One prompt at a time per agent: the others wait their turn...
+        let turn = self
+            .inner()
+            .prompt_turns
+            .entry(principal.clone())
+            .or_default()
+            .clone();
+        let _turn = turn.lock().await;
+        // ...and the user may have answered the same question meanwhile.
+        if self.inner().denials.get(&key).copied().unwrap_or(0) >= MAX_DENIALS {
+            return Ok(Err(format!(
+                "the user denied this twice; it is not asked again until reset (agentctl revoke {principal} {} {})",
+                request.capability.name, request.scope
+            )));
+        }
+        let decision = self.inner().policy.decide(request);
+        match decision {
+            Decision::Allow { lifetime } => return Ok(Ok(format!("{} grant", lifetime.as_str()))),
+            Decision::Deny { reason } => return Ok(Err(reason)),
+            Decision::Ask => {}
+        }
         if let Some(task) = subject.task {
             let _ = self
                 .transition(
@@ -111,22 +138,19 @@ impl Kernel {
                 )
                 .await;
         }
-        let answer = match self.bus.get() {
-            Some(conn) => {
-                let n = self.consent_seq.fetch_add(1, Ordering::SeqCst);
-                let handle = format!("/org/freedesktop/portal/desktop/request/agentos/r{n}");
-                let prompt = prompt(subject, request.capability, request.scope);
-                consent::ask(conn, &handle, &prompt, self.config.consent_timeout).await
-            }
-            None => Answer::Deny("the kernel is not on a bus to ask the user".into()),
-        };
+        let answer = self.ask_provider(subject, request).await;
         if let Some(task) = subject.task {
             let _ = self.transition(task, TaskState::Working, Some("")).await;
         }
         let lifetime = match answer {
             Answer::Allow(lifetime) => lifetime,
-            Answer::Deny(reason) => return Ok(Err(reason)),
+            Answer::Denied => {
+                *self.inner().denials.entry(key).or_default() += 1;
+                return Ok(Err("the user denied it".into()));
+            }
+            Answer::Unanswered(reason) => return Ok(Err(reason)),
         };
+        self.inner().denials.remove(&key);
         // Decide again with the new grant: that spends a "once" grant and re-checks the
         // delegators, whose rights may have changed while the user was asked.
         let (grant, decision) = {
@@ -149,6 +173,52 @@ impl Kernel {
         })
     }
 }
+
+impl Kernel {
+    /// Put the question to the panel, else the desktop's Access dialog; the dialog is closed if
+    /// the asking agent goes away first.
+    async fn ask_provider(&self, subject: &Subject, request: Request<'_>) -> Answer {
+        let Some(conn) = self.bus.get() else {
+            return Answer::Unanswered("the kernel is not on a bus to ask the user".into());
+        };
+        let Some(provider) =
+            consent::choose_provider(conn, self.config.desktop_access.as_deref()).await
+        else {
+            return Answer::Unanswered("no consent provider is running to ask the user".into());
+        };
+        let n = self.consent_seq.fetch_add(1, Ordering::SeqCst);
+        let handle = format!("/org/freedesktop/portal/desktop/request/agentos/r{n}");
+        let prompt = prompt(subject, request.capability, request.scope);
+        let agent_conn = subject.task.and_then(|_| {
+            let inner = self.inner();
+            let acting = subject.chain.first()?;
+            inner
+                .agents
+                .get(acting)?
+                .instance
+                .as_ref()
+                .map(|i| i.conn.clone())
+        });
+        let gone = async move {
+            match agent_conn {
+                Some(c) => crate::bus::until_closed(&c).await,
+                None => std::future::pending().await,
+            }
+        };
+        consent::ask(
+            conn,
+            &provider,
+            &handle,
+            &prompt,
+            self.config.consent_timeout,
+            gone,
+        )
+        .await
+    }
+}
+
+/// How often the user may deny the same request before it is denied without asking.
+const MAX_DENIALS: u32 = 2;
 
 /// The text of a consent prompt; every string from an agent is made safe to show.
 fn prompt(subject: &Subject, capability: &Capability, scope: &str) -> Prompt {

@@ -1,6 +1,7 @@
 //! Asking the user: `org.freedesktop.impl.portal.Access.AccessDialog` on the consent provider
-//! (the panel, or a test responder), with the lifetime offered as a choice. Anything but a clear
-//! grant (no provider, no answer in time, a closed dialog, a malformed reply) is a denial.
+//! (the panel when it runs, else the desktop's own portal backend), with the lifetime offered as
+//! a choice. Anything but a clear grant (no provider, no answer in time, a closed dialog, a
+//! malformed reply) is a denial; a dialog left open is closed (`impl.portal.Request.Close`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -24,7 +25,23 @@ pub struct Prompt {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
     Allow(Lifetime),
-    Deny(String),
+    /// The user said no.
+    Denied,
+    /// No answer: no provider, no reply in time, a closed dialog, a malformed reply.
+    Unanswered(String),
+}
+
+/// Where to ask: the panel (`org.agentos.Consent`) when it runs, else the desktop's backend.
+pub async fn choose_provider(
+    conn: &zbus::Connection,
+    desktop_backend: Option<&str>,
+) -> Option<String> {
+    let dbus = zbus::fdo::DBusProxy::new(conn).await.ok()?;
+    let panel = zbus::names::BusName::try_from(CONSENT_BUS_NAME).ok()?;
+    if dbus.name_has_owner(panel).await.unwrap_or(false) {
+        return Some(CONSENT_BUS_NAME.to_string());
+    }
+    desktop_backend.map(str::to_string)
 }
 
 /// Make a string safe to show: no control or bidi characters, newlines become spaces, and long
@@ -47,27 +64,18 @@ pub fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
-/// Ask through the consent provider on `conn`; `handle` names the request object.
+/// Ask through `provider` on `conn`; `handle` names the request object. If `gone` finishes
+/// first (the asking agent went away) or the time runs out, the dialog is closed.
 pub async fn ask(
     conn: &zbus::Connection,
+    provider: &str,
     handle: &str,
     prompt: &Prompt,
     timeout: Duration,
+    gone: impl std::future::Future<Output = ()>,
 ) -> Answer {
-    let dbus = match zbus::fdo::DBusProxy::new(conn).await {
-        Ok(p) => p,
-        Err(e) => return Answer::Deny(format!("cannot reach the bus to ask: {e}")),
-    };
-    let provider = zbus::names::BusName::try_from(CONSENT_BUS_NAME).ok();
-    let present = match provider {
-        Some(name) => dbus.name_has_owner(name).await.unwrap_or(false),
-        None => false,
-    };
-    if !present {
-        return Answer::Deny("no consent provider is running to ask the user".into());
-    }
     let Ok(handle) = OwnedObjectPath::try_from(handle.to_string()) else {
-        return Answer::Deny("internal error: bad request handle".into());
+        return Answer::Unanswered("internal error: bad request handle".into());
     };
     let choices: Vec<Choice<'_>> = vec![(
         "lifetime",
@@ -94,47 +102,53 @@ pub async fn ask(
         options,
     );
     let call = conn.call_method(
-        Some(CONSENT_BUS_NAME),
+        Some(provider),
         CONSENT_PATH,
         Some(ACCESS_IFACE),
         "AccessDialog",
         &body,
     );
-    let reply = match tokio::time::timeout(timeout, call).await {
+    let reply = tokio::select! {
+        r = tokio::time::timeout(timeout, call) => r,
+        () = gone => {
+            close_request(conn, provider, &handle).await;
+            return Answer::Unanswered("the agent went away while the user was asked".into());
+        }
+    };
+    let reply = match reply {
         Err(_) => {
-            close_request(conn, &handle).await;
-            return Answer::Deny(format!(
+            close_request(conn, provider, &handle).await;
+            return Answer::Unanswered(format!(
                 "the user did not answer within {} s",
                 timeout.as_secs()
             ));
         }
-        Ok(Err(e)) => return Answer::Deny(format!("the consent provider failed: {e}")),
+        Ok(Err(e)) => return Answer::Unanswered(format!("the consent dialog failed: {e}")),
         Ok(Ok(reply)) => reply,
     };
     let Ok((response, results)) = reply
         .body()
         .deserialize::<(u32, HashMap<String, OwnedValue>)>()
     else {
-        return Answer::Deny("the consent provider sent a malformed reply".into());
+        return Answer::Unanswered("the consent dialog sent a malformed reply".into());
     };
     match response {
         0 => Answer::Allow(lifetime_choice(&results).unwrap_or(Lifetime::Once)),
-        1 => Answer::Deny("the user denied it".into()),
-        _ => Answer::Deny("the dialog was closed without an answer".into()),
+        1 => Answer::Denied,
+        _ => Answer::Unanswered("the dialog was closed without an answer".into()),
     }
 }
 
 /// Tell the provider to close a pending dialog (best effort).
-async fn close_request(conn: &zbus::Connection, handle: &OwnedObjectPath) {
-    let _ = conn
-        .call_method(
-            Some(CONSENT_BUS_NAME),
-            handle.as_str(),
-            Some("org.freedesktop.impl.portal.Request"),
-            "Close",
-            &(),
-        )
-        .await;
+async fn close_request(conn: &zbus::Connection, provider: &str, handle: &OwnedObjectPath) {
+    let close = conn.call_method(
+        Some(provider),
+        handle.as_str(),
+        Some("org.freedesktop.impl.portal.Request"),
+        "Close",
+        &(),
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(5), close).await;
 }
 
 /// The "lifetime" choice from the results, whether it came as `a(ss)` (the spec) or `a{sv}`

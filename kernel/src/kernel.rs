@@ -32,6 +32,8 @@ pub struct Config {
     pub task_timeout: Duration,
     /// The user's documents folder, passed to agents as context.
     pub documents_dir: Option<PathBuf>,
+    /// The desktop's portal backend for the Access dialog, used when the panel is not running.
+    pub desktop_access: Option<String>,
 }
 
 /// Who asks the kernel to do something.
@@ -91,6 +93,10 @@ pub(crate) struct Inner {
     pub watchers: HashMap<u64, watch::Sender<TaskState>>,
     /// Grants being written to the permission store (principal, entry id): not yet there.
     pub mirror_pending: std::collections::HashSet<(String, String)>,
+    /// One consent prompt at a time per principal.
+    pub prompt_turns: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    /// How often the user denied each (principal, capability, scope) since the last reset.
+    pub denials: HashMap<(String, String, String), u32>,
 }
 
 /// The kernel.

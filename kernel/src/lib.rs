@@ -10,6 +10,7 @@ pub mod authorize;
 pub mod bus;
 pub mod clock;
 pub mod consent;
+pub mod desktop_portal;
 pub mod discovery;
 pub mod identity_cache;
 pub mod kernel;

@@ -98,6 +98,7 @@ async fn main() -> anyhow::Result<()> {
         consent_timeout: Duration::from_secs(args.consent_timeout),
         task_timeout: Duration::from_secs(args.task_timeout),
         documents_dir: documents_dir(),
+        desktop_access: agentos_kernel::desktop_portal::find_access_backend(),
         data_dir: data_dir.clone(),
     };
     let store = agentos_data::Store::open(&data_dir)

@@ -373,7 +373,15 @@ impl Kernel {
             &format!("granted by the user ({})", lifetime.as_str()),
         )
         .await?;
-        self.inner().policy.grants.add(grant.clone());
+        {
+            let mut inner = self.inner();
+            inner.policy.grants.add(grant.clone());
+            inner.denials.remove(&(
+                grant.principal.clone(),
+                cap.name.to_string(),
+                grant.scope.clone(),
+            ));
+        }
         self.mirror_add(&grant).await;
         Ok(())
     }
@@ -407,6 +415,10 @@ impl Kernel {
             "revoked by the user",
         )
         .await?;
+        // A revocation also resets "denied twice, stop asking".
+        self.inner().denials.retain(|(p, c, s), _| {
+            !(p == principal && c == cap.name && scope.as_deref().is_none_or(|sc| sc == s))
+        });
         self.mirror_remove(&removed).await;
         Ok(removed.len() as u32)
     }

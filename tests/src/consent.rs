@@ -14,8 +14,10 @@ pub enum ConsentReply {
     Allow(&'static str),
     /// Deny.
     Deny,
-    /// Never answer (the kernel must time out).
+    /// Never answer (the kernel must time out or close the request).
     Silent,
+    /// Grant with this lifetime after waiting this many milliseconds.
+    AllowAfter(&'static str, u64),
 }
 
 /// A prompt the kernel showed.
@@ -30,16 +32,41 @@ pub struct Prompt {
 struct State {
     script: VecDeque<ConsentReply>,
     prompts: Vec<Prompt>,
+    /// Dialogs open now, and the most ever open at once.
+    open: usize,
+    max_open: usize,
+    /// Handles the kernel closed with `Request.Close`.
+    closed: Vec<String>,
 }
 
 struct Access(Arc<Mutex<State>>);
+
+/// `org.freedesktop.impl.portal.Request` on a pending dialog's handle.
+struct Request {
+    state: Arc<Mutex<State>>,
+    handle: String,
+    close: Arc<tokio::sync::Notify>,
+}
+
+#[zbus::interface(name = "org.freedesktop.impl.portal.Request")]
+impl Request {
+    async fn close(&self) {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .closed
+            .push(self.handle.clone());
+        self.close.notify_one();
+    }
+}
 
 #[zbus::interface(name = "org.freedesktop.impl.portal.Access")]
 impl Access {
     #[allow(clippy::too_many_arguments)]
     async fn access_dialog(
         &self,
-        _handle: ObjectPath<'_>,
+        #[zbus(object_server)] server: &zbus::ObjectServer,
+        handle: ObjectPath<'_>,
         _app_id: &str,
         _parent_window: &str,
         title: &str,
@@ -54,22 +81,48 @@ impl Access {
                 subtitle: subtitle.into(),
                 body: body.into(),
             });
+            s.open += 1;
+            s.max_open = s.max_open.max(s.open);
             s.script.pop_front().unwrap_or(ConsentReply::Deny)
         };
+        let close = Arc::new(tokio::sync::Notify::new());
+        let request = Request {
+            state: Arc::clone(&self.0),
+            handle: handle.to_string(),
+            close: Arc::clone(&close),
+        };
+        let _ = server.at(handle.clone(), request).await;
+        let lifetime = match reply {
+            ConsentReply::Allow(lifetime) => Some(lifetime),
+            ConsentReply::Deny => None,
+            ConsentReply::Silent => {
+                close.notified().await;
+                None
+            }
+            ConsentReply::AllowAfter(lifetime, ms) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(ms)) => Some(lifetime),
+                    _ = close.notified() => None,
+                }
+            }
+        };
+        let _ = server.remove::<Request, _>(handle.clone()).await;
+        let closed = {
+            let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            s.open -= 1;
+            s.closed.contains(&handle.to_string())
+        };
         let mut results = HashMap::new();
-        match reply {
-            ConsentReply::Allow(lifetime) => {
+        match lifetime {
+            _ if closed => (2, results),
+            Some(lifetime) => {
                 let choices = vec![("lifetime".to_string(), lifetime.to_string())];
                 if let Ok(v) = OwnedValue::try_from(Value::from(choices)) {
                     results.insert("choices".to_string(), v);
                 }
                 (0, results)
             }
-            ConsentReply::Deny => (1, results),
-            ConsentReply::Silent => {
-                std::future::pending::<()>().await;
-                (2, results)
-            }
+            None => (1, results),
         }
     }
 }
@@ -85,7 +138,7 @@ impl Responder {
     pub async fn start(address: &str, script: &[ConsentReply]) -> Responder {
         let state = Arc::new(Mutex::new(State {
             script: script.iter().cloned().collect(),
-            prompts: Vec::new(),
+            ..State::default()
         }));
         let conn = zbus::connection::Builder::address(address)
             .expect("address")
@@ -105,6 +158,23 @@ impl Responder {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .prompts
+            .clone()
+    }
+
+    /// The most dialogs that were ever open at once.
+    pub fn max_open(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .max_open
+    }
+
+    /// The request handles the kernel closed.
+    pub fn closed(&self) -> Vec<String> {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .closed
             .clone()
     }
 

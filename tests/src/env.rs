@@ -85,6 +85,10 @@ impl Env {
                 "--address=unix:path={}",
                 tmp.path().join("bus").display()
             ))
+            // The bus's own environment points at the test's dirs, so a service it activates
+            // never touches the developer's files (and finds no service files to activate).
+            .env_clear()
+            .envs(isolated_env(tmp.path()))
             .stdout(Stdio::piped())
             .spawn()
             .expect("dbus-daemon (apt-get install dbus)");

@@ -319,3 +319,87 @@ async fn the_built_in_agents_find_documents_and_fetch_pages() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_two_denials_the_user_is_not_asked_again_until_reset() {
+    bounded(async {
+        let env = Env::start().await;
+        let docs = documents(&env);
+        let read = format!("read {docs} budget.txt");
+        let responder =
+            Responder::start(&env.address, &[ConsentReply::Deny, ConsentReply::Deny]).await;
+        for _ in 0..2 {
+            assert_eq!(
+                env.wait_task(env.delegate("tester", &read).await)
+                    .await
+                    .state,
+                "failed"
+            );
+        }
+        let t = env.wait_task(env.delegate("tester", &read).await).await;
+        assert!(t.message.contains("denied this twice"), "{}", t.message);
+        assert_eq!(responder.prompts().len(), 2);
+        // Revoking resets it: the user is asked again.
+        env.kernel()
+            .await
+            .revoke("tester", "files.read", "")
+            .await
+            .unwrap();
+        responder.push(ConsentReply::Allow("once"));
+        assert_eq!(
+            env.wait_task(env.delegate("tester", &read).await)
+                .await
+                .state,
+            "completed"
+        );
+        assert_eq!(responder.prompts().len(), 3);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_prompt_at_a_time_per_agent() {
+    bounded(async {
+        let env = Env::start().await;
+        let docs = documents(&env);
+        let responder =
+            Responder::start(&env.address, &[ConsentReply::AllowAfter("session", 300)]).await;
+        let read = format!("read {docs} budget.txt");
+        let (a, b) = (
+            env.delegate("tester", &read).await,
+            env.delegate("tester", &read).await,
+        );
+        assert_eq!(env.wait_task(a).await.state, "completed");
+        assert_eq!(env.wait_task(b).await.state, "completed");
+        // The second request waited for the first answer and needed no prompt of its own.
+        assert_eq!(responder.prompts().len(), 1);
+        assert_eq!(responder.max_open(), 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_prompt_is_closed_when_the_agent_goes_away() {
+    bounded(async {
+        let env = Env::start().await;
+        let docs = documents(&env);
+        let responder = Responder::start(&env.address, &[ConsentReply::Silent]).await;
+        let waiting = env
+            .delegate("tester", &format!("read {docs} budget.txt"))
+            .await;
+        env.wait_state(waiting, |s| s.as_str() == "auth-required")
+            .await;
+        env.delegate("tester", "crash").await;
+        let t = env.wait_task(waiting).await;
+        assert_eq!(t.state, "failed");
+        let deadline = tokio::time::Instant::now() + agentos_tests::TIMEOUT;
+        while responder.closed().is_empty() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the dialog was never closed"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
