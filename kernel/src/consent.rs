@@ -88,8 +88,9 @@ pub async fn ask(
         "once",
     )];
     let mut options: HashMap<&str, Value<'_>> = HashMap::new();
-    options.insert("grant_label", Value::from("Allow"));
-    options.insert("deny_label", Value::from("Deny"));
+    // Mnemonics: Alt+A allows, Alt+D denies, for people who use the keyboard.
+    options.insert("grant_label", Value::from("_Allow"));
+    options.insert("deny_label", Value::from("_Deny"));
     options.insert("modal", Value::from(true));
     options.insert("choices", Value::from(choices));
     let body = (

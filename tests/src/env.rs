@@ -31,6 +31,8 @@ pub struct Env {
     kernel: Option<Child>,
     /// Desktop services started for the test (stopped on drop).
     services: Vec<Child>,
+    /// The X display of the test's desktop, when it has one.
+    pub display: Option<String>,
     pub conn: zbus::Connection,
 }
 
@@ -39,6 +41,9 @@ pub struct Env {
 pub struct Services {
     /// `/usr/libexec/xdg-permission-store`, started before the kernel.
     pub permission_store: bool,
+    /// An X display (Xvfb) with `xdg-desktop-portal-gtk` on it, and a kernel that believes it
+    /// runs on GNOME (so it finds that backend for its Access dialogs).
+    pub desktop_portal: bool,
 }
 
 impl Env {
@@ -108,6 +113,7 @@ impl Env {
             dbus,
             kernel: None,
             services: Vec::new(),
+            display: None,
             conn,
         };
         let tester = bin("agentos-test-agent");
@@ -143,26 +149,60 @@ impl Env {
             env.wait_for_name("org.freedesktop.impl.portal.PermissionStore")
                 .await;
         }
+        if services.desktop_portal {
+            env.start_desktop().await;
+        }
         env.start_kernel().await;
         env
     }
 
-    /// A command run in the test's isolated environment on its bus.
-    pub fn service(&self, cmd: &mut Command) -> Child {
-        cmd.env_clear()
-            .envs(isolated_env(self.root()))
-            .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
-            .spawn()
-            .expect("start a desktop service")
+    /// Xvfb on a free display, then the GTK portal backend on it and on the test's bus.
+    async fn start_desktop(&mut self) {
+        let n = (90..250)
+            .find(|n| {
+                !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+                    && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
+            })
+            .expect("a free X display number");
+        let display = format!(":{n}");
+        let xvfb = self.service(Command::new("Xvfb").args([
+            display.as_str(),
+            "-screen",
+            "0",
+            "1280x800x24",
+            "-nolisten",
+            "tcp",
+        ]));
+        self.services.push(xvfb);
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+            assert!(std::time::Instant::now() < deadline, "Xvfb did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let portal = self.service(
+            Command::new("/usr/libexec/xdg-desktop-portal-gtk")
+                .env("DISPLAY", &display)
+                .env("GDK_BACKEND", "x11")
+                .env("GSK_RENDERER", "cairo")
+                // GSettings schemas and icons live in the system's data dirs; no a11y bus here.
+                .env("XDG_DATA_DIRS", "/usr/share")
+                .env("NO_AT_BRIDGE", "1"),
+        );
+        self.services.push(portal);
+        self.display = Some(display);
+        self.wait_for_name("org.freedesktop.impl.portal.desktop.gtk")
+            .await;
     }
 
-    /// Run a command to completion in the test's isolated environment on its bus.
+    /// A command run in the test's isolated environment on its bus.
+    pub fn service(&self, cmd: &mut Command) -> Child {
+        isolate(self, cmd).spawn().expect("start a desktop service")
+    }
+
+    /// Run a command to completion in the test's isolated environment on its bus (variables set
+    /// on `cmd` are kept).
     pub fn run(&self, cmd: &mut Command) -> std::process::Output {
-        cmd.env_clear()
-            .envs(isolated_env(self.root()))
-            .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
-            .output()
-            .expect("run a command")
+        isolate(self, cmd).output().expect("run a command")
     }
 
     /// Wait until `name` has an owner on the bus.
@@ -213,6 +253,11 @@ impl Env {
             .env_clear()
             .envs(isolated_env(self.root()))
             .env("RUST_LOG", "warn");
+        if self.display.is_some() {
+            // The desktop's portal files, as a GNOME session has them.
+            cmd.env("XDG_CURRENT_DESKTOP", "GNOME")
+                .env("XDG_DATA_DIRS", "/usr/share");
+        }
         cmd
     }
 
@@ -321,6 +366,18 @@ impl Env {
             .output()
             .expect("agentctl")
     }
+}
+
+/// Give `cmd` the test's isolated environment and bus, keeping variables set on it.
+fn isolate<'c>(env: &Env, cmd: &'c mut Command) -> &'c mut Command {
+    let extra: Vec<(std::ffi::OsString, std::ffi::OsString)> = cmd
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_os_string(), v?.to_os_string())))
+        .collect();
+    cmd.env_clear()
+        .envs(isolated_env(env.root()))
+        .env("DBUS_SESSION_BUS_ADDRESS", &env.address)
+        .envs(extra)
 }
 
 /// The environment of every process a test starts: its own home, data, config and runtime dirs.

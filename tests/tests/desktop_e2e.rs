@@ -14,6 +14,7 @@ async fn grants_are_mirrored_and_revocable_from_the_desktop() {
     bounded(async {
         let env = Env::start_with(Services {
             permission_store: true,
+            ..Services::default()
         })
         .await;
         let docs = std::fs::canonicalize(env.home().join("Documents"))
@@ -116,6 +117,7 @@ async fn a_grant_removed_while_the_kernel_was_down_stays_revoked() {
     bounded(async {
         let mut env = Env::start_with(Services {
             permission_store: true,
+            ..Services::default()
         })
         .await;
         let k = env.kernel().await;
@@ -369,6 +371,118 @@ async fn a_flatpak_app_needs_the_users_grant_to_use_an_agent() {
             String::from_utf8_lossy(&grant.stderr).contains("only the user"),
             "{}",
             String::from_utf8_lossy(&grant.stderr)
+        );
+    })
+    .await;
+}
+
+/// Run `xdotool` on the test's display.
+fn xdotool(env: &Env, args: &[&str]) -> String {
+    let display = env.display.clone().expect("a display");
+    let out = env.run(Command::new("xdotool").args(args).env("DISPLAY", display));
+    assert!(
+        out.status.success(),
+        "xdotool {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout(&out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_panel_the_desktops_own_access_dialog_asks() {
+    let missing: Vec<&str> = [
+        "/usr/bin/Xvfb",
+        "/usr/libexec/xdg-desktop-portal-gtk",
+        "/usr/bin/xdotool",
+        "/usr/bin/import",
+    ]
+    .into_iter()
+    .filter(|p| !std::path::Path::new(p).exists())
+    .collect();
+    if !missing.is_empty() {
+        eprintln!("skipping: {missing:?} not installed (apt-get install xvfb xdg-desktop-portal-gtk xdotool imagemagick)");
+        return;
+    }
+    bounded(async {
+        let env = Env::start_with(Services {
+            desktop_portal: true,
+            ..Services::default()
+        })
+        .await;
+        let docs = std::fs::canonicalize(env.home().join("Documents")).unwrap();
+        std::fs::write(docs.join("budget.txt"), "the budget is 42").unwrap();
+        let task = env
+            .delegate("tester", &format!("read {} budget.txt", docs.display()))
+            .await;
+        env.wait_state(task, |s| s.as_str() == "auth-required")
+            .await;
+        // Wait for the dialog's window, let it draw, keep a screenshot as a test artifact.
+        let deadline = tokio::time::Instant::now() + agentos_tests::TIMEOUT;
+        let window = loop {
+            let found = xdotool(&env, &["search", "--onlyvisible", "--name", ""]);
+            // The dialog, not the full-screen client leader GTK also maps.
+            let dialog = found.lines().find(|w| {
+                let geometry = xdotool(&env, &["getwindowgeometry", "--shell", w]);
+                geometry.lines().any(|l| {
+                    l.strip_prefix("WIDTH=")
+                        .is_some_and(|v| v.parse::<u32>().is_ok_and(|v| v < 1280))
+                })
+            });
+            if let Some(w) = dialog {
+                break w.to_string();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no dialog window appeared"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        let artifacts =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
+        std::fs::create_dir_all(&artifacts).unwrap();
+        let shot = artifacts.join("access-dialog.png");
+        let display = env.display.clone().unwrap();
+        let took = env.run(
+            Command::new("import")
+                .args(["-window", "root"])
+                .arg(&shot)
+                .env("DISPLAY", &display),
+        );
+        assert!(
+            took.status.success() && shot.exists(),
+            "no screenshot: {}",
+            String::from_utf8_lossy(&took.stderr)
+        );
+        // Answer with the keyboard: focus the dialog, press Alt+A ("_Allow").
+        xdotool(&env, &["windowfocus", &window]);
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        xdotool(&env, &["key", "alt+a"]);
+        eprintln!(
+            "WINDOWS: {:?} chosen {window}",
+            xdotool(
+                &env,
+                &[
+                    "search",
+                    "--onlyvisible",
+                    "--class",
+                    "xdg-desktop-portal-gtk"
+                ]
+            )
+        );
+        eprintln!("FOCUS: {:?}", xdotool(&env, &["getwindowfocus"]));
+        let t = env.wait_task(task).await;
+        assert_eq!(
+            (t.state.as_str(), t.result.as_str()),
+            ("completed", "the budget is 42"),
+            "{t:?}"
+        );
+        let log = env.kernel().await.read_audit_log(0, 100).await.unwrap();
+        assert!(
+            log.iter().any(
+                |r| r.capability == "files.read" && r.reason.starts_with("the user allowed it")
+            ),
+            "{log:?}"
         );
     })
     .await;
