@@ -132,6 +132,7 @@ pub trait Host1 {
     fn open_child_artifact(&self, child: u64, name: &str) -> Result<OwnedFd>;
     fn list_files(&self, task: u64, folder: &str, path: &str) -> Result<Vec<FileEntry>>;
     fn open_file(&self, task: u64, folder: &str, path: &str) -> Result<OwnedFd>;
+    fn share_file(&self, task: u64, folder: &str, path: &str) -> Result<String>;
     fn fetch_url(&self, task: u64, url: &str) -> Result<(u16, String, Vec<u8>)>;
 }
 

@@ -93,6 +93,8 @@ pub(crate) struct Inner {
     pub watchers: HashMap<u64, watch::Sender<TaskState>>,
     /// Grants being written to the permission store (principal, entry id): not yet there.
     pub mirror_pending: std::collections::HashSet<(String, String)>,
+    /// Agents that registered from a Flatpak sandbox (their id is their app id).
+    pub flatpak_agents: std::collections::HashSet<String>,
     /// One consent prompt at a time per principal.
     pub prompt_turns: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
     /// How often the user denied each (principal, capability, scope) since the last reset.

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod consent;
 pub mod desktop_portal;
 pub mod discovery;
+pub mod documents;
 pub mod identity_cache;
 pub mod kernel;
 pub mod launcher;

@@ -109,6 +109,39 @@ impl Kernel {
         blocking(move || files::open_file(Path::new(&root), &path).map_err(Error::from)).await
     }
 
+    /// `files.read` through the Documents portal, for an agent that is a Flatpak app: the file is
+    /// exported to that app alone and its path inside the sandbox returned.
+    pub async fn share_file(
+        self: &Arc<Self>,
+        agent: &str,
+        task: u64,
+        folder: &str,
+        path: &str,
+    ) -> Result<String, Error> {
+        if !self.inner().flatpak_agents.contains(agent) {
+            return Err(Error::NotSupported(format!(
+                "agent {agent} is not a Flatpak app; use OpenFile"
+            )));
+        }
+        let root = self
+            .authorize_folder(agent, task, "files.read", folder)
+            .await?;
+        let rel = path.to_string();
+        let fd =
+            blocking(move || files::open_path(Path::new(&root), &rel).map_err(Error::from)).await?;
+        let name = Path::new(path)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| Error::InvalidArgument(format!("{path:?} names no file")))?
+            .to_string();
+        let conn = self
+            .bus
+            .get()
+            .ok_or_else(|| Error::Failed("the kernel is not on a bus".into()))?;
+        let id = crate::documents::export(conn, fd, agent).await?;
+        Ok(format!("/run/flatpak/doc/{id}/{name}"))
+    }
+
     async fn authorize_folder(
         self: &Arc<Self>,
         agent: &str,

@@ -44,6 +44,8 @@ pub struct Services {
     /// An X display (Xvfb) with `xdg-desktop-portal-gtk` on it, and a kernel that believes it
     /// runs on GNOME (so it finds that backend for its Access dialogs).
     pub desktop_portal: bool,
+    /// `/usr/libexec/xdg-document-portal` (needs /dev/fuse), mounted at `$XDG_RUNTIME_DIR/doc`.
+    pub document_portal: bool,
 }
 
 impl Env {
@@ -148,6 +150,11 @@ impl Env {
             env.services.push(store);
             env.wait_for_name("org.freedesktop.impl.portal.PermissionStore")
                 .await;
+        }
+        if services.document_portal {
+            let portal = env.service(&mut Command::new("/usr/libexec/xdg-document-portal"));
+            env.services.push(portal);
+            env.wait_for_name("org.freedesktop.portal.Documents").await;
         }
         if services.desktop_portal {
             env.start_desktop().await;
@@ -394,6 +401,11 @@ fn isolated_env(root: &Path) -> Vec<(&'static str, std::ffi::OsString)> {
 
 impl Drop for Env {
     fn drop(&mut self) {
+        // Unmount the Documents portal's FUSE file system before its temp dir goes.
+        let doc = self.root().join("run/doc");
+        if doc.exists() {
+            let _ = Command::new("fusermount3").arg("-u").arg(&doc).status();
+        }
         for mut s in self.services.drain(..) {
             let _ = s.kill();
             let _ = s.wait();

@@ -134,6 +134,10 @@ impl Env {
         .arg("--ro-bind")
         .arg(&info)
         .arg("/.flatpak-info")
+        // As Flatpak does when the Documents portal runs: the app's view of it.
+        .arg("--bind-try")
+        .arg(self.root().join("run/doc/by-app").join(app_id))
+        .arg("/run/flatpak/doc")
         .args(["--dir", "/run/flatpak", "--ro-bind"])
         .arg(&socket)
         .arg("/run/flatpak/bus")

@@ -487,3 +487,108 @@ async fn without_the_panel_the_desktops_own_access_dialog_asks() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flatpak_agent_gets_granted_files_through_the_documents_portal() {
+    if skip_without_bwrap() {
+        return;
+    }
+    let missing: Vec<&str> = [
+        "/dev/fuse",
+        "/usr/bin/fusermount3",
+        "/usr/libexec/xdg-document-portal",
+    ]
+    .into_iter()
+    .filter(|p| !std::path::Path::new(p).exists())
+    .collect();
+    if !missing.is_empty() {
+        eprintln!("skipping: the Documents portal needs {missing:?}");
+        return;
+    }
+    bounded(async {
+        let env = Env::start_with(Services {
+            document_portal: true,
+            ..Services::default()
+        })
+        .await;
+        let docs = std::fs::canonicalize(env.home().join("Documents")).unwrap();
+        std::fs::write(docs.join("note.txt"), "shared through the portal").unwrap();
+        let agent = agentos_tests::bin("agentos-test-agent");
+        let _app = env
+            .flatpak(
+                "org.example.FlatAgent",
+                &agent,
+                &["--register", "org.example.FlatAgent"],
+            )
+            .await;
+        let k = env.kernel().await;
+        let deadline = tokio::time::Instant::now() + agentos_tests::TIMEOUT;
+        while !k
+            .list_agents()
+            .await
+            .unwrap()
+            .iter()
+            .any(|a| a.id == "org.example.FlatAgent" && a.connected)
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the Flatpak agent did not register"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        k.grant(
+            "org.example.FlatAgent",
+            "files.read",
+            &docs.to_string_lossy(),
+            "always",
+        )
+        .await
+        .unwrap();
+        let t = env
+            .wait_task(
+                env.delegate(
+                    "org.example.FlatAgent",
+                    &format!("share {} note.txt", docs.display()),
+                )
+                .await,
+            )
+            .await;
+        assert_eq!(
+            (t.state.as_str(), t.result.as_str()),
+            ("completed", "shared through the portal"),
+            "{t:?}"
+        );
+        // Exported to that app alone: the portal lists it for the app, not for another one.
+        let listed = |app: &str| {
+            stdout(&env.run(Command::new("gdbus").args([
+                "call",
+                "--session",
+                "-d",
+                "org.freedesktop.portal.Documents",
+                "-o",
+                "/org/freedesktop/portal/documents",
+                "-m",
+                "org.freedesktop.portal.Documents.List",
+                app,
+            ])))
+        };
+        assert!(
+            listed("org.example.FlatAgent").contains("note.txt"),
+            "{}",
+            listed("org.example.FlatAgent")
+        );
+        assert!(!listed("org.example.Other").contains("note.txt"));
+        // A kernel-launched (non-Flatpak) agent is told to use OpenFile.
+        k.grant("tester", "files.read", &docs.to_string_lossy(), "always")
+            .await
+            .unwrap();
+        let t = env
+            .wait_task(
+                env.delegate("tester", &format!("share {} note.txt", docs.display()))
+                    .await,
+            )
+            .await;
+        assert!(t.message.contains("not a Flatpak app"), "{t:?}");
+    })
+    .await;
+}

@@ -143,6 +143,18 @@ impl HostIface {
             .into())
     }
 
+    async fn share_file(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        task: u64,
+        folder: &str,
+        path: &str,
+    ) -> Result<String, Error> {
+        self.kernel(&hdr)?
+            .share_file(&self.agent, task, folder, path)
+            .await
+    }
+
     async fn fetch_url(
         &self,
         #[zbus(header)] hdr: Header<'_>,

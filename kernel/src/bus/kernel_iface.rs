@@ -182,6 +182,9 @@ impl KernelIface {
         let fd: std::os::fd::OwnedFd = socket.into();
         let stream = std::os::unix::net::UnixStream::from(fd);
         let path = k.register(&identity, stream).await?;
+        if identity != "host" {
+            k.inner().flatpak_agents.insert(identity);
+        }
         OwnedObjectPath::try_from(path).map_err(|e| Error::Failed(e.to_string()))
     }
 

@@ -117,6 +117,16 @@ pub fn open_file(root: &Path, rel: &str) -> Result<OwnedFd, ToolError> {
     Ok(fd)
 }
 
+/// An `O_PATH` fd on the regular file `rel` beneath `root` (for handing to the Documents portal).
+pub fn open_path(root: &Path, rel: &str) -> Result<OwnedFd, ToolError> {
+    let fd = open_beneath(root, rel, OFlags::PATH)?;
+    let stat = rustix::fs::fstat(&fd).map_err(|e| map_errno(e, rel))?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+        return Err(ToolError::Invalid(format!("{rel:?} is not a regular file")));
+    }
+    Ok(fd)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,5 +196,14 @@ mod tests {
             open_file(&root, "a\0b"),
             Err(ToolError::Invalid(_))
         ));
+        assert!(matches!(
+            open_path(&root, "out-link"),
+            Err(ToolError::Escapes(_))
+        ));
+        assert!(matches!(
+            open_path(&root, "sub"),
+            Err(ToolError::Invalid(_))
+        ));
+        assert!(open_path(&root, "sub/b.txt").is_ok());
     }
 }

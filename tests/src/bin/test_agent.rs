@@ -6,7 +6,8 @@
 //! are passed up),
 //! `read-for <task> <folder> <path>` (tries to act for another task id), `pipe-artifact <name>`
 //! (hands over a pipe that never ends as an artifact), `try-read <path>`, `try-write <path>`,
-//! `try-connect-unix <path>`, `try-connect-tcp <addr>`, `env` (for sandbox tests).
+//! `try-connect-unix <path>`, `try-connect-tcp <addr>`, `env` (for sandbox tests), `share <folder>
+//! <path>` (through the Documents portal, then read at the returned path).
 
 use agentos_sdk::{Agent, Outcome, Task};
 
@@ -69,6 +70,15 @@ async fn step(task: &Task, step: &str, out: &mut Outcome) -> Result<(), String> 
                 rest,
                 std::fs::File::from(std::os::fd::OwnedFd::from(reader)),
             );
+        }
+        "share" => {
+            let (folder, path) = rest.split_once(' ').unwrap_or((rest, ""));
+            let shared = task
+                .host()
+                .share_file(task.id, folder, path)
+                .await
+                .map_err(err)?;
+            out.result = std::fs::read_to_string(&shared).map_err(|e| format!("{shared}: {e}"))?;
         }
         "try-read" => {
             out.result = match std::fs::read(rest) {
