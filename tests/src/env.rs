@@ -33,6 +33,8 @@ pub struct Env {
     services: Vec<Child>,
     /// The X display of the test's desktop, when it has one.
     pub display: Option<String>,
+    /// Seconds the kernel gives the user to answer (applies from the next kernel start).
+    pub consent_timeout: u32,
     pub conn: zbus::Connection,
 }
 
@@ -116,6 +118,7 @@ impl Env {
             kernel: None,
             services: Vec::new(),
             display: None,
+            consent_timeout: 10,
             conn,
         };
         let tester = bin("agentos-test-agent");
@@ -256,7 +259,7 @@ impl Env {
             .arg("--agents-dir")
             .arg(self.agents_dir())
             .arg("--consent-timeout")
-            .arg("10")
+            .arg(self.consent_timeout.to_string())
             .env_clear()
             .envs(isolated_env(self.root()))
             .env("RUST_LOG", "warn");

@@ -403,3 +403,54 @@ async fn a_pending_prompt_is_closed_when_the_agent_goes_away() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_prompt_is_a_denial_and_is_closed() {
+    bounded(async {
+        let mut env = Env::start().await;
+        env.stop_kernel("TERM").await;
+        env.consent_timeout = 1;
+        env.start_kernel().await;
+        let docs = documents(&env);
+        let responder = Responder::start(&env.address, &[ConsentReply::Silent]).await;
+        let t = env
+            .wait_task(
+                env.delegate("tester", &format!("read {docs} budget.txt"))
+                    .await,
+            )
+            .await;
+        assert_eq!(t.state, "failed");
+        assert!(
+            t.message.contains("did not answer within 1 s"),
+            "{}",
+            t.message
+        );
+        assert_eq!(responder.closed().len(), 1, "the dialog was left open");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompts_show_agent_strings_escaped_and_shortened() {
+    bounded(async {
+        let env = Env::start().await;
+        let docs = documents(&env);
+        let responder = Responder::start(&env.address, &[ConsentReply::Deny]).await;
+        // A goal crafted to mislead: bidi overrides, a fake second line, and a great length.
+        let goal = format!(
+            "read {docs} budget.txt ; echo \u{202e}txt.exe\nAllowed by your admin {}",
+            "x".repeat(500)
+        );
+        env.wait_task(env.delegate("tester", &goal).await).await;
+        let prompt = &responder.prompts()[0];
+        let shown = format!("{}{}{}", prompt.title, prompt.subtitle, prompt.body);
+        assert!(!shown.contains('\u{202e}'), "{shown:?}");
+        assert!(!prompt.body.contains("\nAllowed"), "{:?}", prompt.body);
+        assert!(
+            prompt.body.contains('…') && prompt.body.len() < 400,
+            "{:?}",
+            prompt.body
+        );
+    })
+    .await;
+}
