@@ -546,3 +546,87 @@ impl Kernel {
         self.inner().agents.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    fn kernel(clock: Arc<ManualClock>) -> (tempfile::TempDir, Arc<Kernel>) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().into(),
+            agent_dirs: vec![],
+            exec_dirs: vec![],
+            consent_timeout: Duration::from_secs(1),
+            task_timeout: Duration::from_secs(60),
+            documents_dir: None,
+            desktop_access: None,
+        };
+        let store = Store::open(dir.path()).unwrap();
+        (dir, Kernel::new(config, clock, store).unwrap())
+    }
+
+    fn running_task(k: &Kernel, id: u64, parent: u64, deadline: u64) {
+        let now = k.now();
+        let mut inner = k.inner();
+        inner.tasks.insert(Task {
+            id,
+            parent,
+            agent: "a".into(),
+            caller: "host".into(),
+            delegators: vec![],
+            goal: "g".into(),
+            state: TaskState::Working,
+            progress: 0.0,
+            message: String::new(),
+            result: String::new(),
+            created: now,
+            updated: now,
+            deadline,
+            children: vec![],
+        });
+        inner
+            .watchers
+            .insert(id, watch::channel(TaskState::Working).0);
+    }
+
+    #[tokio::test]
+    async fn deadlines_follow_the_injected_clock() {
+        let clock = Arc::new(ManualClock::new(1_000));
+        let (_dir, k) = kernel(Arc::clone(&clock));
+        running_task(&k, 1, 0, 31_000);
+        running_task(&k, 2, 1, 999_999);
+        k.expire_overdue().await;
+        assert_eq!(k.inner().tasks.get(1).unwrap().state, TaskState::Working);
+        clock.advance(30_000);
+        k.expire_overdue().await;
+        let inner = k.inner();
+        let (parent, child) = (inner.tasks.get(1).unwrap(), inner.tasks.get(2).unwrap());
+        assert_eq!(parent.state, TaskState::Failed);
+        assert!(parent.message.contains("timed out"));
+        assert_eq!(parent.updated, 31_000);
+        // What hung below it is canceled, not left running.
+        assert_eq!(child.state, TaskState::Canceled);
+    }
+
+    #[tokio::test]
+    async fn grants_and_audit_records_carry_the_clocks_time() {
+        let clock = Arc::new(ManualClock::new(5_000));
+        let (_dir, k) = kernel(Arc::clone(&clock));
+        k.grant("docs", "files.read", "/home/u", "always")
+            .await
+            .unwrap();
+        assert_eq!(k.list_grants()[0].granted_at, 5_000);
+        clock.advance(1);
+        k.revoke("docs", "files.read", "").await.unwrap();
+        let log = k.store().read_audit(0, 10).unwrap();
+        assert_eq!(
+            log.iter()
+                .map(|r| (r.time, r.decision.as_str()))
+                .collect::<Vec<_>>(),
+            [(5_000, "grant"), (5_001, "revoke")]
+        );
+        assert!(k.store().verify_audit().unwrap().ok);
+    }
+}

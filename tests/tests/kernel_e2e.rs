@@ -357,6 +357,39 @@ async fn agentctl_runs_lists_and_verifies_the_log() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // tasks (as a tree, and as JSON), cancel, revoke, log.
+        let root = env
+            .kernel()
+            .await
+            .delegate("tester", "sleep 60000", HashMap::new())
+            .await
+            .unwrap();
+        let root = names::task_id_from_path(root.as_str()).unwrap();
+        env.wait_state(root, |s| s.as_str() == "working").await;
+        let out = tokio::task::block_in_place(|| env.agentctl(&["tasks"]));
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("sleep 60000")
+        );
+        let out = tokio::task::block_in_place(|| env.agentctl(&["cancel", &root.to_string()]));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(env.wait_task(root).await.state, "canceled");
+        let out = tokio::task::block_in_place(|| env.agentctl(&["tasks", "--json"]));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("\"canceled\""));
+        let out = tokio::task::block_in_place(|| env.agentctl(&["revoke", "tester", "web.fetch"]));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(env.kernel().await.list_grants().await.unwrap().is_empty());
+        let out = tokio::task::block_in_place(|| env.agentctl(&["log", "--json"]));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("revoked by the user"));
+        let out = tokio::task::block_in_place(|| env.agentctl(&["cancel", "999999"]));
+        assert_eq!(out.status.code(), Some(1));
         // Change a record behind the kernel's back: verification must fail.
         let db = rusqlite::Connection::open(env.data_dir().join("agentos.db")).unwrap();
         let triggers: Vec<String> = db
