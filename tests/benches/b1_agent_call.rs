@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use agentos_dbus_interfaces::names;
-use agentos_dbus_interfaces::proxies::{Agent1Proxy, Channel1Proxy, Kernel1Proxy};
+use agentos_dbus_interfaces::proxies::{Agent1Proxy, Channel1Proxy};
 use agentos_sdk::{Agent, Outcome, Task};
 use agentos_tests::Env;
 use zbus::proxy::CacheProperties;
@@ -65,31 +65,13 @@ struct Caller {
 }
 
 impl Caller {
-    async fn new(address: &str) -> Caller {
-        let conn = zbus::connection::Builder::address(address)
+    async fn new(env: &Env) -> Caller {
+        let conn = zbus::connection::Builder::address(env.address.as_str())
             .unwrap()
             .build()
             .await
             .unwrap();
-        let fd = Kernel1Proxy::new(&conn)
-            .await
-            .unwrap()
-            .open_channel()
-            .await
-            .expect("open a channel");
-        let stream = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(fd));
-        stream.set_nonblocking(true).unwrap();
-        let stream = tokio::net::UnixStream::from_std(stream).unwrap();
-        let channel_conn = zbus::connection::Builder::unix_stream(stream)
-            .p2p()
-            .build()
-            .await
-            .unwrap();
-        let channel = Channel1Proxy::builder(&channel_conn)
-            .cache_properties(CacheProperties::No)
-            .build()
-            .await
-            .unwrap();
+        let (channel_conn, channel) = env.channel().await;
         let bus = Agent1Proxy::builder(&conn)
             .path(names::agent_path("host"))
             .unwrap()
@@ -222,7 +204,7 @@ fn main() {
         for n in [1usize, 8] {
             let mut callers = Vec::new();
             for _ in 0..n {
-                callers.push(std::sync::Arc::new(Caller::new(&env.address).await));
+                callers.push(std::sync::Arc::new(Caller::new(&env).await));
             }
             let lat = latencies(&callers).await;
             let tput = throughput(&callers).await;

@@ -327,6 +327,57 @@ impl Env {
         names::task_id_from_path(path.as_str()).expect("task path")
     }
 
+    /// Delegate as the user and wait until the task has finished.
+    pub async fn run_task(&self, agent: &str, goal: &str) -> TaskInfo {
+        self.wait_task(self.delegate(agent, goal).await).await
+    }
+
+    /// Wait until an agent is connected to the kernel.
+    pub async fn wait_agent_connected(&self, id: &str) {
+        let k = self.kernel().await;
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        while !k
+            .list_agents()
+            .await
+            .is_ok_and(|a| a.iter().any(|a| a.id == id && a.connected))
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "agent {id} did not connect in time"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A private channel to the kernel (`Kernel1.OpenChannel`), on a connection of its own.
+    pub async fn channel(
+        &self,
+    ) -> (
+        zbus::Connection,
+        agentos_dbus_interfaces::proxies::Channel1Proxy<'static>,
+    ) {
+        let fd = self
+            .kernel()
+            .await
+            .open_channel()
+            .await
+            .expect("open a channel");
+        let stream = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(fd));
+        stream.set_nonblocking(true).expect("nonblocking");
+        let stream = tokio::net::UnixStream::from_std(stream).expect("tokio stream");
+        let conn = zbus::connection::Builder::unix_stream(stream)
+            .p2p()
+            .build()
+            .await
+            .expect("channel connection");
+        let proxy = agentos_dbus_interfaces::proxies::Channel1Proxy::builder(&conn)
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .expect("channel proxy");
+        (conn, proxy)
+    }
+
     /// Wait until a task has finished.
     pub async fn wait_task(&self, id: u64) -> TaskInfo {
         self.wait_state(id, |s| s.is_terminal()).await

@@ -40,7 +40,7 @@ async fn grants_are_mirrored_and_revocable_from_the_desktop() {
             "{text}"
         );
         assert_eq!(
-            env.wait_task(env.delegate("tester", &format!("read {docs} a.txt")).await)
+            env.run_task("tester", &format!("read {docs} a.txt"))
                 .await
                 .result,
             "alpha"
@@ -59,9 +59,7 @@ async fn grants_are_mirrored_and_revocable_from_the_desktop() {
             );
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        let t = env
-            .wait_task(env.delegate("tester", &format!("read {docs} a.txt")).await)
-            .await;
+        let t = env.run_task("tester", &format!("read {docs} a.txt")).await;
         assert_eq!(t.state, "failed");
         let log = k.read_audit_log(0, 1000).await.unwrap();
         assert!(log
@@ -90,9 +88,7 @@ async fn grants_are_mirrored_and_revocable_from_the_desktop() {
             "{}",
             String::from_utf8_lossy(&forged.stderr)
         );
-        let t = env
-            .wait_task(env.delegate("tester", &format!("read {docs} a.txt")).await)
-            .await;
+        let t = env.run_task("tester", &format!("read {docs} a.txt")).await;
         assert_eq!(t.state, "failed", "a forged grant was honoured");
         assert!(k.list_grants().await.unwrap().is_empty());
         let deadline = tokio::time::Instant::now() + agentos_tests::TIMEOUT;
@@ -260,25 +256,9 @@ async fn a_flatpak_agent_registers_under_its_own_app_id_only() {
             )
             .await;
         let k = env.kernel().await;
-        let deadline = tokio::time::Instant::now() + agentos_tests::TIMEOUT;
-        while !k
-            .list_agents()
-            .await
-            .unwrap()
-            .iter()
-            .any(|a| a.id == "org.example.FlatAgent" && a.connected)
-        {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the Flatpak agent did not register"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        env.wait_agent_connected("org.example.FlatAgent").await;
         let t = env
-            .wait_task(
-                env.delegate("org.example.FlatAgent", "echo from the sandbox")
-                    .await,
-            )
+            .run_task("org.example.FlatAgent", "echo from the sandbox")
             .await;
         assert_eq!(
             (t.agent.as_str(), t.result.as_str()),
@@ -522,20 +502,7 @@ async fn a_flatpak_agent_gets_granted_files_through_the_documents_portal() {
             )
             .await;
         let k = env.kernel().await;
-        let deadline = tokio::time::Instant::now() + agentos_tests::TIMEOUT;
-        while !k
-            .list_agents()
-            .await
-            .unwrap()
-            .iter()
-            .any(|a| a.id == "org.example.FlatAgent" && a.connected)
-        {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the Flatpak agent did not register"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        env.wait_agent_connected("org.example.FlatAgent").await;
         k.grant(
             "org.example.FlatAgent",
             "files.read",
@@ -545,12 +512,9 @@ async fn a_flatpak_agent_gets_granted_files_through_the_documents_portal() {
         .await
         .unwrap();
         let t = env
-            .wait_task(
-                env.delegate(
-                    "org.example.FlatAgent",
-                    &format!("share {} note.txt", docs.display()),
-                )
-                .await,
+            .run_task(
+                "org.example.FlatAgent",
+                &format!("share {} note.txt", docs.display()),
             )
             .await;
         assert_eq!(
@@ -583,10 +547,7 @@ async fn a_flatpak_agent_gets_granted_files_through_the_documents_portal() {
             .await
             .unwrap();
         let t = env
-            .wait_task(
-                env.delegate("tester", &format!("share {} note.txt", docs.display()))
-                    .await,
-            )
+            .run_task("tester", &format!("share {} note.txt", docs.display()))
             .await;
         assert!(t.message.contains("not a Flatpak app"), "{t:?}");
     })

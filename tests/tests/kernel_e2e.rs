@@ -270,9 +270,7 @@ async fn malformed_input_gets_named_errors_and_the_kernel_keeps_serving() {
             k.delegate("nobody", "x", HashMap::new()).await,
             Err(Error::UnknownAgent(_))
         ));
-        let t = env
-            .wait_task(env.delegate("tester", "pipe-artifact stream.txt").await)
-            .await;
+        let t = env.run_task("tester", "pipe-artifact stream.txt").await;
         assert_eq!(t.state, "failed");
         assert!(t.message.contains("not a regular file"), "{}", t.message);
         let huge = "x".repeat(names::MAX_GOAL_LEN + 1);
@@ -431,26 +429,11 @@ async fn self_registered_agents_come_back_after_a_kernel_restart() {
         let agent = tokio::spawn(async move {
             agentos_sdk::stay_registered(Idle, "host", Some(&address)).await
         });
-        let connected = |env: &Env| {
-            let k = env.conn.clone();
-            async move {
-                let k = agentos_dbus_interfaces::proxies::Kernel1Proxy::new(&k)
-                    .await
-                    .unwrap();
-                k.list_agents()
-                    .await
-                    .is_ok_and(|a| a.iter().any(|a| a.id == "host" && a.connected))
-            }
-        };
-        while !connected(&env).await {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        env.wait_agent_connected("host").await;
         env.stop_kernel("TERM").await;
         env.start_kernel().await;
-        while !connected(&env).await {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        let t = env.wait_task(env.delegate("host", "again").await).await;
+        env.wait_agent_connected("host").await;
+        let t = env.run_task("host", "again").await;
         assert_eq!(t.result, "done: again");
         agent.abort();
     })
@@ -461,20 +444,7 @@ async fn self_registered_agents_come_back_after_a_kernel_restart() {
 async fn a_private_channel_calls_agents_as_its_opener() {
     bounded(async {
         let env = Env::start().await;
-        let fd = env.kernel().await.open_channel().await.unwrap();
-        let stream = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(fd));
-        stream.set_nonblocking(true).unwrap();
-        let stream = tokio::net::UnixStream::from_std(stream).unwrap();
-        let conn = zbus::connection::Builder::unix_stream(stream)
-            .p2p()
-            .build()
-            .await
-            .unwrap();
-        let channel = agentos_dbus_interfaces::proxies::Channel1Proxy::builder(&conn)
-            .cache_properties(zbus::proxy::CacheProperties::No)
-            .build()
-            .await
-            .unwrap();
+        let (conn, channel) = env.channel().await;
         assert_eq!(
             channel.call("tester", "echo", b"ping").await.unwrap(),
             b"ping"

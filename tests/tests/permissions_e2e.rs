@@ -51,7 +51,7 @@ async fn consent_once_session_always_deny_and_revocation() {
         let docs = documents(&env);
         let read = format!("read {docs} budget.txt");
         let responder = Responder::start(&env.address, &[ConsentReply::Allow("once")]).await;
-        let t = env.wait_task(env.delegate("tester", &read).await).await;
+        let t = env.run_task("tester", &read).await;
         assert_eq!(t.state, "completed", "{t:?}");
         assert!(t.result.contains("42"));
         let prompt = &responder.prompts()[0];
@@ -61,19 +61,14 @@ async fn consent_once_session_always_deny_and_revocation() {
         );
         // Once means once: the next call asks again, and a denial fails it.
         responder.push(ConsentReply::Deny);
-        let t = env.wait_task(env.delegate("tester", &read).await).await;
+        let t = env.run_task("tester", &read).await;
         assert_eq!(t.state, "failed");
         assert!(t.message.contains("denied"), "{}", t.message);
         assert_eq!(responder.prompts().len(), 2);
         // Session: asked once, then remembered (not stored).
         responder.push(ConsentReply::Allow("session"));
         for _ in 0..2 {
-            assert_eq!(
-                env.wait_task(env.delegate("tester", &read).await)
-                    .await
-                    .state,
-                "completed"
-            );
+            assert_eq!(env.run_task("tester", &read).await.state, "completed");
         }
         assert_eq!(responder.prompts().len(), 3);
         let k = env.kernel().await;
@@ -86,20 +81,10 @@ async fn consent_once_session_always_deny_and_revocation() {
         // Revocation applies to the very next call.
         assert_eq!(k.revoke("tester", "files.read", "").await.unwrap(), 1);
         responder.push(ConsentReply::Deny);
-        assert_eq!(
-            env.wait_task(env.delegate("tester", &read).await)
-                .await
-                .state,
-            "failed"
-        );
+        assert_eq!(env.run_task("tester", &read).await.state, "failed");
         // Always: stored.
         responder.push(ConsentReply::Allow("always"));
-        assert_eq!(
-            env.wait_task(env.delegate("tester", &read).await)
-                .await
-                .state,
-            "completed"
-        );
+        assert_eq!(env.run_task("tester", &read).await.state, "completed");
         let grants = k.list_grants().await.unwrap();
         assert!(grants
             .iter()
@@ -107,9 +92,7 @@ async fn consent_once_session_always_deny_and_revocation() {
         // The subfolder is covered by the grant on the folder; no new prompt.
         let n = responder.prompts().len();
         std::fs::create_dir(std::path::Path::new(&docs).join("sub")).unwrap();
-        let t = env
-            .wait_task(env.delegate("tester", &format!("list {docs}/sub")).await)
-            .await;
+        let t = env.run_task("tester", &format!("list {docs}/sub")).await;
         assert_eq!(t.state, "failed", "files.list is another capability: {t:?}");
         assert_eq!(responder.prompts().len(), n + 1);
         let (ok, _, problem) = k.verify_audit_log().await.unwrap();
@@ -133,12 +116,9 @@ async fn a_delegated_task_has_at_most_the_delegators_rights() {
             .unwrap();
         // helper alone may read; through tester (who may not), it may not, and nobody is asked.
         assert_eq!(
-            env.wait_task(
-                env.delegate("helper", &format!("read {docs} budget.txt"))
-                    .await
-            )
-            .await
-            .state,
+            env.run_task("helper", &format!("read {docs} budget.txt"))
+                .await
+                .state,
             "completed"
         );
         let root = env
@@ -152,9 +132,7 @@ async fn a_delegated_task_has_at_most_the_delegators_rights() {
         );
         assert!(responder.prompts().is_empty());
         // Delegation itself needs a grant: without one the user is asked (here: denied).
-        let t = env
-            .wait_task(env.delegate("helper", "delegate tester echo hi").await)
-            .await;
+        let t = env.run_task("helper", "delegate tester echo hi").await;
         assert_eq!(t.state, "failed");
         assert_eq!(responder.prompts().len(), 1);
         assert!(responder.prompts()[0]
@@ -177,10 +155,7 @@ async fn agents_cannot_act_for_other_tasks_or_be_driven_by_others() {
         let victim = env.delegate("helper", "sleep 60000").await;
         env.wait_state(victim, |s| s.as_str() == "working").await;
         let t = env
-            .wait_task(
-                env.delegate("tester", &format!("read-for {victim} {docs} budget.txt"))
-                    .await,
-            )
+            .run_task("tester", &format!("read-for {victim} {docs} budget.txt"))
             .await;
         assert_eq!(t.state, "failed");
         assert!(
@@ -221,7 +196,7 @@ async fn agents_cannot_act_for_other_tasks_or_be_driven_by_others() {
             .expect("the agent answers");
         assert!(r.is_err(), "a non-kernel peer drove the agent");
         // Through the kernel it works.
-        let t = env.wait_task(env.delegate("host", "anything").await).await;
+        let t = env.run_task("host", "anything").await;
         assert_eq!(t.result, "idle");
         k.cancel_task(victim).await.unwrap();
     })
@@ -244,17 +219,12 @@ async fn folder_escapes_fail() {
             "/etc/passwd",
             "sub/../../secret.txt",
         ] {
-            let t = env
-                .wait_task(env.delegate("tester", &format!("read {docs} {path}")).await)
-                .await;
+            let t = env.run_task("tester", &format!("read {docs} {path}")).await;
             assert_eq!(t.state, "failed", "{path} escaped: {t:?}");
             assert!(!t.result.contains("ssh key"));
         }
         let t = env
-            .wait_task(
-                env.delegate("tester", &format!("read {docs}/.. secret.txt"))
-                    .await,
-            )
+            .run_task("tester", &format!("read {docs}/.. secret.txt"))
             .await;
         assert_eq!(t.state, "failed");
     })
@@ -294,7 +264,7 @@ async fn the_built_in_agents_find_documents_and_fetch_pages() {
             ],
         )
         .await;
-        let t = env.wait_task(env.delegate("docs", "budget").await).await;
+        let t = env.run_task("docs", "budget").await;
         assert_eq!(t.state, "completed", "{t:?}");
         assert!(t.result.contains("budget.txt"), "{}", t.result);
         assert!(!t.result.contains("secret"), "{}", t.result);
@@ -303,10 +273,7 @@ async fn the_built_in_agents_find_documents_and_fetch_pages() {
             "<html><head><title>Hi</title></head><body><p>Hello agents</p></body></html>",
         );
         let t = env
-            .wait_task(
-                env.delegate("web", &format!("fetch http://127.0.0.1:{port}/"))
-                    .await,
-            )
+            .run_task("web", &format!("fetch http://127.0.0.1:{port}/"))
             .await;
         assert_eq!(t.state, "completed", "{t:?}");
         assert!(
@@ -329,14 +296,9 @@ async fn after_two_denials_the_user_is_not_asked_again_until_reset() {
         let responder =
             Responder::start(&env.address, &[ConsentReply::Deny, ConsentReply::Deny]).await;
         for _ in 0..2 {
-            assert_eq!(
-                env.wait_task(env.delegate("tester", &read).await)
-                    .await
-                    .state,
-                "failed"
-            );
+            assert_eq!(env.run_task("tester", &read).await.state, "failed");
         }
-        let t = env.wait_task(env.delegate("tester", &read).await).await;
+        let t = env.run_task("tester", &read).await;
         assert!(t.message.contains("denied this twice"), "{}", t.message);
         assert_eq!(responder.prompts().len(), 2);
         // Revoking resets it: the user is asked again.
@@ -346,12 +308,7 @@ async fn after_two_denials_the_user_is_not_asked_again_until_reset() {
             .await
             .unwrap();
         responder.push(ConsentReply::Allow("once"));
-        assert_eq!(
-            env.wait_task(env.delegate("tester", &read).await)
-                .await
-                .state,
-            "completed"
-        );
+        assert_eq!(env.run_task("tester", &read).await.state, "completed");
         assert_eq!(responder.prompts().len(), 3);
     })
     .await;
@@ -414,10 +371,7 @@ async fn an_unanswered_prompt_is_a_denial_and_is_closed() {
         let docs = documents(&env);
         let responder = Responder::start(&env.address, &[ConsentReply::Silent]).await;
         let t = env
-            .wait_task(
-                env.delegate("tester", &format!("read {docs} budget.txt"))
-                    .await,
-            )
+            .run_task("tester", &format!("read {docs} budget.txt"))
             .await;
         assert_eq!(t.state, "failed");
         assert!(
@@ -441,7 +395,7 @@ async fn prompts_show_agent_strings_escaped_and_shortened() {
             "read {docs} budget.txt ; echo \u{202e}txt.exe\nAllowed by your admin {}",
             "x".repeat(500)
         );
-        env.wait_task(env.delegate("tester", &goal).await).await;
+        env.run_task("tester", &goal).await;
         let prompt = &responder.prompts()[0];
         let shown = format!("{}{}{}", prompt.title, prompt.subtitle, prompt.body);
         assert!(!shown.contains('\u{202e}'), "{shown:?}");

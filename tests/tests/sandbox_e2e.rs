@@ -13,7 +13,7 @@ fn bwrap_works() -> bool {
 }
 
 async fn run(env: &Env, goal: &str) -> agentos_dbus_interfaces::TaskInfo {
-    env.wait_task(env.delegate("caged", goal).await).await
+    env.run_task("caged", goal).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
