@@ -81,6 +81,33 @@ pub async fn identify_sender(
     Ok(identity)
 }
 
+/// The pid a pidfd refers to (`Pid:` in `/proc/self/fdinfo`); `None` if it has exited or lives in
+/// another pid namespace.
+pub fn pid_of_pidfd(fd: std::os::fd::BorrowedFd<'_>) -> Option<u32> {
+    use std::os::fd::AsRawFd;
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).ok()?;
+    let pid: i64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("Pid:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    u32::try_from(pid).ok().filter(|p| *p > 0)
+}
+
+/// Whether the process behind a pidfd is still running (a pidfd turns readable when it exits).
+pub fn pidfd_alive(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    let mut fds = [rustix::event::PollFd::new(
+        &fd,
+        rustix::event::PollFlags::IN,
+    )];
+    let zero = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(0))
+}
+
 /// Identify a process by pid: Flatpak when its root has a valid `/.flatpak-info`, else host.
 pub fn identify_pid(pid: u32) -> Result<CallerIdentity, IdentityError> {
     let proc_err = |e: rustix::io::Errno| IdentityError::Proc {
@@ -160,6 +187,23 @@ mod tests {
             identify_pid(std::process::id()).unwrap(),
             CallerIdentity::Host
         );
+    }
+
+    #[test]
+    fn pidfds_name_their_process_until_it_exits() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+        let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).unwrap();
+        use std::os::fd::AsFd;
+        assert_eq!(pid_of_pidfd(pidfd.as_fd()), Some(child.id()));
+        assert!(pidfd_alive(pidfd.as_fd()));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!pidfd_alive(pidfd.as_fd()));
+        assert_eq!(pid_of_pidfd(pidfd.as_fd()), None);
     }
 
     #[test]
