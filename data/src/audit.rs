@@ -1,6 +1,6 @@
 //! The audit log: append-only and hash-chained, with a one-row head so truncation shows.
 
-use rusqlite::{params, OptionalExtension, Row, Transaction, TransactionBehavior};
+use rusqlite::{params, CachedStatement, OptionalExtension, Row, Transaction};
 use sha2::{Digest, Sha256};
 
 use crate::{AuditRecord, Store, StoreError};
@@ -70,7 +70,7 @@ pub(crate) fn stored_from_row(r: &Row<'_>) -> rusqlite::Result<StoredRow> {
     })
 }
 
-fn record(seq: u64, e: NewAuditEntry, hash: String) -> AuditRecord {
+pub(crate) fn record(seq: u64, e: NewAuditEntry, hash: String) -> AuditRecord {
     AuditRecord {
         seq,
         time: e.time,
@@ -90,6 +90,34 @@ pub(crate) fn head(tx: &Transaction<'_>) -> Result<Option<(u64, String)>, StoreE
         .optional()?)
 }
 
+pub(crate) const INSERT: &str = "INSERT INTO audit (seq, time, principal, capability, scope, \
+     decision, reason, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+
+pub(crate) fn insert_row(
+    insert: &mut CachedStatement<'_>,
+    row: &StoredRow,
+) -> rusqlite::Result<()> {
+    let e = &row.entry;
+    insert.execute(params![
+        row.seq,
+        e.time,
+        e.principal,
+        e.capability,
+        e.scope,
+        e.decision,
+        e.reason,
+        row.prev_hash,
+        row.hash
+    ])?;
+    Ok(())
+}
+
+pub(crate) fn set_head(tx: &Transaction<'_>, seq: u64, hash: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached("UPDATE audit_head SET seq = ?1, hash = ?2 WHERE one = 1")?
+        .execute(params![seq, hash])?;
+    Ok(())
+}
+
 impl Store {
     /// Appends a record in its own transaction and returns it with its `seq` (1, 2, 3, ...) and
     /// chained `hash`; the audit head moves in the same transaction.
@@ -105,34 +133,26 @@ impl Store {
         &self,
         entries: &[NewAuditEntry],
     ) -> Result<Vec<AuditRecord>, StoreError> {
-        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+        let tx = self.begin()?;
         let (mut seq, mut prev_hash) =
             head(&tx)?.ok_or_else(|| StoreError::Corrupt("the audit head is missing".into()))?;
         let mut records = Vec::with_capacity(entries.len());
         {
-            let mut insert = tx.prepare_cached(&format!(
-                "INSERT INTO audit ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
-            ))?;
+            let mut insert = tx.prepare_cached(INSERT)?;
             for e in entries {
                 seq += 1;
-                let hash = chain_hash(&prev_hash, seq, e);
-                insert.execute(params![
+                let row = StoredRow {
                     seq,
-                    e.time,
-                    e.principal,
-                    e.capability,
-                    e.scope,
-                    e.decision,
-                    e.reason,
+                    entry: e.clone(),
+                    hash: chain_hash(&prev_hash, seq, e),
                     prev_hash,
-                    hash
-                ])?;
-                prev_hash = hash.clone();
-                records.push(record(seq, e.clone(), hash));
+                };
+                insert_row(&mut insert, &row)?;
+                records.push(record(seq, row.entry, row.hash.clone()));
+                prev_hash = row.hash;
             }
         }
-        tx.prepare_cached("UPDATE audit_head SET seq = ?1, hash = ?2 WHERE one = 1")?
-            .execute(params![seq, prev_hash])?;
+        set_head(&tx, seq, &prev_hash)?;
         tx.commit()?;
         Ok(records)
     }

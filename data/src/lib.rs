@@ -6,6 +6,7 @@
 
 mod artifacts;
 mod audit;
+mod audit_journal;
 mod audit_verify;
 mod error;
 mod grants;
@@ -21,6 +22,7 @@ use rusqlite::Connection;
 
 pub use agentos_dbus_interfaces::{ArtifactInfo, AuditRecord, GrantInfo, TaskInfo, TaskState};
 pub use audit::{NewAuditEntry, GENESIS_HASH};
+pub use audit_journal::{AuditJournal, JournalBatch, JournalRecovery, JOURNAL_FILES};
 pub use audit_verify::AuditVerification;
 pub use error::StoreError;
 pub use migrations::SCHEMA_VERSION;
@@ -34,6 +36,7 @@ pub const ARTIFACTS_DIR: &str = "artifacts";
 /// The kernel's persistent state. One `Store` per directory at a time.
 pub struct Store {
     conn: Connection,
+    dir: PathBuf,
     artifacts: PathBuf,
 }
 
@@ -55,7 +58,16 @@ impl Store {
         let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
         migrations::migrate(&mut conn)?;
-        Ok(Store { conn, artifacts })
+        Ok(Store {
+            conn,
+            dir: dir.to_path_buf(),
+            artifacts,
+        })
+    }
+
+    /// A write transaction, taking the write lock at once.
+    pub(crate) fn begin(&self) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+        rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)
     }
 
     /// The number of schema migrations applied to the database.
