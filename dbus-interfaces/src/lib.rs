@@ -13,6 +13,8 @@ pub mod types;
 
 pub use capability::{Capability, ScopeKind};
 pub use error::Error;
+/// Call payloads (`ay`): encoded and decoded as one block of bytes, not byte by byte.
+pub use serde_bytes::{ByteBuf, Bytes};
 pub use types::{
     AgentInfo, ArtifactInfo, AuditRecord, FileEntry, GrantInfo, Lifetime, TaskInfo, TaskState,
 };

@@ -7,6 +7,7 @@ use zbus::zvariant::{Fd, OwnedFd, OwnedObjectPath, Value};
 
 use crate::error::Result;
 use crate::types::{AgentInfo, ArtifactInfo, AuditRecord, FileEntry, GrantInfo, TaskInfo};
+use crate::{ByteBuf, Bytes};
 
 /// Options of a delegation (`a{sv}`).
 pub type Options<'a> = HashMap<&'a str, Value<'a>>;
@@ -53,7 +54,7 @@ pub trait Kernel1 {
 )]
 pub trait Agent1 {
     fn delegate(&self, goal: &str, options: Options<'_>) -> Result<OwnedObjectPath>;
-    fn call(&self, method: &str, payload: &[u8]) -> Result<Vec<u8>>;
+    fn call(&self, method: &str, payload: &Bytes) -> Result<ByteBuf>;
 
     #[zbus(property)]
     fn id(&self) -> zbus::Result<String>;
@@ -112,7 +113,7 @@ pub trait Task1 {
     default_path = "/org/agentos/Kernel"
 )]
 pub trait Channel1 {
-    fn call(&self, agent: &str, method: &str, payload: &[u8]) -> Result<Vec<u8>>;
+    fn call(&self, agent: &str, method: &str, payload: &Bytes) -> Result<ByteBuf>;
     fn delegate(&self, agent: &str, goal: &str, options: Options<'_>) -> Result<u64>;
 }
 
@@ -146,5 +147,5 @@ pub trait Host1 {
 pub trait AgentService1 {
     fn start(&self, task: u64, goal: &str, context: Options<'_>) -> Result<()>;
     fn cancel(&self, task: u64) -> Result<()>;
-    fn call(&self, method: &str, payload: &[u8]) -> Result<Vec<u8>>;
+    fn call(&self, method: &str, payload: &Bytes) -> Result<ByteBuf>;
 }

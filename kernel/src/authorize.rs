@@ -83,13 +83,9 @@ impl Kernel {
             .map(String::as_str)
             .unwrap_or_default();
         match outcome {
-            Ok(reason) => {
-                self.audit(principal, capability.name, scope, "allow", &reason)
-                    .await
-            }
+            Ok(reason) => self.audit(principal, capability.name, scope, "allow", &reason),
             Err(reason) => {
-                self.audit(principal, capability.name, scope, "deny", &reason)
-                    .await?;
+                self.audit(principal, capability.name, scope, "deny", &reason)?;
                 Err(Error::AccessDenied(reason))
             }
         }

@@ -106,7 +106,7 @@ pub struct Kernel {
     pub config: Config,
     pub(crate) clock: Arc<dyn Clock>,
     store: Arc<Mutex<Store>>,
-    audit: crate::audit::AuditWriter,
+    audit: crate::audit::AuditLog,
     inner: Mutex<Inner>,
     pub(crate) bus: OnceLock<zbus::Connection>,
     pub(crate) http: reqwest::Client,
@@ -143,7 +143,7 @@ impl Kernel {
         Ok(Arc::new(Kernel {
             config,
             clock,
-            audit: crate::audit::AuditWriter::start(Arc::clone(&store))?,
+            audit: crate::audit::AuditLog::start(Arc::clone(&store), now)?,
             store,
             inner: Mutex::new(inner),
             bus: OnceLock::new(),
@@ -172,8 +172,9 @@ impl Kernel {
         self.clock.now_ms()
     }
 
-    /// Append an audit record and wait until it is committed.
-    pub(crate) async fn audit(
+    /// Append an audit record to the journal; when this returns `Ok`, the record survives a
+    /// crash of the kernel.
+    pub(crate) fn audit(
         &self,
         principal: &str,
         capability: &str,
@@ -189,7 +190,12 @@ impl Kernel {
             decision: decision.to_string(),
             reason: reason.to_string(),
         };
-        self.audit.append(entry).await
+        self.audit.append(entry).map(drop)
+    }
+
+    /// Commit every audit record appended so far to the database, before the log is read.
+    pub fn commit_audit(&self) -> Result<(), Error> {
+        self.audit.commit()
     }
 
     /// Create a task for `agent` on behalf of `caller` (permission already checked).
@@ -620,6 +626,7 @@ mod tests {
         assert_eq!(k.list_grants()[0].granted_at, 5_000);
         clock.advance(1);
         k.revoke("docs", "files.read", "").await.unwrap();
+        k.commit_audit().unwrap();
         let log = k.store().read_audit(0, 10).unwrap();
         assert_eq!(
             log.iter()

@@ -136,5 +136,9 @@ async fn main() -> anyhow::Result<()> {
     kernel
         .interrupt_all("interrupted: the kernel was stopped")
         .await;
+    if let Err(e) = kernel.commit_audit() {
+        // The records stay in the journal and are committed at the next start.
+        tracing::error!(error = %e, "cannot commit the audit journal");
+    }
     Ok(())
 }

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentos_dbus_interfaces::{
-    names, ArtifactInfo, Capability, Error, FileEntry, GrantInfo, Lifetime, TaskState,
+    names, ArtifactInfo, ByteBuf, Bytes, Capability, Error, FileEntry, GrantInfo, Lifetime,
+    TaskState,
 };
 
 use crate::kernel::{check_text, store_err, Caller, Kernel, MAX_ARTIFACTS, MAX_ARTIFACT_BYTES};
@@ -58,8 +59,7 @@ impl Kernel {
         let cap = capability("agent.delegate")?;
         match &caller {
             Caller::Host => {
-                self.audit("host", cap.name, agent, "allow", "the user delegated it")
-                    .await?
+                self.audit("host", cap.name, agent, "allow", "the user delegated it")?
             }
             Caller::App(_) | Caller::HostApp(_) => {
                 self.authorize(&caller.app_subject(goal.to_string()), cap, agent)
@@ -330,7 +330,7 @@ impl Kernel {
         agent: &str,
         method: &str,
         payload: &[u8],
-    ) -> Result<Vec<u8>, Error> {
+    ) -> Result<ByteBuf, Error> {
         check_text("method name", method, 255, false)?;
         if payload.len() > names::MAX_CALL_PAYLOAD {
             return Err(Error::InvalidArgument(format!(
@@ -343,27 +343,17 @@ impl Kernel {
             let subject = caller.app_subject(format!("call {method}"));
             self.authorize(&subject, cap, agent).await?;
         }
-        let forward = async {
-            let instance = self.ensure_instance(agent).await?;
-            tokio::time::timeout(
-                Duration::from_secs(60),
-                instance.service.call(method, payload),
-            )
-            .await
-            .map_err(|_| Error::Timeout(format!("agent {agent} did not answer within 60 s")))?
-        };
         if caller == Caller::Host {
-            // The user needs no grant; the decision's record is committed while the call runs,
-            // and before its reply is returned.
-            let (audited, reply) = tokio::join!(
-                self.audit("host", cap.name, agent, "allow", "the user called it"),
-                forward
-            );
-            audited?;
-            reply
-        } else {
-            forward.await
+            // The user needs no grant; the decision is still recorded before the call goes out.
+            self.audit("host", cap.name, agent, "allow", "the user called it")?;
         }
+        let instance = self.ensure_instance(agent).await?;
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            instance.service.call(method, Bytes::new(payload)),
+        )
+        .await
+        .map_err(|_| Error::Timeout(format!("agent {agent} did not answer within 60 s")))?
     }
 
     /// The user grants a capability (from agentctl or the panel).
@@ -404,8 +394,7 @@ impl Kernel {
             &grant.scope,
             "grant",
             &format!("granted by the user ({})", lifetime.as_str()),
-        )
-        .await?;
+        )?;
         {
             let mut inner = self.inner();
             inner.policy.grants.add(grant.clone());
@@ -446,8 +435,7 @@ impl Kernel {
             scope.as_deref().unwrap_or("*"),
             "revoke",
             "revoked by the user",
-        )
-        .await?;
+        )?;
         // A revocation also resets "denied twice, stop asking".
         self.inner().denials.retain(|(p, c, s), _| {
             !(p == principal && c == cap.name && scope.as_deref().is_none_or(|sc| sc == s))

@@ -149,9 +149,7 @@ impl Kernel {
                 tracing::error!(error = %e, "cannot delete a revoked grant");
             }
             tracing::info!(principal = %g.principal, capability = g.capability.name, scope = %g.scope, "{why}");
-            let _ = self
-                .audit(&g.principal, g.capability.name, &g.scope, "revoke", why)
-                .await;
+            let _ = self.audit(&g.principal, g.capability.name, &g.scope, "revoke", why);
         }
     }
 

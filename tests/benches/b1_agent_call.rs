@@ -6,11 +6,13 @@
 //! are p50, p99 and throughput, each as a ratio to the direct call.
 //!
 //! Run: `cargo build --release --workspace && cargo bench -p agentos-tests --bench b1_agent_call`
+//! With `B1_PROFILE=<seconds>` it only makes channel calls from one caller for that long, to
+//! profile the kernel (`perf record -p $(pgrep agentosd)`).
 
 use std::time::{Duration, Instant};
 
-use agentos_dbus_interfaces::names;
 use agentos_dbus_interfaces::proxies::{Agent1Proxy, Channel1Proxy};
+use agentos_dbus_interfaces::{names, ByteBuf, Bytes};
 use agentos_sdk::{Agent, Outcome, Task};
 use agentos_tests::Env;
 use zbus::proxy::CacheProperties;
@@ -33,12 +35,13 @@ impl Agent for Echo {
     }
 }
 
-/// The direct service: the same method, on the bus, no kernel in between.
+/// The direct service: the same method and payload types as the SDK's agent service, on the
+/// bus, no kernel in between.
 struct Direct;
 #[zbus::interface(name = "org.agentos.Agent1")]
 impl Direct {
-    async fn call(&self, _method: &str, payload: Vec<u8>) -> Vec<u8> {
-        echo(payload)
+    async fn call(&self, _method: &str, payload: ByteBuf) -> ByteBuf {
+        ByteBuf::from(echo(payload.into_vec()))
     }
 }
 
@@ -96,7 +99,8 @@ impl Caller {
         }
     }
 
-    async fn call(&self, path: Path, payload: &[u8]) -> Vec<u8> {
+    async fn call(&self, path: Path, payload: &[u8]) -> ByteBuf {
+        let payload = Bytes::new(payload);
         match path {
             Path::Channel => self.channel.call("host", "echo", payload).await,
             Path::Bus => self.bus.call("echo", payload).await,
@@ -201,6 +205,19 @@ fn main() {
             .expect("direct service");
         println!("B1: kernel-mediated agent call vs direct D-Bus call, {PAYLOAD}-byte payload, interleaved");
         println!("ratios are kernel / direct (latency) and direct / kernel (throughput); lower is better");
+        if let Ok(secs) = std::env::var("B1_PROFILE") {
+            let caller = Caller::new(&env).await;
+            let payload = vec![1u8; PAYLOAD];
+            let start = Instant::now();
+            let mut n = 0u64;
+            println!("profiling");
+            while start.elapsed().as_secs() < secs.parse::<u64>().unwrap() {
+                caller.call(Path::Channel, &payload).await;
+                n += 1;
+            }
+            println!("{n} calls, {:.1} µs each", us(start.elapsed()) / n as f64);
+            return;
+        }
         for n in [1usize, 8] {
             let mut callers = Vec::new();
             for _ in 0..n {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use agentos_dbus_interfaces::names::{self, KERNEL_PATH};
-use agentos_dbus_interfaces::{Error, INTERFACE_XML};
+use agentos_dbus_interfaces::{Bytes, Error, INTERFACE_XML};
 use agentos_tests::{bounded, bounded_for, Env, TIMEOUT};
 use zbus::zvariant::Value;
 
@@ -248,6 +248,14 @@ async fn restart_keeps_records_and_marks_interrupted_tasks() {
         let (ok, records, problem) = k.verify_audit_log().await.unwrap();
         assert!(ok, "{problem}");
         assert!(records >= 2);
+        // Both delegations were recorded, the last one just before the kill (when it was most
+        // likely still in the journal only).
+        let log = k.read_audit_log(0, 1000).await.unwrap();
+        let delegations = log
+            .iter()
+            .filter(|r| r.capability == "agent.delegate" && r.scope == "tester")
+            .count();
+        assert_eq!(delegations, 2, "{log:?}");
         // A clean stop records running tasks as interrupted too.
         let running = env.delegate("tester", "sleep 60000").await;
         env.wait_state(running, |s| s.as_str() == "working").await;
@@ -446,15 +454,19 @@ async fn a_private_channel_calls_agents_as_its_opener() {
         let env = Env::start().await;
         let (conn, channel) = env.channel().await;
         assert_eq!(
-            channel.call("tester", "echo", b"ping").await.unwrap(),
+            channel
+                .call("tester", "echo", Bytes::new(b"ping"))
+                .await
+                .unwrap()
+                .into_vec(),
             b"ping"
         );
         assert!(matches!(
-            channel.call("tester", "nope", b"").await,
+            channel.call("tester", "nope", Bytes::new(b"")).await,
             Err(Error::NotSupported(_))
         ));
         assert!(matches!(
-            channel.call("nobody", "echo", b"").await,
+            channel.call("nobody", "echo", Bytes::new(b"")).await,
             Err(Error::UnknownAgent(_))
         ));
         let id = channel

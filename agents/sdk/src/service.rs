@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use agentos_dbus_interfaces::proxies::Host1Proxy;
-use agentos_dbus_interfaces::Error;
+use agentos_dbus_interfaces::{ByteBuf, Error};
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use zbus::message::Header;
@@ -114,9 +114,12 @@ impl<A: Agent> Service<A> {
         &self,
         #[zbus(header)] hdr: Header<'_>,
         method: String,
-        payload: Vec<u8>,
-    ) -> Result<Vec<u8>, Error> {
+        payload: ByteBuf,
+    ) -> Result<ByteBuf, Error> {
         from_kernel(&hdr)?;
-        self.agent.call(&method, payload).await
+        self.agent
+            .call(&method, payload.into_vec())
+            .await
+            .map(ByteBuf::from)
     }
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
 use agentos_dbus_interfaces::names::{self, AGENT_IFACE};
-use agentos_dbus_interfaces::Error;
+use agentos_dbus_interfaces::{ByteBuf, Error};
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
@@ -95,11 +95,11 @@ impl AgentIface {
         &self,
         #[zbus(header)] hdr: Header<'_>,
         method: &str,
-        payload: Vec<u8>,
-    ) -> Result<Vec<u8>, Error> {
+        payload: &[u8],
+    ) -> Result<ByteBuf, Error> {
         let k = live(&self.kernel)?;
         let c = caller(&k, &hdr).await?;
-        k.call_agent(c, &self.id, method, &payload).await
+        k.call_agent(c, &self.id, method, payload).await
     }
 
     #[zbus(property)]

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Weak;
 
-use agentos_dbus_interfaces::Error;
+use agentos_dbus_interfaces::{ByteBuf, Error};
 use zbus::message::Header;
 use zbus::zvariant::OwnedValue;
 
@@ -24,11 +24,11 @@ impl ChannelIface {
         #[zbus(header)] hdr: Header<'_>,
         agent: &str,
         method: &str,
-        payload: Vec<u8>,
-    ) -> Result<Vec<u8>, Error> {
+        payload: &[u8],
+    ) -> Result<ByteBuf, Error> {
         super::host_iface::from_peer(&hdr)?;
         live(&self.kernel)?
-            .call_agent(self.caller.clone(), agent, method, &payload)
+            .call_agent(self.caller.clone(), agent, method, payload)
             .await
     }
 

@@ -144,6 +144,7 @@ impl KernelIface {
 
     async fn read_audit_log(&self, after: u64, limit: u32) -> Result<Vec<AuditRecord>, Error> {
         let k = live(&self.kernel)?;
+        k.commit_audit()?;
         let records = k
             .store()
             .read_audit(after, check_limit(limit)?)
@@ -153,6 +154,7 @@ impl KernelIface {
 
     async fn verify_audit_log(&self) -> Result<(bool, u64, String), Error> {
         let k = live(&self.kernel)?;
+        k.commit_audit()?;
         let v = k.store().verify_audit().map_err(store_err)?;
         Ok((v.ok, v.records, v.problem.unwrap_or_default()))
     }
