@@ -162,12 +162,9 @@ impl Kernel {
         let failed = |what: &str, e: &dyn std::fmt::Display| {
             Error::Failed(format!("agent {agent}: {what}: {e}"))
         };
-        socket
-            .set_nonblocking(true)
-            .map_err(|e| failed("socket", &e))?;
-        let stream = tokio::net::UnixStream::from_std(socket).map_err(|e| failed("socket", &e))?;
+        let socket = crate::bus::socket::split(socket).map_err(|e| failed("socket", &e))?;
         let host = crate::bus::host_iface::HostIface::new(Arc::downgrade(self), agent.to_string());
-        let build = zbus::connection::Builder::unix_stream(stream)
+        let build = zbus::connection::Builder::socket(socket)
             .server(zbus::Guid::generate())
             .map_err(|e| failed("connection", &e))?
             .p2p()

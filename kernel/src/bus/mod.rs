@@ -5,6 +5,7 @@ pub mod agent_iface;
 pub mod channel_iface;
 pub mod host_iface;
 pub mod kernel_iface;
+pub(crate) mod socket;
 pub mod task_iface;
 
 use std::sync::Arc;
@@ -109,25 +110,25 @@ pub(crate) async fn until_closed(conn: &zbus::Connection) {
 }
 
 /// Serve `iface` at the kernel path as the server end of a fresh socketpair; returns the other
-/// end. The connection lives until its peer closes it.
+/// end. The connection passes no fds and lives until its peer closes it.
 pub(crate) async fn serve_private<I: zbus::object_server::Interface>(
     iface: I,
 ) -> Result<std::os::fd::OwnedFd, Error> {
     let failed =
         |e: &dyn std::fmt::Display| Error::Failed(format!("cannot open a private connection: {e}"));
-    let (ours, theirs) = tokio::net::UnixStream::pair().map_err(|e| failed(&e))?;
-    let builder = zbus::connection::Builder::unix_stream(ours)
-        .server(zbus::Guid::generate())
-        .map_err(|e| failed(&e))?
-        .p2p()
-        .serve_at(KERNEL_PATH, iface)
-        .map_err(|e| failed(&e))?;
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| failed(&e))?;
+    let builder =
+        zbus::connection::Builder::socket(socket::split_without_fds(ours).map_err(|e| failed(&e))?)
+            .server(zbus::Guid::generate())
+            .map_err(|e| failed(&e))?
+            .p2p()
+            .serve_at(KERNEL_PATH, iface)
+            .map_err(|e| failed(&e))?;
     tokio::spawn(async move {
         let build = tokio::time::timeout(std::time::Duration::from_secs(10), builder.build());
         if let Ok(Ok(conn)) = build.await {
             until_closed(&conn).await;
         }
     });
-    let theirs = theirs.into_std().map_err(|e| failed(&e))?;
     Ok(theirs.into())
 }

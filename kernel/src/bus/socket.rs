@@ -1,0 +1,302 @@
+//! The kernel's end of a peer-to-peer connection: a Unix socket for zbus that waits for input only.
+//!
+//! Tokio's own socket also waits for room to write, edge-triggered, so each time a peer read what
+//! the kernel had sent, the kernel was woken for nothing: twice per forwarded call. This socket
+//! waits for room only after a write found none, on a duplicate registered for that alone. Fds
+//! received from a peer are close-on-exec, so none can leak into an agent the kernel launches.
+//!
+//! Connections that take no fds (private channels) also read ahead: zbus asks for a message's
+//! header and then its rest, and one `recvmsg` serves both; a read that did not fill the buffer
+//! emptied the socket, so the next one waits for input without first being told "nothing yet".
+//! (Where fds may come, reading ahead could hand a later message's fds to an earlier one.)
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::net::Shutdown;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+
+use rustix::net::{
+    recvmsg, sendmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
+    SendAncillaryBuffer, SendAncillaryMessage, SendFlags,
+};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use zbus::connection::socket::{BoxedSplit, ReadHalf, Split, WriteHalf};
+use zbus::fdo::ConnectionCredentials;
+
+/// Most fds one read accepts (the kernel's limit per message, SCM_MAX_FD).
+const MAX_FDS: usize = 253;
+
+#[derive(Debug)]
+struct Reader(Arc<AsyncFd<UnixStream>>);
+
+/// Bytes read from the socket and not yet handed to zbus.
+#[derive(Debug)]
+struct AheadReader {
+    fd: Arc<AsyncFd<UnixStream>>,
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+/// How much a reading-ahead socket reads at once.
+const AHEAD: usize = 64 * 1024;
+
+#[derive(Debug)]
+struct Writer(Arc<AsyncFd<UnixStream>>);
+
+/// Wraps a connected Unix stream for `zbus::connection::Builder::socket`.
+pub(crate) fn split(stream: UnixStream) -> io::Result<BoxedSplit> {
+    stream.set_nonblocking(true)?;
+    let fd = Arc::new(register(stream, Interest::READABLE)?);
+    let read: Box<dyn ReadHalf> = Box::new(Reader(Arc::clone(&fd)));
+    let write: Box<dyn WriteHalf> = Box::new(Writer(fd));
+    Ok(Split::new(read, write))
+}
+
+/// Like [`split`] for a connection that passes no fds either way, and reads ahead. zbus does
+/// not offer fd passing on it; fds a peer sends anyway end the connection.
+pub(crate) fn split_without_fds(stream: UnixStream) -> io::Result<BoxedSplit> {
+    stream.set_nonblocking(true)?;
+    let fd = Arc::new(register(stream, Interest::READABLE)?);
+    let read: Box<dyn ReadHalf> = Box::new(AheadReader {
+        fd: Arc::clone(&fd),
+        buf: vec![0u8; AHEAD].into_boxed_slice(),
+        start: 0,
+        end: 0,
+    });
+    let write: Box<dyn WriteHalf> = Box::new(Writer(fd));
+    Ok(Split::new(read, write))
+}
+
+/// Registers a socket with the runtime for `interest` alone.
+#[allow(unsafe_code)]
+fn register(stream: UnixStream, interest: Interest) -> io::Result<AsyncFd<UnixStream>> {
+    // SAFETY: the AsyncFd owns the stream, which keeps its one fd open and unchanged until the
+    // AsyncFd is dropped; `UnixStream::as_raw_fd` always returns that fd.
+    Ok(unsafe { AsyncFd::register_with_interest(stream, interest) }?)
+}
+
+/// One `recvmsg`: bytes and the fds that came with them.
+fn receive(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+    let mut iov = [IoSliceMut::new(buf)];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut ancillary = RecvAncillaryBuffer::new(&mut space);
+    let msg = recvmsg(fd, &mut iov, &mut ancillary, RecvFlags::CMSG_CLOEXEC)?;
+    let mut fds = Vec::new();
+    for m in ancillary.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = m {
+            fds.extend(received);
+        }
+    }
+    if msg.flags.contains(ReturnFlags::CTRUNC) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the peer sent more file descriptors than one message may carry",
+        ));
+    }
+    if msg.bytes == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::BrokenPipe,
+            "the peer closed the connection",
+        ));
+    }
+    Ok((msg.bytes, fds))
+}
+
+/// One `sendmsg` of bytes and fds.
+fn send(fd: BorrowedFd<'_>, buf: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
+    let iov = [IoSlice::new(buf)];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut ancillary = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() && !ancillary.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "too many file descriptors for one message",
+        ));
+    }
+    Ok(sendmsg(fd, &iov, &mut ancillary, SendFlags::NOSIGNAL)?)
+}
+
+/// Waits until the socket has room to write, on a duplicate registered for that alone (epoll
+/// reports a socket that is already writable as soon as it is added).
+async fn room(fd: &AsyncFd<UnixStream>) -> io::Result<()> {
+    let dup = register(fd.get_ref().try_clone()?, Interest::WRITABLE)?;
+    let _ready = dup.writable().await?;
+    Ok(())
+}
+
+fn credentials(fd: &AsyncFd<UnixStream>) -> io::Result<ConnectionCredentials> {
+    let cred = rustix::net::sockopt::socket_peercred(fd.get_ref())?;
+    Ok(ConnectionCredentials::default()
+        .set_unix_user_id(cred.uid.as_raw())
+        .set_process_id(cred.pid.as_raw_nonzero().get().unsigned_abs()))
+}
+
+#[async_trait::async_trait]
+impl ReadHalf for Reader {
+    async fn recvmsg(&mut self, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+        loop {
+            let mut ready = self.0.readable().await?;
+            match ready.try_io(|s| receive(s.get_ref().as_fd(), buf)) {
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(result) => return result,
+                // Nothing to read after all; readiness was cleared.
+                Err(_would_block) => {}
+            }
+        }
+    }
+
+    fn can_pass_unix_fd(&self) -> bool {
+        true
+    }
+
+    async fn peer_credentials(&mut self) -> io::Result<ConnectionCredentials> {
+        credentials(&self.0)
+    }
+}
+
+#[async_trait::async_trait]
+impl ReadHalf for AheadReader {
+    async fn recvmsg(&mut self, out: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+        while self.start == self.end {
+            let mut ready = self.fd.readable().await?;
+            let buf = &mut self.buf;
+            match ready.try_io(|s| receive(s.get_ref().as_fd(), buf)) {
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(Err(e)) => return Err(e),
+                Ok(Ok((n, fds))) => {
+                    if !fds.is_empty() {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "the peer sent file descriptors on a connection that takes none",
+                        ));
+                    }
+                    if n < self.buf.len() {
+                        // The socket is empty now: wait for input next time.
+                        ready.clear_ready();
+                    }
+                    (self.start, self.end) = (0, n);
+                }
+                Err(_would_block) => {}
+            }
+        }
+        let n = out.len().min(self.end - self.start);
+        out[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
+        self.start += n;
+        Ok((n, Vec::new()))
+    }
+
+    async fn peer_credentials(&mut self) -> io::Result<ConnectionCredentials> {
+        credentials(&self.fd)
+    }
+}
+
+#[async_trait::async_trait]
+impl WriteHalf for Writer {
+    async fn sendmsg(&mut self, buf: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
+        loop {
+            match send(self.0.get_ref().as_fd(), buf, fds) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => room(&self.0).await?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                result => return result,
+            }
+        }
+    }
+
+    async fn close(&mut self) -> io::Result<()> {
+        self.0.get_ref().shutdown(Shutdown::Both)
+    }
+
+    fn can_pass_unix_fd(&self) -> bool {
+        true
+    }
+
+    async fn peer_credentials(&mut self) -> io::Result<ConnectionCredentials> {
+        credentials(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    async fn pair() -> (BoxedSplit, UnixStream) {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        (split(ours).unwrap(), theirs)
+    }
+
+    #[tokio::test]
+    async fn bytes_and_fds_arrive_and_received_fds_are_close_on_exec() {
+        let (mut ours, theirs) = pair().await;
+        let file = tempfile::tempfile().unwrap();
+        send(theirs.as_fd(), b"hello", &[file.as_fd()]).unwrap();
+        let mut buf = [0u8; 16];
+        let (n, fds) = ours.read_mut().recvmsg(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"hello");
+        assert_eq!(fds.len(), 1);
+        let flags = rustix::io::fcntl_getfd(&fds[0]).unwrap();
+        assert!(flags.contains(rustix::io::FdFlags::CLOEXEC));
+    }
+
+    #[tokio::test]
+    async fn a_write_waits_for_room_and_then_completes() {
+        let (mut ours, mut theirs) = pair().await;
+        let big = vec![7u8; 1 << 20];
+        let reader = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let mut got = vec![0u8; 1 << 20];
+            theirs.read_exact(&mut got).unwrap();
+            got
+        });
+        let mut sent = 0;
+        while sent < big.len() {
+            sent += ours.write_mut().sendmsg(&big[sent..], &[]).await.unwrap();
+        }
+        assert_eq!(reader.join().unwrap(), big);
+    }
+
+    #[tokio::test]
+    async fn reading_ahead_hands_out_the_stream_in_order_and_refuses_fds() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let mut ours = split_without_fds(ours).unwrap();
+        assert!(!ours.read().can_pass_unix_fd());
+        theirs.write_all(b"0123456789").unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4];
+        while got.len() < 10 {
+            let (n, fds) = ours.read_mut().recvmsg(&mut buf).await.unwrap();
+            assert!(fds.is_empty());
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, b"0123456789");
+        // The socket was emptied; more input is still noticed.
+        theirs.write_all(b"ab").unwrap();
+        let (n, _) = ours.read_mut().recvmsg(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"ab");
+        let file = tempfile::tempfile().unwrap();
+        send(theirs.as_fd(), b"x", &[file.as_fd()]).unwrap();
+        let err = ours.read_mut().recvmsg(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[tokio::test]
+    async fn a_closed_peer_ends_reading_and_credentials_are_the_peers() {
+        let (mut ours, mut theirs) = pair().await;
+        let creds = ours.read_mut().peer_credentials().await.unwrap();
+        assert_eq!(
+            creds.unix_user_id(),
+            Some(rustix::process::getuid().as_raw())
+        );
+        assert_eq!(creds.process_id(), Some(std::process::id()));
+        theirs.write_all(b"x").unwrap();
+        drop(theirs);
+        let mut buf = [0u8; 4];
+        assert_eq!(ours.read_mut().recvmsg(&mut buf).await.unwrap().0, 1);
+        let err = ours.read_mut().recvmsg(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+    }
+}
