@@ -35,12 +35,31 @@ pub(crate) fn chain_hash(prev_hash: &str, seq: u64, e: &NewAuditEntry) -> String
         &e.reason,
     ];
     let mut hasher = Sha256::new();
+    let mut len = itoa_buf();
     for field in fields {
-        hasher.update(format!("{}:", field.len()));
+        hasher.update(decimal(field.len(), &mut len));
+        hasher.update(b":");
         hasher.update(field);
         hasher.update(b"\n");
     }
     hex::encode(hasher.finalize())
+}
+
+fn itoa_buf() -> [u8; 20] {
+    [0; 20]
+}
+
+/// `n` in decimal, written into the end of `buf`.
+fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
 }
 
 /// A stored row: the record, its entry (for rehashing) and the hash it claims to follow.
@@ -235,6 +254,28 @@ pub(crate) mod tests {
     fn empty_log_verifies() {
         let (_tmp, store) = with_records(0);
         assert!(store.verify_audit().unwrap().ok);
+    }
+
+    #[test]
+    fn the_hash_covers_each_field_with_its_length() {
+        let e = entry(12);
+        let mut text = String::new();
+        for f in [
+            GENESIS_HASH,
+            "3",
+            "1012",
+            "agent12",
+            "fs.read",
+            "~/Documents",
+            "allow",
+            "grant",
+        ] {
+            text.push_str(&format!("{}:{f}\n", f.len()));
+        }
+        assert_eq!(
+            chain_hash(GENESIS_HASH, 3, &e),
+            hex::encode(Sha256::digest(text.as_bytes()))
+        );
     }
 
     #[test]
