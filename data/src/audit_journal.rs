@@ -389,6 +389,30 @@ mod tests {
     }
 
     #[test]
+    fn strings_from_peers_cannot_forge_journal_lines() {
+        let tmp = TempDir::new().unwrap();
+        let forged = "x\n{\"seq\":2,\"time\":0,\"principal\":\"evil\"}\n";
+        {
+            let (_store, mut journal, _) = open(tmp.path());
+            let mut e = entry(1);
+            e.reason = forged.into();
+            journal.append(e).unwrap();
+        }
+        let (store, _journal, recovery) = open(tmp.path());
+        assert_eq!(
+            recovery,
+            JournalRecovery {
+                recovered: 1,
+                damaged: vec![]
+            }
+        );
+        let records = store.read_audit(0, 10).unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].reason, forged);
+        assert!(store.verify_audit().unwrap().ok);
+    }
+
+    #[test]
     fn a_line_cut_short_by_a_crash_is_dropped() {
         let tmp = TempDir::new().unwrap();
         {
