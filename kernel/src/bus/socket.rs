@@ -284,6 +284,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn reading_ahead_notices_a_peer_that_wrote_and_closed_at_once() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let mut ours = split_without_fds(ours).unwrap();
+        theirs.write_all(b"bye").unwrap();
+        drop(theirs);
+        let mut buf = [0u8; 8];
+        let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            let (n, _) = ours.read_mut().recvmsg(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], b"bye");
+            ours.read_mut().recvmsg(&mut buf).await.unwrap_err().kind()
+        });
+        assert_eq!(read.await.expect("no hang"), io::ErrorKind::BrokenPipe);
+    }
+
+    #[tokio::test]
     async fn a_closed_peer_ends_reading_and_credentials_are_the_peers() {
         let (mut ours, mut theirs) = pair().await;
         let creds = ours.read_mut().peer_credentials().await.unwrap();
