@@ -111,8 +111,8 @@ pub fn spawn(
         .stdin(Stdio::null())
         .kill_on_drop(false);
     #[allow(unsafe_code)]
-    // SAFETY: the closure runs between fork and exec and only calls async-signal-safe functions
-    // (dup2, fcntl, prctl, getppid) on values captured by copy.
+    // SAFETY: the closure runs between fork and exec and only makes system calls (dup2, fcntl,
+    // close_range, prctl), which are async-signal-safe, on values captured by copy.
     unsafe {
         cmd.pre_exec(move || {
             if raw == AGENT_FD {
@@ -120,6 +120,13 @@ pub fn spawn(
                     return Err(std::io::Error::last_os_error());
                 }
             } else if libc::dup2(raw, AGENT_FD) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // Whatever else the kernel holds open (a descriptor a peer just passed it, one it
+            // inherited) closes at exec: the agent starts with fds 0-2 and its socket alone.
+            let cloexec = libc::CLOSE_RANGE_CLOEXEC as libc::c_uint;
+            let (first, last) = (AGENT_FD as libc::c_uint + 1, libc::c_uint::MAX);
+            if libc::syscall(libc::SYS_close_range, first, last, cloexec) == -1 {
                 return Err(std::io::Error::last_os_error());
             }
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {

@@ -54,6 +54,11 @@ impl Env {
     pub fn root(&self) -> &Path {
         self.tmp.path()
     }
+    /// The running kernel's process id.
+    pub fn kernel_pid(&self) -> Option<u32> {
+        self.kernel.as_ref().map(Child::id)
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.root().join("data")
     }

@@ -223,6 +223,37 @@ async fn tasks_time_out() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launched_agent_inherits_no_descriptor_but_its_own() {
+    bounded(async {
+        // A descriptor left open across exec by whoever started the kernel.
+        let marker = tempfile::NamedTempFile::new().unwrap();
+        let inherited = std::fs::File::open(marker.path()).unwrap();
+        rustix::io::fcntl_setfd(&inherited, rustix::io::FdFlags::empty()).unwrap();
+        let marker = std::fs::canonicalize(marker.path()).unwrap();
+        let marker = marker.to_string_lossy().into_owned();
+        let env = Env::start().await;
+        let open_in = |pid: u32| -> Vec<String> {
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .unwrap()
+                .filter_map(|e| std::fs::read_link(e.unwrap().path()).ok())
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect()
+        };
+        let kernel = open_in(env.kernel_pid().unwrap());
+        assert!(
+            kernel.contains(&marker),
+            "the kernel did not inherit it: {kernel:?}"
+        );
+        let t = env.run_task("tester", "fds").await;
+        assert_eq!(t.state, "completed", "{}", t.message);
+        assert!(!t.result.contains(&marker), "{}", t.result);
+        assert!(!t.result.contains("agentos.db"), "{}", t.result);
+        drop(inherited);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_keeps_records_and_marks_interrupted_tasks() {
     bounded(async {
         let mut env = Env::start().await;

@@ -112,6 +112,16 @@ async fn step(task: &Task, step: &str, out: &mut Outcome) -> Result<(), String> 
                 Err(e) => format!("refused: {e}"),
             };
         }
+        "fds" => {
+            let mut fds: Vec<String> = std::fs::read_dir("/proc/self/fd")
+                .map_err(|e| e.to_string())?
+                .filter_map(|e| e.ok())
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect();
+            fds.sort();
+            out.result = fds.join("\n");
+        }
         "env" => {
             let mut keys: Vec<String> = std::env::vars_os()
                 .map(|(k, _)| k.to_string_lossy().into_owned())
