@@ -137,6 +137,73 @@ pub(crate) fn set_head(tx: &Transaction<'_>, seq: u64, hash: &str) -> rusqlite::
     Ok(())
 }
 
+/// The head, which every database has from its first migration on.
+pub(crate) fn current_head(tx: &Transaction<'_>) -> Result<(u64, String), StoreError> {
+    head(tx)?.ok_or_else(|| StoreError::Corrupt("the audit head is missing".into()))
+}
+
+/// The hash of the committed record `seq`, if there is one.
+fn hash_at(tx: &Transaction<'_>, seq: u64) -> Result<Option<String>, StoreError> {
+    Ok(tx
+        .prepare_cached("SELECT hash FROM audit WHERE seq = ?1")?
+        .query_row([seq], |r| r.get(0))
+        .optional()?)
+}
+
+/// What [`extend_chain`] did.
+pub(crate) struct Extended {
+    /// Rows inserted.
+    pub(crate) inserted: usize,
+    /// Rows neither inserted nor committed already as they are (by index): the first that did
+    /// not continue the chain, or contradicted a committed record, and every later one not
+    /// committed already.
+    pub(crate) rejected: Vec<usize>,
+    /// The head after the inserted rows.
+    pub(crate) head: (u64, String),
+}
+
+/// Inserts `rows`, in order, after `head` (the database's) and moves the head. A row committed
+/// already must be the very same record and is skipped; from the first row that does not fit,
+/// nothing more is inserted. With `rehash`, each row's hash is recomputed too (for rows read
+/// back from a file).
+pub(crate) fn extend_chain(
+    tx: &Transaction<'_>,
+    head: (u64, String),
+    rows: &[StoredRow],
+    rehash: bool,
+) -> Result<Extended, StoreError> {
+    let (mut seq, mut prev) = head;
+    let mut done = Extended {
+        inserted: 0,
+        rejected: Vec::new(),
+        head: (0, String::new()),
+    };
+    let mut insert = tx.prepare_cached(INSERT)?;
+    for (i, row) in rows.iter().enumerate() {
+        let fits = if row.seq <= seq {
+            if hash_at(tx, row.seq)?.as_deref() == Some(&row.hash) {
+                continue;
+            }
+            false
+        } else {
+            row.seq == seq + 1
+                && row.prev_hash == prev
+                && (!rehash || chain_hash(&prev, row.seq, &row.entry) == row.hash)
+        };
+        if !fits || !done.rejected.is_empty() {
+            done.rejected.push(i);
+            continue;
+        }
+        insert_row(&mut insert, row)?;
+        seq = row.seq;
+        prev.clone_from(&row.hash);
+        done.inserted += 1;
+    }
+    set_head(tx, seq, &prev)?;
+    done.head = (seq, prev);
+    Ok(done)
+}
+
 impl Store {
     /// Appends a record in its own transaction and returns it with its `seq` (1, 2, 3, ...) and
     /// chained `hash`; the audit head moves in the same transaction.
@@ -153,27 +220,26 @@ impl Store {
         entries: &[NewAuditEntry],
     ) -> Result<Vec<AuditRecord>, StoreError> {
         let tx = self.begin()?;
-        let (mut seq, mut prev_hash) =
-            head(&tx)?.ok_or_else(|| StoreError::Corrupt("the audit head is missing".into()))?;
-        let mut records = Vec::with_capacity(entries.len());
-        {
-            let mut insert = tx.prepare_cached(INSERT)?;
-            for e in entries {
-                seq += 1;
-                let row = StoredRow {
-                    seq,
-                    entry: e.clone(),
-                    hash: chain_hash(&prev_hash, seq, e),
-                    prev_hash,
-                };
-                insert_row(&mut insert, &row)?;
-                records.push(record(seq, row.entry, row.hash.clone()));
-                prev_hash = row.hash;
-            }
+        let head = current_head(&tx)?;
+        let (mut seq, mut prev_hash) = head.clone();
+        let mut rows = Vec::with_capacity(entries.len());
+        for e in entries {
+            seq += 1;
+            let hash = chain_hash(&prev_hash, seq, e);
+            let prev = std::mem::replace(&mut prev_hash, hash.clone());
+            rows.push(StoredRow {
+                seq,
+                entry: e.clone(),
+                prev_hash: prev,
+                hash,
+            });
         }
-        set_head(&tx, seq, &prev_hash)?;
+        extend_chain(&tx, head, &rows, false)?;
         tx.commit()?;
-        Ok(records)
+        Ok(rows
+            .into_iter()
+            .map(|r| record(r.seq, r.entry, r.hash))
+            .collect())
     }
 
     /// At most `limit` records with `seq > after_seq`, oldest first.

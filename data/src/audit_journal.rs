@@ -12,10 +12,9 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use rusqlite::OptionalExtension;
 use serde::{Deserialize, Serialize};
 
-use crate::audit::{chain_hash, head, record, StoredRow};
+use crate::audit::{chain_hash, current_head, extend_chain, record, StoredRow};
 use crate::{AuditRecord, NewAuditEntry, Store, StoreError};
 
 /// The two journal files inside the store directory.
@@ -178,26 +177,15 @@ impl AuditJournal {
     }
 }
 
-/// The hash of the committed record `seq`, if there is one.
-fn hash_at(tx: &rusqlite::Transaction<'_>, seq: u64) -> Result<Option<String>, StoreError> {
-    Ok(tx
-        .prepare_cached("SELECT hash FROM audit WHERE seq = ?1")?
-        .query_row([seq], |r| r.get(0))
-        .optional()?)
-}
-
 impl Store {
     /// Opens the audit journal: records that an earlier run wrote to the journal but did not
     /// commit are committed first (a line cut short by a crash is dropped), then both files are
     /// emptied. Call once, before any record is appended, with no other writer.
     pub fn open_audit_journal(&self) -> Result<(AuditJournal, JournalRecovery), StoreError> {
-        let mut recovery = JournalRecovery::default();
-        let mut files = Vec::new();
         let mut found: Vec<(usize, StoredRow)> = Vec::new();
-        let mut unreadable = [false; 2];
+        let mut damaged = [false; 2];
         for (i, name) in JOURNAL_FILES.iter().enumerate() {
-            let path = self.dir.join(name);
-            let text = match std::fs::read(&path) {
+            let text = match std::fs::read(self.dir.join(name)) {
                 Ok(t) => t,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
                 Err(e) => return Err(e.into()),
@@ -208,65 +196,46 @@ impl Store {
             for line in lines {
                 match serde_json::from_slice::<Line>(line) {
                     Ok(l) => found.push((i, l.into_row())),
-                    Err(_) => unreadable[i] = true,
+                    Err(_) => damaged[i] = true,
                 }
             }
         }
         found.sort_by_key(|(_, r)| r.seq);
+        let (files_of, rows): (Vec<usize>, Vec<StoredRow>) = found.into_iter().unzip();
         let tx = self.begin()?;
-        let (mut seq, mut prev) =
-            head(&tx)?.ok_or_else(|| StoreError::Corrupt("the audit head is missing".into()))?;
-        let mut left_over = [false; 2];
-        {
-            let mut insert = tx.prepare_cached(crate::audit::INSERT)?;
-            for (file, row) in found {
-                if row.seq <= seq {
-                    // Committed before the crash; it must be the very same record.
-                    if hash_at(&tx, row.seq)?.as_deref() != Some(&row.hash) {
-                        left_over[file] = true;
-                    }
-                    continue;
-                }
-                let continues = row.seq == seq + 1
-                    && row.prev_hash == prev
-                    && chain_hash(&prev, row.seq, &row.entry) == row.hash;
-                if !continues || left_over.iter().any(|l| *l) {
-                    left_over[file] = true;
-                    continue;
-                }
-                crate::audit::insert_row(&mut insert, &row)?;
-                (seq, prev) = (row.seq, row.hash);
-                recovery.recovered += 1;
-            }
-        }
-        crate::audit::set_head(&tx, seq, &prev)?;
+        let head = current_head(&tx)?;
+        let done = extend_chain(&tx, head, &rows, true)?;
         tx.commit()?;
-        for (i, name) in JOURNAL_FILES.iter().enumerate() {
-            let path = self.dir.join(name);
-            if unreadable[i] || left_over[i] {
-                let kept = self.dir.join(format!("{name}.damaged-{seq}"));
+        for i in done.rejected {
+            damaged[files_of[i]] = true;
+        }
+        let mut recovery = JournalRecovery {
+            recovered: done.inserted,
+            damaged: Vec::new(),
+        };
+        let mut open = |i: usize| -> Result<File, StoreError> {
+            let path = self.dir.join(JOURNAL_FILES[i]);
+            if damaged[i] {
+                let kept = (self.dir).join(format!("{}.damaged-{}", JOURNAL_FILES[i], done.head.0));
                 std::fs::rename(&path, &kept)?;
                 recovery.damaged.push(kept);
             }
-            files.push(
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .mode(0o600)
-                    .open(&path)?,
-            );
-            files[i].set_len(0)?;
-        }
-        let files: [File; 2] = files
-            .try_into()
-            .map_err(|_| StoreError::Corrupt("the journal files could not be opened".into()))?;
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(&path)?;
+            file.set_len(0)?;
+            Ok(file)
+        };
+        let files = [open(0)?, open(1)?];
         Ok((
             AuditJournal {
                 dir: self.dir.clone(),
                 files,
                 active: 0,
                 len: 0,
-                head: (seq, prev),
+                head: done.head,
                 pending: Vec::new(),
                 taken: false,
             },
@@ -278,26 +247,14 @@ impl Store {
     /// holds are skipped, and a record that does not continue the chain fails the whole batch.
     pub fn commit_journal_batch(&self, batch: &JournalBatch) -> Result<(), StoreError> {
         let tx = self.begin()?;
-        let (mut seq, mut prev) =
-            head(&tx)?.ok_or_else(|| StoreError::Corrupt("the audit head is missing".into()))?;
-        {
-            let mut insert = tx.prepare_cached(crate::audit::INSERT)?;
-            for row in &batch.rows {
-                if row.seq <= seq && hash_at(&tx, row.seq)?.as_deref() == Some(&row.hash) {
-                    continue;
-                }
-                if row.seq != seq + 1 || row.prev_hash != prev {
-                    return Err(StoreError::Corrupt(format!(
-                        "audit record {} does not follow record {seq} in the database",
-                        row.seq
-                    )));
-                }
-                crate::audit::insert_row(&mut insert, row)?;
-                seq = row.seq;
-                prev.clone_from(&row.hash);
-            }
+        let head = current_head(&tx)?;
+        let done = extend_chain(&tx, head, &batch.rows, false)?;
+        if let Some(&i) = done.rejected.first() {
+            return Err(StoreError::Corrupt(format!(
+                "audit record {} does not follow record {} in the database",
+                batch.rows[i].seq, done.head.0
+            )));
         }
-        crate::audit::set_head(&tx, seq, &prev)?;
         tx.commit()?;
         Ok(())
     }
