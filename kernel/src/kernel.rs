@@ -267,21 +267,19 @@ impl Kernel {
         let Some(task) = self.inner().tasks.get(id).cloned() else {
             return;
         };
-        let instance = match self.ensure_instance(&task.agent).await {
-            Ok(i) => i,
-            Err(e) => {
-                self.finish(
-                    id,
-                    TaskState::Failed,
-                    &format!("could not start agent {}: {}", task.agent, e.message()),
-                    None,
-                )
-                .await;
-                return;
-            }
-        };
+        if let Err(why) = self.hand_over(id, &task).await {
+            self.finish(id, TaskState::Failed, &why, None).await;
+        }
+    }
+
+    /// Start the task's agent if needed and ask it to take the task; `Err` says why not.
+    async fn hand_over(self: &Arc<Self>, id: u64, task: &Task) -> Result<(), String> {
+        let instance = self
+            .ensure_instance(&task.agent)
+            .await
+            .map_err(|e| format!("could not start agent {}: {}", task.agent, e.message()))?;
         if self.transition(id, TaskState::Working, None).await.is_err() {
-            return; // canceled meanwhile
+            return Ok(()); // canceled meanwhile
         }
         let mut context: HashMap<&str, zbus::zvariant::Value<'_>> = HashMap::new();
         context.insert("caller", task.caller.as_str().into());
@@ -296,25 +294,16 @@ impl Kernel {
         }
         let start = instance.service.start(id, &task.goal, context);
         match tokio::time::timeout(Duration::from_secs(30), start).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                self.finish(
-                    id,
-                    TaskState::Failed,
-                    &format!("agent {} refused the task: {}", task.agent, e.message()),
-                    None,
-                )
-                .await;
-            }
-            Err(_) => {
-                self.finish(
-                    id,
-                    TaskState::Failed,
-                    &format!("agent {} did not accept the task in time", task.agent),
-                    None,
-                )
-                .await;
-            }
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!(
+                "agent {} refused the task: {}",
+                task.agent,
+                e.message()
+            )),
+            Err(_) => Err(format!(
+                "agent {} did not accept the task in time",
+                task.agent
+            )),
         }
     }
 
