@@ -49,8 +49,7 @@ struct Writer(Arc<AsyncFd<UnixStream>>);
 
 /// Wraps a connected Unix stream for `zbus::connection::Builder::socket`.
 pub(crate) fn split(stream: UnixStream) -> io::Result<BoxedSplit> {
-    stream.set_nonblocking(true)?;
-    let fd = Arc::new(register(stream, Interest::READABLE)?);
+    let fd = for_input(stream)?;
     let read: Box<dyn ReadHalf> = Box::new(Reader(Arc::clone(&fd)));
     let write: Box<dyn WriteHalf> = Box::new(Writer(fd));
     Ok(Split::new(read, write))
@@ -59,8 +58,7 @@ pub(crate) fn split(stream: UnixStream) -> io::Result<BoxedSplit> {
 /// Like [`split`] for a connection that passes no fds either way, and reads ahead. zbus does
 /// not offer fd passing on it; fds a peer sends anyway end the connection.
 pub(crate) fn split_without_fds(stream: UnixStream) -> io::Result<BoxedSplit> {
-    stream.set_nonblocking(true)?;
-    let fd = Arc::new(register(stream, Interest::READABLE)?);
+    let fd = for_input(stream)?;
     let read: Box<dyn ReadHalf> = Box::new(AheadReader {
         fd: Arc::clone(&fd),
         buf: vec![0u8; AHEAD].into_boxed_slice(),
@@ -69,6 +67,12 @@ pub(crate) fn split_without_fds(stream: UnixStream) -> io::Result<BoxedSplit> {
     });
     let write: Box<dyn WriteHalf> = Box::new(Writer(fd));
     Ok(Split::new(read, write))
+}
+
+/// The stream, non-blocking and registered for input, shared by both halves.
+fn for_input(stream: UnixStream) -> io::Result<Arc<AsyncFd<UnixStream>>> {
+    stream.set_nonblocking(true)?;
+    Ok(Arc::new(register(stream, Interest::READABLE)?))
 }
 
 /// Registers a socket with the runtime for `interest` alone.
