@@ -302,9 +302,29 @@ async fn restart_keeps_records_and_marks_interrupted_tasks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_input_gets_named_errors_and_the_kernel_keeps_serving() {
     bounded(async {
-        let env = Env::start().await;
+        let mut env = Env::start().await;
+        // Manifests are read at start: a broken one and one with a bad id are skipped, the rest
+        // still served.
         std::fs::write(env.agents_dir().join("broken.toml"), "id = [").unwrap();
+        let tester = std::fs::read_to_string(env.agents_dir().join("tester.toml")).unwrap();
+        let bad = tester.replacen("id = \"tester\"", "id = \"../evil\"", 1);
+        assert!(bad.contains("../evil"));
+        std::fs::write(env.agents_dir().join("badid.toml"), bad).unwrap();
+        assert!(env.stop_kernel("TERM").await.success());
+        env.start_kernel().await;
         let k = env.kernel().await;
+        let ids: Vec<String> = k
+            .list_agents()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.id)
+            .collect();
+        assert!(ids.contains(&"tester".to_string()), "{ids:?}");
+        assert!(
+            !ids.iter().any(|i| i.contains("evil") || i == "broken"),
+            "{ids:?}"
+        );
         assert!(matches!(
             k.delegate("nobody", "x", HashMap::new()).await,
             Err(Error::UnknownAgent(_))
