@@ -5,6 +5,10 @@
 //! three are measured interleaved in one run, with 1 and 8 concurrent callers; the figures printed
 //! are p50, p99 and throughput, each as a ratio to the direct call.
 //!
+//! Where a cgroup v2 hierarchy is writable, the callers run as a desktop app (the process moves
+//! into an app scope, as desktops launch apps), so every mediated call is checked against the
+//! app's grant "may call agent host" as well as recorded.
+//!
 //! Interleaved two ways. In alternating windows (150 ms each, paths in turn, the order rotating),
 //! all callers use one path at a time: latency and throughput of each path under the same load.
 //! Mixed, each caller switches path call by call, so the paths compete with each other for the two
@@ -60,6 +64,53 @@ impl Direct {
 
 const DIRECT_NAME: &str = "org.agentos.Bench.Direct";
 const DIRECT_PATH: &str = "/org/agentos/Bench/Direct";
+
+/// The app the callers run as, so that each mediated call goes through the permission check.
+const APP_ID: &str = "org.agentos.Bench";
+
+/// This process moved into a cgroup named like a desktop app's systemd scope, as desktops launch
+/// apps; the kernel then knows its callers as `host:<APP_ID>`, which needs the grant to call the
+/// agent. Dropping it moves the process back and removes the scope.
+struct AppScope {
+    scope: std::path::PathBuf,
+    home: std::path::PathBuf,
+}
+
+impl AppScope {
+    async fn enter(env: &Env) -> Option<AppScope> {
+        env.kernel()
+            .await
+            .grant(&format!("host:{APP_ID}"), "agent.call", "host", "always")
+            .await
+            .expect("grant the bench app the right to call the agent");
+        // The unified (v2) hierarchy, where the kernel reads the caller's unit from.
+        let base = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+            .into_iter()
+            .map(std::path::Path::new)
+            .find(|b| b.join("cgroup.procs").exists())?;
+        let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+        let own = own.lines().find_map(|l| l.strip_prefix("0::/"))?;
+        let home = base.join(own);
+        let scope = base.join(format!("app-gnome-{APP_ID}-{}.scope", std::process::id()));
+        std::fs::create_dir(&scope).ok()?;
+        let me = std::process::id().to_string();
+        if std::fs::write(scope.join("cgroup.procs"), &me).is_err() {
+            let _ = std::fs::remove_dir(&scope);
+            return None;
+        }
+        Some(AppScope { scope, home })
+    }
+}
+
+impl Drop for AppScope {
+    fn drop(&mut self) {
+        let _ = std::fs::write(
+            self.home.join("cgroup.procs"),
+            std::process::id().to_string(),
+        );
+        let _ = std::fs::remove_dir(&self.scope);
+    }
+}
 
 /// The three ways to make the same call.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -301,6 +352,16 @@ fn main() {
             .build()
             .await
             .expect("direct service");
+        let _scope = match AppScope::enter(&env).await {
+            Some(scope) => {
+                println!("callers are the desktop app {APP_ID}: each mediated call is checked against its grant");
+                Some(scope)
+            }
+            None => {
+                println!("no writable cgroup v2 to run the callers as a desktop app: they are the user, whom the kernel checks by identity only");
+                None
+            }
+        };
         println!("B1: kernel-mediated agent call vs direct D-Bus call, {PAYLOAD}-byte payload, interleaved");
         println!("ratios are kernel / direct (latency) and direct / kernel (throughput); lower is better");
         println!("columns: p50 p99 throughput, in alternating windows; then p50 p99 mixed call by call");
