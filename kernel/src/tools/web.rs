@@ -122,6 +122,67 @@ pub async fn get_once(client: &reqwest::Client, url: Url) -> Result<Hop, ToolErr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A local HTTP server answering one request with `head` and then `body_len` bytes (slowly,
+    /// after `delay`); returns its URL.
+    async fn server(head: String, body_len: usize, delay: Duration) -> Url {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/page", listener.local_addr().unwrap())).unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            tokio::time::sleep(delay).await;
+            let _ = s.write_all(head.as_bytes()).await;
+            let chunk = vec![b'x'; 64 * 1024];
+            let mut left = body_len;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                if s.write_all(&chunk[..n]).await.is_err() {
+                    return;
+                }
+                left -= n;
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn bodies_over_the_limit_are_refused_declared_or_not() {
+        let big = MAX_BODY + 1;
+        let declared = format!("HTTP/1.1 200 OK\r\nContent-Length: {big}\r\n\r\n");
+        let url = server(declared, big, Duration::ZERO).await;
+        let err = get_once(&client().unwrap(), url).await.unwrap_err();
+        assert!(err.to_string().contains("larger than"), "{err}");
+        // No length given: the limit is enforced while reading.
+        let streamed = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_string();
+        let url = server(streamed, big, Duration::ZERO).await;
+        let err = get_once(&client().unwrap(), url).await.unwrap_err();
+        assert!(err.to_string().contains("larger than"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_returned_not_followed() {
+        let head = "HTTP/1.1 302 Found\r\nLocation: http://elsewhere.example/x\r\nContent-Length: 0\r\n\r\n";
+        let url = server(head.to_string(), 0, Duration::ZERO).await;
+        match get_once(&client().unwrap(), url).await.unwrap() {
+            Hop::Redirect(next) => assert_eq!(next.as_str(), "http://elsewhere.example/x"),
+            Hop::Done(f) => panic!("followed: {f:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_that_takes_too_long_is_a_timeout() {
+        let head = "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n".to_string();
+        let url = server(head, 1, Duration::from_secs(5)).await;
+        let quick = reqwest::Client::builder()
+            .timeout(Duration::from_millis(200))
+            .build()
+            .unwrap();
+        let err = get_once(&quick, url).await.unwrap_err();
+        assert!(matches!(err, ToolError::Timeout(_)), "{err}");
+    }
 
     #[test]
     fn urls_are_checked() {
