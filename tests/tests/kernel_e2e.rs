@@ -555,3 +555,51 @@ async fn a_private_channel_calls_agents_as_its_opener() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bus_clients_see_progress_signalled_cancel_with_task1_and_call_agents() {
+    use agentos_dbus_interfaces::proxies::{Agent1Proxy, Task1Proxy};
+    use futures_util::StreamExt;
+    bounded(async {
+        let env = Env::start().await;
+        let conn = zbus::connection::Builder::address(env.address.as_str())
+            .unwrap()
+            .build()
+            .await
+            .unwrap();
+        // Delegate through the agent's own object, as any D-Bus client can.
+        let tester = Agent1Proxy::builder(&conn)
+            .path(names::agent_path("tester"))
+            .unwrap()
+            .build()
+            .await
+            .unwrap();
+        let path = tester
+            .delegate("sleep 60000", HashMap::new())
+            .await
+            .unwrap();
+        let task = Task1Proxy::builder(&conn)
+            .path(path)
+            .unwrap()
+            .build()
+            .await
+            .unwrap();
+        // The agent reports progress 0.5 ("sleeping"); watchers are told by PropertiesChanged.
+        let mut progress = task.receive_progress_changed().await;
+        while task.progress().await.unwrap() != 0.5 {
+            progress.next().await.expect("a progress change");
+        }
+        assert_eq!(task.message().await.unwrap(), "sleeping");
+        assert_eq!(task.state().await.unwrap(), "working");
+        assert!(task.updated().await.unwrap() >= task.created().await.unwrap());
+        let mut states = task.receive_state_changed().await;
+        task.cancel().await.unwrap();
+        while task.state().await.unwrap() != "canceled" {
+            states.next().await.expect("a state change");
+        }
+        // A call through the agent's object on the bus.
+        let reply = tester.call("echo", Bytes::new(b"hi")).await.unwrap();
+        assert_eq!(reply.into_vec(), b"hi");
+    })
+    .await;
+}
