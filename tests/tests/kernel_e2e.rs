@@ -393,6 +393,11 @@ async fn agentctl_runs_lists_and_verifies_the_log() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(String::from_utf8_lossy(&out.stdout).contains("hello there"));
+        // `run` follows the task live: the progress the agent reports while working is shown.
+        let out = tokio::task::block_in_place(|| env.agentctl(&["run", "tester", "sleep", "300"]));
+        let shown = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{shown}");
+        assert!(shown.contains("working 50% sleeping"), "{shown}");
         let out = tokio::task::block_in_place(|| env.agentctl(&["agents", "--json"]));
         assert!(String::from_utf8_lossy(&out.stdout).contains("\"tester\""));
         let out = tokio::task::block_in_place(|| env.agentctl(&["run", "nobody", "x"]));
@@ -488,13 +493,49 @@ async fn self_registered_agents_come_back_after_a_kernel_restart() {
         let agent = tokio::spawn(async move {
             agentos_sdk::stay_registered(Idle, "host", Some(&address)).await
         });
-        env.wait_agent_connected("host").await;
-        env.stop_kernel("TERM").await;
-        env.start_kernel().await;
-        env.wait_agent_connected("host").await;
-        let t = env.run_task("host", "again").await;
-        assert_eq!(t.result, "done: again");
+        for signal in ["TERM", "KILL"] {
+            env.wait_agent_connected("host").await;
+            env.stop_kernel(signal).await;
+            env.start_kernel().await;
+            env.wait_agent_connected("host").await;
+            let t = env.run_task("host", "again").await;
+            assert_eq!(t.result, "done: again", "after SIG{signal}");
+        }
         agent.abort();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifests_are_found_in_the_xdg_data_dirs() {
+    bounded(async {
+        let mut env = Env::start().await;
+        let tester = std::fs::read_to_string(env.agents_dir().join("tester.toml")).unwrap();
+        // The harness points XDG_DATA_HOME at xdg-data and XDG_DATA_DIRS at none.
+        for (dir, id) in [("xdg-data", "in-data-home"), ("none", "in-data-dirs")] {
+            let agents = env.root().join(dir).join("agentos/agents");
+            std::fs::create_dir_all(&agents).unwrap();
+            let text = tester.replacen("id = \"tester\"", &format!("id = \"{id}\""), 1);
+            assert!(text.contains(id));
+            std::fs::write(agents.join(format!("{id}.toml")), text).unwrap();
+        }
+        assert!(env.stop_kernel("TERM").await.success());
+        env.start_kernel().await;
+        let k = env.kernel().await;
+        let ids: Vec<String> = k
+            .list_agents()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.id)
+            .collect();
+        for id in ["tester", "in-data-home", "in-data-dirs"] {
+            assert!(ids.iter().any(|i| i == id), "{id} missing from {ids:?}");
+        }
+        assert_eq!(
+            env.run_task("in-data-dirs", "echo found").await.result,
+            "found"
+        );
     })
     .await;
 }
