@@ -20,6 +20,8 @@ pub mod manifest;
 pub mod operations;
 pub mod permission_store;
 pub mod policy;
+#[cfg(test)]
+mod property_tests;
 pub mod tasks;
 pub mod tools;
 

@@ -280,7 +280,8 @@ mod tests {
                         model.retain(|&(mp, mc, ms, _)| !(mp == p && mc == c && s.is_none_or(|s| s == ms)));
                     }
                     Op::Disconnect => {
-                        // An agent going away changes no grant; calls afterwards are judged the same.
+                        // An agent going away changes no grant; what it does to its tasks is checked
+                        // against the whole kernel in `crate::property_tests`.
                     }
                     Op::EndSession => {
                         policy.grants.end_session();
