@@ -16,6 +16,7 @@ pub mod documents;
 pub mod identity_cache;
 pub mod kernel;
 pub mod launcher;
+pub mod logging;
 pub mod manifest;
 pub mod operations;
 pub mod permission_store;

@@ -34,23 +34,6 @@ struct Args {
     task_timeout: u64,
 }
 
-fn init_logging() {
-    use tracing_subscriber::prelude::*;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let journald = std::env::var_os("JOURNAL_STREAM")
-        .is_some()
-        .then(|| tracing_journald::layer().ok())
-        .flatten();
-    let registry = tracing_subscriber::registry().with(filter);
-    match journald {
-        Some(j) => registry.with(j).init(),
-        None => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-            .init(),
-    }
-}
-
 fn data_home() -> Option<PathBuf> {
     std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
@@ -78,7 +61,7 @@ fn documents_dir() -> Option<PathBuf> {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_logging();
+    agentos_kernel::logging::init();
     let data_dir = match args.data_dir {
         Some(d) => d,
         None => data_home()

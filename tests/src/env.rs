@@ -278,7 +278,13 @@ impl Env {
 
     /// Start the kernel and wait until it owns its name.
     pub async fn start_kernel(&mut self) {
-        let child = self.kernel_command().spawn().expect("agentosd");
+        self.start_kernel_with(self.kernel_command()).await;
+    }
+
+    /// Start the kernel with `cmd` (built from [`kernel_command`](Env::kernel_command), perhaps
+    /// wrapped) and wait until it owns its name.
+    pub async fn start_kernel_with(&mut self, mut cmd: Command) {
+        let child = cmd.spawn().expect("agentosd");
         self.kernel = Some(child);
         let dbus = zbus::fdo::DBusProxy::new(&self.conn)
             .await
