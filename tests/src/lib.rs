@@ -2,6 +2,7 @@
 //! built-in and test agents, a scripted consent responder, and helpers that always time out.
 
 pub mod consent;
+pub mod contract;
 pub mod env;
 pub mod flatpak;
 

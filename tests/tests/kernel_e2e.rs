@@ -1,95 +1,13 @@
-//! End-to-end: discovery, introspection against the committed XML, delegation trees,
-//! cancellation, crashes, timeouts, restarts and malformed input, on a private bus.
+//! End-to-end: delegation trees, cancellation, crashes, timeouts, restarts, channels and
+//! malformed input, on a private bus (discovery and introspection are in `contract_e2e`).
 
 use std::collections::HashMap;
 
 use agentos_dbus_interfaces::names::{self, KERNEL_PATH};
-use agentos_dbus_interfaces::{Bytes, Error, INTERFACE_XML};
+use agentos_dbus_interfaces::{Bytes, Error};
+use agentos_tests::contract::{committed, served};
 use agentos_tests::{bounded, bounded_for, Env, TIMEOUT};
 use zbus::zvariant::Value;
-
-async fn introspect(env: &Env, path: &str) -> zbus_xml::Node<'static> {
-    let proxy = zbus::fdo::IntrospectableProxy::builder(&env.conn)
-        .destination(names::KERNEL_BUS_NAME)
-        .unwrap()
-        .path(path.to_string())
-        .unwrap()
-        .build()
-        .await
-        .unwrap();
-    let xml = proxy.introspect().await.unwrap();
-    zbus_xml::Node::from_reader(xml.as_bytes()).unwrap()
-}
-
-/// The signature of every member of an interface, for comparison.
-fn members(iface: &zbus_xml::Interface<'_>) -> Vec<String> {
-    let mut out: Vec<String> = iface
-        .methods()
-        .iter()
-        .map(|m| {
-            let args: Vec<String> = m
-                .args()
-                .iter()
-                .map(|a| format!("{:?}{:?}", a.direction(), a.ty()))
-                .collect();
-            format!("method {}({})", m.name(), args.join(","))
-        })
-        .collect();
-    out.extend(iface.signals().iter().map(|s| {
-        let args: Vec<String> = s.args().iter().map(|a| format!("{:?}", a.ty())).collect();
-        format!("signal {}({})", s.name(), args.join(","))
-    }));
-    out.extend(
-        iface
-            .properties()
-            .iter()
-            .map(|p| format!("property {} {:?} {:?}", p.name(), p.ty(), p.access())),
-    );
-    out.sort();
-    out
-}
-
-fn committed(name: &str) -> Vec<String> {
-    let (_, xml) = INTERFACE_XML.iter().find(|(n, _)| *n == name).unwrap();
-    let node = zbus_xml::Node::from_reader(xml.as_bytes()).unwrap();
-    members(node.interfaces().iter().find(|i| i.name() == name).unwrap())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn discovery_and_introspection_match_the_contract() {
-    bounded(async {
-        let env = Env::start().await;
-        let agents = env.kernel().await.list_agents().await.unwrap();
-        let ids: Vec<&str> = agents.iter().map(|a| a.id.as_str()).collect();
-        for id in ["docs", "web", "tester", "helper", "narrow"] {
-            assert!(ids.contains(&id), "{id} not discovered: {ids:?}");
-        }
-        let root = introspect(&env, KERNEL_PATH).await;
-        let kernel = root
-            .interfaces()
-            .iter()
-            .find(|i| i.name() == "org.agentos.Kernel1")
-            .expect("Kernel1 served");
-        assert_eq!(members(kernel), committed("org.agentos.Kernel1"));
-        let agent = introspect(&env, &names::agent_path("docs")).await;
-        let a1 = agent
-            .interfaces()
-            .iter()
-            .find(|i| i.name() == "org.agentos.Agent1")
-            .expect("Agent1 served");
-        assert_eq!(members(a1), committed("org.agentos.Agent1"));
-        let id = env.delegate("tester", "echo hi").await;
-        env.wait_task(id).await;
-        let task = introspect(&env, &names::task_path(id)).await;
-        let t1 = task
-            .interfaces()
-            .iter()
-            .find(|i| i.name() == "org.agentos.Task1")
-            .expect("Task1 served");
-        assert_eq!(members(t1), committed("org.agentos.Task1"));
-    })
-    .await;
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_kernel_refuses_to_start() {
@@ -157,6 +75,22 @@ async fn a_delegation_tree_with_progress_and_artifacts() {
             .await
             .unwrap();
         assert_eq!(parent.artifacts().await.unwrap(), artifacts);
+        // agentctl shows the tree: newest root first, each child indented under its parent.
+        let alone = env.run_task("tester", "echo alone").await;
+        let out = tokio::task::block_in_place(|| env.agentctl(&["tasks"]));
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        let rows: Vec<String> = text.lines().skip(1).map(str::to_string).collect();
+        let at = |id: u64| {
+            rows.iter()
+                .position(|l| l.trim_start().starts_with(&format!("{id} ")))
+                .unwrap_or_else(|| panic!("task {id} not shown:\n{text}"))
+        };
+        let (a, r, c) = (at(alone.id), at(root), at(child.id));
+        assert_eq!((a + 1, r + 1), (r, c), "order:\n{text}");
+        assert!(rows[r].starts_with(&format!("{root} ")), "{text}");
+        assert!(rows[c].starts_with(&format!("  {} ", child.id)), "{text}");
+        assert!(rows[c].contains("helper"), "{text}");
     })
     .await;
 }
@@ -571,24 +505,10 @@ async fn a_private_channel_calls_agents_as_its_opener() {
             ("host", "via channel")
         );
         // The channel serves exactly the committed interface.
-        let xml = zbus::fdo::IntrospectableProxy::builder(&conn)
-            .destination(names::KERNEL_BUS_NAME)
-            .unwrap()
-            .path(KERNEL_PATH)
-            .unwrap()
-            .build()
-            .await
-            .unwrap()
-            .introspect()
-            .await
-            .unwrap();
-        let node = zbus_xml::Node::from_reader(xml.as_bytes()).unwrap();
-        let iface = node
-            .interfaces()
-            .iter()
-            .find(|i| i.name() == "org.agentos.Channel1")
-            .expect("Channel1");
-        assert_eq!(members(iface), committed("org.agentos.Channel1"));
+        assert_eq!(
+            served(&conn, None, KERNEL_PATH, "org.agentos.Channel1").await,
+            committed("org.agentos.Channel1")
+        );
         let log = env.kernel().await.read_audit_log(0, 100).await.unwrap();
         assert!(log
             .iter()
