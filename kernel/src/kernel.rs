@@ -537,6 +537,16 @@ pub(crate) const MAX_ARTIFACT_BYTES: u64 = 64 * 1024 * 1024;
 
 impl Kernel {
     /// How many agents the kernel knows (for logs).
+    /// Put a working task straight into the table (tests of what follows a task's start).
+    #[cfg(test)]
+    pub(crate) fn insert_working(&self, task: Task) {
+        let mut inner = self.inner();
+        inner
+            .watchers
+            .insert(task.id, watch::channel(TaskState::Working).0);
+        inner.tasks.insert(task);
+    }
+
     pub fn inner_agent_count(&self) -> usize {
         self.inner().agents.len()
     }
@@ -563,27 +573,7 @@ mod tests {
     }
 
     fn running_task(k: &Kernel, id: u64, parent: u64, deadline: u64) {
-        let now = k.now();
-        let mut inner = k.inner();
-        inner.tasks.insert(Task {
-            id,
-            parent,
-            agent: "a".into(),
-            caller: "host".into(),
-            delegators: vec![],
-            goal: "g".into(),
-            state: TaskState::Working,
-            progress: 0.0,
-            message: String::new(),
-            result: String::new(),
-            created: now,
-            updated: now,
-            deadline,
-            children: vec![],
-        });
-        inner
-            .watchers
-            .insert(id, watch::channel(TaskState::Working).0);
+        k.insert_working(Task::working(id, parent, "a", vec![], k.now(), deadline));
     }
 
     #[tokio::test]

@@ -11,9 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentos_data::Store;
-use agentos_dbus_interfaces::{Error, Lifetime, TaskState};
+use agentos_dbus_interfaces::{Error, Lifetime};
 use proptest::prelude::*;
-use tokio::sync::watch;
 
 use crate::clock::ManualClock;
 use crate::tasks::Task;
@@ -195,34 +194,19 @@ async fn disconnect(k: &Kernel, id: &str, conn: zbus::Connection) {
 }
 
 fn insert_task(k: &Kernel, t: &ModelTask, parent_id: u64) {
-    let now = k.now();
-    let mut inner = k.inner();
-    inner.tasks.insert(Task {
-        id: t.id,
-        parent: parent_id,
-        agent: AGENTS[t.agent].into(),
-        caller: if parent_id == 0 {
-            "host".into()
-        } else {
-            AGENTS[t.chain[1]].into()
-        },
-        delegators: t.chain[1..]
-            .iter()
-            .map(|&i| AGENTS[i].to_string())
-            .collect(),
-        goal: "g".into(),
-        state: TaskState::Working,
-        progress: 0.0,
-        message: String::new(),
-        result: String::new(),
-        created: now,
-        updated: now,
-        deadline: t.deadline,
-        children: vec![],
-    });
-    inner
-        .watchers
-        .insert(t.id, watch::channel(TaskState::Working).0);
+    let delegators = t.chain[1..]
+        .iter()
+        .map(|&i| AGENTS[i].to_string())
+        .collect();
+    let task = Task::working(
+        t.id,
+        parent_id,
+        AGENTS[t.agent],
+        delegators,
+        k.now(),
+        t.deadline,
+    );
+    k.insert_working(task);
 }
 
 async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {

@@ -45,6 +45,35 @@ impl Task {
         }
     }
 
+    /// A task that is working, as the kernel's tests build them (delegated by the user when
+    /// `delegators` is empty, else by the first of them).
+    #[cfg(test)]
+    pub fn working(
+        id: u64,
+        parent: u64,
+        agent: &str,
+        delegators: Vec<String>,
+        now: u64,
+        deadline: u64,
+    ) -> Task {
+        Task {
+            id,
+            parent,
+            agent: agent.into(),
+            caller: delegators.first().cloned().unwrap_or_else(|| "host".into()),
+            delegators,
+            goal: "g".into(),
+            state: TaskState::Working,
+            progress: 0.0,
+            message: String::new(),
+            result: String::new(),
+            created: now,
+            updated: now,
+            deadline,
+            children: vec![],
+        }
+    }
+
     /// The principals whose rights bound this task's agent: the agent, then its delegators.
     pub fn chain(&self) -> Vec<String> {
         std::iter::once(self.agent.clone())
