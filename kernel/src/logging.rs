@@ -1,5 +1,5 @@
 //! Where agentosd's log goes: the systemd journal when its stderr is the journal (it runs as a
-//! systemd unit), else stderr. The level comes from `RUST_LOG` (default `info`).
+//! systemd unit), else stderr. The level comes from `RUST_LOG` (default `info`, zbus `warn`).
 
 use std::os::fd::AsFd;
 
@@ -26,8 +26,10 @@ fn stderr_is_journal() -> bool {
 /// Install the global subscriber. Falls back to stderr when the journal cannot be reached.
 pub fn init() {
     use tracing_subscriber::prelude::*;
+    // zbus opens an info-level span, with the whole message in it, for every call it
+    // dispatches: costly, and noise in the journal.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,zbus=warn"));
     let registry = tracing_subscriber::registry().with(filter);
     let journald = stderr_is_journal()
         .then(|| tracing_journald::layer().ok())
