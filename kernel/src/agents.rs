@@ -162,7 +162,7 @@ impl Kernel {
         let failed = |what: &str, e: &dyn std::fmt::Display| {
             Error::Failed(format!("agent {agent}: {what}: {e}"))
         };
-        let socket = crate::bus::socket::split(socket).map_err(|e| failed("socket", &e))?;
+        let socket = agentos_p2p::split(socket).map_err(|e| failed("socket", &e))?;
         let host = crate::bus::host_iface::HostIface::new(Arc::downgrade(self), agent.to_string());
         let build = zbus::connection::Builder::socket(socket)
             .server(zbus::Guid::generate())

@@ -1,9 +1,11 @@
-//! The kernel's end of a peer-to-peer connection: a Unix socket for zbus that waits for input only.
+//! Either end of a private peer-to-peer D-Bus connection (the kernel's, an agent's): a Unix socket
+//! for zbus that waits for input only.
 //!
 //! Tokio's own socket also waits for room to write, edge-triggered, so each time a peer read what
-//! the kernel had sent, the kernel was woken for nothing: twice per forwarded call. This socket
+//! was sent, the sender was woken for nothing: on the kernel, twice per forwarded call; on an
+//! agent, once per call it answers. This socket
 //! waits for room only after a write found none, on a duplicate registered for that alone. Fds
-//! received from a peer are close-on-exec, so none can leak into an agent the kernel launches.
+//! received from a peer are close-on-exec, so none can leak into a process started afterwards.
 //!
 //! Connections that take no fds (private channels) also read ahead: zbus asks for a message's
 //! header and then its rest, and one `recvmsg` serves both; a read that did not fill the buffer
@@ -48,7 +50,7 @@ const AHEAD: usize = 64 * 1024;
 struct Writer(Arc<AsyncFd<UnixStream>>);
 
 /// Wraps a connected Unix stream for `zbus::connection::Builder::socket`.
-pub(crate) fn split(stream: UnixStream) -> io::Result<BoxedSplit> {
+pub fn split(stream: UnixStream) -> io::Result<BoxedSplit> {
     let fd = for_input(stream)?;
     let read: Box<dyn ReadHalf> = Box::new(Reader(Arc::clone(&fd)));
     let write: Box<dyn WriteHalf> = Box::new(Writer(fd));
@@ -57,7 +59,7 @@ pub(crate) fn split(stream: UnixStream) -> io::Result<BoxedSplit> {
 
 /// Like [`split`] for a connection that passes no fds either way, and reads ahead. zbus does
 /// not offer fd passing on it; fds a peer sends anyway end the connection.
-pub(crate) fn split_without_fds(stream: UnixStream) -> io::Result<BoxedSplit> {
+pub fn split_without_fds(stream: UnixStream) -> io::Result<BoxedSplit> {
     let fd = for_input(stream)?;
     let read: Box<dyn ReadHalf> = Box::new(AheadReader {
         fd: Arc::clone(&fd),

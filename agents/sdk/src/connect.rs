@@ -38,15 +38,15 @@ pub(crate) async fn serve<A: Agent>(
     agent: Arc<A>,
     stream: std::os::unix::net::UnixStream,
 ) -> Result<zbus::Connection, SdkError> {
-    stream.set_nonblocking(true)?;
-    let stream = tokio::net::UnixStream::from_std(stream)?;
+    // Waits for input only: the kernel reading our replies does not wake us.
+    let socket = agentos_p2p::split(stream)?;
     let (tx, rx) = watch::channel(None);
     let service = Service {
         agent,
         host: rx,
         running: Arc::new(Mutex::new(HashMap::new())),
     };
-    let conn = zbus::connection::Builder::unix_stream(stream)
+    let conn = zbus::connection::Builder::socket(socket)
         .p2p()
         .serve_at(AGENT_SERVICE_PATH, service)?
         .build()

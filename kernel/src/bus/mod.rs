@@ -5,7 +5,6 @@ pub mod agent_iface;
 pub mod channel_iface;
 pub mod host_iface;
 pub mod kernel_iface;
-pub(crate) mod socket;
 pub mod task_iface;
 
 use std::sync::Arc;
@@ -117,13 +116,14 @@ pub(crate) async fn serve_private<I: zbus::object_server::Interface>(
     let failed =
         |e: &dyn std::fmt::Display| Error::Failed(format!("cannot open a private connection: {e}"));
     let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| failed(&e))?;
-    let builder =
-        zbus::connection::Builder::socket(socket::split_without_fds(ours).map_err(|e| failed(&e))?)
-            .server(zbus::Guid::generate())
-            .map_err(|e| failed(&e))?
-            .p2p()
-            .serve_at(KERNEL_PATH, iface)
-            .map_err(|e| failed(&e))?;
+    let builder = zbus::connection::Builder::socket(
+        agentos_p2p::split_without_fds(ours).map_err(|e| failed(&e))?,
+    )
+    .server(zbus::Guid::generate())
+    .map_err(|e| failed(&e))?
+    .p2p()
+    .serve_at(KERNEL_PATH, iface)
+    .map_err(|e| failed(&e))?;
     tokio::spawn(async move {
         let build = tokio::time::timeout(std::time::Duration::from_secs(10), builder.build());
         if let Ok(Ok(conn)) = build.await {
