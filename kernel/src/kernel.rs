@@ -131,7 +131,7 @@ impl Kernel {
         let mut inner = Inner::default();
         for g in store.list_grants()? {
             match crate::agents::grant_from_info(&g) {
-                Some(grant) => inner.policy.grants.add(grant),
+                Some(grant) => drop(inner.policy.grants.add(grant)),
                 None => {
                     tracing::warn!(?g, "ignoring a stored grant the kernel does not understand")
                 }
@@ -559,8 +559,14 @@ mod tests {
 
     fn kernel(clock: Arc<ManualClock>) -> (tempfile::TempDir, Arc<Kernel>) {
         let dir = tempfile::tempdir().unwrap();
+        let k = kernel_in(dir.path(), clock);
+        (dir, k)
+    }
+
+    /// A kernel over the data in `dir` (a restart, when one ran there before).
+    fn kernel_in(dir: &std::path::Path, clock: Arc<ManualClock>) -> Arc<Kernel> {
         let config = Config {
-            data_dir: dir.path().into(),
+            data_dir: dir.into(),
             agent_dirs: vec![],
             exec_dirs: vec![],
             consent_timeout: Duration::from_secs(1),
@@ -568,8 +574,8 @@ mod tests {
             documents_dir: None,
             desktop_access: None,
         };
-        let store = Store::open(dir.path()).unwrap();
-        (dir, Kernel::new(config, clock, store).unwrap())
+        let store = Store::open(dir).unwrap();
+        Kernel::new(config, clock, store).unwrap()
     }
 
     fn running_task(k: &Kernel, id: u64, parent: u64, deadline: u64) {
@@ -614,5 +620,23 @@ mod tests {
             [(5_000, "grant"), (5_001, "revoke")]
         );
         assert!(k.store().verify_audit().unwrap().ok);
+    }
+
+    #[tokio::test]
+    async fn a_grant_that_replaces_an_always_grant_replaces_it_in_the_store_too() {
+        let clock = Arc::new(ManualClock::new(1));
+        let (dir, k) = kernel(Arc::clone(&clock));
+        k.grant("docs", "files.read", "/home/u", "always")
+            .await
+            .unwrap();
+        k.grant("docs", "files.read", "/home/u", "once")
+            .await
+            .unwrap();
+        assert_eq!(k.list_grants()[0].lifetime, "once");
+        assert!(k.store().list_grants().unwrap().is_empty());
+        k.commit_audit().unwrap();
+        drop(k);
+        // After a restart the "always" grant does not come back.
+        assert!(kernel_in(dir.path(), clock).list_grants().is_empty());
     }
 }

@@ -387,6 +387,12 @@ impl Kernel {
             self.store()
                 .insert_grant(&grant.info())
                 .map_err(store_err)?;
+        } else {
+            // It replaces any grant for the same scope, a stored "always" one too: otherwise that
+            // would come back at the next start.
+            self.store()
+                .delete_grants(principal, cap.name, Some(&grant.scope))
+                .map_err(store_err)?;
         }
         self.audit(
             principal,
@@ -395,16 +401,22 @@ impl Kernel {
             "grant",
             &format!("granted by the user ({})", lifetime.as_str()),
         )?;
-        {
+        let replaced = {
             let mut inner = self.inner();
-            inner.policy.grants.add(grant.clone());
+            let replaced = inner.policy.grants.add(grant.clone());
             inner.denials.remove(&(
                 grant.principal.clone(),
                 cap.name.to_string(),
                 grant.scope.clone(),
             ));
+            replaced
+        };
+        if lifetime == Lifetime::Once {
+            // "once" grants are not mirrored; the desktop must not keep showing the one replaced.
+            self.mirror_remove(replaced.as_slice()).await;
+        } else {
+            self.mirror_add(&grant).await;
         }
-        self.mirror_add(&grant).await;
         Ok(())
     }
 

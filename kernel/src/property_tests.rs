@@ -90,6 +90,8 @@ struct Model {
 }
 
 impl Model {
+    /// The first grant of `p` covering `c` on `s` (a "once" one only if `once_ok`). The kernel
+    /// spends a "once" grant only where no lasting one covers the call.
     fn covers(&self, p: usize, c: usize, s: usize, once_ok: bool) -> Option<usize> {
         self.grants.iter().position(|&(gp, gc, gs, gl)| {
             gp == p && gc == c && (once_ok || gl != Lifetime::Once) && folder_covers(gs, s)
@@ -296,7 +298,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         .iter()
                         .all(|&d| model.covers(d, c, s, false).is_some());
                     (declares(a, c) && delegators_ok)
-                        .then(|| model.covers(a, c, s, true))
+                        .then(|| model.covers(a, c, s, false).or(model.covers(a, c, s, true)))
                         .flatten()
                 });
                 match (result, grant) {

@@ -34,14 +34,17 @@ pub struct GrantTable {
 }
 
 impl GrantTable {
-    /// Add a grant, replacing one for the same principal, capability and scope.
-    pub fn add(&mut self, grant: Grant) {
-        self.grants.retain(|g| {
-            !(g.principal == grant.principal
+    /// Add a grant, replacing one for the same principal, capability and scope; returns the
+    /// one replaced.
+    pub fn add(&mut self, grant: Grant) -> Option<Grant> {
+        let same = self.grants.iter().position(|g| {
+            g.principal == grant.principal
                 && g.capability == grant.capability
-                && g.scope == grant.scope)
+                && g.scope == grant.scope
         });
+        let replaced = same.map(|i| self.grants.remove(i));
         self.grants.push(grant);
+        replaced
     }
 
     /// Remove matching grants (`scope: None` = every scope); returns the removed ones.
