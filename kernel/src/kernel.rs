@@ -536,7 +536,6 @@ pub(crate) const MAX_ARTIFACTS: usize = 64;
 pub(crate) const MAX_ARTIFACT_BYTES: u64 = 64 * 1024 * 1024;
 
 impl Kernel {
-    /// How many agents the kernel knows (for logs).
     /// Put a working task straight into the table (tests of what follows a task's start).
     #[cfg(test)]
     pub(crate) fn insert_working(&self, task: Task) {
@@ -547,6 +546,7 @@ impl Kernel {
         inner.tasks.insert(task);
     }
 
+    /// How many agents the kernel knows (for logs).
     pub fn inner_agent_count(&self) -> usize {
         self.inner().agents.len()
     }

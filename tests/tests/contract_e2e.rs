@@ -58,6 +58,8 @@ async fn agents_private_connections_serve_host1_and_agentservice1_as_committed()
         // with our socket's other end as its inherited fd, and speak as the server.
         let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
         let theirs = OwnedFd::from(theirs);
+        // Inheritable until the agent has started: a process another test starts meanwhile may
+        // inherit it too, which holds only the agent's end open (ours stays close-on-exec).
         rustix::io::fcntl_setfd(theirs.as_fd(), rustix::io::FdFlags::empty()).unwrap();
         let raw = std::os::fd::AsRawFd::as_raw_fd(&theirs);
         let mut agent =
@@ -152,6 +154,7 @@ async fn busctl_introspect_shows_the_documented_interfaces() {
             .collect();
         expected.extend(kernel1.signals().iter().map(|s| {
             let args: String = s.args().iter().map(|a| a.ty().to_string()).collect();
+            let args = if args.is_empty() { "-".into() } else { args };
             (s.name().to_string(), "signal".into(), args, "-".into())
         }));
         let mut shown = busctl_rows(&text, "org.agentos.Kernel1");

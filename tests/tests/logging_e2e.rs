@@ -112,6 +112,7 @@ async fn the_kernel_logs_to_the_journal_under_systemd_and_to_stderr_otherwise() 
         assert!(text.contains(WARNING), "stderr: {text:?}");
         assert!(text.contains("broken.toml"), "stderr: {text:?}");
         assert_eq!(drain(&journal), Vec::<Vec<(String, String)>>::new());
+        // bwrap passes no signal on: it ends, and --die-with-parent kills the kernel with it.
         env.stop_kernel("TERM").await;
         wait_name_gone(&env).await;
 

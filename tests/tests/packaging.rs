@@ -105,6 +105,7 @@ fn the_systemd_unit_owns_the_kernels_bus_name() {
     assert!(unit.contains("Type=dbus"));
     assert!(unit.contains("BusName=org.agentos.Kernel\n"));
     assert!(unit.contains("ExecStart=@bindir@/agentosd\n"));
+    assert!(unit.contains("RestartPreventExitStatus=3\n"));
     let service = installed_service_file(Path::new("/usr/bin"));
     assert!(service.contains("SystemdService=agentosd.service\n"));
     assert!(service.contains("Exec=/usr/bin/agentosd\n"));
