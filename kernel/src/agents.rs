@@ -198,7 +198,7 @@ impl Kernel {
         let kernel = Arc::downgrade(self);
         let id = agent.to_string();
         tokio::spawn(async move {
-            crate::bus::until_closed(&conn).await;
+            agentos_p2p::until_closed(&conn).await;
             drop(conn);
             if let Some(k) = kernel.upgrade() {
                 k.agent_gone(&id, generation, "closed its connection").await;

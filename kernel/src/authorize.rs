@@ -197,7 +197,7 @@ impl Kernel {
         });
         let gone = async move {
             match agent_conn {
-                Some(c) => crate::bus::until_closed(&c).await,
+                Some(c) => agentos_p2p::until_closed(&c).await,
                 None => std::future::pending().await,
             }
         };

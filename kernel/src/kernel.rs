@@ -230,22 +230,7 @@ impl Kernel {
             deadline,
         };
         let id = self.store().insert_task(&new).map_err(store_err)?;
-        let task = Task {
-            id,
-            parent,
-            agent: agent.to_string(),
-            caller: caller.principal().to_string(),
-            delegators,
-            goal: goal.to_string(),
-            state: TaskState::Submitted,
-            progress: 0.0,
-            message: String::new(),
-            result: String::new(),
-            created: now,
-            updated: now,
-            deadline,
-            children: Vec::new(),
-        };
+        let task = Task::from_new(id, new, delegators);
         {
             let mut inner = self.inner();
             inner.tasks.insert(task.clone());
@@ -546,6 +531,27 @@ impl Kernel {
         inner.tasks.insert(task);
     }
 
+    /// A kernel over the data in `data_dir` (a restart, when one ran there before), with the
+    /// manifests in `agent_dirs`, on a manual clock; for tests.
+    #[cfg(test)]
+    pub(crate) fn for_test(
+        data_dir: &std::path::Path,
+        agent_dirs: Vec<std::path::PathBuf>,
+        clock: Arc<crate::clock::ManualClock>,
+    ) -> Arc<Kernel> {
+        let config = Config {
+            data_dir: data_dir.into(),
+            agent_dirs,
+            exec_dirs: vec![],
+            consent_timeout: Duration::from_secs(1),
+            task_timeout: Duration::from_secs(60),
+            documents_dir: None,
+            desktop_access: None,
+        };
+        let store = Store::open(data_dir).expect("store");
+        Kernel::new(config, clock, store).expect("kernel")
+    }
+
     /// How many agents the kernel knows (for logs).
     pub fn inner_agent_count(&self) -> usize {
         self.inner().agents.len()
@@ -559,23 +565,8 @@ mod tests {
 
     fn kernel(clock: Arc<ManualClock>) -> (tempfile::TempDir, Arc<Kernel>) {
         let dir = tempfile::tempdir().unwrap();
-        let k = kernel_in(dir.path(), clock);
+        let k = Kernel::for_test(dir.path(), vec![], clock);
         (dir, k)
-    }
-
-    /// A kernel over the data in `dir` (a restart, when one ran there before).
-    fn kernel_in(dir: &std::path::Path, clock: Arc<ManualClock>) -> Arc<Kernel> {
-        let config = Config {
-            data_dir: dir.into(),
-            agent_dirs: vec![],
-            exec_dirs: vec![],
-            consent_timeout: Duration::from_secs(1),
-            task_timeout: Duration::from_secs(60),
-            documents_dir: None,
-            desktop_access: None,
-        };
-        let store = Store::open(dir).unwrap();
-        Kernel::new(config, clock, store).unwrap()
     }
 
     fn running_task(k: &Kernel, id: u64, parent: u64, deadline: u64) {
@@ -637,6 +628,8 @@ mod tests {
         k.commit_audit().unwrap();
         drop(k);
         // After a restart the "always" grant does not come back.
-        assert!(kernel_in(dir.path(), clock).list_grants().is_empty());
+        assert!(Kernel::for_test(dir.path(), vec![], clock)
+            .list_grants()
+            .is_empty());
     }
 }

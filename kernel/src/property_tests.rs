@@ -13,13 +13,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentos_data::Store;
 use agentos_dbus_interfaces::{Error, Lifetime};
 use proptest::prelude::*;
 
 use crate::clock::ManualClock;
 use crate::tasks::Task;
-use crate::{Config, Kernel};
+use crate::Kernel;
 
 /// `a` and `b` come from manifests (`b` declares `files.list` only); `c` registers itself.
 const AGENTS: [&str; 3] = ["a", "b", "c"];
@@ -128,17 +127,11 @@ fn newest(i: usize, len: usize) -> Option<usize> {
 
 /// A kernel over `root`, with the manifests of `a` and `b`.
 fn start_kernel(root: &Path, clock: &Arc<ManualClock>) -> Arc<Kernel> {
-    let config = Config {
-        data_dir: root.join("data"),
-        agent_dirs: vec![root.join("agents")],
-        exec_dirs: vec![],
-        consent_timeout: Duration::from_secs(1),
-        task_timeout: Duration::from_secs(60),
-        documents_dir: None,
-        desktop_access: None,
-    };
-    let store = Store::open(&config.data_dir).expect("store");
-    Kernel::new(config, Arc::clone(clock) as _, store).expect("kernel")
+    Kernel::for_test(
+        &root.join("data"),
+        vec![root.join("agents")],
+        Arc::clone(clock),
+    )
 }
 
 fn prepare(root: &Path) -> PathBuf {

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use agentos_data::NewTask;
 use agentos_dbus_interfaces::{TaskInfo, TaskState};
 
 /// One task as the kernel tracks it while it runs.
@@ -45,6 +46,26 @@ impl Task {
         }
     }
 
+    /// The task the store recorded as `id`, below the agents in `delegators` (nearest first).
+    pub fn from_new(id: u64, new: NewTask, delegators: Vec<String>) -> Task {
+        Task {
+            id,
+            parent: new.parent,
+            agent: new.agent,
+            caller: new.caller,
+            delegators,
+            goal: new.goal,
+            state: new.state,
+            progress: 0.0,
+            message: String::new(),
+            result: String::new(),
+            created: new.created,
+            updated: new.created,
+            deadline: new.deadline,
+            children: Vec::new(),
+        }
+    }
+
     /// A task that is working, as the kernel's tests build them (delegated by the user when
     /// `delegators` is empty, else by the first of them).
     #[cfg(test)]
@@ -56,22 +77,16 @@ impl Task {
         now: u64,
         deadline: u64,
     ) -> Task {
-        Task {
-            id,
+        let new = NewTask {
             parent,
             agent: agent.into(),
             caller: delegators.first().cloned().unwrap_or_else(|| "host".into()),
-            delegators,
             goal: "g".into(),
             state: TaskState::Working,
-            progress: 0.0,
-            message: String::new(),
-            result: String::new(),
             created: now,
-            updated: now,
             deadline,
-            children: vec![],
-        }
+        };
+        Task::from_new(id, new, delegators)
     }
 
     /// The principals whose rights bound this task's agent: the agent, then its delegators.

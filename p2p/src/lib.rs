@@ -11,6 +11,8 @@
 //! header and then its rest, and one `recvmsg` serves both; a read that did not fill the buffer
 //! emptied the socket, so the next one waits for input without first being told "nothing yet".
 //! (Where fds may come, reading ahead could hand a later message's fds to an earlier one.)
+//!
+//! [`until_closed`] tells either end when the other has gone.
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
@@ -223,6 +225,21 @@ impl WriteHalf for Writer {
     async fn peer_credentials(&mut self) -> io::Result<ConnectionCredentials> {
         credentials(&self.0)
     }
+}
+
+/// Wait until the peer of a peer-to-peer connection goes away (its message stream ends or errs).
+pub async fn until_closed(conn: &zbus::Connection) {
+    use futures_util::StreamExt;
+    // A rule that matches nothing: the stream only ever yields the error of a closed socket.
+    let rule = zbus::MatchRule::builder()
+        .msg_type(zbus::message::Type::Signal)
+        .interface("org.agentos.Internal.Never")
+        .map(|b| b.build());
+    let Ok(rule) = rule else { return };
+    let Ok(mut stream) = zbus::MessageStream::for_match_rule(rule, conn, Some(1)).await else {
+        return;
+    };
+    while let Some(Ok(_)) = stream.next().await {}
 }
 
 #[cfg(test)]

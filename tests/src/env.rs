@@ -303,6 +303,18 @@ impl Env {
         }
     }
 
+    /// Stop the kernel cleanly (SIGTERM, which must succeed) and start it again.
+    pub async fn restart_kernel(&mut self) {
+        assert!(self.stop_kernel("TERM").await.success());
+        self.start_kernel().await;
+    }
+
+    /// The ids of the agents the kernel lists.
+    pub async fn agent_ids(&self) -> Vec<String> {
+        let agents = self.kernel().await.list_agents().await.expect("ListAgents");
+        agents.into_iter().map(|a| a.id).collect()
+    }
+
     /// Send a signal to the kernel and wait for it to exit; returns its exit status.
     pub async fn stop_kernel(&mut self, signal: &str) -> std::process::ExitStatus {
         let mut child = self.kernel.take().expect("a running kernel");

@@ -224,8 +224,7 @@ async fn restart_keeps_records_and_marks_interrupted_tasks() {
         // A clean stop records running tasks as interrupted too.
         let running = env.delegate("tester", "sleep 60000").await;
         env.wait_state(running, |s| s.as_str() == "working").await;
-        assert!(env.stop_kernel("TERM").await.success());
-        env.start_kernel().await;
+        env.restart_kernel().await;
         let t = env.kernel().await.get_task(running).await.unwrap();
         assert_eq!(t.state, "failed");
         assert!(t.message.contains("interrupted"));
@@ -244,16 +243,9 @@ async fn malformed_input_gets_named_errors_and_the_kernel_keeps_serving() {
         let bad = tester.replacen("id = \"tester\"", "id = \"../evil\"", 1);
         assert!(bad.contains("../evil"));
         std::fs::write(env.agents_dir().join("badid.toml"), bad).unwrap();
-        assert!(env.stop_kernel("TERM").await.success());
-        env.start_kernel().await;
+        env.restart_kernel().await;
         let k = env.kernel().await;
-        let ids: Vec<String> = k
-            .list_agents()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|a| a.id)
-            .collect();
+        let ids = env.agent_ids().await;
         assert!(ids.contains(&"tester".to_string()), "{ids:?}");
         assert!(
             !ids.iter().any(|i| i.contains("evil") || i == "broken"),
@@ -453,16 +445,8 @@ async fn manifests_are_found_in_the_xdg_data_dirs() {
             assert!(text.contains(id));
             std::fs::write(agents.join(format!("{id}.toml")), text).unwrap();
         }
-        assert!(env.stop_kernel("TERM").await.success());
-        env.start_kernel().await;
-        let k = env.kernel().await;
-        let ids: Vec<String> = k
-            .list_agents()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|a| a.id)
-            .collect();
+        env.restart_kernel().await;
+        let ids = env.agent_ids().await;
         for id in ["tester", "in-data-home", "in-data-dirs"] {
             assert!(ids.iter().any(|i| i == id), "{id} missing from {ids:?}");
         }

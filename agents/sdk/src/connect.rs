@@ -61,20 +61,6 @@ pub(crate) async fn serve<A: Agent>(
     Ok(conn)
 }
 
-/// Wait until the kernel closes the connection.
-pub(crate) async fn closed(conn: &zbus::Connection) {
-    use futures_util::StreamExt;
-    let rule = zbus::MatchRule::builder()
-        .msg_type(zbus::message::Type::Signal)
-        .interface("org.agentos.Internal.Never")
-        .map(|b| b.build());
-    let Ok(rule) = rule else { return };
-    let Ok(mut stream) = zbus::MessageStream::for_match_rule(rule, conn, Some(1)).await else {
-        return;
-    };
-    while let Some(Ok(_)) = stream.next().await {}
-}
-
 /// Run an agent launched by the kernel until the kernel disconnects.
 pub async fn run<A: Agent>(agent: A) -> Result<(), SdkError> {
     let raw: i32 = std::env::var(AGENT_FD_ENV)
@@ -94,7 +80,7 @@ pub async fn run<A: Agent>(agent: A) -> Result<(), SdkError> {
     // owned by nothing else in this process; we take it once.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     let conn = serve(Arc::new(agent), std::os::unix::net::UnixStream::from(fd)).await?;
-    closed(&conn).await;
+    agentos_p2p::until_closed(&conn).await;
     Ok(())
 }
 

@@ -11,7 +11,9 @@ use agentos_dbus_interfaces::proxies::Kernel1Proxy;
 use futures_util::StreamExt;
 use zbus::zvariant::Fd;
 
-use crate::connect::{closed, serve, SdkError};
+use agentos_p2p::until_closed;
+
+use crate::connect::{serve, SdkError};
 use crate::Agent;
 
 /// A self-registered agent: its bus connection (kept for the registration) and its private one.
@@ -25,7 +27,7 @@ pub struct Registration {
 impl Registration {
     /// Wait until the kernel closes the private connection.
     pub async fn closed(&self) {
-        closed(&self.kernel).await;
+        until_closed(&self.kernel).await;
     }
 }
 
@@ -87,7 +89,7 @@ pub async fn stay_registered<A: Agent>(
         match register_on(&bus, Arc::clone(&agent), agent_id).await {
             Ok((path, conn)) => {
                 tracing::info!(%path, "registered with the kernel");
-                closed(&conn).await;
+                until_closed(&conn).await;
                 tracing::info!("the kernel went away; registering again when it is back");
             }
             Err(SdkError::Kernel(

@@ -93,21 +93,6 @@ pub(crate) fn live(kernel: &std::sync::Weak<Kernel>) -> Result<Arc<Kernel>, Erro
         .ok_or_else(|| Error::Failed("the kernel is shutting down".into()))
 }
 
-/// Wait until the peer of a peer-to-peer connection goes away (its message stream ends or errs).
-pub(crate) async fn until_closed(conn: &zbus::Connection) {
-    use futures_util::StreamExt;
-    // A rule that matches nothing: the stream only ever yields the error of a closed socket.
-    let rule = zbus::MatchRule::builder()
-        .msg_type(zbus::message::Type::Signal)
-        .interface("org.agentos.Internal.Never")
-        .map(|b| b.build());
-    let Ok(rule) = rule else { return };
-    let Ok(mut stream) = zbus::MessageStream::for_match_rule(rule, conn, Some(1)).await else {
-        return;
-    };
-    while let Some(Ok(_)) = stream.next().await {}
-}
-
 /// Serve `iface` at the kernel path as the server end of a fresh socketpair; returns the other
 /// end. The connection passes no fds and lives until its peer closes it.
 pub(crate) async fn serve_private<I: zbus::object_server::Interface>(
@@ -127,7 +112,7 @@ pub(crate) async fn serve_private<I: zbus::object_server::Interface>(
     tokio::spawn(async move {
         let build = tokio::time::timeout(std::time::Duration::from_secs(10), builder.build());
         if let Ok(Ok(conn)) = build.await {
-            until_closed(&conn).await;
+            agentos_p2p::until_closed(&conn).await;
         }
     });
     Ok(theirs.into())
