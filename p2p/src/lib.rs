@@ -1,18 +1,16 @@
 //! Either end of a private peer-to-peer D-Bus connection (the kernel's, an agent's): a Unix socket
-//! for zbus that waits for input only.
+//! for zbus that waits for input only, and reads ahead.
 //!
 //! Tokio's own socket also waits for room to write, edge-triggered, so each time a peer read what
 //! was sent, the sender was woken for nothing: on the kernel, twice per forwarded call; on an
-//! agent, once per call it answers. This socket
-//! waits for room only after a write found none, on a duplicate registered for that alone. Fds
-//! received from a peer are close-on-exec, so none can leak into a process started afterwards.
-//!
-//! Connections that take no fds (private channels) also read ahead: zbus asks for a message's
-//! header and then its rest, and one `recvmsg` serves both; a read that did not fill the buffer
-//! emptied the socket, so the next one waits for input without first being told "nothing yet".
-//! (Where fds may come, reading ahead could hand a later message's fds to an earlier one.)
+//! agent, once per call it answers. This socket waits for room only after a write found none, on
+//! a duplicate registered for that alone. Fds received from a peer are close-on-exec, so none can
+//! leak into a process started afterwards. How it reads is in [`reader`].
 //!
 //! [`until_closed`] tells either end when the other has gone.
+
+mod frame;
+mod reader;
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
@@ -31,44 +29,25 @@ use zbus::connection::socket::{BoxedSplit, ReadHalf, Split, WriteHalf};
 use zbus::fdo::ConnectionCredentials;
 
 /// Most fds one read accepts (the kernel's limit per message, SCM_MAX_FD).
-const MAX_FDS: usize = 253;
-
-#[derive(Debug)]
-struct Reader(Arc<AsyncFd<UnixStream>>);
-
-/// Bytes read from the socket and not yet handed to zbus.
-#[derive(Debug)]
-struct AheadReader {
-    fd: Arc<AsyncFd<UnixStream>>,
-    buf: Box<[u8]>,
-    start: usize,
-    end: usize,
-}
-
-/// How much a reading-ahead socket reads at once.
-const AHEAD: usize = 64 * 1024;
+pub(crate) const MAX_FDS: usize = 253;
 
 #[derive(Debug)]
 struct Writer(Arc<AsyncFd<UnixStream>>);
 
 /// Wraps a connected Unix stream for `zbus::connection::Builder::socket`.
 pub fn split(stream: UnixStream) -> io::Result<BoxedSplit> {
-    let fd = for_input(stream)?;
-    let read: Box<dyn ReadHalf> = Box::new(Reader(Arc::clone(&fd)));
-    let write: Box<dyn WriteHalf> = Box::new(Writer(fd));
-    Ok(Split::new(read, write))
+    split_with(stream, true)
 }
 
-/// Like [`split`] for a connection that passes no fds either way, and reads ahead. zbus does
-/// not offer fd passing on it; fds a peer sends anyway end the connection.
+/// Like [`split`] for a connection that passes no fds either way. zbus does not offer fd passing
+/// on it; fds a peer sends anyway end the connection.
 pub fn split_without_fds(stream: UnixStream) -> io::Result<BoxedSplit> {
+    split_with(stream, false)
+}
+
+fn split_with(stream: UnixStream, fds: bool) -> io::Result<BoxedSplit> {
     let fd = for_input(stream)?;
-    let read: Box<dyn ReadHalf> = Box::new(AheadReader {
-        fd: Arc::clone(&fd),
-        buf: vec![0u8; AHEAD].into_boxed_slice(),
-        start: 0,
-        end: 0,
-    });
+    let read: Box<dyn ReadHalf> = Box::new(reader::Reader::new(Arc::clone(&fd), fds));
     let write: Box<dyn WriteHalf> = Box::new(Writer(fd));
     Ok(Split::new(read, write))
 }
@@ -88,7 +67,7 @@ fn register(stream: UnixStream, interest: Interest) -> io::Result<AsyncFd<UnixSt
 }
 
 /// One `recvmsg`: bytes and the fds that came with them.
-fn receive(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+pub(crate) fn receive(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
     let mut iov = [IoSliceMut::new(buf)];
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut ancillary = RecvAncillaryBuffer::new(&mut space);
@@ -136,70 +115,11 @@ async fn room(fd: &AsyncFd<UnixStream>) -> io::Result<()> {
     Ok(())
 }
 
-fn credentials(fd: &AsyncFd<UnixStream>) -> io::Result<ConnectionCredentials> {
+pub(crate) fn credentials(fd: &AsyncFd<UnixStream>) -> io::Result<ConnectionCredentials> {
     let cred = rustix::net::sockopt::socket_peercred(fd.get_ref())?;
     Ok(ConnectionCredentials::default()
         .set_unix_user_id(cred.uid.as_raw())
         .set_process_id(cred.pid.as_raw_nonzero().get().unsigned_abs()))
-}
-
-#[async_trait::async_trait]
-impl ReadHalf for Reader {
-    async fn recvmsg(&mut self, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
-        loop {
-            let mut ready = self.0.readable().await?;
-            match ready.try_io(|s| receive(s.get_ref().as_fd(), buf)) {
-                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Ok(result) => return result,
-                // Nothing to read after all; readiness was cleared.
-                Err(_would_block) => {}
-            }
-        }
-    }
-
-    fn can_pass_unix_fd(&self) -> bool {
-        true
-    }
-
-    async fn peer_credentials(&mut self) -> io::Result<ConnectionCredentials> {
-        credentials(&self.0)
-    }
-}
-
-#[async_trait::async_trait]
-impl ReadHalf for AheadReader {
-    async fn recvmsg(&mut self, out: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
-        while self.start == self.end {
-            let mut ready = self.fd.readable().await?;
-            let buf = &mut self.buf;
-            match ready.try_io(|s| receive(s.get_ref().as_fd(), buf)) {
-                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Ok(Err(e)) => return Err(e),
-                Ok(Ok((n, fds))) => {
-                    if !fds.is_empty() {
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            "the peer sent file descriptors on a connection that takes none",
-                        ));
-                    }
-                    if n < self.buf.len() {
-                        // The socket is empty now: wait for input next time.
-                        ready.clear_ready();
-                    }
-                    (self.start, self.end) = (0, n);
-                }
-                Err(_would_block) => {}
-            }
-        }
-        let n = out.len().min(self.end - self.start);
-        out[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
-        self.start += n;
-        Ok((n, Vec::new()))
-    }
-
-    async fn peer_credentials(&mut self) -> io::Result<ConnectionCredentials> {
-        credentials(&self.fd)
-    }
 }
 
 #[async_trait::async_trait]
