@@ -20,8 +20,9 @@
 //! and yields its own ratios; every round is printed, and the verdict uses the median round.
 //!
 //! Run: `cargo build --release --workspace && cargo bench -p agentos-tests --bench b1_agent_call`
-//! With `B1_PROFILE=<seconds>` it only makes calls from one caller for that long, over the
-//! channel or the path named by `B1_PROFILE_PATH` (`direct`, `bus`), to profile the processes
+//! With `B1_PROFILE=<seconds>` it only makes calls for that long, from `B1_PROFILE_CALLERS`
+//! callers (1), over the channel or the path named by `B1_PROFILE_PATH` (`direct`, `bus`), to
+//! profile the processes
 //! (`perf record -p $(pgrep agentosd)`).
 
 use std::time::{Duration, Instant};
@@ -366,21 +367,33 @@ fn main() {
         println!("ratios are kernel / direct (latency) and direct / kernel (throughput); lower is better");
         println!("columns: p50 p99 throughput, in alternating windows; then p50 p99 mixed call by call");
         if let Ok(secs) = std::env::var("B1_PROFILE") {
-            let caller = Caller::new(&env).await;
+            let secs: u64 = secs.parse().expect("B1_PROFILE is a number of seconds");
             let path = match std::env::var("B1_PROFILE_PATH").as_deref() {
                 Ok("direct") => Path::Direct,
                 Ok("bus") => Path::Bus,
                 _ => Path::Channel,
             };
-            let payload = vec![1u8; PAYLOAD];
+            let n: usize = std::env::var("B1_PROFILE_CALLERS").ok().and_then(|n| n.parse().ok()).unwrap_or(1);
+            let mut handles = Vec::new();
             let start = Instant::now();
-            let mut n = 0u64;
             println!("profiling");
-            while start.elapsed().as_secs() < secs.parse::<u64>().unwrap() {
-                caller.call(path, &payload).await;
-                n += 1;
+            for _ in 0..n {
+                let caller = Caller::new(&env).await;
+                handles.push(tokio::spawn(async move {
+                    let payload = vec![1u8; PAYLOAD];
+                    let mut calls = 0u64;
+                    while start.elapsed().as_secs() < secs {
+                        caller.call(path, &payload).await;
+                        calls += 1;
+                    }
+                    calls
+                }));
             }
-            println!("{n} calls, {:.1} µs each", us(start.elapsed()) / n as f64);
+            let mut calls = 0;
+            for h in handles {
+                calls += h.await.expect("caller");
+            }
+            println!("{calls} calls, {:.1} µs each", us(start.elapsed()) / calls as f64);
             return;
         }
         for n in [1usize, 8] {
