@@ -36,7 +36,7 @@ use zbus::proxy::CacheProperties;
 const PAYLOAD: usize = 256;
 /// Calls per path in one round, shared among the callers.
 const CALLS_PER_ROUND: usize = 4000;
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 7;
 
 /// The same handler serves both paths.
 fn echo(payload: Vec<u8>) -> Vec<u8> {
