@@ -493,6 +493,66 @@ async fn a_private_channel_calls_agents_as_its_opener() {
             served(&conn, None, KERNEL_PATH, "org.agentos.Channel1").await,
             committed("org.agentos.Channel1")
         );
+        // Anything else gets the standard named errors, and the channel keeps serving.
+        let raw = |path: &'static str, iface: &'static str, member: &'static str| {
+            let conn = conn.clone();
+            async move {
+                let reply = conn
+                    .call_method(None::<&str>, path, Some(iface), member, &(42u32,))
+                    .await;
+                match reply {
+                    Err(zbus::Error::MethodError(name, _, _)) => name.to_string(),
+                    other => panic!("{member} on {path}: {other:?}"),
+                }
+            }
+        };
+        for (path, iface, member, error) in [
+            (KERNEL_PATH, "org.agentos.Channel1", "Call", "InvalidArgs"),
+            (
+                KERNEL_PATH,
+                "org.agentos.Channel1",
+                "Delegate",
+                "InvalidArgs",
+            ),
+            (KERNEL_PATH, "org.agentos.Channel1", "Drop", "UnknownMethod"),
+            (
+                KERNEL_PATH,
+                "org.agentos.Kernel1",
+                "ListAgents",
+                "UnknownInterface",
+            ),
+            (
+                "/org/agentos/Kernel/agents/tester",
+                "org.agentos.Channel1",
+                "Call",
+                "UnknownObject",
+            ),
+        ] {
+            assert_eq!(
+                raw(path, iface, member).await,
+                format!("org.freedesktop.DBus.Error.{error}"),
+                "{member} on {path}"
+            );
+        }
+        zbus::fdo::PeerProxy::builder(&conn)
+            .destination("org.agentos.Peer")
+            .unwrap()
+            .path(KERNEL_PATH)
+            .unwrap()
+            .build()
+            .await
+            .unwrap()
+            .ping()
+            .await
+            .expect("the channel answers Peer.Ping");
+        assert_eq!(
+            channel
+                .call("tester", "echo", Bytes::new(b"still"))
+                .await
+                .unwrap()
+                .into_vec(),
+            b"still"
+        );
         let log = env.kernel().await.read_audit_log(0, 100).await.unwrap();
         assert!(log
             .iter()

@@ -197,7 +197,7 @@ impl KernelIface {
             kernel: self.kernel.clone(),
             caller,
         };
-        Ok(super::serve_private(iface).await?.into())
+        Ok(super::channel_iface::open(iface).await?.into())
     }
 
     #[zbus(signal)]

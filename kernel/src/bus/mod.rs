@@ -92,28 +92,3 @@ pub(crate) fn live(kernel: &std::sync::Weak<Kernel>) -> Result<Arc<Kernel>, Erro
         .upgrade()
         .ok_or_else(|| Error::Failed("the kernel is shutting down".into()))
 }
-
-/// Serve `iface` at the kernel path as the server end of a fresh socketpair; returns the other
-/// end. The connection passes no fds and lives until its peer closes it.
-pub(crate) async fn serve_private<I: zbus::object_server::Interface>(
-    iface: I,
-) -> Result<std::os::fd::OwnedFd, Error> {
-    let failed =
-        |e: &dyn std::fmt::Display| Error::Failed(format!("cannot open a private connection: {e}"));
-    let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| failed(&e))?;
-    let builder = zbus::connection::Builder::socket(
-        agentos_p2p::split_without_fds(ours).map_err(|e| failed(&e))?,
-    )
-    .server(zbus::Guid::generate())
-    .map_err(|e| failed(&e))?
-    .p2p()
-    .serve_at(KERNEL_PATH, iface)
-    .map_err(|e| failed(&e))?;
-    tokio::spawn(async move {
-        let build = tokio::time::timeout(std::time::Duration::from_secs(10), builder.build());
-        if let Ok(Ok(conn)) = build.await {
-            agentos_p2p::until_closed(&conn).await;
-        }
-    });
-    Ok(theirs.into())
-}
