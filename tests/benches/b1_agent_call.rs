@@ -11,9 +11,11 @@
 //!
 //! Interleaved two ways. In alternating windows (150 ms each, paths in turn, the order rotating),
 //! all callers use one path at a time: latency and throughput of each path under the same load.
-//! Mixed, each caller switches path call by call, so the paths compete with each other for the two
-//! cores at every moment; with 8 callers that measures the scheduler as much as the paths, and is
-//! printed alongside.
+//! Mixed, each caller switches call by call between a kernel path and the direct call, so the two
+//! compete for the two cores at every moment. Each kernel path is mixed with the direct call on
+//! its own: mixed three ways, the bus path's load on the kernel (the kernel relays it, and it
+//! costs the kernel more than a channel call) would count against the channel, while the
+//! direct call would not carry the same handicap.
 //!
 //! On a small machine the processes' placement on cores varies from moment to moment and moves
 //! every path's figures, so the run is made of rounds: each round measures all paths side by side
@@ -180,21 +182,26 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// Mixed: `callers` tasks, each with its own connections, cycling through the paths call by call.
-async fn mixed(callers: &[std::sync::Arc<Caller>], warmup: usize) -> [Vec<Duration>; 3] {
+/// Mixed: `callers` tasks, each with its own connections, switching between the two paths of
+/// `pair` call by call.
+async fn mixed(
+    callers: &[std::sync::Arc<Caller>],
+    pair: [Path; 2],
+    warmup: usize,
+) -> [Vec<Duration>; 2] {
     let calls = CALLS_PER_ROUND / callers.len();
     let mut handles = Vec::new();
     for (c, caller) in callers.iter().enumerate() {
         let caller = std::sync::Arc::clone(caller);
         handles.push(tokio::spawn(async move {
             let payload = vec![0xa5u8; PAYLOAD];
-            let mut samples: [Vec<Duration>; 3] = Default::default();
+            let mut samples: [Vec<Duration>; 2] = Default::default();
             for i in 0..calls + warmup {
-                for k in 0..3 {
-                    // Rotate the order, so no path always follows another.
-                    let p = (i + c + k) % 3;
+                for k in 0..2 {
+                    // Alternate the order, so neither path always follows the other.
+                    let p = (i + c + k) % 2;
                     let start = Instant::now();
-                    let reply = caller.call(PATHS[p], &payload).await;
+                    let reply = caller.call(pair[p], &payload).await;
                     let took = start.elapsed();
                     assert_eq!(reply.len(), PAYLOAD);
                     if i >= warmup {
@@ -205,10 +212,10 @@ async fn mixed(callers: &[std::sync::Arc<Caller>], warmup: usize) -> [Vec<Durati
             samples
         }));
     }
-    let mut all: [Vec<Duration>; 3] = Default::default();
+    let mut all: [Vec<Duration>; 2] = Default::default();
     for h in handles {
         let s = h.await.expect("caller");
-        for p in 0..3 {
+        for p in 0..2 {
             all[p].extend_from_slice(&s[p]);
         }
     }
@@ -262,13 +269,17 @@ struct Round {
     direct: [f64; 3],
     /// p50, p99 and throughput ratios of the channel and the bus path (alternating windows).
     ratios: [[f64; 3]; 2],
-    /// p50 and p99 ratios of the channel and the bus path, mixed call by call.
+    /// p50 and p99 ratios of the channel and the bus path, each mixed call by call with the
+    /// direct call.
     mixed: [[f64; 2]; 2],
 }
 
 impl Round {
     async fn measure(callers: &[std::sync::Arc<Caller>], warmup: usize) -> Round {
-        let mix = mixed(callers, warmup).await;
+        let mixes = [
+            mixed(callers, [Path::Channel, Path::Direct], warmup).await,
+            mixed(callers, [Path::Bus, Path::Direct], warmup).await,
+        ];
         let (lat, tput) = windows(callers).await;
         let pct = |v: &[Duration]| {
             [
@@ -282,15 +293,14 @@ impl Round {
             let f = pct(&lat[p]);
             [f[0] / d[0], f[1] / d[1], tput[2] / tput[p]]
         };
-        let md = pct(&mix[2]);
-        let mixed_ratio = |p: usize| {
-            let f = pct(&mix[p]);
+        let mixed_ratio = |mix: &[Vec<Duration>; 2]| {
+            let (f, md) = (pct(&mix[0]), pct(&mix[1]));
             [f[0] / md[0], f[1] / md[1]]
         };
         Round {
             direct,
             ratios: [ratio(0), ratio(1)],
-            mixed: [mixed_ratio(0), mixed_ratio(1)],
+            mixed: [mixed_ratio(&mixes[0]), mixed_ratio(&mixes[1])],
         }
     }
 
@@ -365,7 +375,7 @@ fn main() {
         };
         println!("B1: kernel-mediated agent call vs direct D-Bus call, {PAYLOAD}-byte payload, interleaved");
         println!("ratios are kernel / direct (latency) and direct / kernel (throughput); lower is better");
-        println!("columns: p50 p99 throughput, in alternating windows; then p50 p99 mixed call by call");
+        println!("columns: p50 p99 throughput, in alternating windows; then p50 p99, each kernel path mixed call by call with the direct call");
         if let Ok(secs) = std::env::var("B1_PROFILE") {
             let secs: u64 = secs.parse().expect("B1_PROFILE is a number of seconds");
             let path = match std::env::var("B1_PROFILE_PATH").as_deref() {
