@@ -54,14 +54,15 @@ impl Reader {
         &self.buf[self.start..self.end]
     }
 
-    /// Reads until at least `n` bytes are buffered.
+    /// Reads until at least `n` bytes are buffered. The buffer grows as bytes come, not as a
+    /// header claims: a peer that announces a large message and sends nothing costs nothing.
     async fn fill(&mut self, n: usize) -> io::Result<()> {
         if self.end - self.start >= n {
             return Ok(());
         }
         if self.start == self.end {
             (self.start, self.end) = (0, 0);
-            if self.buf.len() > AHEAD && n <= AHEAD {
+            if self.buf.len() > AHEAD {
                 // Give back what a large message needed.
                 self.buf = vec![0; AHEAD];
             }
@@ -69,11 +70,13 @@ impl Reader {
         if self.start + n > self.buf.len() {
             self.buf.copy_within(self.start..self.end, 0);
             (self.start, self.end) = (0, self.end - self.start);
-            if n > self.buf.len() {
-                self.buf.resize(n, 0);
-            }
         }
         while self.end - self.start < n {
+            if self.end == self.buf.len() {
+                // Full, and short of `n` (so `start` is 0 and `n` is past the end).
+                let grown = self.buf.len().saturating_mul(2).min(n);
+                self.buf.resize(grown, 0);
+            }
             self.read_some().await?;
         }
         Ok(())
@@ -281,6 +284,21 @@ mod tests {
         assert_eq!(tags, [big.clone(), "small".into(), big]);
         // Once emptied, the buffer is back to its usual size.
         assert_eq!(next(&mut r, 4).await.unwrap().0, "after");
+        assert_eq!(r.buf.len(), AHEAD);
+    }
+
+    #[tokio::test]
+    async fn a_claimed_length_costs_nothing_until_the_bytes_come() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let mut r = reader(ours, true);
+        let mut bytes = message("big", &[]).data().to_vec();
+        // The body is announced as 100 MiB; only the first bytes are sent.
+        bytes[4..8].copy_from_slice(&(100u32 << 20).to_le_bytes());
+        crate::send(theirs.as_fd(), &bytes, &[]).unwrap();
+        let (mut b, mut f) = (Vec::new(), Vec::new());
+        let read = r.receive_message(1, &mut b, &mut f);
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(200), read).await;
+        assert!(waited.is_err(), "no message yet");
         assert_eq!(r.buf.len(), AHEAD);
     }
 
