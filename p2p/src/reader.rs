@@ -162,14 +162,10 @@ impl ReadHalf for Reader {
     ) -> zbus::Result<Message> {
         // What the handshake read past its end comes before what is buffered here.
         if !already_received_bytes.is_empty() {
-            let rest = self.buffered().to_vec();
-            already_received_bytes.extend_from_slice(&rest);
-            let all = std::mem::take(already_received_bytes);
-            (self.start, self.end) = (0, all.len());
-            self.buf = all;
-            if self.buf.len() < AHEAD {
-                self.buf.resize(AHEAD, 0);
-            }
+            already_received_bytes.extend_from_slice(&self.buf[self.start..self.end]);
+            self.buf = std::mem::take(already_received_bytes);
+            (self.start, self.end) = (0, self.buf.len());
+            self.buf.resize(self.buf.len().max(AHEAD), 0);
         }
         for fd in already_received_fds.drain(..).rev() {
             self.fds.push_front(fd);
