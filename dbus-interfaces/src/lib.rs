@@ -9,6 +9,7 @@ pub mod capability;
 pub mod error;
 pub mod names;
 pub mod proxies;
+pub mod text;
 pub mod types;
 
 pub use capability::{Capability, ScopeKind};
