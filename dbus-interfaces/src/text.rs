@@ -150,6 +150,9 @@ mod tests {
             display_safe_block("a\u{1b}[31mb\u{0}", usize::MAX),
             "a[31mb"
         );
-        assert_eq!(display_safe("one\u{2029}two\u{85}three", 100), "one two three");
+        assert_eq!(
+            display_safe("one\u{2029}two\u{85}three", 100),
+            "one two three"
+        );
     }
 }
