@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use agentos_dbus_interfaces::proxies::TaskChanged;
+use agentos_client::TaskEvent;
 use agentos_dbus_interfaces::{TaskInfo, TaskState};
 
 use crate::error::Result;
@@ -19,16 +19,15 @@ pub struct Change {
 }
 
 impl Change {
-    /// The change a signal reports; `None` if its body is malformed.
-    pub fn from_signal(signal: &TaskChanged) -> Option<Change> {
-        let a = signal.args().ok()?;
-        Some(Change {
-            id: a.id,
-            parent: a.parent,
-            state: a.state.to_string(),
-            progress: a.progress,
-            message: a.message.to_string(),
-        })
+    /// The change a `TaskChanged` signal reports.
+    pub fn from_event(event: TaskEvent) -> Change {
+        Change {
+            id: event.id,
+            parent: event.parent,
+            state: event.state.as_str().to_string(),
+            progress: event.progress,
+            message: event.message,
+        }
     }
 
     pub fn from_task(task: TaskInfo) -> Change {

@@ -27,7 +27,8 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            output::warn(&format!("agentctl: {e:#}"));
+            // Errors may quote what the kernel or an agent said: printed safe, like all else.
+            output::warn(&format!("agentctl: {}", output::clean(&format!("{e:#}"))));
             ExitCode::from(1)
         }
     }

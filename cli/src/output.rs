@@ -2,6 +2,7 @@
 
 use std::io::Write;
 
+use agentos_client::{display_safe, display_safe_block};
 use serde::Serialize;
 
 use crate::error::{CliError, Result};
@@ -28,30 +29,22 @@ pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
     emit(&text)
 }
 
-/// One line of text from the bus, with control characters (escape sequences, newlines) replaced
-/// by spaces, so an agent cannot forge or garble terminal output.
+/// One line of text from the bus, safe to print: control characters (escape sequences,
+/// newlines) and bidirectional controls removed, so an agent cannot forge, garble or disguise
+/// terminal output.
 pub fn clean(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
-}
-
-/// Multi-line text from the bus: newlines and tabs stay, other control characters go.
-pub fn clean_block(s: &str) -> String {
-    s.chars()
-        .filter(|&c| !c.is_control() || c == '\n' || c == '\t')
-        .collect()
+    display_safe(s, usize::MAX)
 }
 
 /// [`clean`], cut to at most `max` characters (ending in `…` when cut).
 pub fn truncate(s: &str, max: usize) -> String {
-    let s = clean(s);
-    if s.chars().count() <= max {
-        return s;
-    }
-    let mut cut: String = s.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
+    display_safe(s, max)
+}
+
+/// Multi-line text from the bus (a result): newlines and tabs stay, other control characters
+/// and bidirectional controls go.
+pub fn clean_block(s: &str) -> String {
+    display_safe_block(s, usize::MAX)
 }
 
 /// A progress fraction as a whole percentage.
@@ -100,7 +93,7 @@ impl Table {
         }
     }
 
-    /// Add a row; cells are cleaned of control characters.
+    /// Add a row; cells are made safe to print (see [`clean`]).
     pub fn row(&mut self, cells: Vec<String>) {
         self.rows.push(cells.iter().map(|c| clean(c)).collect());
     }
@@ -142,7 +135,9 @@ mod tests {
         assert_eq!(time(0), "1970-01-01 00:00:00");
         assert_eq!(time(1_709_210_096_000), "2024-02-29 12:34:56");
         assert_eq!(truncate("abcdef", 4), "abc…");
-        assert_eq!(clean("a\x1b[2Jb\nc"), "a [2Jb c");
+        assert_eq!(clean("a\x1b[2Jb\nc"), "a[2Jb c");
+        assert_eq!(clean("invoice-\u{202e}fdp.exe"), "invoice-fdp.exe");
+        assert_eq!(clean_block("a\r\nb\u{2067}"), "a\nb");
         assert_eq!(percent(0.404), "40%");
         assert_eq!(percent(f64::NAN), "0%");
     }
@@ -152,5 +147,8 @@ mod tests {
         let mut t = Table::new(&["A", "BB"]);
         t.row(vec!["xyz".into(), "1".into()]);
         assert_eq!(t.render(), "A    BB\nxyz  1\n");
+        let mut t = Table::new(&["A", "B"]);
+        t.row(vec!["\u{202e}x\ny".into(), "\x1b[2J".into()]);
+        assert_eq!(t.render(), "A    B\nx y  [2J\n");
     }
 }

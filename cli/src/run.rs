@@ -32,7 +32,9 @@ pub async fn run(
     let mut interrupt = signal(SignalKind::interrupt())
         .map_err(|e| CliError::new(format!("cannot handle Ctrl-C: {e}")))?;
     // Subscribe before delegating, so no change of the new task can be missed.
-    let mut changes = kernel.proxy.receive_task_changed().await?;
+    // The kernel's `TaskChanged` signals, from the verified kernel only; a malformed one is
+    // skipped (the task is polled as well).
+    let mut changes = kernel.client.task_events().await?;
 
     let mut options = Options::new();
     if let Some(secs) = timeout {
@@ -49,7 +51,7 @@ pub async fn run(
         tokio::select! {
             reply = &mut delegate => break reply?,
             change = changes.next(), if signals_open => match change {
-                Some(change) => early.extend(Change::from_signal(&change)),
+                Some(change) => early.extend(change.ok().map(Change::from_event)),
                 None => signals_open = false,
             },
             _ = interrupt.recv() => {
@@ -78,11 +80,8 @@ pub async fn run(
     while follower.root_state.is_none_or(|s| !s.is_terminal()) {
         tokio::select! {
             change = changes.next(), if signals_open => match change {
-                Some(change) => {
-                    if let Some(change) = Change::from_signal(&change) {
-                        follower.update(&change)?;
-                    }
-                }
+                Some(Ok(change)) => follower.update(&Change::from_event(change))?,
+                Some(Err(_)) => {}
                 None => signals_open = false,
             },
             _ = poll.tick() => {
