@@ -4,31 +4,22 @@
 
 use std::path::{Path, PathBuf};
 
+use agentos_portal::xdg::BaseDirs;
+
 use crate::manifest::Manifest;
 
-/// The directories searched, in order of precedence.
-pub fn agent_dirs(extra: &[PathBuf]) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = extra.to_vec();
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    let data_home = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| home.map(|h| h.join(".local/share")));
-    if let Some(d) = data_home {
-        dirs.push(d.join("agentos/agents"));
-    }
-    let data_dirs = std::env::var("XDG_DATA_DIRS")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "/usr/local/share:/usr/share".into());
-    dirs.extend(
-        data_dirs
-            .split(':')
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-            .map(|p| p.join("agentos/agents")),
-    );
-    dirs
+/// The directories searched, in order of precedence: `extra`, then `agentos/agents` under the
+/// XDG data home and each XDG data dir.
+pub fn agent_dirs(extra: &[PathBuf], dirs: &BaseDirs) -> Vec<PathBuf> {
+    extra
+        .iter()
+        .cloned()
+        .chain(
+            dirs.data_search_path()
+                .into_iter()
+                .map(|d| d.join("agentos/agents")),
+        )
+        .collect()
 }
 
 /// Load every valid manifest from `dirs`; returns them and the problems found.
@@ -98,6 +89,24 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].0.name, "First");
         assert_eq!(problems.len(), 1, "{problems:?}");
+    }
+
+    #[test]
+    fn extra_dirs_first_then_the_xdg_data_dirs() {
+        let env = [
+            ("HOME", "/home/u"),
+            ("XDG_DATA_DIRS", "/usr/share:relative"),
+        ];
+        let dirs =
+            BaseDirs::from_env(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).into()));
+        assert_eq!(
+            agent_dirs(&["/extra".into()], &dirs),
+            [
+                PathBuf::from("/extra"),
+                "/home/u/.local/share/agentos/agents".into(),
+                "/usr/share/agentos/agents".into(),
+            ]
+        );
     }
 
     #[test]

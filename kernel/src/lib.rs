@@ -9,10 +9,7 @@ pub mod audit;
 pub mod authorize;
 pub mod bus;
 pub mod clock;
-pub mod consent;
-pub mod desktop_portal;
 pub mod discovery;
-pub mod documents;
 pub mod identity_cache;
 pub mod kernel;
 pub mod launcher;
@@ -27,3 +24,5 @@ pub mod tasks;
 pub mod tools;
 
 pub use kernel::{Caller, Config, Kernel};
+/// The desktop-service clients live in `agentos-portal`; kept at their old paths for the kernel.
+pub use agentos_portal::{consent, desktop_portal, documents};

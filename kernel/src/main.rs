@@ -7,6 +7,7 @@ use std::time::Duration;
 use agentos_kernel::bus::{self, StartError};
 use agentos_kernel::clock::SystemClock;
 use agentos_kernel::{Config, Kernel};
+use agentos_portal::xdg::BaseDirs;
 use anyhow::Context;
 use clap::Parser;
 
@@ -39,38 +40,16 @@ struct Args {
     task_timeout: u64,
 }
 
-fn data_home() -> Option<PathBuf> {
-    std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-}
-
-/// The user's documents folder (XDG user dirs, else ~/Documents).
-fn documents_dir() -> Option<PathBuf> {
-    let home = PathBuf::from(std::env::var_os("HOME")?);
-    let config = std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| home.join(".config"));
-    let from_user_dirs = std::fs::read_to_string(config.join("user-dirs.dirs"))
-        .ok()
-        .and_then(|text| {
-            text.lines().find_map(|l| {
-                let v = l.strip_prefix("XDG_DOCUMENTS_DIR=")?.trim_matches('"');
-                Some(PathBuf::from(v.replace("$HOME", &home.to_string_lossy())))
-            })
-        });
-    Some(from_user_dirs.unwrap_or_else(|| home.join("Documents")))
-}
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     agentos_kernel::logging::init();
+    let xdg_dirs = BaseDirs::from_process_env();
     let data_dir = match args.data_dir {
         Some(d) => d,
-        None => data_home()
-            .context("neither XDG_DATA_HOME nor HOME is set")?
+        None => xdg_dirs
+            .data_home()
+            .context("neither XDG_DATA_HOME nor HOME is an absolute path")?
             .join("agentos"),
     };
     let mut exec_dirs = args.exec_dirs;
@@ -81,11 +60,11 @@ async fn main() -> anyhow::Result<()> {
         exec_dirs.push(dir);
     }
     let config = Config {
-        agent_dirs: agentos_kernel::discovery::agent_dirs(&args.agents_dirs),
+        agent_dirs: agentos_kernel::discovery::agent_dirs(&args.agents_dirs, &xdg_dirs),
         exec_dirs,
         consent_timeout: Duration::from_secs(args.consent_timeout),
         task_timeout: Duration::from_secs(args.task_timeout),
-        documents_dir: documents_dir(),
+        documents_dir: xdg_dirs.documents_dir(),
         desktop_access: agentos_kernel::desktop_portal::find_access_backend(),
         data_dir: data_dir.clone(),
     };

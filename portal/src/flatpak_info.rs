@@ -1,5 +1,7 @@
 //! Parsing of the `/.flatpak-info` keyfile that Flatpak (and our test sandboxes) put in a sandbox.
 
+use crate::keyfile::KeyFile;
+
 /// The fields of `/.flatpak-info` that identify an app instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlatpakInfo {
@@ -9,30 +11,12 @@ pub struct FlatpakInfo {
     pub instance_id: String,
 }
 
-/// Parse the keyfile text. Returns `None` when it has no usable `[Application] name`.
+/// Parse the keyfile text as GKeyFile reads it (xdg-desktop-portal does). Returns `None` when it
+/// is not a key file or has no usable `[Application] name`.
 pub fn parse(text: &str) -> Option<FlatpakInfo> {
-    let mut section = "";
-    let mut app_id = None;
-    let mut instance_id = String::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            section = name;
-            continue;
-        }
-        let Some((key, value)) = line.split_once('=') else {
-            continue;
-        };
-        match (section, key.trim()) {
-            ("Application", "name") => app_id = Some(value.trim().to_string()),
-            ("Instance", "instance-id") => instance_id = value.trim().to_string(),
-            _ => {}
-        }
-    }
-    let app_id = app_id?;
+    let file = KeyFile::parse(text).ok()?;
+    let app_id = file.string("Application", "name").ok()?;
+    let instance_id = file.string("Instance", "instance-id").unwrap_or_default();
     is_valid_app_id(&app_id).then_some(FlatpakInfo {
         app_id,
         instance_id,
@@ -71,5 +55,11 @@ mod tests {
         assert!(parse("[Application]\nname=host\n").is_none());
         assert!(parse("[Application]\nname=org.x/../y\n").is_none());
         assert!(parse("[Runtime]\nname=org.gnome.Platform\n").is_none());
+        // Not a key file at all: no identity, as GKeyFile would refuse it.
+        assert!(parse("name=org.example.Agent\n[Application]\nname=org.example.Agent\n").is_none());
+        assert!(parse("[Application]\nname=org.example.Agent\ngarbage\n").is_none());
+        // The later key wins, as in GKeyFile.
+        let info = parse("[Application]\nname=org.example.A\nname = org.example.B\n").unwrap();
+        assert_eq!(info.app_id, "org.example.B");
     }
 }

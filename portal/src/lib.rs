@@ -1,8 +1,15 @@
-//! AgentOS's side of the desktop portal machinery: who is calling (Flatpak app or host), read the
-//! way xdg-desktop-portal reads it.
+//! AgentOS's side of the desktop: who is calling (Flatpak app or host), read the way
+//! xdg-desktop-portal reads it; the clients of desktop services (the consent dialog, the desktop's
+//! portal backend, the Documents portal); where the user's files are (XDG directories) and the
+//! key-file format those services' files are written in.
 
+pub mod consent;
+pub mod desktop_portal;
+pub mod documents;
 pub mod flatpak_info;
 pub mod identity;
+pub mod keyfile;
 pub mod systemd_scope;
+pub mod xdg;
 
 pub use identity::{identify_pid, identify_sender, CallerIdentity, IdentityError};

@@ -44,25 +44,9 @@ pub async fn choose_provider(
     desktop_backend.map(str::to_string)
 }
 
-/// Make a string safe to show: no control or bidi characters, newlines become spaces, and long
-/// values are cut with a visible ellipsis.
-pub fn display_safe(s: &str, max_chars: usize) -> String {
-    let cleaned: String = s
-        .chars()
-        .map(|c| if c == '\n' || c == '\t' { ' ' } else { c })
-        .filter(|c| !c.is_control() && !is_bidi_control(*c))
-        .collect();
-    if cleaned.chars().count() > max_chars {
-        let cut: String = cleaned.chars().take(max_chars.saturating_sub(1)).collect();
-        format!("{cut}…")
-    } else {
-        cleaned
-    }
-}
-
-pub fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-}
+/// Prompt text is made safe to show with the project's one implementation; re-exported for the
+/// kernel's prompt builder and manifest checks.
+pub use agentos_dbus_interfaces::text::{display_safe, is_bidi_control};
 
 /// Ask through `provider` on `conn`; `handle` names the request object. If `gone` finishes
 /// first (the asking agent went away) or the time runs out, the dialog is closed.
@@ -173,12 +157,6 @@ fn lifetime_choice(results: &HashMap<String, OwnedValue>) -> Option<Lifetime> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn display_safe_strips_and_truncates() {
-        assert_eq!(display_safe("a\nb\u{202e}c\u{7}", 100), "a bc");
-        assert_eq!(display_safe("abcdef", 4), "abc…");
-    }
 
     #[test]
     fn both_choice_shapes_are_read() {
