@@ -1,20 +1,22 @@
 //! Self-registration: an agent started outside the kernel passes it one end of a socket over the
-//! bus, after checking that the kernel's name belongs to our own user; `stay_registered` does it
-//! again whenever the kernel restarts.
+//! bus, to the kernel `agentos-client` verified (its owner runs as our own user; the call goes to
+//! its unique name); `stay_registered` does it again, verifying anew, whenever the kernel
+//! restarts.
 
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentos_dbus_interfaces::names::KERNEL_BUS_NAME;
-use agentos_dbus_interfaces::proxies::Kernel1Proxy;
-use futures_util::StreamExt;
+use agentos_client::{Client, ClientError};
 use zbus::zvariant::Fd;
 
 use agentos_p2p::until_closed;
 
 use crate::connect::{serve, SdkError};
 use crate::Agent;
+
+/// How long to wait before trying again after a failed registration.
+const RETRY: Duration = Duration::from_millis(500);
 
 /// A self-registered agent: its bus connection (kept for the registration) and its private one.
 pub struct Registration {
@@ -31,11 +33,9 @@ impl Registration {
     }
 }
 
+/// The bus at `address` (None: the session bus, or the bus `./scripts/start` started).
 async fn connect(address: Option<&str>) -> Result<zbus::Connection, SdkError> {
-    let bus = match address {
-        Some(a) => zbus::connection::Builder::address(a)?.build().await?,
-        None => zbus::Connection::session().await?,
-    };
+    let bus = agentos_client::open_bus(address).await.map_err(sdk_error)?;
     // Serve nothing on the bus, but answer: calls from other peers get UnknownObject at once.
     let _ = bus.object_server();
     Ok(bus)
@@ -50,18 +50,22 @@ pub async fn register<A: Agent>(
     address: Option<&str>,
 ) -> Result<Registration, SdkError> {
     let bus = connect(address).await?;
-    let (path, kernel) = register_on(&bus, Arc::new(agent), agent_id).await?;
+    let client = Client::with_connection(bus.clone())
+        .await
+        .map_err(sdk_error)?;
+    let (path, kernel) = register_on(&client, Arc::new(agent), agent_id).await?;
     Ok(Registration { bus, kernel, path })
 }
 
+/// Register with the kernel `client` verified: the call goes to its unique name, so a process
+/// that took `org.agentos.Kernel` since can neither receive the socket nor answer.
 async fn register_on<A: Agent>(
-    bus: &zbus::Connection,
+    client: &Client,
     agent: Arc<A>,
     agent_id: &str,
 ) -> Result<(String, zbus::Connection), SdkError> {
-    verify_kernel_owner(bus).await?;
+    let kernel = client.kernel().await.map_err(sdk_error)?;
     let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
-    let kernel = Kernel1Proxy::new(bus).await?;
     let theirs_fd = OwnedFd::from(theirs);
     // Both at once (the kernel completes the handshake before it answers), but a refusal must
     // not leave us waiting for a handshake that will never come.
@@ -75,8 +79,9 @@ async fn register_on<A: Agent>(
     Ok((path.to_string(), conn))
 }
 
-/// Register, and register again each time the kernel comes back after going away. Returns only
-/// when the kernel refuses the agent (access denied, invalid argument) or the bus is lost.
+/// Register, and register again each time the kernel comes back after going away (the new
+/// owner of `org.agentos.Kernel` is verified each time). Returns only when the kernel refuses
+/// the agent (access denied, invalid argument) or the bus is lost.
 pub async fn stay_registered<A: Agent>(
     agent: A,
     agent_id: &str,
@@ -84,9 +89,22 @@ pub async fn stay_registered<A: Agent>(
 ) -> Result<(), SdkError> {
     let agent = Arc::new(agent);
     let bus = connect(address).await?;
+    let client = Client::when_running(bus).await.map_err(sdk_error)?;
     loop {
-        wait_for_kernel(&bus).await?;
-        match register_on(&bus, Arc::clone(&agent), agent_id).await {
+        // Looks the owner up again (the kernel may have restarted) and waits while there is none.
+        match client.wait_for_kernel().await {
+            Ok(_) => {}
+            Err(e @ ClientError::Disconnected) => return Err(sdk_error(e)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot trust the kernel's name; waiting for it to change hands");
+                tokio::select! {
+                    () = client.owner_changed() => {}
+                    () = tokio::time::sleep(RETRY) => {}
+                }
+                continue;
+            }
+        }
+        match register_on(&client, Arc::clone(&agent), agent_id).await {
             Ok((path, conn)) => {
                 tracing::info!(%path, "registered with the kernel");
                 until_closed(&conn).await;
@@ -98,44 +116,16 @@ pub async fn stay_registered<A: Agent>(
             )) => return Err(SdkError::Kernel(e)),
             Err(e) => {
                 tracing::warn!(error = %e, "registration failed; trying again");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                tokio::time::sleep(RETRY).await;
             }
         }
     }
 }
 
-/// Wait until some process owns the kernel's name.
-async fn wait_for_kernel(bus: &zbus::Connection) -> Result<(), SdkError> {
-    let dbus = zbus::fdo::DBusProxy::new(bus).await?;
-    let mut changes = dbus
-        .receive_name_owner_changed_with_args(&[(0, KERNEL_BUS_NAME)])
-        .await?;
-    let name = zbus::names::BusName::try_from(KERNEL_BUS_NAME).map_err(zbus::Error::from)?;
-    if dbus.name_has_owner(name).await.map_err(zbus::Error::from)? {
-        return Ok(());
+/// The SDK's error for a failure to reach or trust the kernel.
+fn sdk_error(e: ClientError) -> SdkError {
+    match e {
+        ClientError::Bus(e) => SdkError::Bus(e),
+        other => SdkError::NotTheKernel(other.to_string()),
     }
-    while let Some(change) = changes.next().await {
-        if change.args().is_ok_and(|a| a.new_owner().is_some()) {
-            return Ok(());
-        }
-    }
-    Err(SdkError::Bus(zbus::Error::Failure(
-        "the bus connection closed".into(),
-    )))
-}
-
-/// Any process may take a free bus name: make sure the kernel's belongs to our own user.
-async fn verify_kernel_owner(bus: &zbus::Connection) -> Result<(), SdkError> {
-    let dbus = zbus::fdo::DBusProxy::new(bus).await?;
-    let name = zbus::names::BusName::try_from(KERNEL_BUS_NAME).map_err(zbus::Error::from)?;
-    let uid = dbus.get_connection_unix_user(name).await.map_err(|e| {
-        SdkError::NotTheKernel(format!("agentosd is not running on this bus ({e})"))
-    })?;
-    let me = rustix::process::getuid().as_raw();
-    if uid != me {
-        return Err(SdkError::NotTheKernel(format!(
-            "{KERNEL_BUS_NAME} is owned by uid {uid}, not by us ({me})"
-        )));
-    }
-    Ok(())
 }
