@@ -24,5 +24,6 @@ pub mod tasks;
 pub mod tools;
 
 pub use kernel::{Caller, Config, Kernel};
+
 /// The desktop-service clients live in `agentos-portal`; kept at their old paths for the kernel.
 pub use agentos_portal::{consent, desktop_portal, documents};
