@@ -98,6 +98,18 @@ impl Store {
         Ok(())
     }
 
+    /// Applies many updates in one transaction (the kernel batches a task's changes, and the
+    /// changes of many tasks, into one write). An update of a task that is not there fails the
+    /// whole batch, and nothing of it is written.
+    pub fn update_tasks(&self, updates: &[(u64, TaskUpdate)]) -> Result<(), StoreError> {
+        let tx = self.begin()?;
+        for (id, u) in updates {
+            self.update_task(*id, u)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// The task with this id, if there is one.
     pub fn get_task(&self, id: u64) -> Result<Option<TaskInfo>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM tasks WHERE id = ?1");
@@ -110,6 +122,21 @@ impl Store {
         let mut stmt = self.conn.prepare(&sql)?;
         let tasks = stmt
             .query_map([limit], task_from_row)?
+            .collect::<Result<_, _>>()?;
+        Ok(tasks)
+    }
+
+    /// At most `limit` tasks whose id is below `before` (0: no bound), newest first.
+    pub fn list_task_page(&self, before: u64, limit: u32) -> Result<Vec<TaskInfo>, StoreError> {
+        let before = if before == 0 {
+            i64::MAX
+        } else {
+            before.min(i64::MAX as u64) as i64
+        };
+        let sql = format!("SELECT {COLUMNS} FROM tasks WHERE id < ?1 ORDER BY id DESC LIMIT ?2");
+        let mut stmt = self.conn.prepare(&sql)?;
+        let tasks = stmt
+            .query_map(params![before, limit], task_from_row)?
             .collect::<Result<_, _>>()?;
         Ok(tasks)
     }
@@ -266,5 +293,41 @@ mod tests {
             }
         }
         assert_eq!(store.fail_unfinished_tasks("again", 100).unwrap(), 0);
+    }
+
+    #[test]
+    fn pages_and_batched_updates() {
+        let tmp = TempDir::new().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let ids: Vec<u64> = (0..5)
+            .map(|i| {
+                store
+                    .insert_task(&task("g", TaskState::Working, i))
+                    .unwrap()
+            })
+            .collect();
+        let page = |before, limit| -> Vec<u64> {
+            let tasks = store.list_task_page(before, limit).unwrap();
+            tasks.iter().map(|t| t.id).collect()
+        };
+        assert_eq!(page(0, 2), [ids[4], ids[3]]);
+        assert_eq!(page(ids[3], 2), [ids[2], ids[1]]);
+        assert_eq!(page(ids[1], 2), [ids[0]]);
+        let done = |progress| TaskUpdate {
+            state: TaskState::Completed,
+            progress,
+            message: String::new(),
+            result: Some("r".into()),
+            updated: 9,
+        };
+        store
+            .update_tasks(&[(ids[0], done(1.0)), (ids[1], done(0.5))])
+            .unwrap();
+        assert_eq!(store.get_task(ids[1]).unwrap().unwrap().state, "completed");
+        // One missing task fails the whole batch.
+        assert!(store
+            .update_tasks(&[(ids[2], done(1.0)), (999, done(1.0))])
+            .is_err());
+        assert_eq!(store.get_task(ids[2]).unwrap().unwrap().state, "working");
     }
 }

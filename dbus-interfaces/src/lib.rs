@@ -17,7 +17,8 @@ pub use error::Error;
 /// Call payloads (`ay`): encoded and decoded as one block of bytes, not byte by byte.
 pub use serde_bytes::{ByteBuf, Bytes};
 pub use types::{
-    AgentInfo, ArtifactInfo, AuditRecord, FileEntry, GrantInfo, Lifetime, TaskInfo, TaskState,
+    AgentInfo, ArtifactInfo, AuditDecision, AuditRecord, ConsentRequestInfo, FileEntry, GrantInfo,
+    Lifetime, TaskInfo, TaskState,
 };
 
 /// The committed introspection XML of each interface, by interface name.

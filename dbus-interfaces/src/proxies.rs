@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use zbus::zvariant::{Fd, OwnedFd, OwnedObjectPath, Value};
 
 use crate::error::Result;
-use crate::types::{AgentInfo, ArtifactInfo, AuditRecord, FileEntry, GrantInfo, TaskInfo};
+use crate::types::{
+    AgentInfo, ArtifactInfo, AuditRecord, ConsentRequestInfo, FileEntry, GrantInfo, TaskInfo,
+};
 use crate::{ByteBuf, Bytes};
 
 /// Options of a delegation (`a{sv}`).
@@ -22,6 +24,7 @@ pub trait Kernel1 {
     fn list_agents(&self) -> Result<Vec<AgentInfo>>;
     fn delegate(&self, agent: &str, goal: &str, options: Options<'_>) -> Result<OwnedObjectPath>;
     fn list_tasks(&self, limit: u32) -> Result<Vec<TaskInfo>>;
+    fn list_task_page(&self, before: u64, limit: u32) -> Result<(Vec<TaskInfo>, u64)>;
     fn get_task(&self, id: u64) -> Result<TaskInfo>;
     fn cancel_task(&self, id: u64) -> Result<()>;
     fn list_grants(&self) -> Result<Vec<GrantInfo>>;
@@ -31,6 +34,11 @@ pub trait Kernel1 {
     fn verify_audit_log(&self) -> Result<(bool, u64, String)>;
     fn register_agent(&self, socket: Fd<'_>, agent_id: &str) -> Result<OwnedObjectPath>;
     fn open_channel(&self) -> Result<OwnedFd>;
+    fn list_consent_requests(&self) -> Result<Vec<ConsentRequestInfo>>;
+    fn set_focus(&self, task: u64) -> Result<()>;
+
+    #[zbus(signal)]
+    fn consent_requests_changed(&self, pending: u32) -> zbus::Result<()>;
 
     #[zbus(signal)]
     fn task_changed(

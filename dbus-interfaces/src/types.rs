@@ -147,6 +147,62 @@ pub struct AuditRecord {
     pub hash: String,
 }
 
+/// What an audit record says happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditDecision {
+    /// A call or delegation went ahead.
+    Allow,
+    /// A call or delegation was refused.
+    Deny,
+    /// The user gave a grant.
+    Grant,
+    /// A grant was taken away (by the user, or from the desktop's permission store).
+    Revoke,
+    /// Records that could not be verified were kept aside at start.
+    Damaged,
+}
+
+impl AuditDecision {
+    pub const ALL: [AuditDecision; 5] = [
+        AuditDecision::Allow,
+        AuditDecision::Deny,
+        AuditDecision::Grant,
+        AuditDecision::Revoke,
+        AuditDecision::Damaged,
+    ];
+
+    /// The wire name, as `AuditRecord::decision` carries it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditDecision::Allow => "allow",
+            AuditDecision::Deny => "deny",
+            AuditDecision::Grant => "grant",
+            AuditDecision::Revoke => "revoke",
+            AuditDecision::Damaged => "damaged",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AuditDecision> {
+        AuditDecision::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+}
+
+/// A consent request waiting for the user's answer: `(tssstssst)`: id, principal (who asks),
+/// capability, scope, task (0 for none), title, subtitle, body (as the dialog shows them), since.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct ConsentRequestInfo {
+    pub id: u64,
+    pub principal: String,
+    pub capability: String,
+    pub scope: String,
+    pub task: u64,
+    pub title: String,
+    pub subtitle: String,
+    pub body: String,
+    /// Milliseconds since the Unix epoch.
+    pub since: u64,
+}
+
 /// An artifact of a task: `(sst)`: name, SHA-256 hex, size.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct ArtifactInfo {
@@ -176,6 +232,7 @@ mod tests {
         assert_eq!(AuditRecord::SIGNATURE.to_string(), "(ttssssss)");
         assert_eq!(ArtifactInfo::SIGNATURE.to_string(), "(sst)");
         assert_eq!(FileEntry::SIGNATURE.to_string(), "(sbt)");
+        assert_eq!(ConsentRequestInfo::SIGNATURE.to_string(), "(tssstssst)");
     }
 
     #[test]
@@ -186,5 +243,8 @@ mod tests {
         assert_eq!(TaskState::parse("done"), None);
         assert!(TaskState::Canceled.is_terminal());
         assert!(!TaskState::AuthRequired.is_terminal());
+        for d in AuditDecision::ALL {
+            assert_eq!(AuditDecision::parse(d.as_str()), Some(d));
+        }
     }
 }

@@ -37,7 +37,8 @@ impl IdentityCache {
     }
 }
 
-/// Follow NameOwnerChanged and drop identities of names that lost their owner.
+/// Follow NameOwnerChanged and forget what was kept for names that lost their owner (their
+/// identity, the task they watched).
 pub async fn follow_name_changes(
     conn: zbus::Connection,
     kernel: std::sync::Weak<crate::kernel::Kernel>,
@@ -53,7 +54,7 @@ pub async fn follow_name_changes(
         let Ok(args) = signal.args() else { continue };
         if args.new_owner().is_none() {
             match kernel.upgrade() {
-                Some(k) => k.identities.forget(args.name().as_str()),
+                Some(k) => k.client_left(args.name().as_str()),
                 None => return,
             }
         }

@@ -70,7 +70,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let store = agentos_data::Store::open(&data_dir)
         .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
-    let kernel = Kernel::new(config, Arc::new(SystemClock), store)?;
+    let kernel = Kernel::new(config, Arc::new(SystemClock), store, bus::host_server)?;
     let conn = match bus::serve(&kernel, args.address.as_deref()).await {
         Ok(c) => c,
         Err(StartError::NameTaken) => {
@@ -79,33 +79,19 @@ async fn main() -> anyhow::Result<()> {
         }
         Err(e) => return Err(e.into()),
     };
-    tracing::info!(agents = kernel.inner_agent_count(), data = %data_dir.display(), "agentosd ready");
+    tracing::info!(agents = kernel.agent_count(), data = %data_dir.display(), "agentosd ready");
     agentos_kernel::permission_store::start(&kernel);
-    let ticker = {
-        let k = Arc::clone(&kernel);
-        tokio::spawn(async move {
-            let mut interval = tokio::time::interval(Duration::from_millis(500));
-            loop {
-                interval.tick().await;
-                k.expire_overdue().await;
-            }
-        })
-    };
+    // Tasks time out as their deadlines pass; with none pending, nothing wakes the kernel.
+    let deadlines = tokio::spawn(Kernel::watch_deadlines(kernel.downgrade()));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: shutting down"),
     }
-    ticker.abort();
+    deadlines.abort();
     let _ = conn
         .release_name(agentos_dbus_interfaces::names::KERNEL_BUS_NAME)
         .await;
-    kernel
-        .interrupt_all("interrupted: the kernel was stopped")
-        .await;
-    if let Err(e) = kernel.commit_audit() {
-        // The records stay in the journal and are committed at the next start.
-        tracing::error!(error = %e, "cannot commit the audit journal");
-    }
+    kernel.shut_down("interrupted: the kernel was stopped");
     Ok(())
 }

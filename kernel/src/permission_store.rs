@@ -10,10 +10,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use agentos_dbus_interfaces::{Capability, Lifetime};
+use agentos_dbus_interfaces::{AuditDecision, Capability, Lifetime};
 use futures_util::StreamExt;
 use zbus::zvariant::OwnedValue;
 
+use crate::audit_entry::AuditEntry;
+use crate::events::Event;
 use crate::kernel::Kernel;
 use crate::policy::Grant;
 
@@ -73,7 +75,7 @@ fn key(g: &Grant) -> (String, String) {
 
 impl Kernel {
     async fn permission_store(&self) -> Option<PermissionStoreProxy<'static>> {
-        let conn = self.bus.get()?;
+        let conn = self.bus()?;
         PermissionStoreProxy::builder(conn)
             .cache_properties(zbus::proxy::CacheProperties::No)
             .build()
@@ -90,13 +92,11 @@ impl Kernel {
             return;
         };
         let (principal, id) = key(grant);
-        self.inner()
-            .mirror_pending
-            .insert((principal.clone(), id.clone()));
+        self.rights.begin_mirror((principal.clone(), id.clone()));
         let permissions = [grant.lifetime.as_str()];
         let set = store.set_permission(TABLE, true, &id, &principal, &permissions);
         let result = tokio::time::timeout(CALL_TIMEOUT, set).await;
-        self.inner().mirror_pending.remove(&(principal.clone(), id));
+        self.rights.end_mirror(&(principal.clone(), id));
         match result {
             Ok(Ok(())) if grant.lifetime == Lifetime::Always => {
                 let marked = self.store().mark_grant_mirrored(
@@ -134,13 +134,14 @@ impl Kernel {
     /// Revoke grants the desktop took away.
     async fn revoke_from_desktop(&self, grants: Vec<Grant>, why: &str) {
         for g in grants {
-            let removed =
-                self.inner()
-                    .policy
-                    .grants
-                    .revoke(&g.principal, g.capability.name, Some(&g.scope));
+            let removed = self
+                .rights
+                .revoke(&g.principal, g.capability.name, Some(&g.scope));
             if removed.is_empty() {
                 continue;
+            }
+            for r in &removed {
+                self.events.publish(Event::GrantRevoked(r.info()));
             }
             if let Err(e) =
                 self.store()
@@ -149,7 +150,13 @@ impl Kernel {
                 tracing::error!(error = %e, "cannot delete a revoked grant");
             }
             tracing::info!(principal = %g.principal, capability = g.capability.name, scope = %g.scope, "{why}");
-            let _ = self.audit(&g.principal, g.capability.name, &g.scope, "revoke", why);
+            let _ = self.audit(AuditEntry {
+                principal: &g.principal,
+                capability: g.capability.name,
+                scope: &g.scope,
+                decision: AuditDecision::Revoke,
+                reason: why,
+            });
         }
     }
 
@@ -165,18 +172,12 @@ impl Kernel {
             return;
         };
         let (lost, forged) = {
-            let inner = self.inner();
-            let live: Vec<&Grant> = inner
-                .policy
-                .grants
-                .iter()
-                .filter(|g| g.capability == cap && g.scope == scope && g.lifetime != Lifetime::Once)
-                .collect();
+            let live = self.rights.mirrored_on(cap, &scope);
             let lost: Vec<Grant> = live
                 .iter()
                 .filter(|g| !apps.contains_key(&g.principal))
-                .filter(|g| !inner.mirror_pending.contains(&key(g)))
-                .map(|g| (*g).clone())
+                .filter(|g| !self.rights.mirror_pending(&key(g)))
+                .cloned()
                 .collect();
             let known: HashSet<&str> = live.iter().map(|g| g.principal.as_str()).collect();
             let forged: Vec<String> = apps
@@ -208,7 +209,7 @@ impl Kernel {
         };
         let mut gone = Vec::new();
         for info in mirrored {
-            let Some(grant) = crate::agents::grant_from_info(&info) else {
+            let Some(grant) = Grant::from_info(&info) else {
                 continue;
             };
             let id = entry_id(&info.capability, &info.scope);
@@ -223,7 +224,7 @@ impl Kernel {
             "revoked from the desktop while the kernel was stopped",
         )
         .await;
-        let live: Vec<Grant> = self.inner().policy.grants.iter().cloned().collect();
+        let live: Vec<Grant> = self.rights.all();
         for g in &live {
             self.mirror_add(g).await;
         }
@@ -286,7 +287,7 @@ pub async fn follow(kernel: Weak<Kernel>, conn: zbus::Connection) {
 
 /// Start following the permission store (after the kernel is on the bus).
 pub fn start(kernel: &Arc<Kernel>) {
-    if let Some(conn) = kernel.bus.get() {
+    if let Some(conn) = kernel.bus() {
         tokio::spawn(follow(Arc::downgrade(kernel), conn.clone()));
     }
 }

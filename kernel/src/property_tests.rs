@@ -168,7 +168,7 @@ async fn connect(k: &Arc<Kernel>, id: &str) -> zbus::Connection {
     };
     let kernel_side = async {
         if id == "c" {
-            k.register(id, ours).await.map(drop)
+            k.register(id, false, ours).await.map(drop)
         } else {
             let generation = k.next_generation();
             k.connect_instance(id, generation, ours).await.map(drop)
@@ -184,12 +184,11 @@ async fn connect(k: &Arc<Kernel>, id: &str) -> zbus::Connection {
 async fn disconnect(k: &Kernel, id: &str, conn: zbus::Connection) {
     conn.close().await.expect("close");
     let done = || {
-        let inner = k.inner();
-        let slot_done = match inner.agents.get(id) {
-            Some(slot) => slot.instance.is_none() && id != "c",
-            None => true,
+        let slot_done = match k.agents.instance(id) {
+            Ok(instance) => instance.is_none() && id != "c",
+            Err(_) => true,
         };
-        slot_done && inner.tasks.unfinished_of(id).is_empty()
+        slot_done && k.tasks.unfinished_of(id).is_empty()
     };
     let noticed = async {
         while !done() {
@@ -323,7 +322,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Advance(secs) => {
                 clock.advance(secs * 1000);
-                k.expire_overdue().await;
+                k.expire_overdue();
                 let now = k.now();
                 model.end_where(|t| t.deadline <= now);
             }

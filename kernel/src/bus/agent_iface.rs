@@ -1,19 +1,15 @@
 //! `org.agentos.Agent1` at `/org/agentos/Kernel/agents/<id>`: every registered agent, reachable
 //! by any bus client, always through the kernel's checks.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::{Arc, Weak};
+use std::sync::Weak;
 
-use agentos_dbus_interfaces::names::{self, AGENT_IFACE};
-use agentos_dbus_interfaces::{ByteBuf, Error};
+use agentos_dbus_interfaces::{AgentInfo, ByteBuf, Error};
 use zbus::message::Header;
-use zbus::object_server::SignalEmitter;
-use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
+use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 
 use super::kernel_iface::{path_of, timeout_option};
 use super::{caller, live};
-use crate::agents::AgentSlot;
 use crate::kernel::Kernel;
 
 pub struct AgentIface {
@@ -21,57 +17,16 @@ pub struct AgentIface {
     id: String,
 }
 
-pub(crate) async fn export(kernel: &Arc<Kernel>, id: &str) {
-    let Some(conn) = kernel.bus.get() else { return };
-    let iface = AgentIface {
-        kernel: Arc::downgrade(kernel),
-        id: id.to_string(),
-    };
-    if let Err(e) = conn.object_server().at(names::agent_path(id), iface).await {
-        tracing::error!(agent = id, error = %e, "cannot export an agent object");
-    }
-}
-
-pub(crate) async fn unexport(kernel: &Kernel, id: &str) {
-    let Some(conn) = kernel.bus.get() else { return };
-    let _ = conn
-        .object_server()
-        .remove::<AgentIface, _>(names::agent_path(id))
-        .await;
-}
-
-/// Announce a change of the agent's `Connected` property.
-pub(crate) async fn announce_connected(kernel: &Kernel, id: &str) {
-    let Some(conn) = kernel.bus.get() else { return };
-    let connected = kernel
-        .inner()
-        .agents
-        .get(id)
-        .is_some_and(|s| s.instance.is_some());
-    let Ok(emitter) = SignalEmitter::new(conn, names::agent_path(id)) else {
-        return;
-    };
-    let Ok(iface) = zbus::names::InterfaceName::try_from(AGENT_IFACE) else {
-        return;
-    };
-    let mut changed: HashMap<&str, Value<'_>> = HashMap::new();
-    changed.insert("Connected", connected.into());
-    let _ = zbus::fdo::Properties::properties_changed(&emitter, iface, changed, Cow::Borrowed(&[]))
-        .await;
-}
-
 impl AgentIface {
-    fn prop<T>(&self, f: impl FnOnce(&AgentSlot) -> T) -> zbus::fdo::Result<T> {
-        let k = self
-            .kernel
-            .upgrade()
-            .ok_or_else(|| zbus::fdo::Error::Failed("shutting down".into()))?;
-        let inner = k.inner();
-        inner
-            .agents
-            .get(&self.id)
+    pub fn new(kernel: Weak<Kernel>, id: String) -> AgentIface {
+        AgentIface { kernel, id }
+    }
+
+    fn prop<T>(&self, f: impl FnOnce(AgentInfo) -> T) -> zbus::fdo::Result<T> {
+        live(&self.kernel)
+            .and_then(|k| k.agent_info(&self.id))
             .map(f)
-            .ok_or_else(|| zbus::fdo::Error::Failed(format!("agent {} is gone", self.id)))
+            .map_err(|e| zbus::fdo::Error::Failed(e.message()))
     }
 }
 
@@ -88,6 +43,7 @@ impl AgentIface {
         let id = k
             .delegate(c, &self.id, goal, timeout_option(&options)?)
             .await?;
+        super::kernel_iface::exported(&k, id).await?;
         path_of(id)
     }
 
@@ -108,22 +64,22 @@ impl AgentIface {
     }
     #[zbus(property)]
     fn name(&self) -> zbus::fdo::Result<String> {
-        self.prop(|s| s.manifest.name.clone())
+        self.prop(|a| a.name)
     }
     #[zbus(property)]
     fn description(&self) -> zbus::fdo::Result<String> {
-        self.prop(|s| s.manifest.description.clone())
+        self.prop(|a| a.description)
     }
     #[zbus(property)]
     fn capabilities(&self) -> zbus::fdo::Result<Vec<String>> {
-        self.prop(|s| s.manifest.capability_names())
+        self.prop(|a| a.capabilities)
     }
     #[zbus(property)]
     fn handles(&self) -> zbus::fdo::Result<Vec<String>> {
-        self.prop(|s| s.manifest.handles.clone())
+        self.prop(|a| a.handles)
     }
     #[zbus(property)]
     fn connected(&self) -> zbus::fdo::Result<bool> {
-        self.prop(|s| s.instance.is_some())
+        self.prop(|a| a.connected)
     }
 }

@@ -21,7 +21,9 @@ use zbus::zvariant::OwnedValue;
 
 use super::kernel_iface::timeout_option;
 use super::live;
-use crate::kernel::{Caller, Kernel};
+use crate::caller::Caller;
+use crate::config::CHANNEL_HANDSHAKE_TIMEOUT;
+use crate::kernel::Kernel;
 
 pub struct ChannelIface {
     pub(crate) kernel: Weak<Kernel>,
@@ -51,9 +53,12 @@ impl ChannelIface {
         options: HashMap<String, OwnedValue>,
     ) -> Result<u64, Error> {
         super::host_iface::from_peer(&hdr)?;
-        live(&self.kernel)?
+        let k = live(&self.kernel)?;
+        let id = k
             .delegate(self.caller.clone(), agent, goal, timeout_option(&options)?)
-            .await
+            .await?;
+        super::kernel_iface::exported(&k, id).await?;
+        Ok(id)
     }
 }
 
@@ -70,7 +75,7 @@ pub(crate) async fn open(iface: ChannelIface) -> Result<std::os::fd::OwnedFd, Er
     .map_err(|e| failed(&e))?
     .p2p();
     tokio::spawn(async move {
-        let build = tokio::time::timeout(std::time::Duration::from_secs(10), builder.build());
+        let build = tokio::time::timeout(CHANNEL_HANDSHAKE_TIMEOUT, builder.build());
         if let Ok(Ok(conn)) = build.await {
             serve(conn, iface).await;
         }

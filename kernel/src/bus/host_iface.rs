@@ -4,13 +4,15 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
+use agentos_dbus_interfaces::names::KERNEL_PATH;
 use agentos_dbus_interfaces::{ArtifactInfo, Error, FileEntry};
 use zbus::message::Header;
 use zbus::zvariant::{OwnedFd, OwnedValue};
 
 use super::kernel_iface::timeout_option;
 use super::live;
-use crate::kernel::{Caller, Kernel};
+use crate::caller::Caller;
+use crate::kernel::Kernel;
 
 pub struct HostIface {
     kernel: Weak<Kernel>,
@@ -21,6 +23,16 @@ impl HostIface {
     pub fn new(kernel: Weak<Kernel>, agent: String) -> HostIface {
         HostIface { kernel, agent }
     }
+}
+
+/// Serve Host1 for `agent` on the kernel's end of its private connection (the kernel's
+/// [`HostServer`](crate::agents::HostServer)).
+pub fn serve(
+    builder: zbus::connection::Builder<'static>,
+    kernel: Weak<Kernel>,
+    agent: &str,
+) -> zbus::Result<zbus::connection::Builder<'static>> {
+    builder.serve_at(KERNEL_PATH, HostIface::new(kernel, agent.to_string()))
 }
 
 /// On a peer-to-peer connection messages carry no sender; anything else did not come from the
@@ -53,7 +65,6 @@ impl HostIface {
     ) -> Result<(), Error> {
         self.kernel(&hdr)?
             .report_progress(&self.agent, task, fraction, message)
-            .await
     }
 
     async fn complete(
@@ -77,7 +88,7 @@ impl HostIface {
         task: u64,
         message: &str,
     ) -> Result<(), Error> {
-        self.kernel(&hdr)?.fail(&self.agent, task, message).await
+        self.kernel(&hdr)?.fail(&self.agent, task, message)
     }
 
     async fn delegate(

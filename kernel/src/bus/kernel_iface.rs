@@ -3,13 +3,16 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
-use agentos_dbus_interfaces::{names, AgentInfo, AuditRecord, Error, GrantInfo, TaskInfo};
+use agentos_dbus_interfaces::{
+    names, AgentInfo, AuditRecord, ConsentRequestInfo, Error, GrantInfo, TaskInfo,
+};
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{OwnedFd, OwnedObjectPath, OwnedValue};
 
 use super::{caller, live};
-use crate::kernel::{store_err, Caller, Kernel};
+use crate::kernel::Kernel;
+use crate::operations::queries::require_users_tool;
 
 pub struct KernelIface {
     kernel: Weak<Kernel>,
@@ -20,17 +23,6 @@ impl KernelIface {
         KernelIface {
             kernel: Arc::downgrade(kernel),
         }
-    }
-}
-
-/// Only the user's own host processes manage grants.
-fn require_host(c: &Caller) -> Result<(), Error> {
-    match c {
-        Caller::Host | Caller::HostApp(_) => Ok(()),
-        other => Err(Error::AccessDenied(format!(
-            "{} may not manage grants; only the user can",
-            other.principal()
-        ))),
     }
 }
 
@@ -55,22 +47,19 @@ pub(crate) fn path_of(id: u64) -> Result<OwnedObjectPath, Error> {
     OwnedObjectPath::try_from(names::task_path(id)).map_err(|e| Error::Failed(e.to_string()))
 }
 
-fn check_limit(n: u32) -> Result<u32, Error> {
-    if (1..=10_000).contains(&n) {
-        Ok(n)
-    } else {
-        Err(Error::InvalidArgument(
-            "limit must be between 1 and 10000".into(),
-        ))
+/// Make sure a new task's object is on the bus before its path is handed out (the event stream
+/// exports it too, a moment later).
+pub(crate) async fn exported(kernel: &Arc<Kernel>, id: u64) -> Result<(), Error> {
+    if let Some(conn) = kernel.bus() {
+        super::publisher::export_task(conn, &Arc::downgrade(kernel), id).await;
     }
+    Ok(())
 }
 
 #[zbus::interface(name = "org.agentos.Kernel1")]
 impl KernelIface {
     async fn list_agents(&self) -> Result<Vec<AgentInfo>, Error> {
-        let k = live(&self.kernel)?;
-        let agents = k.inner().agents.values().map(|s| s.info()).collect();
-        Ok(agents)
+        Ok(live(&self.kernel)?.list_agents())
     }
 
     async fn delegate(
@@ -84,23 +73,16 @@ impl KernelIface {
         let c = caller(&k, &hdr).await?;
         let timeout = timeout_option(&options)?;
         let id = k.delegate(c, agent, goal, timeout).await?;
+        exported(&k, id).await?;
         path_of(id)
     }
 
     async fn list_tasks(&self, limit: u32) -> Result<Vec<TaskInfo>, Error> {
-        let k = live(&self.kernel)?;
-        let mut tasks = k
-            .store()
-            .list_tasks(check_limit(limit)?)
-            .map_err(store_err)?;
-        // Tasks of this run are fresher in memory than in the store.
-        let inner = k.inner();
-        for t in &mut tasks {
-            if let Some(live) = inner.tasks.get(t.id) {
-                *t = live.info();
-            }
-        }
-        Ok(tasks)
+        live(&self.kernel)?.list_tasks(limit)
+    }
+
+    async fn list_task_page(&self, before: u64, limit: u32) -> Result<(Vec<TaskInfo>, u64), Error> {
+        live(&self.kernel)?.list_task_page(before, limit)
     }
 
     async fn get_task(&self, id: u64) -> Result<TaskInfo, Error> {
@@ -110,7 +92,7 @@ impl KernelIface {
     async fn cancel_task(&self, #[zbus(header)] hdr: Header<'_>, id: u64) -> Result<(), Error> {
         let k = live(&self.kernel)?;
         let c = caller(&k, &hdr).await?;
-        k.cancel(&c, id).await
+        k.cancel(&c, id)
     }
 
     async fn list_grants(&self) -> Result<Vec<GrantInfo>, Error> {
@@ -126,7 +108,7 @@ impl KernelIface {
         lifetime: &str,
     ) -> Result<(), Error> {
         let k = live(&self.kernel)?;
-        require_host(&caller(&k, &hdr).await?)?;
+        require_users_tool(&caller(&k, &hdr).await?, "manage grants")?;
         k.grant(principal, capability, scope, lifetime).await
     }
 
@@ -138,25 +120,17 @@ impl KernelIface {
         scope: &str,
     ) -> Result<u32, Error> {
         let k = live(&self.kernel)?;
-        require_host(&caller(&k, &hdr).await?)?;
+        require_users_tool(&caller(&k, &hdr).await?, "manage grants")?;
         k.revoke(principal, capability, scope).await
     }
 
     async fn read_audit_log(&self, after: u64, limit: u32) -> Result<Vec<AuditRecord>, Error> {
-        let k = live(&self.kernel)?;
-        k.commit_audit()?;
-        let records = k
-            .store()
-            .read_audit(after, check_limit(limit)?)
-            .map_err(store_err)?;
-        Ok(records)
+        live(&self.kernel)?.read_audit_log(after, limit)
     }
 
     async fn verify_audit_log(&self) -> Result<(bool, u64, String), Error> {
-        let k = live(&self.kernel)?;
-        k.commit_audit()?;
-        let v = k.store().verify_audit().map_err(store_err)?;
-        Ok((v.ok, v.records, v.problem.unwrap_or_default()))
+        let v = live(&self.kernel)?.verify_audit_log()?;
+        Ok((v.ok, v.records, v.problem))
     }
 
     async fn register_agent(
@@ -166,28 +140,15 @@ impl KernelIface {
         agent_id: &str,
     ) -> Result<OwnedObjectPath, Error> {
         let k = live(&self.kernel)?;
-        let identity = match caller(&k, &hdr).await? {
-            // Host processes cannot be told apart reliably: all of them register as "host".
-            Caller::Host | Caller::HostApp(_) => "host".to_string(),
-            Caller::App(app) if app == agent_id => app,
-            Caller::App(app) => {
-                return Err(Error::AccessDenied(format!(
-                "app {app} cannot register as {agent_id:?}: agents register under their own app id"
-            )))
-            }
-            Caller::Agent { .. } => {
-                return Err(Error::AccessDenied(
-                    "agents cannot register other agents".into(),
-                ))
-            }
-        };
+        let c = caller(&k, &hdr).await?;
         let fd: std::os::fd::OwnedFd = socket.into();
         let stream = std::os::unix::net::UnixStream::from(fd);
-        let path = k.register(&identity, stream).await?;
-        if identity != "host" {
-            k.inner().flatpak_agents.insert(identity);
+        let id = k.register_agent(&c, agent_id, stream).await?;
+        if let Some(conn) = k.bus() {
+            // On the bus before its path is handed out (the event stream exports it too).
+            super::publisher::export_agent(conn, &self.kernel, &id).await;
         }
-        OwnedObjectPath::try_from(path).map_err(|e| Error::Failed(e.to_string()))
+        OwnedObjectPath::try_from(names::agent_path(&id)).map_err(|e| Error::Failed(e.to_string()))
     }
 
     async fn open_channel(&self, #[zbus(header)] hdr: Header<'_>) -> Result<OwnedFd, Error> {
@@ -200,6 +161,24 @@ impl KernelIface {
         Ok(super::channel_iface::open(iface).await?.into())
     }
 
+    async fn list_consent_requests(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<Vec<ConsentRequestInfo>, Error> {
+        let k = live(&self.kernel)?;
+        let c = caller(&k, &hdr).await?;
+        k.list_consent_requests(&c)
+    }
+
+    async fn set_focus(&self, #[zbus(header)] hdr: Header<'_>, task: u64) -> Result<(), Error> {
+        let k = live(&self.kernel)?;
+        let c = caller(&k, &hdr).await?;
+        let client = hdr
+            .sender()
+            .ok_or_else(|| Error::AccessDenied("the call has no sender".into()))?;
+        k.set_focus(&c, client.as_str(), task)
+    }
+
     #[zbus(signal)]
     pub async fn task_changed(
         emitter: &SignalEmitter<'_>,
@@ -209,6 +188,12 @@ impl KernelIface {
         state: &str,
         progress: f64,
         message: &str,
+    ) -> zbus::Result<()>;
+
+    #[zbus(signal)]
+    pub async fn consent_requests_changed(
+        emitter: &SignalEmitter<'_>,
+        pending: u32,
     ) -> zbus::Result<()>;
 
     #[zbus(property)]

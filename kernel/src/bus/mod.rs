@@ -1,10 +1,12 @@
-//! Thin zbus adapters: they translate D-Bus calls into kernel operations and back. Objects are
-//! served before the name is taken; the name is requested without queueing.
+//! Thin zbus adapters: they translate D-Bus calls into kernel operations and back, and reflect
+//! the kernel's events on the bus (`publisher`). Objects are served before the name is taken;
+//! the name is requested without queueing.
 
 pub mod agent_iface;
 pub mod channel_iface;
 pub mod host_iface;
 pub mod kernel_iface;
+pub mod publisher;
 pub mod task_iface;
 
 use std::sync::Arc;
@@ -14,7 +16,11 @@ use agentos_dbus_interfaces::Error;
 use zbus::fdo::{RequestNameFlags, RequestNameReply};
 use zbus::message::Header;
 
-use crate::kernel::{Caller, Kernel};
+use crate::caller::Caller;
+use crate::events::Kinds;
+use crate::kernel::Kernel;
+
+pub use host_iface::serve as host_server;
 
 /// Why the kernel could not take its place on the bus.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +33,7 @@ pub enum StartError {
     RequestName(zbus::Error),
 }
 
-/// Connect, serve every object, then take the name.
+/// Connect, serve every object, follow the kernel's events, then take the name.
 pub async fn serve(
     kernel: &Arc<Kernel>,
     address: Option<&str>,
@@ -43,14 +49,15 @@ pub async fn serve(
         .build()
         .await
         .map_err(StartError::Connect)?;
-    let _ = kernel.bus.set(conn.clone());
-    let ids: Vec<String> = kernel.inner().agents.keys().cloned().collect();
-    for id in ids {
-        agent_iface::export(kernel, &id).await;
+    kernel.attach_bus(conn.clone());
+    let events = kernel.subscribe(Kinds::TASKS | Kinds::AGENTS | Kinds::CONSENT);
+    for agent in kernel.list_agents() {
+        publisher::export_agent(&conn, &kernel.downgrade(), &agent.id).await;
     }
+    tokio::spawn(publisher::run(kernel.downgrade(), conn.clone(), events));
     tokio::spawn(crate::identity_cache::follow_name_changes(
         conn.clone(),
-        Arc::downgrade(kernel),
+        kernel.downgrade(),
     ));
     let reply = conn
         .request_name_with_flags(KERNEL_BUS_NAME, RequestNameFlags::DoNotQueue.into())
@@ -68,8 +75,7 @@ pub async fn serve(
 /// Who sent a bus message, from the connection (never from arguments).
 pub(crate) async fn caller(kernel: &Kernel, hdr: &Header<'_>) -> Result<Caller, Error> {
     let conn = kernel
-        .bus
-        .get()
+        .bus()
         .ok_or_else(|| Error::Failed("the kernel is not on a bus".into()))?;
     let sender = hdr
         .sender()

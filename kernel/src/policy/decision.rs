@@ -1,5 +1,7 @@
 //! Decisions: default deny, manifest ceilings, attenuation through delegation, consent when needed.
 
+use std::collections::HashMap;
+
 use agentos_dbus_interfaces::{Capability, Lifetime};
 
 use super::grants::{Grant, GrantTable};
@@ -27,10 +29,19 @@ pub enum Decision {
     Deny { reason: String },
 }
 
-/// The policy engine: a grant table and the rules above it.
+/// How often the user may deny the same request before it is denied without asking.
+pub const MAX_DENIALS: u32 = 2;
+
+/// The policy engine: a grant table and the rules above it, and what the user denied.
 #[derive(Debug, Default, Clone)]
 pub struct Policy {
     pub grants: GrantTable,
+    /// How often the user denied each (principal, capability, scope) since the last reset.
+    denials: HashMap<(String, String, String), u32>,
+}
+
+fn denial_key(principal: &str, capability: &Capability, scope: &str) -> (String, String, String) {
+    (principal.into(), capability.name.into(), scope.into())
 }
 
 impl Policy {
@@ -70,6 +81,46 @@ impl Policy {
         }
     }
 
+    /// The user said no to `req`.
+    pub fn note_denial(&mut self, req: Request<'_>) {
+        if let Some(acting) = req.chain.first() {
+            *self
+                .denials
+                .entry(denial_key(acting, req.capability, req.scope))
+                .or_default() += 1;
+        }
+    }
+
+    /// Whether the user denied `req` often enough that it is no longer asked ("two denials end
+    /// the asking", until a grant or a revocation resets it).
+    pub fn stops_asking(&self, req: Request<'_>) -> bool {
+        req.chain.first().is_some_and(|acting| {
+            self.denials
+                .get(&denial_key(acting, req.capability, req.scope))
+                .is_some_and(|n| *n >= MAX_DENIALS)
+        })
+    }
+
+    /// Add a grant the user gave; it replaces one for the same scope, which is returned, and
+    /// resets the denials of that scope.
+    pub fn add_grant(&mut self, grant: Grant) -> Option<Grant> {
+        self.denials.remove(&denial_key(
+            &grant.principal,
+            grant.capability,
+            &grant.scope,
+        ));
+        self.grants.add(grant)
+    }
+
+    /// Revoke grants (every scope when `scope` is `None`); returns them. A revocation also resets
+    /// "denied twice, stop asking" for what it covers.
+    pub fn revoke(&mut self, principal: &str, capability: &str, scope: Option<&str>) -> Vec<Grant> {
+        self.denials.retain(|(p, c, s), _| {
+            !(p == principal && c == capability && scope.is_none_or(|sc| sc == s))
+        });
+        self.grants.revoke(principal, capability, scope)
+    }
+
     /// Record the user's answer to a consent prompt for `req` as a grant; decide the request
     /// again afterwards (that spends a "once" grant and re-checks the delegators' rights).
     pub fn record_consent(
@@ -87,7 +138,7 @@ impl Policy {
             granted_at: now,
         };
         // Consent is asked only where no grant covers the request, so nothing is replaced.
-        drop(self.grants.add(grant.clone()));
+        drop(self.add_grant(grant.clone()));
         Some(grant)
     }
 }
@@ -118,6 +169,25 @@ mod tests {
             scope: s,
             declared: true,
         }
+    }
+
+    #[test]
+    fn two_denials_end_the_asking_until_a_grant_or_a_revocation() {
+        let mut p = Policy::default();
+        let chain = vec!["docs".to_string()];
+        let r = req(&chain, "files.read", "/d");
+        p.note_denial(r);
+        assert!(!p.stops_asking(r));
+        p.note_denial(r);
+        assert!(p.stops_asking(r));
+        // Another scope, or another principal, is still asked.
+        assert!(!p.stops_asking(req(&chain, "files.read", "/e")));
+        drop(p.revoke("docs", "files.read", None));
+        assert!(!p.stops_asking(r));
+        p.note_denial(r);
+        p.note_denial(r);
+        drop(p.add_grant(grant("docs", "files.read", "/d", Lifetime::Session)));
+        assert!(!p.stops_asking(r));
     }
 
     #[test]

@@ -15,6 +15,18 @@ pub struct Grant {
 }
 
 impl Grant {
+    /// A stored grant as a policy grant, if the kernel understands it.
+    pub fn from_info(g: &GrantInfo) -> Option<Grant> {
+        let capability = Capability::lookup(&g.capability)?;
+        Some(Grant {
+            principal: g.principal.clone(),
+            capability,
+            scope: capability.normalize_scope(&g.scope).ok()?,
+            lifetime: Lifetime::parse(&g.lifetime)?,
+            granted_at: g.granted_at,
+        })
+    }
+
     pub fn info(&self) -> GrantInfo {
         GrantInfo {
             principal: self.principal.clone(),

@@ -124,6 +124,14 @@ impl TaskTable {
         self.tasks.get(&id)
     }
 
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
     /// A task that may still change; finished tasks never do.
     fn unfinished_mut(&mut self, id: u64) -> Result<&mut Task, TaskError> {
         let task = self.tasks.get_mut(&id).ok_or(TaskError::Unknown(id))?;
@@ -202,15 +210,6 @@ impl TaskTable {
         self.tasks
             .values()
             .filter(|t| t.agent == agent && !t.state.is_terminal())
-            .map(|t| t.id)
-            .collect()
-    }
-
-    /// Unfinished tasks whose deadline has passed.
-    pub fn overdue(&self, now: u64) -> Vec<u64> {
-        self.tasks
-            .values()
-            .filter(|t| !t.state.is_terminal() && t.deadline <= now)
             .map(|t| t.id)
             .collect()
     }
@@ -303,13 +302,5 @@ mod tests {
         assert_eq!(t.get(1).unwrap().progress, 0.5);
         t.set_progress(1, 7.0, "over", 4).unwrap();
         assert_eq!(t.get(1).unwrap().progress, 1.0);
-    }
-
-    #[test]
-    fn deadlines() {
-        let mut t = TaskTable::default();
-        t.insert(task(1, 0, "a"));
-        assert!(t.overdue(99).is_empty());
-        assert_eq!(t.overdue(100), vec![1]);
     }
 }

@@ -1,0 +1,255 @@
+//! The agents the kernel knows, owned in one place: their manifests, how they came to be known,
+//! their connected instance, and one launch lock each (a slow agent's launch holds up no other).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use agentos_dbus_interfaces::proxies::AgentService1Proxy;
+use agentos_dbus_interfaces::{names, AgentInfo, Capability, Error};
+
+use crate::config::Config;
+use crate::manifest::Manifest;
+
+/// How a known agent came to be known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// From a manifest; the kernel launches it on demand.
+    Manifest { exec: Option<PathBuf> },
+    /// It registered itself over the bus; it cannot be relaunched by the kernel. `flatpak`: it
+    /// registered from a Flatpak sandbox (its id is its app id).
+    Registered { flatpak: bool },
+}
+
+/// A connected agent instance.
+#[derive(Clone)]
+pub struct Instance {
+    pub generation: u64,
+    pub conn: zbus::Connection,
+    pub service: AgentService1Proxy<'static>,
+}
+
+/// What the kernel needs to launch an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchPlan {
+    pub exec: PathBuf,
+    pub sandboxed: bool,
+}
+
+/// What is known of an agent that went away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Departed {
+    /// It had registered itself, and is now forgotten.
+    pub forgotten: bool,
+}
+
+/// One known agent.
+struct Slot {
+    manifest: Manifest,
+    origin: Origin,
+    instance: Option<Instance>,
+}
+
+impl Slot {
+    fn info(&self) -> AgentInfo {
+        AgentInfo {
+            id: self.manifest.id.clone(),
+            name: self.manifest.name.clone(),
+            description: self.manifest.description.clone(),
+            path: zbus::zvariant::OwnedObjectPath::try_from(names::agent_path(&self.manifest.id))
+                .unwrap_or_else(|_| zbus::zvariant::OwnedObjectPath::default()),
+            capabilities: self.manifest.capability_names(),
+            handles: self.manifest.handles.clone(),
+            connected: self.instance.is_some(),
+        }
+    }
+}
+
+/// The agents the kernel knows.
+#[derive(Default)]
+pub struct AgentRegistry {
+    slots: Mutex<BTreeMap<String, Slot>>,
+    launches: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+fn unknown(id: &str) -> Error {
+    Error::UnknownAgent(format!("no agent named {id:?} is installed"))
+}
+
+impl AgentRegistry {
+    /// The agents of every manifest found in the configured folders (bad ones are logged).
+    pub fn discover(config: &Config) -> AgentRegistry {
+        let (found, problems) = crate::discovery::discover(&config.agent_dirs);
+        for p in problems {
+            tracing::warn!("skipping agent manifest: {p}");
+        }
+        let slots = found
+            .into_iter()
+            .map(|(manifest, file)| {
+                let exec = crate::discovery::resolve_exec(&manifest.exec, &config.exec_dirs);
+                if exec.is_none() {
+                    tracing::warn!(agent = %manifest.id, file = %file.display(), exec = %manifest.exec, "agent executable not found");
+                }
+                let slot = Slot {
+                    manifest,
+                    origin: Origin::Manifest { exec },
+                    instance: None,
+                };
+                (slot.manifest.id.clone(), slot)
+            })
+            .collect();
+        AgentRegistry {
+            slots: Mutex::new(slots),
+            launches: Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Slot>> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every known agent, by id.
+    pub fn list(&self) -> Vec<AgentInfo> {
+        self.lock().values().map(Slot::info).collect()
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.lock().contains_key(id)
+    }
+
+    /// One agent as `ListAgents` shows it.
+    pub fn info(&self, id: &str) -> Option<AgentInfo> {
+        self.lock().get(id).map(Slot::info)
+    }
+
+    /// Whether the agent's manifest declares `capability` (its ceiling), and its display name.
+    pub fn declares(&self, id: &str, capability: &Capability) -> Result<(bool, String), Error> {
+        let slots = self.lock();
+        let slot = slots.get(id).ok_or_else(|| unknown(id))?;
+        Ok((
+            slot.manifest.declares(capability),
+            slot.manifest.name.clone(),
+        ))
+    }
+
+    /// Whether the agent registered itself from a Flatpak sandbox.
+    pub fn is_flatpak(&self, id: &str) -> bool {
+        self.lock()
+            .get(id)
+            .is_some_and(|s| matches!(s.origin, Origin::Registered { flatpak: true }))
+    }
+
+    /// The connected instance, if any.
+    pub fn instance(&self, id: &str) -> Result<Option<Instance>, Error> {
+        let slots = self.lock();
+        let slot = slots.get(id).ok_or_else(|| unknown(id))?;
+        Ok(slot.instance.clone())
+    }
+
+    /// How to launch the agent, or why the kernel cannot.
+    pub fn launch_plan(&self, id: &str) -> Result<LaunchPlan, Error> {
+        let slots = self.lock();
+        let slot = slots.get(id).ok_or_else(|| unknown(id))?;
+        match &slot.origin {
+            Origin::Manifest { exec: Some(exec) } => Ok(LaunchPlan {
+                exec: exec.clone(),
+                sandboxed: slot.manifest.sandbox,
+            }),
+            Origin::Manifest { exec: None } => Err(Error::Failed(format!(
+                "the executable of agent {id} was not found"
+            ))),
+            Origin::Registered { .. } => Err(Error::Failed(format!("agent {id} is not connected"))),
+        }
+    }
+
+    /// The lock held while the agent is launched; one per agent.
+    pub fn launch_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut launches = self.launches.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(launches.entry(id.to_string()).or_default())
+    }
+
+    /// Record the agent's connected instance.
+    pub fn attach(&self, id: &str, instance: Instance) -> Result<(), Error> {
+        let mut slots = self.lock();
+        let slot = slots.get_mut(id).ok_or_else(|| unknown(id))?;
+        slot.instance = Some(instance);
+        Ok(())
+    }
+
+    /// The instance of `generation` went away; `None` if that instance is not the current one
+    /// (a newer one took its place, or it was never recorded). A self-registered agent is
+    /// forgotten.
+    pub fn detach(&self, id: &str, generation: u64) -> Option<Departed> {
+        let mut slots = self.lock();
+        let slot = slots.get_mut(id)?;
+        if slot.instance.as_ref().map(|i| i.generation) != Some(generation) {
+            return None;
+        }
+        slot.instance = None;
+        let forgotten = matches!(slot.origin, Origin::Registered { .. });
+        if forgotten {
+            slots.remove(id);
+            drop(slots);
+            let mut launches = self.launches.lock().unwrap_or_else(|p| p.into_inner());
+            launches.remove(id);
+        }
+        Some(Departed { forgotten })
+    }
+
+    /// Make room for an agent that registers itself as `principal`; returns whether it is new
+    /// (no manifest: it may ask for anything, and each use still needs a grant).
+    pub fn add_registered(&self, principal: &str, flatpak: bool) -> Result<bool, Error> {
+        let mut slots = self.lock();
+        match slots.get(principal) {
+            Some(slot) if slot.instance.is_some() => Err(Error::Busy(format!(
+                "an agent with identity {principal} is already connected"
+            ))),
+            Some(_) => Ok(false),
+            None => {
+                let manifest = Manifest {
+                    id: principal.to_string(),
+                    name: principal.to_string(),
+                    description: "A self-registered agent".into(),
+                    exec: String::new(),
+                    capabilities: agentos_dbus_interfaces::capability::CAPABILITIES
+                        .iter()
+                        .collect(),
+                    handles: Vec::new(),
+                    sandbox: false,
+                };
+                let slot = Slot {
+                    manifest,
+                    origin: Origin::Registered { flatpak },
+                    instance: None,
+                };
+                slots.insert(principal.to_string(), slot);
+                Ok(true)
+            }
+        }
+    }
+
+    /// Forget a self-registered agent that has no instance (its registration failed); returns
+    /// whether it was forgotten.
+    pub fn forget_unconnected(&self, id: &str) -> bool {
+        let mut slots = self.lock();
+        let forget = slots
+            .get(id)
+            .is_some_and(|s| s.instance.is_none() && matches!(s.origin, Origin::Registered { .. }));
+        if forget {
+            slots.remove(id);
+        }
+        forget
+    }
+}

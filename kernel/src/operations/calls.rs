@@ -1,0 +1,58 @@
+//! Direct calls into an agent from a bus client or a private channel (`agent.call`), checked
+//! and audited like every other use of an agent.
+
+use std::sync::Arc;
+
+use agentos_dbus_interfaces::{names, AuditDecision, ByteBuf, Bytes, Error};
+
+use super::capability;
+use crate::audit_entry::AuditEntry;
+use crate::caller::Caller;
+use crate::config::AGENT_CALL_TIMEOUT;
+use crate::kernel::{check_text, Kernel};
+
+impl Kernel {
+    /// A direct call into an agent from a bus client (checked and audited).
+    pub async fn call_agent(
+        self: &Arc<Self>,
+        caller: Caller,
+        agent: &str,
+        method: &str,
+        payload: &[u8],
+    ) -> Result<ByteBuf, Error> {
+        check_text("method name", method, 255, false)?;
+        if payload.len() > names::MAX_CALL_PAYLOAD {
+            return Err(Error::InvalidArgument(format!(
+                "the payload is larger than {} bytes",
+                names::MAX_CALL_PAYLOAD
+            )));
+        }
+        let cap = capability("agent.call")?;
+        if caller != Caller::Host {
+            let subject = caller.app_subject(format!("call {method}"));
+            self.authorize(&subject, cap, agent).await?;
+        }
+        if caller == Caller::Host {
+            // The user needs no grant; the decision is still recorded before the call goes out.
+            self.audit(AuditEntry {
+                principal: "host",
+                capability: cap.name,
+                scope: agent,
+                decision: AuditDecision::Allow,
+                reason: "the user called it",
+            })?;
+        }
+        let instance = self.ensure_instance(agent).await?;
+        tokio::time::timeout(
+            AGENT_CALL_TIMEOUT,
+            instance.service.call(method, Bytes::new(payload)),
+        )
+        .await
+        .map_err(|_| {
+            Error::Timeout(format!(
+                "agent {agent} did not answer within {} s",
+                AGENT_CALL_TIMEOUT.as_secs()
+            ))
+        })?
+    }
+}

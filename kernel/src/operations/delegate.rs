@@ -1,0 +1,63 @@
+//! Delegation: a goal handed to an agent by the user, an app or another agent, checked
+//! (`agent.delegate` on the target) and audited before the task exists.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentos_dbus_interfaces::{names, AuditDecision, Error};
+
+use super::capability;
+use crate::audit_entry::AuditEntry;
+use crate::caller::Caller;
+use crate::config::MAX_TASK_TIMEOUT_S;
+use crate::kernel::{check_text, Kernel};
+
+impl Kernel {
+    /// Delegate a goal to an agent.
+    pub async fn delegate(
+        self: &Arc<Self>,
+        caller: Caller,
+        agent: &str,
+        goal: &str,
+        timeout_s: Option<u32>,
+    ) -> Result<u64, Error> {
+        check_text("goal", goal, names::MAX_GOAL_LEN, false)?;
+        check_text("agent id", agent, names::MAX_NAME_LEN, false)?;
+        if let Some(t) = timeout_s {
+            if !(1..=MAX_TASK_TIMEOUT_S).contains(&t) {
+                return Err(Error::InvalidArgument(format!(
+                    "timeout must be between 1 and {MAX_TASK_TIMEOUT_S} seconds"
+                )));
+            }
+        }
+        if !self.agents.contains(agent) {
+            return Err(Error::UnknownAgent(format!(
+                "no agent named {agent:?} is installed"
+            )));
+        }
+        let cap = capability("agent.delegate")?;
+        match &caller {
+            Caller::Host => self.audit(AuditEntry {
+                principal: "host",
+                capability: cap.name,
+                scope: agent,
+                decision: AuditDecision::Allow,
+                reason: "the user delegated it",
+            })?,
+            Caller::App(_) | Caller::HostApp(_) => {
+                self.authorize(&caller.app_subject(goal.to_string()), cap, agent)
+                    .await?;
+            }
+            Caller::Agent { id, task } => {
+                let subject = self.agent_subject(id, *task, cap)?;
+                self.authorize(&subject, cap, agent).await?;
+            }
+        }
+        self.create_task(
+            &caller,
+            agent,
+            goal,
+            timeout_s.map(|s| Duration::from_secs(s.into())),
+        )
+    }
+}

@@ -1,0 +1,230 @@
+//! Task changes reach the store from a thread of their own, in batches: the kernel's async
+//! thread only notes the newest state of each changed task (a storm of `Progress` calls costs
+//! no SQLite write per call), and the writer commits what was noted within one turn. A task's
+//! end (its result, its failure) is written at once, without waiting for the turn. Asleep, with
+//! no timer, while nothing changes.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use agentos_data::{Store, StoreError, TaskUpdate};
+
+struct Shared {
+    /// The newest state of each task changed since the last write.
+    pending: Mutex<BTreeMap<u64, TaskUpdate>>,
+    /// A change that should not wait for the turn is pending.
+    urgent: AtomicBool,
+    store: Arc<Mutex<Store>>,
+    stop: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    /// Writes what is pending now. The store stays locked from taking the batch to committing
+    /// it, so two writes never commit an older state after a newer one.
+    fn write(&self) -> Result<usize, StoreError> {
+        let store = lock(&self.store);
+        let batch: Vec<(u64, TaskUpdate)> = std::mem::take(&mut *lock(&self.pending))
+            .into_iter()
+            .collect();
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        if let Err(e) = store.update_tasks(&batch) {
+            // Write what can be written, one by one; say what could not.
+            tracing::error!(error = %e, "cannot write a batch of task changes; writing them one by one");
+            let mut first = None;
+            for (id, update) in &batch {
+                if let Err(e) = store.update_task(*id, update) {
+                    tracing::error!(task = id, error = %e, "cannot persist a task");
+                    first.get_or_insert(e);
+                }
+            }
+            if let Some(e) = first {
+                return Err(e);
+            }
+        }
+        Ok(batch.len())
+    }
+}
+
+/// The kernel's handle on the task writer; dropping it writes what is left and stops the thread.
+pub struct TaskWriter {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+    turn: Duration,
+}
+
+impl TaskWriter {
+    /// Start the writer thread over `store`; changes wait at most `turn` before they are written.
+    pub fn start(store: Arc<Mutex<Store>>, turn: Duration) -> std::io::Result<TaskWriter> {
+        let shared = Arc::new(Shared {
+            pending: Mutex::default(),
+            urgent: AtomicBool::new(false),
+            store,
+            stop: AtomicBool::new(false),
+        });
+        let thread = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("agentos-tasks".into())
+                .spawn(move || run(&shared, turn))?
+        };
+        Ok(TaskWriter {
+            shared,
+            thread: Some(thread),
+            turn,
+        })
+    }
+
+    /// Note a task's newest state; it is written within one turn, or at once when `urgent`.
+    pub fn put(&self, id: u64, update: TaskUpdate, urgent: bool) {
+        let was_empty = {
+            let mut pending = lock(&self.shared.pending);
+            let was_empty = pending.is_empty();
+            pending.insert(id, update);
+            was_empty
+        };
+        if urgent {
+            self.shared.urgent.store(true, Ordering::Release);
+        }
+        if was_empty || urgent {
+            if let Some(t) = &self.thread {
+                t.thread().unpark();
+            }
+        }
+    }
+
+    /// Write everything noted so far, now, on the caller's thread.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.shared.write().map(drop)
+    }
+
+    /// How long a change waits at most.
+    pub fn turn(&self) -> Duration {
+        self.turn
+    }
+}
+
+/// The writer thread: asleep until a change is noted, then one turn of gathering, then a write.
+fn run(shared: &Shared, turn: Duration) {
+    loop {
+        std::thread::park();
+        let stopping = shared.stop.load(Ordering::Acquire);
+        if !stopping && lock(&shared.pending).is_empty() {
+            continue; // a spurious wakeup
+        }
+        // Gather more changes for one turn (a stop or an urgent change cuts it short).
+        let until = Instant::now() + turn;
+        while !shared.stop.load(Ordering::Acquire) && !shared.urgent.swap(false, Ordering::AcqRel) {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::park_timeout(left);
+        }
+        if let Err(e) = shared.write() {
+            tracing::error!(error = %e, "cannot write task changes");
+        }
+        if shared.stop.load(Ordering::Acquire) {
+            return;
+        }
+    }
+}
+
+impl Drop for TaskWriter {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+        if let Err(e) = self.shared.write() {
+            tracing::error!(error = %e, "cannot write the last task changes");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agentos_data::NewTask;
+    use agentos_dbus_interfaces::TaskState;
+
+    fn update(progress: f64, updated: u64) -> TaskUpdate {
+        TaskUpdate {
+            state: TaskState::Working,
+            progress,
+            message: format!("at {progress}"),
+            result: None,
+            updated,
+        }
+    }
+
+    fn store_with_task() -> (tempfile::TempDir, Arc<Mutex<Store>>, u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let id = store
+            .insert_task(&NewTask {
+                parent: 0,
+                agent: "a".into(),
+                caller: "host".into(),
+                goal: "g".into(),
+                state: TaskState::Submitted,
+                created: 1,
+                deadline: 100,
+            })
+            .unwrap();
+        (dir, Arc::new(Mutex::new(store)), id)
+    }
+
+    #[test]
+    fn a_storm_of_changes_lands_as_its_last_state_within_a_turn() {
+        let (_dir, store, id) = store_with_task();
+        let writer = TaskWriter::start(Arc::clone(&store), Duration::from_millis(50)).unwrap();
+        for i in 0..1000u32 {
+            writer.put(id, update(f64::from(i) / 1000.0, u64::from(i)), false);
+        }
+        let stored = |store: &Arc<Mutex<Store>>| lock(store).get_task(id).unwrap().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while stored(&store).updated != 999 {
+            assert!(Instant::now() < deadline, "not written within 10 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(stored(&store).message, "at 0.999");
+    }
+
+    #[test]
+    fn dropping_the_writer_writes_what_is_left() {
+        let (_dir, store, id) = store_with_task();
+        let writer = TaskWriter::start(Arc::clone(&store), Duration::from_secs(3600)).unwrap();
+        writer.put(id, update(0.5, 7), false);
+        let started = Instant::now();
+        drop(writer);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "stop cuts the turn short"
+        );
+        assert_eq!(lock(&store).get_task(id).unwrap().unwrap().updated, 7);
+    }
+
+    #[test]
+    fn an_urgent_change_does_not_wait_for_the_turn() {
+        let (_dir, store, id) = store_with_task();
+        let writer = TaskWriter::start(Arc::clone(&store), Duration::from_secs(3600)).unwrap();
+        writer.put(id, update(0.5, 7), false);
+        writer.put(id, update(1.0, 8), true);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while lock(&store).get_task(id).unwrap().unwrap().updated != 8 {
+            assert!(Instant::now() < deadline, "not written within 10 s");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(writer);
+    }
+}
