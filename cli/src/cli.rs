@@ -28,7 +28,10 @@ pub fn command() -> clap::Command {
                 .global(true)
                 .env("AGENTOS_BUS_ADDRESS")
                 .value_name("ADDRESS")
-                .help("D-Bus address of the bus agentosd is on (default: the session bus)"),
+                .help(
+                    "D-Bus address of the bus agentosd is on (default: the session bus; without \
+                     one, the bus ./scripts/start started)",
+                ),
         )
         .subcommand(
             clap::Command::new("agents")

@@ -228,9 +228,9 @@ impl Client {
         Ok(owner)
     }
 
-    /// Wait until a kernel owns its name, and verify it. Returns at once if the owner verified
-    /// last still holds the name; other failures than no kernel (another user's process
-    /// holding the name, a lost bus) are returned.
+    /// Look the owner of the kernel's name up now, waiting while there is none, and verify
+    /// it. Failures other than a missing kernel (another user's process holding the name, a
+    /// lost bus) are returned.
     pub async fn wait_for_kernel(&self) -> Result<OwnedUniqueName, ClientError> {
         loop {
             let mut changes = self.shared.changes.subscribe();
