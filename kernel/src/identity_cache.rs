@@ -36,27 +36,3 @@ impl IdentityCache {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
-
-/// Follow NameOwnerChanged and forget what was kept for names that lost their owner (their
-/// identity, the task they watched).
-pub async fn follow_name_changes(
-    conn: zbus::Connection,
-    kernel: std::sync::Weak<crate::kernel::Kernel>,
-) {
-    use futures_util::StreamExt;
-    let Ok(dbus) = zbus::fdo::DBusProxy::new(&conn).await else {
-        return;
-    };
-    let Ok(mut changes) = dbus.receive_name_owner_changed().await else {
-        return;
-    };
-    while let Some(signal) = changes.next().await {
-        let Ok(args) = signal.args() else { continue };
-        if args.new_owner().is_none() {
-            match kernel.upgrade() {
-                Some(k) => k.client_left(args.name().as_str()),
-                None => return,
-            }
-        }
-    }
-}

@@ -608,3 +608,46 @@ async fn bus_clients_see_progress_signalled_cancel_with_task1_and_call_agents() 
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_task_history_comes_in_pages_and_clients_say_what_they_watch() {
+    bounded(async {
+        let env = Env::start().await;
+        let k = env.kernel().await;
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            ids.push(env.run_task("tester", &format!("echo {i}")).await.id);
+        }
+        ids.reverse(); // newest first, as pages come
+        let mut seen = Vec::new();
+        let mut before = 0;
+        loop {
+            let (page, next) = k.list_task_page(before, 2).await.unwrap();
+            assert!(page.len() <= 2);
+            seen.extend(page.iter().map(|t| t.id));
+            if next == 0 {
+                break;
+            }
+            before = next;
+        }
+        assert_eq!(seen, ids);
+        // Tasks that arrive meanwhile come before the first page, not inside a later one.
+        let (first, next) = k.list_task_page(0, 2).await.unwrap();
+        env.run_task("tester", "echo late").await;
+        let (second, _) = k.list_task_page(next, 2).await.unwrap();
+        assert_eq!(second[0].id, first[1].id - 1);
+        assert!(matches!(
+            k.list_task_page(0, 0).await,
+            Err(Error::InvalidArgument(_))
+        ));
+        // A client says which task the user watches; an unknown one is refused.
+        let running = env.delegate("tester", "sleep 60000").await;
+        k.set_focus(running).await.unwrap();
+        k.set_focus(0).await.unwrap();
+        assert!(matches!(
+            k.set_focus(987_654).await,
+            Err(Error::UnknownTask(_))
+        ));
+    })
+    .await;
+}

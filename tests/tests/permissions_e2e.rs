@@ -408,3 +408,39 @@ async fn prompts_show_agent_strings_escaped_and_shortened() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consent_requests_waiting_for_the_user_are_listed_and_announced() {
+    use futures_util::StreamExt;
+    bounded(async {
+        let env = Env::start().await;
+        let docs = documents(&env);
+        let k = env.kernel().await;
+        let mut changes = k.receive_consent_requests_changed().await.unwrap();
+        assert!(k.list_consent_requests().await.unwrap().is_empty());
+        let responder =
+            Responder::start(&env.address, &[ConsentReply::AllowAfter("once", 1500)]).await;
+        let waiting = env
+            .delegate("tester", &format!("read {docs} budget.txt"))
+            .await;
+        env.wait_state(waiting, |s| s.as_str() == "auth-required")
+            .await;
+        let pending = k.list_consent_requests().await.unwrap();
+        assert_eq!(pending.len(), 1, "{pending:?}");
+        let r = &pending[0];
+        assert_eq!(
+            (r.principal.as_str(), r.capability.as_str(), r.task),
+            ("tester", "files.read", waiting)
+        );
+        assert_eq!(r.scope, docs);
+        // The list carries what the dialog shows.
+        assert_eq!(responder.prompts()[0].title, r.title);
+        let first = changes.next().await.unwrap().args().unwrap().pending;
+        assert_eq!(first, 1);
+        assert_eq!(env.wait_task(waiting).await.state, "completed");
+        let second = changes.next().await.unwrap().args().unwrap().pending;
+        assert_eq!(second, 0);
+        assert!(k.list_consent_requests().await.unwrap().is_empty());
+    })
+    .await;
+}

@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 use std::sync::Weak;
 
-use agentos_dbus_interfaces::{AgentInfo, ByteBuf, Error};
+use agentos_dbus_interfaces::{names, AgentInfo, ByteBuf, Error};
 use zbus::message::Header;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 
-use super::kernel_iface::{path_of, timeout_option};
+use super::args::{path_of, timeout_option};
 use super::{caller, live};
 use crate::kernel::Kernel;
 
@@ -30,6 +30,21 @@ impl AgentIface {
     }
 }
 
+/// Export the object of an agent (nothing happens if it is there already).
+pub(crate) async fn export(conn: &zbus::Connection, kernel: &Weak<Kernel>, id: &str) {
+    let iface = AgentIface::new(kernel.clone(), id.to_string());
+    if let Err(e) = conn.object_server().at(names::agent_path(id), iface).await {
+        tracing::error!(agent = id, error = %e, "cannot export an agent object");
+    }
+}
+
+pub(crate) async fn unexport(conn: &zbus::Connection, id: &str) {
+    let _ = conn
+        .object_server()
+        .remove::<AgentIface, _>(names::agent_path(id))
+        .await;
+}
+
 #[zbus::interface(name = "org.agentos.Agent1")]
 impl AgentIface {
     async fn delegate(
@@ -43,7 +58,7 @@ impl AgentIface {
         let id = k
             .delegate(c, &self.id, goal, timeout_option(&options)?)
             .await?;
-        super::kernel_iface::exported(&k, id).await?;
+        super::task_iface::exported(&k, id).await?;
         path_of(id)
     }
 

@@ -19,7 +19,7 @@ use zbus::fdo;
 use zbus::message::{Flags, Header};
 use zbus::zvariant::OwnedValue;
 
-use super::kernel_iface::timeout_option;
+use super::args::{from_peer, timeout_option};
 use super::live;
 use crate::caller::Caller;
 use crate::config::CHANNEL_HANDSHAKE_TIMEOUT;
@@ -39,7 +39,7 @@ impl ChannelIface {
         method: &str,
         payload: &[u8],
     ) -> Result<ByteBuf, Error> {
-        super::host_iface::from_peer(&hdr)?;
+        from_peer(&hdr)?;
         live(&self.kernel)?
             .call_agent(self.caller.clone(), agent, method, payload)
             .await
@@ -52,12 +52,12 @@ impl ChannelIface {
         goal: &str,
         options: HashMap<String, OwnedValue>,
     ) -> Result<u64, Error> {
-        super::host_iface::from_peer(&hdr)?;
+        from_peer(&hdr)?;
         let k = live(&self.kernel)?;
         let id = k
             .delegate(self.caller.clone(), agent, goal, timeout_option(&options)?)
             .await?;
-        super::kernel_iface::exported(&k, id).await?;
+        super::task_iface::exported(&k, id).await?;
         Ok(id)
     }
 }

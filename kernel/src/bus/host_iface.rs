@@ -9,7 +9,7 @@ use agentos_dbus_interfaces::{ArtifactInfo, Error, FileEntry};
 use zbus::message::Header;
 use zbus::zvariant::{OwnedFd, OwnedValue};
 
-use super::kernel_iface::timeout_option;
+use super::args::{from_peer, timeout_option};
 use super::live;
 use crate::caller::Caller;
 use crate::kernel::Kernel;
@@ -33,17 +33,6 @@ pub fn serve(
     agent: &str,
 ) -> zbus::Result<zbus::connection::Builder<'static>> {
     builder.serve_at(KERNEL_PATH, HostIface::new(kernel, agent.to_string()))
-}
-
-/// On a peer-to-peer connection messages carry no sender; anything else did not come from the
-/// agent at the other end.
-pub(crate) fn from_peer(hdr: &Header<'_>) -> Result<(), Error> {
-    match hdr.sender() {
-        None => Ok(()),
-        Some(s) => Err(Error::AccessDenied(format!(
-            "unexpected sender {s} on a private connection"
-        ))),
-    }
 }
 
 impl HostIface {

@@ -10,6 +10,8 @@ use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{OwnedFd, OwnedObjectPath, OwnedValue};
 
+use super::args::{path_of, timeout_option};
+use super::task_iface::exported;
 use super::{caller, live};
 use crate::kernel::Kernel;
 use crate::operations::queries::require_users_tool;
@@ -24,36 +26,6 @@ impl KernelIface {
             kernel: Arc::downgrade(kernel),
         }
     }
-}
-
-/// The "timeout" option of a delegation.
-pub(crate) fn timeout_option(options: &HashMap<String, OwnedValue>) -> Result<Option<u32>, Error> {
-    for key in options.keys() {
-        if key != "timeout" {
-            return Err(Error::InvalidArgument(format!("unknown option {key:?}")));
-        }
-    }
-    options
-        .get("timeout")
-        .map(|v| {
-            u32::try_from(v).map_err(|_| {
-                Error::InvalidArgument("the timeout option must be a u32 (seconds)".into())
-            })
-        })
-        .transpose()
-}
-
-pub(crate) fn path_of(id: u64) -> Result<OwnedObjectPath, Error> {
-    OwnedObjectPath::try_from(names::task_path(id)).map_err(|e| Error::Failed(e.to_string()))
-}
-
-/// Make sure a new task's object is on the bus before its path is handed out (the event stream
-/// exports it too, a moment later).
-pub(crate) async fn exported(kernel: &Arc<Kernel>, id: u64) -> Result<(), Error> {
-    if let Some(conn) = kernel.bus() {
-        super::publisher::export_task(conn, &Arc::downgrade(kernel), id).await;
-    }
-    Ok(())
 }
 
 #[zbus::interface(name = "org.agentos.Kernel1")]
@@ -146,7 +118,7 @@ impl KernelIface {
         let id = k.register_agent(&c, agent_id, stream).await?;
         if let Some(conn) = k.bus() {
             // On the bus before its path is handed out (the event stream exports it too).
-            super::publisher::export_agent(conn, &self.kernel, &id).await;
+            super::agent_iface::export(conn, &self.kernel, &id).await;
         }
         OwnedObjectPath::try_from(names::agent_path(&id)).map_err(|e| Error::Failed(e.to_string()))
     }

@@ -3,6 +3,7 @@
 //! the name is requested without queueing.
 
 pub mod agent_iface;
+mod args;
 pub mod channel_iface;
 pub mod host_iface;
 pub mod kernel_iface;
@@ -52,13 +53,10 @@ pub async fn serve(
     kernel.attach_bus(conn.clone());
     let events = kernel.subscribe(Kinds::TASKS | Kinds::AGENTS | Kinds::CONSENT);
     for agent in kernel.list_agents() {
-        publisher::export_agent(&conn, &kernel.downgrade(), &agent.id).await;
+        agent_iface::export(&conn, &kernel.downgrade(), &agent.id).await;
     }
     tokio::spawn(publisher::run(kernel.downgrade(), conn.clone(), events));
-    tokio::spawn(crate::identity_cache::follow_name_changes(
-        conn.clone(),
-        kernel.downgrade(),
-    ));
+    tokio::spawn(follow_name_changes(conn.clone(), kernel.downgrade()));
     let reply = conn
         .request_name_with_flags(KERNEL_BUS_NAME, RequestNameFlags::DoNotQueue.into())
         .await
@@ -97,4 +95,25 @@ pub(crate) fn live(kernel: &std::sync::Weak<Kernel>) -> Result<Arc<Kernel>, Erro
     kernel
         .upgrade()
         .ok_or_else(|| Error::Failed("the kernel is shutting down".into()))
+}
+
+/// Follow NameOwnerChanged and forget what was kept for names that lost their owner (their
+/// identity, the task they watched).
+pub async fn follow_name_changes(conn: zbus::Connection, kernel: std::sync::Weak<Kernel>) {
+    use futures_util::StreamExt;
+    let Ok(dbus) = zbus::fdo::DBusProxy::new(&conn).await else {
+        return;
+    };
+    let Ok(mut changes) = dbus.receive_name_owner_changed().await else {
+        return;
+    };
+    while let Some(signal) = changes.next().await {
+        let Ok(args) = signal.args() else { continue };
+        if args.new_owner().is_none() {
+            match kernel.upgrade() {
+                Some(k) => k.client_left(args.name().as_str()),
+                None => return,
+            }
+        }
+    }
 }

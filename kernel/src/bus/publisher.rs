@@ -11,9 +11,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::Value;
 
-use super::agent_iface::AgentIface;
+use super::agent_iface::{export as export_agent, unexport as unexport_agent};
 use super::kernel_iface::KernelIface;
-use super::task_iface::TaskIface;
+use super::task_iface::export as export_task;
 use crate::events::Event;
 use crate::kernel::Kernel;
 use crate::tasks::Task;
@@ -43,29 +43,6 @@ pub async fn run(
             _ => {}
         }
     }
-}
-
-/// Export the object of a task (nothing happens if it is there already).
-pub(crate) async fn export_task(conn: &zbus::Connection, kernel: &Weak<Kernel>, id: u64) {
-    let iface = TaskIface::new(kernel.clone(), id);
-    if let Err(e) = conn.object_server().at(names::task_path(id), iface).await {
-        tracing::error!(task = id, error = %e, "cannot export a task object");
-    }
-}
-
-/// Export the object of an agent (nothing happens if it is there already).
-pub(crate) async fn export_agent(conn: &zbus::Connection, kernel: &Weak<Kernel>, id: &str) {
-    let iface = AgentIface::new(kernel.clone(), id.to_string());
-    if let Err(e) = conn.object_server().at(names::agent_path(id), iface).await {
-        tracing::error!(agent = id, error = %e, "cannot export an agent object");
-    }
-}
-
-async fn unexport_agent(conn: &zbus::Connection, id: &str) {
-    let _ = conn
-        .object_server()
-        .remove::<AgentIface, _>(names::agent_path(id))
-        .await;
 }
 
 /// Announce a task's current state: `Kernel1.TaskChanged` and `PropertiesChanged`.

@@ -1,8 +1,8 @@
 //! `org.agentos.Task1` at `/org/agentos/Kernel/tasks/<id>`.
 
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 
-use agentos_dbus_interfaces::{Error, TaskInfo};
+use agentos_dbus_interfaces::{names, Error, TaskInfo};
 use zbus::message::Header;
 use zbus::zvariant::OwnedFd;
 
@@ -24,6 +24,23 @@ impl TaskIface {
             .and_then(|k| k.task_info(self.id))
             .map(f)
             .map_err(|e| zbus::fdo::Error::Failed(e.message()))
+    }
+}
+
+/// Make sure a new task's object is on the bus before its path is handed out (the event stream
+/// exports it too, a moment later).
+pub(crate) async fn exported(kernel: &Arc<Kernel>, id: u64) -> Result<(), Error> {
+    if let Some(conn) = kernel.bus() {
+        export(conn, &Arc::downgrade(kernel), id).await;
+    }
+    Ok(())
+}
+
+/// Export the object of a task (nothing happens if it is there already).
+pub(crate) async fn export(conn: &zbus::Connection, kernel: &Weak<Kernel>, id: u64) {
+    let iface = TaskIface::new(kernel.clone(), id);
+    if let Err(e) = conn.object_server().at(names::task_path(id), iface).await {
+        tracing::error!(task = id, error = %e, "cannot export a task object");
     }
 }
 
