@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use agentos_client::{display_safe, display_safe_block};
+use agentos_client::{display_safe, display_safe_block, is_bidi_control};
 use serde::Serialize;
 
 use crate::error::{CliError, Result};
@@ -22,11 +22,27 @@ pub fn warn(text: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
-/// Print `value` as pretty JSON followed by a newline.
+/// Print `value` as pretty JSON followed by a newline. Control characters are escaped by JSON
+/// itself; bidirectional controls are escaped too (`\u202e`), so the values stay exact but
+/// cannot reorder what the terminal shows.
 pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
-    let mut text = serde_json::to_string_pretty(value)?;
+    let mut text = escape_bidi(&serde_json::to_string_pretty(value)?);
     text.push('\n');
     emit(&text)
+}
+
+/// JSON text with every bidirectional control written as a `\uXXXX` escape (they can only
+/// occur inside strings, where the escape means the same character).
+fn escape_bidi(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if is_bidi_control(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// One line of text from the bus, safe to print: control characters (escape sequences,
@@ -139,6 +155,12 @@ mod tests {
         assert_eq!(clean("invoice-\u{202e}fdp.exe"), "invoice-fdp.exe");
         assert_eq!(clean_block("a\r\nb\u{2067}"), "a\nb");
         assert_eq!(percent(0.404), "40%");
+        let json = escape_bidi(&serde_json::to_string(&"a\u{202e}b\u{1b}").unwrap());
+        assert_eq!(json, "\"a\\u202eb\\u001b\"");
+        assert_eq!(
+            serde_json::from_str::<String>(&json).unwrap(),
+            "a\u{202e}b\u{1b}"
+        );
         assert_eq!(percent(f64::NAN), "0%");
     }
 

@@ -350,6 +350,12 @@ async fn goals_and_results_with_bidi_and_escape_sequences_are_shown_neutralised(
         assert!(!shown.chars().any(is_hidden), "{shown:?}");
         assert!(shown.contains("echo ok fdp.exe[2J]0;pwned x"), "{shown:?}");
 
+        // JSON keeps the value exact, with the bidi controls (and escapes) as JSON escapes.
+        let out = tokio::task::block_in_place(|| env.agentctl(&["tasks", "--json"]));
+        let shown = String::from_utf8_lossy(&out.stdout);
+        assert!(!shown.chars().any(is_hidden), "{shown:?}");
+        assert!(shown.contains(r"ok \u202efdp.exe\u001b[2J"), "{shown}");
+
         // The result (printed as a block) too.
         let out = tokio::task::block_in_place(|| {
             env.agentctl(&["run", "tester", "echo", "a\u{202e}b\u{1b}[1Ac\rd"])
