@@ -1,26 +1,40 @@
 //! The audit log as the kernel writes it: each decision is appended to the journal, in one write,
 //! before it takes effect; a background thread moves the journal's records into the database in
 //! batches, and whoever reads the log moves them first.
+//!
+//! The thread sleeps without a timeout while the journal is empty: the append that finds it empty
+//! wakes it, and it commits when that record's turn ends (or at once when a batch is full), then
+//! sleeps again. An idle kernel's audit thread never wakes.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use agentos_data::{AuditJournal, AuditRecord, JournalBatch, NewAuditEntry, Store};
 use agentos_dbus_interfaces::Error;
 
 /// Records that make the background thread commit before its next turn.
 const BATCH: usize = 256;
-/// How long records wait in the journal at most, when there are fewer than [`BATCH`].
+/// How long records wait in the journal at most, when there are fewer than [`BATCH`]; also how
+/// long a failed commit waits before it is tried again.
 const TURN: Duration = Duration::from_millis(200);
 
+/// The journal, and when its oldest record not yet taken was appended.
+struct Journal {
+    file: AuditJournal,
+    oldest: Option<Instant>,
+}
+
 struct Shared {
-    journal: Mutex<AuditJournal>,
+    journal: Mutex<Journal>,
     store: Arc<Mutex<Store>>,
     /// A batch taken from the journal that the database has not committed yet.
     taken: Mutex<Option<JournalBatch>>,
     stop: AtomicBool,
+    /// The thread's `/proc/thread-self`, for the tests that count its wakeups.
+    #[cfg(test)]
+    proc_path: std::sync::OnceLock<std::path::PathBuf>,
 }
 
 /// The kernel's handle on the audit log; dropping it commits what is left and stops the thread.
@@ -35,15 +49,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Shared {
     /// Commits what the journal held when called: a batch left by a failed commit, then the
-    /// records appended since.
-    fn commit(&self) -> Result<(), Error> {
+    /// records appended since. Returns how many records it committed.
+    fn commit(&self) -> Result<usize, Error> {
         let mut taken = lock(&self.taken);
+        let mut committed = 0;
         for _ in 0..2 {
             if taken.is_none() {
-                *taken = lock(&self.journal).take();
+                let mut journal = lock(&self.journal);
+                *taken = journal.file.take();
+                if taken.is_some() {
+                    journal.oldest = None;
+                }
             }
             let Some(batch) = taken.take() else {
-                return Ok(());
+                break;
             };
             if let Err(e) = lock(&self.store).commit_journal_batch(&batch) {
                 // Kept in its journal file, and tried again on the next turn.
@@ -52,11 +71,64 @@ impl Shared {
                     "the audit log cannot be written: {e}"
                 )));
             }
+            committed += batch.len();
             lock(&self.journal)
+                .file
                 .retire(batch)
                 .map_err(|e| Error::Failed(format!("the audit journal cannot be emptied: {e}")))?;
         }
-        Ok(())
+        Ok(committed)
+    }
+
+    /// When the thread must commit next, `None` while nothing waits: at once for a full batch
+    /// or one that failed to commit, else when the oldest record's turn ends.
+    fn due(&self) -> Option<Instant> {
+        let (oldest, pending) = {
+            let journal = lock(&self.journal);
+            (journal.oldest, journal.file.pending())
+        };
+        if pending >= BATCH || lock(&self.taken).is_some() {
+            return Some(Instant::now());
+        }
+        oldest.map(|t| t + TURN)
+    }
+
+    /// The background thread: sleeps until something is due (without a timeout while nothing
+    /// is), commits, and stops after a last commit when told to.
+    fn run(&self) {
+        #[cfg(test)]
+        if let Ok(p) = std::fs::read_link("/proc/thread-self") {
+            let _ = self.proc_path.set(std::path::Path::new("/proc").join(p));
+        }
+        // After a commit that failed or could take nothing, the next waits for a turn.
+        let mut not_before: Option<Instant> = None;
+        loop {
+            if self.stop.load(Ordering::Acquire) {
+                if let Err(e) = self.commit() {
+                    tracing::error!(error = %e, "cannot commit the audit journal");
+                }
+                return;
+            }
+            let Some(due) = self.due() else {
+                // Woken by the append that finds the journal empty, or by `Drop`.
+                std::thread::park();
+                continue;
+            };
+            let due = not_before.map_or(due, |n| n.max(due));
+            let now = Instant::now();
+            if due > now {
+                std::thread::park_timeout(due - now);
+                continue;
+            }
+            not_before = match self.commit() {
+                Ok(n) if n > 0 => None,
+                Ok(_) => Some(now + TURN),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot commit the audit journal");
+                    Some(now + TURN)
+                }
+            };
+        }
     }
 }
 
@@ -72,25 +144,22 @@ impl AuditLog {
             );
         }
         let shared = Arc::new(Shared {
-            journal: Mutex::new(journal),
+            journal: Mutex::new(Journal {
+                file: journal,
+                oldest: None,
+            }),
             store,
             taken: Mutex::new(None),
             stop: AtomicBool::new(false),
+            #[cfg(test)]
+            proc_path: std::sync::OnceLock::new(),
         });
         let log = AuditLog {
             thread: Some({
                 let shared = Arc::clone(&shared);
                 std::thread::Builder::new()
                     .name("agentos-audit".into())
-                    .spawn(move || loop {
-                        std::thread::park_timeout(TURN);
-                        if let Err(e) = shared.commit() {
-                            tracing::error!(error = %e, "cannot commit the audit journal");
-                        }
-                        if shared.stop.load(Ordering::Acquire) {
-                            break;
-                        }
-                    })?
+                    .spawn(move || shared.run())?
             }),
             shared,
         };
@@ -114,11 +183,16 @@ impl AuditLog {
         let (record, pending) = {
             let mut journal = lock(&self.shared.journal);
             let record = journal
+                .file
                 .append(entry)
                 .map_err(|e| Error::Failed(format!("the audit log cannot be written: {e}")))?;
-            (record, journal.pending())
+            if journal.oldest.is_none() {
+                journal.oldest = Some(Instant::now());
+            }
+            (record, journal.file.pending())
         };
-        if pending >= BATCH {
+        // The first record starts the sleeping thread's turn; a full batch ends it early.
+        if pending == 1 || pending >= BATCH {
             if let Some(t) = &self.thread {
                 t.thread().unpark();
             }
@@ -128,7 +202,7 @@ impl AuditLog {
 
     /// Commits every record appended so far to the database (before the log is read).
     pub fn commit(&self) -> Result<(), Error> {
-        self.shared.commit()
+        self.shared.commit().map(drop)
     }
 }
 
@@ -139,5 +213,113 @@ impl Drop for AuditLog {
             t.thread().unpark();
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(i: u64) -> NewAuditEntry {
+        NewAuditEntry {
+            time: i,
+            principal: "docs".into(),
+            capability: "files.read".into(),
+            scope: "~/Documents".into(),
+            decision: "allow".into(),
+            reason: "grant".into(),
+        }
+    }
+
+    fn started() -> (tempfile::TempDir, Arc<Mutex<Store>>, AuditLog) {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Arc::new(Mutex::new(Store::open(tmp.path()).unwrap()));
+        let log = AuditLog::start(Arc::clone(&store), 0).unwrap();
+        (tmp, store, log)
+    }
+
+    /// Records the database holds.
+    fn committed(store: &Mutex<Store>) -> usize {
+        lock(store).read_audit(0, 10_000).unwrap().len()
+    }
+
+    /// Waits until the database holds `n` records; returns how long that took.
+    fn wait_committed(store: &Mutex<Store>, n: usize) -> Duration {
+        let start = Instant::now();
+        while committed(store) < n {
+            assert!(start.elapsed() < Duration::from_secs(10), "not committed");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        start.elapsed()
+    }
+
+    /// The background thread's context switches so far: each time it slept and woke.
+    fn switches(log: &AuditLog) -> u64 {
+        let start = Instant::now();
+        let path = loop {
+            if let Some(p) = log.shared.proc_path.get() {
+                break p;
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "no thread");
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let status = std::fs::read_to_string(path.join("status")).unwrap();
+        status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches:"))
+            .map(|l| l.split(':').nth(1).unwrap().trim().parse::<u64>().unwrap())
+            .sum()
+    }
+
+    #[test]
+    fn the_thread_does_not_wake_while_the_journal_is_empty() {
+        let (_tmp, _store, log) = started();
+        switches(&log);
+        std::thread::sleep(Duration::from_millis(50));
+        let before = switches(&log);
+        std::thread::sleep(3 * TURN);
+        assert_eq!(switches(&log), before, "the idle audit thread woke up");
+    }
+
+    #[test]
+    fn a_record_is_committed_when_its_turn_ends_then_the_thread_sleeps() {
+        let (_tmp, store, log) = started();
+        let start = Instant::now();
+        log.append(entry(1)).unwrap();
+        wait_committed(&store, 1);
+        let took = start.elapsed();
+        assert!(took >= TURN, "committed before its turn ended: {took:?}");
+        assert!(took < TURN * 3, "waited {took:?}, more than its turn");
+        std::thread::sleep(Duration::from_millis(20));
+        let before = switches(&log);
+        std::thread::sleep(3 * TURN);
+        assert_eq!(switches(&log), before, "the thread woke after committing");
+        // And it wakes for the next record.
+        log.append(entry(2)).unwrap();
+        wait_committed(&store, 2);
+    }
+
+    #[test]
+    fn a_full_batch_is_committed_before_its_turn_ends() {
+        let (_tmp, store, log) = started();
+        let start = Instant::now();
+        for i in 0..BATCH as u64 {
+            log.append(entry(i)).unwrap();
+        }
+        wait_committed(&store, BATCH);
+        let took = start.elapsed();
+        assert!(took < TURN, "a full batch waited {took:?}");
+    }
+
+    #[test]
+    fn reading_commits_first_and_dropping_commits_what_is_left() {
+        let (_tmp, store, log) = started();
+        log.append(entry(1)).unwrap();
+        log.commit().unwrap();
+        assert_eq!(committed(&store), 1);
+        log.append(entry(2)).unwrap();
+        log.append(entry(3)).unwrap();
+        drop(log);
+        assert_eq!(committed(&store), 3);
     }
 }
