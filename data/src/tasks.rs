@@ -141,6 +141,65 @@ impl Store {
         Ok(tasks)
     }
 
+    /// Like [`Store::list_task_page`], but only tasks of the trees `root_caller` started: those
+    /// whose top-level task (parent 0) has that caller. Rows are read newest first and each
+    /// one's tree is found by walking up its parents (a parent is always older than its child;
+    /// a row that breaks this belongs to no one), until `limit` tasks are found.
+    pub fn list_task_page_of(
+        &self,
+        root_caller: &str,
+        before: u64,
+        limit: u32,
+    ) -> Result<Vec<TaskInfo>, StoreError> {
+        let before = if before == 0 {
+            i64::MAX
+        } else {
+            before.min(i64::MAX as u64) as i64
+        };
+        let sql = format!("SELECT {COLUMNS} FROM tasks WHERE id < ?1 ORDER BY id DESC");
+        let mut rows_stmt = self.conn.prepare(&sql)?;
+        let mut parent_stmt = self
+            .conn
+            .prepare("SELECT parent, caller FROM tasks WHERE id = ?1")?;
+        // Whether the tree of a task (an ancestor seen while walking) is `root_caller`'s.
+        let mut owned: std::collections::HashMap<u64, bool> = std::collections::HashMap::new();
+        let mut tasks = Vec::new();
+        let mut rows = rows_stmt.query([before])?;
+        while tasks.len() < limit as usize {
+            let Some(row) = rows.next()? else { break };
+            let task = task_from_row(row)?;
+            let mut walked = vec![task.id];
+            let (mut id, mut parent, mut caller) = (task.id, task.parent, task.caller.clone());
+            let mine = loop {
+                if parent == 0 {
+                    break caller == root_caller;
+                }
+                if parent >= id {
+                    break false;
+                }
+                if let Some(&known) = owned.get(&parent) {
+                    break known;
+                }
+                let up: Option<(u64, String)> = parent_stmt
+                    .query_row([parent], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                let Some((grandparent, parent_caller)) = up else {
+                    break false;
+                };
+                walked.push(parent);
+                (id, parent, caller) = (parent, grandparent, parent_caller);
+            };
+            // Only ancestors are remembered: rows come newest first and are not seen again.
+            for ancestor in walked.into_iter().skip(1) {
+                owned.insert(ancestor, mine);
+            }
+            if mine {
+                tasks.push(task);
+            }
+        }
+        Ok(tasks)
+    }
+
     /// Marks every task in a non-terminal state (submitted, working, input-required,
     /// auth-required) as failed with `message` at time `now`, and returns how many there were.
     /// Used at kernel start: a task that was running when the kernel died cannot resume.
@@ -266,6 +325,46 @@ mod tests {
             .insert_task(&task("b", TaskState::Submitted, 2))
             .unwrap();
         assert!(b > a);
+    }
+
+    #[test]
+    fn pages_of_one_callers_trees() {
+        let tmp = TempDir::new().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let new = |parent, caller: &str| {
+            store
+                .insert_task(&NewTask {
+                    parent,
+                    caller: caller.into(),
+                    ..task("g", TaskState::Working, 1)
+                })
+                .unwrap()
+        };
+        let a = new(0, "org.example.A");
+        let b = new(0, "host");
+        let a1 = new(a, "docs");
+        let b1 = new(b, "docs");
+        let a2 = new(a1, "web");
+        let orphan = new(9999, "org.example.A");
+        let a3 = new(0, "org.example.A");
+        let page = |before, limit| -> Vec<u64> {
+            let tasks = store
+                .list_task_page_of("org.example.A", before, limit)
+                .unwrap();
+            tasks.iter().map(|t| t.id).collect()
+        };
+        assert_eq!(page(0, 100), [a3, a2, a1, a]);
+        assert_eq!(page(0, 2), [a3, a2]);
+        assert_eq!(page(a2, 2), [a1, a]);
+        assert!(page(a, 10).is_empty());
+        let host: Vec<u64> = store
+            .list_task_page_of("host", 0, 10)
+            .unwrap()
+            .iter()
+            .map(|t| t.id)
+            .collect();
+        assert_eq!(host, [b1, b]);
+        assert!(!page(0, 100).contains(&orphan));
     }
 
     #[test]
