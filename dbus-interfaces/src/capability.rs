@@ -1,4 +1,8 @@
 //! The capability vocabulary: what an agent can be granted, and what kind of scope each takes.
+//! The platform's own capabilities are compiled in; tools that come later (an MCP server's, a
+//! desktop service's) register theirs at run time, and from then on they are looked up alike.
+
+use std::sync::RwLock;
 
 /// What a capability's scope names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -9,6 +13,8 @@ pub enum ScopeKind {
     Domain,
     /// An agent id.
     Agent,
+    /// A name the tool defines (an account, a calendar, a server); the grant covers exactly it.
+    Name,
 }
 
 /// One capability: `resource.action`, with the kind of scope it takes.
@@ -49,10 +55,78 @@ pub const CAPABILITIES: &[Capability] = &[
     },
 ];
 
+/// Capabilities registered at run time (never removed: a grant may name one).
+static REGISTERED: RwLock<Vec<&'static Capability>> = RwLock::new(Vec::new());
+
+/// Most capabilities that may be registered at run time.
+pub const MAX_REGISTERED: usize = 4096;
+
 impl Capability {
-    /// Look a capability up by name.
+    /// Look a capability up by name, compiled in or registered.
     pub fn lookup(name: &str) -> Option<&'static Capability> {
-        CAPABILITIES.iter().find(|c| c.name == name)
+        CAPABILITIES.iter().find(|c| c.name == name).or_else(|| {
+            let registered = REGISTERED.read().unwrap_or_else(|p| p.into_inner());
+            registered.iter().copied().find(|c| c.name == name)
+        })
+    }
+
+    /// Every capability known now: the compiled-in ones, then those registered.
+    pub fn all() -> Vec<&'static Capability> {
+        let registered = REGISTERED.read().unwrap_or_else(|p| p.into_inner());
+        CAPABILITIES
+            .iter()
+            .chain(registered.iter().copied())
+            .collect()
+    }
+
+    /// Register a capability at run time (for a tool that is not compiled in). Registering the
+    /// same capability again returns the one registered; a name already taken by a different
+    /// capability, or one that is not `resource.action` in lowercase, is refused with a reason.
+    pub fn register(
+        name: &str,
+        scope: ScopeKind,
+        description: &str,
+    ) -> Result<&'static Capability, String> {
+        if !is_valid_name(name) {
+            return Err(format!(
+                "{name:?} is not a capability name (lowercase `resource.action`, letters, digits, `-` and `_`)"
+            ));
+        }
+        if description.is_empty()
+            || description.len() > 256
+            || description.chars().any(char::is_control)
+        {
+            return Err(format!(
+                "the description of {name} must be one line of words"
+            ));
+        }
+        let mut registered = REGISTERED.write().unwrap_or_else(|p| p.into_inner());
+        let known = CAPABILITIES
+            .iter()
+            .chain(registered.iter().copied())
+            .find(|c| c.name == name);
+        if let Some(c) = known {
+            return if c.scope == scope && c.description == description {
+                Ok(c)
+            } else {
+                Err(format!(
+                    "the capability {name} is already defined differently"
+                ))
+            };
+        }
+        if registered.len() >= MAX_REGISTERED {
+            return Err(format!(
+                "no more than {MAX_REGISTERED} capabilities can be registered"
+            ));
+        }
+        // Leaked once per capability, bounded above: capabilities live as long as the process.
+        let capability: &'static Capability = Box::leak(Box::new(Capability {
+            name: Box::leak(name.to_string().into_boxed_str()),
+            scope,
+            description: Box::leak(description.to_string().into_boxed_str()),
+        }));
+        registered.push(capability);
+        Ok(capability)
     }
 
     /// Check and normalize a scope for this capability. Returns the canonical spelling or a
@@ -77,8 +151,27 @@ impl Capability {
                     Err(format!("{scope:?} is not a valid agent id"))
                 }
             }
+            ScopeKind::Name => {
+                if !scope.is_empty() && scope.len() <= 256 && !scope.chars().any(char::is_control) {
+                    Ok(scope.to_string())
+                } else {
+                    Err(format!("{scope:?} is not a valid name"))
+                }
+            }
         }
     }
+}
+
+/// `resource.action[.more]`: lowercase ASCII letters, digits, `-` and `_`, at least one dot.
+fn is_valid_name(name: &str) -> bool {
+    name.len() <= 128
+        && name.contains('.')
+        && name.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        })
 }
 
 /// A folder scope: absolute, no `.`/`..` components, no empty components, no trailing slash.
@@ -141,5 +234,33 @@ mod tests {
         assert!(del.normalize_scope("web").is_ok());
         assert!(del.normalize_scope("../x").is_err());
         assert!(Capability::lookup("root.everything").is_none());
+    }
+
+    #[test]
+    fn capabilities_can_be_registered_at_run_time() {
+        assert!(Capability::lookup("calendar.read").is_none());
+        let c =
+            Capability::register("calendar.read", ScopeKind::Name, "read the calendar").unwrap();
+        assert_eq!(Capability::lookup("calendar.read"), Some(c));
+        assert!(Capability::all().contains(&c));
+        // The same again is the same capability; a different one under that name is refused.
+        let again = Capability::register("calendar.read", ScopeKind::Name, "read the calendar");
+        assert!(std::ptr::eq(again.unwrap(), c));
+        assert!(Capability::register("calendar.read", ScopeKind::Domain, "x").is_err());
+        assert!(Capability::register("files.read", ScopeKind::Name, "x").is_err());
+        for bad in [
+            "Calendar.read",
+            "calendar",
+            "calendar..read",
+            "cal endar.read",
+            "",
+        ] {
+            assert!(
+                Capability::register(bad, ScopeKind::Name, "x").is_err(),
+                "{bad}"
+            );
+        }
+        assert_eq!(c.normalize_scope("work").unwrap(), "work");
+        assert!(c.normalize_scope("").is_err());
     }
 }

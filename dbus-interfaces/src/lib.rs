@@ -18,7 +18,7 @@ pub use error::Error;
 pub use serde_bytes::{ByteBuf, Bytes};
 pub use types::{
     AgentInfo, ArtifactInfo, AuditDecision, AuditRecord, ConsentRequestInfo, FileEntry, GrantInfo,
-    Lifetime, TaskInfo, TaskState,
+    Lifetime, TaskInfo, TaskState, ToolInfo,
 };
 
 /// The committed introspection XML of each interface, by interface name.

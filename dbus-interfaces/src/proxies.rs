@@ -8,6 +8,7 @@ use zbus::zvariant::{Fd, OwnedFd, OwnedObjectPath, Value};
 use crate::error::Result;
 use crate::types::{
     AgentInfo, ArtifactInfo, AuditRecord, ConsentRequestInfo, FileEntry, GrantInfo, TaskInfo,
+    ToolInfo,
 };
 use crate::{ByteBuf, Bytes};
 
@@ -143,6 +144,13 @@ pub trait Host1 {
     fn open_file(&self, task: u64, folder: &str, path: &str) -> Result<OwnedFd>;
     fn share_file(&self, task: u64, folder: &str, path: &str) -> Result<String>;
     fn fetch_url(&self, task: u64, url: &str) -> Result<(u16, String, Vec<u8>)>;
+    fn list_tools(&self, task: u64) -> Result<Vec<ToolInfo>>;
+    fn call_tool(
+        &self,
+        task: u64,
+        tool: &str,
+        arguments: &str,
+    ) -> Result<(String, ByteBuf, Vec<OwnedFd>)>;
 }
 
 /// `org.agentos.AgentService1`, an agent as the kernel sees it on its private connection (where

@@ -211,6 +211,19 @@ pub struct ArtifactInfo {
     pub size: u64,
 }
 
+/// A tool as `Host1.ListTools` describes it: `(ssssb)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct ToolInfo {
+    pub name: String,
+    /// The capability a call needs.
+    pub capability: String,
+    pub description: String,
+    /// The JSON Schema of its arguments, as text.
+    pub parameters: String,
+    /// Whether the asking agent's manifest declares the capability.
+    pub declared: bool,
+}
+
 /// A directory entry from `Host1.ListFiles`: `(sbt)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct FileEntry {
@@ -232,6 +245,7 @@ mod tests {
         assert_eq!(AuditRecord::SIGNATURE.to_string(), "(ttssssss)");
         assert_eq!(ArtifactInfo::SIGNATURE.to_string(), "(sst)");
         assert_eq!(FileEntry::SIGNATURE.to_string(), "(sbt)");
+        assert_eq!(ToolInfo::SIGNATURE.to_string(), "(ssssb)");
         assert_eq!(ConsentRequestInfo::SIGNATURE.to_string(), "(tssstssst)");
     }
 

@@ -37,7 +37,8 @@ pub struct Kernel {
     store: Arc<Mutex<Store>>,
     pub(crate) task_writer: TaskWriter,
     bus: OnceLock<zbus::Connection>,
-    pub(crate) http: reqwest::Client,
+    /// The tools agents may call, by name.
+    pub(crate) tools: agentos_tools::Registry,
     /// Serves Host1 on agents' private connections (provided by the bus layer).
     pub(crate) host_server: HostServer,
     generations: AtomicU64,
@@ -70,8 +71,9 @@ impl Kernel {
                 }
             }
         }
+        // Tools first: they bring their capabilities, which manifests may declare.
+        let tools = agentos_tools::Registry::builtin();
         let agents = AgentRegistry::discover(&config);
-        let http = crate::tools::web::client()?;
         let store = Arc::new(Mutex::new(store));
         Ok(Arc::new(Kernel {
             config,
@@ -87,7 +89,7 @@ impl Kernel {
             task_writer: TaskWriter::start(Arc::clone(&store), TASK_WRITE_TURN)?,
             store,
             bus: OnceLock::new(),
-            http,
+            tools,
             host_server,
             generations: AtomicU64::new(1),
         }))

@@ -30,7 +30,6 @@ pub mod policy;
 mod property_tests;
 pub mod rights;
 pub mod tasks;
-pub mod tools;
 
 pub use caller::Caller;
 pub use config::Config;

@@ -444,3 +444,111 @@ async fn consent_requests_waiting_for_the_user_are_listed_and_announced() {
     })
     .await;
 }
+
+/// An HTTP server on 127.0.0.1 that redirects every request to `to`.
+fn serve_redirect(to: String) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(8) {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let reply = format!(
+                "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let _ = s.write_all(reply.as_bytes());
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_are_listed_and_called_by_name_on_the_one_checked_path() {
+    bounded(async {
+        let env = Env::start().await;
+        let docs = documents(&env);
+        let k = env.kernel().await;
+        let tools = env.run_task("narrow", "tools").await;
+        assert_eq!(tools.state, "completed", "{}", tools.message);
+        assert_eq!(
+            tools.result.lines().collect::<Vec<_>>(),
+            [
+                "files.list files.list false",
+                "files.read files.read false",
+                "web.fetch web.fetch false"
+            ]
+        );
+        let tools = env.run_task("tester", "tools").await;
+        assert!(
+            tools.result.contains("files.read files.read true"),
+            "{}",
+            tools.result
+        );
+
+        // A granted call by name: the file comes back as an fd, the call is audited.
+        k.grant("tester", "files.read", &docs, "session")
+            .await
+            .unwrap();
+        let call = |args: String| format!("tool files.read {args}");
+        let read = env
+            .run_task(
+                "tester",
+                &call(format!(r#"{{"folder":"{docs}","path":"budget.txt"}}"#)),
+            )
+            .await;
+        assert_eq!(read.state, "completed", "{}", read.message);
+        assert!(
+            read.result.contains("fd: the budget for 2026 is 42"),
+            "{}",
+            read.result
+        );
+        let log = k.read_audit_log(0, 1000).await.unwrap();
+        assert!(log.iter().any(|r| r.principal == "tester"
+            && r.capability == "files.read"
+            && r.scope == docs
+            && r.decision == "allow"));
+        // The same checks as the typed methods: escapes, unknown tools, bad arguments, no grant.
+        for (goal, says) in [
+            (
+                call(format!(r#"{{"folder":"{docs}","path":"escape"}}"#)),
+                "outside",
+            ),
+            ("tool files.delete {}".to_string(), "no tool named"),
+            (call("[1]".into()), "JSON object"),
+            (call("{not json".into()), "not JSON"),
+            (call(r#"{"path":"x"}"#.into()), "folder"),
+            (
+                call(r#"{"folder":"/etc","path":"passwd"}"#.into()),
+                "no consent provider",
+            ),
+        ] {
+            let t = env.run_task("tester", &goal).await;
+            assert_eq!(t.state, "failed", "{goal}: {}", t.result);
+            assert!(t.message.contains(says), "{goal}: {}", t.message);
+        }
+        // A tool that touches a further scope while it runs asks for it first: web.fetch is
+        // allowed on 127.0.0.1 only, and the page redirects to localhost.
+        let port = serve_http("<p>Hello agents</p>");
+        let redirect = serve_redirect(format!("http://localhost:{port}/"));
+        k.grant("tester", "web.fetch", "127.0.0.1", "session")
+            .await
+            .unwrap();
+        let fetch = format!(r#"tool web.fetch {{"url":"http://127.0.0.1:{redirect}/"}}"#);
+        let t = env.run_task("tester", &fetch).await;
+        assert_eq!(t.state, "failed", "{}", t.result);
+        assert!(t.message.contains("no consent provider"), "{}", t.message);
+        k.grant("tester", "web.fetch", "localhost", "session")
+            .await
+            .unwrap();
+        let t = env.run_task("tester", &fetch).await;
+        assert_eq!(t.state, "completed", "{}", t.message);
+        assert!(t.result.contains("\"status\":200"), "{}", t.result);
+        assert!(
+            t.result.contains("data: <p>Hello agents</p>"),
+            "{}",
+            t.result
+        );
+    })
+    .await;
+}

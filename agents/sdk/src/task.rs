@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::io::Read;
 
 use agentos_dbus_interfaces::proxies::Host1Proxy;
-use agentos_dbus_interfaces::{ArtifactInfo, Error, FileEntry};
+use agentos_dbus_interfaces::{ArtifactInfo, Error, FileEntry, ToolInfo};
 use zbus::zvariant::OwnedValue;
 
 /// One task handed to the agent by the kernel.
@@ -69,6 +69,27 @@ impl Task {
     /// `web.fetch`: status, content type and body of a URL.
     pub async fn fetch(&self, url: &str) -> Result<(u16, String, Vec<u8>), Error> {
         self.host.fetch_url(self.id, url).await
+    }
+
+    /// Every tool the kernel offers, and whether this agent's manifest declares each one's
+    /// capability (a model's tool list is built from it).
+    pub async fn list_tools(&self) -> Result<Vec<ToolInfo>, Error> {
+        self.host.list_tools(self.id).await
+    }
+
+    /// Call any tool by name with its arguments as a JSON object (text): the result as JSON
+    /// text, bytes the tool hands out, and file descriptors (the result's `"fd"` indexes them).
+    pub async fn call_tool(
+        &self,
+        tool: &str,
+        arguments: &str,
+    ) -> Result<(String, Vec<u8>, Vec<std::os::fd::OwnedFd>), Error> {
+        let (result, data, fds) = self.host.call_tool(self.id, tool, arguments).await?;
+        Ok((
+            result,
+            data.into_vec(),
+            fds.into_iter().map(std::os::fd::OwnedFd::from).collect(),
+        ))
     }
 
     /// Delegate a goal to another agent as a child task; returns its id.

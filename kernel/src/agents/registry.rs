@@ -223,9 +223,7 @@ impl AgentRegistry {
                     name: principal.to_string(),
                     description: "A self-registered agent".into(),
                     exec: String::new(),
-                    capabilities: agentos_dbus_interfaces::capability::CAPABILITIES
-                        .iter()
-                        .collect(),
+                    capabilities: Capability::all(),
                     handles: Vec::new(),
                     sandbox: false,
                 };

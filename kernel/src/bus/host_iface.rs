@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
 use agentos_dbus_interfaces::names::KERNEL_PATH;
-use agentos_dbus_interfaces::{ArtifactInfo, Error, FileEntry};
+use agentos_dbus_interfaces::{ArtifactInfo, ByteBuf, Error, FileEntry, ToolInfo};
 use zbus::message::Header;
 use zbus::zvariant::{OwnedFd, OwnedValue};
 
@@ -163,5 +163,28 @@ impl HostIface {
     ) -> Result<(u16, String, Vec<u8>), Error> {
         let f = self.kernel(&hdr)?.fetch_url(&self.agent, task, url).await?;
         Ok((f.status, f.content_type, f.body))
+    }
+
+    async fn list_tools(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        task: u64,
+    ) -> Result<Vec<ToolInfo>, Error> {
+        self.kernel(&hdr)?.list_tools(&self.agent, task)
+    }
+
+    async fn call_tool(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        task: u64,
+        tool: &str,
+        arguments: &str,
+    ) -> Result<(String, ByteBuf, Vec<OwnedFd>), Error> {
+        let out = self
+            .kernel(&hdr)?
+            .call_tool_json(&self.agent, task, tool, arguments)
+            .await?;
+        let fds = out.fds.into_iter().map(OwnedFd::from).collect();
+        Ok((out.value.to_string(), ByteBuf::from(out.data), fds))
     }
 }

@@ -14,7 +14,7 @@ pub fn covers(kind: ScopeKind, granted: &str, requested: &str) -> bool {
                     .strip_prefix(granted)
                     .is_some_and(|rest| rest.starts_with('/'))
         }
-        ScopeKind::Domain | ScopeKind::Agent => granted == requested,
+        ScopeKind::Domain | ScopeKind::Agent | ScopeKind::Name => granted == requested,
     }
 }
 

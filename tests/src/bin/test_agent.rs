@@ -7,7 +7,9 @@
 //! `read-for <task> <folder> <path>` (tries to act for another task id), `pipe-artifact <name>`
 //! (hands over a pipe that never ends as an artifact), `try-read <path>`, `try-write <path>`,
 //! `try-connect-unix <path>`, `try-connect-tcp <addr>`, `env` (for sandbox tests), `share <folder>
-//! <path>` (through the Documents portal, then read at the returned path).
+//! <path>` (through the Documents portal, then read at the returned path), `tools` (one line per
+//! tool: name, capability, declared), `tool <name> <json arguments>` (`Host1.CallTool`: the
+//! result, then what the first fd holds and the data, if any).
 
 use agentos_sdk::{Agent, Outcome, Task};
 
@@ -141,6 +143,29 @@ async fn step(task: &Task, step: &str, out: &mut Outcome) -> Result<(), String> 
                 .await
                 .map_err(err)?;
             out.result = format!("{}: {}", done.state, done.text);
+        }
+        "tools" => {
+            let tools = task.list_tools().await.map_err(err)?;
+            out.result = tools
+                .iter()
+                .map(|t| format!("{} {} {}", t.name, t.capability, t.declared))
+                .collect::<Vec<_>>()
+                .join("\n");
+        }
+        "tool" => {
+            let (name, args) = rest.split_once(' ').unwrap_or((rest, "{}"));
+            let (result, data, fds) = task.call_tool(name, args).await.map_err(err)?;
+            out.result = result;
+            if let Some(fd) = fds.into_iter().next() {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut std::fs::File::from(fd), &mut text)
+                    .map_err(|e| e.to_string())?;
+                out.result.push_str(&format!("\nfd: {text}"));
+            }
+            if !data.is_empty() {
+                let data = String::from_utf8_lossy(&data);
+                out.result.push_str(&format!("\ndata: {data}"));
+            }
         }
         other => return Err(format!("unknown step {other:?}")),
     }

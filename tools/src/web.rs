@@ -1,11 +1,15 @@
 //! `web.fetch`: one HTTP GET hop at a time, so the kernel can check every redirect target's host
 //! against the grants before following it. Bodies and time are bounded.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
+use agentos_dbus_interfaces::Capability;
 use reqwest::Url;
+use serde_json::{json, Value};
 
-use super::ToolError;
+use crate::tool::string_arg;
+use crate::{ScopeCheck, Tool, ToolError, ToolOutput};
 
 /// Largest body returned.
 pub const MAX_BODY: usize = 8 * 1024 * 1024;
@@ -117,6 +121,95 @@ pub async fn get_once(client: &reqwest::Client, url: Url) -> Result<Hop, ToolErr
         content_type,
         body,
     }))
+}
+
+/// `web.fetch`: one page by HTTP GET. The kernel checks the first host; every redirect's host is
+/// checked before it is followed. The HTTP client is made on first use (an idle kernel holds
+/// none).
+#[derive(Debug, Default)]
+pub struct FetchTool {
+    client: OnceLock<reqwest::Client>,
+}
+
+impl FetchTool {
+    fn client(&self) -> Result<&reqwest::Client, ToolError> {
+        if let Some(c) = self.client.get() {
+            return Ok(c);
+        }
+        let made = client().map_err(|e| ToolError::Failed(format!("no HTTP client: {e}")))?;
+        Ok(self.client.get_or_init(|| made))
+    }
+}
+
+#[async_trait::async_trait]
+impl Tool for FetchTool {
+    fn name(&self) -> &str {
+        "web.fetch"
+    }
+    fn capability(&self) -> &'static Capability {
+        Capability::lookup("web.fetch").expect("web.fetch is compiled into the vocabulary")
+    }
+    fn description(&self) -> &str {
+        "Fetch a web page by HTTP GET; redirects are followed to hosts that are allowed too."
+    }
+    fn parameters(&self) -> Value {
+        json!({
+            "type": "object",
+            "properties": {
+                "url": {"type": "string", "description": "An http or https URL"},
+            },
+            "required": ["url"],
+            "additionalProperties": false,
+        })
+    }
+    fn scope(&self, args: &Value) -> Result<String, ToolError> {
+        let (_, host) = parse_url(string_arg(args, "url")?)?;
+        self.capability()
+            .normalize_scope(&host)
+            .map_err(ToolError::Invalid)
+    }
+    async fn run(
+        &self,
+        args: Value,
+        _scope: String,
+        check: &dyn ScopeCheck,
+    ) -> Result<ToolOutput, ToolError> {
+        let client = self.client()?;
+        let (mut url, _) = parse_url(string_arg(&args, "url")?)?;
+        let deadline = tokio::time::Instant::now() + TIME_LIMIT;
+        for hop in 0..=MAX_REDIRECTS {
+            if hop > 0 {
+                let (_, host) = parse_url(url.as_str())?;
+                check.allow(&host).await.map_err(ToolError::Kernel)?;
+            }
+            let got = tokio::time::timeout_at(deadline, get_once(client, url.clone()))
+                .await
+                .map_err(|_| {
+                    ToolError::Timeout(format!(
+                        "fetching {url} took longer than {} s",
+                        TIME_LIMIT.as_secs()
+                    ))
+                })??;
+            match got {
+                Hop::Done(f) => {
+                    return Ok(ToolOutput {
+                        value: json!({
+                            "url": url.as_str(),
+                            "status": f.status,
+                            "content_type": f.content_type,
+                            "length": f.body.len(),
+                        }),
+                        data: f.body,
+                        fds: Vec::new(),
+                    })
+                }
+                Hop::Redirect(next) => url = next,
+            }
+        }
+        Err(ToolError::Failed(format!(
+            "more than {MAX_REDIRECTS} redirects"
+        )))
+    }
 }
 
 #[cfg(test)]

@@ -5,11 +5,13 @@
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
-use agentos_dbus_interfaces::FileEntry;
+use agentos_dbus_interfaces::{Capability, FileEntry};
 use rustix::fs::{openat2, statat, AtFlags, Dir, FileType, Mode, OFlags, ResolveFlags, CWD};
 use rustix::io::Errno;
+use serde_json::{json, Value};
 
-use super::ToolError;
+use crate::tool::{string_arg, string_arg_or};
+use crate::{ScopeCheck, Tool, ToolError, ToolOutput};
 
 /// Most entries returned by one listing.
 pub const MAX_ENTRIES: usize = 10_000;
@@ -125,6 +127,123 @@ pub fn open_path(root: &Path, rel: &str) -> Result<OwnedFd, ToolError> {
         return Err(ToolError::Invalid(format!("{rel:?} is not a regular file")));
     }
     Ok(fd)
+}
+
+/// A folder scope as the user means it: normalized for `capability`, then resolved to its real
+/// path (the grant names the folder itself, not a link to it).
+pub fn resolve_folder(capability: &Capability, folder: &str) -> Result<String, ToolError> {
+    let normalized = capability
+        .normalize_scope(folder)
+        .map_err(ToolError::Invalid)?;
+    let real = std::fs::canonicalize(&normalized).map_err(|e| {
+        ToolError::Invalid(format!("the folder {normalized:?} cannot be opened: {e}"))
+    })?;
+    real.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| ToolError::Invalid("the folder's path is not valid UTF-8".into()))
+}
+
+fn capability(name: &str) -> &'static Capability {
+    Capability::lookup(name).expect("files.list and files.read are compiled into the vocabulary")
+}
+
+fn folder_parameters(path_doc: &str) -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "folder": {"type": "string", "description": "The granted folder, an absolute path"},
+            "path": {"type": "string", "description": path_doc},
+        },
+        "required": ["folder"],
+        "additionalProperties": false,
+    })
+}
+
+/// Run blocking file-system work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ToolError> + Send + 'static,
+) -> Result<T, ToolError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ToolError::Failed(format!("internal error: {e}")))?
+}
+
+/// `files.list`: the entries of a folder beneath a granted folder.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListTool;
+
+#[async_trait::async_trait]
+impl Tool for ListTool {
+    fn name(&self) -> &str {
+        "files.list"
+    }
+    fn capability(&self) -> &'static Capability {
+        capability("files.list")
+    }
+    fn description(&self) -> &str {
+        "List the entries (name, whether a folder, size) of a folder beneath a granted folder."
+    }
+    fn parameters(&self) -> Value {
+        folder_parameters("The folder to list, relative to `folder` (default: `folder` itself)")
+    }
+    fn scope(&self, args: &Value) -> Result<String, ToolError> {
+        resolve_folder(self.capability(), string_arg(args, "folder")?)
+    }
+    async fn run(
+        &self,
+        args: Value,
+        scope: String,
+        _check: &dyn ScopeCheck,
+    ) -> Result<ToolOutput, ToolError> {
+        let path = string_arg_or(&args, "path", "")?.to_string();
+        let entries = blocking(move || list(Path::new(&scope), &path)).await?;
+        let entries: Vec<Value> = entries
+            .into_iter()
+            .map(|e| json!({"name": e.name, "is_dir": e.is_dir, "size": e.size}))
+            .collect();
+        Ok(ToolOutput::value(Value::Array(entries)))
+    }
+}
+
+/// `files.read`: a regular file beneath a granted folder, opened read-only and handed over as
+/// a file descriptor.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadTool;
+
+#[async_trait::async_trait]
+impl Tool for ReadTool {
+    fn name(&self) -> &str {
+        "files.read"
+    }
+    fn capability(&self) -> &'static Capability {
+        capability("files.read")
+    }
+    fn description(&self) -> &str {
+        "Open a file beneath a granted folder for reading; the file comes as a file descriptor."
+    }
+    fn parameters(&self) -> Value {
+        let mut p = folder_parameters("The file to read, relative to `folder`");
+        p["required"] = json!(["folder", "path"]);
+        p
+    }
+    fn scope(&self, args: &Value) -> Result<String, ToolError> {
+        resolve_folder(self.capability(), string_arg(args, "folder")?)
+    }
+    async fn run(
+        &self,
+        args: Value,
+        scope: String,
+        _check: &dyn ScopeCheck,
+    ) -> Result<ToolOutput, ToolError> {
+        let path = string_arg(&args, "path")?.to_string();
+        let rel = path.clone();
+        let fd = blocking(move || open_file(Path::new(&scope), &rel)).await?;
+        Ok(ToolOutput {
+            value: json!({"path": path, "fd": 0}),
+            data: Vec::new(),
+            fds: vec![fd],
+        })
+    }
 }
 
 #[cfg(test)]
