@@ -292,10 +292,15 @@ impl Client {
             .await?)
     }
 
-    /// The kernel's `TaskChanged` signals as typed events, from the verified kernel only.
+    /// The kernel's `TaskChanged` signals as typed events, from the verified kernel only. The
+    /// broadcast signals carry no content, so the client subscribes (`Kernel1.Subscribe`) and
+    /// keeps only the full signals addressed to it: those of the tasks this caller may see.
+    /// Should the kernel refuse the subscription (an older kernel), the broadcast ones are kept.
     pub async fn task_events(&self) -> Result<TaskEvents, ClientError> {
-        let stream = self.kernel().await?.receive_task_changed().await?;
-        Ok(TaskEvents::new(stream))
+        let kernel = self.kernel().await?;
+        let stream = kernel.receive_task_changed().await?;
+        let addressed = kernel.subscribe().await.is_ok();
+        Ok(TaskEvents::new(stream, addressed))
     }
 }
 

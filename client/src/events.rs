@@ -65,12 +65,16 @@ impl TaskEvent {
 /// not delivered), or an error for a malformed one. It stays silent once that kernel is gone.
 pub struct TaskEvents {
     inner: Pin<Box<TaskChangedStream>>,
+    /// Subscribed: only the signals addressed to this connection count (the broadcast ones
+    /// carry no content).
+    addressed: bool,
 }
 
 impl TaskEvents {
-    pub(crate) fn new(stream: TaskChangedStream) -> Self {
+    pub(crate) fn new(stream: TaskChangedStream, addressed: bool) -> Self {
         TaskEvents {
             inner: Box::pin(stream),
+            addressed,
         }
     }
 }
@@ -85,9 +89,17 @@ impl Stream for TaskEvents {
     type Item = Result<TaskEvent, ClientError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.inner
-            .poll_next_unpin(cx)
-            .map(|signal| signal.map(|s| TaskEvent::from_signal(&s)))
+        loop {
+            let signal = match self.inner.poll_next_unpin(cx) {
+                Poll::Ready(Some(signal)) => signal,
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            };
+            if self.addressed && signal.message().header().destination().is_none() {
+                continue;
+            }
+            return Poll::Ready(Some(TaskEvent::from_signal(&signal)));
+        }
     }
 }
 

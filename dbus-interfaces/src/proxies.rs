@@ -37,6 +37,8 @@ pub trait Kernel1 {
     fn open_channel(&self) -> Result<OwnedFd>;
     fn list_consent_requests(&self) -> Result<Vec<ConsentRequestInfo>>;
     fn set_focus(&self, task: u64) -> Result<()>;
+    fn subscribe(&self) -> Result<()>;
+    fn unsubscribe(&self) -> Result<()>;
 
     #[zbus(signal)]
     fn consent_requests_changed(&self, pending: u32) -> zbus::Result<()>;

@@ -11,6 +11,7 @@ use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{OwnedFd, OwnedObjectPath, OwnedValue};
 
 use super::args::{path_of, timeout_option};
+use super::publisher::Subscribers;
 use super::task_iface::exported;
 use super::{caller, live};
 use crate::kernel::Kernel;
@@ -18,13 +19,21 @@ use crate::operations::queries::require_users_tool;
 
 pub struct KernelIface {
     kernel: Weak<Kernel>,
+    /// The clients that receive task changes in full (`Subscribe`); the publisher sends them.
+    subscribers: Arc<Subscribers>,
 }
 
 impl KernelIface {
     pub fn new(kernel: &Arc<Kernel>) -> KernelIface {
         KernelIface {
             kernel: Arc::downgrade(kernel),
+            subscribers: Arc::default(),
         }
+    }
+
+    /// The clients subscribed to task changes.
+    pub fn subscribers(&self) -> Arc<Subscribers> {
+        Arc::clone(&self.subscribers)
     }
 }
 
@@ -49,12 +58,25 @@ impl KernelIface {
         path_of(id)
     }
 
-    async fn list_tasks(&self, limit: u32) -> Result<Vec<TaskInfo>, Error> {
-        live(&self.kernel)?.list_tasks(limit)
+    async fn list_tasks(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        limit: u32,
+    ) -> Result<Vec<TaskInfo>, Error> {
+        let k = live(&self.kernel)?;
+        let c = caller(&k, &hdr).await?;
+        k.list_tasks(&c, limit)
     }
 
-    async fn list_task_page(&self, before: u64, limit: u32) -> Result<(Vec<TaskInfo>, u64), Error> {
-        live(&self.kernel)?.list_task_page(before, limit)
+    async fn list_task_page(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        before: u64,
+        limit: u32,
+    ) -> Result<(Vec<TaskInfo>, u64), Error> {
+        let k = live(&self.kernel)?;
+        let c = caller(&k, &hdr).await?;
+        k.list_task_page(&c, before, limit)
     }
 
     async fn get_task(&self, id: u64) -> Result<TaskInfo, Error> {
@@ -67,8 +89,10 @@ impl KernelIface {
         k.cancel(&c, id)
     }
 
-    async fn list_grants(&self) -> Result<Vec<GrantInfo>, Error> {
-        Ok(live(&self.kernel)?.list_grants())
+    async fn list_grants(&self, #[zbus(header)] hdr: Header<'_>) -> Result<Vec<GrantInfo>, Error> {
+        let k = live(&self.kernel)?;
+        let c = caller(&k, &hdr).await?;
+        Ok(k.list_grants_for(&c))
     }
 
     async fn grant(
@@ -96,12 +120,23 @@ impl KernelIface {
         k.revoke(principal, capability, scope).await
     }
 
-    async fn read_audit_log(&self, after: u64, limit: u32) -> Result<Vec<AuditRecord>, Error> {
-        live(&self.kernel)?.read_audit_log(after, limit)
+    async fn read_audit_log(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, Error> {
+        let k = live(&self.kernel)?;
+        let c = caller(&k, &hdr).await?;
+        k.read_audit_log(&c, after, limit)
     }
 
-    async fn verify_audit_log(&self) -> Result<(bool, u64, String), Error> {
-        let v = live(&self.kernel)?.verify_audit_log()?;
+    async fn verify_audit_log(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<(bool, u64, String), Error> {
+        let k = live(&self.kernel)?;
+        let v = k.verify_audit_log(&caller(&k, &hdr).await?)?;
         Ok((v.ok, v.records, v.problem))
     }
 
@@ -149,6 +184,23 @@ impl KernelIface {
             .sender()
             .ok_or_else(|| Error::AccessDenied("the call has no sender".into()))?;
         k.set_focus(&c, client.as_str(), task)
+    }
+
+    async fn subscribe(&self, #[zbus(header)] hdr: Header<'_>) -> Result<(), Error> {
+        let k = live(&self.kernel)?;
+        let c = caller(&k, &hdr).await?;
+        let client = hdr
+            .sender()
+            .ok_or_else(|| Error::AccessDenied("the call has no sender".into()))?;
+        self.subscribers.add(client.as_str(), c);
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, #[zbus(header)] hdr: Header<'_>) -> Result<(), Error> {
+        if let Some(client) = hdr.sender() {
+            self.subscribers.remove(client.as_str());
+        }
+        Ok(())
     }
 
     #[zbus(signal)]

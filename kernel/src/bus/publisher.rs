@@ -1,22 +1,68 @@
 //! The bus side of the kernel's event stream: task and agent objects exported and removed as
 //! they come and go, `TaskChanged`, `ConsentRequestsChanged` and `PropertiesChanged` emitted as
 //! things change. One task, in the order the core published.
+//!
+//! Broadcast signals carry no private content: `TaskChanged` goes to everyone with the task's
+//! id, parent and state only (agent and message empty, progress 0), and a task's
+//! `PropertiesChanged` carries `State` and `Updated` and only invalidates `Progress`, `Message`
+//! and `Result` (read them with `Get`, which checks the caller). The full `TaskChanged` goes
+//! unicast, to each client that called `Kernel1.Subscribe` and may see the task.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use agentos_dbus_interfaces::names::{self, AGENT_IFACE, KERNEL_PATH, TASK_IFACE};
+use agentos_dbus_interfaces::TaskState;
 use tokio::sync::mpsc::UnboundedReceiver;
+use zbus::names::BusName;
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::Value;
 
 use super::agent_iface::{export as export_agent, unexport as unexport_agent};
 use super::kernel_iface::KernelIface;
 use super::task_iface::export as export_task;
+use crate::caller::Caller;
 use crate::events::Event;
 use crate::kernel::Kernel;
+use crate::operations::queries::sees_tree;
 use crate::tasks::Task;
+
+/// The bus clients that asked (`Kernel1.Subscribe`) for the full content of task changes, by
+/// unique name, with who they are. A client is forgotten when it leaves the bus.
+#[derive(Debug, Default)]
+pub struct Subscribers {
+    clients: Mutex<HashMap<String, Caller>>,
+}
+
+impl Subscribers {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Caller>> {
+        self.clients.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `client` (a unique name) receives the task changes `caller` may see from now on.
+    pub fn add(&self, client: &str, caller: Caller) {
+        self.lock().insert(client.to_string(), caller);
+    }
+
+    /// `client` stops receiving them (it asked, or it left the bus).
+    pub fn remove(&self, client: &str) {
+        self.lock().remove(client);
+    }
+
+    /// The clients of tasks of a tree started by `owner`.
+    fn of_tree(&self, owner: &str) -> Vec<String> {
+        self.lock()
+            .iter()
+            .filter(|(_, caller)| sees_tree(caller, owner))
+            .map(|(client, _)| client.clone())
+            .collect()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+}
 
 /// Follow `events` until the kernel goes away, reflecting each on `conn`.
 pub async fn run(
@@ -24,13 +70,25 @@ pub async fn run(
     conn: zbus::Connection,
     mut events: UnboundedReceiver<Arc<Event>>,
 ) {
+    let subscribers = match conn
+        .object_server()
+        .interface::<_, KernelIface>(KERNEL_PATH)
+        .await
+    {
+        Ok(iface) => iface.get().await.subscribers(),
+        Err(e) => {
+            tracing::error!(error = %e, "Kernel1 is not served; task changes go to nobody in full");
+            Arc::default()
+        }
+    };
+    tokio::spawn(forget_departed(conn.clone(), Arc::downgrade(&subscribers)));
     while let Some(event) = events.recv().await {
         match &*event {
             Event::TaskCreated(task) => {
                 export_task(&conn, &kernel, task.id).await;
-                announce_task(&conn, task).await;
+                announce_task(&conn, &kernel, &subscribers, task).await;
             }
-            Event::TaskChanged(task) => announce_task(&conn, task).await,
+            Event::TaskChanged(task) => announce_task(&conn, &kernel, &subscribers, task).await,
             Event::AgentAdded(id) => export_agent(&conn, &kernel, id).await,
             Event::AgentRemoved(id) => unexport_agent(&conn, id).await,
             Event::AgentConnected(id) => announce_connected(&conn, id, true).await,
@@ -45,30 +103,70 @@ pub async fn run(
     }
 }
 
-/// Announce a task's current state: `Kernel1.TaskChanged` and `PropertiesChanged`.
-async fn announce_task(conn: &zbus::Connection, task: &Task) {
+/// Forget subscribers that left the bus.
+async fn forget_departed(conn: zbus::Connection, subscribers: Weak<Subscribers>) {
+    use futures_util::StreamExt;
+    let Ok(dbus) = zbus::fdo::DBusProxy::new(&conn).await else {
+        return;
+    };
+    let Ok(mut changes) = dbus.receive_name_owner_changed().await else {
+        return;
+    };
+    while let Some(signal) = changes.next().await {
+        let Ok(args) = signal.args() else { continue };
+        if args.new_owner().is_none() {
+            match subscribers.upgrade() {
+                Some(s) => s.remove(args.name().as_str()),
+                None => return,
+            }
+        }
+    }
+}
+
+/// Announce a task's current state: `Kernel1.TaskChanged` (without content to everyone, in full
+/// to the subscribers that may see the task) and `PropertiesChanged` (without content).
+async fn announce_task(
+    conn: &zbus::Connection,
+    kernel: &Weak<Kernel>,
+    subscribers: &Subscribers,
+    task: &Task,
+) {
+    let state = task.state.as_str();
     if let Ok(root) = SignalEmitter::new(conn, KERNEL_PATH) {
-        let _ = KernelIface::task_changed(
-            &root,
-            task.id,
-            task.parent,
-            &task.agent,
-            task.state.as_str(),
-            task.progress,
-            &task.message,
-        )
-        .await;
+        let _ = KernelIface::task_changed(&root, task.id, task.parent, "", state, 0.0, "").await;
+        let owner = match kernel.upgrade() {
+            Some(k) if !subscribers.is_empty() => k.task_owner(task.id).ok(),
+            _ => None,
+        };
+        for client in owner.map(|o| subscribers.of_tree(&o)).unwrap_or_default() {
+            let Ok(destination) = BusName::try_from(client) else {
+                continue;
+            };
+            let to = root.clone().set_destination(destination);
+            let _ = KernelIface::task_changed(
+                &to,
+                task.id,
+                task.parent,
+                &task.agent,
+                state,
+                task.progress,
+                &task.message,
+            )
+            .await;
+        }
     }
     let Ok(emitter) = SignalEmitter::new(conn, names::task_path(task.id)) else {
         return;
     };
     let mut changed: HashMap<&str, Value<'_>> = HashMap::new();
-    changed.insert("State", task.state.as_str().into());
-    changed.insert("Progress", task.progress.into());
-    changed.insert("Message", task.message.as_str().into());
-    changed.insert("Result", task.result.as_str().into());
+    changed.insert("State", state.into());
     changed.insert("Updated", task.updated.into());
-    properties_changed(&emitter, TASK_IFACE, changed).await;
+    let invalidated: &[&str] = if task.state == TaskState::Completed {
+        &["Progress", "Message", "Result", "Artifacts"]
+    } else {
+        &["Progress", "Message", "Result"]
+    };
+    properties_changed(&emitter, TASK_IFACE, changed, invalidated).await;
 }
 
 /// Announce a change of an agent's `Connected` property.
@@ -78,17 +176,23 @@ async fn announce_connected(conn: &zbus::Connection, id: &str, connected: bool) 
     };
     let mut changed: HashMap<&str, Value<'_>> = HashMap::new();
     changed.insert("Connected", connected.into());
-    properties_changed(&emitter, AGENT_IFACE, changed).await;
+    properties_changed(&emitter, AGENT_IFACE, changed, &[]).await;
 }
 
 async fn properties_changed(
     emitter: &SignalEmitter<'_>,
     interface: &str,
     changed: HashMap<&str, Value<'_>>,
+    invalidated: &[&str],
 ) {
     let Ok(iface) = zbus::names::InterfaceName::try_from(interface) else {
         return;
     };
-    let _ = zbus::fdo::Properties::properties_changed(emitter, iface, changed, Cow::Borrowed(&[]))
-        .await;
+    let _ = zbus::fdo::Properties::properties_changed(
+        emitter,
+        iface,
+        changed,
+        Cow::Borrowed(invalidated),
+    )
+    .await;
 }

@@ -1,4 +1,5 @@
-//! `org.agentos.Task1` at `/org/agentos/Kernel/tasks/<id>`.
+//! `org.agentos.Task1` at `/org/agentos/Kernel/tasks/<id>`: every member but `Id` answers only
+//! a caller that may see the task (its tree's starter, or the user).
 
 use std::sync::{Arc, Weak};
 
@@ -19,11 +20,34 @@ impl TaskIface {
         TaskIface { kernel, id }
     }
 
-    fn prop<T>(&self, f: impl FnOnce(TaskInfo) -> T) -> zbus::fdo::Result<T> {
-        live(&self.kernel)
-            .and_then(|k| k.task_info(self.id))
+    /// A property of the task, for a caller that may see it (every property but `Id`).
+    async fn prop<T>(
+        &self,
+        hdr: Option<Header<'_>>,
+        f: impl FnOnce(TaskInfo) -> T,
+    ) -> zbus::fdo::Result<T> {
+        self.visible_info(hdr.as_ref())
+            .await
             .map(f)
-            .map_err(|e| zbus::fdo::Error::Failed(e.message()))
+            .map_err(property_error)
+    }
+
+    async fn visible_info(&self, hdr: Option<&Header<'_>>) -> Result<TaskInfo, Error> {
+        let k = live(&self.kernel)?;
+        // A property read the object server makes for itself has no header: nobody to show.
+        let hdr = hdr.ok_or_else(|| Error::AccessDenied("the read has no sender".into()))?;
+        let c = caller(&k, hdr).await?;
+        k.task_info_for(&c, self.id)
+    }
+}
+
+/// Properties are read through `org.freedesktop.DBus.Properties`, whose errors are the standard
+/// ones: `org.freedesktop.DBus.Error.AccessDenied` for a task the caller may not see.
+fn property_error(e: Error) -> zbus::fdo::Error {
+    match e {
+        Error::AccessDenied(m) => zbus::fdo::Error::AccessDenied(m),
+        Error::UnknownTask(m) => zbus::fdo::Error::UnknownObject(m),
+        e => zbus::fdo::Error::Failed(e.message()),
     }
 }
 
@@ -52,9 +76,14 @@ impl TaskIface {
         k.cancel(&c, self.id)
     }
 
-    async fn open_artifact(&self, name: &str) -> Result<OwnedFd, Error> {
+    async fn open_artifact(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        name: &str,
+    ) -> Result<OwnedFd, Error> {
         let k = live(&self.kernel)?;
-        Ok(k.open_artifact(self.id, name)?.into())
+        let c = caller(&k, &hdr).await?;
+        Ok(k.open_artifact(&c, self.id, name)?.into())
     }
 
     #[zbus(property)]
@@ -62,53 +91,61 @@ impl TaskIface {
         self.id
     }
     #[zbus(property)]
-    fn parent(&self) -> zbus::fdo::Result<u64> {
-        self.prop(|t| t.parent)
+    async fn parent(&self, #[zbus(header)] hdr: Option<Header<'_>>) -> zbus::fdo::Result<u64> {
+        self.prop(hdr, |t| t.parent).await
     }
     #[zbus(property)]
-    fn agent(&self) -> zbus::fdo::Result<String> {
-        self.prop(|t| t.agent)
+    async fn agent(&self, #[zbus(header)] hdr: Option<Header<'_>>) -> zbus::fdo::Result<String> {
+        self.prop(hdr, |t| t.agent).await
     }
     #[zbus(property)]
-    fn caller(&self) -> zbus::fdo::Result<String> {
-        self.prop(|t| t.caller)
+    async fn caller(&self, #[zbus(header)] hdr: Option<Header<'_>>) -> zbus::fdo::Result<String> {
+        self.prop(hdr, |t| t.caller).await
     }
     #[zbus(property)]
-    fn goal(&self) -> zbus::fdo::Result<String> {
-        self.prop(|t| t.goal)
+    async fn goal(&self, #[zbus(header)] hdr: Option<Header<'_>>) -> zbus::fdo::Result<String> {
+        self.prop(hdr, |t| t.goal).await
     }
     #[zbus(property)]
-    fn state(&self) -> zbus::fdo::Result<String> {
-        self.prop(|t| t.state)
+    async fn state(&self, #[zbus(header)] hdr: Option<Header<'_>>) -> zbus::fdo::Result<String> {
+        self.prop(hdr, |t| t.state).await
     }
     #[zbus(property)]
-    fn progress(&self) -> zbus::fdo::Result<f64> {
-        self.prop(|t| t.progress)
+    async fn progress(&self, #[zbus(header)] hdr: Option<Header<'_>>) -> zbus::fdo::Result<f64> {
+        self.prop(hdr, |t| t.progress).await
     }
     #[zbus(property)]
-    fn message(&self) -> zbus::fdo::Result<String> {
-        self.prop(|t| t.message)
+    async fn message(&self, #[zbus(header)] hdr: Option<Header<'_>>) -> zbus::fdo::Result<String> {
+        self.prop(hdr, |t| t.message).await
     }
     #[zbus(property)]
-    fn result(&self) -> zbus::fdo::Result<String> {
-        self.prop(|t| t.result)
+    async fn result(&self, #[zbus(header)] hdr: Option<Header<'_>>) -> zbus::fdo::Result<String> {
+        self.prop(hdr, |t| t.result).await
     }
     #[zbus(property)]
-    fn artifacts(&self) -> zbus::fdo::Result<Vec<(String, String, u64)>> {
-        let list = live(&self.kernel)
-            .and_then(|k| k.list_artifacts(self.id))
-            .map_err(|e| zbus::fdo::Error::Failed(e.message()))?;
+    async fn artifacts(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+    ) -> zbus::fdo::Result<Vec<(String, String, u64)>> {
+        let list = async {
+            let k = live(&self.kernel)?;
+            let hdr = hdr.ok_or_else(|| Error::AccessDenied("the read has no sender".into()))?;
+            let c = caller(&k, &hdr).await?;
+            k.list_artifacts(&c, self.id)
+        }
+        .await
+        .map_err(property_error)?;
         Ok(list
             .into_iter()
             .map(|a| (a.name, a.sha256, a.size))
             .collect())
     }
     #[zbus(property)]
-    fn created(&self) -> zbus::fdo::Result<u64> {
-        self.prop(|t| t.created)
+    async fn created(&self, #[zbus(header)] hdr: Option<Header<'_>>) -> zbus::fdo::Result<u64> {
+        self.prop(hdr, |t| t.created).await
     }
     #[zbus(property)]
-    fn updated(&self) -> zbus::fdo::Result<u64> {
-        self.prop(|t| t.updated)
+    async fn updated(&self, #[zbus(header)] hdr: Option<Header<'_>>) -> zbus::fdo::Result<u64> {
+        self.prop(hdr, |t| t.updated).await
     }
 }

@@ -1,9 +1,18 @@
-//! What callers may read and register: agents, tasks (a page at a time), the audit log, consent
-//! requests waiting now, the task the user watches, and an agent registering itself.
+//! What callers may read and register: agents, tasks (a page at a time), the audit log, grants,
+//! consent requests waiting now, the task the user watches, and an agent registering itself.
+//!
+//! Each caller sees its own. The user's own processes (`Caller::Host`: agentctl, terminals) see
+//! everything. An app, sandboxed or a host app in its own unit, sees the task trees it started
+//! (every task below a top-level task whose caller it is: goal, state, progress, message,
+//! result, artifacts), the grants given to it and the audit records naming it, and nothing
+//! else. Agents read the tasks they work on through `Host1` on their private connection; on
+//! the bus an agent is the host or app that runs it.
 
 use std::sync::Arc;
 
-use agentos_dbus_interfaces::{AgentInfo, AuditRecord, ConsentRequestInfo, Error, TaskInfo};
+use agentos_dbus_interfaces::{
+    AgentInfo, AuditRecord, ConsentRequestInfo, Error, GrantInfo, TaskInfo,
+};
 
 use crate::caller::Caller;
 use crate::kernel::{store_err, Kernel};
@@ -33,6 +42,17 @@ pub(crate) fn require_users_tool(caller: &Caller, what: &str) -> Result<(), Erro
     }
 }
 
+/// Whether `caller` may see the data of a task tree started by `owner` (a root task's caller):
+/// the user sees every tree, an app the trees it started; an agent reads task data through
+/// `Host1` only.
+pub fn sees_tree(caller: &Caller, owner: &str) -> bool {
+    match caller {
+        Caller::Host => true,
+        Caller::HostApp(principal) | Caller::App(principal) => principal == owner,
+        Caller::Agent { .. } => false,
+    }
+}
+
 /// The outcome of verifying the audit log: intact or not, records checked, the first problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verification {
@@ -53,20 +73,74 @@ impl Kernel {
             .ok_or_else(|| Error::UnknownAgent(format!("agent {id} is gone")))
     }
 
-    /// The newest tasks, at most `limit`.
-    pub fn list_tasks(&self, limit: u32) -> Result<Vec<TaskInfo>, Error> {
-        Ok(self.list_task_page(0, limit)?.0)
+    /// The caller that started the tree task `id` belongs to: from this run's tasks, else from
+    /// the store (walking up the stored parents).
+    pub fn task_owner(&self, id: u64) -> Result<String, Error> {
+        if let Some(owner) = self.tasks.root_caller(id) {
+            return Ok(owner);
+        }
+        let store = self.store();
+        let mut cur = store
+            .get_task(id)
+            .map_err(store_err)?
+            .ok_or_else(|| Error::UnknownTask(format!("no task {id}")))?;
+        // A parent is always older than its child; a row that breaks this belongs to no one.
+        while cur.parent != 0 {
+            let parent = cur.parent;
+            match store.get_task(parent).map_err(store_err)? {
+                Some(p) if parent < cur.id => cur = p,
+                _ => return Ok(String::new()),
+            }
+        }
+        Ok(cur.caller)
     }
 
-    /// A page of the task history below `before` (0: from the newest), newest first, and the
-    /// `before` of the next page (0: none). Tasks of this run are fresher in memory than in
-    /// the store, so their entries come from memory.
-    pub fn list_task_page(&self, before: u64, limit: u32) -> Result<(Vec<TaskInfo>, u64), Error> {
+    /// Refuses unless `caller` may see the data of task `id` (see the module's rule).
+    pub fn check_sees_task(&self, caller: &Caller, id: u64) -> Result<(), Error> {
+        if matches!(caller, Caller::Host) {
+            return Ok(());
+        }
+        let owner = self.task_owner(id)?;
+        if sees_tree(caller, &owner) {
+            Ok(())
+        } else {
+            Err(Error::AccessDenied(format!(
+                "task {id} belongs to a task tree {} did not start; only its starter and the user may see it",
+                caller.principal()
+            )))
+        }
+    }
+
+    /// One task, for a caller that may see it.
+    pub fn task_info_for(&self, caller: &Caller, id: u64) -> Result<TaskInfo, Error> {
+        self.check_sees_task(caller, id)?;
+        self.task_info(id)
+    }
+
+    /// The newest tasks `caller` may see, at most `limit`.
+    pub fn list_tasks(&self, caller: &Caller, limit: u32) -> Result<Vec<TaskInfo>, Error> {
+        Ok(self.list_task_page(caller, 0, limit)?.0)
+    }
+
+    /// A page of the task history `caller` may see below `before` (0: from the newest), newest
+    /// first, and the `before` of the next page (0: none). Tasks of this run are fresher in
+    /// memory than in the store, so their entries come from memory.
+    pub fn list_task_page(
+        &self,
+        caller: &Caller,
+        before: u64,
+        limit: u32,
+    ) -> Result<(Vec<TaskInfo>, u64), Error> {
         let limit = check_limit(limit)?;
-        let mut tasks = self
-            .store()
-            .list_task_page(before, limit)
-            .map_err(store_err)?;
+        let mut tasks = match caller {
+            Caller::Host => self.store().list_task_page(before, limit),
+            Caller::HostApp(_) | Caller::App(_) => {
+                self.store()
+                    .list_task_page_of(caller.principal(), before, limit)
+            }
+            Caller::Agent { .. } => Ok(Vec::new()),
+        }
+        .map_err(store_err)?;
         self.tasks.overlay(&mut tasks);
         let next = match tasks.last() {
             Some(t) if tasks.len() == limit as usize && t.id > 1 => t.id,
@@ -75,15 +149,64 @@ impl Kernel {
         Ok((tasks, next))
     }
 
-    /// Audit records after `after`, oldest first (the journal is committed first).
-    pub fn read_audit_log(&self, after: u64, limit: u32) -> Result<Vec<AuditRecord>, Error> {
+    /// Audit records after `after` that `caller` may see, oldest first (the journal is
+    /// committed first): all of them for the user, those naming the caller for an app.
+    pub fn read_audit_log(
+        &self,
+        caller: &Caller,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, Error> {
         let limit = check_limit(limit)?;
         self.commit_audit()?;
-        self.store().read_audit(after, limit).map_err(store_err)
+        if matches!(caller, Caller::Host) {
+            return self.store().read_audit(after, limit).map_err(store_err);
+        }
+        let principal = caller.principal();
+        let mut found = Vec::new();
+        let mut after = after;
+        // The log has no index by principal: read it in pages (the store is free between
+        // them) and keep the caller's records.
+        loop {
+            let page = self
+                .store()
+                .read_audit(after, MAX_PAGE)
+                .map_err(store_err)?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            let full = page.len() == MAX_PAGE as usize;
+            for record in page {
+                if record.principal == principal {
+                    found.push(record);
+                    if found.len() == limit as usize {
+                        return Ok(found);
+                    }
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(found)
     }
 
-    /// Walk the audit log's whole hash chain.
-    pub fn verify_audit_log(&self) -> Result<Verification, Error> {
+    /// The live grants `caller` may see: all of them for the user, its own for an app.
+    pub fn list_grants_for(&self, caller: &Caller) -> Vec<GrantInfo> {
+        let mut grants = self.list_grants();
+        if !matches!(caller, Caller::Host) {
+            grants.retain(|g| g.principal == caller.principal());
+        }
+        grants
+    }
+
+    /// Walk the audit log's whole hash chain; for the user only (it covers every record).
+    pub fn verify_audit_log(&self, caller: &Caller) -> Result<Verification, Error> {
+        if !matches!(caller, Caller::Host) {
+            return Err(Error::AccessDenied(format!(
+                "{} may not verify the whole audit log; only the user can",
+                caller.principal()
+            )));
+        }
         self.commit_audit()?;
         let v = self.store().verify_audit().map_err(store_err)?;
         Ok(Verification {
@@ -105,7 +228,7 @@ impl Kernel {
             let owner = self.tasks.root_caller(task).ok_or_else(|| {
                 Error::UnknownTask(format!("no task {task} is running in this kernel"))
             })?;
-            if !matches!(caller, Caller::Host) && caller.principal() != owner {
+            if !sees_tree(caller, &owner) {
                 return Err(Error::AccessDenied(format!(
                     "task {task} was not started by you"
                 )));
@@ -132,9 +255,11 @@ impl Kernel {
         let (identity, flatpak) = match caller {
             Caller::Host | Caller::HostApp(_) => ("host".to_string(), false),
             Caller::App(app) if app == agent_id => (app.clone(), true),
-            Caller::App(app) => return Err(Error::AccessDenied(format!(
+            Caller::App(app) => {
+                return Err(Error::AccessDenied(format!(
                 "app {app} cannot register as {agent_id:?}: agents register under their own app id"
-            ))),
+            )))
+            }
             Caller::Agent { .. } => {
                 return Err(Error::AccessDenied(
                     "agents cannot register other agents".into(),

@@ -1,11 +1,13 @@
 //! What an agent reports on its own tasks (progress, completion with artifacts, failure), and
-//! what it may read of the tasks it delegated (their outcome and artifacts).
+//! what it may read of the tasks it delegated (their outcome and artifacts); a task's artifacts
+//! for the bus callers that may see the task.
 
 use std::os::fd::OwnedFd;
 
 use agentos_dbus_interfaces::{names, ArtifactInfo, Error, TaskState};
 
 use super::blocking;
+use crate::caller::Caller;
 use crate::kernel::{check_text, store_err, Kernel, MAX_ARTIFACTS, MAX_ARTIFACT_BYTES};
 
 impl Kernel {
@@ -102,21 +104,28 @@ impl Kernel {
         name: &str,
     ) -> Result<OwnedFd, Error> {
         self.tasks.check_delegated_by(agent, child)?;
-        self.open_artifact(child, name)
+        self.artifact_fd(child, name)
     }
 
-    /// A task's artifact as a read-only fd.
-    pub fn open_artifact(&self, task: u64, name: &str) -> Result<OwnedFd, Error> {
+    /// A task's artifact as a read-only fd, for a caller that may see the task.
+    pub fn open_artifact(&self, caller: &Caller, task: u64, name: &str) -> Result<OwnedFd, Error> {
+        self.check_sees_task(caller, task)?;
+        self.artifact_fd(task, name)
+    }
+
+    /// The artifacts a task returned, for a caller that may see the task.
+    pub fn list_artifacts(&self, caller: &Caller, task: u64) -> Result<Vec<ArtifactInfo>, Error> {
+        self.check_sees_task(caller, task)?;
+        self.store().list_artifacts(task).map_err(store_err)
+    }
+
+    /// A task's artifact as a read-only fd (whoever asks was checked).
+    fn artifact_fd(&self, task: u64, name: &str) -> Result<OwnedFd, Error> {
         check_text("artifact name", name, 255, false)?;
         self.store()
             .open_artifact(task, name)
             .map_err(store_err)?
             .map(OwnedFd::from)
             .ok_or_else(|| Error::InvalidArgument(format!("task {task} has no artifact {name:?}")))
-    }
-
-    /// The artifacts a task returned.
-    pub fn list_artifacts(&self, task: u64) -> Result<Vec<ArtifactInfo>, Error> {
-        self.store().list_artifacts(task).map_err(store_err)
     }
 }
