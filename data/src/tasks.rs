@@ -98,15 +98,67 @@ impl Store {
         Ok(())
     }
 
-    /// Applies many updates in one transaction (the kernel batches a task's changes, and the
-    /// changes of many tasks, into one write). An update of a task that is not there fails the
-    /// whole batch, and nothing of it is written.
-    pub fn update_tasks(&self, updates: &[(u64, TaskUpdate)]) -> Result<(), StoreError> {
+    /// Reserves `n` task ids for the caller to insert with [`Store::insert_task_with_id`]: no
+    /// later reservation or insert hands them out again, even after a crash (the reservation is
+    /// committed before this returns). Returns the first; the rest follow it.
+    pub fn reserve_task_ids(&self, n: u64) -> Result<u64, StoreError> {
         let tx = self.begin()?;
+        let max_row: u64 =
+            tx.query_row("SELECT COALESCE(MAX(id), 0) FROM tasks", [], |r| r.get(0))?;
+        let seq: u64 = tx.query_row(
+            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'tasks'), 0)",
+            [],
+            |r| r.get(0),
+        )?;
+        let first = max_row.max(seq) + 1;
+        let last = first + n.max(1) - 1;
+        // SQLite lets its AUTOINCREMENT counter be set like any row: the next automatic id, and
+        // the next reservation, start after the last id reserved here.
+        tx.execute("DELETE FROM sqlite_sequence WHERE name = 'tasks'", [])?;
+        tx.execute(
+            "INSERT INTO sqlite_sequence (name, seq) VALUES ('tasks', ?1)",
+            [last],
+        )?;
+        tx.commit()?;
+        Ok(first)
+    }
+
+    /// Writes new tasks (under ids reserved with [`Store::reserve_task_ids`]) and changes to
+    /// tasks in one transaction, new ones first. A change to a task that is not there fails the
+    /// whole batch, and nothing of it is written.
+    pub fn write_tasks(
+        &self,
+        new: &[(u64, NewTask)],
+        updates: &[(u64, TaskUpdate)],
+    ) -> Result<(), StoreError> {
+        let tx = self.begin()?;
+        for (id, t) in new {
+            self.insert_task_with_id(*id, t)?;
+        }
         for (id, u) in updates {
             self.update_task(*id, u)?;
         }
         tx.commit()?;
+        Ok(())
+    }
+
+    /// Records a new task under an id reserved for it.
+    pub fn insert_task_with_id(&self, id: u64, t: &NewTask) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO tasks (id, parent, agent, caller, goal, state, progress, message, result,
+                                created, updated, deadline)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0.0, '', '', ?7, ?7, ?8)",
+            params![
+                id,
+                t.parent,
+                t.agent,
+                t.caller,
+                t.goal,
+                t.state.as_str(),
+                t.created,
+                t.deadline
+            ],
+        )?;
         Ok(())
     }
 
@@ -420,13 +472,40 @@ mod tests {
             updated: 9,
         };
         store
-            .update_tasks(&[(ids[0], done(1.0)), (ids[1], done(0.5))])
+            .write_tasks(&[], &[(ids[0], done(1.0)), (ids[1], done(0.5))])
             .unwrap();
         assert_eq!(store.get_task(ids[1]).unwrap().unwrap().state, "completed");
         // One missing task fails the whole batch.
         assert!(store
-            .update_tasks(&[(ids[2], done(1.0)), (999, done(1.0))])
+            .write_tasks(&[], &[(ids[2], done(1.0)), (999, done(1.0))])
             .is_err());
         assert_eq!(store.get_task(ids[2]).unwrap().unwrap().state, "working");
+    }
+
+    #[test]
+    fn reserved_ids_are_never_handed_out_again_even_after_a_restart() {
+        let tmp = TempDir::new().unwrap();
+        let first = {
+            let store = Store::open(tmp.path()).unwrap();
+            let auto = store
+                .insert_task(&task("a", TaskState::Working, 1))
+                .unwrap();
+            let first = store.reserve_task_ids(10).unwrap();
+            assert_eq!(first, auto + 1);
+            // Only one of the ten is used before the "crash".
+            store
+                .write_tasks(&[(first, task("b", TaskState::Working, 2))], &[])
+                .unwrap();
+            first
+        };
+        let store = Store::open(tmp.path()).unwrap();
+        assert_eq!(store.reserve_task_ids(5).unwrap(), first + 10);
+        assert_eq!(
+            store
+                .insert_task(&task("c", TaskState::Working, 3))
+                .unwrap(),
+            first + 15
+        );
+        assert_eq!(store.get_task(first).unwrap().unwrap().goal, "b");
     }
 }

@@ -111,13 +111,26 @@ impl Kernel {
         self.events.subscribe(kinds)
     }
 
+    /// The store, with every task noted so far written to it (so readers see them all, and
+    /// rows that refer to a task find it).
     pub(crate) fn store(&self) -> MutexGuard<'_, Store> {
+        self.write_tasks();
         self.store.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The store, for blocking work off the async thread.
+    /// The store, for blocking work off the async thread (tasks written first, as above).
     pub(crate) fn store_handle(&self) -> Arc<Mutex<Store>> {
+        self.write_tasks();
         Arc::clone(&self.store)
+    }
+
+    /// Write what the task writer holds now, if anything.
+    fn write_tasks(&self) {
+        if !self.task_writer.is_idle() {
+            if let Err(e) = self.task_writer.flush() {
+                tracing::error!(error = %e, "cannot write task changes");
+            }
+        }
     }
 
     pub fn now(&self) -> u64 {

@@ -54,7 +54,8 @@ impl Kernel {
             created: now,
             deadline,
         };
-        let id = self.store().insert_task(&new).map_err(store_err)?;
+        let id = self.task_writer.next_id().map_err(store_err)?;
+        self.task_writer.put_new(id, new.clone());
         let task = Task::from_new(id, new, delegators);
         self.tasks.insert(task.clone());
         self.events.publish(Event::TaskCreated(task));

@@ -1,8 +1,9 @@
-//! Task changes reach the store from a thread of their own, in batches: the kernel's async
-//! thread only notes the newest state of each changed task (a storm of `Progress` calls costs
-//! no SQLite write per call), and the writer commits what was noted within one turn. A task's
-//! end (its result, its failure) is written at once, without waiting for the turn. Asleep, with
-//! no timer, while nothing changes.
+//! Tasks reach the store from a thread of their own, in batches: the kernel's async thread only
+//! notes each new task and the newest state of each changed one (a storm of delegations or of
+//! `Progress` calls costs no SQLite write per call), and the writer commits what was noted
+//! within one turn. A new task, and a task's end (its result, its failure), are written at once,
+//! without waiting for the turn. New tasks take ids reserved in the store a block at a time, so an id is never
+//! handed out twice, even after a crash. Asleep, with no timer, while nothing changes.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,11 +11,25 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use agentos_data::{Store, StoreError, TaskUpdate};
+use agentos_data::{NewTask, Store, StoreError, TaskUpdate};
+
+/// How many task ids are reserved in the store at a time.
+const ID_BLOCK: u64 = 1024;
+
+/// What is noted of one task since the last write.
+#[derive(Default)]
+struct Pending {
+    /// It is new: its first row.
+    new: Option<NewTask>,
+    /// Its newest state.
+    update: Option<TaskUpdate>,
+}
 
 struct Shared {
-    /// The newest state of each task changed since the last write.
-    pending: Mutex<BTreeMap<u64, TaskUpdate>>,
+    /// What changed since the last write, by task id.
+    pending: Mutex<BTreeMap<u64, Pending>>,
+    /// Reserved ids not handed out yet: the next, and the end of the block.
+    ids: Mutex<(u64, u64)>,
     /// A change that should not wait for the turn is pending.
     urgent: AtomicBool,
     store: Arc<Mutex<Store>>,
@@ -30,17 +45,27 @@ impl Shared {
     /// it, so two writes never commit an older state after a newer one.
     fn write(&self) -> Result<usize, StoreError> {
         let store = lock(&self.store);
-        let batch: Vec<(u64, TaskUpdate)> = std::mem::take(&mut *lock(&self.pending))
-            .into_iter()
-            .collect();
+        let batch = std::mem::take(&mut *lock(&self.pending));
         if batch.is_empty() {
             return Ok(0);
         }
-        if let Err(e) = store.update_tasks(&batch) {
+        let mut new = Vec::new();
+        let mut updates = Vec::new();
+        for (id, p) in batch {
+            new.extend(p.new.map(|t| (id, t)));
+            updates.extend(p.update.map(|u| (id, u)));
+        }
+        if let Err(e) = store.write_tasks(&new, &updates) {
             // Write what can be written, one by one; say what could not.
-            tracing::error!(error = %e, "cannot write a batch of task changes; writing them one by one");
+            tracing::error!(error = %e, "cannot write a batch of tasks; writing them one by one");
             let mut first = None;
-            for (id, update) in &batch {
+            for (id, t) in &new {
+                if let Err(e) = store.insert_task_with_id(*id, t) {
+                    tracing::error!(task = id, error = %e, "cannot record a task");
+                    first.get_or_insert(e);
+                }
+            }
+            for (id, update) in &updates {
                 if let Err(e) = store.update_task(*id, update) {
                     tracing::error!(task = id, error = %e, "cannot persist a task");
                     first.get_or_insert(e);
@@ -50,7 +75,7 @@ impl Shared {
                 return Err(e);
             }
         }
-        Ok(batch.len())
+        Ok(new.len() + updates.len())
     }
 }
 
@@ -66,6 +91,7 @@ impl TaskWriter {
     pub fn start(store: Arc<Mutex<Store>>, turn: Duration) -> std::io::Result<TaskWriter> {
         let shared = Arc::new(Shared {
             pending: Mutex::default(),
+            ids: Mutex::new((0, 0)),
             urgent: AtomicBool::new(false),
             store,
             stop: AtomicBool::new(false),
@@ -83,12 +109,35 @@ impl TaskWriter {
         })
     }
 
+    /// An id for a new task, never handed out before (a block of ids is reserved in the store
+    /// when the last one is used up: one write per [`ID_BLOCK`] tasks).
+    pub fn next_id(&self) -> Result<u64, StoreError> {
+        let mut ids = lock(&self.shared.ids);
+        if ids.0 >= ids.1 {
+            let first = lock(&self.shared.store).reserve_task_ids(ID_BLOCK)?;
+            *ids = (first, first + ID_BLOCK);
+        }
+        let id = ids.0;
+        ids.0 += 1;
+        Ok(id)
+    }
+
+    /// Note a new task (under an id from [`TaskWriter::next_id`]); written at once, on the
+    /// writer's thread (with whatever else is noted by then).
+    pub fn put_new(&self, id: u64, task: NewTask) {
+        self.note(id, true, |p| p.new = Some(task));
+    }
+
     /// Note a task's newest state; it is written within one turn, or at once when `urgent`.
     pub fn put(&self, id: u64, update: TaskUpdate, urgent: bool) {
+        self.note(id, urgent, |p| p.update = Some(update));
+    }
+
+    fn note(&self, id: u64, urgent: bool, f: impl FnOnce(&mut Pending)) {
         let was_empty = {
             let mut pending = lock(&self.shared.pending);
             let was_empty = pending.is_empty();
-            pending.insert(id, update);
+            f(pending.entry(id).or_default());
             was_empty
         };
         if urgent {
@@ -99,6 +148,11 @@ impl TaskWriter {
                 t.thread().unpark();
             }
         }
+    }
+
+    /// Whether anything waits to be written.
+    pub fn is_idle(&self) -> bool {
+        lock(&self.shared.pending).is_empty()
     }
 
     /// Write everything noted so far, now, on the caller's thread.
@@ -226,5 +280,37 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         drop(writer);
+    }
+
+    #[test]
+    fn new_tasks_take_reserved_ids_and_land_with_their_first_changes() {
+        let (dir, store, first) = store_with_task();
+        let writer = TaskWriter::start(Arc::clone(&store), Duration::from_secs(3600)).unwrap();
+        let a = writer.next_id().unwrap();
+        let b = writer.next_id().unwrap();
+        assert_eq!((a, b), (first + 1, first + 2));
+        let new = |goal: &str| NewTask {
+            parent: 0,
+            agent: "a".into(),
+            caller: "host".into(),
+            goal: goal.into(),
+            state: TaskState::Submitted,
+            created: 1,
+            deadline: 100,
+        };
+        writer.put_new(a, new("first"));
+        writer.put(a, update(0.25, 3), false);
+        writer.put_new(b, new("second"));
+        assert!(!writer.is_idle());
+        writer.flush().unwrap();
+        assert!(writer.is_idle());
+        let stored = lock(&store).get_task(a).unwrap().unwrap();
+        assert_eq!((stored.goal.as_str(), stored.progress), ("first", 0.25));
+        drop(writer);
+        drop(store);
+        // After a restart, the ids of the block are not handed out again.
+        let store = Arc::new(Mutex::new(Store::open(dir.path()).unwrap()));
+        let writer = TaskWriter::start(store, Duration::from_secs(3600)).unwrap();
+        assert!(writer.next_id().unwrap() > b + ID_BLOCK - 2);
     }
 }
