@@ -269,3 +269,92 @@ impl Kernel {
         self.register(&identity, flatpak, socket).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use agentos_data::NewTask;
+    use agentos_dbus_interfaces::TaskState;
+
+    const EDITOR: &str = "host:org.example.Editor";
+
+    fn ids(tasks: Vec<TaskInfo>) -> Vec<u64> {
+        tasks.into_iter().map(|t| t.id).collect()
+    }
+
+    #[tokio::test]
+    async fn each_caller_sees_its_own_trees_grants_and_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = Kernel::for_test(dir.path(), vec![], Arc::new(ManualClock::new(1)));
+        // Tasks of an earlier run: only in the store.
+        let insert = |parent, caller: &str| {
+            k.store()
+                .insert_task(&NewTask {
+                    parent,
+                    agent: "docs".into(),
+                    caller: caller.into(),
+                    goal: "g".into(),
+                    state: TaskState::Completed,
+                    created: 1,
+                    deadline: 2,
+                })
+                .unwrap()
+        };
+        let a = insert(0, EDITOR);
+        let a1 = insert(a, "docs");
+        let b = insert(0, "host");
+        let (host, editor) = (Caller::Host, Caller::HostApp(EDITOR.into()));
+        let sandboxed = Caller::App("org.example.Editor".into());
+        assert_eq!(ids(k.list_tasks(&host, 10).unwrap()), [b, a1, a]);
+        assert_eq!(ids(k.list_tasks(&editor, 10).unwrap()), [a1, a]);
+        assert!(k.list_tasks(&sandboxed, 10).unwrap().is_empty());
+        assert_eq!(k.task_owner(a1).unwrap(), EDITOR);
+        assert!(k.task_info_for(&editor, a1).is_ok());
+        assert!(matches!(
+            k.task_info_for(&editor, b),
+            Err(Error::AccessDenied(_))
+        ));
+        assert!(matches!(
+            k.check_sees_task(&sandboxed, a),
+            Err(Error::AccessDenied(_))
+        ));
+        assert!(matches!(
+            k.check_sees_task(&sandboxed, 999),
+            Err(Error::UnknownTask(_))
+        ));
+        assert!(matches!(
+            k.list_artifacts(&sandboxed, a1),
+            Err(Error::AccessDenied(_))
+        ));
+
+        for principal in [EDITOR, "org.example.Editor", "docs"] {
+            k.grant(principal, "agent.delegate", "web", "session")
+                .await
+                .unwrap();
+        }
+        let principals = |c: &Caller| -> Vec<String> {
+            k.list_grants_for(c)
+                .into_iter()
+                .map(|g| g.principal)
+                .collect()
+        };
+        assert_eq!(principals(&editor), [EDITOR]);
+        assert_eq!(principals(&sandboxed), ["org.example.Editor"]);
+        assert_eq!(principals(&host).len(), 3);
+        let records = |c: &Caller| -> Vec<String> {
+            k.read_audit_log(c, 0, 100)
+                .unwrap()
+                .into_iter()
+                .map(|r| r.principal)
+                .collect()
+        };
+        assert_eq!(records(&editor), [EDITOR]);
+        assert_eq!(records(&host).len(), 3);
+        assert!(k.verify_audit_log(&host).unwrap().ok);
+        assert!(matches!(
+            k.verify_audit_log(&editor),
+            Err(Error::AccessDenied(_))
+        ));
+    }
+}
