@@ -1,5 +1,6 @@
 //! The committed D-Bus contract as tests compare it with what is live: the members of an
-//! interface with their signatures, from the XML files and from introspection.
+//! interface with their signatures, from the XML files and from introspection; and the body
+//! signature of each reply, as its header carries it on the wire, against the XML's out args.
 
 use agentos_dbus_interfaces::INTERFACE_XML;
 
@@ -79,4 +80,122 @@ pub async fn served(
         .expect("introspect");
     let node = zbus_xml::Node::from_reader(xml.as_bytes()).expect("introspection XML parses");
     members(interface(&node, name))
+}
+
+/// The names of the methods of interface `name` as committed, in the XML's order.
+pub fn committed_methods(name: &str) -> Vec<String> {
+    let node = committed_node(name);
+    interface(&node, name)
+        .methods()
+        .iter()
+        .map(|m| m.name().to_string())
+        .collect()
+}
+
+/// The body signature a reply to `iface.method` must carry: the types of the method's `out`
+/// arguments in the committed XML, concatenated (a single struct argument keeps its
+/// parentheses: `(ttssssdsstt)`, not its eleven fields).
+pub fn committed_reply_signature(iface: &str, method: &str) -> String {
+    let node = committed_node(iface);
+    let m = interface(&node, iface)
+        .methods()
+        .iter()
+        .find(|m| m.name() == method)
+        .unwrap_or_else(|| panic!("{iface} declares no method {method}"));
+    m.args()
+        .iter()
+        .filter(|a| a.direction() == Some(zbus_xml::ArgDirection::Out))
+        .map(|a| a.ty().to_string())
+        .collect()
+}
+
+/// The body signature of a message exactly as its header field carries it on the wire ("" for
+/// none). zbus's parsed [`zbus::Message::body`] signature cannot tell one struct argument from
+/// the same types as separate arguments, so the header is read here byte by byte.
+pub fn wire_signature(msg: &zbus::Message) -> String {
+    let bytes: &[u8] = msg.data();
+    let big = bytes[0] == b'B';
+    let u32_at = |i: usize| {
+        let b: [u8; 4] = bytes[i..i + 4].try_into().expect("four bytes");
+        (if big {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        }) as usize
+    };
+    // Header fields: an array of (code, variant) structs from offset 16, each 8-aligned.
+    let end = 16 + u32_at(12);
+    let mut pos = 16;
+    while pos < end {
+        pos = pos.next_multiple_of(8);
+        let code = bytes[pos];
+        let sig_len = bytes[pos + 1] as usize;
+        let sig = &bytes[pos + 2..pos + 2 + sig_len];
+        pos += 2 + sig_len + 1;
+        match sig {
+            // A signature: length byte, bytes, nul.
+            b"g" => {
+                let len = bytes[pos] as usize;
+                let value = &bytes[pos + 1..pos + 1 + len];
+                if code == 8 {
+                    return String::from_utf8(value.to_vec()).expect("a signature is ASCII");
+                }
+                pos += 1 + len + 1;
+            }
+            // A string or object path: 4-aligned length, bytes, nul.
+            b"s" | b"o" => {
+                pos = pos.next_multiple_of(4);
+                pos += 4 + u32_at(pos) + 1;
+            }
+            b"u" => pos = pos.next_multiple_of(4) + 4,
+            other => panic!(
+                "header field {code} has unexpected type {:?}",
+                String::from_utf8_lossy(other)
+            ),
+        }
+    }
+    String::new()
+}
+
+/// Replies checked against the committed contract, and which methods they covered.
+#[derive(Debug, Default)]
+pub struct ReplyChecker {
+    covered: std::collections::BTreeSet<(String, String)>,
+}
+
+impl ReplyChecker {
+    /// Check the reply to `iface.method`: it must have succeeded and carry exactly the body
+    /// signature the XML declares. Returns the reply.
+    pub fn check(
+        &mut self,
+        iface: &str,
+        method: &str,
+        reply: zbus::Result<zbus::Message>,
+    ) -> zbus::Message {
+        let reply = reply.unwrap_or_else(|e| panic!("{iface}.{method} failed: {e}"));
+        let (got, want) = (
+            wire_signature(&reply),
+            committed_reply_signature(iface, method),
+        );
+        assert_eq!(
+            got, want,
+            "{iface}.{method} replied with body signature {got:?}; the XML declares {want:?}"
+        );
+        self.covered.insert((iface.to_string(), method.to_string()));
+        reply
+    }
+
+    /// Every method of every committed interface that no checked reply covered.
+    pub fn uncovered(&self) -> Vec<String> {
+        INTERFACE_XML
+            .iter()
+            .flat_map(|(iface, _)| {
+                committed_methods(iface)
+                    .into_iter()
+                    .filter(|m| !self.covered.contains(&(iface.to_string(), m.clone())))
+                    .map(|m| format!("{iface}.{m}"))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
 }

@@ -79,8 +79,11 @@ impl KernelIface {
         k.list_task_page(&c, before, limit)
     }
 
-    async fn get_task(&self, id: u64) -> Result<TaskInfo, Error> {
-        live(&self.kernel)?.task_info(id)
+    /// One struct argument, `(ttssssdsstt)`, as declared: returned as a one-element tuple, since
+    /// zbus sends a bare struct as the body itself (its fields as eleven arguments).
+    #[zbus(out_args("task"))]
+    async fn get_task(&self, id: u64) -> Result<(TaskInfo,), Error> {
+        Ok((live(&self.kernel)?.task_info(id)?,))
     }
 
     async fn cancel_task(&self, #[zbus(header)] hdr: Header<'_>, id: u64) -> Result<(), Error> {
