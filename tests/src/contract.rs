@@ -199,3 +199,61 @@ impl ReplyChecker {
             .collect()
     }
 }
+
+/// The properties of interface `name` as committed: (name, type).
+pub fn committed_properties(name: &str) -> Vec<(String, String)> {
+    let node = committed_node(name);
+    interface(&node, name)
+        .properties()
+        .iter()
+        .map(|p| (p.name().to_string(), p.ty().to_string()))
+        .collect()
+}
+
+/// The body signature signal `iface.signal` must carry: its args' types in the committed XML.
+pub fn committed_signal_signature(iface: &str, signal: &str) -> String {
+    let node = committed_node(iface);
+    interface(&node, iface)
+        .signals()
+        .iter()
+        .find(|s| s.name() == signal)
+        .unwrap_or_else(|| panic!("{iface} declares no signal {signal}"))
+        .args()
+        .iter()
+        .map(|a| a.ty().to_string())
+        .collect()
+}
+
+/// Check a reply to `org.freedesktop.DBus.Properties.GetAll(iface)`: every committed property
+/// is there, each value of the committed type, and nothing else.
+pub fn check_properties(iface: &str, reply: zbus::Result<zbus::Message>) {
+    let reply = reply.unwrap_or_else(|e| panic!("GetAll({iface}) failed: {e}"));
+    let values: std::collections::HashMap<String, zbus::zvariant::OwnedValue> =
+        reply.body().deserialize().expect("GetAll replies a{sv}");
+    let mut served: Vec<(String, String)> = values
+        .iter()
+        .map(|(n, v)| (n.clone(), v.value_signature().to_string()))
+        .collect();
+    served.sort();
+    let mut committed = committed_properties(iface);
+    committed.sort();
+    assert_eq!(served, committed, "{iface}'s properties as served");
+}
+
+/// Check a signal's body signature, as its header carries it, against the committed XML.
+pub fn check_signal(msg: &zbus::Message) {
+    let hdr = msg.header();
+    let iface = hdr
+        .interface()
+        .expect("a signal names its interface")
+        .to_string();
+    let member = hdr.member().expect("a signal names its member").to_string();
+    let (got, want) = (
+        wire_signature(msg),
+        committed_signal_signature(&iface, &member),
+    );
+    assert_eq!(
+        got, want,
+        "signal {iface}.{member} carried body signature {got:?}; the XML declares {want:?}"
+    );
+}

@@ -3,21 +3,24 @@
 //! the real kernel, and each reply's body signature, exactly as its header carries it, must be
 //! what the XML declares: Kernel1, Agent1 and Task1 on the bus; Host1 on an agent's private
 //! connection; AgentService1 on an SDK agent's; Channel1 on a channel. A method in the XML that
-//! the test does not call fails it, so no method is added without being covered here.
+//! the test does not call fails it, so no method is added without being covered here. The
+//! properties (as GetAll serves them) and the TaskChanged signals that come are checked too.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agentos_dbus_interfaces::names::{
     self, AGENT_FD_ENV, AGENT_IFACE, AGENT_SERVICE_IFACE, AGENT_SERVICE_PATH, CHANNEL_IFACE,
     HOST_IFACE, KERNEL_IFACE, KERNEL_PATH, TASK_IFACE,
 };
-use agentos_tests::contract::{committed_methods, ReplyChecker};
+use agentos_tests::contract::{check_properties, check_signal, committed_methods, ReplyChecker};
 use agentos_tests::{bin, bounded_for, bwrap_works, Env, Services};
+use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use zbus::zvariant::{Fd, OwnedObjectPath, OwnedValue, Value};
 
@@ -173,6 +176,23 @@ async fn every_method_replies_with_the_body_signature_the_xml_declares() {
         let mut c = ReplyChecker::default();
         let bus = &env.conn;
         let kernel = |method: &'static str| (KERNEL, KERNEL_PATH, Some(KERNEL_IFACE), method);
+
+        // Kernel1's signals, kept as they come (a stream not read would stall the connection).
+        let rule = zbus::MatchRule::builder()
+            .msg_type(zbus::message::Type::Signal)
+            .interface(KERNEL_IFACE)
+            .unwrap()
+            .build();
+        let mut stream = zbus::MessageStream::for_match_rule(rule, bus, None)
+            .await
+            .unwrap();
+        let signals = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&signals);
+        tokio::spawn(async move {
+            while let Some(Ok(msg)) = stream.next().await {
+                kept.lock().unwrap().push(msg);
+            }
+        });
 
         // Kernel1, on the bus.
         let (d, p, i, m) = kernel("Subscribe");
@@ -442,6 +462,35 @@ async fn every_method_replies_with_the_body_signature_the_xml_declares() {
         c.check(KERNEL_IFACE, m, bus.call_method(d, p, i, m, &(other)).await);
         let (d, p, i, m) = kernel("Unsubscribe");
         c.check(KERNEL_IFACE, m, bus.call_method(d, p, i, m, &()).await);
+
+        // Properties, as GetAll serves them: every committed one, of its committed type.
+        for (path, iface) in [
+            (KERNEL_PATH.to_string(), KERNEL_IFACE),
+            (tester.clone(), AGENT_IFACE),
+            (names::task_path(with_artifact), TASK_IFACE),
+        ] {
+            let reply = bus
+                .call_method(
+                    KERNEL,
+                    path.as_str(),
+                    Some("org.freedesktop.DBus.Properties"),
+                    "GetAll",
+                    &(iface),
+                )
+                .await;
+            check_properties(iface, reply);
+        }
+
+        // Signals: TaskChanged came (broadcast, and addressed to us as a subscriber), each as
+        // declared.
+        let signals = signals.lock().unwrap().clone();
+        assert!(
+            signals
+                .iter()
+                .any(|s| s.header().member().is_some_and(|m| m == "TaskChanged")),
+            "no TaskChanged signal came"
+        );
+        signals.iter().for_each(check_signal);
 
         let mut uncovered = c.uncovered();
         if skip_share.is_some() {
