@@ -177,6 +177,7 @@ async fn an_app_sees_the_trees_it_started_its_grants_and_records_and_nothing_els
                 assert_eq!(all.keys().collect::<Vec<_>>(), ["Id"], "{all:?}");
                 assert!(denied(task.open_artifact("secret.txt").await));
                 assert!(denied(task.cancel().await));
+                assert!(denied(k.get_task(id).await));
             }
             let listed = k.list_tasks(100).await.unwrap();
             assert!(listed
@@ -195,7 +196,13 @@ async fn an_app_sees_the_trees_it_started_its_grants_and_records_and_nothing_els
             let task = task_proxy(&other_conn, id).await;
             assert!(property_denied(task.goal().await));
             assert!(denied(task.open_artifact("mine.txt").await));
+            assert!(denied(other.get_task(id).await));
+            assert_eq!(mine.get_task(id).await.unwrap().id, id);
         }
+        assert!(matches!(
+            other.get_task(999_999).await,
+            Err(Error::UnknownTask(_))
+        ));
         // The app reads its own grant and its own records (the grant, its delegation).
         let grants = mine.list_grants().await.unwrap();
         assert_eq!(grants.len(), 1);
@@ -247,6 +254,14 @@ async fn an_app_sees_the_trees_it_started_its_grants_and_records_and_nothing_els
         assert_eq!(listed, [our_child, ours]);
         assert!(other.list_tasks(100).await.unwrap().is_empty());
         assert_eq!(env.kernel().await.list_tasks(100).await.unwrap().len(), 4);
+        // From the store too, GetTask answers the tree's starter and the user only.
+        assert_eq!(mine.get_task(our_child).await.unwrap().caller, "tester");
+        assert!(denied(mine.get_task(their_child).await));
+        assert!(denied(other.get_task(ours).await));
+        assert_eq!(
+            env.kernel().await.get_task(ours).await.unwrap().caller,
+            MINE
+        );
     })
     .await;
 }

@@ -82,8 +82,14 @@ impl KernelIface {
     /// One struct argument, `(ttssssdsstt)`, as declared: returned as a one-element tuple, since
     /// zbus sends a bare struct as the body itself (its fields as eleven arguments).
     #[zbus(out_args("task"))]
-    async fn get_task(&self, id: u64) -> Result<(TaskInfo,), Error> {
-        Ok((live(&self.kernel)?.task_info(id)?,))
+    async fn get_task(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        id: u64,
+    ) -> Result<(TaskInfo,), Error> {
+        let k = live(&self.kernel)?;
+        let c = caller(&k, &hdr).await?;
+        Ok((k.task_info_for(&c, id)?,))
     }
 
     async fn cancel_task(&self, #[zbus(header)] hdr: Header<'_>, id: u64) -> Result<(), Error> {
