@@ -9,6 +9,7 @@ pub mod documents;
 pub mod flatpak_info;
 pub mod identity;
 pub mod keyfile;
+pub mod proc_stat;
 pub mod systemd_scope;
 pub mod xdg;
 

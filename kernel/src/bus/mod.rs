@@ -97,23 +97,66 @@ pub(crate) fn live(kernel: &std::sync::Weak<Kernel>) -> Result<Arc<Kernel>, Erro
         .ok_or_else(|| Error::Failed("the kernel is shutting down".into()))
 }
 
-/// Follow NameOwnerChanged and forget what was kept for names that lost their owner (their
-/// identity, the task they watched).
+/// Follow NameOwnerChanged: record when each connection appeared (its identity is only read from
+/// a process that started before that), and forget what was kept for names that lost their owner
+/// (their identity, the task they watched). Calls wait until this follows the bus.
 pub async fn follow_name_changes(conn: zbus::Connection, kernel: std::sync::Weak<Kernel>) {
     use futures_util::StreamExt;
-    let Ok(dbus) = zbus::fdo::DBusProxy::new(&conn).await else {
-        return;
+    let unfollowed = |e: zbus::Error| {
+        tracing::error!(error = %e, "cannot follow the bus's connections: no caller on it can be identified");
     };
-    let Ok(mut changes) = dbus.receive_name_owner_changed().await else {
-        return;
+    let dbus = match zbus::fdo::DBusProxy::new(&conn).await {
+        Ok(d) => d,
+        Err(e) => return unfollowed(e),
     };
+    let mut changes = match dbus.receive_name_owner_changed().await {
+        Ok(c) => c,
+        Err(e) => return unfollowed(e),
+    };
+    // The match rule is in place: every connection from now on is announced. Those listed now
+    // were on the bus by the moment after the list came back.
+    let existing = match dbus.list_names().await {
+        Ok(names) => names,
+        Err(e) => return unfollowed(e.into()),
+    };
+    let Some(at) = since_boot() else { return };
+    match kernel.upgrade() {
+        Some(k) => k.identities.following(
+            existing
+                .into_iter()
+                .map(|n| n.to_string())
+                .filter(|n| n.starts_with(':')),
+            at,
+        ),
+        None => return,
+    }
     while let Some(signal) = changes.next().await {
+        // Only the bus announces connections: a peer's own NameOwnerChanged carries its name.
+        let from_bus =
+            signal.message().header().sender().map(|s| s.as_str()) == Some("org.freedesktop.DBus");
         let Ok(args) = signal.args() else { continue };
-        if args.new_owner().is_none() {
-            match kernel.upgrade() {
-                Some(k) => k.client_left(args.name().as_str()),
-                None => return,
+        if !from_bus {
+            continue;
+        }
+        let Some(k) = kernel.upgrade() else { return };
+        match args.new_owner().as_ref() {
+            None => k.client_left(args.name().as_str()),
+            Some(owner) if args.old_owner().is_none() && owner.as_str() == args.name().as_str() => {
+                // Unrecorded, the name's calls are refused (never announced).
+                if let Some(at) = since_boot() {
+                    k.identities.appeared(owner.as_str(), at);
+                }
             }
+            Some(_) => {}
         }
     }
+}
+
+/// Now as time since boot, the clock process start times are counted on.
+fn since_boot() -> Option<agentos_portal::proc_stat::SinceBoot> {
+    agentos_portal::proc_stat::now()
+        .inspect_err(|e| {
+            tracing::error!(error = %e, "cannot read the time since boot: callers cannot be identified")
+        })
+        .ok()
 }
