@@ -1,4 +1,5 @@
-//! Mirroring grants into the XDG permission store (table `agentos`), so desktop tools
+//! Mirroring grants into the XDG permission store (table `agentos`; the client is
+//! `agentos_portal::permission_store`), so desktop tools
 //! (`flatpak permission-show`, `permission-remove`, `permission-reset`) see and revoke them.
 //!
 //! The permission store has no access control: any host process may write any table. So it may
@@ -8,65 +9,17 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
 
-use agentos_dbus_interfaces::{AuditDecision, Capability, Lifetime};
+use agentos_dbus_interfaces::{AuditDecision, Lifetime};
+use agentos_portal::permission_store::{
+    entry_id, parse_entry_id, PermissionStoreProxy, CALL_TIMEOUT, STORE_NAME, TABLE,
+};
 use futures_util::StreamExt;
-use zbus::zvariant::OwnedValue;
 
 use crate::audit_entry::AuditEntry;
 use crate::events::Event;
 use crate::kernel::Kernel;
 use crate::policy::Grant;
-
-/// The table the kernel writes.
-pub const TABLE: &str = "agentos";
-const STORE_NAME: &str = "org.freedesktop.impl.portal.PermissionStore";
-const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-
-#[zbus::proxy(
-    interface = "org.freedesktop.impl.portal.PermissionStore",
-    default_service = "org.freedesktop.impl.portal.PermissionStore",
-    default_path = "/org/freedesktop/impl/portal/PermissionStore"
-)]
-pub trait PermissionStore {
-    fn lookup(
-        &self,
-        table: &str,
-        id: &str,
-    ) -> zbus::Result<(HashMap<String, Vec<String>>, OwnedValue)>;
-    fn set_permission(
-        &self,
-        table: &str,
-        create: bool,
-        id: &str,
-        app: &str,
-        permissions: &[&str],
-    ) -> zbus::Result<()>;
-    fn delete_permission(&self, table: &str, id: &str, app: &str) -> zbus::Result<()>;
-    fn list(&self, table: &str) -> zbus::Result<Vec<String>>;
-    #[zbus(signal)]
-    fn changed(
-        &self,
-        table: String,
-        id: String,
-        deleted: bool,
-        data: OwnedValue,
-        permissions: HashMap<String, Vec<String>>,
-    ) -> zbus::Result<()>;
-}
-
-/// The entry id of a grant: `<capability>:<scope>`.
-pub fn entry_id(capability: &str, scope: &str) -> String {
-    format!("{capability}:{scope}")
-}
-
-/// The capability and scope of an entry id, if it is one of ours.
-pub fn parse_entry_id(id: &str) -> Option<(&'static Capability, String)> {
-    let (cap, scope) = id.split_once(':')?;
-    let cap = Capability::lookup(cap)?;
-    Some((cap, cap.normalize_scope(scope).ok()?))
-}
 
 /// A grant as the permission store holds it.
 fn key(g: &Grant) -> (String, String) {
@@ -289,20 +242,5 @@ pub async fn follow(kernel: Weak<Kernel>, conn: zbus::Connection) {
 pub fn start(kernel: &Arc<Kernel>) {
     if let Some(conn) = kernel.bus() {
         tokio::spawn(follow(Arc::downgrade(kernel), conn.clone()));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn entry_ids_round_trip() {
-        let id = entry_id("files.read", "/home/u/a:b");
-        let (cap, scope) = parse_entry_id(&id).unwrap();
-        assert_eq!((cap.name, scope.as_str()), ("files.read", "/home/u/a:b"));
-        assert!(parse_entry_id("root.all:/").is_none());
-        assert!(parse_entry_id("files.read:relative").is_none());
-        assert!(parse_entry_id("nocolon").is_none());
     }
 }

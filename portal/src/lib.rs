@@ -1,7 +1,7 @@
 //! AgentOS's side of the desktop: who is calling (Flatpak app or host), read the way
 //! xdg-desktop-portal reads it; the clients of desktop services (the consent dialog, the desktop's
-//! portal backend, the Documents portal); where the user's files are (XDG directories) and the
-//! key-file format those services' files are written in.
+//! portal backend, the Documents portal, the permission store); where the user's files are (XDG
+//! directories) and the key-file format those services' files are written in.
 
 pub mod consent;
 pub mod desktop_portal;
@@ -9,7 +9,7 @@ pub mod documents;
 pub mod flatpak_info;
 pub mod identity;
 pub mod keyfile;
-pub mod proc_stat;
+pub mod permission_store;
 pub mod systemd_scope;
 pub mod xdg;
 
