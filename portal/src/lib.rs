@@ -10,6 +10,7 @@ pub mod flatpak_info;
 pub mod identity;
 pub mod keyfile;
 pub mod permission_store;
+pub mod proc_stat;
 pub mod systemd_scope;
 pub mod xdg;
 
