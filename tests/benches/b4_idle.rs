@@ -185,13 +185,14 @@ impl Measured {
 
     fn print(&self, secs: u64) {
         println!(
-            "{} (pid {}): {} wakeups in {secs} s, PSS {} (anonymous {}, files {}), RSS {}",
+            "{} (pid {}): {} wakeups in {secs} s, PSS {} (anonymous {}, files and shmem {}), RSS {}",
             self.label,
             self.pid,
             self.total(),
             mb(self.pss),
             mb(rollup(self.pid, "Pss_Anon")),
-            mb(rollup(self.pid, "Pss_File")),
+            mb(rollup(self.pid, "Pss_File")
+                .map(|f| f + rollup(self.pid, "Pss_Shmem").unwrap_or(0))),
             mb(self.rss)
         );
         // Threads of one name together (tokio's and GLib's pools share theirs).
