@@ -2,6 +2,7 @@
 
 pub mod decision;
 pub mod grants;
+pub mod quota;
 pub mod scope;
 
 pub use decision::{Decision, Policy, Request};
