@@ -1,16 +1,19 @@
-//! The user's grants as the kernel owns them: the pure policy (grants, decisions, denials) behind
-//! one lock, and which grants are on their way into the desktop's permission store.
+//! The user's grants as the kernel owns them: the pure policy (grants, decisions, denials) and
+//! the prompt budget behind one lock, and which grants are on their way into the desktop's
+//! permission store.
 
 use std::collections::HashSet;
 use std::sync::{Mutex, MutexGuard};
 
 use agentos_dbus_interfaces::{Capability, GrantInfo, Lifetime};
 
-use crate::policy::{Decision, Grant, Policy, Request};
+use crate::policy::{Decision, Exhausted, Grant, Policy, PromptBudget, Request};
 
 #[derive(Default)]
 struct State {
     policy: Policy,
+    /// How many dialogs each agent and task opened lately.
+    prompts: PromptBudget,
     /// Grants being written to the permission store (principal, entry id): not there yet.
     mirror_pending: HashSet<(String, String)>,
 }
@@ -52,6 +55,26 @@ impl Rights {
         self.lock().policy.note_denial(req)
     }
 
+    /// Whether `principal` may open one more dialog (for `task`) now; nothing is counted.
+    pub fn prompt_fits(
+        &self,
+        principal: &str,
+        task: Option<u64>,
+        now: u64,
+    ) -> Result<(), Exhausted> {
+        self.lock().prompts.check(principal, task, now)
+    }
+
+    /// Count a dialog about to be opened, if the budget has room for it.
+    pub fn spend_prompt(
+        &self,
+        principal: &str,
+        task: Option<u64>,
+        now: u64,
+    ) -> Result<(), Exhausted> {
+        self.lock().prompts.spend(principal, task, now)
+    }
+
     /// Record the user's consent as a grant and decide the request again with it.
     pub fn record_consent(
         &self,
@@ -64,14 +87,20 @@ impl Rights {
         (grant, s.policy.decide(req))
     }
 
-    /// Add a grant; returns the one it replaced.
+    /// Add a grant the user gave (not one recorded from a dialog's answer); returns the one it
+    /// replaced. The principal's prompt budget starts afresh.
     pub fn add(&self, grant: Grant) -> Option<Grant> {
-        self.lock().policy.add_grant(grant)
+        let mut s = self.lock();
+        s.prompts.reset(&grant.principal);
+        s.policy.add_grant(grant)
     }
 
-    /// Revoke grants (every scope when `scope` is `None`); returns them.
+    /// Revoke grants (every scope when `scope` is `None`); returns them. The principal's prompt
+    /// budget starts afresh.
     pub fn revoke(&self, principal: &str, capability: &str, scope: Option<&str>) -> Vec<Grant> {
-        self.lock().policy.revoke(principal, capability, scope)
+        let mut s = self.lock();
+        s.prompts.reset(principal);
+        s.policy.revoke(principal, capability, scope)
     }
 
     pub fn list(&self) -> Vec<GrantInfo> {

@@ -1,7 +1,14 @@
 //! Asking the user: `org.freedesktop.impl.portal.Access.AccessDialog` on the consent provider
-//! (the panel when it runs, else the desktop's own portal backend), with the lifetime offered as
-//! a choice. Anything but a clear grant (no provider, no answer in time, a closed dialog, a
-//! malformed reply) is a denial; a dialog left open is closed (`impl.portal.Request.Close`).
+//! (the panel when it runs, else the desktop's own portal backend), with the answer offered as a
+//! choice: allow once, until logout, always, or (for a task) deny and ask nothing more for that
+//! task. Anything but a clear grant (no provider, no answer in time, a closed dialog, a malformed
+//! reply) is a denial; a dialog left open is closed (`impl.portal.Request.Close`). A dialog the
+//! user saw and closed, or let run out of time, is told apart from one that never reached the
+//! user.
+//!
+//! Why one choice and not a check box beside it: xdg-desktop-portal-gtk returns the choices only
+//! with the grant response, so "deny" plus a ticked box would reach the kernel as a plain "deny".
+//! A choice the grant button confirms reaches it from every provider.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -19,7 +26,17 @@ pub struct Prompt {
     pub title: String,
     pub subtitle: String,
     pub body: String,
+    /// Offer "deny, and ask nothing more for this task" (option [`DENY_TASK`]).
+    pub offer_task_stop: bool,
 }
+
+/// The id of the choice that carries the answer (its options: "once", "session", "always" and,
+/// for a task, [`DENY_TASK`]).
+pub const ANSWER_CHOICE: &str = "lifetime";
+
+/// The option of [`ANSWER_CHOICE`] that denies the request and everything else its task would
+/// ask; honoured with either button.
+pub const DENY_TASK: &str = "deny-task";
 
 /// The user's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,8 +44,28 @@ pub enum Answer {
     Allow(Lifetime),
     /// The user said no.
     Denied,
-    /// No answer: no provider, no reply in time, a closed dialog, a malformed reply.
+    /// The dialog was shown and the user closed it, or did not answer in time.
+    Closed(String),
+    /// No dialog reached the user, or it ended for another reason than the user: no provider,
+    /// the call failed, a malformed reply, the asking agent went away.
     Unanswered(String),
+}
+
+/// The answer, and whether the user chose to ask nothing more for the task (then the answer is
+/// `Denied`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub answer: Answer,
+    pub task_stop: bool,
+}
+
+impl From<Answer> for Reply {
+    fn from(answer: Answer) -> Reply {
+        Reply {
+            answer,
+            task_stop: false,
+        }
+    }
 }
 
 /// Where to ask: the panel (`org.agentos.Consent`) when it runs, else the desktop's backend.
@@ -57,23 +94,23 @@ pub async fn ask(
     prompt: &Prompt,
     timeout: Duration,
     gone: impl std::future::Future<Output = ()>,
-) -> Answer {
+) -> Reply {
     let Ok(handle) = OwnedObjectPath::try_from(handle.to_string()) else {
-        return Answer::Unanswered("internal error: bad request handle".into());
+        return Answer::Unanswered("internal error: bad request handle".into()).into();
     };
-    let choices: Vec<Choice<'_>> = vec![(
-        "lifetime",
-        "Remember",
-        vec![
-            ("once", "Only this time"),
-            ("session", "Until logout"),
-            ("always", "Always"),
-        ],
-        "once",
-    )];
+    let mut answers = vec![
+        ("once", "Allow only this time"),
+        ("session", "Allow until logout"),
+        ("always", "Allow always"),
+    ];
+    if prompt.offer_task_stop {
+        answers.push((DENY_TASK, "Deny, and ask nothing more for this task"));
+    }
+    let choices: Vec<Choice<'_>> = vec![(ANSWER_CHOICE, "Answer", answers, "once")];
     let mut options: HashMap<&str, Value<'_>> = HashMap::new();
-    // Mnemonics: Alt+A allows, Alt+D denies, for people who use the keyboard.
-    options.insert("grant_label", Value::from("_Allow"));
+    // Mnemonics: Alt+A applies the chosen answer (allow once unless another is chosen), Alt+D
+    // denies, for people who use the keyboard.
+    options.insert("grant_label", Value::from("_Apply"));
     options.insert("deny_label", Value::from("_Deny"));
     options.insert("modal", Value::from(true));
     options.insert("choices", Value::from(choices));
@@ -97,31 +134,51 @@ pub async fn ask(
         r = tokio::time::timeout(timeout, call) => r,
         () = gone => {
             close_request(conn, provider, &handle).await;
-            return Answer::Unanswered("the agent went away while the user was asked".into());
+            return Answer::Unanswered("the agent went away while the user was asked".into())
+                .into();
         }
     };
     let reply = match reply {
         Err(_) => {
             close_request(conn, provider, &handle).await;
-            return Answer::Unanswered(format!(
+            return Answer::Closed(format!(
                 "the user did not answer within {} s",
                 timeout.as_secs()
-            ));
+            ))
+            .into();
         }
-        Ok(Err(e)) => return Answer::Unanswered(format!("the consent dialog failed: {e}")),
+        Ok(Err(e)) => return Answer::Unanswered(format!("the consent dialog failed: {e}")).into(),
         Ok(Ok(reply)) => reply,
     };
     let Ok((response, results)) = reply
         .body()
         .deserialize::<(u32, HashMap<String, OwnedValue>)>()
     else {
-        return Answer::Unanswered("the consent dialog sent a malformed reply".into());
+        return Answer::Unanswered("the consent dialog sent a malformed reply".into()).into();
     };
-    match response {
-        0 => Answer::Allow(lifetime_choice(&results).unwrap_or(Lifetime::Once)),
-        1 => Answer::Denied,
-        _ => Answer::Unanswered("the dialog was closed without an answer".into()),
+    let chosen = choice(&results, ANSWER_CHOICE);
+    // Either button with "deny, ask nothing more" denies (a provider may send choices with the
+    // deny response too).
+    if prompt.offer_task_stop && response < 2 && chosen.as_deref() == Some(DENY_TASK) {
+        return Reply {
+            answer: Answer::Denied,
+            task_stop: true,
+        };
     }
+    match response {
+        // No choice sent: allow once, the least; an option the kernel never offered: no answer.
+        0 => match chosen.as_deref().map(Lifetime::parse) {
+            None => Answer::Allow(Lifetime::Once),
+            Some(Some(lifetime)) => Answer::Allow(lifetime),
+            Some(None) => Answer::Unanswered(format!(
+                "the consent dialog answered with an option it was not offered: {:?}",
+                display_safe(chosen.as_deref().unwrap_or_default(), 40)
+            )),
+        },
+        1 => Answer::Denied,
+        _ => Answer::Closed("the dialog was closed without an answer".into()),
+    }
+    .into()
 }
 
 /// Tell the provider to close a pending dialog (best effort).
@@ -136,22 +193,18 @@ async fn close_request(conn: &zbus::Connection, provider: &str, handle: &OwnedOb
     let _ = tokio::time::timeout(Duration::from_secs(5), close).await;
 }
 
-/// The "lifetime" choice from the results, whether it came as `a(ss)` (the spec) or `a{sv}`
-/// (xdg-desktop-portal-gtk before 1.15.3).
-fn lifetime_choice(results: &HashMap<String, OwnedValue>) -> Option<Lifetime> {
+/// The value of choice `id` from the results, whether they came as `a(ss)` (the spec) or
+/// `a{sv}` (xdg-desktop-portal-gtk before 1.15.3).
+fn choice(results: &HashMap<String, OwnedValue>, id: &str) -> Option<String> {
     let value = results.get("choices")?;
-    let chosen = if let Ok(pairs) = Vec::<(String, String)>::try_from(value.try_clone().ok()?) {
-        pairs
-            .into_iter()
-            .find(|(k, _)| k == "lifetime")
-            .map(|(_, v)| v)
+    if let Ok(pairs) = Vec::<(String, String)>::try_from(value.try_clone().ok()?) {
+        pairs.into_iter().find(|(k, _)| k == id).map(|(_, v)| v)
     } else if let Ok(map) = HashMap::<String, OwnedValue>::try_from(value.try_clone().ok()?) {
-        map.get("lifetime")
+        map.get(id)
             .and_then(|v| String::try_from(v.try_clone().ok()?).ok())
     } else {
         None
-    }?;
-    Lifetime::parse(&chosen)
+    }
 }
 
 #[cfg(test)]
@@ -161,20 +214,24 @@ mod tests {
     #[test]
     fn both_choice_shapes_are_read() {
         let mut r = HashMap::new();
-        let pairs = vec![("lifetime".to_string(), "always".to_string())];
+        let pairs = vec![
+            ("lifetime".to_string(), "always".to_string()),
+            ("other".to_string(), "x".to_string()),
+        ];
         r.insert(
             "choices".to_string(),
             OwnedValue::try_from(Value::from(pairs)).unwrap(),
         );
-        assert_eq!(lifetime_choice(&r), Some(Lifetime::Always));
+        assert_eq!(choice(&r, "lifetime").as_deref(), Some("always"));
+        assert_eq!(choice(&r, "other").as_deref(), Some("x"));
         let mut map: HashMap<String, Value<'_>> = HashMap::new();
         map.insert("lifetime".into(), Value::from("session"));
         r.insert(
             "choices".to_string(),
             OwnedValue::try_from(Value::from(map)).unwrap(),
         );
-        assert_eq!(lifetime_choice(&r), Some(Lifetime::Session));
+        assert_eq!(choice(&r, "lifetime").as_deref(), Some("session"));
         r.clear();
-        assert_eq!(lifetime_choice(&r), None);
+        assert_eq!(choice(&r, "lifetime"), None);
     }
 }

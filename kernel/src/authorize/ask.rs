@@ -1,16 +1,44 @@
-//! Asking the user: one prompt at a time per principal, a request denied twice is not asked
-//! again, the task shows "auth-required" meanwhile, and the answer becomes a grant.
+//! Asking the user. One dialog at a time per principal. The first request asks at once; the
+//! requests of the same task for the same capability that arrive while a dialog is open wait, and
+//! the next dialog names them all together ("example.org and 3 other hosts"): its one answer
+//! applies to every scope it named. A request denied twice (a dialog closed or left to time out
+//! counts as a denial) is not asked again; a budget bounds the dialogs per agent and per task
+//! (`policy::prompt_budget`); a task the user said to ask nothing more for is denied without
+//! asking, with the tasks below it. The task shows "auth-required" while the user is asked, and
+//! the answer becomes a grant.
 
 use std::sync::Arc;
 
 use agentos_dbus_interfaces::text::display_safe;
-use agentos_dbus_interfaces::{Capability, ConsentRequestInfo, Error, Lifetime, TaskState};
+use agentos_dbus_interfaces::{
+    Capability, ConsentRequestInfo, Error, Lifetime, ScopeKind, TaskState,
+};
 
+use super::desk::Outcome;
 use super::Subject;
-use crate::consent::{self, Answer, Prompt};
+use crate::consent::{self, Answer, Prompt, Reply};
 use crate::events::Event;
 use crate::kernel::{store_err, Kernel};
 use crate::policy::{Decision, Request};
+
+/// Most scopes a coalesced prompt's body lists one by one (the title counts them all).
+const LISTED_SCOPES: usize = 10;
+
+/// How a request's wait for its turn ended.
+enum Waited<G> {
+    /// A dialog that named it ended (or dropped it unanswered).
+    Named(Result<Outcome, tokio::sync::oneshot::error::RecvError>),
+    /// It has the turn.
+    Turn(G),
+}
+
+/// What became of one dialog, for every scope it named.
+enum Verdict {
+    /// No dialog was opened: the reason it was refused.
+    Refused(String),
+    /// The dialog's answer.
+    Answered(Answer),
+}
 
 impl Kernel {
     /// Ask the user about `request`, and record the answer as a grant. Returns the reason to
@@ -19,22 +47,188 @@ impl Kernel {
         self: &Arc<Self>,
         subject: &Subject,
         request: Request<'_>,
-    ) -> Result<Result<String, String>, Error> {
+    ) -> Result<Outcome, Error> {
+        if let Some(reason) = self.refuse_to_ask(subject, request) {
+            return Ok(Err(reason));
+        }
         let principal = subject.principal();
-        // One prompt at a time per agent: the others wait their turn...
         let turn = self.consent.turn(principal);
-        let _turn = turn.lock().await;
-        // ...and the user may have answered the same question meanwhile.
+        loop {
+            let (ticket, mut named) = self.consent.wait(
+                principal,
+                request.capability.name,
+                subject.task,
+                request.scope,
+            );
+            // The answer of a dialog that names this request counts first: it is sent before
+            // that dialog's turn ends.
+            let waited = tokio::select! {
+                biased;
+                outcome = &mut named => Waited::Named(outcome),
+                guard = turn.lock() => Waited::Turn(guard),
+            };
+            match waited {
+                Waited::Named(Ok(outcome)) => return Ok(outcome),
+                // The request that named it went away before its dialog ended: wait again.
+                Waited::Named(Err(_)) => continue,
+                Waited::Turn(_turn) => {
+                    if let Ok(outcome) = named.try_recv() {
+                        return Ok(outcome);
+                    }
+                    return self.lead(subject, request, ticket.id).await;
+                }
+            }
+        }
+    }
+
+    /// Reasons to deny without waiting for a turn: the task was silenced, the request was
+    /// denied twice, or the prompt budget is spent.
+    fn refuse_to_ask(&self, subject: &Subject, request: Request<'_>) -> Option<String> {
+        if let Some(reason) = self.silenced_reason(subject) {
+            return Some(reason);
+        }
         if self.rights.stops_asking(request) {
-            return Ok(Err(format!(
-                "the user denied this twice; it is not asked again until reset (agentctl revoke {principal} {} {})",
-                request.capability.name, request.scope
-            )));
+            return Some(denied_twice(subject.principal(), request));
+        }
+        let now = self.now();
+        self.rights
+            .prompt_fits(subject.principal(), subject.task, now)
+            .err()
+            .map(|e| e.reason(now, request.capability.name, request.scope))
+    }
+
+    /// Why the subject's task is not asked about any more, if the user said so for it or for a
+    /// task above it.
+    fn silenced_reason(&self, subject: &Subject) -> Option<String> {
+        let task = subject.task?;
+        let mut line = vec![task];
+        let mut id = task;
+        // Up the tree to the top-level task (bounded, should the tree ever be malformed).
+        while let Some(parent) = self.tasks.get(id).map(|t| t.parent).filter(|p| *p != 0) {
+            if line.len() > 1024 || line.contains(&parent) {
+                break;
+            }
+            line.push(parent);
+            id = parent;
+        }
+        let silenced = self.consent.silenced(&line)?;
+        Some(if silenced == task {
+            format!("denied without asking: the user said to ask nothing more for task {task}")
+        } else {
+            format!(
+                "denied without asking: the user said to ask nothing more for task {silenced}, \
+                 which this task {task} works for"
+            )
+        })
+    }
+
+    /// With the turn: gather the requests of this task and capability that wait, ask once for
+    /// those no grant or denial settles, and give each its outcome. Returns this request's.
+    async fn lead(
+        self: &Arc<Self>,
+        subject: &Subject,
+        request: Request<'_>,
+        own: u64,
+    ) -> Result<Outcome, Error> {
+        let mut others =
+            self.consent
+                .gather(subject.principal(), request.capability.name, subject.task);
+        others.retain(|g| g.id != own);
+        // This request first, then the others in the order they came; `None` until settled.
+        let scopes: Vec<&str> = std::iter::once(request.scope)
+            .chain(others.iter().map(|g| g.scope.as_str()))
+            .collect();
+        // The user may have answered meanwhile, or granted from agentctl.
+        let mut outcomes: Vec<Option<Outcome>> = scopes
+            .iter()
+            .map(|scope| self.settled(subject, Request { scope, ..request }))
+            .collect();
+        let mut asked: Vec<&str> = Vec::new();
+        for (scope, outcome) in scopes.iter().zip(&outcomes) {
+            if outcome.is_none() && !asked.contains(scope) {
+                asked.push(scope);
+            }
+        }
+        if !asked.is_empty() {
+            let verdict = self.ask_once(subject, request.capability, &asked).await;
+            for (i, scope) in scopes.iter().enumerate() {
+                if outcomes[i].is_none() {
+                    let req = Request { scope, ..request };
+                    outcomes[i] = Some(match self.apply(subject, req, &verdict).await {
+                        Ok(o) => o,
+                        // This request's own failure is the caller's error; the others are
+                        // told in words.
+                        Err(e) if i == 0 => return self.deliver(others, outcomes, Err(e)),
+                        Err(e) => Err(e.to_string()),
+                    });
+                }
+            }
+        }
+        let own = outcomes[0]
+            .clone()
+            .unwrap_or_else(|| Err("the request was not settled".into()));
+        self.deliver(others, outcomes, Ok(own))
+    }
+
+    /// Send each gathered request its outcome (one that has none is dropped unanswered, and
+    /// waits again), and return this request's.
+    fn deliver(
+        &self,
+        others: Vec<super::desk::Gathered>,
+        outcomes: Vec<Option<Outcome>>,
+        own: Result<Outcome, Error>,
+    ) -> Result<Outcome, Error> {
+        for (g, outcome) in others.into_iter().zip(outcomes.into_iter().skip(1)) {
+            if let Some(outcome) = outcome {
+                // A request that went away meanwhile needs no answer.
+                let _ = g.reply.send(outcome);
+            }
+        }
+        own
+    }
+
+    /// The outcome of a request that needs no dialog (a grant covers it, the policy denies it,
+    /// the user denied it twice), or `None` when the user is to be asked.
+    fn settled(&self, subject: &Subject, request: Request<'_>) -> Option<Outcome> {
+        if self.rights.stops_asking(request) {
+            return Some(Err(denied_twice(subject.principal(), request)));
         }
         match self.rights.decide(request) {
-            Decision::Allow { lifetime } => return Ok(Ok(format!("{} grant", lifetime.as_str()))),
-            Decision::Deny { reason } => return Ok(Err(reason)),
-            Decision::Ask => {}
+            Decision::Allow { lifetime } => Some(Ok(format!("{} grant", lifetime.as_str()))),
+            Decision::Deny { reason } => Some(Err(reason)),
+            Decision::Ask => None,
+        }
+    }
+
+    /// One dialog naming `scopes`, unless the task was silenced or the budget is spent.
+    async fn ask_once(
+        &self,
+        subject: &Subject,
+        capability: &'static Capability,
+        scopes: &[&str],
+    ) -> Verdict {
+        if let Some(reason) = self.silenced_reason(subject) {
+            return Verdict::Refused(reason);
+        }
+        let Some(conn) = self.bus() else {
+            return Verdict::Answered(Answer::Unanswered(
+                "the kernel is not on a bus to ask the user".into(),
+            ));
+        };
+        let Some(provider) =
+            consent::choose_provider(conn, self.config.desktop_access.as_deref()).await
+        else {
+            // Nobody saw anything: neither a denial nor a prompt spent.
+            return Verdict::Answered(Answer::Unanswered(
+                "no consent provider is running to ask the user".into(),
+            ));
+        };
+        let now = self.now();
+        if let Err(e) = self
+            .rights
+            .spend_prompt(subject.principal(), subject.task, now)
+        {
+            return Verdict::Refused(e.reason(now, capability.name, scopes[0]));
         }
         if let Some(task) = subject.task {
             let _ = self.transition(
@@ -43,17 +237,51 @@ impl Kernel {
                 Some("waiting for your permission"),
             );
         }
-        let answer = self.ask_provider(subject, request).await;
+        let reply = self
+            .ask_provider(conn, &provider, subject, capability, scopes)
+            .await;
         if let Some(task) = subject.task {
             let _ = self.transition(task, TaskState::Working, Some(""));
+            if reply.task_stop {
+                self.consent.silence(task, |t| {
+                    self.tasks.get(t).is_some_and(|t| !t.state.is_terminal())
+                });
+            }
         }
+        Verdict::Answered(reply.answer)
+    }
+
+    /// What a dialog's verdict makes of one request it named: a grant recorded (and the request
+    /// decided with it), a denial counted, or the reason it was refused.
+    async fn apply(
+        &self,
+        subject: &Subject,
+        request: Request<'_>,
+        verdict: &Verdict,
+    ) -> Result<Outcome, Error> {
+        let answer = match verdict {
+            Verdict::Refused(reason) => return Ok(Err(reason.clone())),
+            Verdict::Answered(answer) => answer,
+        };
         let lifetime = match answer {
-            Answer::Allow(lifetime) => lifetime,
+            Answer::Allow(lifetime) => *lifetime,
             Answer::Denied => {
                 self.rights.note_denial(request);
-                return Ok(Err("the user denied it".into()));
+                let silenced = subject
+                    .task
+                    .is_some_and(|t| self.consent.silenced(&[t]).is_some());
+                return Ok(Err(if silenced {
+                    "the user denied it, and said to ask nothing more for this task".into()
+                } else {
+                    "the user denied it".into()
+                }));
             }
-            Answer::Unanswered(reason) => return Ok(Err(reason)),
+            Answer::Closed(reason) => {
+                // The user saw the question and did not say yes: that is a no.
+                self.rights.note_denial(request);
+                return Ok(Err(format!("{reason}; counted as a denial")));
+            }
+            Answer::Unanswered(reason) => return Ok(Err(reason.clone())),
         };
         // Decide again with the new grant: that spends a "once" grant and re-checks the
         // delegators, whose rights may have changed while the user was asked.
@@ -74,21 +302,20 @@ impl Kernel {
 
     /// Put the question to the panel, else the desktop's Access dialog; the dialog is closed if
     /// the asking agent goes away first. While it is open, the request is listed as pending.
-    async fn ask_provider(&self, subject: &Subject, request: Request<'_>) -> Answer {
-        let Some(conn) = self.bus() else {
-            return Answer::Unanswered("the kernel is not on a bus to ask the user".into());
-        };
-        let Some(provider) =
-            consent::choose_provider(conn, self.config.desktop_access.as_deref()).await
-        else {
-            return Answer::Unanswered("no consent provider is running to ask the user".into());
-        };
-        let prompt = prompt(subject, request.capability, request.scope);
+    async fn ask_provider(
+        &self,
+        conn: &zbus::Connection,
+        provider: &str,
+        subject: &Subject,
+        capability: &'static Capability,
+        scopes: &[&str],
+    ) -> Reply {
+        let prompt = prompt(subject, capability, scopes);
         let (pending, count) = self.consent.open(ConsentRequestInfo {
             id: 0,
             principal: subject.principal().to_string(),
-            capability: request.capability.name.to_string(),
-            scope: request.scope.to_string(),
+            capability: capability.name.to_string(),
+            scope: scopes[0].to_string(),
             task: subject.task.unwrap_or(0),
             title: prompt.title.clone(),
             subtitle: prompt.subtitle.clone(),
@@ -117,7 +344,7 @@ impl Kernel {
         };
         consent::ask(
             conn,
-            &provider,
+            provider,
             &handle,
             &prompt,
             self.config.consent_timeout,
@@ -125,6 +352,15 @@ impl Kernel {
         )
         .await
     }
+}
+
+/// The reason given once the user denied a request twice.
+fn denied_twice(principal: &str, request: Request<'_>) -> String {
+    format!(
+        "the user denied this twice (a dialog closed or left unanswered counts as a denial); it is \
+         not asked again until reset (agentctl revoke {principal} {} {})",
+        request.capability.name, request.scope
+    )
 }
 
 /// Takes a request off the pending list however the asking ends (answered, timed out, dropped).
@@ -143,25 +379,106 @@ impl Drop for Settle<'_> {
     }
 }
 
-/// The text of a consent prompt; every string from an agent is made safe to show.
-fn prompt(subject: &Subject, capability: &Capability, scope: &str) -> Prompt {
+/// What a kind of scope is called, for "and 3 other hosts".
+fn scope_noun(kind: ScopeKind, many: bool) -> &'static str {
+    match (kind, many) {
+        (ScopeKind::Folder, false) => "folder",
+        (ScopeKind::Folder, true) => "folders",
+        (ScopeKind::Domain, false) => "host",
+        (ScopeKind::Domain, true) => "hosts",
+        (ScopeKind::Agent, false) => "agent",
+        (ScopeKind::Agent, true) => "agents",
+        (ScopeKind::Name, false) => "one",
+        (ScopeKind::Name, true) => "ones",
+    }
+}
+
+/// The text of a consent prompt naming `scopes` (at least one); every string from an agent is
+/// made safe to show.
+fn prompt(subject: &Subject, capability: &Capability, scopes: &[&str]) -> Prompt {
     let name = display_safe(&subject.display_name, 64);
+    let first = display_safe(scopes.first().copied().unwrap_or_default(), 120);
+    let what = match scopes.len() {
+        0 | 1 => first,
+        n => format!(
+            "{first} and {} other {}",
+            n - 1,
+            scope_noun(capability.scope, n > 2)
+        ),
+    };
     let mut body = format!("For the task: {}", display_safe(&subject.purpose, 200));
     if let Some((_, above)) = subject.chain.split_first().filter(|(_, a)| !a.is_empty()) {
         let above: Vec<String> = above.iter().map(|p| display_safe(p, 64)).collect();
         body.push_str(&format!("\nDelegated by: {}", above.join(" ← ")));
     }
+    if scopes.len() > 1 {
+        let listed: Vec<String> = scopes
+            .iter()
+            .take(LISTED_SCOPES)
+            .map(|s| display_safe(s, 60))
+            .collect();
+        body.push_str(&format!("\nAll {}: {}", scopes.len(), listed.join(", ")));
+        if scopes.len() > LISTED_SCOPES {
+            body.push_str(&format!(" and {} more", scopes.len() - LISTED_SCOPES));
+        }
+        body.push_str("\nYour answer applies to each of them.");
+    }
     Prompt {
-        title: format!(
-            "Allow “{name}” to {} {}?",
-            capability.description,
-            display_safe(scope, 120)
-        ),
+        title: format!("Allow “{name}” to {} {what}?", capability.description),
         subtitle: format!(
             "{} ({})",
             capability.name,
             display_safe(subject.principal(), 64)
         ),
         body,
+        offer_task_stop: subject.task.is_some(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subject(task: Option<u64>) -> Subject {
+        Subject {
+            chain: vec!["web".into()],
+            declared: true,
+            task,
+            purpose: "read the news".into(),
+            display_name: "Web".into(),
+        }
+    }
+
+    #[test]
+    fn a_coalesced_prompt_names_its_scopes_together() {
+        let fetch = Capability::lookup("web.fetch").unwrap();
+        let one = prompt(&subject(Some(1)), fetch, &["example.org"]);
+        assert_eq!(
+            one.title,
+            "Allow “Web” to fetch web pages from example.org?"
+        );
+        assert_eq!(one.body, "For the task: read the news");
+        assert!(one.offer_task_stop);
+        let two = prompt(&subject(Some(1)), fetch, &["example.org", "a.org"]);
+        assert!(
+            two.title.ends_with("example.org and 1 other host?"),
+            "{}",
+            two.title
+        );
+        let hosts: Vec<String> = (0..13).map(|i| format!("h{i}.org")).collect();
+        let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
+        let many = prompt(&subject(None), fetch, &hosts);
+        assert!(
+            many.title.ends_with("h0.org and 12 other hosts?"),
+            "{}",
+            many.title
+        );
+        assert!(
+            many.body.contains("All 13: h0.org, h1.org"),
+            "{}",
+            many.body
+        );
+        assert!(many.body.contains("h9.org and 3 more"), "{}", many.body);
+        assert!(!many.offer_task_stop, "no task, nothing to silence");
     }
 }

@@ -1,18 +1,56 @@
-//! The consent desk: one prompt at a time per principal, and the requests waiting for the user's
-//! answer now (listed by `Kernel1.ListConsentRequests`, announced as events).
+//! The consent desk: one prompt at a time per principal, the requests that wait for a turn (so
+//! that the next dialog can name all of one task's requests for one capability together), the
+//! dialogs open now (listed by `Kernel1.ListConsentRequests`, announced as events), and the tasks
+//! the user said to ask nothing more for.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use agentos_dbus_interfaces::ConsentRequestInfo;
+use tokio::sync::oneshot;
+
+/// How a request ends: `Ok` with the reason it may go ahead, `Err` with the reason it is denied.
+pub type Outcome = Result<String, String>;
+
+/// A request waiting for its principal's turn.
+struct Waiter {
+    principal: String,
+    capability: &'static str,
+    task: Option<u64>,
+    scope: String,
+    /// Where the dialog that names it sends its outcome.
+    reply: oneshot::Sender<Outcome>,
+}
+
+/// A waiting request gathered into a dialog: its scope, and where its outcome goes.
+pub struct Gathered {
+    pub id: u64,
+    pub scope: String,
+    pub reply: oneshot::Sender<Outcome>,
+}
 
 /// Consent requests in flight.
 #[derive(Default)]
 pub struct ConsentDesk {
     turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    waiting: Mutex<BTreeMap<u64, Waiter>>,
     pending: Mutex<BTreeMap<u64, ConsentRequestInfo>>,
+    /// Tasks the user said to ask nothing more for (with the tasks below them).
+    silenced: Mutex<HashSet<u64>>,
     seq: AtomicU64,
+}
+
+/// A request's place in the waiting list; leaving it (however the wait ends) takes it off.
+pub struct Ticket<'a> {
+    desk: &'a ConsentDesk,
+    pub id: u64,
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        lock(&self.desk.waiting).remove(&self.id);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -23,6 +61,68 @@ impl ConsentDesk {
     /// The lock a principal's prompts take turns on.
     pub fn turn(&self, principal: &str) -> Arc<tokio::sync::Mutex<()>> {
         Arc::clone(lock(&self.turns).entry(principal.to_string()).or_default())
+    }
+
+    /// A request waits for its principal's turn: it is either named in the dialog of a request
+    /// that gets the turn first (the outcome then arrives on the receiver), or gets the turn.
+    pub fn wait(
+        &self,
+        principal: &str,
+        capability: &'static str,
+        task: Option<u64>,
+        scope: &str,
+    ) -> (Ticket<'_>, oneshot::Receiver<Outcome>) {
+        let id = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let (reply, answer) = oneshot::channel();
+        lock(&self.waiting).insert(
+            id,
+            Waiter {
+                principal: principal.to_string(),
+                capability,
+                task,
+                scope: scope.to_string(),
+                reply,
+            },
+        );
+        (Ticket { desk: self, id }, answer)
+    }
+
+    /// Take every waiting request of `principal` for `capability` in `task` off the list, in
+    /// the order they came: one dialog will name them all.
+    pub fn gather(&self, principal: &str, capability: &str, task: Option<u64>) -> Vec<Gathered> {
+        let mut waiting = lock(&self.waiting);
+        let ids: Vec<u64> = waiting
+            .iter()
+            .filter(|(_, w)| {
+                w.principal == principal && w.capability == capability && w.task == task
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        ids.into_iter()
+            .filter_map(|id| {
+                let w = waiting.remove(&id)?;
+                Some(Gathered {
+                    id,
+                    scope: w.scope,
+                    reply: w.reply,
+                })
+            })
+            .collect()
+    }
+
+    /// The user said to ask nothing more for `task`. Tasks `running` says are over are forgotten
+    /// meanwhile (task ids are never reused).
+    pub fn silence(&self, task: u64, running: impl Fn(u64) -> bool) {
+        let mut silenced = lock(&self.silenced);
+        silenced.retain(|t| running(*t));
+        silenced.insert(task);
+    }
+
+    /// The first of `tasks` (a task, then the tasks above it) the user said to ask nothing more
+    /// for.
+    pub fn silenced(&self, tasks: &[u64]) -> Option<u64> {
+        let silenced = lock(&self.silenced);
+        tasks.iter().copied().find(|t| silenced.contains(t))
     }
 
     /// A request now waits for the user; returns it with its id, and how many wait.
@@ -71,5 +171,39 @@ mod tests {
         assert_eq!(desk.settle(a.id), 1);
         assert_eq!(desk.pending(), [b]);
         assert!(Arc::ptr_eq(&desk.turn("a"), &desk.turn("a")));
+    }
+
+    #[test]
+    fn waiting_requests_are_gathered_by_principal_capability_and_task() {
+        let desk = ConsentDesk::default();
+        let (a, _ra) = desk.wait("web", "web.fetch", Some(1), "a.org");
+        let (_b, _rb) = desk.wait("web", "web.fetch", Some(2), "b.org");
+        let (_c, _rc) = desk.wait("web", "files.read", Some(1), "/c");
+        let (d, mut rd) = desk.wait("web", "web.fetch", Some(1), "d.org");
+        let (e, _re) = desk.wait("web", "web.fetch", Some(1), "e.org");
+        drop(e);
+        let got = desk.gather("web", "web.fetch", Some(1));
+        let scopes: Vec<&str> = got.iter().map(|g| g.scope.as_str()).collect();
+        assert_eq!(scopes, ["a.org", "d.org"]);
+        assert_eq!((got[0].id, got[1].id), (a.id, d.id));
+        for g in got {
+            let _ = g.reply.send(Ok(format!("named {}", g.scope)));
+        }
+        assert_eq!(rd.try_recv(), Ok(Ok("named d.org".to_string())));
+        // The others still wait; gathered ones are not gathered twice.
+        assert!(desk.gather("web", "web.fetch", Some(1)).is_empty());
+        assert_eq!(desk.gather("web", "web.fetch", Some(2)).len(), 1);
+    }
+
+    #[test]
+    fn silenced_tasks_are_remembered_while_they_run() {
+        let desk = ConsentDesk::default();
+        desk.silence(3, |_| true);
+        assert_eq!(desk.silenced(&[5, 3, 1]), Some(3));
+        assert_eq!(desk.silenced(&[5, 1]), None);
+        // Task 3 ended: it is forgotten when another is silenced.
+        desk.silence(7, |t| t != 3);
+        assert_eq!(desk.silenced(&[3]), None);
+        assert_eq!(desk.silenced(&[7]), Some(7));
     }
 }

@@ -81,7 +81,7 @@ impl Policy {
         }
     }
 
-    /// The user said no to `req`.
+    /// The user said no to `req`, or closed its dialog, or let it run out of time.
     pub fn note_denial(&mut self, req: Request<'_>) {
         if let Some(acting) = req.chain.first() {
             *self

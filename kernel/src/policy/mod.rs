@@ -2,8 +2,9 @@
 
 pub mod decision;
 pub mod grants;
-pub mod quota;
+pub mod prompt_budget;
 pub mod scope;
 
 pub use decision::{Decision, Policy, Request};
 pub use grants::{Grant, GrantTable};
+pub use prompt_budget::{Exhausted, PromptBudget};
