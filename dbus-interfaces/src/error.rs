@@ -26,6 +26,9 @@ pub enum Error {
     Canceled(String),
     /// The agent or kernel does not support this.
     NotSupported(String),
+    /// The caller or agent is over one of its quotas (tasks in flight, delegations per second,
+    /// calls in flight, artifact bytes, channels); the message names it and when it frees up.
+    QuotaExceeded(String),
 }
 
 impl Error {
@@ -41,7 +44,8 @@ impl Error {
             | Error::Failed(m)
             | Error::Timeout(m)
             | Error::Canceled(m)
-            | Error::NotSupported(m) => m.clone(),
+            | Error::NotSupported(m)
+            | Error::QuotaExceeded(m) => m.clone(),
         }
     }
 }

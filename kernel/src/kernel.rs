@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use agentos_data::Store;
 use agentos_dbus_interfaces::Error;
 
+use crate::admission::{Admission, Ticket};
 use crate::agents::{AgentRegistry, HostServer};
 use crate::audit::AuditLog;
 use crate::audit_entry::AuditEntry;
@@ -17,6 +18,7 @@ use crate::config::{Config, TASK_WRITE_TURN};
 use crate::events::{Event, EventHub, Kinds};
 use crate::focus::Focus;
 use crate::identity_cache::IdentityCache;
+use crate::policy::quota::{Quotas, LIMITS};
 use crate::policy::Grant;
 use crate::rights::Rights;
 use crate::tasks::{TaskBoard, TaskWriter};
@@ -33,6 +35,10 @@ pub struct Kernel {
     pub(crate) consent: ConsentDesk,
     pub(crate) focus: Focus,
     pub(crate) identities: IdentityCache,
+    /// What callers and agents may still have the kernel do (tasks, rates, artifacts, channels).
+    pub(crate) quotas: Mutex<Quotas>,
+    /// Calls in flight per bus connection.
+    admission: Arc<Admission>,
     audit: AuditLog,
     store: Arc<Mutex<Store>>,
     pub(crate) task_writer: TaskWriter,
@@ -85,6 +91,8 @@ impl Kernel {
             consent: ConsentDesk::default(),
             focus: Focus::default(),
             identities: IdentityCache::default(),
+            quotas: Mutex::new(Quotas::new(LIMITS)),
+            admission: Admission::new(LIMITS.calls_in_flight),
             audit: AuditLog::start(Arc::clone(&store), now)?,
             task_writer: TaskWriter::start(Arc::clone(&store), TASK_WRITE_TURN)?,
             store,
@@ -149,6 +157,16 @@ impl Kernel {
     /// Commit every audit record appended so far to the database, before the log is read.
     pub fn commit_audit(&self) -> Result<(), Error> {
         self.audit.commit()
+    }
+
+    /// Admit one more slow call of the bus client `client` (a unique name), or refuse it when
+    /// it has too many in flight; the ticket is held while the call runs.
+    pub fn admit_call(&self, client: &str) -> Result<Ticket, Error> {
+        self.admission.enter(client)
+    }
+
+    pub(crate) fn quotas(&self) -> MutexGuard<'_, Quotas> {
+        self.quotas.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A bus client left: forget what was kept for it.
@@ -235,7 +253,7 @@ impl Kernel {
             desktop_access: None,
         };
         let store = Store::open(data_dir).expect("store");
-        Kernel::new(config, clock, store, crate::bus::host_iface::serve).expect("kernel")
+        Kernel::new(config, clock, store, crate::bus::host_server()).expect("kernel")
     }
 }
 

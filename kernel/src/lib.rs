@@ -7,6 +7,7 @@
 //! holds what callers can ask. `bus/` holds the thin zbus adapters: they call operations and
 //! subscribe to events; the core never imports them.
 
+pub mod admission;
 pub mod agents;
 pub mod audit;
 pub mod audit_entry;

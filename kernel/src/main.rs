@@ -70,7 +70,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let store = agentos_data::Store::open(&data_dir)
         .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
-    let kernel = Kernel::new(config, Arc::new(SystemClock), store, bus::host_server)?;
+    let kernel = Kernel::new(config, Arc::new(SystemClock), store, bus::host_server())?;
     let conn = match bus::serve(&kernel, args.address.as_deref()).await {
         Ok(c) => c,
         Err(StartError::NameTaken) => {

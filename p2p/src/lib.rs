@@ -7,6 +7,11 @@
 //! a duplicate registered for that alone. Fds received from a peer are close-on-exec, so none can
 //! leak into a process started afterwards. How it reads is in [`reader`].
 //!
+//! A connection can be bounded ([`Limits`]): messages longer than a limit end it, and so does a
+//! peer that leaves what was sent to it unread for longer than a limit (its socket stays full), so
+//! a peer that does not read is slowed (writes to it wait) and then cut off, and what waits to be
+//! written to it cannot pile up without end.
+//!
 //! [`until_closed`] tells either end when the other has gone.
 
 mod frame;
@@ -18,6 +23,7 @@ use std::net::Shutdown;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustix::net::{
     recvmsg, sendmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
@@ -32,23 +38,61 @@ use zbus::fdo::ConnectionCredentials;
 pub(crate) const MAX_FDS: usize = 253;
 
 #[derive(Debug)]
-struct Writer(Arc<AsyncFd<UnixStream>>);
+struct Writer {
+    fd: Arc<AsyncFd<UnixStream>>,
+    stall: Option<Duration>,
+}
+
+/// Bounds of one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Whether fds may pass; fds a peer sends anyway end the connection.
+    pub fds: bool,
+    /// The longest message accepted from the peer; a longer one ends the connection.
+    pub max_message: usize,
+    /// How long a write may wait for the peer to make room (to read); past it the connection is
+    /// ended. `None`: as long as it takes.
+    pub write_stall: Option<Duration>,
+}
+
+impl Default for Limits {
+    /// Fds pass, messages as long as D-Bus allows, writes wait as long as it takes.
+    fn default() -> Limits {
+        Limits {
+            fds: true,
+            max_message: frame::MAX_MESSAGE,
+            write_stall: None,
+        }
+    }
+}
 
 /// Wraps a connected Unix stream for `zbus::connection::Builder::socket`.
 pub fn split(stream: UnixStream) -> io::Result<BoxedSplit> {
-    split_with(stream, true)
+    split_limited(stream, Limits::default())
 }
 
 /// Like [`split`] for a connection that passes no fds either way. zbus does not offer fd passing
 /// on it; fds a peer sends anyway end the connection.
 pub fn split_without_fds(stream: UnixStream) -> io::Result<BoxedSplit> {
-    split_with(stream, false)
+    split_limited(
+        stream,
+        Limits {
+            fds: false,
+            ..Limits::default()
+        },
+    )
 }
 
-fn split_with(stream: UnixStream, fds: bool) -> io::Result<BoxedSplit> {
+/// Like [`split`], within `limits`.
+pub fn split_limited(stream: UnixStream, limits: Limits) -> io::Result<BoxedSplit> {
     let fd = for_input(stream)?;
-    let read: Box<dyn ReadHalf> = Box::new(reader::Reader::new(Arc::clone(&fd), fds));
-    let write: Box<dyn WriteHalf> = Box::new(Writer(fd));
+    let max_message = limits.max_message.min(frame::MAX_MESSAGE);
+    let reader = reader::Reader::new(Arc::clone(&fd), limits.fds, max_message);
+    let read: Box<dyn ReadHalf> = Box::new(reader);
+    let write: Box<dyn WriteHalf> = Box::new(Writer {
+        fd,
+        stall: limits.write_stall,
+    });
     Ok(Split::new(read, write))
 }
 
@@ -126,8 +170,23 @@ pub(crate) fn credentials(fd: &AsyncFd<UnixStream>) -> io::Result<ConnectionCred
 impl WriteHalf for Writer {
     async fn sendmsg(&mut self, buf: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
         loop {
-            match send(self.0.get_ref().as_fd(), buf, fds) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => room(&self.0).await?,
+            match send(self.fd.get_ref().as_fd(), buf, fds) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match self.stall {
+                    None => room(&self.fd).await?,
+                    Some(limit) => {
+                        if tokio::time::timeout(limit, room(&self.fd)).await.is_err() {
+                            // The peer has not read for too long: end the connection, both ways.
+                            let _ = self.fd.get_ref().shutdown(Shutdown::Both);
+                            return Err(io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                format!(
+                                    "the peer did not read for {} s; the connection is closed",
+                                    limit.as_secs()
+                                ),
+                            ));
+                        }
+                    }
+                },
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 result => return result,
             }
@@ -135,7 +194,7 @@ impl WriteHalf for Writer {
     }
 
     async fn close(&mut self) -> io::Result<()> {
-        self.0.get_ref().shutdown(Shutdown::Both)
+        self.fd.get_ref().shutdown(Shutdown::Both)
     }
 
     fn can_pass_unix_fd(&self) -> bool {
@@ -143,7 +202,7 @@ impl WriteHalf for Writer {
     }
 
     async fn peer_credentials(&mut self) -> io::Result<ConnectionCredentials> {
-        credentials(&self.0)
+        credentials(&self.fd)
     }
 }
 
@@ -183,6 +242,31 @@ mod tests {
         assert_eq!(fds.len(), 1);
         let flags = rustix::io::fcntl_getfd(&fds[0]).unwrap();
         assert!(flags.contains(rustix::io::FdFlags::CLOEXEC));
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_does_not_read_is_cut_off_after_the_stall_limit() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let limits = Limits {
+            write_stall: Some(std::time::Duration::from_millis(200)),
+            ..Limits::default()
+        };
+        let mut ours = split_limited(ours, limits).unwrap();
+        let big = vec![7u8; 1 << 16];
+        let started = std::time::Instant::now();
+        let err = loop {
+            match ours.write_mut().sendmsg(&big, &[]).await {
+                Ok(_) => continue,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // The connection is closed both ways: the peer reads what was sent, then the end.
+        let mut rest = Vec::new();
+        let mut theirs = theirs;
+        theirs.read_to_end(&mut rest).unwrap();
+        assert!(!rest.is_empty());
     }
 
     #[tokio::test]

@@ -36,10 +36,16 @@ pub(crate) struct Reader {
     /// Fds received and not yet handed out, in the order they came.
     fds: VecDeque<OwnedFd>,
     accepts_fds: bool,
+    /// The longest message accepted; a longer one ends the connection.
+    max_message: usize,
 }
 
 impl Reader {
-    pub(crate) fn new(fd: Arc<AsyncFd<std::os::unix::net::UnixStream>>, accepts_fds: bool) -> Self {
+    pub(crate) fn new(
+        fd: Arc<AsyncFd<std::os::unix::net::UnixStream>>,
+        accepts_fds: bool,
+        max_message: usize,
+    ) -> Self {
         Reader {
             fd,
             buf: vec![0; AHEAD],
@@ -47,6 +53,7 @@ impl Reader {
             end: 0,
             fds: VecDeque::new(),
             accepts_fds,
+            max_message,
         }
     }
 
@@ -122,6 +129,9 @@ impl Reader {
     async fn next_message(&mut self) -> zbus::Result<(Vec<u8>, Vec<OwnedFd>)> {
         self.fill(FIXED).await?;
         let frame = frame(self.buffered())?;
+        if frame.len > self.max_message {
+            return Err(zbus::Error::ExcessData);
+        }
         self.fill(frame.len).await?;
         let bytes = self.buffered()[..frame.len].to_vec();
         self.start += frame.len;
@@ -217,8 +227,12 @@ mod tests {
     }
 
     fn reader(stream: UnixStream, fds: bool) -> Reader {
+        reader_with(stream, fds, crate::frame::MAX_MESSAGE)
+    }
+
+    fn reader_with(stream: UnixStream, fds: bool, max_message: usize) -> Reader {
         let fd = crate::for_input(stream).unwrap();
-        Reader::new(fd, fds)
+        Reader::new(fd, fds, max_message)
     }
 
     async fn next(r: &mut Reader, seq: u64) -> zbus::Result<(String, Vec<u64>)> {
@@ -322,6 +336,16 @@ mod tests {
         let mut bytes = message("big", &[]).data().to_vec();
         bytes[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
         crate::send(theirs.as_fd(), &bytes, &[]).unwrap();
+        assert!(matches!(
+            next(&mut r, 1).await,
+            Err(zbus::Error::ExcessData)
+        ));
+        // A message longer than this connection's own limit.
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let mut r = reader_with(ours, true, 64);
+        let msg = message("a message longer than sixty-four bytes in all", &[]);
+        assert!(msg.data().len() > 64);
+        crate::send(theirs.as_fd(), msg.data(), &[]).unwrap();
         assert!(matches!(
             next(&mut r, 1).await,
             Err(zbus::Error::ExcessData)

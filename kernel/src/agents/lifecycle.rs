@@ -13,13 +13,19 @@ use crate::config::{AGENT_CANCEL_TIMEOUT, AGENT_CONNECT_TIMEOUT};
 use crate::events::Event;
 use crate::kernel::Kernel;
 
-/// Serves `org.agentos.Host1` for `agent` on the kernel's end of an agent's private connection.
-/// The bus layer provides it; the core only knows it as this function.
-pub type HostServer = fn(
-    zbus::connection::Builder<'static>,
-    Weak<Kernel>,
-    &str,
-) -> zbus::Result<zbus::connection::Builder<'static>>;
+/// How the kernel's end of an agent's private connection is made and served: the socket's
+/// limits, zbus's queue, and the function that starts serving `org.agentos.Host1` for an agent
+/// on a built connection (returning once it listens). The bus layer provides it; the core only
+/// knows it as this value.
+#[derive(Clone, Copy)]
+pub struct HostServer {
+    pub limits: agentos_p2p::Limits,
+    pub max_queued: usize,
+    pub serve: fn(zbus::Connection, Weak<Kernel>, String) -> Serving,
+}
+
+/// Serving started on a connection: resolves once it listens.
+pub type Serving = std::pin::Pin<Box<dyn std::future::Future<Output = zbus::Result<()>> + Send>>;
 
 impl Kernel {
     /// The connected instance of `agent`, launching it if the kernel can.
@@ -70,18 +76,22 @@ impl Kernel {
         let failed = |what: &str, e: &dyn std::fmt::Display| {
             Error::Failed(format!("agent {agent}: {what}: {e}"))
         };
-        let socket = agentos_p2p::split(socket).map_err(|e| failed("socket", &e))?;
-        let builder = zbus::connection::Builder::socket(socket)
+        let server = self.host_server;
+        let socket =
+            agentos_p2p::split_limited(socket, server.limits).map_err(|e| failed("socket", &e))?;
+        let build = zbus::connection::Builder::socket(socket)
             .server(zbus::Guid::generate())
             .map_err(|e| failed("connection", &e))?
-            .p2p();
-        let build = (self.host_server)(builder, Arc::downgrade(self), agent)
-            .map_err(|e| failed("connection", &e))?
+            .p2p()
+            .max_queued(server.max_queued)
             .build();
         let conn = tokio::time::timeout(AGENT_CONNECT_TIMEOUT, build)
             .await
             .map_err(|_| Error::Timeout(format!("agent {agent} did not connect in time")))?
             .map_err(|e| failed("handshake", &e))?;
+        (server.serve)(conn.clone(), Arc::downgrade(self), agent.to_string())
+            .await
+            .map_err(|e| failed("serving Host1", &e))?;
         let service = AgentService1Proxy::builder(&conn)
             .cache_properties(CacheProperties::No)
             .build()

@@ -8,7 +8,7 @@ use agentos_dbus_interfaces::{names, AgentInfo, ByteBuf, Error};
 use zbus::message::Header;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 
-use super::args::{path_of, timeout_option};
+use super::args::{admit, path_of, timeout_option};
 use super::{caller, live};
 use crate::kernel::Kernel;
 
@@ -54,6 +54,7 @@ impl AgentIface {
         options: HashMap<String, OwnedValue>,
     ) -> Result<OwnedObjectPath, Error> {
         let k = live(&self.kernel)?;
+        let _in_flight = admit(&k, &hdr)?;
         let c = caller(&k, &hdr).await?;
         let id = k
             .delegate(c, &self.id, goal, timeout_option(&options)?)
@@ -69,6 +70,7 @@ impl AgentIface {
         payload: &[u8],
     ) -> Result<ByteBuf, Error> {
         let k = live(&self.kernel)?;
+        let _in_flight = admit(&k, &hdr)?;
         let c = caller(&k, &hdr).await?;
         k.call_agent(c, &self.id, method, payload).await
     }

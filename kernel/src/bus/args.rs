@@ -38,3 +38,14 @@ pub(crate) fn from_peer(hdr: &Header<'_>) -> Result<(), Error> {
         ))),
     }
 }
+
+/// Admit one more slow call of the sender of `hdr` (see `crate::admission`); held while it runs.
+pub(crate) fn admit(
+    kernel: &crate::kernel::Kernel,
+    hdr: &Header<'_>,
+) -> Result<crate::admission::Ticket, Error> {
+    let sender = hdr
+        .sender()
+        .ok_or_else(|| Error::AccessDenied("the call has no sender".into()))?;
+    kernel.admit_call(sender.as_str())
+}

@@ -1,16 +1,21 @@
 //! `org.agentos.Host1`, served on one agent's private connection: the agent is whoever is at
-//! the other end of it, fixed when the connection was made.
+//! the other end of it, fixed when the connection was made. Answered by the bounded dispatcher
+//! of private connections (`dispatch.rs`); the methods are declared with `#[zbus::interface]`,
+//! whose introspection is what the connection serves.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
-use agentos_dbus_interfaces::names::KERNEL_PATH;
+use agentos_dbus_interfaces::names::HOST_IFACE;
 use agentos_dbus_interfaces::{ArtifactInfo, ByteBuf, Error, FileEntry, ToolInfo};
 use zbus::message::Header;
 use zbus::zvariant::{OwnedFd, OwnedValue};
+use zbus::Message;
 
 use super::args::{from_peer, timeout_option};
+use super::dispatch::{self, Dispatch, Reply};
 use super::live;
+use crate::agents::HostServer;
 use crate::caller::Caller;
 use crate::kernel::Kernel;
 
@@ -25,14 +30,70 @@ impl HostIface {
     }
 }
 
-/// Serve Host1 for `agent` on the kernel's end of its private connection (the kernel's
-/// [`HostServer`](crate::agents::HostServer)).
-pub fn serve(
-    builder: zbus::connection::Builder<'static>,
-    kernel: Weak<Kernel>,
-    agent: &str,
-) -> zbus::Result<zbus::connection::Builder<'static>> {
-    builder.serve_at(KERNEL_PATH, HostIface::new(kernel, agent.to_string()))
+/// How the kernel's end of an agent's private connection is made and served (the kernel's
+/// [`HostServer`](crate::agents::HostServer)): the socket within the limits of private
+/// connections, and `Host1` answered by their bounded dispatcher.
+pub fn host_server() -> HostServer {
+    HostServer {
+        limits: dispatch::limits(true),
+        max_queued: dispatch::QUEUED,
+        serve: |conn, kernel, agent| {
+            Box::pin(dispatch::serve(
+                conn,
+                Arc::new(HostIface::new(kernel, agent)),
+            ))
+        },
+    }
+}
+
+/// Calls the `Host1` method `$method` with the body deserialized as the listed types, and
+/// replies with its result.
+macro_rules! route {
+    ($iface:ident, $member:ident, $msg:ident, $reply:ident;
+     $( $name:literal => $method:ident ( $($arg:ident : $ty:ty),* ) ),* $(,)?) => {{
+        let hdr = $reply.header().clone();
+        let body = $msg.body();
+        match $member {
+            $( $name => match body.deserialize::<( $($ty,)* )>() {
+                Ok(( $($arg,)* )) => {
+                    let r = HostIface::$method($iface, hdr $(, $arg)*).await;
+                    $reply.result(r).await?
+                }
+                Err(e) => $reply.bad_args($member, e).await?,
+            }, )*
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }};
+}
+
+#[async_trait::async_trait]
+impl Dispatch for HostIface {
+    fn interface(&self) -> &'static str {
+        HOST_IFACE
+    }
+
+    fn introspect(&self, xml: &mut String, level: usize) {
+        zbus::object_server::Interface::introspect_to_writer(self, xml, level);
+    }
+
+    async fn call(&self, member: &str, msg: &Message, reply: &Reply<'_>) -> zbus::Result<bool> {
+        route!(self, member, msg, reply;
+            "Progress" => progress(task: u64, fraction: f64, message: &str),
+            "Complete" => complete(task: u64, result: &str, artifacts: Vec<(String, OwnedFd)>),
+            "Fail" => fail(task: u64, message: &str),
+            "Delegate" => delegate(task: u64, agent: &str, goal: &str,
+                                   options: HashMap<String, OwnedValue>),
+            "AwaitTask" => await_task(child: u64),
+            "OpenChildArtifact" => open_child_artifact(child: u64, name: &str),
+            "ListFiles" => list_files(task: u64, folder: &str, path: &str),
+            "OpenFile" => open_file(task: u64, folder: &str, path: &str),
+            "ShareFile" => share_file(task: u64, folder: &str, path: &str),
+            "FetchUrl" => fetch_url(task: u64, url: &str),
+            "ListTools" => list_tools(task: u64),
+            "CallTool" => call_tool(task: u64, tool: &str, arguments: &str),
+        )
+    }
 }
 
 impl HostIface {

@@ -10,7 +10,7 @@ use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{OwnedFd, OwnedObjectPath, OwnedValue};
 
-use super::args::{path_of, timeout_option};
+use super::args::{admit, path_of, timeout_option};
 use super::publisher::Subscribers;
 use super::task_iface::exported;
 use super::{caller, live};
@@ -51,6 +51,7 @@ impl KernelIface {
         options: HashMap<String, OwnedValue>,
     ) -> Result<OwnedObjectPath, Error> {
         let k = live(&self.kernel)?;
+        let _in_flight = admit(&k, &hdr)?;
         let c = caller(&k, &hdr).await?;
         let timeout = timeout_option(&options)?;
         let id = k.delegate(c, agent, goal, timeout).await?;
@@ -156,6 +157,7 @@ impl KernelIface {
         agent_id: &str,
     ) -> Result<OwnedObjectPath, Error> {
         let k = live(&self.kernel)?;
+        let _in_flight = admit(&k, &hdr)?;
         let c = caller(&k, &hdr).await?;
         let fd: std::os::fd::OwnedFd = socket.into();
         let stream = std::os::unix::net::UnixStream::from(fd);
@@ -170,9 +172,11 @@ impl KernelIface {
     async fn open_channel(&self, #[zbus(header)] hdr: Header<'_>) -> Result<OwnedFd, Error> {
         let k = live(&self.kernel)?;
         let caller = caller(&k, &hdr).await?;
+        let slot = k.channel_slot(&caller)?;
         let iface = super::channel_iface::ChannelIface {
             kernel: self.kernel.clone(),
             caller,
+            _slot: Some(slot),
         };
         Ok(super::channel_iface::open(iface).await?.into())
     }

@@ -5,6 +5,7 @@
 pub mod agent_iface;
 mod args;
 pub mod channel_iface;
+mod dispatch;
 pub mod host_iface;
 pub mod kernel_iface;
 pub mod publisher;
@@ -21,7 +22,7 @@ use crate::caller::Caller;
 use crate::events::Kinds;
 use crate::kernel::Kernel;
 
-pub use host_iface::serve as host_server;
+pub use host_iface::host_server;
 
 /// Why the kernel could not take its place on the bus.
 #[derive(Debug, thiserror::Error)]

@@ -55,4 +55,31 @@ impl Kernel {
             ))
         })?
     }
+
+    /// Count a private channel `caller` opens against its quota; the channel holds the slot
+    /// until it closes.
+    pub fn channel_slot(self: &Arc<Self>, caller: &Caller) -> Result<ChannelSlot, Error> {
+        let principal = caller.principal().to_string();
+        self.quotas()
+            .open_channel(&principal)
+            .map_err(Error::QuotaExceeded)?;
+        Ok(ChannelSlot {
+            kernel: Arc::downgrade(self),
+            principal,
+        })
+    }
+}
+
+/// One open private channel of a caller, counted against its quota while it lives.
+pub struct ChannelSlot {
+    kernel: std::sync::Weak<Kernel>,
+    principal: String,
+}
+
+impl Drop for ChannelSlot {
+    fn drop(&mut self) {
+        if let Some(k) = self.kernel.upgrade() {
+            k.quotas().close_channel(&self.principal);
+        }
+    }
 }

@@ -35,6 +35,12 @@ impl Kernel {
                 "no agent named {agent:?} is installed"
             )));
         }
+        // Quotas first: a flood is refused at once, before any work or record.
+        let (caller_tasks, agent_tasks) = self.tasks.unfinished_counts(caller.principal(), agent);
+        let now = self.now();
+        self.quotas()
+            .admit_delegation(caller.principal(), agent, caller_tasks, agent_tasks, now)
+            .map_err(Error::QuotaExceeded)?;
         let cap = capability("agent.delegate")?;
         match &caller {
             Caller::Host => self.audit(AuditEntry {

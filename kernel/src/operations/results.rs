@@ -39,8 +39,11 @@ impl Kernel {
             )));
         }
         self.tasks.check_running(agent, task)?;
+        // Only regular files (memfds included): a pipe or socket could block the copy forever.
+        // Their sizes count against the task's and the agent's artifact quotas before anything
+        // is copied, and none may grow past the size counted.
+        let mut sized = Vec::with_capacity(artifacts.len());
         for (name, fd) in artifacts {
-            // Only regular files (memfds included): a pipe or socket could block the copy forever.
             let stat = rustix::fs::fstat(&fd)
                 .map_err(|e| Error::InvalidArgument(format!("artifact {name:?}: {e}")))?;
             if rustix::fs::FileType::from_raw_mode(stat.st_mode)
@@ -50,11 +53,25 @@ impl Kernel {
                     "artifact {name:?} is not a regular file"
                 )));
             }
+            let size = u64::try_from(stat.st_size).unwrap_or(0);
+            if size > MAX_ARTIFACT_BYTES {
+                return Err(Error::InvalidArgument(format!(
+                    "artifact {name:?} is larger than {} MiB",
+                    MAX_ARTIFACT_BYTES >> 20
+                )));
+            }
+            sized.push((name, fd, size));
+        }
+        let total = sized.iter().map(|(_, _, size)| size).sum();
+        self.quotas()
+            .admit_artifacts(agent, total)
+            .map_err(Error::QuotaExceeded)?;
+        for (name, fd, size) in sized {
             let store = self.store_handle();
             blocking(move || {
                 let mut file = std::fs::File::from(fd);
                 let store = store.lock().unwrap_or_else(|p| p.into_inner());
-                let stored = store.put_artifact(task, &name, &mut file, MAX_ARTIFACT_BYTES);
+                let stored = store.put_artifact(task, &name, &mut file, size);
                 stored
                     .map(|_| ())
                     .map_err(|e| Error::InvalidArgument(format!("artifact {name:?}: {e}")))

@@ -3,6 +3,7 @@
 pub mod decision;
 pub mod grants;
 pub mod prompt_budget;
+pub mod quota;
 pub mod scope;
 
 pub use decision::{Decision, Policy, Request};

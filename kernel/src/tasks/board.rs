@@ -112,6 +112,19 @@ impl TaskBoard {
         self.lock().table.unfinished()
     }
 
+    /// How many unfinished tasks `caller` started, and how many `agent` has been given.
+    pub fn unfinished_counts(&self, caller: &str, agent: &str) -> (u32, u32) {
+        let b = self.lock();
+        let mut counts = (0, 0);
+        for (_, id) in &b.deadlines {
+            if let Some(t) = b.table.get(*id) {
+                counts.0 += u32::from(t.caller == caller);
+                counts.1 += u32::from(t.agent == agent);
+            }
+        }
+        counts
+    }
+
     /// Unfinished tasks whose deadline has passed.
     pub fn overdue(&self, now: u64) -> Vec<u64> {
         let b = self.lock();
