@@ -1,5 +1,6 @@
 //! A scripted consent provider: serves `org.freedesktop.impl.portal.Access` as
-//! `org.agentos.Consent`, answers from a script, and records every prompt.
+//! `org.agentos.Consent`, answers from a script, and records every prompt with the answers it
+//! offered. It answers as xdg-desktop-portal-gtk does: choices only with the grant response.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -18,6 +19,11 @@ pub enum ConsentReply {
     Silent,
     /// Grant with this lifetime after waiting this many milliseconds.
     AllowAfter(&'static str, u64),
+    /// Close the dialog without an answer (response 2, as when the window is closed).
+    Close,
+    /// Choose "deny, and ask nothing more for this task" and press the grant button (as the
+    /// desktop's dialog must be answered for its choice to reach the kernel).
+    DenyTask,
 }
 
 /// A prompt the kernel showed.
@@ -26,6 +32,22 @@ pub struct Prompt {
     pub title: String,
     pub subtitle: String,
     pub body: String,
+    /// The options of the answer choice ("once", "session", "always", "deny-task"…).
+    pub answers: Vec<String>,
+}
+
+/// The option ids of the `lifetime` choice in the dialog's options.
+fn offered_answers(options: &HashMap<String, OwnedValue>) -> Vec<String> {
+    type Choices = Vec<(String, String, Vec<(String, String)>, String)>;
+    options
+        .get("choices")
+        .and_then(|v| v.try_clone().ok())
+        .and_then(|v| Choices::try_from(v).ok())
+        .into_iter()
+        .flatten()
+        .filter(|(id, ..)| id == "lifetime")
+        .flat_map(|(_, _, options, _)| options.into_iter().map(|(id, _)| id))
+        .collect()
 }
 
 #[derive(Default)]
@@ -72,7 +94,7 @@ impl Access {
         title: &str,
         subtitle: &str,
         body: &str,
-        _options: HashMap<String, OwnedValue>,
+        options: HashMap<String, OwnedValue>,
     ) -> (u32, HashMap<String, OwnedValue>) {
         let reply = {
             let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
@@ -80,6 +102,7 @@ impl Access {
                 title: title.into(),
                 subtitle: subtitle.into(),
                 body: body.into(),
+                answers: offered_answers(&options),
             });
             s.open += 1;
             s.max_open = s.max_open.max(s.open);
@@ -92,9 +115,15 @@ impl Access {
             close: Arc::clone(&close),
         };
         let _ = server.at(handle.clone(), request).await;
+        let mut dismissed = false;
         let lifetime = match reply {
             ConsentReply::Allow(lifetime) => Some(lifetime),
+            ConsentReply::DenyTask => Some("deny-task"),
             ConsentReply::Deny => None,
+            ConsentReply::Close => {
+                dismissed = true;
+                None
+            }
             ConsentReply::Silent => {
                 close.notified().await;
                 None
@@ -114,7 +143,7 @@ impl Access {
         };
         let mut results = HashMap::new();
         match lifetime {
-            _ if closed => (2, results),
+            _ if closed || dismissed => (2, results),
             Some(lifetime) => {
                 let choices = vec![("lifetime".to_string(), lifetime.to_string())];
                 if let Ok(v) = OwnedValue::try_from(Value::from(choices)) {
