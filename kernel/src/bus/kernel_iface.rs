@@ -11,7 +11,7 @@ use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{OwnedFd, OwnedObjectPath, OwnedValue};
 
 use super::args::{admit, path_of, timeout_option};
-use super::publisher::Subscribers;
+use super::subscribers::Subscribers;
 use super::task_iface::exported;
 use super::{caller, live};
 use crate::kernel::Kernel;

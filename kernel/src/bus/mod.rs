@@ -9,6 +9,7 @@ mod dispatch;
 pub mod host_iface;
 pub mod kernel_iface;
 pub mod publisher;
+mod subscribers;
 pub mod task_iface;
 
 use std::sync::Arc;

@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Weak};
 
 use agentos_dbus_interfaces::names::{self, AGENT_IFACE, KERNEL_PATH, TASK_IFACE};
 use agentos_dbus_interfaces::TaskState;
@@ -21,48 +21,11 @@ use zbus::zvariant::Value;
 
 use super::agent_iface::{export as export_agent, unexport as unexport_agent};
 use super::kernel_iface::KernelIface;
+use super::subscribers::{forget_departed, Subscribers};
 use super::task_iface::export as export_task;
-use crate::caller::Caller;
 use crate::events::Event;
 use crate::kernel::Kernel;
-use crate::operations::queries::sees_tree;
 use crate::tasks::Task;
-
-/// The bus clients that asked (`Kernel1.Subscribe`) for the full content of task changes, by
-/// unique name, with who they are. A client is forgotten when it leaves the bus.
-#[derive(Debug, Default)]
-pub struct Subscribers {
-    clients: Mutex<HashMap<String, Caller>>,
-}
-
-impl Subscribers {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Caller>> {
-        self.clients.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// `client` (a unique name) receives the task changes `caller` may see from now on.
-    pub fn add(&self, client: &str, caller: Caller) {
-        self.lock().insert(client.to_string(), caller);
-    }
-
-    /// `client` stops receiving them (it asked, or it left the bus).
-    pub fn remove(&self, client: &str) {
-        self.lock().remove(client);
-    }
-
-    /// The clients of tasks of a tree started by `owner`.
-    fn of_tree(&self, owner: &str) -> Vec<String> {
-        self.lock()
-            .iter()
-            .filter(|(_, caller)| sees_tree(caller, owner))
-            .map(|(client, _)| client.clone())
-            .collect()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.lock().is_empty()
-    }
-}
 
 /// Follow `events` until the kernel goes away, reflecting each on `conn`.
 pub async fn run(
@@ -99,26 +62,6 @@ pub async fn run(
                 }
             }
             _ => {}
-        }
-    }
-}
-
-/// Forget subscribers that left the bus.
-async fn forget_departed(conn: zbus::Connection, subscribers: Weak<Subscribers>) {
-    use futures_util::StreamExt;
-    let Ok(dbus) = zbus::fdo::DBusProxy::new(&conn).await else {
-        return;
-    };
-    let Ok(mut changes) = dbus.receive_name_owner_changed().await else {
-        return;
-    };
-    while let Some(signal) = changes.next().await {
-        let Ok(args) = signal.args() else { continue };
-        if args.new_owner().is_none() {
-            match subscribers.upgrade() {
-                Some(s) => s.remove(args.name().as_str()),
-                None => return,
-            }
         }
     }
 }
