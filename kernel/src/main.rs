@@ -40,8 +40,18 @@ struct Args {
     task_timeout: u64,
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // One thread decides and routes. Blocking work (zbus's connect, file tools) borrows the
+    // blocking pool, whose threads stay parked rather than wake to exit after 10 s idle: an idle
+    // kernel has no timer at all.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_keep_alive(Duration::MAX)
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     agentos_kernel::logging::init();
     let xdg_dirs = BaseDirs::from_process_env();

@@ -35,6 +35,8 @@ pub enum Hop {
 
 /// The HTTP client tools use: no automatic redirects (the kernel checks each one).
 pub fn client() -> Result<reqwest::Client, reqwest::Error> {
+    // rustls's crypto is ring, installed once for the process (an error only says it was).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10))
