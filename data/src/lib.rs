@@ -4,6 +4,7 @@
 //! The API is synchronous; the daemon wraps a [`Store`] in a mutex. The store never reads a clock:
 //! every time (milliseconds since the Unix epoch) is passed in by the caller.
 
+mod agent_fingerprints;
 mod artifacts;
 mod audit;
 mod audit_journal;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 pub use agentos_dbus_interfaces::{ArtifactInfo, AuditRecord, GrantInfo, TaskInfo, TaskState};
+pub use agent_fingerprints::{AgentFingerprint, ExecStamp};
 pub use audit::{NewAuditEntry, GENESIS_HASH};
 pub use audit_journal::{AuditJournal, JournalBatch, JournalRecovery, JOURNAL_FILES};
 pub use audit_verify::AuditVerification;

@@ -70,6 +70,22 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE grants ADD COLUMN mirrored INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 3: each agent's fingerprint (its manifest and its program) as it was when the user gave
+    // it access; an agent that differs has its grants suspended until the user confirms.
+    r#"
+    CREATE TABLE agent_fingerprints (
+        agent           TEXT PRIMARY KEY,
+        manifest_sha256 TEXT NOT NULL,
+        exec_path       TEXT NOT NULL,
+        exec_sha256     TEXT NOT NULL,
+        exec_dev        INTEGER NOT NULL,
+        exec_ino        INTEGER NOT NULL,
+        exec_size       INTEGER NOT NULL,
+        exec_mtime_ns   INTEGER NOT NULL,
+        exec_ctime_ns   INTEGER NOT NULL,
+        recorded_at     INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes: the number of migrations it knows.
@@ -151,6 +167,22 @@ mod tests {
                 .mark_grant_mirrored(&g.principal, &g.capability, &g.scope)
                 .unwrap();
             assert_eq!(store.list_mirrored_grants().unwrap(), vec![g]);
+            let fp = crate::AgentFingerprint {
+                agent: "web".into(),
+                manifest_sha256: "m".into(),
+                exec_path: "/usr/libexec/agentos/agentos-agent-web".into(),
+                exec_sha256: "e".into(),
+                exec_stamp: crate::ExecStamp {
+                    dev: 1,
+                    ino: 2,
+                    size: 3,
+                    mtime_ns: 4,
+                    ctime_ns: 5,
+                },
+                recorded_at: 6,
+            };
+            store.record_agent_fingerprint(&fp).unwrap();
+            assert_eq!(store.agent_fingerprint("web").unwrap(), Some(fp));
         }
     }
 

@@ -160,15 +160,23 @@ pub enum AuditDecision {
     Revoke,
     /// Records that could not be verified were kept aside at start.
     Damaged,
+    /// A grant was suspended: its agent's manifest or program changed since it was given (kept,
+    /// not honoured, until the user confirms the change).
+    Suspend,
+    /// The user confirmed an agent's change (by giving it a grant): its suspended grants are
+    /// honoured again.
+    Confirm,
 }
 
 impl AuditDecision {
-    pub const ALL: [AuditDecision; 5] = [
+    pub const ALL: [AuditDecision; 7] = [
         AuditDecision::Allow,
         AuditDecision::Deny,
         AuditDecision::Grant,
         AuditDecision::Revoke,
         AuditDecision::Damaged,
+        AuditDecision::Suspend,
+        AuditDecision::Confirm,
     ];
 
     /// The wire name, as `AuditRecord::decision` carries it.
@@ -179,6 +187,8 @@ impl AuditDecision {
             AuditDecision::Grant => "grant",
             AuditDecision::Revoke => "revoke",
             AuditDecision::Damaged => "damaged",
+            AuditDecision::Suspend => "suspend",
+            AuditDecision::Confirm => "confirm",
         }
     }
 

@@ -12,6 +12,9 @@ pub struct Config {
     pub agent_dirs: Vec<PathBuf>,
     /// Where bare `exec` names of manifests are looked up.
     pub exec_dirs: Vec<PathBuf>,
+    /// Manifest directories whose manifests may ask to run unsandboxed although the user can
+    /// write them (`--trust-agents-dir`: for tests and development only).
+    pub trusted_agent_dirs: Vec<PathBuf>,
     /// How long the user has to answer a consent prompt.
     pub consent_timeout: Duration,
     /// Default time limit of a task.

@@ -81,7 +81,7 @@ impl Kernel {
         let tools = agentos_tools::Registry::builtin();
         let agents = AgentRegistry::discover(&config);
         let store = Arc::new(Mutex::new(store));
-        Ok(Arc::new(Kernel {
+        let kernel = Arc::new(Kernel {
             config,
             clock,
             events: EventHub::default(),
@@ -100,7 +100,10 @@ impl Kernel {
             tools,
             host_server,
             generations: AtomicU64::new(1),
-        }))
+        });
+        // Agents that changed since their grants were given wait for the user's word.
+        kernel.check_agents_at_start();
+        Ok(kernel)
     }
 
     /// The bus the kernel serves on, once it does; the kernel uses it as a client of the
@@ -247,6 +250,7 @@ impl Kernel {
             data_dir: data_dir.into(),
             agent_dirs,
             exec_dirs: vec![],
+            trusted_agent_dirs: vec![],
             consent_timeout: std::time::Duration::from_secs(1),
             task_timeout: std::time::Duration::from_secs(60),
             documents_dir: None,

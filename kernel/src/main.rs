@@ -32,6 +32,11 @@ struct Args {
     /// A directory where manifests' bare `exec` names are found (repeatable; default: next to agentosd).
     #[arg(long = "exec-dir")]
     exec_dirs: Vec<PathBuf>,
+    /// A directory whose manifests may ask to run their agent unsandboxed although the user can
+    /// write it (repeatable). For tests and development only: anything able to write there
+    /// could run a program unsandboxed.
+    #[arg(long = "trust-agents-dir")]
+    trusted_agent_dirs: Vec<PathBuf>,
     /// Seconds the user has to answer a consent prompt.
     #[arg(long, default_value_t = 120)]
     consent_timeout: u64,
@@ -72,6 +77,7 @@ async fn run() -> anyhow::Result<()> {
     let config = Config {
         agent_dirs: agentos_kernel::discovery::agent_dirs(&args.agents_dirs, &xdg_dirs),
         exec_dirs,
+        trusted_agent_dirs: args.trusted_agent_dirs,
         consent_timeout: Duration::from_secs(args.consent_timeout),
         task_timeout: Duration::from_secs(args.task_timeout),
         documents_dir: xdg_dirs.documents_dir(),
@@ -81,6 +87,8 @@ async fn run() -> anyhow::Result<()> {
     let store = agentos_data::Store::open(&data_dir)
         .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
     let kernel = Kernel::new(config, Arc::new(SystemClock), store, bus::host_server())?;
+    // Grants given record what their agent is; a grant to a changed agent confirms the change.
+    kernel.follow_agent_changes();
     let conn = match bus::serve(&kernel, args.address.as_deref()).await {
         Ok(c) => c,
         Err(StartError::NameTaken) => {

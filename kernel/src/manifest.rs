@@ -7,6 +7,8 @@
 //! exec = "agentos-agent-docs"          # absolute, or looked up in the kernel's agent dirs
 //! capabilities = ["files.list", "files.read"]
 //! handles = ["find documents"]
+//! sandbox = true                       # the default; `false` is honoured only for a manifest
+//!                                      # in a location the user cannot write (see `discovery`)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -26,7 +28,13 @@ pub struct Manifest {
     pub exec: String,
     pub capabilities: Vec<&'static Capability>,
     pub handles: Vec<String>,
+    /// What the manifest asks for; whether the agent runs sandboxed is decided where the
+    /// manifest was found (`AgentRegistry::discover`).
     pub sandbox: bool,
+}
+
+fn sandboxed_by_default() -> bool {
+    true
 }
 
 #[derive(Deserialize)]
@@ -41,7 +49,7 @@ struct RawManifest {
     capabilities: Vec<String>,
     #[serde(default)]
     handles: Vec<String>,
-    #[serde(default)]
+    #[serde(default = "sandboxed_by_default")]
     sandbox: bool,
 }
 
@@ -129,6 +137,22 @@ impl Manifest {
         self.capabilities.contains(&capability)
     }
 
+    /// A SHA-256 of the parsed content (hex): two manifests that say the same thing have the
+    /// same fingerprint, whatever their layout or comments.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let canonical = serde_json::json!([
+            self.id,
+            self.name,
+            self.description,
+            self.exec,
+            self.capability_names(),
+            self.handles,
+            self.sandbox,
+        ]);
+        hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+    }
+
     pub fn capability_names(&self) -> Vec<String> {
         self.capabilities
             .iter()
@@ -156,6 +180,22 @@ handles = ["find documents"]
         assert_eq!(m.id, "docs");
         assert!(m.declares(Capability::lookup("files.read").unwrap()));
         assert!(!m.declares(Capability::lookup("web.fetch").unwrap()));
+        assert!(m.sandbox, "sandboxed unless it says otherwise");
+        let unsandboxed = Manifest::parse(&format!("{GOOD}sandbox = false\n")).unwrap();
+        assert!(!unsandboxed.sandbox);
+    }
+
+    #[test]
+    fn the_fingerprint_follows_the_content_not_the_layout() {
+        let m = Manifest::parse(GOOD).unwrap();
+        let relaid =
+            Manifest::parse(&format!("# a comment\n{}", GOOD.replace(" = ", "="))).unwrap();
+        assert_eq!(m.fingerprint(), relaid.fingerprint());
+        assert_eq!(m.fingerprint().len(), 64);
+        let other = Manifest::parse(&GOOD.replace("/usr/libexec", "/opt")).unwrap();
+        assert_ne!(m.fingerprint(), other.fingerprint());
+        let unsandboxed = Manifest::parse(&format!("{GOOD}sandbox = false\n")).unwrap();
+        assert_ne!(m.fingerprint(), unsandboxed.fingerprint());
     }
 
     #[test]

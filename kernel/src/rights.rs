@@ -1,8 +1,9 @@
 //! The user's grants as the kernel owns them: the pure policy (grants, decisions, denials) and
-//! the prompt budget behind one lock, and which grants are on their way into the desktop's
-//! permission store.
+//! the prompt budget behind one lock, which grants are on their way into the desktop's
+//! permission store, and the grants suspended because their agent changed since they were given
+//! (kept, not honoured, until the user confirms the change by giving the agent a grant).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 use agentos_dbus_interfaces::{Capability, GrantInfo, Lifetime};
@@ -16,6 +17,35 @@ struct State {
     prompts: PromptBudget,
     /// Grants being written to the permission store (principal, entry id): not there yet.
     mirror_pending: HashSet<(String, String)>,
+    /// Grants of agents that changed since they were given: kept, not honoured.
+    suspended: Vec<Grant>,
+    /// Suspended grants a new grant to their agent brought back, until the kernel records the
+    /// confirmation.
+    restored: HashMap<String, Vec<Grant>>,
+}
+
+impl State {
+    /// A grant to `principal` confirms what changed in it: its suspended grants come back. A
+    /// grant the user's tools just gave for the same scope stays as given (`keep_given`); one a
+    /// dialog's answer just recorded gives way to the suspended one (which may live longer).
+    fn confirm(&mut self, principal: &str, keep_given: bool) {
+        let (back, kept) = std::mem::take(&mut self.suspended)
+            .into_iter()
+            .partition::<Vec<_>, _>(|g| g.principal == principal);
+        self.suspended = kept;
+        for g in back {
+            let given = self.policy.grants.iter().any(|l| {
+                l.principal == g.principal && l.capability == g.capability && l.scope == g.scope
+            });
+            if !(given && keep_given) {
+                drop(self.policy.grants.add(g.clone()));
+                self.restored
+                    .entry(g.principal.clone())
+                    .or_default()
+                    .push(g);
+            }
+        }
+    }
 }
 
 /// The user's grants and the policy over them.
@@ -84,6 +114,9 @@ impl Rights {
     ) -> (Option<Grant>, Decision) {
         let mut s = self.lock();
         let grant = s.policy.record_consent(req, lifetime, now);
+        if let Some(g) = &grant {
+            s.confirm(&g.principal, false);
+        }
         (grant, s.policy.decide(req))
     }
 
@@ -92,7 +125,10 @@ impl Rights {
     pub fn add(&self, grant: Grant) -> Option<Grant> {
         let mut s = self.lock();
         s.prompts.reset(&grant.principal);
-        s.policy.add_grant(grant)
+        let principal = grant.principal.clone();
+        let replaced = s.policy.add_grant(grant);
+        s.confirm(&principal, true);
+        replaced
     }
 
     /// Revoke grants (every scope when `scope` is `None`); returns them. The principal's prompt
@@ -100,27 +136,93 @@ impl Rights {
     pub fn revoke(&self, principal: &str, capability: &str, scope: Option<&str>) -> Vec<Grant> {
         let mut s = self.lock();
         s.prompts.reset(principal);
-        s.policy.revoke(principal, capability, scope)
+        let matches = |g: &Grant| {
+            g.principal == principal
+                && g.capability.name == capability
+                && scope.is_none_or(|sc| g.scope == sc)
+        };
+        let (mut removed, kept): (Vec<Grant>, Vec<Grant>) = std::mem::take(&mut s.suspended)
+            .into_iter()
+            .partition(matches);
+        s.suspended = kept;
+        removed.extend(s.policy.revoke(principal, capability, scope));
+        removed
     }
 
     pub fn list(&self) -> Vec<GrantInfo> {
         self.lock().policy.grants.iter().map(Grant::info).collect()
     }
 
+    /// Every grant the user gave, suspended ones too (they stay mirrored in the desktop's
+    /// permission store).
     pub fn all(&self) -> Vec<Grant> {
-        self.lock().policy.grants.iter().cloned().collect()
+        let s = self.lock();
+        s.policy
+            .grants
+            .iter()
+            .chain(&s.suspended)
+            .cloned()
+            .collect()
     }
 
-    /// The lasting grants (session and always) of `capability` on exactly `scope`.
+    /// The lasting grants (session and always) of `capability` on exactly `scope`, suspended
+    /// ones too.
     pub fn mirrored_on(&self, capability: &Capability, scope: &str) -> Vec<Grant> {
         let s = self.lock();
         s.policy
             .grants
             .iter()
+            .chain(&s.suspended)
             .filter(|g| g.capability == capability && g.scope == scope)
             .filter(|g| g.lifetime != Lifetime::Once)
             .cloned()
             .collect()
+    }
+
+    /// Suspend every grant of `principal` (its agent changed since they were given): they are
+    /// no longer honoured, and kept until a grant to it confirms the change. Returns them.
+    pub fn suspend(&self, principal: &str) -> Vec<Grant> {
+        let mut s = self.lock();
+        let capabilities: HashSet<&'static str> = s
+            .policy
+            .grants
+            .iter()
+            .filter(|g| g.principal == principal)
+            .map(|g| g.capability.name)
+            .collect();
+        let mut suspended = Vec::new();
+        for capability in capabilities {
+            suspended.extend(s.policy.grants.revoke(principal, capability, None));
+        }
+        s.suspended.extend(suspended.iter().cloned());
+        suspended
+    }
+
+    /// Whether `principal` holds a grant (suspended ones aside).
+    pub fn holds_any(&self, principal: &str) -> bool {
+        self.lock()
+            .policy
+            .grants
+            .iter()
+            .any(|g| g.principal == principal)
+    }
+
+    /// Whether `principal` has grants waiting for the user to confirm what changed in it.
+    pub fn has_suspended(&self, principal: &str) -> bool {
+        self.lock()
+            .suspended
+            .iter()
+            .any(|g| g.principal == principal)
+    }
+
+    /// The suspended grants.
+    pub fn list_suspended(&self) -> Vec<GrantInfo> {
+        self.lock().suspended.iter().map(Grant::info).collect()
+    }
+
+    /// The suspended grants of `principal` that a grant to it brought back since the last call.
+    pub fn take_restored(&self, principal: &str) -> Vec<Grant> {
+        self.lock().restored.remove(principal).unwrap_or_default()
     }
 
     /// Whether a grant is being written to the permission store right now.
@@ -134,5 +236,110 @@ impl Rights {
 
     pub fn end_mirror(&self, key: &(String, String)) {
         self.lock().mirror_pending.remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(principal: &str, capability: &str, scope: &str) -> Grant {
+        Grant {
+            principal: principal.into(),
+            capability: Capability::lookup(capability).unwrap(),
+            scope: scope.into(),
+            lifetime: Lifetime::Always,
+            granted_at: 1,
+        }
+    }
+
+    fn request<'a>(chain: &'a [String], capability: &str, scope: &'a str) -> Request<'a> {
+        Request {
+            chain,
+            capability: Capability::lookup(capability).unwrap(),
+            scope,
+            declared: true,
+        }
+    }
+
+    #[test]
+    fn suspended_grants_are_kept_not_honoured_and_come_back_with_a_new_grant() {
+        let rights = Rights::with_grants([
+            grant("docs", "files.read", "/home/u/a"),
+            grant("docs", "files.list", "/home/u/a"),
+            grant("web", "web.fetch", "example.org"),
+        ]);
+        let docs = ["docs".to_string()];
+        assert_eq!(rights.suspend("docs").len(), 2);
+        assert!(rights.has_suspended("docs") && !rights.has_suspended("web"));
+        assert_eq!(rights.list().len(), 1);
+        assert_eq!(rights.list_suspended().len(), 2);
+        // Kept in the desktop's store.
+        assert_eq!(rights.all().len(), 3);
+        assert_eq!(
+            rights
+                .mirrored_on(Capability::lookup("files.read").unwrap(), "/home/u/a")
+                .len(),
+            1
+        );
+        assert_eq!(
+            rights.decide(request(&docs, "files.read", "/home/u/a")),
+            Decision::Ask
+        );
+        // A grant confirms: the others come back, the new one stays as given.
+        let mut new = grant("docs", "files.read", "/home/u/a");
+        new.lifetime = Lifetime::Session;
+        rights.add(new);
+        assert!(!rights.has_suspended("docs"));
+        let restored = rights.take_restored("docs");
+        assert_eq!(restored.len(), 1);
+        assert_eq!(restored[0].capability.name, "files.list");
+        assert!(rights.take_restored("docs").is_empty());
+        assert_eq!(
+            rights.decide(request(&docs, "files.read", "/home/u/a")),
+            Decision::Allow {
+                lifetime: Lifetime::Session
+            }
+        );
+        assert_eq!(rights.list().len(), 3);
+    }
+
+    #[test]
+    fn an_allowed_prompt_confirms_and_a_revocation_takes_suspended_grants_too() {
+        let rights = Rights::with_grants([
+            grant("docs", "files.read", "/home/u/a"),
+            grant("docs", "files.read", "/home/u/b"),
+        ]);
+        rights.suspend("docs");
+        let removed = rights.revoke("docs", "files.read", Some("/home/u/b"));
+        assert_eq!(removed.len(), 1);
+        assert_eq!(rights.list_suspended().len(), 1);
+        let docs = ["docs".to_string()];
+        let (g, decision) =
+            rights.record_consent(request(&docs, "files.list", "/home/u/c"), Lifetime::Once, 2);
+        assert!(g.is_some());
+        assert_eq!(
+            decision,
+            Decision::Allow {
+                lifetime: Lifetime::Once
+            }
+        );
+        assert_eq!(rights.take_restored("docs").len(), 1);
+        assert_eq!(
+            rights.decide(request(&docs, "files.read", "/home/u/a")),
+            Decision::Allow {
+                lifetime: Lifetime::Always
+            }
+        );
+        // The suspended grant wins over the one a dialog just recorded for its scope.
+        rights.suspend("docs");
+        let (_, decision) =
+            rights.record_consent(request(&docs, "files.read", "/home/u/a"), Lifetime::Once, 3);
+        assert_eq!(
+            decision,
+            Decision::Allow {
+                lifetime: Lifetime::Always
+            }
+        );
     }
 }

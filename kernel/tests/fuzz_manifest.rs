@@ -396,7 +396,7 @@ proptest! {
                 prop_assert_eq!(&m.exec, &f.exec);
                 prop_assert_eq!(m.capability_names(), f.capabilities.clone());
                 prop_assert_eq!(&m.handles, &f.handles);
-                prop_assert_eq!(m.sandbox, f.sandbox.unwrap_or(false));
+                prop_assert_eq!(m.sandbox, f.sandbox.unwrap_or(true));
             }
             (Err(e), Some(why)) => prop_assert!(e.contains(&why), "{e:?} should say {why:?}"),
             (Ok(m), Some(why)) => prop_assert!(false, "accepted {m:?} though {why}"),

@@ -263,6 +263,10 @@ impl Env {
             .arg(self.data_dir())
             .arg("--agents-dir")
             .arg(self.agents_dir())
+            // The test agents' manifests ask to run unsandboxed from a folder the test user
+            // owns: trusted for the tests alone (the kernel's option for tests and development).
+            .arg("--trust-agents-dir")
+            .arg(self.agents_dir())
             .arg("--consent-timeout")
             .arg(self.consent_timeout.to_string())
             .env_clear()

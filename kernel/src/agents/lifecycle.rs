@@ -39,6 +39,13 @@ impl Kernel {
             return Ok(i);
         }
         let plan = self.agents.launch_plan(agent)?;
+        // The program may have changed since it was found: checked again, and compared with
+        // what it was when the agent's grants were given.
+        if let Err(why) = crate::discovery::check_exec(&plan.exec, plan.sandboxed) {
+            tracing::warn!(agent, "agent {agent} cannot run: {why}");
+            return Err(Error::Failed(format!("agent {agent} cannot run: {why}")));
+        }
+        self.check_agent_before_launch(agent, &plan.exec).await;
         let (mut child, socket) = crate::launcher::spawn(&plan.exec, agent, plan.sandboxed)
             .map_err(|e| Error::Failed(format!("cannot run {}: {e}", plan.exec.display())))?;
         let generation = self.next_generation();

@@ -1,5 +1,6 @@
 //! The agents the kernel knows, owned in one place: their manifests, how they came to be known,
-//! their connected instance, and one launch lock each (a slow agent's launch holds up no other).
+//! whether they run sandboxed, what changed in them since the user gave them access, their
+//! connected instance, and one launch lock each (a slow agent's launch holds up no other).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -14,8 +15,12 @@ use crate::manifest::Manifest;
 /// How a known agent came to be known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
-    /// From a manifest; the kernel launches it on demand.
-    Manifest { exec: Option<PathBuf> },
+    /// From a manifest; the kernel launches it on demand. `exec`: the checked program, or why
+    /// it cannot run.
+    Manifest {
+        file: PathBuf,
+        exec: Result<PathBuf, String>,
+    },
     /// It registered itself over the bus; it cannot be relaunched by the kernel. `flatpak`: it
     /// registered from a Flatpak sandbox (its id is its app id).
     Registered { flatpak: bool },
@@ -43,10 +48,33 @@ pub struct Departed {
     pub forgotten: bool,
 }
 
+/// What is different in an agent since the user gave it access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Change {
+    pub manifest: bool,
+    pub program: bool,
+}
+
+impl Change {
+    /// "its manifest is different", "its program is different", or both.
+    pub fn describe(self) -> &'static str {
+        match (self.manifest, self.program) {
+            (true, true) => "its manifest and its program are different",
+            (true, false) => "its manifest is different",
+            _ => "its program is different",
+        }
+    }
+}
+
 /// One known agent.
 struct Slot {
     manifest: Manifest,
     origin: Origin,
+    /// Whether it runs under bubblewrap (a manifest's `sandbox = false` counts only where the
+    /// user cannot write).
+    sandboxed: bool,
+    /// What changed since its grants were given, until the user confirms.
+    change: Option<Change>,
     instance: Option<Instance>,
 }
 
@@ -86,13 +114,24 @@ impl AgentRegistry {
         let slots = found
             .into_iter()
             .map(|(manifest, file)| {
-                let exec = crate::discovery::resolve_exec(&manifest.exec, &config.exec_dirs);
-                if exec.is_none() {
-                    tracing::warn!(agent = %manifest.id, file = %file.display(), exec = %manifest.exec, "agent executable not found");
+                let sandboxed = manifest.sandbox
+                    || match crate::discovery::user_can_change(&file, &config.trusted_agent_dirs) {
+                        None => false,
+                        Some(why) => {
+                            tracing::warn!(agent = %manifest.id, file = %file.display(), "the manifest asks to run unsandboxed, but the user can change it ({why}): the agent runs sandboxed");
+                            true
+                        }
+                    };
+                let exec = crate::discovery::resolve_exec(&manifest.exec, &config.exec_dirs, sandboxed)
+                    .map_err(|why| format!("agent {} cannot run: {why}", manifest.id));
+                if let Err(why) = &exec {
+                    tracing::warn!(file = %file.display(), "{why}");
                 }
                 let slot = Slot {
                     manifest,
-                    origin: Origin::Manifest { exec },
+                    origin: Origin::Manifest { file, exec },
+                    sandboxed,
+                    change: None,
                     instance: None,
                 };
                 (slot.manifest.id.clone(), slot)
@@ -163,15 +202,55 @@ impl AgentRegistry {
         let slots = self.lock();
         let slot = slots.get(id).ok_or_else(|| unknown(id))?;
         match &slot.origin {
-            Origin::Manifest { exec: Some(exec) } => Ok(LaunchPlan {
+            Origin::Manifest { exec: Ok(exec), .. } => Ok(LaunchPlan {
                 exec: exec.clone(),
-                sandboxed: slot.manifest.sandbox,
+                sandboxed: slot.sandboxed,
             }),
-            Origin::Manifest { exec: None } => Err(Error::Failed(format!(
-                "the executable of agent {id} was not found"
-            ))),
+            Origin::Manifest { exec: Err(why), .. } => Err(Error::Failed(why.clone())),
             Origin::Registered { .. } => Err(Error::Failed(format!("agent {id} is not connected"))),
         }
+    }
+
+    /// Whether the agent runs sandboxed (`None`: not an agent the kernel launches).
+    pub fn sandboxed(&self, id: &str) -> Option<bool> {
+        let slots = self.lock();
+        let slot = slots.get(id)?;
+        matches!(slot.origin, Origin::Manifest { .. }).then_some(slot.sandboxed)
+    }
+
+    /// The agents the kernel launches from manifests, with what their fingerprints are made of:
+    /// the manifest's fingerprint and the checked program (none when it cannot run).
+    pub fn launchable(&self) -> Vec<(String, String, Option<PathBuf>)> {
+        self.lock()
+            .values()
+            .filter_map(|s| match &s.origin {
+                Origin::Manifest { exec, .. } => Some((
+                    s.manifest.id.clone(),
+                    s.manifest.fingerprint(),
+                    exec.as_ref().ok().cloned(),
+                )),
+                Origin::Registered { .. } => None,
+            })
+            .collect()
+    }
+
+    /// What changed in the agent since its grants were given, until the user confirms it.
+    pub fn change(&self, id: &str) -> Option<Change> {
+        self.lock().get(id).and_then(|s| s.change)
+    }
+
+    /// Note (or, with `None`, clear) what changed in the agent since its grants were given.
+    pub fn set_change(&self, id: &str, change: Option<Change>) {
+        if let Some(slot) = self.lock().get_mut(id) {
+            slot.change = change;
+        }
+    }
+
+    /// The manifest's fingerprint of a manifest agent.
+    pub fn manifest_fingerprint(&self, id: &str) -> Option<String> {
+        let slots = self.lock();
+        let slot = slots.get(id)?;
+        matches!(slot.origin, Origin::Manifest { .. }).then(|| slot.manifest.fingerprint())
     }
 
     /// The lock held while the agent is launched; one per agent.
@@ -230,6 +309,9 @@ impl AgentRegistry {
                 let slot = Slot {
                     manifest,
                     origin: Origin::Registered { flatpak },
+                    // Not launched by the kernel: whatever started it decided.
+                    sandboxed: false,
+                    change: None,
                     instance: None,
                 };
                 slots.insert(principal.to_string(), slot);

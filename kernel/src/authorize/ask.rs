@@ -311,6 +311,7 @@ impl Kernel {
         scopes: &[&str],
     ) -> Reply {
         let prompt = prompt(subject, capability, scopes);
+        let prompt = self.with_change_notice(subject, prompt);
         let (pending, count) = self.consent.open(ConsentRequestInfo {
             id: 0,
             principal: subject.principal().to_string(),

@@ -2,6 +2,7 @@
 
 pub mod decision;
 pub mod grants;
+pub mod location;
 pub mod prompt_budget;
 pub mod quota;
 pub mod scope;
