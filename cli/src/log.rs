@@ -1,4 +1,5 @@
-//! `agentctl log`: read the audit log, or verify its hash chain with `--verify`.
+//! `agentctl log`: read the audit log, or verify it with `--verify` (hash chain, head,
+//! checkpoint, the kernel's findings; what was and was not checked).
 
 use serde::Serialize;
 
@@ -50,19 +51,46 @@ struct Verdict<'a> {
     ok: bool,
     records: u64,
     problem: &'a str,
+    checkpoint: &'a str,
+    checked: &'a [String],
+    unchecked: &'a [String],
 }
 
+/// Verify the log: the hash chain, the head, the checkpoint beside the database, the kernel's
+/// own findings; print what was checked and what could not be. Exit status 1 when a problem
+/// was found.
 pub async fn verify(kernel: &Kernel, json: bool) -> Result<u8> {
-    let (ok, records, problem) = kernel.proxy.verify_audit_log().await?;
+    let (ok, records, problem, checkpoint, checked, unchecked) =
+        kernel.proxy.verify_audit_log_details().await?;
     if json {
         output::json(&Verdict {
             ok,
             records,
             problem: &problem,
+            checkpoint: &checkpoint,
+            checked: &checked,
+            unchecked: &unchecked,
         })?;
-    } else if ok {
-        output::emit(&format!("audit log intact: {records} records\n"))?;
+        return Ok(if ok { 0 } else { 1 });
+    }
+    let mut text = if ok {
+        format!("audit log intact: {records} records\n")
     } else {
+        format!("audit log TAMPERED ({records} records intact)\n")
+    };
+    text.push_str(&format!(
+        "checkpoint: {}\nchecked:\n",
+        output::clean(&checkpoint)
+    ));
+    for line in &checked {
+        text.push_str(&format!("  - {}\n", output::clean(line)));
+    }
+    text.push_str("not checked:\n");
+    for line in &unchecked {
+        text.push_str(&format!("  - {}\n", output::clean(line)));
+    }
+    output::emit(&text)?;
+    if !ok {
         output::warn(&format!("audit log TAMPERED: {}", output::clean(&problem)));
     }
     Ok(if ok { 0 } else { 1 })

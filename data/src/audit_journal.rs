@@ -6,6 +6,9 @@
 //! while the other's records are committed to the database and the file is emptied. When the
 //! store is opened again, records left in either file are committed first, so nothing the
 //! kernel recorded before a crash is lost.
+//!
+//! Each commit of the journal's records also replaces the checkpoint beside the database
+//! (`audit_checkpoint`); opening the journal compares the database with it first.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -15,6 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{chain_hash, current_head, extend_chain, record, StoredRow};
+use crate::audit_checkpoint::CheckpointCheck;
 use crate::{AuditRecord, NewAuditEntry, Store, StoreError};
 
 /// The two journal files inside the store directory.
@@ -78,6 +82,9 @@ pub struct JournalRecovery {
     /// Journal files that held records which could not be committed (unreadable, or not
     /// continuing the hash chain); each was kept under a new name, given here.
     pub damaged: Vec<PathBuf>,
+    /// The database compared with the checkpoint an earlier run left (after the journal's
+    /// records were committed); the checkpoint was then replaced with the database's head.
+    pub checkpoint: CheckpointCheck,
 }
 
 /// The writing end of the audit log. One per store directory, owned by the kernel.
@@ -204,14 +211,26 @@ impl Store {
         let (files_of, rows): (Vec<usize>, Vec<StoredRow>) = found.into_iter().unzip();
         let tx = self.begin()?;
         let head = current_head(&tx)?;
+        let committed_before = head.0;
         let done = extend_chain(&tx, head, &rows, true)?;
         tx.commit()?;
         for i in done.rejected {
             damaged[files_of[i]] = true;
         }
+        let checkpoint = match self.check_audit_checkpoint()? {
+            // No commit ever wrote one: the only records came from the journal just now.
+            CheckpointCheck::Missing { .. } if committed_before == 0 => {
+                CheckpointCheck::Matched { seq: 0 }
+            }
+            check => check,
+        };
+        if done.head.0 > 0 {
+            self.write_audit_checkpoint(done.head.0, &done.head.1)?;
+        }
         let mut recovery = JournalRecovery {
             recovered: done.inserted,
             damaged: Vec::new(),
+            checkpoint,
         };
         let mut open = |i: usize| -> Result<File, StoreError> {
             let path = self.dir.join(JOURNAL_FILES[i]);
@@ -245,6 +264,8 @@ impl Store {
 
     /// Commits a batch taken from the journal, in one transaction; records the database already
     /// holds are skipped, and a record that does not continue the chain fails the whole batch.
+    /// The checkpoint then names the new head (a failure to write it fails the call, and the
+    /// batch, tried again, writes it then).
     pub fn commit_journal_batch(&self, batch: &JournalBatch) -> Result<(), StoreError> {
         let tx = self.begin()?;
         let head = current_head(&tx)?;
@@ -256,6 +277,7 @@ impl Store {
             )));
         }
         tx.commit()?;
+        self.write_audit_checkpoint(done.head.0, &done.head.1)?;
         Ok(())
     }
 }
@@ -360,7 +382,8 @@ mod tests {
             recovery,
             JournalRecovery {
                 recovered: 1,
-                damaged: vec![]
+                damaged: vec![],
+                checkpoint: CheckpointCheck::Matched { seq: 0 },
             }
         );
         let records = store.read_audit(0, 10).unwrap();
@@ -410,6 +433,44 @@ mod tests {
         assert_eq!(journal.append(entry(4)).unwrap().seq, 2);
         commit(&store, &mut journal);
         assert!(store.verify_audit().unwrap().ok);
+    }
+
+    #[test]
+    fn opening_compares_the_database_with_the_checkpoint_then_moves_it() {
+        let tmp = TempDir::new().unwrap();
+        {
+            let (store, mut journal, recovery) = open(tmp.path());
+            assert_eq!(recovery.checkpoint, CheckpointCheck::Matched { seq: 0 });
+            for i in 1..=4 {
+                journal.append(entry(i)).unwrap();
+            }
+            commit(&store, &mut journal);
+            // Records only in the journal at a crash are no finding.
+            journal.append(entry(5)).unwrap();
+            std::mem::forget(journal);
+        }
+        let (store, _journal, recovery) = open(tmp.path());
+        assert_eq!(recovery.recovered, 1);
+        assert_eq!(recovery.checkpoint, CheckpointCheck::Matched { seq: 4 });
+        assert_eq!(store.audit_checkpoint().unwrap().seq, 5);
+        let second = store.read_audit(1, 1).unwrap().remove(0).hash;
+        drop(store);
+        let conn = rusqlite::Connection::open(tmp.path().join(crate::DB_FILE)).unwrap();
+        conn.execute_batch(&format!(
+            "DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE seq > 2;
+             UPDATE audit_head SET seq = 2, hash = '{second}'"
+        ))
+        .unwrap();
+        let (store, _journal, recovery) = open(tmp.path());
+        assert_eq!(
+            recovery.checkpoint,
+            CheckpointCheck::Truncated {
+                checkpoint: 5,
+                last: 2
+            }
+        );
+        // Told once: the checkpoint now names the database's head.
+        assert_eq!(store.audit_checkpoint().unwrap().seq, 2);
     }
 
     #[test]

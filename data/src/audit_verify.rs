@@ -1,7 +1,7 @@
 //! Verification of the audit log: walks the hash chain and checks the head.
 
-use crate::audit::{chain_hash, head, stored_from_row, COLUMNS, GENESIS_HASH};
-use crate::{Store, StoreError};
+use crate::audit::{chain_hash, head, record, stored_from_row, COLUMNS, GENESIS_HASH};
+use crate::{AuditRecord, Store, StoreError};
 
 /// The outcome of [`Store::verify_audit`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +20,15 @@ impl Store {
     /// last record), a reordered or replaced one (it does not link to its predecessor's hash), or
     /// a head that does not match the last record. Reads one consistent snapshot.
     pub fn verify_audit(&self) -> Result<AuditVerification, StoreError> {
+        self.walk_audit(|_| {})
+    }
+
+    /// Like [`Store::verify_audit`], handing each record found intact to `seen`, oldest first;
+    /// the walk stops at the first record that is not (those after it are not handed over).
+    pub fn walk_audit(
+        &self,
+        mut seen: impl FnMut(&AuditRecord),
+    ) -> Result<AuditVerification, StoreError> {
         let tx = self.conn.unchecked_transaction()?;
         let mut good: u64 = 0;
         let mut prev = GENESIS_HASH.to_owned();
@@ -58,7 +67,9 @@ impl Store {
                     );
                     return fail(good, problem);
                 }
-                prev = s.hash;
+                let r = record(s.seq, s.entry, s.hash);
+                seen(&r);
+                prev = r.hash;
                 good = expected;
             }
         }

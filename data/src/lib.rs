@@ -7,6 +7,7 @@
 mod agent_fingerprints;
 mod artifacts;
 mod audit;
+mod audit_checkpoint;
 mod audit_journal;
 mod audit_verify;
 mod error;
@@ -24,6 +25,7 @@ use rusqlite::Connection;
 pub use agentos_dbus_interfaces::{ArtifactInfo, AuditRecord, GrantInfo, TaskInfo, TaskState};
 pub use agent_fingerprints::{AgentFingerprint, ExecStamp};
 pub use audit::{NewAuditEntry, GENESIS_HASH};
+pub use audit_checkpoint::{Checkpoint, CheckpointCheck, CHECKPOINT_FILE};
 pub use audit_journal::{AuditJournal, JournalBatch, JournalRecovery, JOURNAL_FILES};
 pub use audit_verify::AuditVerification;
 pub use error::StoreError;

@@ -33,6 +33,10 @@ pub trait Kernel1 {
     fn revoke(&self, principal: &str, capability: &str, scope: &str) -> Result<u32>;
     fn read_audit_log(&self, after: u64, limit: u32) -> Result<Vec<AuditRecord>>;
     fn verify_audit_log(&self) -> Result<(bool, u64, String)>;
+    #[allow(clippy::type_complexity)]
+    fn verify_audit_log_details(
+        &self,
+    ) -> Result<(bool, u64, String, String, Vec<String>, Vec<String>)>;
     fn register_agent(&self, socket: Fd<'_>, agent_id: &str) -> Result<OwnedObjectPath>;
     fn open_channel(&self) -> Result<OwnedFd>;
     fn list_consent_requests(&self) -> Result<Vec<ConsentRequestInfo>>;

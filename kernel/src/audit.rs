@@ -5,14 +5,76 @@
 //! The thread sleeps without a timeout while the journal is empty: the append that finds it empty
 //! wakes it, and it commits when that record's turn ends (or at once when a batch is full), then
 //! sleeps again. An idle kernel's audit thread never wakes.
+//!
+//! At start, what is stored is checked against the log: the database against the checkpoint
+//! beside it (a log cut short or rewritten is recorded as a finding), and each stored grant
+//! against the record that gave it (a grant no intact record gave, or one whose latest record
+//! took it away, is not honoured, is removed, and a "revoke" record says so).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use agentos_data::{AuditJournal, AuditRecord, JournalBatch, NewAuditEntry, Store};
+use agentos_data::{
+    AuditJournal, AuditRecord, CheckpointCheck, GrantInfo, JournalBatch, NewAuditEntry, Store,
+};
 use agentos_dbus_interfaces::Error;
+
+/// The principal of the records the kernel makes about the log itself.
+pub const FINDER: &str = "agentosd";
+/// The capability of a record saying what comparing the log with its checkpoint found at start;
+/// its scope is the finding's word (`CheckpointCheck::word`).
+pub const CHECKPOINT_FINDING: &str = "audit.checkpoint";
+
+/// Principal, capability and scope of a stored grant.
+type GrantKey = (String, String, String);
+
+fn key(g: &GrantInfo) -> GrantKey {
+    (g.principal.clone(), g.capability.clone(), g.scope.clone())
+}
+
+/// What the log says of a stored grant, by the latest record that gave it or took it away.
+enum Backing {
+    /// No record did.
+    Unseen,
+    /// A record gave it ("always").
+    Given,
+    /// This record took it away, and how.
+    Taken(u64, String),
+}
+
+/// Note what the record `r` does to the stored grants in `backing`. The reasons matched are
+/// those `operations/grants.rs` ("granted by the user (always)") and `authorize/` ("the user
+/// allowed it (always)") write.
+fn note(backing: &mut HashMap<GrantKey, Backing>, r: &AuditRecord) {
+    let exact = (r.principal.clone(), r.capability.clone(), r.scope.clone());
+    match r.decision.as_str() {
+        "grant" => {
+            if let Some(b) = backing.get_mut(&exact) {
+                *b = if r.reason.ends_with("(always)") {
+                    Backing::Given
+                } else {
+                    Backing::Taken(r.seq, format!("replaced: {}", r.reason))
+                };
+            }
+        }
+        "allow" if r.reason == "the user allowed it (always)" => {
+            if let Some(b) = backing.get_mut(&exact) {
+                *b = Backing::Given;
+            }
+        }
+        "revoke" => {
+            for ((p, c, s), b) in backing.iter_mut() {
+                if *p == r.principal && *c == r.capability && (r.scope == "*" || *s == r.scope) {
+                    *b = Backing::Taken(r.seq, format!("revoked: {}", r.reason));
+                }
+            }
+        }
+        _ => {}
+    }
+}
 
 /// Records that make the background thread commit before its next turn.
 const BATCH: usize = 256;
@@ -174,7 +236,81 @@ impl AuditLog {
                 reason: "journal records that could not be verified were kept aside".into(),
             })?;
         }
+        let check = &recovery.checkpoint;
+        if check.is_problem() || matches!(check, CheckpointCheck::Missing { .. }) {
+            if check.is_problem() {
+                tracing::error!(finding = %check.describe(), "the audit log does not match its checkpoint");
+            } else {
+                tracing::warn!(finding = %check.describe(), "the audit checkpoint is missing");
+            }
+            log.append(NewAuditEntry {
+                time: now,
+                principal: FINDER.into(),
+                capability: CHECKPOINT_FINDING.into(),
+                scope: check.word().into(),
+                decision: "damaged".into(),
+                reason: format!("at start: {}", check.describe()),
+            })?;
+        }
         Ok(log)
+    }
+
+    /// The stored grants the audit log backs, with the journal an earlier run left committed
+    /// first. A stored grant is honoured only when the log, intact up to where it is read,
+    /// holds the record that gave it ("grant" from the user's tools, or "allow" for a dialog's
+    /// "always" answer) and no later record took it away (a revocation, or a grant of another
+    /// lifetime that replaced it). Any other is deleted from the store, and a "revoke" record
+    /// names it and why.
+    pub fn checked_grants(&self, now: u64) -> anyhow::Result<Vec<GrantInfo>> {
+        self.commit()
+            .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+        let (stored, backing, intact) = {
+            let store = lock(&self.shared.store);
+            let stored = store.list_grants()?;
+            if stored.is_empty() {
+                return Ok(stored);
+            }
+            let mut backing: HashMap<GrantKey, Backing> =
+                stored.iter().map(|g| (key(g), Backing::Unseen)).collect();
+            let v = store.walk_audit(|r| note(&mut backing, r))?;
+            (stored, backing, (!v.ok).then_some(v.records))
+        };
+        let mut kept = Vec::new();
+        for g in stored {
+            let why = match &backing[&key(&g)] {
+                Backing::Given => {
+                    kept.push(g);
+                    continue;
+                }
+                Backing::Unseen => "no audit record gave this grant: it was put in the store \
+                                    behind the kernel's back (or the kernel stopped between \
+                                    storing and recording it)"
+                    .to_string(),
+                Backing::Taken(seq, what) => format!(
+                    "audit record {seq} took this grant away ({what}), yet it was in the store: \
+                     it was put back behind the kernel's back"
+                ),
+            };
+            let mut reason = format!("a forged grant, not honoured and removed: {why}");
+            if let Some(good) = intact {
+                reason.push_str(&format!(
+                    "; the audit log is intact only up to record {good}, later records were not \
+                     trusted"
+                ));
+            }
+            tracing::error!(principal = %g.principal, capability = %g.capability, scope = %g.scope, "{reason}");
+            lock(&self.shared.store).delete_grants(&g.principal, &g.capability, Some(&g.scope))?;
+            self.append(NewAuditEntry {
+                time: now,
+                principal: g.principal,
+                capability: g.capability,
+                scope: g.scope,
+                decision: "revoke".into(),
+                reason,
+            })
+            .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+        }
+        Ok(kept)
     }
 
     /// Appends a record to the journal; when this returns `Ok` the record survives a crash of
@@ -309,6 +445,70 @@ mod tests {
         wait_committed(&store, BATCH);
         let took = start.elapsed();
         assert!(took < TURN, "a full batch waited {took:?}");
+    }
+
+    #[tokio::test]
+    async fn a_stored_grant_no_record_gave_is_not_honoured_removed_and_recorded() {
+        use crate::clock::ManualClock;
+        use crate::kernel::Kernel;
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(1));
+        let k = Kernel::for_test(dir.path(), vec![], Arc::clone(&clock));
+        k.grant("docs", "files.read", "/home/u", "always")
+            .await
+            .unwrap();
+        k.grant("web", "web.fetch", "example.org", "always")
+            .await
+            .unwrap();
+        k.revoke("web", "web.fetch", "").await.unwrap();
+        drop(k);
+        // Rows put into the grants table while the kernel is stopped: one nobody gave, one
+        // the user revoked.
+        {
+            let store = Store::open(dir.path()).unwrap();
+            for (principal, capability, scope) in [
+                ("evil", "files.read", "/home/u"),
+                ("web", "web.fetch", "example.org"),
+            ] {
+                store
+                    .insert_grant(&GrantInfo {
+                        principal: principal.into(),
+                        capability: capability.into(),
+                        scope: scope.into(),
+                        lifetime: "always".into(),
+                        granted_at: 1,
+                    })
+                    .unwrap();
+            }
+        }
+        let k = Kernel::for_test(dir.path(), vec![], Arc::clone(&clock));
+        let live: Vec<String> = k.list_grants().into_iter().map(|g| g.principal).collect();
+        assert_eq!(live, ["docs"]);
+        let stored: Vec<String> = k
+            .store()
+            .list_grants()
+            .unwrap()
+            .into_iter()
+            .map(|g| g.principal)
+            .collect();
+        assert_eq!(stored, ["docs"]);
+        k.commit_audit().unwrap();
+        let log = k.store().read_audit(0, 100).unwrap();
+        let revoked: Vec<(&str, &str)> = log
+            .iter()
+            .filter(|r| r.decision == "revoke" && r.reason.starts_with("a forged grant"))
+            .map(|r| (r.principal.as_str(), r.reason.as_str()))
+            .collect();
+        assert_eq!(revoked.len(), 2, "{revoked:?}");
+        assert!(revoked[0].0 == "evil" && revoked[0].1.contains("no audit record gave"));
+        assert!(revoked[1].0 == "web" && revoked[1].1.contains("took this grant away"));
+        assert!(k.verify_audit_log(&crate::caller::Caller::Host).unwrap().ok);
+        drop(k);
+        // Not there again at the next start, and nothing more to record.
+        let k = Kernel::for_test(dir.path(), vec![], clock);
+        assert_eq!(k.list_grants().len(), 1);
+        k.commit_audit().unwrap();
+        assert_eq!(k.store().read_audit(0, 100).unwrap().len(), log.len());
     }
 
     #[test]

@@ -68,8 +68,12 @@ impl Kernel {
         if interrupted > 0 {
             tracing::warn!(interrupted, "marked tasks of an earlier run as interrupted");
         }
+        let store = Arc::new(Mutex::new(store));
+        // The journal an earlier run left is committed first, then the log checked against its
+        // checkpoint; a stored grant is honoured only with the audit record that gave it.
+        let audit = AuditLog::start(Arc::clone(&store), now)?;
         let mut grants = Vec::new();
-        for g in store.list_grants()? {
+        for g in audit.checked_grants(now)? {
             match Grant::from_info(&g) {
                 Some(grant) => grants.push(grant),
                 None => {
@@ -80,7 +84,6 @@ impl Kernel {
         // Tools first: they bring their capabilities, which manifests may declare.
         let tools = agentos_tools::Registry::builtin();
         let agents = AgentRegistry::discover(&config);
-        let store = Arc::new(Mutex::new(store));
         let kernel = Arc::new(Kernel {
             config,
             clock,
@@ -93,7 +96,7 @@ impl Kernel {
             identities: IdentityCache::default(),
             quotas: Mutex::new(Quotas::new(LIMITS)),
             admission: Admission::new(LIMITS.calls_in_flight),
-            audit: AuditLog::start(Arc::clone(&store), now)?,
+            audit,
             task_writer: TaskWriter::start(Arc::clone(&store), TASK_WRITE_TURN)?,
             store,
             bus: OnceLock::new(),

@@ -249,6 +249,8 @@ async fn every_method_replies_with_the_body_signature_the_xml_declares() {
         );
         let (d, p, i, m) = kernel("VerifyAuditLog");
         c.check(KERNEL_IFACE, m, bus.call_method(d, p, i, m, &()).await);
+        let (d, p, i, m) = kernel("VerifyAuditLogDetails");
+        c.check(KERNEL_IFACE, m, bus.call_method(d, p, i, m, &()).await);
         let (d, p, i, m) = kernel("ListConsentRequests");
         c.check(KERNEL_IFACE, m, bus.call_method(d, p, i, m, &()).await);
         let sleeping = env.delegate("tester", "sleep 60000").await;

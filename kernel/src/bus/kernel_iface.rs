@@ -150,6 +150,23 @@ impl KernelIface {
         Ok((v.ok, v.records, v.problem))
     }
 
+    #[allow(clippy::type_complexity)]
+    async fn verify_audit_log_details(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<(bool, u64, String, String, Vec<String>, Vec<String>), Error> {
+        let k = live(&self.kernel)?;
+        let v = k.verify_audit_log(&caller(&k, &hdr).await?)?;
+        Ok((
+            v.ok,
+            v.records,
+            v.problem,
+            v.checkpoint,
+            v.checked,
+            v.unchecked,
+        ))
+    }
+
     async fn register_agent(
         &self,
         #[zbus(header)] hdr: Header<'_>,

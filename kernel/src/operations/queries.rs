@@ -10,10 +10,12 @@
 
 use std::sync::Arc;
 
+use agentos_data::{CheckpointCheck, CHECKPOINT_FILE};
 use agentos_dbus_interfaces::{
     AgentInfo, AuditRecord, ConsentRequestInfo, Error, GrantInfo, TaskInfo,
 };
 
+use crate::audit::{CHECKPOINT_FINDING, FINDER};
 use crate::caller::Caller;
 use crate::kernel::{store_err, Kernel};
 
@@ -53,12 +55,17 @@ pub fn sees_tree(caller: &Caller, owner: &str) -> bool {
     }
 }
 
-/// The outcome of verifying the audit log: intact or not, records checked, the first problem.
+/// The outcome of verifying the audit log: intact or not, records found intact, the problems
+/// found (empty when intact), and in plain words what was checked and what could not be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verification {
     pub ok: bool,
     pub records: u64,
     pub problem: String,
+    /// What comparing the log with its checkpoint found (`CheckpointCheck::word`).
+    pub checkpoint: String,
+    pub checked: Vec<String>,
+    pub unchecked: Vec<String>,
 }
 
 impl Kernel {
@@ -199,7 +206,10 @@ impl Kernel {
         grants
     }
 
-    /// Walk the audit log's whole hash chain; for the user only (it covers every record).
+    /// Verify the audit log, for the user only (it covers every record): its whole hash chain
+    /// and head, the database against the checkpoint beside it (a tail cut off and a rewritten
+    /// log show there), and the findings the kernel recorded at its starts. Says what it
+    /// checked and what it could not.
     pub fn verify_audit_log(&self, caller: &Caller) -> Result<Verification, Error> {
         if !matches!(caller, Caller::Host) {
             return Err(Error::AccessDenied(format!(
@@ -208,11 +218,81 @@ impl Kernel {
             )));
         }
         self.commit_audit()?;
-        let v = self.store().verify_audit().map_err(store_err)?;
+        let mut findings: Vec<(u64, String, String)> = Vec::new();
+        let (v, check) = {
+            let store = self.store();
+            let v = store
+                .walk_audit(|r| {
+                    if r.principal == FINDER && r.capability == CHECKPOINT_FINDING {
+                        findings.push((r.seq, r.scope.clone(), r.reason.clone()));
+                    }
+                })
+                .map_err(store_err)?;
+            (v, store.check_audit_checkpoint().map_err(store_err)?)
+        };
+        let (mut problems, mut checked, mut unchecked) = (Vec::new(), Vec::new(), Vec::new());
+        if v.ok {
+            checked.push(format!(
+                "hash chain: all {} records match their contents and link to the one before; \
+                 the head names the last",
+                v.records
+            ));
+        } else {
+            problems.push(v.problem.clone().unwrap_or_default());
+            checked.push(format!("hash chain: records 1 to {} are intact", v.records));
+            unchecked.push(format!(
+                "records after {}: the chain breaks there, so nothing after it can be trusted",
+                v.records
+            ));
+        }
+        match &check {
+            CheckpointCheck::Matched { seq: 0 } => {
+                unchecked.push(format!("the tail: {}", check.describe()));
+            }
+            CheckpointCheck::Matched { seq } => {
+                checked.push(format!(
+                    "checkpoint ({CHECKPOINT_FILE} beside the database): {}",
+                    check.describe()
+                ));
+                if v.ok && v.records > *seq {
+                    unchecked.push(format!(
+                        "records {} to {}: committed after the checkpoint was written",
+                        seq + 1,
+                        v.records
+                    ));
+                }
+            }
+            CheckpointCheck::Missing { .. } => {
+                unchecked.push(format!("the tail: {}", check.describe()));
+            }
+            _ => problems.push(check.describe()),
+        }
+        if findings.is_empty() {
+            checked.push("findings: the kernel recorded none about the log at its starts".into());
+        }
+        for (seq, word, reason) in findings {
+            if word == (CheckpointCheck::Missing { records: 0 }).word() {
+                unchecked.push(format!("before record {seq}: {reason}"));
+            } else {
+                let finding = format!("record {seq}, the kernel's own finding {reason}");
+                checked.push(format!("findings: {finding}"));
+                problems.push(finding);
+            }
+        }
+        unchecked.push(
+            "a process running as you can rewrite the database and the checkpoint together \
+             and compute every hash again: nothing kept beside the database can tell that \
+             (a copy of the log kept elsewhere, such as agentctl log --json saved off this \
+             machine, can)"
+                .into(),
+        );
         Ok(Verification {
-            ok: v.ok,
+            ok: problems.is_empty(),
             records: v.records,
-            problem: v.problem.unwrap_or_default(),
+            problem: problems.join("; "),
+            checkpoint: check.word().into(),
+            checked,
+            unchecked,
         })
     }
 
