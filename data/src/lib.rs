@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-pub use agentos_dbus_interfaces::{ArtifactInfo, AuditRecord, GrantInfo, TaskInfo, TaskState};
 pub use agent_fingerprints::{AgentFingerprint, ExecStamp};
+pub use agentos_dbus_interfaces::{ArtifactInfo, AuditRecord, GrantInfo, TaskInfo, TaskState};
 pub use audit::{NewAuditEntry, GENESIS_HASH};
 pub use audit_checkpoint::{Checkpoint, CheckpointCheck, CHECKPOINT_FILE};
 pub use audit_journal::{AuditJournal, JournalBatch, JournalRecovery, JOURNAL_FILES};

@@ -6,6 +6,12 @@
 //! (`policy::prompt_budget`); a task the user said to ask nothing more for is denied without
 //! asking, with the tasks below it. The task shows "auth-required" while the user is asked, and
 //! the answer becomes a grant.
+//!
+//! Apps in the chain: an app allowed to use an agent (`agent.delegate`, `agent.call`) has that
+//! agent use its own rights in the app's tasks. So the prompt that asks for it lists, in plain
+//! words, the agent's lasting rights (session and always) at that moment, and says that rights
+//! given to the agent later reach the app's tasks too; and each prompt asked for a task an app
+//! started names that app.
 
 use std::sync::Arc;
 
@@ -310,7 +316,8 @@ impl Kernel {
         capability: &'static Capability,
         scopes: &[&str],
     ) -> Reply {
-        let prompt = prompt(subject, capability, scopes);
+        let notes = self.chain_notes(subject, capability, scopes);
+        let prompt = prompt(subject, capability, scopes, &notes);
         let prompt = self.with_change_notice(subject, prompt);
         let (pending, count) = self.consent.open(ConsentRequestInfo {
             id: 0,
@@ -355,6 +362,99 @@ impl Kernel {
     }
 }
 
+/// Agents whose rights one prompt lists, at most (the others are counted).
+const LISTED_AGENTS: usize = 3;
+/// Scopes of one capability listed per agent, at most (the others are counted).
+const LISTED_RIGHTS: usize = 5;
+
+impl Kernel {
+    /// What a prompt says about who gains what through the chain: for an app asking to use
+    /// agents, each agent's lasting rights now; for a task an app started, that app.
+    fn chain_notes(
+        &self,
+        subject: &Subject,
+        capability: &Capability,
+        scopes: &[&str],
+    ) -> Vec<String> {
+        let mut notes = Vec::new();
+        if let Some(task) = subject.task {
+            if let Some(owner) = self.tasks.root_caller(task).filter(|o| o != "host") {
+                notes.push(format!(
+                    "This task was started by the app {}: what you allow here, {} does in \
+                     that app's task, and the app gets the result.",
+                    display_safe(&owner, 64),
+                    display_safe(&subject.display_name, 64)
+                ));
+            }
+            return notes;
+        }
+        if capability.scope != ScopeKind::Agent {
+            return notes;
+        }
+        let app = display_safe(&subject.display_name, 64);
+        let grants = self.rights.all();
+        for agent in scopes.iter().take(LISTED_AGENTS) {
+            let name = self
+                .agents
+                .info(agent)
+                .map_or_else(|| agent.to_string(), |a| a.name);
+            let name = display_safe(&name, 64);
+            let mut by_capability: Vec<(&Capability, Vec<&str>)> = Vec::new();
+            for g in grants
+                .iter()
+                .filter(|g| g.principal == *agent && g.lifetime != Lifetime::Once)
+            {
+                match by_capability.iter_mut().find(|(c, _)| *c == g.capability) {
+                    Some((_, on)) => on.push(g.scope.as_str()),
+                    None => by_capability.push((g.capability, vec![g.scope.as_str()])),
+                }
+            }
+            if by_capability.is_empty() {
+                notes.push(format!(
+                    "{name} has no lasting rights now: in this app's tasks it asks you for each \
+                     one, and those prompts name the app."
+                ));
+                continue;
+            }
+            let rights: Vec<String> = by_capability
+                .iter()
+                .map(|(c, on)| {
+                    let mut listed: Vec<String> = on
+                        .iter()
+                        .take(LISTED_RIGHTS)
+                        .map(|s| display_safe(s, 60))
+                        .collect();
+                    if on.len() > LISTED_RIGHTS {
+                        listed.push(format!("{} more", on.len() - LISTED_RIGHTS));
+                    }
+                    format!("{} {}", c.description, join_words(&listed))
+                })
+                .collect();
+            notes.push(format!(
+                "{name} can {}: allowing this lets {app} have it do so for you. Rights you give \
+                 {name} later reach this app's tasks too.",
+                rights.join("; ")
+            ));
+        }
+        if scopes.len() > LISTED_AGENTS {
+            notes.push(format!(
+                "The {} other agents named use their own rights the same way.",
+                scopes.len() - LISTED_AGENTS
+            ));
+        }
+        notes
+    }
+}
+
+/// "a", "a and b", "a, b and c".
+fn join_words(words: &[String]) -> String {
+    match words {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
 /// The reason given once the user denied a request twice.
 fn denied_twice(principal: &str, request: Request<'_>) -> String {
     format!(
@@ -394,9 +494,9 @@ fn scope_noun(kind: ScopeKind, many: bool) -> &'static str {
     }
 }
 
-/// The text of a consent prompt naming `scopes` (at least one); every string from an agent is
-/// made safe to show.
-fn prompt(subject: &Subject, capability: &Capability, scopes: &[&str]) -> Prompt {
+/// The text of a consent prompt naming `scopes` (at least one), with `notes` (made safe
+/// already) at the end of its body; every string from an agent is made safe to show.
+fn prompt(subject: &Subject, capability: &Capability, scopes: &[&str], notes: &[String]) -> Prompt {
     let name = display_safe(&subject.display_name, 64);
     let first = display_safe(scopes.first().copied().unwrap_or_default(), 120);
     let what = match scopes.len() {
@@ -423,6 +523,10 @@ fn prompt(subject: &Subject, capability: &Capability, scopes: &[&str]) -> Prompt
             body.push_str(&format!(" and {} more", scopes.len() - LISTED_SCOPES));
         }
         body.push_str("\nYour answer applies to each of them.");
+    }
+    for note in notes {
+        body.push('\n');
+        body.push_str(note);
     }
     Prompt {
         title: format!("Allow “{name}” to {} {what}?", capability.description),
@@ -453,14 +557,14 @@ mod tests {
     #[test]
     fn a_coalesced_prompt_names_its_scopes_together() {
         let fetch = Capability::lookup("web.fetch").unwrap();
-        let one = prompt(&subject(Some(1)), fetch, &["example.org"]);
+        let one = prompt(&subject(Some(1)), fetch, &["example.org"], &[]);
         assert_eq!(
             one.title,
             "Allow “Web” to fetch web pages from example.org?"
         );
         assert_eq!(one.body, "For the task: read the news");
         assert!(one.offer_task_stop);
-        let two = prompt(&subject(Some(1)), fetch, &["example.org", "a.org"]);
+        let two = prompt(&subject(Some(1)), fetch, &["example.org", "a.org"], &[]);
         assert!(
             two.title.ends_with("example.org and 1 other host?"),
             "{}",
@@ -468,7 +572,7 @@ mod tests {
         );
         let hosts: Vec<String> = (0..13).map(|i| format!("h{i}.org")).collect();
         let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
-        let many = prompt(&subject(None), fetch, &hosts);
+        let many = prompt(&subject(None), fetch, &hosts, &[]);
         assert!(
             many.title.ends_with("h0.org and 12 other hosts?"),
             "{}",
