@@ -83,6 +83,10 @@ pub trait Agent1 {
     fn handles(&self) -> zbus::Result<Vec<String>>;
     #[zbus(property)]
     fn connected(&self) -> zbus::Result<bool>;
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn sandboxed(&self) -> zbus::Result<bool>;
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn changed(&self) -> zbus::Result<String>;
 }
 
 /// `org.agentos.Task1` on `/org/agentos/Kernel/tasks/<id>`.

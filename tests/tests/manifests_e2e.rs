@@ -7,6 +7,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use agentos_dbus_interfaces::names;
+use agentos_dbus_interfaces::proxies::Agent1Proxy;
 use agentos_tests::{bin, bounded, bounded_for, ConsentReply, Env, Responder};
 
 /// bubblewrap needs user namespaces; where it cannot make them, these tests say why and skip.
@@ -110,6 +112,17 @@ async fn grants_of(env: &Env, agent: &str) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// The object of agent `id` on the bus.
+async fn agent1(env: &Env, id: &str) -> Agent1Proxy<'static> {
+    Agent1Proxy::builder(&env.conn)
+        .path(names::agent_path(id))
+        .unwrap()
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .unwrap()
+}
+
 /// Wait until the audit log has a record of `agent` with `decision`.
 async fn wait_audit(env: &Env, agent: &str, decision: &str) -> String {
     let deadline = tokio::time::Instant::now() + agentos_tests::TIMEOUT;
@@ -160,6 +173,14 @@ async fn a_manifest_the_user_can_write_runs_its_agent_sandboxed_whatever_it_asks
         // A manifest where the kernel trusts it may still ask for no sandbox.
         let t = env.run_task("tester", "try-read /etc/passwd").await;
         assert!(t.result.starts_with("read "), "{t:?}");
+        // The agents' objects say so.
+        for (agent, sandboxed) in [("loose", true), ("plain", true), ("tester", false)] {
+            assert_eq!(
+                agent1(&env, agent).await.sandboxed().await.unwrap(),
+                sandboxed,
+                "{agent}"
+            );
+        }
     })
     .await;
 }
@@ -269,6 +290,11 @@ async fn a_replaced_program_has_its_grants_suspended_until_the_user_confirms() {
         assert!(grants_of(&env, "changing").await.is_empty());
         let reason = wait_audit(&env, "changing", "suspend").await;
         assert!(reason.contains("its program is different"), "{reason}");
+        let changing = agent1(&env, "changing").await;
+        assert_eq!(
+            changing.changed().await.unwrap(),
+            "its program is different; 1 grants suspended until you confirm"
+        );
         // The prompt said why it asks again.
         let prompts = responder.prompts();
         let prompt = prompts.last().expect("the user was asked");
@@ -292,6 +318,7 @@ async fn a_replaced_program_has_its_grants_suspended_until_the_user_confirms() {
             grants_of(&env, "changing").await,
             [("files.read".into(), docs.clone(), "always".into())]
         );
+        assert_eq!(changing.changed().await.unwrap(), "");
         // The new program is what the user confirmed.
         wait_fingerprint(&env, "changing", first).await;
         let asked = responder.prompts().len();

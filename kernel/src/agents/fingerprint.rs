@@ -276,6 +276,29 @@ impl Kernel {
         }
     }
 
+    /// Whether the kernel runs `agent` under bubblewrap (`Agent1.Sandboxed`).
+    pub fn agent_sandboxed(&self, agent: &str) -> bool {
+        self.agents.sandboxed(agent).unwrap_or(false)
+    }
+
+    /// What changed in `agent` since the user gave it access, with how many of its grants wait
+    /// for the user's word; empty when nothing did (`Agent1.Changed`).
+    pub fn agent_changed(&self, agent: &str) -> String {
+        let suspended = self
+            .rights
+            .list_suspended()
+            .iter()
+            .filter(|g| g.principal == agent)
+            .count();
+        match self.agents.change(agent) {
+            Some(change) if suspended > 0 => format!(
+                "{}; {suspended} grants suspended until you confirm",
+                change.describe()
+            ),
+            _ => String::new(),
+        }
+    }
+
     /// The grants suspended because their agent changed.
     pub fn list_suspended_grants(&self) -> Vec<agentos_dbus_interfaces::GrantInfo> {
         self.rights.list_suspended()

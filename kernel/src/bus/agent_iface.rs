@@ -99,4 +99,16 @@ impl AgentIface {
     fn connected(&self) -> zbus::fdo::Result<bool> {
         self.prop(|a| a.connected)
     }
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn sandboxed(&self) -> zbus::fdo::Result<bool> {
+        live(&self.kernel)
+            .map(|k| k.agent_sandboxed(&self.id))
+            .map_err(|e| zbus::fdo::Error::Failed(e.message()))
+    }
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn changed(&self) -> zbus::fdo::Result<String> {
+        live(&self.kernel)
+            .map(|k| k.agent_changed(&self.id))
+            .map_err(|e| zbus::fdo::Error::Failed(e.message()))
+    }
 }
