@@ -29,6 +29,7 @@ pub trait Kernel1 {
     fn get_task(&self, id: u64) -> Result<TaskInfo>;
     fn cancel_task(&self, id: u64) -> Result<()>;
     fn list_grants(&self) -> Result<Vec<GrantInfo>>;
+    fn list_suspended_grants(&self) -> Result<Vec<GrantInfo>>;
     fn grant(&self, principal: &str, capability: &str, scope: &str, lifetime: &str) -> Result<()>;
     fn revoke(&self, principal: &str, capability: &str, scope: &str) -> Result<u32>;
     fn read_audit_log(&self, after: u64, limit: u32) -> Result<Vec<AuditRecord>>;

@@ -241,6 +241,8 @@ async fn every_method_replies_with_the_body_signature_the_xml_declares() {
         assert_eq!(body::<u32>(&reply), 1);
         let (d, p, i, m) = kernel("ListGrants");
         c.check(KERNEL_IFACE, m, bus.call_method(d, p, i, m, &()).await);
+        let (d, p, i, m) = kernel("ListSuspendedGrants");
+        c.check(KERNEL_IFACE, m, bus.call_method(d, p, i, m, &()).await);
         let (d, p, i, m) = kernel("ReadAuditLog");
         c.check(
             KERNEL_IFACE,

@@ -290,6 +290,18 @@ async fn a_replaced_program_has_its_grants_suspended_until_the_user_confirms() {
         assert!(grants_of(&env, "changing").await.is_empty());
         let reason = wait_audit(&env, "changing", "suspend").await;
         assert!(reason.contains("its program is different"), "{reason}");
+        let suspended = env.kernel().await.list_suspended_grants().await.unwrap();
+        assert_eq!(
+            suspended
+                .iter()
+                .map(|g| (
+                    g.principal.as_str(),
+                    g.capability.as_str(),
+                    g.scope.as_str()
+                ))
+                .collect::<Vec<_>>(),
+            [("changing", "files.read", docs.as_str())]
+        );
         let changing = agent1(&env, "changing").await;
         assert_eq!(
             changing.changed().await.unwrap(),
@@ -319,6 +331,13 @@ async fn a_replaced_program_has_its_grants_suspended_until_the_user_confirms() {
             [("files.read".into(), docs.clone(), "always".into())]
         );
         assert_eq!(changing.changed().await.unwrap(), "");
+        assert!(env
+            .kernel()
+            .await
+            .list_suspended_grants()
+            .await
+            .unwrap()
+            .is_empty());
         // The new program is what the user confirmed.
         wait_fingerprint(&env, "changing", first).await;
         let asked = responder.prompts().len();

@@ -105,6 +105,15 @@ impl KernelIface {
         Ok(k.list_grants_for(&c))
     }
 
+    async fn list_suspended_grants(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<Vec<GrantInfo>, Error> {
+        let k = live(&self.kernel)?;
+        require_users_tool(&caller(&k, &hdr).await?, "list suspended grants")?;
+        Ok(k.list_suspended_grants())
+    }
+
     async fn grant(
         &self,
         #[zbus(header)] hdr: Header<'_>,
