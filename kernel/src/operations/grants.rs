@@ -37,6 +37,15 @@ impl Kernel {
             lifetime,
             granted_at: self.now(),
         };
+        // Recorded before it takes effect: a stored grant always has the record that gave it
+        // (the start-up check drops any that has not).
+        self.audit(AuditEntry {
+            principal,
+            capability: cap.name,
+            scope: &grant.scope,
+            decision: AuditDecision::Grant,
+            reason: &format!("granted by the user ({})", lifetime.as_str()),
+        })?;
         if lifetime == Lifetime::Always {
             self.store()
                 .insert_grant(&grant.info())
@@ -48,13 +57,6 @@ impl Kernel {
                 .delete_grants(principal, cap.name, Some(&grant.scope))
                 .map_err(store_err)?;
         }
-        self.audit(AuditEntry {
-            principal,
-            capability: cap.name,
-            scope: &grant.scope,
-            decision: AuditDecision::Grant,
-            reason: &format!("granted by the user ({})", lifetime.as_str()),
-        })?;
         let replaced = self.rights.add(grant.clone());
         self.events.publish(Event::GrantAdded(grant.info()));
         if lifetime == Lifetime::Once {
