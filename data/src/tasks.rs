@@ -54,22 +54,7 @@ fn task_from_row(r: &Row<'_>) -> rusqlite::Result<TaskInfo> {
 impl Store {
     /// Records a new task and returns its id. Ids are never reused, even after a crash.
     pub fn insert_task(&self, t: &NewTask) -> Result<u64, StoreError> {
-        let id = self.conn.query_row(
-            "INSERT INTO tasks (parent, agent, caller, goal, state, progress, message, result,
-                                created, updated, deadline)
-             VALUES (?1, ?2, ?3, ?4, ?5, 0.0, '', '', ?6, ?6, ?7) RETURNING id",
-            params![
-                t.parent,
-                t.agent,
-                t.caller,
-                t.goal,
-                t.state.as_str(),
-                t.created,
-                t.deadline
-            ],
-            |r| r.get(0),
-        )?;
-        Ok(id)
+        self.insert_task_row(None, t)
     }
 
     /// Sets a task's state, progress, message, result (unless `None`) and update time.
@@ -144,10 +129,15 @@ impl Store {
 
     /// Records a new task under an id reserved for it.
     pub fn insert_task_with_id(&self, id: u64, t: &NewTask) -> Result<(), StoreError> {
-        self.conn.execute(
+        self.insert_task_row(Some(id), t).map(drop)
+    }
+
+    /// Inserts a task's first row, under `id` or (`None`) the next automatic one.
+    fn insert_task_row(&self, id: Option<u64>, t: &NewTask) -> Result<u64, StoreError> {
+        let id = self.conn.query_row(
             "INSERT INTO tasks (id, parent, agent, caller, goal, state, progress, message, result,
                                 created, updated, deadline)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0.0, '', '', ?7, ?7, ?8)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0.0, '', '', ?7, ?7, ?8) RETURNING id",
             params![
                 id,
                 t.parent,
@@ -158,8 +148,9 @@ impl Store {
                 t.created,
                 t.deadline
             ],
+            |r| r.get(0),
         )?;
-        Ok(())
+        Ok(id)
     }
 
     /// The task with this id, if there is one.
