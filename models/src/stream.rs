@@ -1,0 +1,145 @@
+//! A reply's SSE body read as events (by `eventsource-stream` over reqwest's byte stream), each
+//! handed to the provider's decoder, under the first-token and idle time limits. Dropping the
+//! stream drops the response, which closes the connection at once.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+
+use eventsource_stream::{EventStreamError, Eventsource};
+use futures_util::stream::{self, Stream, StreamExt};
+use tokio::time::Instant;
+
+use crate::error::{ModelError, TimeoutStage};
+use crate::event::ChatEvent;
+use crate::transport::Limits;
+
+/// A streamed reply: events, then its end (or one error, then its end).
+pub type ChatStream = Pin<Box<dyn Stream<Item = Result<ChatEvent, ModelError>> + Send>>;
+
+/// A provider's reading of its own stream.
+pub(crate) trait Decoder: Send + 'static {
+    /// One SSE event (`event` is "message" when the server named none). Returns true when
+    /// the reply is complete.
+    fn event(
+        &mut self,
+        event: &str,
+        data: &str,
+        out: &mut VecDeque<ChatEvent>,
+    ) -> Result<bool, ModelError>;
+
+    /// The body ended (after `event` returned true, or before).
+    fn end(&mut self, complete: bool, out: &mut VecDeque<ChatEvent>) -> Result<(), ModelError>;
+}
+
+type Sse = Pin<
+    Box<
+        dyn Stream<Item = Result<eventsource_stream::Event, EventStreamError<reqwest::Error>>>
+            + Send,
+    >,
+>;
+
+struct State<D> {
+    sse: Option<Sse>,
+    decoder: D,
+    out: VecDeque<ChatEvent>,
+    limits: Limits,
+    first_by: Option<Instant>,
+    complete: bool,
+    failed: bool,
+}
+
+/// The events of `resp`'s body, read by `decoder`. `started` is when the request was sent (the
+/// first-token limit counts from it).
+pub(crate) fn events<D: Decoder>(
+    resp: reqwest::Response,
+    decoder: D,
+    limits: Limits,
+    started: Instant,
+) -> ChatStream {
+    let sse: Sse = Box::pin(resp.bytes_stream().eventsource());
+    let state = State {
+        sse: Some(sse),
+        decoder,
+        out: VecDeque::new(),
+        limits,
+        first_by: Some(started + limits.first_token),
+        complete: false,
+        failed: false,
+    };
+    Box::pin(stream::unfold(state, |mut st| async move {
+        let item = next(&mut st).await?;
+        Some((item, st))
+    }))
+}
+
+async fn next<D: Decoder>(st: &mut State<D>) -> Option<Result<ChatEvent, ModelError>> {
+    loop {
+        if let Some(ev) = st.out.pop_front() {
+            return Some(Ok(ev));
+        }
+        if st.failed {
+            return None;
+        }
+        let sse = st.sse.as_mut()?;
+        let (deadline, stage, limit) = match st.first_by {
+            Some(at) => (at, TimeoutStage::FirstToken, st.limits.first_token),
+            None => (
+                Instant::now() + st.limits.idle,
+                TimeoutStage::Idle,
+                st.limits.idle,
+            ),
+        };
+        let step = match tokio::time::timeout_at(deadline, sse.next()).await {
+            Err(_) => Err(ModelError::Timeout { stage, limit }),
+            Ok(None) => {
+                st.sse = None;
+                st.decoder.end(st.complete, &mut st.out)
+            }
+            Ok(Some(Err(e))) => Err(stream_error(e)),
+            Ok(Some(Ok(ev))) => {
+                st.first_by = None;
+                match st.decoder.event(&ev.event, &ev.data, &mut st.out) {
+                    Ok(true) => {
+                        st.complete = true;
+                        // The reply is whole: the connection is let go without reading on.
+                        st.sse = None;
+                        st.decoder.end(true, &mut st.out)
+                    }
+                    Ok(false) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        if let Err(e) = step {
+            st.failed = true;
+            st.sse = None;
+            st.out.clear();
+            return Some(Err(e));
+        }
+    }
+}
+
+fn stream_error(e: EventStreamError<reqwest::Error>) -> ModelError {
+    match e {
+        EventStreamError::Utf8(_) => ModelError::Protocol {
+            detail: "the stream is not UTF-8".into(),
+        },
+        EventStreamError::Parser(_) => ModelError::Protocol {
+            detail: "the stream is not server-sent events".into(),
+        },
+        EventStreamError::Transport(e) if e.is_timeout() => ModelError::Timeout {
+            stage: TimeoutStage::Idle,
+            limit: std::time::Duration::ZERO,
+        },
+        EventStreamError::Transport(_) => ModelError::Protocol {
+            detail: "the connection broke in the middle of the reply".into(),
+        },
+    }
+}
+
+/// Parse a JSON event's data, or name what was wrong with it.
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(data: &str) -> Result<T, ModelError> {
+    serde_json::from_str(data).map_err(|e| ModelError::Protocol {
+        detail: format!("an event is not the JSON expected: {e}"),
+    })
+}

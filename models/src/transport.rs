@@ -1,0 +1,165 @@
+//! The HTTP side every provider shares: one reqwest client, time limits, and a POST retried with
+//! backoff on 429 and 5xx before its reply is handed over.
+
+use std::time::{Duration, SystemTime};
+
+use crate::classify::{classify, Failure};
+use crate::error::{ModelError, TimeoutStage};
+use crate::retry::{parse_retry_after, retryable, RetryPolicy};
+
+/// Time limits for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// To open the connection.
+    pub connect: Duration,
+    /// From sending the request to the reply's first event (a local model loading counts).
+    pub first_token: Duration,
+    /// Between two events of a reply that had begun.
+    pub idle: Duration,
+    pub retry: RetryPolicy,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connect: Duration::from_secs(5),
+            first_token: Duration::from_secs(120),
+            idle: Duration::from_secs(60),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// The HTTP client providers share (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Http {
+    pub(crate) client: reqwest::Client,
+    pub(crate) limits: Limits,
+}
+
+/// At most this much of a failed reply's body is read.
+const ERROR_BODY_BYTES: usize = 16 * 1024;
+
+impl Http {
+    pub fn new(limits: Limits) -> Result<Http, ModelError> {
+        // rustls's crypto is ring, installed once for the process (an error only says it was).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .connect_timeout(limits.connect)
+            .user_agent(concat!("AgentOS/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ModelError::Protocol {
+                detail: format!("the HTTP client cannot be built: {e}"),
+            })?;
+        Ok(Http { client, limits })
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// POST `body` to `url` with `headers`, retried on 429 and 5xx as the policy allows; a
+    /// successful reply is returned with its body unread. `key` is only used to keep it out of
+    /// error excerpts.
+    pub(crate) async fn post(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+        model: &str,
+        key: Option<&str>,
+    ) -> Result<reqwest::Response, ModelError> {
+        let mut attempt = 0;
+        loop {
+            let mut req = self
+                .client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body.clone());
+            for (name, value) in headers {
+                req = req.header(*name, *value);
+            }
+            let resp = tokio::time::timeout(self.limits.first_token, req.send())
+                .await
+                .map_err(|_| ModelError::Timeout {
+                    stage: TimeoutStage::FirstToken,
+                    limit: self.limits.first_token,
+                })?
+                .map_err(|e| self.send_error(url, e))?;
+            let status = resp.status().as_u16();
+            if resp.status().is_success() {
+                return Ok(resp);
+            }
+            let retry_after = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, SystemTime::now()));
+            if retryable(status) && attempt < self.limits.retry.retries {
+                if let Some(wait) = self.limits.retry.wait(attempt, retry_after) {
+                    drop(resp);
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                    continue;
+                }
+            }
+            let text = read_some(resp, ERROR_BODY_BYTES, self.limits.idle).await;
+            return Err(classify(Failure {
+                status,
+                body: &text,
+                model,
+                key,
+                retry_after,
+            }));
+        }
+    }
+
+    pub(crate) fn send_error(&self, url: &str, e: reqwest::Error) -> ModelError {
+        let address = address_of(url);
+        if e.is_timeout() {
+            ModelError::Timeout {
+                stage: TimeoutStage::Connect,
+                limit: self.limits.connect,
+            }
+        } else if e.is_connect() {
+            ModelError::Unreachable {
+                address,
+                reason: "the connection was refused or failed".into(),
+            }
+        } else {
+            ModelError::Unreachable {
+                address,
+                reason: "the request could not be sent".into(),
+            }
+        }
+    }
+}
+
+/// The scheme, host and port of `url` (what an error may show of it).
+pub(crate) fn address_of(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!(
+            "{}://{}{}",
+            u.scheme(),
+            u.host_str().unwrap_or(""),
+            u.port().map(|p| format!(":{p}")).unwrap_or_default()
+        ),
+        Err(_) => "an invalid address".into(),
+    }
+}
+
+/// Up to `limit` bytes of a reply's body as text, whatever arrives within `time`.
+async fn read_some(mut resp: reqwest::Response, limit: usize, time: Duration) -> String {
+    let mut buf = Vec::new();
+    let read = async {
+        while let Ok(Some(chunk)) = resp.chunk().await {
+            buf.extend_from_slice(&chunk);
+            if buf.len() >= limit {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(time, read).await;
+    buf.truncate(limit);
+    String::from_utf8_lossy(&buf).into_owned()
+}

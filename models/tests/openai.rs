@@ -1,0 +1,438 @@
+//! The OpenAI-compatible provider against a scripted server speaking its wire format.
+
+mod fixture;
+
+use std::time::Duration;
+
+use agentos_models::{
+    ApiKey, ChatEvent, ChatRequest, FinishReason, Http, Limits, Message, ModelError, OpenAi,
+    RetryPolicy, TimeoutStage, ToolSpec, Usage,
+};
+use fixture::{within, Fixture, Reply};
+use futures_util::StreamExt;
+use serde_json::json;
+
+fn quick() -> Limits {
+    Limits {
+        connect: Duration::from_secs(2),
+        first_token: Duration::from_secs(5),
+        idle: Duration::from_secs(5),
+        retry: RetryPolicy {
+            retries: 2,
+            base: Duration::from_millis(10),
+            cap: Duration::from_secs(3),
+        },
+    }
+}
+
+fn provider(f: &Fixture, limits: Limits) -> OpenAi {
+    OpenAi::new(
+        Http::new(limits).unwrap(),
+        format!("{}/v1", f.base),
+        Some(ApiKey::new("sk-test-key")),
+    )
+}
+
+fn request() -> ChatRequest {
+    let mut r = ChatRequest::new(
+        "qwen",
+        vec![Message::system("be brief"), Message::user("hello there")],
+    );
+    r.temperature = Some(0.0);
+    r.max_tokens = Some(64);
+    r
+}
+
+async fn collect(p: &OpenAi, r: &ChatRequest) -> Result<Vec<ChatEvent>, ModelError> {
+    let mut s = p.chat(r).await?;
+    let mut out = Vec::new();
+    while let Some(ev) = s.next().await {
+        out.push(ev?);
+    }
+    Ok(out)
+}
+
+fn text_of(events: &[ChatEvent]) -> String {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            ChatEvent::TextDelta(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn text_streams_and_usage_comes_from_the_last_chunk() {
+    within(async {
+        let f = Fixture::start(vec![Reply::data(&[
+            r#"{"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#,
+            r#"{"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}]}"#,
+            r#"{"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"lo!"},"finish_reason":null}]}"#,
+            r#"{"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+            r#"{"id":"c1","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":3,"total_tokens":15}}"#,
+            "[DONE]",
+        ])])
+        .await;
+        let events = collect(&provider(&f, quick()), &request()).await.unwrap();
+        assert_eq!(text_of(&events), "Hello!");
+        assert_eq!(
+            &events[events.len() - 2..],
+            &[
+                ChatEvent::Usage(Usage {
+                    input_tokens: 12,
+                    output_tokens: 3,
+                    estimated: false
+                }),
+                ChatEvent::Done {
+                    finish: FinishReason::Stop
+                }
+            ]
+        );
+        let req = &f.received()[0];
+        assert_eq!(req.method, "POST");
+        assert_eq!(req.path, "/v1/chat/completions");
+        assert_eq!(req.header("authorization"), Some("Bearer sk-test-key"));
+        assert_eq!(req.body["stream"], json!(true));
+        assert_eq!(req.body["stream_options"]["include_usage"], json!(true));
+        assert_eq!(req.body["messages"][0]["role"], "system");
+        assert_eq!(req.body["max_tokens"], 64);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn without_usage_from_the_server_tokens_are_counted() {
+    within(async {
+        // llama.cpp-like: close-delimited body, no usage chunk.
+        let f = Fixture::start(vec![Reply::data(&[
+            r#"{"choices":[{"index":0,"delta":{"content":"abcdefgh"},"finish_reason":null}]}"#,
+            r#"{"choices":[{"index":0,"delta":{},"finish_reason":"length"}]}"#,
+            "[DONE]",
+        ])
+        .close_delimited()])
+        .await;
+        let events = collect(&provider(&f, quick()), &request()).await.unwrap();
+        let usage = events.iter().find_map(|e| match e {
+            ChatEvent::Usage(u) => Some(*u),
+            _ => None,
+        });
+        // "be brief" (2) + "hello there" (3) in, "abcdefgh" (2) out.
+        assert_eq!(
+            usage,
+            Some(Usage {
+                input_tokens: 5,
+                output_tokens: 2,
+                estimated: true
+            })
+        );
+        assert_eq!(
+            events.last(),
+            Some(&ChatEvent::Done {
+                finish: FinishReason::Length
+            })
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tool_call_fragments_are_assembled_by_index() {
+    within(async {
+        let f = Fixture::start(vec![Reply::data(&[
+            r#"{"choices":[{"index":0,"delta":{"role":"assistant","tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"files.read","arguments":""}}]},"finish_reason":null}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_b","type":"function","function":{"name":"web.fetch","arguments":"{\"url\":"}}]},"finish_reason":null}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"path\":"}}]},"finish_reason":null}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\"a.txt\"}"}}]},"finish_reason":null}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"function":{"arguments":"\"http://x\"}"}}]},"finish_reason":null}]}"#,
+            r#"{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":40,"completion_tokens":20}}"#,
+            "[DONE]",
+        ])])
+        .await;
+        let mut r = request();
+        r.tools = vec![ToolSpec {
+            name: "files.read".into(),
+            description: "Read a file".into(),
+            parameters: json!({"type":"object","properties":{"path":{"type":"string"}}}),
+        }];
+        let events = collect(&provider(&f, quick()), &r).await.unwrap();
+        assert_eq!(
+            events[0],
+            ChatEvent::ToolCallStarted {
+                index: 0,
+                id: "call_a".into(),
+                name: "files.read".into()
+            }
+        );
+        let finished: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                ChatEvent::ToolCallFinished { index, call } => Some((*index, call.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(finished.len(), 2);
+        assert_eq!(finished[0].1.id, "call_a");
+        assert_eq!(finished[0].1.arguments, json!({"path": "a.txt"}));
+        assert_eq!(finished[1].0, 1);
+        assert_eq!(finished[1].1.arguments, json!({"url": "http://x"}));
+        assert_eq!(
+            events.last(),
+            Some(&ChatEvent::Done {
+                finish: FinishReason::ToolCalls
+            })
+        );
+        let body = &f.received()[0].body;
+        assert_eq!(body["tools"][0]["function"]["name"], "files.read");
+
+        // The calls and their results go back in the next turn.
+        let call = finished[0].1.clone();
+        let next = ChatRequest::new(
+            "qwen",
+            vec![
+                Message::user("read a.txt"),
+                Message::assistant("", vec![call.clone()]),
+                Message::tool_result(&call, "contents"),
+            ],
+        );
+        let body = agentos_models::openai::body_for_test(&next);
+        assert_eq!(body["messages"][1]["tool_calls"][0]["id"], "call_a");
+        assert_eq!(
+            body["messages"][1]["tool_calls"][0]["function"]["arguments"],
+            r#"{"path":"a.txt"}"#
+        );
+        assert_eq!(body["messages"][2]["tool_call_id"], "call_a");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn error_replies_get_their_names() {
+    within(async {
+        let cases = vec![
+            (
+                Reply::error(
+                    401,
+                    r#"{"error":{"message":"Incorrect API key provided: sk-test-key","type":"invalid_request_error","code":"invalid_api_key"}}"#,
+                ),
+                ModelError::WrongKey { status: 401 },
+            ),
+            (
+                Reply::error(
+                    404,
+                    r#"{"error":{"message":"The model `qwen` does not exist","code":"model_not_found"}}"#,
+                ),
+                ModelError::UnknownModel {
+                    model: "qwen".into(),
+                },
+            ),
+            (
+                Reply::error(
+                    400,
+                    r#"{"error":"registry.ollama.ai/library/qwen:latest does not support tools"}"#,
+                ),
+                ModelError::ToolsNotSupported {
+                    model: "qwen".into(),
+                },
+            ),
+        ];
+        for (reply, expected) in cases {
+            let f = Fixture::start(vec![reply]).await;
+            let err = collect(&provider(&f, quick()), &request())
+                .await
+                .unwrap_err();
+            assert_eq!(err, expected);
+            assert!(!err.to_string().contains("sk-test-key"));
+        }
+        let f = Fixture::start(vec![Reply::error(
+            400,
+            r#"{"error":{"message":"This model's maximum context length is 8192 tokens","code":"context_length_exceeded"}}"#,
+        )])
+        .await;
+        let err = collect(&provider(&f, quick()), &request())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ModelError::ContextOverflow { .. }), "{err:?}");
+
+        // An error inside the stream (llama.cpp, vLLM).
+        let f = Fixture::start(vec![Reply::data(&[
+            r#"{"error":{"code":400,"message":"the request exceeds the available context size","type":"exceed_context_size_error"}}"#,
+        ])])
+        .await;
+        let err = collect(&provider(&f, quick()), &request())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ModelError::ContextOverflow { .. }), "{err:?}");
+
+        let f = Fixture::start(vec![Reply::error(500, "upstream crashed, key sk-test-key")])
+            .await;
+        let limits = Limits {
+            retry: RetryPolicy {
+                retries: 0,
+                ..quick().retry
+            },
+            ..quick()
+        };
+        let err = collect(&provider(&f, limits), &request())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ModelError::Server {
+                status: 500,
+                excerpt: "upstream crashed, key <key>".into()
+            }
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_named() {
+    within(async {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let p = OpenAi::new(
+            Http::new(quick()).unwrap(),
+            format!("http://{addr}/v1"),
+            None,
+        );
+        let err = collect(&p, &request()).await.unwrap_err();
+        assert_eq!(
+            err,
+            ModelError::Unreachable {
+                address: format!("http://{addr}"),
+                reason: "the connection was refused or failed".into()
+            }
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_is_waited_then_retried() {
+    within(async {
+        let f = Fixture::start(vec![
+            Reply::error(429, r#"{"error":{"message":"Rate limit reached"}}"#)
+                .header("retry-after", "1"),
+            Reply::error(503, "overloaded"),
+            Reply::data(&[
+                r#"{"choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":"stop"}]}"#,
+                "[DONE]",
+            ]),
+        ])
+        .await;
+        let started = std::time::Instant::now();
+        let events = collect(&provider(&f, quick()), &request()).await.unwrap();
+        assert!(started.elapsed() >= Duration::from_secs(1));
+        assert_eq!(text_of(&events), "ok");
+        assert_eq!(f.received().len(), 3);
+
+        // Asked to wait longer than the cap: named at once, with the wait.
+        let f = Fixture::start(vec![
+            Reply::error(429, "slow down").header("retry-after", "120")
+        ])
+        .await;
+        let err = collect(&provider(&f, quick()), &request())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ModelError::RateLimited {
+                retry_after: Some(Duration::from_secs(120))
+            }
+        );
+        assert_eq!(f.received().len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_slow_stream_hits_the_time_limits() {
+    within(async {
+        let limits = Limits {
+            first_token: Duration::from_millis(400),
+            idle: Duration::from_millis(300),
+            ..quick()
+        };
+        // Nothing for longer than the first-token limit.
+        let f = Fixture::start(vec![Reply::data(&[
+            r#"{"choices":[{"index":0,"delta":{"content":"late"},"finish_reason":null}]}"#,
+        ])
+        .delay_each(Duration::from_secs(3))])
+        .await;
+        let err = collect(&provider(&f, limits), &request())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ModelError::Timeout {
+                stage: TimeoutStage::FirstToken,
+                limit: Duration::from_millis(400)
+            }
+        );
+        // A first token, then a stall.
+        let f = Fixture::start(vec![Reply::data(&[
+            r#"{"choices":[{"index":0,"delta":{"content":"early"},"finish_reason":null}]}"#,
+        ])
+        .hold(Duration::from_secs(3))])
+        .await;
+        let mut s = provider(&f, limits).chat(&request()).await.unwrap();
+        assert_eq!(
+            s.next().await,
+            Some(Ok(ChatEvent::TextDelta("early".into())))
+        );
+        assert_eq!(
+            s.next().await,
+            Some(Err(ModelError::Timeout {
+                stage: TimeoutStage::Idle,
+                limit: Duration::from_millis(300)
+            }))
+        );
+        assert_eq!(s.next().await, None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn dropping_the_stream_closes_the_connection() {
+    within(async {
+        let f = Fixture::start(vec![Reply::data(&[
+            r#"{"choices":[{"index":0,"delta":{"content":"one"},"finish_reason":null}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"two"},"finish_reason":null}]}"#,
+        ])
+        .delay_each(Duration::from_millis(50))
+        .hold(Duration::from_secs(15))])
+        .await;
+        let mut s = provider(&f, quick()).chat(&request()).await.unwrap();
+        assert_eq!(s.next().await, Some(Ok(ChatEvent::TextDelta("one".into()))));
+        drop(s);
+        // The fixture sees the client go long before its 15 s hold ends.
+        tokio::time::timeout(Duration::from_secs(3), f.closed_early())
+            .await
+            .expect("the connection stayed open after the stream was dropped");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_stream_cut_short_is_a_protocol_error() {
+    within(async {
+        let f = Fixture::start(vec![Reply::data(&[
+            r#"{"choices":[{"index":0,"delta":{"content":"par"},"finish_reason":null}]}"#,
+        ])])
+        .await;
+        let err = collect(&provider(&f, quick()), &request())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ModelError::Protocol { .. }), "{err:?}");
+        let f = Fixture::start(vec![Reply::data(&["{not json"])]).await;
+        let err = collect(&provider(&f, quick()), &request())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ModelError::Protocol { .. }), "{err:?}");
+    })
+    .await;
+}
