@@ -15,11 +15,67 @@ fn positional(name: &'static str, help: &'static str) -> Arg {
     Arg::new(name).required(true).help(help)
 }
 
+fn provider() -> Arg {
+    positional(
+        "provider",
+        "The provider: openai, anthropic, gemini or openai-compatible",
+    )
+}
+
+fn account() -> Arg {
+    Arg::new("account")
+        .long("account")
+        .value_name("NAME")
+        .help("Which of your accounts at the provider (default: \"default\")")
+}
+
+/// `agentctl models` and its subcommands.
+fn models() -> clap::Command {
+    clap::Command::new("models")
+        .about("List the model providers whose API keys are stored; add or remove a key")
+        .long_about(
+            "List the model providers whose API keys are stored in the Secret Service \
+             (gnome-keyring, KWallet); add or remove a key.\n\n\
+             Keys live only in the keyring: never in a file, a log, or anything an agent receives.",
+        )
+        .args_conflicts_with_subcommands(true)
+        .arg(json_flag())
+        .subcommand(
+            clap::Command::new("add")
+                .about("Store a provider's API key, read from stdin")
+                .long_about(
+                    "Store a provider's API key in the Secret Service, replacing the one stored \
+                     before. The key is read from stdin: typed without echo on a terminal, or \
+                     piped (`agentctl models add openai < key-file`). It is never printed.",
+                )
+                .arg(provider())
+                .arg(account())
+                .arg(
+                    Arg::new("base-url")
+                        .long("base-url")
+                        .value_name("URL")
+                        .help(
+                            "The server the key is for (required for openai-compatible): \
+                             https://, or http:// on this machine",
+                        ),
+                ),
+        )
+        .subcommand(
+            clap::Command::new("remove")
+                .about("Delete a provider's stored API key")
+                .arg(provider())
+                .arg(account()),
+        )
+}
+
 /// The clap definition of `agentctl`.
 pub fn command() -> clap::Command {
     clap::Command::new("agentctl")
         .version(env!("CARGO_PKG_VERSION"))
-        .about("Control AgentOS: list agents, delegate goals, follow tasks, manage grants, audit")
+        .about(
+            "Control AgentOS: list agents, delegate goals, follow tasks, manage grants, audit, \
+             keep model providers' keys",
+        )
         .subcommand_required(true)
         .arg_required_else_help(true)
         .arg(
@@ -108,6 +164,7 @@ pub fn command() -> clap::Command {
                 .arg(positional("capability", "Which capability"))
                 .arg(Arg::new("scope").help("Only on this scope")),
         )
+        .subcommand(models())
         .subcommand(
             clap::Command::new("log")
                 .about("Read the audit log, or verify its hash chain with --verify")

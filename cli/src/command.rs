@@ -53,6 +53,25 @@ pub enum Command {
     VerifyLog {
         json: bool,
     },
+    /// Model providers' keys: the Secret Service's business, not the kernel's.
+    Models(ModelsCommand),
+}
+
+/// `agentctl models …`.
+#[derive(Debug, PartialEq)]
+pub enum ModelsCommand {
+    List {
+        json: bool,
+    },
+    Add {
+        provider: String,
+        account: Option<String>,
+        base_url: Option<String>,
+    },
+    Remove {
+        provider: String,
+        account: Option<String>,
+    },
 }
 
 /// Parse the process's arguments.
@@ -109,6 +128,18 @@ fn from_matches(m: &ArgMatches) -> Cli {
             capability: text(sub, "capability"),
             scope: sub.get_one::<String>("scope").cloned(),
         },
+        "models" => Command::Models(match sub.subcommand() {
+            Some(("add", add)) => ModelsCommand::Add {
+                provider: text(add, "provider"),
+                account: add.get_one::<String>("account").cloned(),
+                base_url: add.get_one::<String>("base-url").cloned(),
+            },
+            Some(("remove", remove)) => ModelsCommand::Remove {
+                provider: text(remove, "provider"),
+                account: remove.get_one::<String>("account").cloned(),
+            },
+            _ => ModelsCommand::List { json },
+        }),
         "log" if sub.get_flag("verify") => Command::VerifyLog { json },
         "log" => Command::Log {
             after: number(sub, "after", 0),
@@ -170,5 +201,41 @@ mod tests {
             }
         );
         assert!(parse(&["agentctl", "cancel", "x"]).is_err());
+    }
+
+    #[test]
+    fn parses_models() {
+        assert_eq!(
+            parse(&["agentctl", "models", "--json"]).unwrap(),
+            Command::Models(ModelsCommand::List { json: true })
+        );
+        assert_eq!(
+            parse(&[
+                "agentctl",
+                "models",
+                "add",
+                "openai-compatible",
+                "--account",
+                "work",
+                "--base-url",
+                "https://llm.example.org/v1"
+            ])
+            .unwrap(),
+            Command::Models(ModelsCommand::Add {
+                provider: "openai-compatible".into(),
+                account: Some("work".into()),
+                base_url: Some("https://llm.example.org/v1".into())
+            })
+        );
+        assert_eq!(
+            parse(&["agentctl", "models", "remove", "openai"]).unwrap(),
+            Command::Models(ModelsCommand::Remove {
+                provider: "openai".into(),
+                account: None
+            })
+        );
+        // The key is never an argument (it would stay in the shell's history and in ps).
+        assert!(parse(&["agentctl", "models", "add", "openai", "sk-123"]).is_err());
+        assert!(parse(&["agentctl", "models", "add"]).is_err());
     }
 }

@@ -8,6 +8,7 @@ mod error;
 mod follow;
 mod grants;
 mod log;
+mod models;
 mod output;
 mod run;
 mod tasks;
@@ -44,8 +45,14 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
 }
 
 async fn dispatch(cli: Cli) -> error::Result<u8> {
-    let kernel = connect::connect(cli.address.as_deref()).await?;
-    match cli.command {
+    let address = cli.address.as_deref();
+    // Keys are the Secret Service's business: `models` needs the bus, not the kernel.
+    let command = match cli.command {
+        Command::Models(command) => return models::run(address, command).await,
+        command => command,
+    };
+    let kernel = connect::connect(address).await?;
+    match command {
         Command::Agents { json } => agents::list(&kernel, json).await,
         Command::Run {
             agent,
@@ -69,5 +76,6 @@ async fn dispatch(cli: Cli) -> error::Result<u8> {
         } => grants::revoke(&kernel, &principal, &capability, scope.as_deref()).await,
         Command::Log { after, limit, json } => log::read(&kernel, after, limit, json).await,
         Command::VerifyLog { json } => log::verify(&kernel, json).await,
+        Command::Models(command) => models::run(address, command).await,
     }
 }
