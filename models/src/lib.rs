@@ -4,19 +4,24 @@
 //! with time limits, retries and plain named errors ([`ModelError`]); and probes that find the
 //! local servers (Ollama, `llama-server`).
 
+pub mod anthropic;
 pub mod chat;
 mod classify;
 mod count;
 pub mod error;
 pub mod event;
+pub mod gemini;
+mod gemini_schema;
 pub mod openai;
 pub mod retry;
 pub mod stream;
 pub mod transport;
 
+pub use anthropic::Anthropic;
 pub use chat::{ApiKey, ChatRequest, Message, Role, ToolCall, ToolSpec};
 pub use error::{ModelError, TimeoutStage};
 pub use event::{ChatEvent, FinishReason, Usage};
+pub use gemini::Gemini;
 pub use openai::OpenAi;
 pub use retry::RetryPolicy;
 pub use stream::ChatStream;

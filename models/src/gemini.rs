@@ -1,0 +1,299 @@
+//! The Gemini API: `POST {base}/v1beta/models/{model}:streamGenerateContent?alt=sse`, the key
+//! in `x-goog-api-key`; function calls arrive whole as `functionCall` parts (with thought
+//! signatures, kept to be sent back), `usageMetadata` is cumulative (the last one counts).
+
+use std::collections::VecDeque;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use crate::anthropic::protocol;
+use crate::chat::{ApiKey, ChatRequest, Message, ToolCall};
+use crate::classify::{classify, Failure};
+use crate::error::ModelError;
+use crate::event::{ChatEvent, FinishReason, Usage};
+use crate::gemini_schema::for_gemini;
+use crate::stream::{events, parse, ChatStream, Decoder};
+use crate::transport::Http;
+
+/// The Gemini API.
+#[derive(Debug, Clone)]
+pub struct Gemini {
+    http: Http,
+    /// E.g. `https://generativelanguage.googleapis.com`.
+    base_url: String,
+    key: ApiKey,
+}
+
+impl Gemini {
+    pub fn new(http: Http, base_url: impl Into<String>, key: ApiKey) -> Self {
+        Gemini {
+            http,
+            base_url: base_url.into().trim_end_matches('/').to_owned(),
+            key,
+        }
+    }
+
+    /// Ask for a streamed reply.
+    pub async fn chat(&self, request: &ChatRequest) -> Result<ChatStream, ModelError> {
+        if request.model.is_empty() || request.model.contains(['/', '?', '#', ':']) {
+            return Err(ModelError::UnknownModel {
+                model: request.model.clone(),
+            });
+        }
+        let url = format!(
+            "{}/v1beta/models/{}:streamGenerateContent?alt=sse",
+            self.base_url, request.model
+        );
+        let body = serde_json::to_vec(&body(request)).map_err(|e| ModelError::Protocol {
+            detail: format!("the request cannot be written: {e}"),
+        })?;
+        let headers = [
+            ("x-goog-api-key", self.key.expose()),
+            ("accept", "text/event-stream"),
+        ];
+        let started = Instant::now();
+        let resp = self
+            .http
+            .post(
+                &url,
+                &headers,
+                body,
+                &request.model,
+                Some(self.key.expose()),
+            )
+            .await?;
+        let decoder = GeminiDecoder {
+            model: request.model.clone(),
+            key: self.key.expose().to_owned(),
+            ..GeminiDecoder::default()
+        };
+        Ok(events(resp, decoder, self.http.limits, started))
+    }
+}
+
+/// A tool's result as the object `functionResponse.response` must be: the result itself when
+/// it is a JSON object, else `{"content": result}`.
+fn response_object(content: &str) -> Value {
+    match serde_json::from_str::<Value>(content) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => json!({ "content": content }),
+    }
+}
+
+/// The request's JSON body.
+pub(crate) fn body(request: &ChatRequest) -> Value {
+    let mut system = Vec::new();
+    let mut contents: Vec<(&str, Vec<Value>)> = Vec::new();
+    for m in &request.messages {
+        let (role, parts) = match m {
+            Message::System { text } => {
+                system.push(json!({ "text": text }));
+                continue;
+            }
+            Message::User { text } => ("user", vec![json!({ "text": text })]),
+            Message::Assistant { text, tool_calls } => {
+                let mut parts = Vec::new();
+                if !text.is_empty() {
+                    parts.push(json!({ "text": text }));
+                }
+                for c in tool_calls {
+                    let mut part = json!({"functionCall": {"name": c.name, "args": c.arguments}});
+                    if let Some(sig) = &c.signature {
+                        part["thoughtSignature"] = json!(sig);
+                    }
+                    parts.push(part);
+                }
+                ("model", parts)
+            }
+            Message::Tool { name, content, .. } => (
+                "user",
+                vec![json!({"functionResponse":
+                    {"name": name, "response": response_object(content)}})],
+            ),
+        };
+        match contents.last_mut() {
+            Some((last, existing)) if *last == role => existing.extend(parts),
+            _ => contents.push((role, parts)),
+        }
+    }
+    let mut body = json!({
+        "contents": contents
+            .into_iter()
+            .map(|(role, parts)| json!({"role": role, "parts": parts}))
+            .collect::<Vec<_>>(),
+    });
+    if !system.is_empty() {
+        body["systemInstruction"] = json!({ "parts": system });
+    }
+    if !request.tools.is_empty() {
+        let declarations: Vec<Value> = request
+            .tools
+            .iter()
+            .map(|t| {
+                json!({"name": t.name, "description": t.description,
+                    "parameters": for_gemini(&t.parameters)})
+            })
+            .collect();
+        body["tools"] = json!([{ "functionDeclarations": declarations }]);
+    }
+    let mut config = serde_json::Map::new();
+    if let Some(t) = request.temperature {
+        config.insert("temperature".into(), json!(t));
+    }
+    if let Some(n) = request.max_tokens {
+        config.insert("maxOutputTokens".into(), json!(n));
+    }
+    if !config.is_empty() {
+        body["generationConfig"] = Value::Object(config);
+    }
+    body
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Chunk {
+    #[serde(default)]
+    candidates: Vec<Candidate>,
+    usage_metadata: Option<WireUsage>,
+    error: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Candidate {
+    content: Option<Content>,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Content {
+    #[serde(default)]
+    parts: Vec<Part>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Part {
+    text: Option<String>,
+    #[serde(default)]
+    thought: bool,
+    function_call: Option<FunctionCall>,
+    thought_signature: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct FunctionCall {
+    id: Option<String>,
+    name: String,
+    #[serde(default)]
+    args: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireUsage {
+    #[serde(default)]
+    prompt_token_count: u64,
+    #[serde(default)]
+    candidates_token_count: u64,
+    #[serde(default)]
+    thoughts_token_count: u64,
+}
+
+#[derive(Default)]
+struct GeminiDecoder {
+    model: String,
+    key: String,
+    calls: usize,
+    usage: Option<Usage>,
+    finish: Option<String>,
+}
+
+impl Decoder for GeminiDecoder {
+    fn event(
+        &mut self,
+        _event: &str,
+        data: &str,
+        out: &mut VecDeque<ChatEvent>,
+    ) -> Result<bool, ModelError> {
+        let chunk: Chunk = parse(data)?;
+        if let Some(error) = chunk.error {
+            let status = error
+                .get("code")
+                .and_then(Value::as_u64)
+                .and_then(|c| u16::try_from(c).ok())
+                .unwrap_or(500);
+            return Err(classify(Failure {
+                status,
+                body: &error.to_string(),
+                model: &self.model,
+                key: Some(&self.key),
+                retry_after: None,
+            }));
+        }
+        if let Some(u) = chunk.usage_metadata {
+            // Each chunk carries the totals so far: the last one is the reply's.
+            self.usage = Some(Usage {
+                input_tokens: u.prompt_token_count,
+                output_tokens: u.candidates_token_count + u.thoughts_token_count,
+                estimated: false,
+            });
+        }
+        for candidate in chunk.candidates.into_iter().take(1) {
+            for part in candidate.content.map(|c| c.parts).unwrap_or_default() {
+                if let Some(call) = part.function_call {
+                    let index = self.calls;
+                    self.calls += 1;
+                    let id = call.id.unwrap_or_else(|| format!("call_{index}"));
+                    let arguments = call.args.unwrap_or_else(|| json!({}));
+                    out.push_back(ChatEvent::ToolCallStarted {
+                        index,
+                        id: id.clone(),
+                        name: call.name.clone(),
+                    });
+                    out.push_back(ChatEvent::ToolCallArguments {
+                        index,
+                        fragment: arguments.to_string(),
+                    });
+                    out.push_back(ChatEvent::ToolCallFinished {
+                        index,
+                        call: ToolCall {
+                            id,
+                            name: call.name,
+                            arguments,
+                            signature: part.thought_signature,
+                        },
+                    });
+                } else if let Some(text) = part.text.filter(|t| !t.is_empty() && !part.thought) {
+                    out.push_back(ChatEvent::TextDelta(text));
+                }
+            }
+            if let Some(reason) = candidate.finish_reason {
+                self.finish = Some(reason);
+            }
+        }
+        // Gemini's stream has no end marker: the body ends.
+        Ok(false)
+    }
+
+    fn end(&mut self, _complete: bool, out: &mut VecDeque<ChatEvent>) -> Result<(), ModelError> {
+        let reason = self
+            .finish
+            .take()
+            .ok_or_else(|| protocol("the stream ended before the reply was complete"))?;
+        out.push_back(ChatEvent::Usage(self.usage.unwrap_or_default()));
+        let finish = match reason.as_str() {
+            _ if self.calls > 0 && reason == "STOP" => FinishReason::ToolCalls,
+            "STOP" => FinishReason::Stop,
+            "MAX_TOKENS" => FinishReason::Length,
+            "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" => {
+                FinishReason::ContentFilter
+            }
+            other => FinishReason::Other(other.to_owned()),
+        };
+        out.push_back(ChatEvent::Done { finish });
+        Ok(())
+    }
+}
