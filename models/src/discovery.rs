@@ -1,0 +1,176 @@
+//! Local model servers found by asking them: Ollama (`/api/tags` lists its models) and
+//! llama.cpp's `llama-server` (`/props` gives its context size and slots), each with a short
+//! time limit. The kernel calls [`discover`]; addresses are given, so tests can point anywhere.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{ModelError, TimeoutStage};
+use crate::stream::parse;
+use crate::transport::Http;
+
+/// Where to look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalAddresses {
+    pub ollama: String,
+    pub llama_server: String,
+    /// How long each probe may take.
+    pub time_limit: Duration,
+}
+
+impl Default for LocalAddresses {
+    fn default() -> Self {
+        LocalAddresses {
+            ollama: "http://127.0.0.1:11434".into(),
+            llama_server: "http://127.0.0.1:8080".into(),
+            time_limit: Duration::from_millis(800),
+        }
+    }
+}
+
+/// An Ollama server and the models it has pulled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OllamaServer {
+    pub base_url: String,
+    pub models: Vec<String>,
+}
+
+impl OllamaServer {
+    /// Its OpenAI-compatible API, for [`crate::OpenAi`].
+    pub fn openai_base_url(&self) -> String {
+        format!("{}/v1", self.base_url)
+    }
+}
+
+/// A `llama-server` and what it serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LlamaServer {
+    pub base_url: String,
+    /// Tokens of context each slot has.
+    pub context_size: Option<u64>,
+    /// Requests it serves at once.
+    pub slots: Option<u32>,
+    /// The model file it loaded.
+    pub model_path: Option<String>,
+}
+
+impl LlamaServer {
+    /// Its OpenAI-compatible API, for [`crate::OpenAi`].
+    pub fn openai_base_url(&self) -> String {
+        format!("{}/v1", self.base_url)
+    }
+}
+
+/// What answered.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LocalServers {
+    pub ollama: Option<OllamaServer>,
+    pub llama_server: Option<LlamaServer>,
+}
+
+/// Probe both servers at once; one that does not answer in time is taken as absent.
+pub async fn discover(http: &Http, at: &LocalAddresses) -> LocalServers {
+    let (ollama, llama) = tokio::join!(
+        probe_ollama(http, &at.ollama, at.time_limit),
+        probe_llama_server(http, &at.llama_server, at.time_limit)
+    );
+    LocalServers {
+        ollama: ollama.ok(),
+        llama_server: llama.ok(),
+    }
+}
+
+#[derive(Deserialize)]
+struct Tags {
+    #[serde(default)]
+    models: Vec<Tag>,
+}
+
+#[derive(Deserialize)]
+struct Tag {
+    name: String,
+}
+
+/// Ask an Ollama server at `base_url` for its models.
+pub async fn probe_ollama(
+    http: &Http,
+    base_url: &str,
+    time: Duration,
+) -> Result<OllamaServer, ModelError> {
+    let base_url = base_url.trim_end_matches('/');
+    let text = get(http, &format!("{base_url}/api/tags"), time).await?;
+    let tags: Tags = parse(&text)?;
+    Ok(OllamaServer {
+        base_url: base_url.to_owned(),
+        models: tags.models.into_iter().map(|t| t.name).collect(),
+    })
+}
+
+#[derive(Deserialize)]
+struct Props {
+    default_generation_settings: Option<Settings>,
+    total_slots: Option<u32>,
+    model_path: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Settings {
+    n_ctx: Option<u64>,
+}
+
+/// Ask a `llama-server` at `base_url` for its context size and slots.
+pub async fn probe_llama_server(
+    http: &Http,
+    base_url: &str,
+    time: Duration,
+) -> Result<LlamaServer, ModelError> {
+    let base_url = base_url.trim_end_matches('/');
+    let text = get(http, &format!("{base_url}/props"), time).await?;
+    let props: Props = parse(&text)?;
+    Ok(LlamaServer {
+        base_url: base_url.to_owned(),
+        context_size: props.default_generation_settings.and_then(|s| s.n_ctx),
+        slots: props.total_slots,
+        model_path: props.model_path,
+    })
+}
+
+/// At most this much of a probe's reply is read.
+const PROBE_BYTES: usize = 1024 * 1024;
+
+/// GET `url` within `time`, its body as text.
+async fn get(http: &Http, url: &str, time: Duration) -> Result<String, ModelError> {
+    let fetch = async {
+        let mut resp = http
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| http.send_error(url, e))?;
+        if !resp.status().is_success() {
+            return Err(ModelError::Server {
+                status: resp.status().as_u16(),
+                excerpt: "the server is not the one looked for".into(),
+            });
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|_| ModelError::Protocol {
+            detail: "the connection broke in the middle of the reply".into(),
+        })? {
+            body.extend_from_slice(&chunk);
+            if body.len() > PROBE_BYTES {
+                return Err(ModelError::Protocol {
+                    detail: "the reply is too large".into(),
+                });
+            }
+        }
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    };
+    tokio::time::timeout(time, fetch)
+        .await
+        .map_err(|_| ModelError::Timeout {
+            stage: TimeoutStage::FirstToken,
+            limit: time,
+        })?
+}

@@ -1,0 +1,27 @@
+//! Any of the providers behind one type, for a broker that picks one by configuration.
+
+use crate::anthropic::Anthropic;
+use crate::chat::ChatRequest;
+use crate::error::ModelError;
+use crate::gemini::Gemini;
+use crate::openai::OpenAi;
+use crate::stream::ChatStream;
+
+/// One configured provider.
+#[derive(Debug, Clone)]
+pub enum Provider {
+    OpenAi(OpenAi),
+    Anthropic(Anthropic),
+    Gemini(Gemini),
+}
+
+impl Provider {
+    /// Ask for a streamed reply. Dropping the stream cancels the request.
+    pub async fn chat(&self, request: &ChatRequest) -> Result<ChatStream, ModelError> {
+        match self {
+            Provider::OpenAi(p) => p.chat(request).await,
+            Provider::Anthropic(p) => p.chat(request).await,
+            Provider::Gemini(p) => p.chat(request).await,
+        }
+    }
+}
