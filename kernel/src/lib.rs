@@ -12,6 +12,7 @@ pub mod agents;
 pub mod audit;
 pub mod audit_entry;
 pub mod authorize;
+pub mod broker;
 pub mod bus;
 pub mod caller;
 pub mod clock;

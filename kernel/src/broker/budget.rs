@@ -1,0 +1,290 @@
+//! Model budgets: how many tokens a principal (agent or app) may spend per hour and per day, and
+//! how many requests it may make per minute. Over a budget is a refusal at submit, never a wait.
+//! Pure: the time comes in as milliseconds.
+//!
+//! Tokens are counted in fixed windows (the UTC hour and day, so "reset by time" means at the
+//! top of the hour and at midnight UTC). A request is charged its estimate when it is admitted
+//! (the prompt's tokens plus the `max_tokens` it is sent with, so it cannot use more), and its
+//! actual use when it finishes; a request canceled before it started is given back. Requests per
+//! minute are counted in a sliding minute, so the retry-after is exact.
+
+use std::collections::{HashMap, VecDeque};
+
+pub const MINUTE_MS: u64 = 60_000;
+pub const HOUR_MS: u64 = 60 * MINUTE_MS;
+pub const DAY_MS: u64 = 24 * HOUR_MS;
+
+/// One principal's limits; `None` is no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Budget {
+    pub tokens_per_hour: Option<u64>,
+    pub tokens_per_day: Option<u64>,
+    pub requests_per_minute: Option<u32>,
+}
+
+impl Budget {
+    pub const UNLIMITED: Budget = Budget {
+        tokens_per_hour: None,
+        tokens_per_day: None,
+        requests_per_minute: None,
+    };
+}
+
+/// Which token window a budget was exhausted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    Hour,
+    Day,
+}
+
+impl std::fmt::Display for Window {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Window::Hour => "hour",
+            Window::Day => "day",
+        })
+    }
+}
+
+/// Why a request does not fit a principal's budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The tokens of the window plus this request's estimate would pass the limit.
+    Tokens {
+        window: Window,
+        limit: u64,
+        used: u64,
+        requested: u64,
+        /// When the window starts afresh (ms since the epoch).
+        free_at: u64,
+    },
+    /// The principal made its requests of the minute already.
+    Rate {
+        per_minute: u32,
+        retry_after_ms: u64,
+    },
+}
+
+/// What an admitted request was charged, so it can be settled or given back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Charge {
+    hour: u64,
+    day: u64,
+    tokens: u64,
+}
+
+/// One principal's spending in the current windows.
+#[derive(Debug, Clone, Default)]
+struct Spend {
+    hour: u64,
+    hour_tokens: u64,
+    day: u64,
+    day_tokens: u64,
+    /// When the requests of the last minute were admitted, oldest first.
+    recent: VecDeque<u64>,
+}
+
+impl Spend {
+    /// Move to the windows of `now` (never back: a clock that went back stays in the later one).
+    fn roll(&mut self, now: u64) {
+        let (hour, day) = (now / HOUR_MS, now / DAY_MS);
+        if hour > self.hour {
+            self.hour = hour;
+            self.hour_tokens = 0;
+        }
+        if day > self.day {
+            self.day = day;
+            self.day_tokens = 0;
+        }
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| t.saturating_add(MINUTE_MS) <= now)
+        {
+            self.recent.pop_front();
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.hour_tokens == 0 && self.day_tokens == 0 && self.recent.is_empty()
+    }
+}
+
+/// The budgets of every principal and what each spent.
+#[derive(Debug, Clone, Default)]
+pub struct Budgets {
+    default: Budget,
+    overrides: HashMap<String, Budget>,
+    spend: HashMap<String, Spend>,
+}
+
+impl Budgets {
+    pub fn new(default: Budget) -> Budgets {
+        Budgets {
+            default,
+            ..Budgets::default()
+        }
+    }
+
+    /// `principal`'s own limits instead of the default ones.
+    pub fn set(&mut self, principal: &str, budget: Budget) {
+        self.overrides.insert(principal.to_string(), budget);
+    }
+
+    pub fn of(&self, principal: &str) -> Budget {
+        self.overrides
+            .get(principal)
+            .copied()
+            .unwrap_or(self.default)
+    }
+
+    /// Admit one request of `tokens` (estimated) for `principal`, charging it, or say which limit
+    /// it would pass. The rate is checked first, then the hour, then the day.
+    pub fn admit(&mut self, principal: &str, tokens: u64, now: u64) -> Result<Charge, Refusal> {
+        let budget = self.of(principal);
+        if self.spend.len() > 1024 {
+            self.spend.retain(|_, s| {
+                s.roll(now);
+                !s.idle()
+            });
+        }
+        let spend = self.spend.entry(principal.to_string()).or_default();
+        spend.roll(now);
+        if let Some(per_minute) = budget.requests_per_minute {
+            if spend.recent.len() >= per_minute as usize {
+                // The oldest that must leave the minute for one more to fit.
+                let oldest = spend
+                    .recent
+                    .get(spend.recent.len() - per_minute as usize)
+                    .copied()
+                    .unwrap_or(now);
+                return Err(Refusal::Rate {
+                    per_minute,
+                    retry_after_ms: oldest.saturating_add(MINUTE_MS).saturating_sub(now).max(1),
+                });
+            }
+        }
+        let windows = [
+            (
+                Window::Hour,
+                budget.tokens_per_hour,
+                spend.hour_tokens,
+                spend.hour,
+                HOUR_MS,
+            ),
+            (
+                Window::Day,
+                budget.tokens_per_day,
+                spend.day_tokens,
+                spend.day,
+                DAY_MS,
+            ),
+        ];
+        for (window, limit, used, index, len) in windows {
+            if let Some(limit) = limit {
+                if used.saturating_add(tokens) > limit {
+                    return Err(Refusal::Tokens {
+                        window,
+                        limit,
+                        used,
+                        requested: tokens,
+                        free_at: index.saturating_add(1).saturating_mul(len),
+                    });
+                }
+            }
+        }
+        spend.recent.push_back(now);
+        spend.hour_tokens += tokens;
+        spend.day_tokens += tokens;
+        Ok(Charge {
+            hour: spend.hour,
+            day: spend.day,
+            tokens,
+        })
+    }
+
+    /// The request charged `charge` finished having used `actual` tokens: charge that instead,
+    /// in the windows it was charged in if they are still the current ones.
+    pub fn settle(&mut self, principal: &str, charge: Charge, actual: u64) {
+        let Some(spend) = self.spend.get_mut(principal) else {
+            return;
+        };
+        if spend.hour == charge.hour {
+            spend.hour_tokens = spend
+                .hour_tokens
+                .saturating_sub(charge.tokens)
+                .saturating_add(actual);
+        }
+        if spend.day == charge.day {
+            spend.day_tokens = spend
+                .day_tokens
+                .saturating_sub(charge.tokens)
+                .saturating_add(actual);
+        }
+    }
+
+    /// The request charged `charge` never ran: give its tokens back (not its place in the
+    /// minute's rate: it was made).
+    pub fn release(&mut self, principal: &str, charge: Charge) {
+        self.settle(principal, charge, 0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: u64 = 1_000 * DAY_MS;
+
+    #[test]
+    fn rate_then_tokens_each_with_when_it_frees() {
+        let mut b = Budgets::new(Budget {
+            tokens_per_hour: Some(1000),
+            tokens_per_day: Some(1500),
+            requests_per_minute: Some(3),
+        });
+        for i in 0..3 {
+            b.admit("a", 100, T0 + i * 1000).unwrap();
+        }
+        let e = b.admit("a", 100, T0 + 10_000).unwrap_err();
+        assert_eq!(
+            e,
+            Refusal::Rate {
+                per_minute: 3,
+                retry_after_ms: 50_000
+            }
+        );
+        // Another principal is not affected; a minute later the first may again.
+        b.admit("b", 100, T0 + 10_000).unwrap();
+        let c = b.admit("a", 700, T0 + MINUTE_MS).unwrap();
+        let e = b.admit("a", 1, T0 + MINUTE_MS + 2001).unwrap_err();
+        assert!(matches!(
+            e,
+            Refusal::Tokens { window: Window::Hour, used: 1000, free_at, .. } if free_at == T0 + HOUR_MS
+        ));
+        // It used 200 of its 700: 500 come back.
+        b.settle("a", c, 200);
+        b.admit("a", 500, T0 + 2 * MINUTE_MS).unwrap();
+        // The next hour starts afresh, but the day holds 1000 already.
+        let e = b.admit("a", 600, T0 + HOUR_MS).unwrap_err();
+        assert!(
+            matches!(e, Refusal::Tokens { window: Window::Day, used: 1000, free_at, .. } if free_at == T0 + DAY_MS)
+        );
+        let c = b.admit("a", 200, T0 + HOUR_MS).unwrap();
+        b.release("a", c);
+        b.admit("a", 200, T0 + HOUR_MS + 1).unwrap();
+        b.admit("a", 1000, T0 + DAY_MS).unwrap();
+    }
+
+    #[test]
+    fn settling_after_the_window_changed_leaves_the_new_window_alone() {
+        let mut b = Budgets::new(Budget {
+            tokens_per_hour: Some(100),
+            ..Budget::UNLIMITED
+        });
+        let c = b.admit("a", 100, T0).unwrap();
+        b.admit("a", 100, T0 + HOUR_MS).unwrap();
+        b.settle("a", c, 0);
+        assert!(b.admit("a", 1, T0 + HOUR_MS).is_err());
+    }
+}
