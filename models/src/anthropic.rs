@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::time::Instant;
 
 use crate::chat::{ApiKey, ChatRequest, Message, ToolCall};
 use crate::classify::{classify, Failure};
@@ -49,8 +48,7 @@ impl Anthropic {
             ("anthropic-version", API_VERSION),
             ("accept", "text/event-stream"),
         ];
-        let started = Instant::now();
-        let resp = self
+        let (resp, started) = self
             .http
             .post(
                 &url,

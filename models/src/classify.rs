@@ -44,10 +44,16 @@ pub(crate) fn classify(f: Failure<'_>) -> ModelError {
             detail: excerpt(f.body, f.key),
         };
     }
-    if (400..500).contains(&f.status)
-        && says(&["tool"])
-        && says(&["not support", "unsupported", "does not support"])
-    {
+    if says(&[
+        "does not support tool",              // Ollama
+        "tools param requires --jinja",       // llama.cpp without a tool-calling template
+        "requires --enable-auto-tool-choice", // vLLM
+        "tools are not supported",
+        "tool use is not supported",
+        "tool calling is not supported",
+        "function calling is not supported",
+        "function calling is not enabled",
+    ]) {
         return ModelError::ToolsNotSupported {
             model: f.model.to_owned(),
         };
@@ -110,6 +116,28 @@ mod tests {
                 r#"{"error":"registry.ollama.ai/library/gemma:2b does not support tools"}"#
             ),
             ModelError::ToolsNotSupported { .. }
+        ));
+        assert!(matches!(
+            class(
+                500,
+                r#"{"error":{"code":500,"message":"tools param requires --jinja flag"}}"#
+            ),
+            ModelError::ToolsNotSupported { .. }
+        ));
+        assert!(matches!(
+            class(
+                400,
+                r#"{"object":"error","message":"\"auto\" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set"}"#
+            ),
+            ModelError::ToolsNotSupported { .. }
+        ));
+        // A schema the server refuses is not a server without tools.
+        assert!(matches!(
+            class(
+                400,
+                r#"{"error":{"message":"Invalid schema for function 'f': 'format' is not supported","param":"tools[0].function.parameters"}}"#
+            ),
+            ModelError::Server { status: 400, .. }
         ));
         assert_eq!(
             class(500, "boom sk-secret"),

@@ -6,11 +6,11 @@ use std::collections::VecDeque;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::time::Instant;
 
 use crate::anthropic::protocol;
 use crate::chat::{ApiKey, ChatRequest, Message, ToolCall};
 use crate::classify::{classify, Failure};
+use crate::count;
 use crate::error::ModelError;
 use crate::event::{ChatEvent, FinishReason, Usage};
 use crate::gemini_schema::for_gemini;
@@ -53,8 +53,7 @@ impl Gemini {
             ("x-goog-api-key", self.key.expose()),
             ("accept", "text/event-stream"),
         ];
-        let started = Instant::now();
-        let resp = self
+        let (resp, started) = self
             .http
             .post(
                 &url,
@@ -67,6 +66,7 @@ impl Gemini {
         let decoder = GeminiDecoder {
             model: request.model.clone(),
             key: self.key.expose().to_owned(),
+            prompt_tokens: count::prompt_tokens(request),
             ..GeminiDecoder::default()
         };
         Ok(events(resp, decoder, self.http.limits, started))
@@ -207,6 +207,9 @@ struct GeminiDecoder {
     model: String,
     key: String,
     calls: usize,
+    prompt_tokens: u64,
+    /// What was generated, counted if the server reports no usage.
+    generated: String,
     usage: Option<Usage>,
     finish: Option<String>,
 }
@@ -253,10 +256,9 @@ impl Decoder for GeminiDecoder {
                         id: id.clone(),
                         name: call.name.clone(),
                     });
-                    out.push_back(ChatEvent::ToolCallArguments {
-                        index,
-                        fragment: arguments.to_string(),
-                    });
+                    let fragment = arguments.to_string();
+                    self.generated.push_str(&fragment);
+                    out.push_back(ChatEvent::ToolCallArguments { index, fragment });
                     out.push_back(ChatEvent::ToolCallFinished {
                         index,
                         call: ToolCall {
@@ -267,6 +269,7 @@ impl Decoder for GeminiDecoder {
                         },
                     });
                 } else if let Some(text) = part.text.filter(|t| !t.is_empty() && !part.thought) {
+                    self.generated.push_str(&text);
                     out.push_back(ChatEvent::TextDelta(text));
                 }
             }
@@ -283,7 +286,12 @@ impl Decoder for GeminiDecoder {
             .finish
             .take()
             .ok_or_else(|| protocol("the stream ended before the reply was complete"))?;
-        out.push_back(ChatEvent::Usage(self.usage.unwrap_or_default()));
+        let usage = self.usage.unwrap_or(Usage {
+            input_tokens: self.prompt_tokens,
+            output_tokens: count::approx_tokens(&self.generated),
+            estimated: true,
+        });
+        out.push_back(ChatEvent::Usage(usage));
         let finish = match reason.as_str() {
             _ if self.calls > 0 && reason == "STOP" => FinishReason::ToolCalls,
             "STOP" => FinishReason::Stop,

@@ -5,6 +5,7 @@
 //! local servers (Ollama, `llama-server`).
 
 pub mod anthropic;
+pub mod cancel;
 pub mod chat;
 mod classify;
 mod count;

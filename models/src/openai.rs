@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::time::Instant;
 
 use crate::chat::{ApiKey, ChatRequest, Message, ToolCall};
 use crate::classify::{classify, Failure};
@@ -47,8 +46,7 @@ impl OpenAi {
             headers.push(("authorization", auth.as_str()));
         }
         let key = self.key.as_ref().map(ApiKey::expose);
-        let started = Instant::now();
-        let resp = self
+        let (resp, started) = self
             .http
             .post(&url, &headers, body, &request.model, key)
             .await?;

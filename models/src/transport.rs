@@ -59,8 +59,8 @@ impl Http {
     }
 
     /// POST `body` to `url` with `headers`, retried on 429 and 5xx as the policy allows; a
-    /// successful reply is returned with its body unread. `key` is only used to keep it out of
-    /// error excerpts.
+    /// successful reply is returned with its body unread, with when its attempt was sent (the
+    /// first-token limit counts from then). `key` is only used to keep it out of error excerpts.
     pub(crate) async fn post(
         &self,
         url: &str,
@@ -68,9 +68,10 @@ impl Http {
         body: Vec<u8>,
         model: &str,
         key: Option<&str>,
-    ) -> Result<reqwest::Response, ModelError> {
+    ) -> Result<(reqwest::Response, tokio::time::Instant), ModelError> {
         let mut attempt = 0;
         loop {
+            let sent = tokio::time::Instant::now();
             let mut req = self
                 .client
                 .post(url)
@@ -88,29 +89,34 @@ impl Http {
                 .map_err(|e| self.send_error(url, e))?;
             let status = resp.status().as_u16();
             if resp.status().is_success() {
-                return Ok(resp);
+                return Ok((resp, sent));
             }
             let retry_after = resp
                 .headers()
                 .get("retry-after")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| parse_retry_after(v, SystemTime::now()));
-            if retryable(status) && attempt < self.limits.retry.retries {
-                if let Some(wait) = self.limits.retry.wait(attempt, retry_after) {
-                    drop(resp);
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                    continue;
-                }
-            }
             let text = read_some(resp, ERROR_BODY_BYTES, self.limits.idle).await;
-            return Err(classify(Failure {
+            let error = classify(Failure {
                 status,
                 body: &text,
                 model,
                 key,
                 retry_after,
-            }));
+            });
+            // Only a server busy or failing is asked again, not one that named the fault.
+            let transient = matches!(
+                error,
+                ModelError::Server { .. } | ModelError::RateLimited { .. }
+            );
+            if transient && retryable(status) && attempt < self.limits.retry.retries {
+                if let Some(wait) = self.limits.retry.wait(attempt, retry_after) {
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                    continue;
+                }
+            }
+            return Err(error);
         }
     }
 

@@ -436,3 +436,68 @@ async fn a_stream_cut_short_is_a_protocol_error() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_cancel_signal_ends_the_reply_and_closes_the_connection() {
+    within(async {
+        let f = Fixture::start(vec![Reply::data(&[
+            r#"{"choices":[{"index":0,"delta":{"content":"one"},"finish_reason":null}]}"#,
+        ])
+        .hold(Duration::from_secs(15))])
+        .await;
+        let (cancel, canceled) = tokio::sync::oneshot::channel::<()>();
+        let reply = provider(&f, quick()).chat(&request()).await.unwrap();
+        let mut s = agentos_models::cancel::until(reply, async move {
+            let _ = canceled.await;
+        });
+        assert_eq!(s.next().await, Some(Ok(ChatEvent::TextDelta("one".into()))));
+        cancel.send(()).unwrap();
+        assert_eq!(s.next().await, Some(Err(ModelError::Canceled)));
+        assert_eq!(s.next().await, None);
+        tokio::time::timeout(Duration::from_secs(3), f.closed_early())
+            .await
+            .expect("the connection stayed open after the cancel");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_named_fault_is_not_retried() {
+    within(async {
+        // llama-server started without --jinja answers tools with a 500.
+        let f = Fixture::start(vec![Reply::error(
+            500,
+            r#"{"error":{"code":500,"message":"tools param requires --jinja flag","type":"server_error"}}"#,
+        )])
+        .await;
+        let err = collect(&provider(&f, quick()), &request())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ModelError::ToolsNotSupported {
+                model: "qwen".into()
+            }
+        );
+        assert_eq!(f.received().len(), 1);
+        // A 5xx that stays a 5xx is tried 1 + 2 times, then named.
+        let f = Fixture::start(vec![
+            Reply::error(502, "bad gateway"),
+            Reply::error(502, "bad gateway"),
+            Reply::error(502, "bad gateway"),
+        ])
+        .await;
+        let err = collect(&provider(&f, quick()), &request())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ModelError::Server {
+                status: 502,
+                excerpt: "bad gateway".into()
+            }
+        );
+        assert_eq!(f.received().len(), 3);
+    })
+    .await;
+}
