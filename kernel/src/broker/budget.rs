@@ -65,9 +65,10 @@ pub enum Refusal {
     },
 }
 
-/// What an admitted request was charged, so it can be settled or given back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What an admitted request was charged to one principal, so it can be settled or given back.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Charge {
+    principal: String,
     hour: u64,
     day: u64,
     tokens: u64,
@@ -138,16 +139,10 @@ impl Budgets {
             .unwrap_or(self.default)
     }
 
-    /// Admit one request of `tokens` (estimated) for `principal`, charging it, or say which limit
-    /// it would pass. The rate is checked first, then the hour, then the day.
-    pub fn admit(&mut self, principal: &str, tokens: u64, now: u64) -> Result<Charge, Refusal> {
+    /// Whether one more request of `tokens` (estimated) fits `principal`'s budget now: the rate
+    /// first, then the hour, then the day.
+    fn check(&mut self, principal: &str, tokens: u64, now: u64) -> Result<(), Refusal> {
         let budget = self.of(principal);
-        if self.spend.len() > 1024 {
-            self.spend.retain(|_, s| {
-                s.roll(now);
-                !s.idle()
-            });
-        }
         let spend = self.spend.entry(principal.to_string()).or_default();
         spend.roll(now);
         if let Some(per_minute) = budget.requests_per_minute {
@@ -193,20 +188,54 @@ impl Budgets {
                 }
             }
         }
-        spend.recent.push_back(now);
-        spend.hour_tokens += tokens;
-        spend.day_tokens += tokens;
-        Ok(Charge {
-            hour: spend.hour,
-            day: spend.day,
-            tokens,
-        })
+        Ok(())
+    }
+
+    /// Admit one request of `tokens` (estimated), charged to each of `principals` (an agent, and
+    /// the app it works for), or say whose limit it would pass and which: all or none are
+    /// charged.
+    pub fn admit(
+        &mut self,
+        principals: &[&str],
+        tokens: u64,
+        now: u64,
+    ) -> Result<Vec<Charge>, (String, Refusal)> {
+        if self.spend.len() > 1024 {
+            self.spend.retain(|_, s| {
+                s.roll(now);
+                !s.idle()
+            });
+        }
+        let mut distinct: Vec<&str> = Vec::with_capacity(principals.len());
+        for p in principals {
+            if !distinct.contains(p) {
+                distinct.push(p);
+            }
+        }
+        for p in &distinct {
+            self.check(p, tokens, now).map_err(|r| (p.to_string(), r))?;
+        }
+        Ok(distinct
+            .into_iter()
+            .map(|p| {
+                let spend = self.spend.entry(p.to_string()).or_default();
+                spend.recent.push_back(now);
+                spend.hour_tokens = spend.hour_tokens.saturating_add(tokens);
+                spend.day_tokens = spend.day_tokens.saturating_add(tokens);
+                Charge {
+                    principal: p.to_string(),
+                    hour: spend.hour,
+                    day: spend.day,
+                    tokens,
+                }
+            })
+            .collect())
     }
 
     /// The request charged `charge` finished having used `actual` tokens: charge that instead,
     /// in the windows it was charged in if they are still the current ones.
-    pub fn settle(&mut self, principal: &str, charge: Charge, actual: u64) {
-        let Some(spend) = self.spend.get_mut(principal) else {
+    pub fn settle(&mut self, charge: &Charge, actual: u64) {
+        let Some(spend) = self.spend.get_mut(&charge.principal) else {
             return;
         };
         if spend.hour == charge.hour {
@@ -225,8 +254,8 @@ impl Budgets {
 
     /// The request charged `charge` never ran: give its tokens back (not its place in the
     /// minute's rate: it was made).
-    pub fn release(&mut self, principal: &str, charge: Charge) {
-        self.settle(principal, charge, 0);
+    pub fn release(&mut self, charge: &Charge) {
+        self.settle(charge, 0);
     }
 }
 
@@ -236,6 +265,13 @@ mod tests {
 
     const T0: u64 = 1_000 * DAY_MS;
 
+    fn admit(b: &mut Budgets, principal: &str, tokens: u64, now: u64) -> Result<Charge, Refusal> {
+        match b.admit(&[principal], tokens, now) {
+            Ok(mut charges) => Ok(charges.remove(0)),
+            Err((_, refusal)) => Err(refusal),
+        }
+    }
+
     #[test]
     fn rate_then_tokens_each_with_when_it_frees() {
         let mut b = Budgets::new(Budget {
@@ -244,9 +280,9 @@ mod tests {
             requests_per_minute: Some(3),
         });
         for i in 0..3 {
-            b.admit("a", 100, T0 + i * 1000).unwrap();
+            admit(&mut b, "a", 100, T0 + i * 1000).unwrap();
         }
-        let e = b.admit("a", 100, T0 + 10_000).unwrap_err();
+        let e = admit(&mut b, "a", 100, T0 + 10_000).unwrap_err();
         assert_eq!(
             e,
             Refusal::Rate {
@@ -255,25 +291,25 @@ mod tests {
             }
         );
         // Another principal is not affected; a minute later the first may again.
-        b.admit("b", 100, T0 + 10_000).unwrap();
-        let c = b.admit("a", 700, T0 + MINUTE_MS).unwrap();
-        let e = b.admit("a", 1, T0 + MINUTE_MS + 2001).unwrap_err();
+        admit(&mut b, "b", 100, T0 + 10_000).unwrap();
+        let c = admit(&mut b, "a", 700, T0 + MINUTE_MS).unwrap();
+        let e = admit(&mut b, "a", 1, T0 + MINUTE_MS + 2001).unwrap_err();
         assert!(matches!(
             e,
             Refusal::Tokens { window: Window::Hour, used: 1000, free_at, .. } if free_at == T0 + HOUR_MS
         ));
         // It used 200 of its 700: 500 come back.
-        b.settle("a", c, 200);
-        b.admit("a", 500, T0 + 2 * MINUTE_MS).unwrap();
+        b.settle(&c, 200);
+        admit(&mut b, "a", 500, T0 + 2 * MINUTE_MS).unwrap();
         // The next hour starts afresh, but the day holds 1000 already.
-        let e = b.admit("a", 600, T0 + HOUR_MS).unwrap_err();
+        let e = admit(&mut b, "a", 600, T0 + HOUR_MS).unwrap_err();
         assert!(
             matches!(e, Refusal::Tokens { window: Window::Day, used: 1000, free_at, .. } if free_at == T0 + DAY_MS)
         );
-        let c = b.admit("a", 200, T0 + HOUR_MS).unwrap();
-        b.release("a", c);
-        b.admit("a", 200, T0 + HOUR_MS + 1).unwrap();
-        b.admit("a", 1000, T0 + DAY_MS).unwrap();
+        let c = admit(&mut b, "a", 200, T0 + HOUR_MS).unwrap();
+        b.release(&c);
+        admit(&mut b, "a", 200, T0 + HOUR_MS + 1).unwrap();
+        admit(&mut b, "a", 1000, T0 + DAY_MS).unwrap();
     }
 
     #[test]
@@ -282,9 +318,30 @@ mod tests {
             tokens_per_hour: Some(100),
             ..Budget::UNLIMITED
         });
-        let c = b.admit("a", 100, T0).unwrap();
-        b.admit("a", 100, T0 + HOUR_MS).unwrap();
-        b.settle("a", c, 0);
-        assert!(b.admit("a", 1, T0 + HOUR_MS).is_err());
+        let c = admit(&mut b, "a", 100, T0).unwrap();
+        admit(&mut b, "a", 100, T0 + HOUR_MS).unwrap();
+        b.settle(&c, 0);
+        assert!(admit(&mut b, "a", 1, T0 + HOUR_MS).is_err());
+    }
+
+    #[test]
+    fn an_agent_and_its_app_are_charged_together_or_not_at_all() {
+        let mut b = Budgets::new(Budget::UNLIMITED);
+        b.set(
+            "app",
+            Budget {
+                tokens_per_hour: Some(150),
+                ..Budget::UNLIMITED
+            },
+        );
+        let charges = b.admit(&["agent", "app"], 100, T0).unwrap();
+        assert_eq!(charges.len(), 2);
+        let (who, refusal) = b.admit(&["agent", "app"], 100, T0).unwrap_err();
+        assert_eq!(who, "app");
+        assert!(matches!(refusal, Refusal::Tokens { used: 100, .. }));
+        // One principal named twice is charged once.
+        assert_eq!(b.admit(&["agent", "agent"], 100, T0).unwrap().len(), 1);
+        b.release(&charges[1]);
+        b.admit(&["app"], 150, T0).unwrap();
     }
 }

@@ -11,6 +11,8 @@ pub mod usage;
 #[cfg(test)]
 mod properties;
 #[cfg(test)]
+mod scheduler_tests;
+#[cfg(test)]
 mod simulation;
 
 pub use budget::{Budget, Window};

@@ -15,14 +15,17 @@
 //!   is full, with that error, so budgets are never exceeded;
 //! - nothing dropped, nothing waits forever: every admitted request is started once or canceled
 //!   while queued, and once submits stop every queued request starts;
-//! - usage: the ledger's totals per principal and per task match the finished requests.
+//! - usage: the ledger's totals per principal (an agent, or an app with the requests made for
+//!   it) and per task match the finished requests.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use proptest::prelude::*;
 
 use super::budget::{Budget, Window, DAY_MS, HOUR_MS, MINUTE_MS};
-use super::scheduler::{Class, Config, Discipline, ProviderConfig, Request, SchedError, Scheduler};
+use super::scheduler::{
+    Canceled, Class, Config, Discipline, ProviderConfig, Request, SchedError, Scheduler,
+};
 use super::usage::{Totals, Usage};
 
 const PROVIDERS: [&str; 3] = ["a", "b", "nowhere"];
@@ -42,6 +45,7 @@ enum Op {
     Submit {
         provider: usize,
         who: usize,
+        app: bool,
         task: u64,
         interactive: bool,
         tokens: u64,
@@ -52,18 +56,20 @@ enum Op {
         percent: u64,
     },
     Cancel(u64),
+    CancelPrincipal(usize),
     Promote(u64),
     Advance(u64),
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        10 => (prop_oneof![19 => 0..2usize, 1 => Just(2usize)], 0..3usize, 0..4u64, any::<bool>(), 1..700u64).prop_map(
-            |(provider, who, task, interactive, tokens)| Op::Submit { provider, who, task, interactive, tokens }
+        10 => (prop_oneof![19 => 0..2usize, 1 => Just(2usize)], 0..3usize, any::<bool>(), 0..4u64, any::<bool>(), 1..700u64).prop_map(
+            |(provider, who, app, task, interactive, tokens)| Op::Submit { provider, who, app, task, interactive, tokens }
         ),
         3 => Just(Op::Next),
         5 => (any::<usize>(), 0..=100u64).prop_map(|(pick, percent)| Op::Finish { pick, percent }),
         1 => (0..4u64).prop_map(Op::Cancel),
+        1 => (0..3usize).prop_map(Op::CancelPrincipal),
         1 => (0..4u64).prop_map(Op::Promote),
         4 => (0..5_000u64).prop_map(Op::Advance),
         1 => (0..2 * HOUR_MS).prop_map(Op::Advance),
@@ -74,6 +80,7 @@ fn op() -> impl Strategy<Value = Op> {
 struct Queued {
     provider: usize,
     who: usize,
+    app: bool,
     task: u64,
     interactive: bool,
     tokens: u64,
@@ -83,6 +90,7 @@ struct Queued {
 struct Running {
     provider: usize,
     who: usize,
+    app: bool,
     task: u64,
     background: bool,
     tokens: u64,
@@ -92,7 +100,8 @@ struct Running {
 /// What an admitted request is charged in its windows.
 #[derive(Debug, Clone)]
 struct Admitted {
-    who: usize,
+    /// The principals charged: the one that asked, and the app (`WHO[APP]`) it asked for.
+    to: Vec<usize>,
     at: u64,
     charged: u64,
 }
@@ -108,6 +117,19 @@ struct Model {
     background_since: [u64; 2],
     last_background_start: [u64; 2],
     by_who: [Totals; 3],
+    total: Totals,
+}
+
+/// The index of the app in `WHO`.
+const APP: usize = 2;
+
+/// The principals a request of `who` (for the app when `app`) is charged to, each once.
+fn charged_to(who: usize, app: bool) -> Vec<usize> {
+    if app && who != APP {
+        vec![who, APP]
+    } else {
+        vec![who]
+    }
 }
 
 impl Model {
@@ -141,7 +163,7 @@ impl Model {
 
     /// Tokens charged to `who` in the hour and the day of `now`.
     fn spent(&self, who: usize, now: u64) -> (u64, u64) {
-        let mine = self.admitted.values().filter(|a| a.who == who);
+        let mine = self.admitted.values().filter(|a| a.to.contains(&who));
         let hour = mine
             .clone()
             .filter(|a| a.at / HOUR_MS == now / HOUR_MS)
@@ -154,61 +176,67 @@ impl Model {
         (hour, day)
     }
 
-    /// The error a submit must get, if any.
+    /// The error a submit must get, if any, and whose limit it is.
     fn refusal(
         &self,
         provider: usize,
         who: usize,
+        app: bool,
         interactive: bool,
         tokens: u64,
         now: u64,
-    ) -> Option<&'static str> {
+    ) -> Option<String> {
         if provider >= 2 {
-            return Some("unknown");
+            return Some("unknown".into());
         }
         let class = self
             .queued
             .values()
             .filter(|q| q.provider == provider && q.interactive == interactive);
         if class.clone().count() >= MAX_QUEUED {
-            return Some("queue");
+            return Some("queue".into());
         }
         if class.filter(|q| q.who == who).count() >= PER_PRINCIPAL {
-            return Some("principal queue");
+            return Some(format!("queue of {}", WHO[who]));
         }
-        let minute = self
-            .admitted
-            .values()
-            .filter(|a| a.who == who && a.at + MINUTE_MS > now)
-            .count();
-        if minute >= PER_MINUTE {
-            return Some("rate");
-        }
-        let (hour, day) = self.spent(who, now);
-        if hour + tokens > PER_HOUR {
-            return Some("hour");
-        }
-        if day + tokens > PER_DAY {
-            return Some("day");
+        for p in charged_to(who, app) {
+            let minute = self
+                .admitted
+                .values()
+                .filter(|a| a.to.contains(&p) && a.at + MINUTE_MS > now)
+                .count();
+            if minute >= PER_MINUTE {
+                return Some(format!("rate of {}", WHO[p]));
+            }
+            let (hour, day) = self.spent(p, now);
+            if hour + tokens > PER_HOUR {
+                return Some(format!("hour of {}", WHO[p]));
+            }
+            if day + tokens > PER_DAY {
+                return Some(format!("day of {}", WHO[p]));
+            }
         }
         None
     }
 }
 
-fn name(e: &SchedError) -> &'static str {
+fn name(e: &SchedError) -> String {
     match e {
-        SchedError::UnknownProvider { .. } => "unknown",
+        SchedError::UnknownProvider { .. } => "unknown".into(),
         SchedError::QueueFull {
             principal: None, ..
-        } => "queue",
-        SchedError::QueueFull { .. } => "principal queue",
-        SchedError::RateLimited { .. } => "rate",
+        } => "queue".into(),
+        SchedError::QueueFull {
+            principal: Some(p), ..
+        } => format!("queue of {p}"),
+        SchedError::RateLimited { principal, .. } => format!("rate of {principal}"),
         SchedError::BudgetExhausted {
             window: Window::Hour,
+            principal,
             ..
-        } => "hour",
-        SchedError::BudgetExhausted { .. } => "day",
-        _ => "other",
+        } => format!("hour of {principal}"),
+        SchedError::BudgetExhausted { principal, .. } => format!("day of {principal}"),
+        e => format!("{e:?}"),
     }
 }
 
@@ -280,6 +308,7 @@ fn next(s: &mut Scheduler, m: &mut Model, now: u64) -> Result<(), TestCaseError>
             Running {
                 provider: p,
                 who: q.who,
+                app: q.app,
                 task: q.task,
                 background: !q.interactive,
                 tokens: q.tokens,
@@ -330,11 +359,47 @@ fn finish(
     if let Some(a) = m.admitted.get_mut(&id) {
         a.charged = used;
     }
-    let t = &mut m.by_who[r.who];
-    t.requests += 1;
-    t.tokens_in += usage.tokens_in;
-    t.tokens_out += usage.tokens_out;
-    t.busy_ms += now - r.started;
+    for p in charged_to(r.who, r.app) {
+        let t = &mut m.by_who[p];
+        t.requests += 1;
+        t.tokens_in += usage.tokens_in;
+        t.tokens_out += usage.tokens_out;
+        t.busy_ms += now - r.started;
+    }
+    m.total.requests += 1;
+    m.total.tokens_in += usage.tokens_in;
+    m.total.tokens_out += usage.tokens_out;
+    Ok(())
+}
+
+/// A cancellation, checked against the model: `queued` and `running` select what it cancels.
+fn cancel(
+    m: &mut Model,
+    c: Canceled,
+    queued: impl Fn(&Queued) -> bool,
+    running: impl Fn(&Running) -> bool,
+) -> Result<(), TestCaseError> {
+    let want: Vec<u64> = m
+        .queued
+        .iter()
+        .filter(|(_, q)| queued(q))
+        .map(|(id, _)| *id)
+        .collect();
+    let want_running: Vec<u64> = m
+        .running
+        .iter()
+        .filter(|(_, r)| running(r))
+        .map(|(id, _)| *id)
+        .collect();
+    prop_assert_eq!(&c.queued, &want);
+    prop_assert_eq!(&c.running, &want_running);
+    for id in want {
+        m.queued.remove(&id);
+        m.canceled.insert(id);
+        if let Some(a) = m.admitted.get_mut(&id) {
+            a.charged = 0;
+        }
+    }
     Ok(())
 }
 
@@ -355,9 +420,12 @@ fn check(s: &Scheduler, m: &Model, now: u64) -> Result<(), TestCaseError> {
         by_task.tokens_in += t.tokens_in;
         by_task.tokens_out += t.tokens_out;
     }
-    let requests: u64 = m.by_who.iter().map(|t| t.requests).sum();
-    let tokens_in: u64 = m.by_who.iter().map(|t| t.tokens_in).sum();
-    let tokens_out: u64 = m.by_who.iter().map(|t| t.tokens_out).sum();
+    let Totals {
+        requests,
+        tokens_in,
+        tokens_out,
+        ..
+    } = m.total;
     prop_assert_eq!(
         (by_task.requests, by_task.tokens_in, by_task.tokens_out),
         (requests, tokens_in, tokens_out)
@@ -382,18 +450,19 @@ proptest! {
         let mut id = 0;
         for op in ops {
             match op {
-                Op::Submit { provider, who, task, interactive, tokens } => {
+                Op::Submit { provider, who, app, task, interactive, tokens } => {
                     id += 1;
-                    let want = m.refusal(provider, who, interactive, tokens, now);
+                    let want = m.refusal(provider, who, app, interactive, tokens, now);
                     let got = s.submit(Request {
                         id,
                         provider: PROVIDERS[provider].to_string(),
                         principal: WHO[who].to_string(),
+                        app: app.then(|| WHO[APP].to_string()),
                         task,
                         interactive,
                         estimated_tokens: tokens,
                     }, now);
-                    prop_assert_eq!(got.as_ref().err().map(name), want, "{:?}", got);
+                    prop_assert_eq!(got.as_ref().err().map(name), want.clone(), "{:?}", got);
                     if let Err(SchedError::RateLimited { retry_after_ms, .. }) = got {
                         prop_assert!(retry_after_ms > 0 && retry_after_ms <= MINUTE_MS);
                     }
@@ -404,8 +473,8 @@ proptest! {
                         if interactive {
                             m.last_interactive[provider] = Some(now);
                         }
-                        m.queued.insert(id, Queued { provider, who, task, interactive, tokens });
-                        m.admitted.insert(id, Admitted { who, at: now, charged: tokens });
+                        m.queued.insert(id, Queued { provider, who, app, task, interactive, tokens });
+                        m.admitted.insert(id, Admitted { to: charged_to(who, app), at: now, charged: tokens });
                     }
                 }
                 Op::Next => next(&mut s, &mut m, now)?,
@@ -417,17 +486,12 @@ proptest! {
                 }
                 Op::Cancel(task) => {
                     let c = s.cancel_task(task);
-                    let queued: Vec<u64> = m.queued.iter().filter(|(_, q)| q.task == task).map(|(id, _)| *id).collect();
-                    let running: Vec<u64> = m.running.iter().filter(|(_, r)| r.task == task).map(|(id, _)| *id).collect();
-                    prop_assert_eq!(&c.queued, &queued);
-                    prop_assert_eq!(&c.running, &running);
-                    for id in queued {
-                        m.queued.remove(&id);
-                        m.canceled.insert(id);
-                        if let Some(a) = m.admitted.get_mut(&id) {
-                            a.charged = 0;
-                        }
-                    }
+                    cancel(&mut m, c, |q| q.task == task, |r| r.task == task)?;
+                }
+                Op::CancelPrincipal(who) => {
+                    let c = s.cancel_principal(WHO[who]);
+                    let of = |w: usize, app: bool| w == who || (app && who == APP);
+                    cancel(&mut m, c, |q| of(q.who, q.app), |r| of(r.who, r.app))?;
                 }
                 Op::Promote(task) => {
                     let n = s.promote_task(task, now);

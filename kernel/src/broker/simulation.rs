@@ -91,6 +91,7 @@ impl Sim {
             id: self.next_id,
             provider: "local".into(),
             principal,
+            app: None,
             task: self.next_id,
             interactive,
             estimated_tokens: 1_000,

@@ -68,7 +68,8 @@ pub struct Record {
     pub cost_micros: u64,
 }
 
-/// Usage per principal, per task and per provider.
+/// Usage per principal (an agent's requests; an app's, and those made for it), per task and per
+/// provider.
 #[derive(Debug, Clone, Default)]
 pub struct Ledger {
     by_principal: HashMap<String, Totals>,
@@ -77,12 +78,17 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Count one finished request.
-    pub fn record(&mut self, provider: &str, principal: &str, task: u64, r: &Record) {
-        self.by_principal
-            .entry(principal.to_string())
-            .or_default()
-            .add(r);
+    /// Count one finished request, for each of `principals` (the agent that asked, the app it
+    /// worked for; one named twice is counted once).
+    pub fn record(&mut self, provider: &str, principals: &[&str], task: u64, r: &Record) {
+        for (i, principal) in principals.iter().enumerate() {
+            if !principals[..i].contains(principal) {
+                self.by_principal
+                    .entry(principal.to_string())
+                    .or_default()
+                    .add(r);
+            }
+        }
         self.by_task.entry(task).or_default().add(r);
         self.by_provider
             .entry(provider.to_string())
@@ -144,10 +150,11 @@ mod tests {
             waited_ms: 20,
             cost_micros: 6000,
         };
-        ledger.record("claude", "agent.docs", 7, &r);
-        ledger.record("claude", "agent.docs", 8, &r);
+        ledger.record("claude", &["agent.docs", "app.notes"], 7, &r);
+        ledger.record("claude", &["agent.docs", "agent.docs"], 8, &r);
         let t = ledger.principal("agent.docs");
         assert_eq!((t.requests, t.tokens_in, t.busy_ms), (2, 2000, 1000));
+        assert_eq!(ledger.principal("app.notes").requests, 1);
         assert_eq!(ledger.task(7).requests, 1);
         assert_eq!(ledger.provider("claude").cost_micros, 12_000);
         assert_eq!(ledger.take_task(7).tokens_out, 200);
