@@ -127,10 +127,6 @@ fn stream_error(e: EventStreamError<reqwest::Error>) -> ModelError {
         EventStreamError::Parser(_) => ModelError::Protocol {
             detail: "the stream is not server-sent events".into(),
         },
-        EventStreamError::Transport(e) if e.is_timeout() => ModelError::Timeout {
-            stage: TimeoutStage::Idle,
-            limit: std::time::Duration::ZERO,
-        },
         EventStreamError::Transport(_) => ModelError::Protocol {
             detail: "the connection broke in the middle of the reply".into(),
         },
