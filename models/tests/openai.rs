@@ -501,3 +501,39 @@ async fn a_named_fault_is_not_retried() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn whole_calls_without_an_index_as_ollama_sends_them() {
+    within(async {
+        let f = Fixture::start(vec![Reply::data(&[
+            r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","model":"qwen","choices":[{"index":0,"delta":{"role":"assistant","content":"","tool_calls":[{"id":"call_x1","type":"function","function":{"name":"files.read","arguments":"{\"path\":\"a.txt\"}"}},{"id":"call_x2","type":"function","function":{"name":"files.list","arguments":"{}"}}]},"finish_reason":null}]}"#,
+            r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","model":"qwen","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":"stop"}]}"#,
+            "[DONE]",
+        ])])
+        .await;
+        let events = collect(&provider(&f, quick()), &request()).await.unwrap();
+        let calls: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                ChatEvent::ToolCallFinished { index, call } => {
+                    Some((*index, call.id.clone(), call.arguments.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            calls,
+            vec![
+                (0, "call_x1".to_owned(), json!({"path": "a.txt"})),
+                (1, "call_x2".to_owned(), json!({}))
+            ]
+        );
+        assert_eq!(
+            events.last(),
+            Some(&ChatEvent::Done {
+                finish: FinishReason::ToolCalls
+            })
+        );
+    })
+    .await;
+}
