@@ -5,6 +5,7 @@
 
 pub mod budget;
 pub mod lanes;
+pub mod request;
 pub mod scheduler;
 pub mod usage;
 

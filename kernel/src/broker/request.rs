@@ -1,0 +1,110 @@
+//! The values the scheduler takes and gives: a request, its ticket, its start, its end, a
+//! cancellation, and the errors of a refusal.
+
+use super::budget::Window;
+use super::usage::Record;
+
+/// A request's id, chosen by the caller, unique among queued and running requests.
+pub type RequestId = u64;
+
+/// A model request to schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub id: RequestId,
+    pub provider: String,
+    /// The agent or app that asks, whose budget it is charged to.
+    pub principal: String,
+    /// The app the work is done for (the task's root caller), when another than `principal`:
+    /// its budget is charged too, and the usage counted for it as well.
+    pub app: Option<String>,
+    pub task: u64,
+    /// The user waits on it.
+    pub interactive: bool,
+    /// Prompt tokens plus the most it may generate: charged at submit, and the `max_tokens`
+    /// it is sent with.
+    pub estimated_tokens: u64,
+}
+
+/// How a request was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Interactive,
+    Background,
+    /// Background work that went unserved for `age_ms`, started ahead of its turn.
+    Aged,
+}
+
+/// A request admitted to the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    pub id: RequestId,
+    /// Requests of its class queued before it on its provider.
+    pub ahead: usize,
+}
+
+/// A request to run now: the caller sends it, and calls `finish` when it ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Start {
+    pub id: RequestId,
+    pub provider: String,
+    pub principal: String,
+    pub task: u64,
+    pub class: Class,
+    pub max_tokens: u64,
+    pub waited_ms: u64,
+}
+
+/// A request that ended, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    pub id: RequestId,
+    pub provider: String,
+    pub principal: String,
+    pub task: u64,
+    pub record: Record,
+}
+
+/// What a cancellation did: queued requests removed (never to start), and running ones the
+/// caller must abort and then `finish` (with what they used) to free their slots.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Canceled {
+    pub queued: Vec<RequestId>,
+    pub running: Vec<RequestId>,
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SchedError {
+    #[error("no model provider {provider:?}")]
+    UnknownProvider { provider: String },
+    #[error("model provider {provider:?} needs at least one slot")]
+    NoSlots { provider: String },
+    #[error("request {id} is already queued or running")]
+    DuplicateRequest { id: RequestId },
+    #[error("request {id} is not running")]
+    NotRunning { id: RequestId },
+    #[error("the queue of {provider:?} is full ({limit} requests{}); try again when some finished", .principal.as_ref().map(|p| format!(" of {p}")).unwrap_or_default())]
+    QueueFull {
+        provider: String,
+        /// Set when it is the principal's own share of the queue that is full.
+        principal: Option<String>,
+        limit: usize,
+    },
+    #[error("{principal} makes more than {per_minute} model requests a minute; try again in {retry_after_ms} ms")]
+    RateLimited {
+        principal: String,
+        per_minute: u32,
+        retry_after_ms: u64,
+    },
+    #[error("{principal} has used {used} of its {limit} tokens this {window}, and this request may use {requested}; the budget renews at {free_at} ms")]
+    BudgetExhausted {
+        principal: String,
+        window: Window,
+        limit: u64,
+        used: u64,
+        requested: u64,
+        /// When the window starts afresh (ms since the epoch).
+        free_at: u64,
+    },
+}
