@@ -5,6 +5,7 @@ pub mod consent;
 pub mod contract;
 pub mod env;
 pub mod flatpak;
+pub mod keyring;
 
 pub use consent::{ConsentReply, Responder};
 pub use env::{bin, Env, Services};
