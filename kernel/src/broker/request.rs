@@ -20,8 +20,8 @@ pub struct Request {
     pub task: u64,
     /// The user waits on it.
     pub interactive: bool,
-    /// Prompt tokens plus the most it may generate: charged at submit, and the `max_tokens`
-    /// it is sent with.
+    /// Prompt tokens plus the most it may generate (the `max_tokens` it is sent with), so it
+    /// cannot use more: charged at submit, settled to what it used at `finish`.
     pub estimated_tokens: u64,
 }
 
@@ -50,7 +50,8 @@ pub struct Start {
     pub principal: String,
     pub task: u64,
     pub class: Class,
-    pub max_tokens: u64,
+    /// The tokens it was charged for (its estimate): prompt and output together stay within.
+    pub charged_tokens: u64,
     pub waited_ms: u64,
 }
 
@@ -97,14 +98,16 @@ pub enum SchedError {
         per_minute: u32,
         retry_after_ms: u64,
     },
-    #[error("{principal} has used {used} of its {limit} tokens this {window}, and this request may use {requested}; the budget renews at {free_at} ms")]
+    #[error("{principal} has used {used} of its {limit} model tokens this {window}, and this request may use {requested}; the budget renews in {} s", .retry_after_ms.div_ceil(1000))]
     BudgetExhausted {
         principal: String,
         window: Window,
         limit: u64,
         used: u64,
         requested: u64,
-        /// When the window starts afresh (ms since the epoch).
+        /// When the window starts afresh (ms since the epoch)...
         free_at: u64,
+        /// ...which is this long after the refusal.
+        retry_after_ms: u64,
     },
 }

@@ -333,6 +333,7 @@ impl Scheduler {
                     used,
                     requested,
                     free_at,
+                    retry_after_ms: free_at.saturating_sub(now),
                 },
             })?;
         if request.interactive {
@@ -390,7 +391,7 @@ impl Scheduler {
                     principal: entry.req.principal.clone(),
                     task: entry.req.task,
                     class,
-                    max_tokens: entry.req.estimated_tokens,
+                    charged_tokens: entry.req.estimated_tokens,
                     waited_ms: now.saturating_sub(entry.submitted_at),
                 });
                 running.insert(
