@@ -1,6 +1,6 @@
 //! `agentctl grants`, `agentctl grant` and `agentctl revoke`: the user's standing permissions.
 
-use agentos_dbus_interfaces::Lifetime;
+use agentos_dbus_interfaces::{GrantInfo, Lifetime};
 
 use crate::connect::Kernel;
 use crate::error::Result;
@@ -14,10 +14,28 @@ pub async fn list(kernel: &Kernel, json: bool) -> Result<u8> {
     }
     if grants.is_empty() {
         output::emit("no grants\n")?;
-        return Ok(0);
+    } else {
+        output::emit(&table(&grants))?;
     }
+    // Grants kept but not honoured because their agent changed (an older kernel has no list).
+    let suspended = kernel
+        .proxy
+        .list_suspended_grants()
+        .await
+        .unwrap_or_default();
+    if !suspended.is_empty() {
+        output::emit(
+            "\nsuspended until you confirm (the agent's program or manifest changed since; \
+             any grant to it confirms):\n",
+        )?;
+        output::emit(&table(&suspended))?;
+    }
+    Ok(0)
+}
+
+fn table(grants: &[GrantInfo]) -> String {
     let mut table = Table::new(&["PRINCIPAL", "CAPABILITY", "SCOPE", "LIFETIME", "GRANTED"]);
-    for grant in &grants {
+    for grant in grants {
         table.row(vec![
             grant.principal.clone(),
             grant.capability.clone(),
@@ -30,8 +48,7 @@ pub async fn list(kernel: &Kernel, json: bool) -> Result<u8> {
             output::time(grant.granted_at),
         ]);
     }
-    output::emit(&table.render())?;
-    Ok(0)
+    table.render()
 }
 
 pub async fn grant(

@@ -302,6 +302,16 @@ async fn a_replaced_program_has_its_grants_suspended_until_the_user_confirms() {
                 .collect::<Vec<_>>(),
             [("changing", "files.read", docs.as_str())]
         );
+        // agentctl shows them, apart from the grants that hold.
+        let out = env.agentctl(&["grants"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (_, below) = text
+            .split_once("suspended until you confirm")
+            .unwrap_or_else(|| panic!("no suspended grants shown: {text}"));
+        assert!(
+            below.contains("changing") && below.contains("files.read"),
+            "{text}"
+        );
         let changing = agent1(&env, "changing").await;
         assert_eq!(
             changing.changed().await.unwrap(),
