@@ -40,9 +40,7 @@ impl Anthropic {
     /// Ask for a streamed reply.
     pub async fn chat(&self, request: &ChatRequest) -> Result<ChatStream, ModelError> {
         let url = format!("{}/v1/messages", self.base_url);
-        let body = serde_json::to_vec(&body(request)).map_err(|e| ModelError::Protocol {
-            detail: format!("the request cannot be written: {e}"),
-        })?;
+        let body = body(request);
         let headers = [
             ("x-api-key", self.key.expose()),
             ("anthropic-version", API_VERSION),
@@ -53,7 +51,7 @@ impl Anthropic {
             .post(
                 &url,
                 &headers,
-                body,
+                &body,
                 &request.model,
                 Some(self.key.expose()),
             )

@@ -46,9 +46,7 @@ impl Gemini {
             "{}/v1beta/models/{}:streamGenerateContent?alt=sse",
             self.base_url, request.model
         );
-        let body = serde_json::to_vec(&body(request)).map_err(|e| ModelError::Protocol {
-            detail: format!("the request cannot be written: {e}"),
-        })?;
+        let body = body(request);
         let headers = [
             ("x-goog-api-key", self.key.expose()),
             ("accept", "text/event-stream"),
@@ -58,7 +56,7 @@ impl Gemini {
             .post(
                 &url,
                 &headers,
-                body,
+                &body,
                 &request.model,
                 Some(self.key.expose()),
             )

@@ -37,9 +37,7 @@ impl OpenAi {
     /// Ask for a streamed reply.
     pub async fn chat(&self, request: &ChatRequest) -> Result<ChatStream, ModelError> {
         let url = format!("{}/chat/completions", self.base_url);
-        let body = serde_json::to_vec(&body(request)).map_err(|e| ModelError::Protocol {
-            detail: format!("the request cannot be written: {e}"),
-        })?;
+        let body = body(request);
         let auth = self.key.as_ref().map(|k| format!("Bearer {}", k.expose()));
         let mut headers = vec![("accept", "text/event-stream")];
         if let Some(auth) = &auth {
@@ -48,7 +46,7 @@ impl OpenAi {
         let key = self.key.as_ref().map(ApiKey::expose);
         let (resp, started) = self
             .http
-            .post(&url, &headers, body, &request.model, key)
+            .post(&url, &headers, &body, &request.model, key)
             .await?;
         let decoder = OpenAiDecoder {
             model: request.model.clone(),

@@ -65,10 +65,13 @@ impl Http {
         &self,
         url: &str,
         headers: &[(&str, &str)],
-        body: Vec<u8>,
+        body: &serde_json::Value,
         model: &str,
         key: Option<&str>,
     ) -> Result<(reqwest::Response, tokio::time::Instant), ModelError> {
+        let body = serde_json::to_vec(body).map_err(|e| ModelError::Protocol {
+            detail: format!("the request cannot be written: {e}"),
+        })?;
         let mut attempt = 0;
         loop {
             let sent = tokio::time::Instant::now();
