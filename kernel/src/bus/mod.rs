@@ -46,8 +46,10 @@ pub async fn serve(
         None => zbus::connection::Builder::session(),
     }
     .map_err(StartError::Connect)?;
+    let root = kernel_iface::KernelIface::new(kernel);
+    let subscribers = root.subscribers();
     let conn = builder
-        .serve_at(KERNEL_PATH, kernel_iface::KernelIface::new(kernel))
+        .serve_at(KERNEL_PATH, root)
         .map_err(StartError::Connect)?
         .build()
         .await
@@ -57,8 +59,17 @@ pub async fn serve(
     for agent in kernel.list_agents() {
         agent_iface::export(&conn, &kernel.downgrade(), &agent.id).await;
     }
-    tokio::spawn(publisher::run(kernel.downgrade(), conn.clone(), events));
-    tokio::spawn(follow_name_changes(conn.clone(), kernel.downgrade()));
+    tokio::spawn(publisher::run(
+        kernel.downgrade(),
+        conn.clone(),
+        events,
+        Arc::clone(&subscribers),
+    ));
+    tokio::spawn(follow_name_changes(
+        conn.clone(),
+        kernel.downgrade(),
+        Arc::downgrade(&subscribers),
+    ));
     let reply = conn
         .request_name_with_flags(KERNEL_BUS_NAME, RequestNameFlags::DoNotQueue.into())
         .await
@@ -102,7 +113,11 @@ pub(crate) fn live(kernel: &std::sync::Weak<Kernel>) -> Result<Arc<Kernel>, Erro
 /// Follow NameOwnerChanged: record when each connection appeared (its identity is only read from
 /// a process that started before that), and forget what was kept for names that lost their owner
 /// (their identity, the task they watched). Calls wait until this follows the bus.
-pub async fn follow_name_changes(conn: zbus::Connection, kernel: std::sync::Weak<Kernel>) {
+pub async fn follow_name_changes(
+    conn: zbus::Connection,
+    kernel: std::sync::Weak<Kernel>,
+    subscribers: std::sync::Weak<subscribers::Subscribers>,
+) {
     use futures_util::StreamExt;
     let unfollowed = |e: zbus::Error| {
         tracing::error!(error = %e, "cannot follow the bus's connections: no caller on it can be identified");
@@ -142,7 +157,12 @@ pub async fn follow_name_changes(conn: zbus::Connection, kernel: std::sync::Weak
         }
         let Some(k) = kernel.upgrade() else { return };
         match args.new_owner().as_ref() {
-            None => k.client_left(args.name().as_str()),
+            None => {
+                k.client_left(args.name().as_str());
+                if let Some(s) = subscribers.upgrade() {
+                    s.remove(args.name().as_str());
+                }
+            }
             Some(owner) if args.old_owner().is_none() && owner.as_str() == args.name().as_str() => {
                 // Unrecorded, the name's calls are refused (never announced).
                 if let Some(at) = since_boot() {

@@ -21,7 +21,7 @@ use zbus::zvariant::Value;
 
 use super::agent_iface::{export as export_agent, unexport as unexport_agent};
 use super::kernel_iface::KernelIface;
-use super::subscribers::{forget_departed, Subscribers};
+use super::subscribers::Subscribers;
 use super::task_iface::export as export_task;
 use crate::events::Event;
 use crate::kernel::Kernel;
@@ -32,19 +32,8 @@ pub async fn run(
     kernel: Weak<Kernel>,
     conn: zbus::Connection,
     mut events: UnboundedReceiver<Arc<Event>>,
+    subscribers: Arc<Subscribers>,
 ) {
-    let subscribers = match conn
-        .object_server()
-        .interface::<_, KernelIface>(KERNEL_PATH)
-        .await
-    {
-        Ok(iface) => iface.get().await.subscribers(),
-        Err(e) => {
-            tracing::error!(error = %e, "Kernel1 is not served; task changes go to nobody in full");
-            Arc::default()
-        }
-    };
-    tokio::spawn(forget_departed(conn.clone(), Arc::downgrade(&subscribers)));
     while let Some(event) = events.recv().await {
         match &*event {
             Event::TaskCreated(task) => {

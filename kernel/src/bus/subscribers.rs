@@ -1,8 +1,8 @@
 //! The bus clients that asked for the full content of task changes (`Kernel1.Subscribe`), with
-//! who they are, forgotten when they leave the bus.
+//! who they are; `follow_name_changes` forgets those that leave the bus.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, Weak};
+use std::sync::{Mutex, MutexGuard};
 
 use crate::caller::Caller;
 use crate::operations::queries::sees_tree;
@@ -40,25 +40,5 @@ impl Subscribers {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.lock().is_empty()
-    }
-}
-
-/// Forget subscribers that left the bus.
-pub(crate) async fn forget_departed(conn: zbus::Connection, subscribers: Weak<Subscribers>) {
-    use futures_util::StreamExt;
-    let Ok(dbus) = zbus::fdo::DBusProxy::new(&conn).await else {
-        return;
-    };
-    let Ok(mut changes) = dbus.receive_name_owner_changed().await else {
-        return;
-    };
-    while let Some(signal) = changes.next().await {
-        let Ok(args) = signal.args() else { continue };
-        if args.new_owner().is_none() {
-            match subscribers.upgrade() {
-                Some(s) => s.remove(args.name().as_str()),
-                None => return,
-            }
-        }
     }
 }
