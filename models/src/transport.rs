@@ -44,6 +44,7 @@ impl Http {
     pub fn new(limits: Limits) -> Result<Http, ModelError> {
         // rustls's crypto is ring, installed once for the process (an error only says it was).
         let _ = rustls::crypto::ring::default_provider().install_default();
+        #[allow(clippy::disallowed_methods)] // the provider is installed on the line above
         let client = reqwest::Client::builder()
             .connect_timeout(limits.connect)
             .user_agent(concat!("AgentOS/", env!("CARGO_PKG_VERSION")))

@@ -33,11 +33,18 @@ pub enum Hop {
     Done(Fetched),
 }
 
+/// A client builder whose TLS works: rustls's crypto is ring, installed once for the process
+/// (an error only says it already was). Every client in this crate starts here; a builder made
+/// any other way panics on `build` when nothing installed the provider first.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    #[allow(clippy::disallowed_methods)] // the provider is installed on the line above
+    reqwest::Client::builder()
+}
+
 /// The HTTP client tools use: no automatic redirects (the kernel checks each one).
 pub fn client() -> Result<reqwest::Client, reqwest::Error> {
-    // rustls's crypto is ring, installed once for the process (an error only says it was).
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
+    client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10))
         .timeout(TIME_LIMIT)
@@ -271,7 +278,7 @@ mod tests {
     async fn a_server_that_takes_too_long_is_a_timeout() {
         let head = "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n".to_string();
         let url = server(head, 1, Duration::from_secs(5)).await;
-        let quick = reqwest::Client::builder()
+        let quick = client_builder()
             .timeout(Duration::from_millis(200))
             .build()
             .unwrap();
