@@ -53,6 +53,16 @@ pub const CAPABILITIES: &[Capability] = &[
         scope: ScopeKind::Agent,
         description: "call the agent",
     },
+    Capability {
+        name: "model.use",
+        scope: ScopeKind::Name,
+        description: "ask questions of the AI models served by",
+    },
+    Capability {
+        name: "model.remote",
+        scope: ScopeKind::Name,
+        description: "send its questions and their data to the remote model provider",
+    },
 ];
 
 /// Capabilities registered at run time (never removed: a grant may name one).

@@ -29,6 +29,8 @@ pub enum Error {
     /// The caller or agent is over one of its quotas (tasks in flight, delegations per second,
     /// calls in flight, artifact bytes, channels); the message names it and when it frees up.
     QuotaExceeded(String),
+    /// No model is configured or found to serve the request; the message says how to add one.
+    NoModel(String),
 }
 
 impl Error {
@@ -45,7 +47,8 @@ impl Error {
             | Error::Timeout(m)
             | Error::Canceled(m)
             | Error::NotSupported(m)
-            | Error::QuotaExceeded(m) => m.clone(),
+            | Error::QuotaExceeded(m)
+            | Error::NoModel(m) => m.clone(),
         }
     }
 }

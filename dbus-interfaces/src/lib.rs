@@ -7,6 +7,7 @@
 
 pub mod capability;
 pub mod error;
+pub mod inference;
 pub mod names;
 pub mod proxies;
 pub mod text;
@@ -18,7 +19,7 @@ pub use error::Error;
 pub use serde_bytes::{ByteBuf, Bytes};
 pub use types::{
     AgentInfo, ArtifactInfo, AuditDecision, AuditRecord, ConsentRequestInfo, FileEntry, GrantInfo,
-    Lifetime, TaskInfo, TaskState, ToolInfo,
+    Lifetime, ModelInfo, TaskInfo, TaskState, ToolInfo, UsageInfo,
 };
 
 /// The committed introspection XML of each interface, by interface name.
@@ -42,6 +43,10 @@ pub const INTERFACE_XML: &[(&str, &str)] = &[
     (
         names::CHANNEL_IFACE,
         include_str!("../xml/org.agentos.Channel1.xml"),
+    ),
+    (
+        names::MODELS_IFACE,
+        include_str!("../xml/org.agentos.Models1.xml"),
     ),
     (
         names::AGENT_SERVICE_IFACE,

@@ -17,6 +17,10 @@ pub const TASK_IFACE: &str = "org.agentos.Task1";
 pub const HOST_IFACE: &str = "org.agentos.Host1";
 pub const AGENT_SERVICE_IFACE: &str = "org.agentos.AgentService1";
 pub const CHANNEL_IFACE: &str = "org.agentos.Channel1";
+/// The one scope of `model.use` ("ask questions of the AI models served by AgentOS").
+pub const MODEL_USE_SCOPE: &str = "AgentOS";
+/// Model inference for bus callers, served at [`KERNEL_PATH`].
+pub const MODELS_IFACE: &str = "org.agentos.Models1";
 
 /// The name a consent provider (the panel, or a test responder) owns. It serves
 /// `org.freedesktop.impl.portal.Access` at [`CONSENT_PATH`].

@@ -7,8 +7,8 @@ use zbus::zvariant::{Fd, OwnedFd, OwnedObjectPath, Value};
 
 use crate::error::Result;
 use crate::types::{
-    AgentInfo, ArtifactInfo, AuditRecord, ConsentRequestInfo, FileEntry, GrantInfo, TaskInfo,
-    ToolInfo,
+    AgentInfo, ArtifactInfo, AuditRecord, ConsentRequestInfo, FileEntry, GrantInfo, ModelInfo,
+    TaskInfo, ToolInfo, UsageInfo,
 };
 use crate::{ByteBuf, Bytes};
 
@@ -162,6 +162,25 @@ pub trait Host1 {
         tool: &str,
         arguments: &str,
     ) -> Result<(String, ByteBuf, Vec<OwnedFd>)>;
+    fn list_agents(&self, task: u64) -> Result<Vec<AgentInfo>>;
+    fn list_models(&self, task: u64) -> Result<Vec<ModelInfo>>;
+    /// The request's id and the socket its events stream on (see `inference::ChatEvent`).
+    fn chat(&self, task: u64, request: &str) -> Result<(u64, OwnedFd)>;
+    fn cancel_chat(&self, id: u64) -> Result<()>;
+}
+
+/// `org.agentos.Models1` on the kernel's root object: model inference for bus callers.
+#[zbus::proxy(
+    interface = "org.agentos.Models1",
+    default_service = "org.agentos.Kernel",
+    default_path = "/org/agentos/Kernel"
+)]
+pub trait Models1 {
+    fn list_models(&self) -> Result<Vec<ModelInfo>>;
+    /// The request's id and the socket its events stream on (see `inference::ChatEvent`).
+    fn chat(&self, request: &str) -> Result<(u64, OwnedFd)>;
+    fn cancel(&self, id: u64) -> Result<()>;
+    fn list_usage(&self) -> Result<Vec<UsageInfo>>;
 }
 
 /// `org.agentos.AgentService1`, an agent as the kernel sees it on its private connection (where

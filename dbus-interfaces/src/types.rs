@@ -272,3 +272,38 @@ mod tests {
         }
     }
 }
+
+/// A model the broker can serve, as `Models1.ListModels` and `Host1.ListModels` describe it:
+/// `(ssbbuu)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct ModelInfo {
+    /// The provider's name (`ollama`, `llama-server`, `openai`, `anthropic`, `gemini`, or a
+    /// stored provider's account).
+    pub provider: String,
+    /// The model's name at that provider.
+    pub model: String,
+    /// Served on this machine (the data stays here).
+    pub local: bool,
+    /// The provider answered when last asked.
+    pub reachable: bool,
+    /// The context window in tokens, 0 when unknown.
+    pub context: u32,
+    /// Requests the broker runs on this provider at once.
+    pub slots: u32,
+}
+
+/// Model use of one principal or task, as `Models1.ListUsage` gives it: `(ssttttt)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct UsageInfo {
+    /// `agent`, `app` (a Flatpak or host app), `host` (the user's own tools) or `task`.
+    pub kind: String,
+    /// The agent id, the app's principal, `host`, or the task id in decimal.
+    pub who: String,
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// Time the requests held a provider's slot, in milliseconds.
+    pub millis: u64,
+    /// Estimated cost in millionths of a US dollar (0 for local models).
+    pub cost_micros: u64,
+}
