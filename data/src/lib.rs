@@ -14,6 +14,7 @@ mod error;
 mod grants;
 mod migrations;
 mod tasks;
+mod usage;
 
 use std::fs::DirBuilder;
 use std::os::unix::fs::DirBuilderExt;
@@ -31,6 +32,7 @@ pub use audit_verify::AuditVerification;
 pub use error::StoreError;
 pub use migrations::SCHEMA_VERSION;
 pub use tasks::{NewTask, TaskUpdate};
+pub use usage::ModelUsage;
 
 /// The database file inside the store directory.
 pub const DB_FILE: &str = "agentos.db";

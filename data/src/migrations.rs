@@ -86,6 +86,21 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         recorded_at     INTEGER NOT NULL
     );
     "#,
+    // 4: model use summed per agent, app, the user's own tools and task (`owner`: who started a
+    // task's tree, so an app sees its tasks' rows).
+    r#"
+    CREATE TABLE model_usage (
+        kind          TEXT NOT NULL,
+        who           TEXT NOT NULL,
+        owner         TEXT NOT NULL,
+        requests      INTEGER NOT NULL,
+        input_tokens  INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        millis        INTEGER NOT NULL,
+        cost_micros   INTEGER NOT NULL,
+        PRIMARY KEY (kind, who)
+    );
+    "#,
 ];
 
 /// The schema version this build writes: the number of migrations it knows.
