@@ -1,39 +1,47 @@
-//! `agentos-agent-docs`: finds the user's documents whose name or text matches a query, and
-//! reads them. Goal: `<words> [in <absolute folder>]`; without a folder, the user's documents
-//! folder. Uses `files.list` and `files.read` through the kernel.
+//! `agentos-agent-docs`: finds the user's documents, and answers questions about them. Goal:
+//! `<words> [in <absolute folder>]` finds the documents whose name or text holds every word; a
+//! question (see `goal`) is answered by a model through the kernel's broker from the passages
+//! that match it best, citing their files. Without a folder, the user's documents folder. Uses
+//! `files.list` and `files.read` through the kernel.
 
+mod answer;
+mod broker;
+mod goal;
+mod library;
+mod model;
+mod prompt;
+mod rank;
 mod search;
 
 use agentos_sdk::{Agent, Outcome, Task};
+
+use crate::answer::Reply;
+use crate::broker::Broker;
 
 struct Docs;
 
 impl Agent for Docs {
     async fn run(&self, task: Task) -> Result<Outcome, String> {
-        let (query, folder) = search::parse_goal(&task.goal);
-        let folder = folder
+        let goal = goal::parse(&task.goal);
+        let folder = goal
+            .folder
+            .clone()
             .or_else(|| task.context_str("documents_dir"))
             .ok_or("no folder given and no documents folder is known")?;
-        let matches = search::search(&task, &folder, &query).await?;
-        let mut report = String::new();
-        for m in &matches {
-            report.push_str(&format!("{}: {}\n", m.path, m.snippet));
+        if goal.question {
+            let reply = answer::answer(&task, &Broker(&task), &folder, &goal.text).await?;
+            return match reply {
+                Reply::Answered { text, passages } => {
+                    Outcome::text(text).with_artifact("passages.txt", passages.as_bytes())
+                }
+                Reply::Fallback { text, matches } => {
+                    Outcome::text(text).with_artifact("matches.txt", matches.as_bytes())
+                }
+            }
+            .map_err(|e| e.to_string());
         }
-        let summary = match matches.len() {
-            0 => format!("No document in {folder} matches {query:?}."),
-            1 => format!(
-                "1 document in {folder} matches {query:?}: {}",
-                matches[0].path
-            ),
-            n => format!(
-                "{n} documents in {folder} match {query:?}: {}",
-                matches
-                    .iter()
-                    .map(|m| m.path.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        };
+        let matches = search::search(&task, &folder, &goal.text).await?;
+        let (summary, report) = search::summarize(&folder, &goal.text, &matches);
         Outcome::text(summary)
             .with_artifact("matches.txt", report.as_bytes())
             .map_err(|e| e.to_string())

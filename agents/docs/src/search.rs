@@ -1,10 +1,8 @@
-//! Walking a granted folder through the kernel and matching names and text.
+//! Finding documents whose name or text holds every word of a query (the answer to a goal that
+//! is not a question, and the fallback when no model can answer one).
 
-use agentos_sdk::Task;
+use crate::library::{walk, Library};
 
-/// Deepest folder level searched, and most files looked at.
-const MAX_DEPTH: usize = 4;
-const MAX_FILES: usize = 2000;
 /// Largest file whose text is searched.
 const MAX_TEXT: u64 = 1024 * 1024;
 
@@ -15,75 +13,46 @@ pub struct Match {
     pub snippet: String,
 }
 
-/// Split `<words> [in <folder>]` into the query and the folder.
-pub fn parse_goal(goal: &str) -> (String, Option<String>) {
-    let goal = goal.trim();
-    let goal = goal.strip_prefix("find ").unwrap_or(goal);
-    match goal.rsplit_once(" in /") {
-        Some((q, f)) => (q.trim().to_string(), Some(format!("/{}", f.trim()))),
-        None => (goal.to_string(), None),
-    }
-}
-
 /// Search `folder` for documents matching every word of `query` (in the name or the text).
-pub async fn search(task: &Task, folder: &str, query: &str) -> Result<Vec<Match>, String> {
+pub async fn search(
+    library: &impl Library,
+    folder: &str,
+    query: &str,
+) -> Result<Vec<Match>, String> {
     let words: Vec<String> = query.split_whitespace().map(str::to_lowercase).collect();
     let mut matches = Vec::new();
-    let mut pending = vec![(String::new(), 0usize)];
-    let mut seen = 0usize;
-    while let Some((dir, depth)) = pending.pop() {
-        let entries = task
-            .list_files(folder, &dir)
-            .await
-            .map_err(|e| e.message())?;
-        for e in entries {
-            let path = if dir.is_empty() {
-                e.name.clone()
-            } else {
-                format!("{dir}/{}", e.name)
-            };
-            if e.is_dir {
-                if depth < MAX_DEPTH {
-                    pending.push((path, depth + 1));
-                }
-                continue;
+    for (seen, file) in walk(library, folder).await?.into_iter().enumerate() {
+        library
+            .progress(
+                ((seen + 1) as f64 / 100.0).min(0.9),
+                &format!("looking at {}", file.path),
+            )
+            .await;
+        let name = file.name.to_lowercase();
+        let text = if file.size <= MAX_TEXT {
+            match library.read(folder, &file.path, MAX_TEXT).await {
+                Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                Err(_) => String::new(),
             }
-            seen += 1;
-            if seen > MAX_FILES {
-                return Ok(matches);
-            }
-            let _ = task
-                .progress(
-                    (seen as f64 / 100.0).min(0.9),
-                    &format!("looking at {path}"),
-                )
-                .await;
-            let name = e.name.to_lowercase();
-            let text = if e.size <= MAX_TEXT {
-                match task.read_file(folder, &path, MAX_TEXT).await {
-                    Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-                    Err(_) => String::new(),
-                }
-            } else {
-                String::new()
-            };
-            let lower = text.to_lowercase();
-            if words
-                .iter()
-                .all(|w| name.contains(w.as_str()) || lower.contains(w.as_str()))
-            {
-                matches.push(Match {
-                    path,
-                    snippet: snippet(&text, &words),
-                });
-            }
+        } else {
+            String::new()
+        };
+        let lower = text.to_lowercase();
+        if words
+            .iter()
+            .all(|w| name.contains(w.as_str()) || lower.contains(w.as_str()))
+        {
+            matches.push(Match {
+                snippet: snippet(&text, &words),
+                path: file.path,
+            });
         }
     }
     Ok(matches)
 }
 
 /// The first line of `text` that contains a query word, shortened.
-fn snippet(text: &str, words: &[String]) -> String {
+pub fn snippet(text: &str, words: &[String]) -> String {
     let line = text
         .lines()
         .find(|l| words.iter().any(|w| l.to_lowercase().contains(w.as_str())))
@@ -92,18 +61,34 @@ fn snippet(text: &str, words: &[String]) -> String {
     line.chars().take(160).collect()
 }
 
+/// The one-line summary and the `matches.txt` report of a search.
+pub fn summarize(folder: &str, query: &str, matches: &[Match]) -> (String, String) {
+    let mut report = String::new();
+    for m in matches {
+        report.push_str(&format!("{}: {}\n", m.path, m.snippet));
+    }
+    let summary = match matches.len() {
+        0 => format!("No document in {folder} matches {query:?}."),
+        1 => format!(
+            "1 document in {folder} matches {query:?}: {}",
+            matches[0].path
+        ),
+        n => format!(
+            "{n} documents in {folder} match {query:?}: {}",
+            matches
+                .iter()
+                .map(|m| m.path.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    (summary, report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn goals_split_into_query_and_folder() {
-        assert_eq!(
-            parse_goal("find invoice 2024 in /home/u/Docs"),
-            ("invoice 2024".into(), Some("/home/u/Docs".into()))
-        );
-        assert_eq!(parse_goal("budget"), ("budget".into(), None));
-    }
+    use crate::library::memory::Memory;
 
     #[test]
     fn snippets_show_the_matching_line() {
@@ -111,5 +96,25 @@ mod tests {
             snippet("title\nthe budget is 5\n", &["budget".into()]),
             "the budget is 5"
         );
+    }
+
+    #[tokio::test]
+    async fn every_word_must_match_the_name_or_the_text() {
+        let lib = Memory::new(&[
+            ("budget.txt", "the budget for 2026 is 42\n"),
+            ("notes/plan.md", "no money words here"),
+            ("secret.txt", "nothing"),
+        ]);
+        let found = search(&lib, "/d", "budget 2026").await.unwrap();
+        assert_eq!(
+            found,
+            [Match {
+                path: "budget.txt".into(),
+                snippet: "the budget for 2026 is 42".into()
+            }]
+        );
+        let (summary, report) = summarize("/d", "budget 2026", &found);
+        assert!(summary.starts_with("1 document in /d"), "{summary}");
+        assert_eq!(report, "budget.txt: the budget for 2026 is 42\n");
     }
 }
