@@ -1,7 +1,15 @@
-//! Against a real small model served by llama.cpp's `llama-server` (see
-//! `shared/local-llm/setup.sh`): set `AGENTOS_LLAMA_SERVER_URL` to its address (for example
-//! `http://127.0.0.1:8091`, started with the fenced tool-call template). Without it the test says
-//! why it skips. Structure is asserted, not wording.
+//! Against a real small model served by llama.cpp's `llama-server`: Qwen2.5-Coder-0.5B with the
+//! fenced tool-call template, set up by `scripts/local-llm` and started here on a private port
+//! for this test alone (through the e2e harness's `local_llm`, compiled in below). Set
+//! `AGENTOS_LLAMA_SERVER_URL` (for example `http://127.0.0.1:8091`) to use a server you run
+//! instead. Without either the test says why it skips, unless `AGENTOS_REQUIRE_LOCAL_LLM=1` (CI):
+//! then it fails. Structure is asserted, not wording.
+
+// The harness file uses std and tokio only, so it builds here without a dependency on the
+// harness crate; not every helper is used by this test.
+#[allow(dead_code)]
+#[path = "../../tests/src/local_llm.rs"]
+mod local_llm;
 
 use std::time::Duration;
 
@@ -14,9 +22,19 @@ const VAR: &str = "AGENTOS_LLAMA_SERVER_URL";
 
 #[tokio::test]
 async fn a_real_model_calls_a_tool_then_answers() {
-    let Ok(base) = std::env::var(VAR) else {
-        eprintln!("skipped: {VAR} is not set, so no real llama-server is known to run here");
-        return;
+    // Kept until the end of the test: dropping it stops the server.
+    let (base, _server) = match std::env::var(VAR) {
+        Ok(url) => (url, None),
+        Err(_) => {
+            let Some(llm) = local_llm::or_skip() else {
+                return;
+            };
+            let server = llm
+                .start(&local_llm::Options::default())
+                .await
+                .unwrap_or_else(|e| panic!("the real model did not start: {e}"));
+            (server.url(), Some(server))
+        }
     };
     tokio::time::timeout(Duration::from_secs(120), async {
         let http = Http::new(Limits::default()).unwrap();
@@ -34,7 +52,7 @@ async fn a_real_model_calls_a_tool_then_answers() {
                 "required":["path"]}),
         };
         let mut request = ChatRequest::new(
-            "qwen2.5-coder-0.5b",
+            local_llm::MODEL_ALIAS,
             vec![Message::user(
                 "Read the file notes.txt and tell me what it says.",
             )],
@@ -60,7 +78,7 @@ async fn a_real_model_calls_a_tool_then_answers() {
 
         // The last turn goes without tools (the model calls them eagerly otherwise).
         let mut answer = ChatRequest::new(
-            "qwen2.5-coder-0.5b",
+            local_llm::MODEL_ALIAS,
             vec![
                 request.messages[0].clone(),
                 Message::assistant("", vec![call.clone()]),

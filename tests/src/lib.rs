@@ -6,6 +6,7 @@ pub mod contract;
 pub mod env;
 pub mod flatpak;
 pub mod keyring;
+pub mod local_llm;
 
 pub use consent::{ConsentReply, Responder};
 pub use env::{bin, Env, Services};
