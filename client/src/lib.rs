@@ -26,15 +26,20 @@
 //! it and its folder belong to this user and nobody else can write them.
 
 mod bus;
+mod chat;
 mod client;
 mod error;
 mod events;
 
+pub use agentos_dbus_interfaces::inference::{
+    ChatEvent, ChatMessage, ChatRequest, ToolCall, ToolDefinition,
+};
 pub use agentos_dbus_interfaces::text::{display_safe, display_safe_block, is_bidi_control};
 pub use bus::{
     address_file, open_bus, read_address_file, session_address, ADDRESS_FILE, CALL_TIMEOUT,
     CONNECT_TIMEOUT, HEADLESS_DIR,
 };
+pub use chat::{ChatError, ChatReply, ChatStream, MAX_EVENT_LINE};
 pub use client::Client;
 pub use error::{describe_bus_error, describe_fdo, describe_zbus, ClientError};
 pub use events::{TaskEvent, TaskEvents};

@@ -20,12 +20,17 @@
 //! ```
 
 mod connect;
+mod model;
 mod outcome;
 mod register;
 mod service;
 mod task;
 
-pub use agentos_dbus_interfaces::{ArtifactInfo, Error, FileEntry};
+pub use agentos_client::{
+    ChatError, ChatEvent, ChatMessage, ChatReply, ChatRequest, ChatStream, ToolCall, ToolDefinition,
+};
+pub use agentos_dbus_interfaces::inference::{class, error_kind, finish};
+pub use agentos_dbus_interfaces::{AgentInfo, ArtifactInfo, Error, FileEntry, ModelInfo};
 pub use connect::{run, run_or_exit, SdkError};
 pub use outcome::Outcome;
 pub use register::{register, stay_registered, Registration};
