@@ -1,0 +1,305 @@
+//! The conversation as the sidekick keeps it: the system prompt, the user's goal, and the steps
+//! (what the model said and called, and each call's [`Evidence`] with its origin). Messages for
+//! the model are built from it only when a request is made, and [`Conversation::fit`] keeps
+//! them within the window: older results shortened first, then the oldest steps dropped
+//! (their sources still named), the system prompt, the goal and the latest step always kept.
+
+use agentos_dbus_interfaces::inference::{ChatMessage, ToolCall};
+
+use crate::evidence::Evidence;
+use crate::window::message_tokens;
+
+/// Bytes an older result keeps when it is shortened to make room.
+pub const SHORTENED_BYTES: usize = 300;
+
+/// One call's result, answering the model's call `call_id` to the tool it named `tool`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallResult {
+    pub call_id: String,
+    pub tool: String,
+    pub evidence: Evidence,
+}
+
+/// One round: the model's text and calls, and a result for each call, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub text: String,
+    pub calls: Vec<ToolCall>,
+    pub results: Vec<CallResult>,
+}
+
+/// What [`Conversation::fit`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fitted {
+    pub shortened: usize,
+    pub dropped: usize,
+    /// Still over the budget after everything that may go went.
+    pub over: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Conversation {
+    system: String,
+    goal: String,
+    /// Sources of steps dropped to fit the window, as labels.
+    dropped: Vec<String>,
+    steps: Vec<Step>,
+    /// The last words before the final answer (asked for with no tools offered).
+    closing: Option<String>,
+}
+
+impl Conversation {
+    pub fn new(system: impl Into<String>, goal: impl Into<String>) -> Conversation {
+        Conversation {
+            system: system.into(),
+            goal: goal.into(),
+            dropped: Vec::new(),
+            steps: Vec::new(),
+            closing: None,
+        }
+    }
+
+    pub fn push(&mut self, step: Step) {
+        self.steps.push(step);
+    }
+
+    pub fn steps(&self) -> &[Step] {
+        &self.steps
+    }
+
+    /// Ask for the final answer with these words after the last step.
+    pub fn close(&mut self, words: impl Into<String>) {
+        self.closing = Some(words.into());
+    }
+
+    /// The messages for the model, built from the kept structure.
+    pub fn messages(&self) -> Vec<ChatMessage> {
+        let mut goal = self.goal.clone();
+        if !self.dropped.is_empty() {
+            goal.push_str(&format!(
+                "\n\n(Earlier steps were left out to fit the model's window; they used: {}.)",
+                self.dropped.join("; ")
+            ));
+        }
+        let mut out = vec![ChatMessage::system(&self.system), ChatMessage::user(goal)];
+        for step in &self.steps {
+            out.push(ChatMessage::assistant(&step.text, step.calls.clone()));
+            for r in &step.results {
+                out.push(ChatMessage::Tool {
+                    call_id: r.call_id.clone(),
+                    name: r.tool.clone(),
+                    content: r.evidence.render(),
+                });
+            }
+        }
+        if let Some(closing) = &self.closing {
+            out.push(ChatMessage::user(closing));
+        }
+        out
+    }
+
+    /// Estimated tokens of the messages.
+    pub fn tokens(&self) -> usize {
+        self.messages().iter().map(tokens_of).sum()
+    }
+
+    /// Bring the estimate within `budget` tokens: results of older steps shortened (oldest
+    /// first), then the oldest steps dropped, then the latest step's results shortened, largest
+    /// first. The system prompt and the goal are never touched.
+    pub fn fit(&mut self, budget: usize) -> Fitted {
+        let mut done = Fitted::default();
+        let older = self.steps.len().saturating_sub(1);
+        'older: for i in 0..older {
+            for j in 0..self.steps[i].results.len() {
+                if self.tokens() <= budget {
+                    break 'older;
+                }
+                let e = &mut self.steps[i].results[j].evidence;
+                if e.content.len() > SHORTENED_BYTES {
+                    e.shorten(SHORTENED_BYTES);
+                    done.shortened += 1;
+                }
+            }
+        }
+        while self.steps.len() > 1 && self.tokens() > budget {
+            let step = self.steps.remove(0);
+            for r in &step.results {
+                let label = r.evidence.origin.label();
+                if !self.dropped.contains(&label) {
+                    self.dropped.push(label);
+                }
+            }
+            done.dropped += 1;
+        }
+        while self.tokens() > budget {
+            let excess_bytes = (self.tokens() - budget) * crate::window::CHARS_PER_TOKEN;
+            let Some(last) = self.steps.last_mut() else {
+                break;
+            };
+            let Some(largest) = last
+                .results
+                .iter_mut()
+                .map(|r| &mut r.evidence)
+                .filter(|e| e.content.len() > SHORTENED_BYTES)
+                .max_by_key(|e| e.content.len())
+            else {
+                break;
+            };
+            let keep = largest
+                .content
+                .len()
+                .saturating_sub(excess_bytes)
+                .max(SHORTENED_BYTES);
+            largest.shorten(keep);
+            done.shortened += 1;
+        }
+        done.over = self.tokens() > budget;
+        done
+    }
+}
+
+fn tokens_of(m: &ChatMessage) -> usize {
+    match m {
+        ChatMessage::System { content } | ChatMessage::User { content } => message_tokens(content),
+        ChatMessage::Assistant {
+            content,
+            tool_calls,
+        } => {
+            message_tokens(content)
+                + tool_calls
+                    .iter()
+                    .map(|c| message_tokens(&c.name) + message_tokens(&c.arguments.to_string()))
+                    .sum::<usize>()
+        }
+        ChatMessage::Tool { content, .. } => message_tokens(content),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evidence::Origin;
+    use serde_json::json;
+
+    fn step(n: u64, bytes: usize) -> Step {
+        let call = ToolCall {
+            id: format!("c{n}"),
+            name: "delegate_to_docs".into(),
+            arguments: json!({"goal": format!("question {n}")}),
+        };
+        Step {
+            text: String::new(),
+            calls: vec![call.clone()],
+            results: vec![CallResult {
+                call_id: call.id,
+                tool: call.name,
+                evidence: Evidence::ok(
+                    Origin::Agent {
+                        id: "docs".into(),
+                        task: Some(n),
+                        goal: format!("question {n}"),
+                    },
+                    format!("answer {n} ") + &"x".repeat(bytes),
+                ),
+            }],
+        }
+    }
+
+    #[test]
+    fn messages_follow_the_steps_with_results_wrapped() {
+        let mut c = Conversation::new("sys", "the goal");
+        c.push(step(7, 10));
+        c.close("answer now");
+        let m = c.messages();
+        assert_eq!(m.len(), 5);
+        assert_eq!(m[0], ChatMessage::system("sys"));
+        assert_eq!(m[1], ChatMessage::user("the goal"));
+        assert!(
+            matches!(&m[2], ChatMessage::Assistant { tool_calls, .. } if tool_calls.len() == 1)
+        );
+        match &m[3] {
+            ChatMessage::Tool {
+                call_id, content, ..
+            } => {
+                assert_eq!(call_id, "c7");
+                assert!(content.starts_with("<<result from agent \"docs\" (task 7), untrusted"));
+            }
+            other => panic!("not a tool result: {other:?}"),
+        }
+        assert_eq!(m[4], ChatMessage::user("answer now"));
+    }
+
+    #[test]
+    fn a_conversation_that_fits_is_left_alone() {
+        let mut c = Conversation::new("sys", "goal");
+        c.push(step(1, 100));
+        let before = c.messages();
+        assert_eq!(c.fit(10_000), Fitted::default());
+        assert_eq!(c.messages(), before);
+    }
+
+    #[test]
+    fn trimming_shortens_old_results_first_and_keeps_system_goal_and_the_latest_step() {
+        let mut c = Conversation::new("sys", "the goal");
+        for n in 1..=3 {
+            c.push(step(n, 2000));
+        }
+        let budget = c.tokens() - 300;
+        let fitted = c.fit(budget);
+        assert!(c.tokens() <= budget);
+        assert_eq!(fitted.dropped, 0, "shortening sufficed: {fitted:?}");
+        assert!(fitted.shortened >= 1);
+        let steps = c.steps();
+        assert_eq!(steps.len(), 3);
+        assert!(steps[0].results[0].evidence.shortened, "the oldest first");
+        assert!(
+            !steps[2].results[0].evidence.shortened,
+            "the latest kept whole"
+        );
+        let rendered = steps[0].results[0].evidence.render();
+        assert!(
+            rendered.starts_with("<<result from agent \"docs\" (task 1)"),
+            "origin kept"
+        );
+        assert!(rendered.contains("shortened to keep the conversation within the model's window"));
+    }
+
+    #[test]
+    fn trimming_drops_old_steps_but_names_their_sources() {
+        let mut c = Conversation::new("sys", "the goal");
+        for n in 1..=5 {
+            c.push(step(n, 2000));
+        }
+        let budget = crate::window::message_tokens(&"x".repeat(2200)) + 150;
+        let fitted = c.fit(budget);
+        assert!(!fitted.over, "{fitted:?} {} > {budget}", c.tokens());
+        assert!(fitted.dropped >= 1);
+        let m = c.messages();
+        assert_eq!(m[0], ChatMessage::system("sys"));
+        let ChatMessage::User { content } = &m[1] else {
+            panic!("the goal is second")
+        };
+        assert!(content.starts_with("the goal"));
+        assert!(content.contains("agent \"docs\" (task 1)"), "{content}");
+        let last = c.steps().last().unwrap();
+        assert_eq!(last.results[0].call_id, "c5", "the latest step stays");
+        assert!(m
+            .iter()
+            .all(|msg| !matches!(msg, ChatMessage::Tool { call_id, .. } if call_id == "c1")));
+    }
+
+    #[test]
+    fn a_latest_result_too_large_for_the_window_is_shortened_saying_so() {
+        let mut c = Conversation::new("sys", "the goal");
+        c.push(step(1, 40_000));
+        let fitted = c.fit(1000);
+        assert!(!fitted.over, "{fitted:?}");
+        assert!(c.tokens() <= 1000);
+        assert!(c.steps()[0].results[0]
+            .evidence
+            .render()
+            .contains("shortened"));
+        let mut tiny = Conversation::new("sys", "g".repeat(10_000));
+        assert!(tiny.fit(100).over, "the goal is never cut");
+    }
+}

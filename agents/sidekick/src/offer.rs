@@ -1,0 +1,250 @@
+//! The tools offered to the model: one `delegate_to_<agent>` per other registered agent, and
+//! the platform tools whose capability the sidekick's manifest declares. Names are made safe for
+//! every provider (`[A-Za-z0-9_-]`, at most 64 characters, unique) and mapped back to what
+//! they stand for.
+
+use agentos_dbus_interfaces::inference::{ToolDefinition, MAX_TOOLS};
+use agentos_dbus_interfaces::text::display_safe;
+use agentos_dbus_interfaces::{AgentInfo, ToolInfo};
+use serde_json::{json, Value};
+
+/// Longest tool name every provider takes.
+const MAX_TOOL_NAME: usize = 64;
+
+/// What an offered tool does when the model calls it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Hand a goal to this agent (by id) and wait for its answer.
+    Delegate { agent: String },
+    /// Call this platform tool (by its kernel name, `web.fetch`) with the model's arguments.
+    Platform { tool: String },
+}
+
+/// The tools offered, and what each one's name stands for.
+#[derive(Debug, Clone, Default)]
+pub struct Offer {
+    tools: Vec<(ToolDefinition, Action)>,
+}
+
+impl Offer {
+    /// Build the offer from the registered agents (leaving out `self_id`) and the kernel's tools
+    /// (only those the sidekick declares, with a JSON Schema object).
+    pub fn build(self_id: &str, agents: &[AgentInfo], tools: &[ToolInfo]) -> Offer {
+        let mut offer = Offer::default();
+        for agent in agents.iter().filter(|a| a.id != self_id) {
+            let name = offer.unique(&format!("delegate_to_{}", safe_name(&agent.id)));
+            offer.push(
+                ToolDefinition {
+                    name,
+                    description: delegate_description(agent),
+                    parameters: json!({
+                        "type": "object",
+                        "properties": {
+                            "goal": {
+                                "type": "string",
+                                "description": "What the agent should do or answer, in plain words",
+                            },
+                        },
+                        "required": ["goal"],
+                    }),
+                },
+                Action::Delegate {
+                    agent: agent.id.clone(),
+                },
+            );
+        }
+        for tool in tools.iter().filter(|t| t.declared) {
+            let Ok(parameters) = serde_json::from_str::<Value>(&tool.parameters) else {
+                continue;
+            };
+            if !parameters.is_object() {
+                continue;
+            }
+            let name = offer.unique(&safe_name(&tool.name));
+            offer.push(
+                ToolDefinition {
+                    name,
+                    description: display_safe(&tool.description, 1000),
+                    parameters,
+                },
+                Action::Platform {
+                    tool: tool.name.clone(),
+                },
+            );
+        }
+        offer
+    }
+
+    fn push(&mut self, def: ToolDefinition, action: Action) {
+        if self.tools.len() < MAX_TOOLS {
+            self.tools.push((def, action));
+        }
+    }
+
+    /// `base`, or `base_2`, `base_3`… if taken, within the length limit.
+    fn unique(&self, base: &str) -> String {
+        let taken = |n: &str| self.tools.iter().any(|(d, _)| d.name == n);
+        let base: String = base.chars().take(MAX_TOOL_NAME).collect();
+        if !taken(&base) {
+            return base;
+        }
+        (2..)
+            .map(|i| {
+                let suffix = format!("_{i}");
+                let keep = MAX_TOOL_NAME - suffix.len();
+                format!("{}{suffix}", &base[..base.len().min(keep)])
+            })
+            .find(|n| !taken(n))
+            .unwrap_or(base)
+    }
+
+    /// The definitions to send to the model.
+    pub fn definitions(&self) -> Vec<ToolDefinition> {
+        self.tools.iter().map(|(d, _)| d.clone()).collect()
+    }
+
+    /// What the tool the model named stands for.
+    pub fn action(&self, name: &str) -> Option<&Action> {
+        self.tools
+            .iter()
+            .find(|(d, _)| d.name == name)
+            .map(|(_, a)| a)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tools.is_empty()
+    }
+
+    /// The offered names, for a model that called one that does not exist.
+    pub fn names(&self) -> Vec<&str> {
+        self.tools.iter().map(|(d, _)| d.name.as_str()).collect()
+    }
+}
+
+/// An id or tool name as a tool name: `[A-Za-z0-9_-]` kept, anything else `_`.
+pub fn safe_name(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn delegate_description(agent: &AgentInfo) -> String {
+    let mut d = format!(
+        "Ask the agent \"{}\" ({}) to do something and return its answer.",
+        display_safe(&agent.name, 100),
+        agent.id
+    );
+    let about = display_safe(&agent.description, 400);
+    if !about.is_empty() {
+        d.push_str(&format!(" It: {about}."));
+    }
+    if !agent.handles.is_empty() {
+        let handles: Vec<String> = agent
+            .handles
+            .iter()
+            .take(8)
+            .map(|h| display_safe(h, 100))
+            .collect();
+        d.push_str(&format!(" Good for: {}.", handles.join("; ")));
+    }
+    d
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn agent(id: &str, description: &str) -> AgentInfo {
+        AgentInfo {
+            id: id.into(),
+            name: id.to_uppercase(),
+            description: description.into(),
+            path: "/org/agentos/Kernel/agents/x".try_into().unwrap(),
+            capabilities: Vec::new(),
+            handles: vec![format!("{id} things")],
+            connected: false,
+        }
+    }
+
+    pub fn tool(name: &str, declared: bool) -> ToolInfo {
+        ToolInfo {
+            name: name.into(),
+            capability: name.into(),
+            description: format!("does {name}"),
+            parameters: r#"{"type":"object","properties":{"url":{"type":"string"}}}"#.into(),
+            declared,
+        }
+    }
+
+    #[test]
+    fn every_other_agent_and_each_declared_tool_is_offered_under_a_safe_name() {
+        let agents = [
+            agent("docs", "Finds and reads your documents"),
+            agent("sidekick", "me"),
+            agent("org.example.Maps", "Maps"),
+        ];
+        let tools = [
+            tool("web.fetch", true),
+            tool("files.read", false),
+            ToolInfo {
+                parameters: "not json".into(),
+                ..tool("broken.tool", true)
+            },
+        ];
+        let offer = Offer::build("sidekick", &agents, &tools);
+        assert_eq!(
+            offer.names(),
+            [
+                "delegate_to_docs",
+                "delegate_to_org_example_Maps",
+                "web_fetch"
+            ]
+        );
+        assert_eq!(
+            offer.action("delegate_to_org_example_Maps"),
+            Some(&Action::Delegate {
+                agent: "org.example.Maps".into()
+            })
+        );
+        assert_eq!(
+            offer.action("web_fetch"),
+            Some(&Action::Platform {
+                tool: "web.fetch".into()
+            })
+        );
+        assert_eq!(offer.action("files_read"), None);
+        let docs = &offer.definitions()[0];
+        assert!(docs.description.contains("Finds and reads your documents"));
+        assert_eq!(docs.parameters["required"], json!(["goal"]));
+    }
+
+    #[test]
+    fn names_stay_unique_and_short() {
+        let long = "a".repeat(200);
+        let agents = [
+            agent("a.b", ""),
+            agent("a_b", ""),
+            agent(&long, ""),
+            agent(&format!("{long}x"), ""),
+        ];
+        let offer = Offer::build("sidekick", &agents, &[]);
+        let names = offer.names();
+        assert_eq!(names[0], "delegate_to_a_b");
+        assert_eq!(names[1], "delegate_to_a_b_2");
+        assert!(names.iter().all(|n| n.len() <= 64), "{names:?}");
+        assert_ne!(names[2], names[3]);
+        let request = agentos_dbus_interfaces::inference::ChatRequest {
+            tools: offer.definitions(),
+            ..agentos_dbus_interfaces::inference::ChatRequest::new(vec![
+                agentos_dbus_interfaces::inference::ChatMessage::user("x"),
+            ])
+        };
+        assert_eq!(request.check(), Ok(()));
+    }
+}

@@ -1,0 +1,352 @@
+//! The sidekick's loop: offer the other agents and the declared platform tools to the model, run
+//! the calls it makes (delegations through the kernel, tool calls), give it the results with
+//! their origins, and repeat for at most a few steps; then ask for the final answer with no
+//! tools offered, streaming it as the task's progress. Pure over [`Model`] and [`Host`].
+
+use std::time::Duration;
+
+use agentos_dbus_interfaces::inference::{error_kind, ChatRequest, ToolCall};
+use agentos_dbus_interfaces::text::display_safe;
+use serde_json::{Map, Value};
+
+use crate::conversation::{CallResult, Conversation, Step};
+use crate::error::SidekickError;
+use crate::evidence::{Evidence, Origin, Status};
+use crate::host::Host;
+use crate::model::Model;
+use crate::offer::{Action, Offer};
+use crate::prompt;
+use crate::reply::{receive, Reply, Showing};
+use crate::window::{tokens, Window};
+
+/// Calls of one reply that are run; a model that makes more has the rest left out.
+pub const MAX_CALLS_PER_STEP: usize = 8;
+
+/// How the loop runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The sidekick's own agent id (not offered to itself).
+    pub self_id: String,
+    /// Steps with tools before the final answer is asked for.
+    pub max_steps: usize,
+    /// Least time between two progress reports of a streaming answer.
+    pub progress_every: Duration,
+    /// Bytes of a streaming answer shown in a progress message (the kernel takes 4096).
+    pub progress_bytes: usize,
+    /// The model or class asked for (`None`: the broker's default, a local model first).
+    pub model: Option<String>,
+    pub temperature: Option<f32>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            self_id: "sidekick".into(),
+            max_steps: 8,
+            progress_every: Duration::from_millis(150),
+            progress_bytes: 4000,
+            model: None,
+            temperature: Some(0.0),
+        }
+    }
+}
+
+/// What the sidekick found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// The task's result: the answer and the sources it used.
+    pub text: String,
+    /// Where the results came from, in the order first used.
+    pub sources: Vec<Origin>,
+    /// Children that completed with artifacts, to adopt.
+    pub children: Vec<u64>,
+    /// Steps with tool calls that ran.
+    pub steps: usize,
+}
+
+/// Work towards `goal` and answer it.
+pub async fn run<M: Model, H: Host>(
+    goal: &str,
+    model: &M,
+    host: &H,
+    settings: &Settings,
+) -> Result<Answer, SidekickError> {
+    host.progress(0.01, "looking at the agents and tools").await;
+    let agents = host.list_agents().await.unwrap_or_default();
+    let tools = host.list_tools().await.unwrap_or_default();
+    let models = host.list_models().await.unwrap_or_default();
+    let mut window = Window::guess(&models);
+    let offer = Offer::build(&settings.self_id, &agents, &tools);
+    let mut loop_ = Loop {
+        conversation: Conversation::new(prompt::system_prompt(!offer.is_empty()), goal),
+        sources: Vec::new(),
+        children: Vec::new(),
+        made: Vec::new(),
+    };
+    let mut answer: Option<Reply> = None;
+    let mut steps = 0;
+    if !offer.is_empty() {
+        let definitions = offer.definitions();
+        let tools_tokens = tokens(&serde_json::to_string(&definitions).unwrap_or_default());
+        for step in 0..settings.max_steps {
+            let fraction = 0.05 + 0.8 * step as f64 / settings.max_steps as f64;
+            loop_
+                .conversation
+                .fit(window.prompt_budget().saturating_sub(tools_tokens));
+            let request = loop_.request(definitions.clone(), window, settings);
+            let showing = showing(fraction, settings);
+            let mut reply = match receive(model, &request, host, showing).await {
+                Ok(reply) => reply,
+                // A model that cannot call tools still answers from what it knows.
+                Err(f) if f.kind == error_kind::TOOLS_NOT_SUPPORTED && step == 0 => break,
+                Err(f) => return Err(SidekickError::Model(f)),
+            };
+            if let Some(w) = Window::of(&models, &reply.provider, &reply.model) {
+                window = w;
+            }
+            if reply.calls.is_empty() {
+                answer = Some(reply);
+                break;
+            }
+            reply.calls.truncate(MAX_CALLS_PER_STEP);
+            name_calls(&mut reply.calls, step);
+            if reply.calls.iter().all(|c| loop_.made.contains(&key(c))) {
+                // Only calls already made: small models do this when they have what they
+                // need. Time for the answer.
+                break;
+            }
+            let mut results = Vec::with_capacity(reply.calls.len());
+            for call in &reply.calls {
+                let evidence = if loop_.made.contains(&key(call)) {
+                    Evidence::failed(
+                        Origin::Sidekick {
+                            tool: call.name.clone(),
+                        },
+                        "not run again: this call was already made with the same arguments, \
+                         and its result is above",
+                    )
+                } else {
+                    loop_.made.push(key(call));
+                    loop_.execute(call, &offer, host, fraction, window).await
+                };
+                results.push(CallResult {
+                    call_id: call.id.clone(),
+                    tool: call.name.clone(),
+                    evidence,
+                });
+            }
+            loop_.conversation.push(Step {
+                text: reply.text,
+                calls: reply.calls,
+                results,
+            });
+            steps += 1;
+        }
+    }
+    let reply = match answer {
+        Some(reply) => reply,
+        None => {
+            loop_.conversation.close(prompt::CLOSING);
+            loop_.conversation.fit(window.prompt_budget());
+            let request = loop_.request(Vec::new(), window, settings);
+            receive(model, &request, host, showing(0.9, settings))
+                .await
+                .map_err(SidekickError::Model)?
+        }
+    };
+    let said = if reply.text.trim().is_empty() {
+        prompt::fallback_answer(
+            loop_
+                .conversation
+                .steps()
+                .iter()
+                .flat_map(|s| s.results.iter().map(|r| &r.evidence)),
+        )
+    } else {
+        reply.text
+    };
+    Ok(Answer {
+        text: prompt::outcome_text(&said, &loop_.sources),
+        sources: loop_.sources,
+        children: loop_.children,
+        steps,
+    })
+}
+
+fn showing(fraction: f64, settings: &Settings) -> Showing {
+    Showing {
+        fraction,
+        every: settings.progress_every,
+        max_bytes: settings.progress_bytes,
+    }
+}
+
+/// A call as compared with the calls made before: the tool and its arguments.
+fn key(call: &ToolCall) -> (String, String) {
+    (call.name.clone(), call.arguments.to_string())
+}
+
+/// Every call gets an id of its own (a provider that sends none, or the same twice, would
+/// leave results that answer no call).
+fn name_calls(calls: &mut [ToolCall], step: usize) {
+    for i in 0..calls.len() {
+        let taken = calls[..i].iter().any(|c| c.id == calls[i].id);
+        if calls[i].id.trim().is_empty() || taken {
+            calls[i].id = format!("sidekick_{step}_{i}");
+        }
+    }
+}
+
+/// The loop's state between steps.
+struct Loop {
+    conversation: Conversation,
+    sources: Vec<Origin>,
+    children: Vec<u64>,
+    /// Calls made so far (tool and arguments).
+    made: Vec<(String, String)>,
+}
+
+impl Loop {
+    fn request(
+        &self,
+        tools: Vec<agentos_dbus_interfaces::inference::ToolDefinition>,
+        window: Window,
+        settings: &Settings,
+    ) -> ChatRequest {
+        ChatRequest {
+            tools,
+            model: settings.model.clone(),
+            temperature: settings.temperature,
+            max_tokens: Some(window.reply_tokens()),
+            ..ChatRequest::new(self.conversation.messages())
+        }
+    }
+
+    /// Run one call; whatever happens becomes its evidence (a failure is a result the model
+    /// reads, not the sidekick's failure).
+    async fn execute<H: Host>(
+        &mut self,
+        call: &ToolCall,
+        offer: &Offer,
+        host: &H,
+        fraction: f64,
+        window: Window,
+    ) -> Evidence {
+        let mine = || Origin::Sidekick {
+            tool: call.name.clone(),
+        };
+        let mut evidence = match (offer.action(&call.name), call.arguments.as_object()) {
+            (None, _) => Evidence::failed(
+                mine(),
+                format!(
+                    "there is no tool named {:?}; the tools are: {}",
+                    display_safe(&call.name, 80),
+                    offer.names().join(", ")
+                ),
+            ),
+            (Some(_), None) => Evidence::failed(
+                mine(),
+                format!(
+                    "the arguments are not a JSON object of the tool's parameters: {}",
+                    display_safe(&call.arguments.to_string(), 200)
+                ),
+            ),
+            (Some(Action::Delegate { agent }), Some(args)) => {
+                match args.get("goal").and_then(Value::as_str).map(str::trim) {
+                    Some(goal) if !goal.is_empty() => {
+                        self.delegate(agent, goal, host, fraction).await
+                    }
+                    _ => Evidence::failed(
+                        mine(),
+                        "the argument \"goal\" (a non-empty string) is missing",
+                    ),
+                }
+            }
+            (Some(Action::Platform { tool }), Some(args)) => {
+                let origin = Origin::Tool {
+                    name: tool.clone(),
+                    target: target(args),
+                };
+                let what = match &origin {
+                    Origin::Tool {
+                        target: Some(t), ..
+                    } => format!("using {tool}: {}", display_safe(t, 300)),
+                    _ => format!("using {tool}"),
+                };
+                host.progress(fraction, &what).await;
+                match host
+                    .call_tool(tool, &Value::Object(args.clone()).to_string())
+                    .await
+                {
+                    Ok(text) => Evidence::ok(origin, text),
+                    Err(e) => Evidence::failed(origin, e.message),
+                }
+            }
+        };
+        evidence.cut_to(window.result_bytes());
+        if evidence.status == Status::Ok && !self.sources.contains(&evidence.origin) {
+            self.sources.push(evidence.origin.clone());
+        }
+        evidence
+    }
+
+    async fn delegate<H: Host>(
+        &mut self,
+        agent: &str,
+        goal: &str,
+        host: &H,
+        fraction: f64,
+    ) -> Evidence {
+        host.progress(
+            fraction,
+            &format!("asking {agent}: {}", display_safe(goal, 300)),
+        )
+        .await;
+        let origin = |task| Origin::Agent {
+            id: agent.to_string(),
+            task,
+            goal: goal.to_string(),
+        };
+        match host.delegate(agent, goal).await {
+            Ok(child) if child.completed() => {
+                if !child.artifacts.is_empty() {
+                    self.children.push(child.task);
+                }
+                let mut text = child.text.clone();
+                for (name, excerpt) in &child.artifacts {
+                    match excerpt {
+                        Some(ex) => text.push_str(&format!(
+                            "\n[artifact {}, beginning:]\n{ex}",
+                            display_safe(name, 100)
+                        )),
+                        None => text.push_str(&format!("\n[artifact {}]", display_safe(name, 100))),
+                    }
+                }
+                Evidence::ok(origin(Some(child.task)), text)
+            }
+            Ok(child) => Evidence::failed(
+                origin(Some(child.task)),
+                format!("the task ended {}: {}", child.state, child.text),
+            ),
+            Err(e) => Evidence::failed(origin(e.task), e.message),
+        }
+    }
+}
+
+/// What a platform call touches, from its arguments: a URL, or a file or folder.
+fn target(args: &Map<String, Value>) -> Option<String> {
+    let s = |k: &str| {
+        args.get(k)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+    };
+    if let Some(url) = s("url") {
+        return Some(url.to_string());
+    }
+    match (s("folder"), s("path")) {
+        (Some(folder), Some(path)) => Some(format!("{}/{path}", folder.trim_end_matches('/'))),
+        (Some(folder), None) => Some(folder.to_string()),
+        (None, Some(path)) => Some(path.to_string()),
+        (None, None) => None,
+    }
+}
