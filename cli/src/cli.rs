@@ -32,10 +32,12 @@ fn account() -> Arg {
 /// `agentctl models` and its subcommands.
 fn models() -> clap::Command {
     clap::Command::new("models")
-        .about("List the model providers whose API keys are stored; add or remove a key")
+        .about("List the models the kernel can use and the stored API keys; add or remove a key")
         .long_about(
-            "List the model providers whose API keys are stored in the Secret Service \
-             (gnome-keyring, KWallet); add or remove a key.\n\n\
+            "List the models the kernel's broker can serve now (local ones found without setup: \
+             Ollama on 127.0.0.1:11434, llama-server on 127.0.0.1:8080) and the model providers \
+             whose API keys are stored in the Secret Service (gnome-keyring, KWallet); add or \
+             remove a key.\n\n\
              Keys live only in the keyring: never in a file, a log, or anything an agent receives.",
         )
         .args_conflicts_with_subcommands(true)
@@ -165,6 +167,49 @@ pub fn command() -> clap::Command {
                 .arg(Arg::new("scope").help("Only on this scope")),
         )
         .subcommand(models())
+        .subcommand(
+            clap::Command::new("usage")
+                .about("Show model use: requests, tokens, time and estimated cost per agent, app and task")
+                .arg(
+                    Arg::new("all")
+                        .long("all")
+                        .action(ArgAction::SetTrue)
+                        .help("Every task, not only the 20 most recent"),
+                )
+                .arg(json_flag()),
+        )
+        .subcommand(
+            clap::Command::new("ask")
+                .about("Ask the sidekick: it plans, delegates to other agents, and the answer streams here")
+                .long_about(
+                    "Hand a goal to the sidekick agent (or another, with --agent) and print its \
+                     answer as it grows, then its artifacts. The task is marked as the one you \
+                     watch, so its model requests are served before background work. Exits 0 if \
+                     the task completed, 1 otherwise (with the reason); Ctrl-C cancels the task \
+                     and exits 130.",
+                )
+                .arg(
+                    Arg::new("agent")
+                        .long("agent")
+                        .value_name("ID")
+                        .default_value("sidekick")
+                        .help("The agent to ask"),
+                )
+                .arg(
+                    Arg::new("timeout")
+                        .long("timeout")
+                        .value_name("SECS")
+                        .value_parser(value_parser!(u32).range(1..=86400))
+                        .help("Give up after this many seconds (the kernel's default is 600)"),
+                )
+                .arg(
+                    positional(
+                        "goal",
+                        "What to ask (the words are joined; put -- before words starting with -)",
+                    )
+                    .num_args(1..),
+                ),
+        )
         .subcommand(
             clap::Command::new("log")
                 .about("Read the audit log, or verify its hash chain with --verify")

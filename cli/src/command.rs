@@ -53,8 +53,19 @@ pub enum Command {
     VerifyLog {
         json: bool,
     },
-    /// Model providers' keys: the Secret Service's business, not the kernel's.
+    /// The broker's models and the providers' keys (those are the Secret Service's business).
     Models(ModelsCommand),
+    /// Model use per principal and task.
+    Usage {
+        all: bool,
+        json: bool,
+    },
+    /// A goal for the sidekick (or another agent), its answer streamed.
+    Ask {
+        agent: String,
+        goal: String,
+        timeout: Option<u32>,
+    },
 }
 
 /// `agentctl models …`.
@@ -83,6 +94,13 @@ fn text(m: &ArgMatches, name: &str) -> String {
     m.get_one::<String>(name).cloned().unwrap_or_default()
 }
 
+/// The goal's words, joined.
+fn words(m: &ArgMatches) -> String {
+    m.get_many::<String>("goal")
+        .map(|words| words.map(String::as_str).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 fn number<T: Copy + Send + Sync + 'static>(m: &ArgMatches, name: &str, default: T) -> T {
     m.get_one::<T>(name).copied().unwrap_or(default)
 }
@@ -102,10 +120,7 @@ fn from_matches(m: &ArgMatches) -> Cli {
     let command = match name {
         "run" => Command::Run {
             agent: text(sub, "agent"),
-            goal: sub
-                .get_many::<String>("goal")
-                .map(|words| words.map(String::as_str).collect::<Vec<_>>().join(" "))
-                .unwrap_or_default(),
+            goal: words(sub),
             timeout: sub.get_one::<u32>("timeout").copied(),
             json,
         },
@@ -140,6 +155,15 @@ fn from_matches(m: &ArgMatches) -> Cli {
             },
             _ => ModelsCommand::List { json },
         }),
+        "usage" => Command::Usage {
+            all: sub.get_flag("all"),
+            json,
+        },
+        "ask" => Command::Ask {
+            agent: text(sub, "agent"),
+            goal: words(sub),
+            timeout: sub.get_one::<u32>("timeout").copied(),
+        },
         "log" if sub.get_flag("verify") => Command::VerifyLog { json },
         "log" => Command::Log {
             after: number(sub, "after", 0),
@@ -237,5 +261,42 @@ mod tests {
         // The key is never an argument (it would stay in the shell's history and in ps).
         assert!(parse(&["agentctl", "models", "add", "openai", "sk-123"]).is_err());
         assert!(parse(&["agentctl", "models", "add"]).is_err());
+    }
+
+    #[test]
+    fn parses_usage_and_ask() {
+        assert_eq!(
+            parse(&["agentctl", "usage", "--json"]).unwrap(),
+            Command::Usage {
+                all: false,
+                json: true
+            }
+        );
+        assert_eq!(
+            parse(&["agentctl", "ask", "what", "is", "due?"]).unwrap(),
+            Command::Ask {
+                agent: "sidekick".into(),
+                goal: "what is due?".into(),
+                timeout: None
+            }
+        );
+        assert_eq!(
+            parse(&[
+                "agentctl",
+                "ask",
+                "--agent",
+                "docs",
+                "--timeout",
+                "60",
+                "find it"
+            ])
+            .unwrap(),
+            Command::Ask {
+                agent: "docs".into(),
+                goal: "find it".into(),
+                timeout: Some(60)
+            }
+        );
+        assert!(parse(&["agentctl", "ask"]).is_err());
     }
 }

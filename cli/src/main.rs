@@ -1,6 +1,7 @@
 //! `agentctl`: the command-line client of AgentOS, talking to agentosd on the session bus.
 
 mod agents;
+mod ask;
 mod cli;
 mod command;
 mod connect;
@@ -9,9 +10,11 @@ mod follow;
 mod grants;
 mod log;
 mod models;
+mod models_list;
 mod output;
 mod run;
 mod tasks;
+mod usage;
 
 use std::process::ExitCode;
 
@@ -46,7 +49,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
 
 async fn dispatch(cli: Cli) -> error::Result<u8> {
     let address = cli.address.as_deref();
-    // Keys are the Secret Service's business: `models` needs the bus, not the kernel.
+    // `models` lists keys from the Secret Service even when the kernel is not running.
     let command = match cli.command {
         Command::Models(command) => return models::run(address, command).await,
         command => command,
@@ -77,5 +80,11 @@ async fn dispatch(cli: Cli) -> error::Result<u8> {
         Command::Log { after, limit, json } => log::read(&kernel, after, limit, json).await,
         Command::VerifyLog { json } => log::verify(&kernel, json).await,
         Command::Models(command) => models::run(address, command).await,
+        Command::Usage { all, json } => usage::list(&kernel, all, json).await,
+        Command::Ask {
+            agent,
+            goal,
+            timeout,
+        } => ask::ask(&kernel, &agent, &goal, timeout).await,
     }
 }

@@ -1,16 +1,17 @@
-//! `agentctl models`, `models add` and `models remove`: the model providers' API keys, kept in
-//! the Secret Service (gnome-keyring, KWallet) and nowhere else. A key is read from stdin (without
+//! `agentctl models add` and `models remove`: the model providers' API keys, kept in the Secret
+//! Service (gnome-keyring, KWallet) and nowhere else (`agentctl models` lists them with the
+//! broker's models, see `models_list.rs`). A key is read from stdin (without
 //! echo on a terminal) and never printed, logged or put in an error.
 
 use std::io::{IsTerminal, Read};
 use std::time::Duration;
 
 use agentos_portal::secrets::{KeyId, KeyStore, KeyStoreError, Provider, Secret, Unlock};
-use serde::Serialize;
 
 use crate::command::ModelsCommand;
 use crate::error::{CliError, Result};
-use crate::output::{self, Table};
+use crate::models_list;
+use crate::output;
 
 /// How long a person at the desktop has to answer the keyring's unlock dialog.
 const UNLOCK_TIMEOUT: Duration = Duration::from_secs(120);
@@ -23,7 +24,7 @@ impl From<KeyStoreError> for CliError {
 
 /// The key store on the bus at `address` (the session bus when `None`). The keyring's own
 /// unlock dialog is asked for only when a person runs agentctl on a terminal.
-async fn open(address: Option<&str>) -> Result<KeyStore> {
+pub async fn open_store(address: Option<&str>) -> Result<KeyStore> {
     let conn = agentos_client::open_bus(address).await?;
     let unlock = if std::io::stderr().is_terminal() {
         Unlock::Prompt(UNLOCK_TIMEOUT)
@@ -36,7 +37,7 @@ async fn open(address: Option<&str>) -> Result<KeyStore> {
 /// Run `agentctl models …` against the Secret Service on the bus at `address`.
 pub async fn run(address: Option<&str>, command: ModelsCommand) -> Result<u8> {
     match command {
-        ModelsCommand::List { json } => list(address, json).await,
+        ModelsCommand::List { json } => models_list::list(address, json).await,
         ModelsCommand::Add {
             provider,
             account,
@@ -46,51 +47,6 @@ pub async fn run(address: Option<&str>, command: ModelsCommand) -> Result<u8> {
             remove(address, &provider, account.as_deref()).await
         }
     }
-}
-
-#[derive(Serialize)]
-struct KeyRow<'a> {
-    provider: &'a str,
-    account: &'a str,
-    label: &'a str,
-    base_url: Option<&'a str>,
-}
-
-/// `agentctl models`: the providers whose keys are stored (never the keys).
-async fn list(address: Option<&str>, json: bool) -> Result<u8> {
-    let store = open(address).await?;
-    let keys = store.list().await?;
-    if json {
-        let rows: Vec<KeyRow<'_>> = keys
-            .iter()
-            .map(|k| KeyRow {
-                provider: &k.provider,
-                account: &k.account,
-                label: &k.label,
-                base_url: k.base_url.as_deref(),
-            })
-            .collect();
-        output::json(&rows)?;
-        return Ok(0);
-    }
-    if keys.is_empty() {
-        output::emit("no provider keys stored (add one with `agentctl models add <provider>`)\n")?;
-    } else {
-        let mut table = Table::new(&["PROVIDER", "ACCOUNT", "BASE URL", "LABEL"]);
-        for key in &keys {
-            table.row(vec![
-                key.provider.clone(),
-                key.account.clone(),
-                key.base_url.clone().unwrap_or_else(|| "-".to_string()),
-                key.label.clone(),
-            ]);
-        }
-        output::emit(&table.render())?;
-    }
-    output::emit(
-        "models and whether each provider is reachable: shown once the kernel's model broker runs\n",
-    )?;
-    Ok(0)
 }
 
 /// `agentctl models add <provider>`: read the key from stdin and store it.
@@ -108,7 +64,7 @@ async fn add(
     if let Some(url) = base_url {
         agentos_portal::secrets::validate_base_url(url)?;
     }
-    let store = open(address).await?;
+    let store = open_store(address).await?;
     let key = read_key(&id).await?;
     let stored = store.store(&id, base_url, &key).await?;
     drop(key);
@@ -125,7 +81,7 @@ async fn add(
 /// `agentctl models remove <provider>`: delete the stored key.
 async fn remove(address: Option<&str>, provider: &str, account: Option<&str>) -> Result<u8> {
     let id = KeyId::new(Provider::parse(provider)?, account)?;
-    let store = open(address).await?;
+    let store = open_store(address).await?;
     match store.delete(&id).await? {
         0 => Err(CliError::new(format!(
             "no {} key of account {} is stored",

@@ -1,0 +1,371 @@
+//! `agentctl ask "<goal>"`: hand a goal to the sidekick (or `--agent`), mark its task as the one
+//! the user watches (`Kernel1.SetFocus`, so its model requests are served first), and stream the
+//! answer as it grows: the agent reports the answer so far as its task's progress message, and
+//! only what was added is printed. Then the final result and the artifacts; Ctrl-C cancels.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use agentos_client::TaskEvent;
+use agentos_dbus_interfaces::names::task_id_from_path;
+use agentos_dbus_interfaces::proxies::Options;
+use agentos_dbus_interfaces::{ArtifactInfo, TaskState};
+use futures_util::StreamExt;
+use tokio::signal::unix::{signal, SignalKind};
+use zbus::zvariant::Value;
+
+use crate::connect::Kernel;
+use crate::error::{CliError, Result};
+use crate::output::{self, Table};
+
+/// The agent `ask` talks to unless told otherwise.
+pub const DEFAULT_AGENT: &str = "sidekick";
+/// How often the task is polled, in case a signal was missed.
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// How long to wait for the kernel to accept a cancellation after Ctrl-C.
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Exit status after Ctrl-C, as a shell reports SIGINT.
+const EXIT_INTERRUPTED: u8 = 130;
+
+/// The answer as printed so far: each new message that extends it prints only what it adds;
+/// one that does not is printed whole on a line of its own.
+#[derive(Debug, Default)]
+struct Answer {
+    /// The message (as the agent wrote it) whose text is on the screen.
+    shown: String,
+    /// The last thing printed did not end a line.
+    mid_line: bool,
+}
+
+impl Answer {
+    /// The text to print for the agent's message `message`, if any.
+    fn update(&mut self, message: &str) -> Option<String> {
+        if message == self.shown || message.is_empty() {
+            return None;
+        }
+        let text = match message.strip_prefix(self.shown.as_str()) {
+            Some(added) if !self.shown.is_empty() => output::clean_block(added),
+            _ => {
+                let whole = output::clean_block(message);
+                if self.mid_line {
+                    format!("\n{whole}")
+                } else {
+                    whole
+                }
+            }
+        };
+        self.shown = message.to_string();
+        if !text.is_empty() {
+            self.mid_line = !text.ends_with('\n');
+        }
+        Some(text)
+    }
+
+    /// The text that ends the answer with the task's result: the rest of it if it extends what
+    /// is shown, else the whole result on a line of its own; the line ended either way.
+    fn finish(&mut self, result: &str) -> String {
+        let mut text = if result.is_empty() {
+            String::new()
+        } else {
+            self.update(result).unwrap_or_default()
+        };
+        if self.mid_line {
+            text.push('\n');
+            self.mid_line = false;
+        }
+        text
+    }
+}
+
+/// The sub-tasks of the asked task, and the state last said of each.
+#[derive(Debug)]
+struct Steps {
+    root: u64,
+    /// Tasks of the tree, with their depth below the root.
+    depth: HashMap<u64, usize>,
+    said: HashMap<u64, TaskState>,
+}
+
+impl Steps {
+    fn new(root: u64) -> Steps {
+        Steps {
+            root,
+            depth: HashMap::from([(root, 0)]),
+            said: HashMap::new(),
+        }
+    }
+
+    /// A line for a sub-task whose state changed, if the event is about one.
+    fn update(&mut self, event: &TaskEvent) -> Option<String> {
+        if event.id == self.root {
+            return None;
+        }
+        let depth = match self.depth.get(&event.id) {
+            Some(&d) => d,
+            None => {
+                let d = *self.depth.get(&event.parent)? + 1;
+                self.depth.insert(event.id, d);
+                d
+            }
+        };
+        if self.said.insert(event.id, event.state) == Some(event.state) {
+            return None;
+        }
+        let agent = if event.agent.is_empty() {
+            "a sub-task".to_string()
+        } else {
+            output::clean(&event.agent)
+        };
+        Some(format!(
+            "{}· {agent} (task {}) {}",
+            "  ".repeat(depth),
+            event.id,
+            event.state
+        ))
+    }
+}
+
+/// `agentctl ask [--agent ID] [--timeout SECS] <goal>`.
+pub async fn ask(kernel: &Kernel, agent: &str, goal: &str, timeout: Option<u32>) -> Result<u8> {
+    let mut interrupt = signal(SignalKind::interrupt())
+        .map_err(|e| CliError::new(format!("cannot handle Ctrl-C: {e}")))?;
+    // Subscribed before delegating, so no change of the new task can be missed.
+    let mut changes = kernel.client.task_events().await?;
+    let mut options = Options::new();
+    if let Some(secs) = timeout {
+        options.insert("timeout", Value::U32(secs));
+    }
+    let delegate = kernel.proxy.delegate(agent, goal, options);
+    tokio::pin!(delegate);
+    let mut interrupted = false;
+    let mut signals_open = true;
+    let mut early = Vec::new();
+    let path = loop {
+        tokio::select! {
+            reply = &mut delegate => break reply.map_err(|e| refused(agent, e))?,
+            change = changes.next(), if signals_open => match change {
+                Some(change) => early.extend(change.ok()),
+                None => signals_open = false,
+            },
+            _ = interrupt.recv() => {
+                if interrupted {
+                    output::warn("agentctl: interrupted before agentosd replied; the task may run");
+                    return Ok(EXIT_INTERRUPTED);
+                }
+                interrupted = true;
+            }
+        }
+    };
+    let id = task_id_from_path(path.as_str()).ok_or_else(|| {
+        CliError::new(format!("agentosd returned an unexpected task path {path}"))
+    })?;
+    if interrupted {
+        return cancel(kernel, id).await;
+    }
+    // The user watches this task: its model requests (and its sub-tasks') come first.
+    if let Err(e) = kernel.proxy.set_focus(id).await {
+        output::warn(&format!(
+            "agentctl: the answer may come slower: cannot mark task {id} as watched: {}",
+            CliError::from(e)
+        ));
+    }
+
+    let terminal = std::io::stdout().is_terminal();
+    let mut answer = Answer::default();
+    let mut steps = Steps::new(id);
+    let mut state = None;
+    let mut show = |event: &TaskEvent, answer: &mut Answer| -> Result<Option<TaskState>> {
+        if event.id == id {
+            if !event.state.is_terminal() {
+                if let Some(text) = answer.update(&event.message) {
+                    output::emit(&text)?;
+                }
+            }
+            return Ok(Some(event.state));
+        }
+        if let Some(line) = steps.update(event) {
+            // On a terminal, a step's line goes under the answer's last line, not into it.
+            if terminal && answer.mid_line {
+                output::emit("\n")?;
+                answer.mid_line = false;
+            }
+            output::warn(&line);
+        }
+        Ok(None)
+    };
+    for event in &early {
+        state = show(event, &mut answer)?.or(state);
+    }
+    let mut poll = tokio::time::interval(POLL_INTERVAL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while state.is_none_or(|s: TaskState| !s.is_terminal()) {
+        tokio::select! {
+            change = changes.next(), if signals_open => match change {
+                Some(Ok(event)) => state = show(&event, &mut answer)?.or(state),
+                Some(Err(_)) => {}
+                None => signals_open = false,
+            },
+            _ = poll.tick() => {
+                let task = kernel.proxy.get_task(id).await?;
+                if let Some(s) = TaskState::parse(&task.state) {
+                    let event = TaskEvent {
+                        id,
+                        parent: task.parent,
+                        agent: task.agent,
+                        state: s,
+                        progress: task.progress,
+                        message: task.message,
+                    };
+                    state = show(&event, &mut answer)?.or(state);
+                }
+            }
+            _ = interrupt.recv() => {
+                if answer.mid_line {
+                    output::emit("\n")?;
+                }
+                return cancel(kernel, id).await;
+            }
+        }
+    }
+    finish(kernel, id, path.as_str(), state, &mut answer).await
+}
+
+/// The delegation was refused: say to whom, and what to do when the agent is missing.
+fn refused(agent: &str, e: agentos_dbus_interfaces::Error) -> CliError {
+    match e {
+        agentos_dbus_interfaces::Error::UnknownAgent(_) if agent == DEFAULT_AGENT => {
+            CliError::new(format!(
+                "there is no {DEFAULT_AGENT} agent to ask (see `agentctl agents`; pick another \
+                 with --agent)"
+            ))
+        }
+        other => CliError::from(other),
+    }
+}
+
+/// Ctrl-C: cancel the task (and so its sub-tasks and their model requests) and report.
+async fn cancel(kernel: &Kernel, id: u64) -> Result<u8> {
+    match tokio::time::timeout(CANCEL_TIMEOUT, kernel.proxy.cancel_task(id)).await {
+        Ok(Ok(())) => output::warn(&format!("agentctl: interrupted; canceled task {id}")),
+        Ok(Err(e)) => output::warn(&format!(
+            "agentctl: interrupted; could not cancel task {id}: {}",
+            CliError::from(e)
+        )),
+        Err(_) => output::warn(&format!(
+            "agentctl: interrupted; agentosd did not confirm canceling task {id}"
+        )),
+    }
+    Ok(EXIT_INTERRUPTED)
+}
+
+/// The rest of the answer, the artifacts, and the exit status: 0 only if the task completed.
+async fn finish(
+    kernel: &Kernel,
+    id: u64,
+    path: &str,
+    seen: Option<TaskState>,
+    answer: &mut Answer,
+) -> Result<u8> {
+    let task = kernel.proxy.get_task(id).await?;
+    let state = TaskState::parse(&task.state)
+        .filter(|s| s.is_terminal())
+        .or(seen)
+        .unwrap_or(TaskState::Failed);
+    if state != TaskState::Completed {
+        if answer.mid_line {
+            output::emit("\n")?;
+        }
+        let why = output::clean(&task.message);
+        return Err(CliError::new(if why.is_empty() {
+            format!("task {id} {state}")
+        } else {
+            format!("task {id} {state}: {why}")
+        }));
+    }
+    output::emit(&answer.finish(&task.result))?;
+    let artifacts: Vec<ArtifactInfo> = match kernel.task(path).await?.artifacts().await {
+        Ok(list) => list
+            .into_iter()
+            .map(|(name, sha256, size)| ArtifactInfo { name, sha256, size })
+            .collect(),
+        Err(e) => {
+            output::warn(&format!(
+                "agentctl: cannot list the artifacts of task {id}: {}",
+                CliError::from(e)
+            ));
+            Vec::new()
+        }
+    };
+    if !artifacts.is_empty() {
+        let mut table = Table::new(&["ARTIFACT", "SIZE"]);
+        for a in &artifacts {
+            table.row(vec![a.name.clone(), format!("{} bytes", a.size)]);
+        }
+        output::emit(&format!("\n{}", table.render()))?;
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_growing_answer_prints_only_what_it_adds() {
+        let mut a = Answer::default();
+        assert_eq!(a.update("").as_deref(), None);
+        assert_eq!(a.update("The budget").as_deref(), Some("The budget"));
+        assert_eq!(a.update("The budget").as_deref(), None);
+        assert_eq!(
+            a.update("The budget is 4 200 €.").as_deref(),
+            Some(" is 4 200 €.")
+        );
+        // Not an extension: a line of its own, whole.
+        assert_eq!(
+            a.update("Reading budget.txt").as_deref(),
+            Some("\nReading budget.txt")
+        );
+        // The result extends the last message: its rest, and the line ended.
+        assert_eq!(a.finish("Reading budget.txt\u{1b}[2J done"), "[2J done\n");
+        assert!(!a.mid_line);
+    }
+
+    #[test]
+    fn the_result_is_printed_whole_when_it_does_not_extend_the_answer() {
+        let mut a = Answer::default();
+        assert_eq!(a.update("thinking…").as_deref(), Some("thinking…"));
+        assert_eq!(a.finish("42\n"), "\n42\n");
+        let mut a = Answer::default();
+        assert_eq!(a.finish("only a result"), "only a result\n");
+        let mut a = Answer::default();
+        a.update("all of it\n");
+        assert_eq!(a.finish("all of it\n"), "");
+        assert_eq!(Answer::default().finish(""), "");
+    }
+
+    #[test]
+    fn sub_tasks_are_said_once_per_state() {
+        let event = |id, parent, state| TaskEvent {
+            id,
+            parent,
+            agent: "docs".into(),
+            state,
+            progress: 0.0,
+            message: String::new(),
+        };
+        let mut s = Steps::new(5);
+        assert_eq!(s.update(&event(5, 0, TaskState::Working)), None);
+        assert_eq!(
+            s.update(&event(6, 5, TaskState::Working)).as_deref(),
+            Some("  · docs (task 6) working")
+        );
+        assert_eq!(s.update(&event(6, 5, TaskState::Working)), None);
+        assert_eq!(
+            s.update(&event(7, 6, TaskState::Completed)).as_deref(),
+            Some("    · docs (task 7) completed")
+        );
+        // Another tree's task.
+        assert_eq!(s.update(&event(9, 8, TaskState::Working)), None);
+    }
+}
