@@ -145,7 +145,7 @@ fn fallback(folder: &str, ranked: &[Read], keywords: &[String], why: &str) -> Re
 mod tests {
     use super::*;
     use crate::library::memory::Memory;
-    use agentos_dbus_interfaces::inference::{ChatMessage, ChatRequest};
+    use agentos_sdk::{ChatMessage, ChatRequest};
     use std::sync::Mutex;
 
     /// A model that replies from a script and keeps what it was asked.

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use agentos_dbus_interfaces::inference::{error_kind, ChatRequest};
+use agentos_sdk::ChatRequest;
 
 /// Why a model gave no answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,17 +14,6 @@ pub enum ModelError {
     Canceled(String),
     /// Any other failure (unreachable, over budget, timed out…), in words for the user.
     Failed(String),
-}
-
-impl ModelError {
-    /// Classify a stream's error by its kind (`inference::error_kind`).
-    pub fn from_kind(kind: &str, message: String) -> ModelError {
-        match kind {
-            error_kind::NO_MODEL => ModelError::NoModel(message),
-            error_kind::CANCELED => ModelError::Canceled(message),
-            _ => ModelError::Failed(message),
-        }
-    }
 }
 
 /// Something that answers a chat request with text.

@@ -2,7 +2,7 @@
 //! marked as untrusted data, then the question; and the answer as the user gets it, with the
 //! files it drew on.
 
-use agentos_dbus_interfaces::inference::{ChatMessage, ChatRequest};
+use agentos_sdk::{ChatMessage, ChatRequest};
 
 use crate::rank::Passage;
 

@@ -48,7 +48,7 @@ pub async fn answer(model: &impl Model, page: &Page<'_>, question: &str) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agentos_dbus_interfaces::inference::{ChatMessage, ChatRequest};
+    use agentos_sdk::{ChatMessage, ChatRequest};
     use std::sync::Mutex;
 
     struct Scripted {

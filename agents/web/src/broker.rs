@@ -1,19 +1,15 @@
-//! The kernel's model broker as this agent's [`Model`]: `Host1.Chat` for the task, its answer
-//! read whole from the socket of events.
+//! The kernel's model broker as this agent's [`Model`]: `Host1.Chat` for the task through the
+//! SDK, the answer read whole.
 
-use agentos_dbus_interfaces::inference::{ChatEvent, ChatRequest};
-use agentos_sdk::{Error, Task};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use agentos_sdk::{ChatError, ChatRequest, Error, Task};
 
 use crate::model::{Model, ModelError};
-
-/// Longest event line read.
-const MAX_LINE: usize = 1024 * 1024;
 
 /// Asks the kernel's broker on behalf of a task.
 pub struct Broker<'a>(pub &'a Task);
 
-fn refused(e: Error) -> ModelError {
+/// A refusal or a failed answer, by what the agent does about it.
+fn classify(e: Error) -> ModelError {
     match e {
         Error::NoModel(m) => ModelError::NoModel(m),
         Error::Canceled(m) => ModelError::Canceled(m),
@@ -23,41 +19,48 @@ fn refused(e: Error) -> ModelError {
 
 impl Model for Broker<'_> {
     async fn answer(&self, request: &ChatRequest) -> Result<String, ModelError> {
-        let (_, fd) = self
-            .0
-            .host()
-            .chat(self.0.id, &request.to_json())
+        let stream = self.0.chat(request).await.map_err(classify)?;
+        let reply = stream
+            .collect()
             .await
-            .map_err(refused)?;
-        let failed = |e: std::io::Error| ModelError::Failed(format!("reading the answer: {e}"));
-        let std = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(fd));
-        std.set_nonblocking(true).map_err(failed)?;
-        let stream = tokio::net::UnixStream::from_std(std).map_err(failed)?;
-        let mut lines = BufReader::new(stream);
-        let mut text = String::new();
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let n = lines.read_line(&mut line).await.map_err(failed)?;
-            if n == 0 {
-                return Err(ModelError::Failed("the model's answer ended early".into()));
-            }
-            if line.len() > MAX_LINE {
-                return Err(ModelError::Failed("the model's answer is too long".into()));
-            }
-            match serde_json::from_str::<ChatEvent>(line.trim_end()) {
-                Ok(ChatEvent::Text { text: t }) => text.push_str(&t),
-                Ok(ChatEvent::Done { .. }) => return Ok(text),
-                Ok(ChatEvent::Error { kind, message }) => {
-                    return Err(ModelError::from_kind(&kind, message))
+            .map_err(|e: ChatError| classify(e.into()))?;
+        Ok(reply.text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agentos_sdk::error_kind;
+
+    #[test]
+    fn no_model_and_cancellation_are_told_apart_from_failures() {
+        let model = |kind: &str| {
+            classify(
+                ChatError::Model {
+                    kind: kind.into(),
+                    message: "m".into(),
                 }
-                Ok(_) => {}
-                Err(e) => {
-                    return Err(ModelError::Failed(format!(
-                        "the kernel sent a malformed event: {e}"
-                    )))
-                }
-            }
-        }
+                .into(),
+            )
+        };
+        assert_eq!(model(error_kind::NO_MODEL), ModelError::NoModel("m".into()));
+        assert_eq!(
+            model(error_kind::CANCELED),
+            ModelError::Canceled("m".into())
+        );
+        assert_eq!(model(error_kind::BUDGET), ModelError::Failed("m".into()));
+        assert_eq!(
+            model(error_kind::UNREACHABLE),
+            ModelError::Failed("m".into())
+        );
+        assert_eq!(
+            classify(Error::NoModel("add one".into())),
+            ModelError::NoModel("add one".into())
+        );
+        assert!(matches!(
+            classify(ChatError::EndedEarly.into()),
+            ModelError::Failed(m) if m.contains("early")
+        ));
     }
 }

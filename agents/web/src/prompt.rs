@@ -2,7 +2,7 @@
 //! with its URL and marked as untrusted data, then the question; and the answer as the user
 //! gets it, with the page cited.
 
-use agentos_dbus_interfaces::inference::{ChatMessage, ChatRequest};
+use agentos_sdk::{ChatMessage, ChatRequest};
 
 /// Most tokens the answer may take.
 pub const MAX_ANSWER_TOKENS: u32 = 256;
