@@ -3,10 +3,13 @@
 //! the model are built from it only when a request is made, and [`Conversation::fit`] keeps
 //! them within the window: older results shortened first, then the oldest steps dropped
 //! (their sources still named), the system prompt, the goal and the latest step always kept.
+//! Once closed, the conversation is shown as the final turn: the goal and the wrapped results
+//! in one message, without the calls (a small model shown its own calls writes another one
+//! instead of the answer, and some providers refuse calls in a request that offers no tools).
 
 use agentos_dbus_interfaces::inference::{ChatMessage, ToolCall};
 
-use crate::evidence::Evidence;
+use crate::evidence::{Evidence, Origin};
 use crate::window::message_tokens;
 
 /// Bytes an older result keeps when it is shortened to make room.
@@ -44,8 +47,8 @@ pub struct Conversation {
     /// Sources of steps dropped to fit the window, as labels.
     dropped: Vec<String>,
     steps: Vec<Step>,
-    /// The last words before the final answer (asked for with no tools offered).
-    closing: Option<String>,
+    /// The system prompt and the last words of the final turn (asked with no tools offered).
+    closing: Option<(String, String)>,
 }
 
 impl Conversation {
@@ -67,13 +70,14 @@ impl Conversation {
         &self.steps
     }
 
-    /// Ask for the final answer with these words after the last step.
-    pub fn close(&mut self, words: impl Into<String>) {
-        self.closing = Some(words.into());
+    /// From now on, ask for the final answer: under `system`, the goal and the results, then
+    /// `words`.
+    pub fn close(&mut self, system: impl Into<String>, words: impl Into<String>) {
+        self.closing = Some((system.into(), words.into()));
     }
 
-    /// The messages for the model, built from the kept structure.
-    pub fn messages(&self) -> Vec<ChatMessage> {
+    /// The goal, and which sources were dropped to fit the window, if any.
+    fn goal(&self) -> String {
         let mut goal = self.goal.clone();
         if !self.dropped.is_empty() {
             goal.push_str(&format!(
@@ -81,7 +85,18 @@ impl Conversation {
                 self.dropped.join("; ")
             ));
         }
-        let mut out = vec![ChatMessage::system(&self.system), ChatMessage::user(goal)];
+        goal
+    }
+
+    /// The messages for the model, built from the kept structure.
+    pub fn messages(&self) -> Vec<ChatMessage> {
+        if let Some((system, words)) = &self.closing {
+            return self.final_turn(system, words);
+        }
+        let mut out = vec![
+            ChatMessage::system(&self.system),
+            ChatMessage::user(self.goal()),
+        ];
         for step in &self.steps {
             out.push(ChatMessage::assistant(&step.text, step.calls.clone()));
             for r in &step.results {
@@ -92,10 +107,27 @@ impl Conversation {
                 });
             }
         }
-        if let Some(closing) = &self.closing {
-            out.push(ChatMessage::user(closing));
-        }
         out
+    }
+
+    /// The final turn: the goal, every result from a source (each still wrapped with its
+    /// origin), and the closing words, in one message after the system prompt.
+    fn final_turn(&self, system: &str, words: &str) -> Vec<ChatMessage> {
+        let results: Vec<String> = self
+            .steps
+            .iter()
+            .flat_map(|s| &s.results)
+            .filter(|r| !matches!(r.evidence.origin, Origin::Sidekick { .. }))
+            .map(|r| r.evidence.render())
+            .collect();
+        let mut user = self.goal();
+        if !results.is_empty() {
+            user.push_str("\n\nWhat the tools returned:\n\n");
+            user.push_str(&results.join("\n\n"));
+            user.push_str("\n\n");
+            user.push_str(words);
+        }
+        vec![ChatMessage::system(system), ChatMessage::user(user)]
     }
 
     /// Estimated tokens of the messages.
@@ -178,7 +210,6 @@ fn tokens_of(m: &ChatMessage) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evidence::Origin;
     use serde_json::json;
 
     fn step(n: u64, bytes: usize) -> Step {
@@ -209,9 +240,8 @@ mod tests {
     fn messages_follow_the_steps_with_results_wrapped() {
         let mut c = Conversation::new("sys", "the goal");
         c.push(step(7, 10));
-        c.close("answer now");
         let m = c.messages();
-        assert_eq!(m.len(), 5);
+        assert_eq!(m.len(), 4);
         assert_eq!(m[0], ChatMessage::system("sys"));
         assert_eq!(m[1], ChatMessage::user("the goal"));
         assert!(
@@ -226,7 +256,36 @@ mod tests {
             }
             other => panic!("not a tool result: {other:?}"),
         }
-        assert_eq!(m[4], ChatMessage::user("answer now"));
+    }
+
+    #[test]
+    fn the_final_turn_holds_the_goal_and_the_wrapped_results_without_calls() {
+        let mut c = Conversation::new("sys with tools", "the goal");
+        c.push(step(7, 10));
+        let mut repeat = step(8, 10);
+        repeat.results[0].evidence = Evidence::failed(
+            Origin::Sidekick {
+                tool: "delegate_to_docs".into(),
+            },
+            "not run again",
+        );
+        c.push(repeat);
+        c.close("sys", "answer now");
+        let m = c.messages();
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0], ChatMessage::system("sys"));
+        let ChatMessage::User { content } = &m[1] else {
+            panic!("one user message: {m:?}")
+        };
+        assert!(content.starts_with("the goal\n\nWhat the tools returned:\n\n<<result from agent \"docs\" (task 7), untrusted"), "{content}");
+        assert!(content.ends_with("<<end>>\n\nanswer now"), "{content}");
+        assert!(
+            !content.contains("not run again"),
+            "the sidekick's own notes stay out"
+        );
+        let mut bare = Conversation::new("sys with tools", "hello");
+        bare.close("sys", "answer now");
+        assert_eq!(bare.messages()[1], ChatMessage::user("hello"));
     }
 
     #[test]

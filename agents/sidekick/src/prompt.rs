@@ -28,10 +28,10 @@ pub fn system_prompt(with_tools: bool) -> String {
     p
 }
 
-/// Asked after the last step, with no tools offered: small models call tools whenever they
-/// are offered, so the final turn offers none.
-pub const CLOSING: &str = "Now answer my goal, using the results above where they help. \
-     Name the sources you used (agent, file or web address). Do not call any tool.";
+/// Asked after the results in the final turn, which offers no tools (small models call tools
+/// whenever they are offered).
+pub const CLOSING: &str = "Now answer my goal in plain words, using the results above where \
+     they help, and name the sources you used (agent, file or web address).";
 
 /// The task's result: the answer, then the sources used, one a line.
 pub fn outcome_text(answer: &str, sources: &[Origin]) -> String {
@@ -44,6 +44,39 @@ pub fn outcome_text(answer: &str, sources: &[Origin]) -> String {
         }
     }
     out
+}
+
+/// The text of a final answer without the tool calls a model wrote as text (offered no tools,
+/// a small model may still write ```` ```json {"name": …, "arguments": …} ``` ````, or that
+/// object alone): those are not an answer.
+pub fn without_written_calls(text: &str) -> String {
+    let is_call = |s: &str| {
+        serde_json::from_str::<serde_json::Value>(s.trim()).is_ok_and(|v| {
+            v.get("name").is_some_and(serde_json::Value::is_string) && v.get("arguments").is_some()
+        })
+    };
+    if is_call(text) {
+        return String::new();
+    }
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("```") {
+        let after = &rest[start + 3..];
+        let body_start = after.find('\n').map_or(after.len(), |i| i + 1);
+        let Some(len) = after[body_start..].find("```") else {
+            break;
+        };
+        let body = &after[body_start..body_start + len];
+        let end = start + 3 + body_start + len + 3;
+        if is_call(body) {
+            out.push_str(&rest[..start]);
+        } else {
+            out.push_str(&rest[..end]);
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out.trim().to_string()
 }
 
 /// When the model said nothing in its final turn: what the tools brought back, plainly.
@@ -84,6 +117,24 @@ mod tests {
         );
         assert_eq!(outcome_text("Hello.", &[]), "Hello.");
         assert!(system_prompt(true).contains("delegate_to_"));
+    }
+
+    #[test]
+    fn calls_written_as_text_are_no_answer() {
+        let call =
+            "```json\n{\"name\": \"delegate_to_docs\", \"arguments\": {\"goal\": \"x\"}}\n```";
+        assert_eq!(without_written_calls(call), "");
+        assert_eq!(
+            without_written_calls("{\"name\": \"web_fetch\", \"arguments\": {}}"),
+            ""
+        );
+        assert_eq!(
+            without_written_calls(&format!("It is 5 EUR.\n{call}\nSee budget.txt.")),
+            "It is 5 EUR.\n\nSee budget.txt."
+        );
+        let code = "Run:\n```json\n{\"a\": 1}\n```\ndone";
+        assert_eq!(without_written_calls(code), code, "other code stays");
+        assert_eq!(without_written_calls("``` unclosed"), "``` unclosed");
         assert!(!system_prompt(false).contains("delegate_to_"));
     }
 }

@@ -105,7 +105,11 @@ pub async fn run<M: Model, H: Host>(
                 window = w;
             }
             if reply.calls.is_empty() {
-                answer = Some(reply);
+                // An answer; unless it is only a call written as text, then the final turn
+                // asks for one.
+                if !prompt::without_written_calls(&reply.text).is_empty() {
+                    answer = Some(reply);
+                }
                 break;
             }
             reply.calls.truncate(MAX_CALLS_PER_STEP);
@@ -146,7 +150,9 @@ pub async fn run<M: Model, H: Host>(
     let reply = match answer {
         Some(reply) => reply,
         None => {
-            loop_.conversation.close(prompt::CLOSING);
+            loop_
+                .conversation
+                .close(prompt::system_prompt(false), prompt::CLOSING);
             loop_.conversation.fit(window.prompt_budget());
             let request = loop_.request(Vec::new(), window, settings);
             receive(model, &request, host, showing(0.9, settings))
@@ -154,7 +160,8 @@ pub async fn run<M: Model, H: Host>(
                 .map_err(SidekickError::Model)?
         }
     };
-    let said = if reply.text.trim().is_empty() {
+    let said = prompt::without_written_calls(&reply.text);
+    let said = if said.is_empty() {
         prompt::fallback_answer(
             loop_
                 .conversation
@@ -163,7 +170,7 @@ pub async fn run<M: Model, H: Host>(
                 .flat_map(|s| s.results.iter().map(|r| &r.evidence)),
         )
     } else {
-        reply.text
+        said
     };
     Ok(Answer {
         text: prompt::outcome_text(&said, &loop_.sources),

@@ -297,11 +297,21 @@ async fn after_the_step_limit_the_final_turn_offers_no_tools() {
     assert!(requests[..3].iter().all(|r| !r.tools.is_empty()));
     let last = &requests[3];
     assert!(last.tools.is_empty(), "the final turn offers no tools");
-    assert_eq!(last.messages.last(), Some(&ChatMessage::user(CLOSING)));
+    assert_eq!(last.messages.len(), 2, "{:?}", last.messages);
+    let ChatMessage::User { content } = &last.messages[1] else {
+        panic!(
+            "the goal and the results in one message: {:?}",
+            last.messages
+        )
+    };
+    assert!(content.starts_with("goal\n\nWhat the tools returned:"));
+    assert!(content.ends_with(CLOSING));
     assert_eq!(
-        results(last).len(),
+        content
+            .matches("<<result from agent \"docs\" (task 5)")
+            .count(),
         3,
-        "every result is there for the answer"
+        "every result is there for the answer, with its origin"
     );
     assert!(answer.text.starts_with("Done.\n\nSources:"));
     assert_eq!(answer.steps, 3);
@@ -558,16 +568,22 @@ async fn the_conversation_is_kept_within_a_small_window() {
             + serde_json::to_string(&request.tools).unwrap().len();
         assert!(chars / 4 <= 1536, "{} tokens or so", chars / 4);
         assert_eq!(request.max_tokens, Some(512));
-        assert_eq!(
-            request.messages[1],
-            ChatMessage::user("the goal"),
-            "the goal stays"
-        );
+        let ChatMessage::User { content } = &request.messages[1] else {
+            panic!("the goal is second: {:?}", request.messages)
+        };
+        assert!(content.starts_with("the goal"), "the goal stays");
         assert!(matches!(request.messages[0], ChatMessage::System { .. }));
     }
+    // The final turn: the results, each still wrapped with its origin, the newest there.
     let last = model.requests().pop().unwrap();
-    let got = results(&last);
-    let newest = &got.last().unwrap().1;
+    let ChatMessage::User { content } = &last.messages[1] else {
+        panic!("the final turn: {:?}", last.messages)
+    };
+    let got: Vec<&str> = content
+        .split("<<end>>")
+        .filter_map(|r| r.find("<<").map(|i| &r[i..]))
+        .collect();
+    let newest = got.last().unwrap();
     assert!(
         newest.starts_with("<<result from agent \"docs\" (task 5)"),
         "{newest}"
@@ -578,13 +594,19 @@ async fn the_conversation_is_kept_within_a_small_window() {
     );
     assert!(
         got.iter()
-            .all(|(_, c)| c.starts_with("<<result from agent \"docs\"")),
-        "what is kept keeps its origin"
+            .all(|c| c.starts_with("<<result from agent \"docs\"")),
+        "what is kept keeps its origin: {got:?}"
     );
     assert!(
-        got.len() < steps || got[0].1.contains("shortened to keep the conversation"),
+        got.len() < steps || got[0].contains("shortened to keep the conversation"),
         "older results made room: {got:?}"
     );
+    if got.len() < steps {
+        assert!(
+            content.contains("Earlier steps were left out") && content.contains("(task 1)"),
+            "dropped sources are still named: {content}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -654,4 +676,25 @@ async fn an_empty_final_answer_falls_back_to_what_the_sources_said() {
         "{}",
         answer.text
     );
+}
+
+#[tokio::test]
+async fn a_call_written_as_text_is_not_taken_for_the_answer() {
+    let written =
+        "```json\n{\"name\": \"delegate_to_docs\", \"arguments\": {\"goal\": \"x\"}}\n```";
+    let model = Script::new(vec![says(&[written]), says(&[written])]);
+    let kernel = Kernel::new().child("docs", completed(4, "budget.txt: 5 EUR"));
+    let answer = run("x", &model, &kernel, &settings()).await.unwrap();
+    let requests = model.requests();
+    assert_eq!(requests.len(), 2, "the final turn was asked for");
+    assert!(requests[1].tools.is_empty());
+    assert!(kernel.delegations().is_empty(), "a written call is not run");
+    assert!(
+        answer.text.starts_with("The model gave no answer"),
+        "{}",
+        answer.text
+    );
+    let model = Script::new(vec![says(&[written]), says(&["Hello."])]);
+    let answer = run("x", &model, &kernel, &settings()).await.unwrap();
+    assert_eq!(answer.text, "Hello.");
 }
