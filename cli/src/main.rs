@@ -5,6 +5,7 @@ mod ask;
 mod cli;
 mod command;
 mod connect;
+mod consent_tty;
 mod error;
 mod follow;
 mod grants;

@@ -11,6 +11,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use zbus::zvariant::Value;
 
 use crate::connect::Kernel;
+use crate::consent_tty;
 use crate::error::{CliError, Result};
 use crate::follow::{Change, Follower};
 use crate::output::{self, Table};
@@ -39,6 +40,12 @@ pub async fn run(
     let mut options = Options::new();
     if let Some(secs) = timeout {
         options.insert("timeout", Value::U32(secs));
+    }
+    // On a terminal, answer this task's consent prompts here when no graphical provider runs.
+    if consent_tty::available() {
+        let owner = kernel.client.owner().await?;
+        consent_tty::serve(kernel.client.connection(), owner).await?;
+        options.insert("answer-consent", Value::Bool(true));
     }
     let delegate = kernel.proxy.delegate(agent, goal, options);
     tokio::pin!(delegate);

@@ -175,10 +175,17 @@ impl Kernel {
         self.quotas.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The client `name`, which started top-level task `task`, answers its tree's consent
+    /// prompts when no graphical provider runs (until it leaves the bus).
+    pub fn answer_consent_here(&self, task: u64, name: &str) {
+        self.consent.attend(task, name);
+    }
+
     /// A bus client left: forget what was kept for it.
     pub fn client_left(&self, name: &str) {
         self.identities.forget(name);
         self.focus.forget(name);
+        self.consent.forget_attendant(name);
     }
 
     /// Stop: every unfinished task is marked interrupted, and what is pending is written.

@@ -74,6 +74,27 @@ impl Drop for FlatpakApp {
 }
 
 impl Env {
+    /// A bus connection as the Flatpak app `app_id`: through that app's xdg-dbus-proxy, which
+    /// runs in the app's sandbox, so the bus reports the proxy and the kernel reads the app's
+    /// `/.flatpak-info`, as for any Flatpak app. The app itself only sleeps.
+    pub async fn app_connection(&self, app_id: &str) -> (FlatpakApp, zbus::Connection) {
+        // Like a client inside a Flatpak, zbus must not pipeline its handshake through the
+        // proxy; it reads FLATPAK_ID to know. (Processes the tests start get a cleared
+        // environment.)
+        std::env::set_var("FLATPAK_ID", "org.example.Tests");
+        let app = self
+            .flatpak(app_id, Path::new("/usr/bin/sleep"), &["600"])
+            .await;
+        let socket = self.root().join(format!("flatpak-{app_id}")).join("bus");
+        let conn =
+            zbus::connection::Builder::address(format!("unix:path={}", socket.display()).as_str())
+                .expect("proxy address")
+                .build()
+                .await
+                .expect("connect through the app's proxy");
+        (app, conn)
+    }
+
     /// Run `program args` as the Flatpak app `app_id`.
     pub async fn flatpak(&self, app_id: &str, program: &Path, args: &[&str]) -> FlatpakApp {
         let dir = self.root().join(format!("flatpak-{app_id}"));

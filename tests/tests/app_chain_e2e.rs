@@ -4,11 +4,9 @@
 //! names the app. Against the real kernel, with a Flatpak app emulated by bubblewrap and
 //! xdg-dbus-proxy (skipped, saying why, where bwrap cannot make namespaces).
 
-use std::path::Path;
 
 use agentos_dbus_interfaces::names;
 use agentos_dbus_interfaces::proxies::Kernel1Proxy;
-use agentos_tests::flatpak::FlatpakApp;
 use agentos_tests::{bounded_for, ConsentReply, Env, Responder, TIMEOUT};
 
 const APP: &str = "org.example.Reader";
@@ -21,23 +19,6 @@ fn skip_without_bwrap() -> bool {
         );
     }
     !works
-}
-
-/// A bus connection as the Flatpak app `app_id`, through its own xdg-dbus-proxy in its sandbox.
-async fn app_connection(env: &Env, app_id: &str) -> (FlatpakApp, zbus::Connection) {
-    // Like a client inside a Flatpak, zbus must not pipeline its handshake through the proxy.
-    std::env::set_var("FLATPAK_ID", "org.example.Tests");
-    let app = env
-        .flatpak(app_id, Path::new("/usr/bin/sleep"), &["600"])
-        .await;
-    let socket = env.root().join(format!("flatpak-{app_id}")).join("bus");
-    let conn =
-        zbus::connection::Builder::address(format!("unix:path={}", socket.display()).as_str())
-            .expect("proxy address")
-            .build()
-            .await
-            .expect("connect through the app's proxy");
-    (app, conn)
 }
 
 async fn delegate_as(k: &Kernel1Proxy<'_>, agent: &str, goal: &str) -> u64 {
@@ -81,7 +62,7 @@ async fn the_prompt_that_lets_an_app_use_an_agent_says_which_rights_the_app_gain
             ],
         )
         .await;
-        let (_app, conn) = app_connection(&env, APP).await;
+        let (_app, conn) = env.app_connection(APP).await;
         let app = Kernel1Proxy::new(&conn).await.unwrap();
 
         // The app asks to use tester: the prompt lists tester's lasting rights.

@@ -5,13 +5,11 @@
 //! can receive carry no private content, while subscribed clients get the full changes of the
 //! tasks they may see.
 
-use std::path::Path;
 use std::time::Duration;
 
 use agentos_dbus_interfaces::names::{self, KERNEL_BUS_NAME};
 use agentos_dbus_interfaces::proxies::{Kernel1Proxy, Task1Proxy, TaskChanged};
 use agentos_dbus_interfaces::Error;
-use agentos_tests::flatpak::FlatpakApp;
 use agentos_tests::{bounded, bounded_for, Env, TIMEOUT};
 use futures_util::StreamExt;
 use zbus::proxy::CacheProperties;
@@ -27,26 +25,6 @@ fn skip_without_bwrap() -> bool {
         );
     }
     !works
-}
-
-/// A bus connection as the Flatpak app `app_id`: through that app's xdg-dbus-proxy, which runs
-/// in the app's sandbox, so the bus reports the proxy and the kernel reads the app's
-/// `/.flatpak-info`, as for any Flatpak app. The app itself only sleeps.
-async fn app_connection(env: &Env, app_id: &str) -> (FlatpakApp, zbus::Connection) {
-    // Like a client inside a Flatpak, zbus must not pipeline its handshake through the proxy;
-    // it reads FLATPAK_ID to know. (Processes the tests start get a cleared environment.)
-    std::env::set_var("FLATPAK_ID", "org.example.Tests");
-    let app = env
-        .flatpak(app_id, Path::new("/usr/bin/sleep"), &["600"])
-        .await;
-    let socket = env.root().join(format!("flatpak-{app_id}")).join("bus");
-    let conn =
-        zbus::connection::Builder::address(format!("unix:path={}", socket.display()).as_str())
-            .expect("proxy address")
-            .build()
-            .await
-            .expect("connect through the app's proxy");
-    (app, conn)
 }
 
 async fn task_proxy(conn: &zbus::Connection, id: u64) -> Task1Proxy<'static> {
@@ -100,8 +78,8 @@ async fn an_app_sees_the_trees_it_started_its_grants_and_records_and_nothing_els
             .await;
         assert_eq!(env.wait_task(theirs).await.state, "completed");
 
-        let (_mine_app, mine_conn) = app_connection(&env, MINE).await;
-        let (_other_app, other_conn) = app_connection(&env, OTHER).await;
+        let (_mine_app, mine_conn) = env.app_connection(MINE).await;
+        let (_other_app, other_conn) = env.app_connection(OTHER).await;
         let mine = Kernel1Proxy::new(&mine_conn).await.unwrap();
         let other = Kernel1Proxy::new(&other_conn).await.unwrap();
 
@@ -333,8 +311,8 @@ async fn signals_an_app_receives_carry_no_private_content() {
         host.grant(MINE, "agent.delegate", "tester", "session")
             .await
             .unwrap();
-        let (_mine_app, mine_conn) = app_connection(&env, MINE).await;
-        let (_other_app, other_conn) = app_connection(&env, OTHER).await;
+        let (_mine_app, mine_conn) = env.app_connection(MINE).await;
+        let (_other_app, other_conn) = env.app_connection(OTHER).await;
         let mine = Kernel1Proxy::new(&mine_conn).await.unwrap();
         let other = Kernel1Proxy::new(&other_conn).await.unwrap();
         let mut mine_signals = kernel_signals(&mine_conn).await;

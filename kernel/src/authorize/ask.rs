@@ -105,11 +105,11 @@ impl Kernel {
 
     /// Why the subject's task is not asked about any more, if the user said so for it or for a
     /// task above it.
-    fn silenced_reason(&self, subject: &Subject) -> Option<String> {
-        let task = subject.task?;
+    /// `task` and the tasks above it, nearest first, up to the top-level task (bounded, should
+    /// the tree ever be malformed).
+    fn line_of(&self, task: u64) -> Vec<u64> {
         let mut line = vec![task];
         let mut id = task;
-        // Up the tree to the top-level task (bounded, should the tree ever be malformed).
         while let Some(parent) = self.tasks.get(id).map(|t| t.parent).filter(|p| *p != 0) {
             if line.len() > 1024 || line.contains(&parent) {
                 break;
@@ -117,7 +117,12 @@ impl Kernel {
             line.push(parent);
             id = parent;
         }
-        let silenced = self.consent.silenced(&line)?;
+        line
+    }
+
+    fn silenced_reason(&self, subject: &Subject) -> Option<String> {
+        let task = subject.task?;
+        let silenced = self.consent.silenced(&self.line_of(task))?;
         Some(if silenced == task {
             format!("denied without asking: the user said to ask nothing more for task {task}")
         } else {
@@ -221,8 +226,15 @@ impl Kernel {
                 "the kernel is not on a bus to ask the user".into(),
             ));
         };
-        let Some(provider) =
-            consent::choose_provider(conn, self.config.desktop_access.as_deref()).await
+        // The panel, else the desktop's backend, else the terminal that started the task's tree.
+        let terminal = || {
+            subject
+                .task
+                .and_then(|t| self.consent.attendant(&self.line_of(t)))
+        };
+        let Some(provider) = consent::choose_provider(conn, self.config.desktop_access.as_deref())
+            .await
+            .or_else(terminal)
         else {
             // Nobody saw anything: neither a denial nor a prompt spent.
             return Verdict::Answered(Answer::Unanswered(

@@ -1,7 +1,9 @@
 //! The consent desk: one prompt at a time per principal, the requests that wait for a turn (so
 //! that the next dialog can name all of one task's requests for one capability together), the
 //! dialogs open now (listed by `Kernel1.ListConsentRequests`, announced as events), and the tasks
-//! the user said to ask nothing more for.
+//! the user said to ask nothing more for, and the terminals that answer the prompts of the tasks
+//! they started when no graphical provider runs (`agentctl run --ask-here`, as polkit's text
+//! agent).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +40,9 @@ pub struct ConsentDesk {
     pending: Mutex<BTreeMap<u64, ConsentRequestInfo>>,
     /// Tasks the user said to ask nothing more for (with the tasks below them).
     silenced: Mutex<HashSet<u64>>,
+    /// Top-level tasks whose prompts a terminal answers: task -> the bus name of the client
+    /// that started the task and serves the Access dialog on its own connection.
+    attendants: Mutex<HashMap<u64, String>>,
     seq: AtomicU64,
 }
 
@@ -125,6 +130,24 @@ impl ConsentDesk {
         tasks.iter().copied().find(|t| silenced.contains(t))
     }
 
+    /// The client `name` (which started top-level task `task`) answers its tree's prompts when
+    /// no graphical provider runs.
+    pub fn attend(&self, task: u64, name: &str) {
+        lock(&self.attendants).insert(task, name.to_string());
+    }
+
+    /// The client that answers the prompts of the first of `tasks` (a task, then the tasks above
+    /// it) that has one.
+    pub fn attendant(&self, tasks: &[u64]) -> Option<String> {
+        let attendants = lock(&self.attendants);
+        tasks.iter().find_map(|t| attendants.get(t).cloned())
+    }
+
+    /// A client left the bus: it answers nothing more.
+    pub fn forget_attendant(&self, name: &str) {
+        lock(&self.attendants).retain(|_, n| n != name);
+    }
+
     /// A request now waits for the user; returns it with its id, and how many wait.
     pub fn open(&self, mut request: ConsentRequestInfo) -> (ConsentRequestInfo, u32) {
         request.id = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
@@ -193,6 +216,19 @@ mod tests {
         // The others still wait; gathered ones are not gathered twice.
         assert!(desk.gather("web", "web.fetch", Some(1)).is_empty());
         assert_eq!(desk.gather("web", "web.fetch", Some(2)).len(), 1);
+    }
+
+    #[test]
+    fn a_terminal_answers_for_the_tree_it_started_until_it_leaves() {
+        let desk = ConsentDesk::default();
+        desk.attend(1, ":1.7");
+        desk.attend(9, ":1.8");
+        assert_eq!(desk.attendant(&[4, 2, 1]).as_deref(), Some(":1.7"));
+        assert_eq!(desk.attendant(&[9]).as_deref(), Some(":1.8"));
+        assert_eq!(desk.attendant(&[5, 3]), None);
+        desk.forget_attendant(":1.7");
+        assert_eq!(desk.attendant(&[4, 2, 1]), None);
+        assert_eq!(desk.attendant(&[9]).as_deref(), Some(":1.8"));
     }
 
     #[test]

@@ -24,6 +24,24 @@ pub(crate) fn timeout_option(options: &HashMap<String, OwnedValue>) -> Result<Op
         .transpose()
 }
 
+/// The option of `Kernel1.Delegate` by which the user's own tool (a terminal) says it answers the
+/// new task's consent prompts itself when no graphical provider runs.
+pub(crate) const ANSWER_CONSENT: &str = "answer-consent";
+
+/// `Kernel1.Delegate`'s options: the timeout, and whether the caller answers consent itself.
+pub(crate) fn delegate_options(
+    options: &HashMap<String, OwnedValue>,
+) -> Result<(Option<u32>, bool), Error> {
+    let mut rest = options.clone();
+    let answer = match rest.remove(ANSWER_CONSENT) {
+        None => false,
+        Some(v) => bool::try_from(v).map_err(|_| {
+            Error::InvalidArgument(format!("the {ANSWER_CONSENT} option must be a boolean"))
+        })?,
+    };
+    Ok((timeout_option(&rest)?, answer))
+}
+
 pub(crate) fn path_of(id: u64) -> Result<OwnedObjectPath, Error> {
     OwnedObjectPath::try_from(names::task_path(id)).map_err(|e| Error::Failed(e.to_string()))
 }

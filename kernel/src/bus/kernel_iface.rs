@@ -10,10 +10,11 @@ use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{OwnedFd, OwnedObjectPath, OwnedValue};
 
-use super::args::{admit, path_of, timeout_option};
+use super::args::{admit, delegate_options, path_of, ANSWER_CONSENT};
 use super::subscribers::Subscribers;
 use super::task_iface::exported;
 use super::{caller, live};
+use crate::caller::Caller;
 use crate::kernel::Kernel;
 use crate::operations::queries::require_users_tool;
 
@@ -53,8 +54,21 @@ impl KernelIface {
         let k = live(&self.kernel)?;
         let _in_flight = admit(&k, &hdr)?;
         let c = caller(&k, &hdr).await?;
-        let timeout = timeout_option(&options)?;
+        let (timeout, answer_consent) = delegate_options(&options)?;
+        let attendant = match (answer_consent, &c, hdr.sender()) {
+            (false, _, _) => None,
+            (true, Caller::Host, Some(sender)) => Some(sender.to_string()),
+            (true, _, _) => {
+                return Err(Error::AccessDenied(format!(
+                    "only the user's own tools may answer consent prompts ({ANSWER_CONSENT}): \
+                     an app may not answer for what it asks"
+                )))
+            }
+        };
         let id = k.delegate(c, agent, goal, timeout).await?;
+        if let Some(name) = attendant {
+            k.answer_consent_here(id, &name);
+        }
         exported(&k, id).await?;
         path_of(id)
     }
