@@ -1,0 +1,272 @@
+//! The panel's window: an `AdwLeaflet` with the page list on one side and the page shown on
+//! the other (folding to one column when narrow), the consent badge in the header, and, while
+//! no verified kernel is there, a page saying that AgentOS is not running. It starts the
+//! kernel connection ([`crate::link`]) and tells every page when the kernel comes and goes.
+
+use std::sync::{Arc, Mutex};
+
+use adw::prelude::*;
+use relm4::prelude::*;
+
+use crate::consent::dialog::{ConsentDialogs, ConsentInput};
+use crate::link::{self, LinkEvent};
+use crate::pages::activity::{ActivityInput, ActivityPage};
+use crate::pages::agents::{AgentsInput, AgentsPage};
+use crate::pages::ask::{AskInput, AskPage};
+use crate::pages::permissions::{PermissionsInput, PermissionsPage};
+use crate::pages::tasks::{TasksInput, TasksPage};
+
+/// How the panel starts.
+#[derive(Debug, Clone, Default)]
+pub struct Init {
+    /// The bus to use instead of the session bus.
+    pub address: Option<String>,
+}
+
+/// The pages, in the order of the sidebar.
+pub const PAGES: [(&str, &str); 5] = [
+    ("ask", "Ask"),
+    ("tasks", "Tasks"),
+    ("agents", "Agents"),
+    ("permissions", "Permissions"),
+    ("activity", "Activity"),
+];
+
+#[derive(Debug)]
+pub enum AppInput {
+    /// Show the page at this index of [`PAGES`].
+    Show(usize),
+    Back,
+}
+
+#[derive(Debug)]
+pub enum AppCmd {
+    Link(LinkEvent),
+}
+
+pub struct App {
+    ask: Controller<AskPage>,
+    tasks: Controller<TasksPage>,
+    agents: Controller<AgentsPage>,
+    permissions: Controller<PermissionsPage>,
+    activity: Controller<ActivityPage>,
+    _consent: Controller<ConsentDialogs>,
+    widgets: AppWidgets,
+}
+
+pub struct AppWidgets {
+    top: gtk::Stack,
+    down: adw::StatusPage,
+    leaflet: adw::Leaflet,
+    pages: gtk::Stack,
+    title: adw::WindowTitle,
+    consent_state: gtk::Label,
+}
+
+impl Component for App {
+    type Init = Init;
+    type Input = AppInput;
+    type Output = ();
+    type CommandOutput = AppCmd;
+    type Widgets = ();
+    type Root = adw::ApplicationWindow;
+
+    fn init_root() -> adw::ApplicationWindow {
+        adw::ApplicationWindow::builder()
+            .title("AgentOS")
+            .default_width(1000)
+            .default_height(700)
+            .build()
+    }
+
+    fn init(
+        init: Init,
+        window: adw::ApplicationWindow,
+        sender: ComponentSender<Self>,
+    ) -> ComponentParts<Self> {
+        let ask = AskPage::builder().launch(()).detach();
+        let tasks = TasksPage::builder().launch(()).detach();
+        let agents = AgentsPage::builder().launch(()).detach();
+        let permissions = PermissionsPage::builder().launch(()).detach();
+        let activity = ActivityPage::builder().launch(()).detach();
+        let consent = ConsentDialogs::builder()
+            .launch(window.clone().upcast())
+            .detach();
+
+        // The sidebar.
+        let sidebar = gtk::Box::new(gtk::Orientation::Vertical, 0);
+        let side_header = adw::HeaderBar::new();
+        side_header.set_title_widget(Some(&adw::WindowTitle::new("AgentOS", "")));
+        sidebar.append(&side_header);
+        let nav = gtk::ListBox::new();
+        nav.add_css_class("navigation-sidebar");
+        nav.set_widget_name("sidebar");
+        nav.set_vexpand(true);
+        for (_, label) in PAGES {
+            let l = gtk::Label::new(Some(label));
+            l.set_xalign(0.0);
+            nav.append(&l);
+        }
+        let input = sender.input_sender().clone();
+        nav.connect_row_activated(move |_, row| {
+            input.emit(AppInput::Show(usize::try_from(row.index()).unwrap_or(0)));
+        });
+        sidebar.append(&nav);
+        sidebar.set_size_request(200, -1);
+
+        // The content.
+        let content = gtk::Box::new(gtk::Orientation::Vertical, 0);
+        content.set_hexpand(true);
+        let header = adw::HeaderBar::new();
+        let back = gtk::Button::from_icon_name("go-previous-symbolic");
+        back.set_tooltip_text(Some("Back"));
+        let input = sender.input_sender().clone();
+        back.connect_clicked(move |_| input.emit(AppInput::Back));
+        header.pack_start(&back);
+        let title = adw::WindowTitle::new("AgentOS", "");
+        header.set_title_widget(Some(&title));
+        header.pack_end(consent.widget());
+        content.append(&header);
+        let consent_state = crate::ui::caption("");
+        consent_state.set_visible(false);
+        consent_state.add_css_class("error");
+        content.append(&consent_state);
+        let pages = gtk::Stack::new();
+        pages.set_vexpand(true);
+        for ((name, label), widget) in PAGES.iter().zip([
+            ask.widget(),
+            tasks.widget(),
+            agents.widget(),
+            permissions.widget(),
+            activity.widget(),
+        ]) {
+            pages.add_titled(widget, Some(name), label);
+        }
+        content.append(&pages);
+
+        let leaflet = adw::Leaflet::new();
+        leaflet.set_can_navigate_back(true);
+        leaflet.append(&sidebar);
+        let sep = leaflet.append(&gtk::Separator::new(gtk::Orientation::Vertical));
+        sep.set_navigatable(false);
+        leaflet.append(&content);
+        leaflet
+            .bind_property("folded", &back, "visible")
+            .sync_create()
+            .build();
+        leaflet
+            .bind_property("folded", &side_header, "show-end-title-buttons")
+            .sync_create()
+            .build();
+        leaflet
+            .bind_property("folded", &header, "show-start-title-buttons")
+            .sync_create()
+            .build();
+
+        let down = adw::StatusPage::new();
+        down.set_icon_name(Some("network-offline-symbolic"));
+        down.set_title("Connecting to AgentOS…");
+        down.set_widget_name("kernel-state");
+        let top = gtk::Stack::new();
+        top.add_named(&down, Some("down"));
+        top.add_named(&leaflet, Some("main"));
+        top.set_visible_child_name("down");
+        window.set_content(Some(&top));
+
+        // The kernel connection, on relm4's runtime.
+        let verified = Arc::new(Mutex::new(None));
+        let consent_in = consent.sender().clone();
+        let ui: link::ConsentUi =
+            Arc::new(move |e| consent_in.send(ConsentInput::Event(e)).is_ok());
+        let address = init.address;
+        sender.command(move |out, shutdown| {
+            shutdown
+                .register(link::run(address, verified, ui, move |e| {
+                    let _ = out.send(AppCmd::Link(e));
+                }))
+                .drop_on_shutdown()
+        });
+
+        let model = App {
+            ask,
+            tasks,
+            agents,
+            permissions,
+            activity,
+            _consent: consent,
+            widgets: AppWidgets {
+                top,
+                down,
+                leaflet,
+                pages,
+                title,
+                consent_state,
+            },
+        };
+        if let Some(row) = nav.row_at_index(0) {
+            nav.select_row(Some(&row));
+        }
+        model.show(0);
+        ComponentParts { model, widgets: () }
+    }
+
+    fn update(&mut self, msg: AppInput, _sender: ComponentSender<Self>, _root: &Self::Root) {
+        match msg {
+            AppInput::Show(i) => {
+                self.show(i);
+                self.widgets
+                    .leaflet
+                    .navigate(adw::NavigationDirection::Forward);
+            }
+            AppInput::Back => {
+                self.widgets.leaflet.navigate(adw::NavigationDirection::Back);
+            }
+        }
+    }
+
+    fn update_cmd(&mut self, msg: AppCmd, _sender: ComponentSender<Self>, _root: &Self::Root) {
+        let AppCmd::Link(event) = msg;
+        match event {
+            LinkEvent::Up(client) => {
+                self.widgets.top.set_visible_child_name("main");
+                self.ask.emit(AskInput::Connected(client.clone()));
+                self.tasks.emit(TasksInput::Connected(client.clone()));
+                self.agents.emit(AgentsInput::Connected(client.clone()));
+                self.permissions
+                    .emit(PermissionsInput::Connected(client.clone()));
+                self.activity.emit(ActivityInput::Connected(client));
+            }
+            LinkEvent::Down(reason) => {
+                self.widgets.down.set_title("AgentOS is not running");
+                self.widgets.down.set_description(Some(&format!(
+                    "{}\n\nStart it with ./scripts/start (or agentosd); this window \
+                     reconnects by itself when it runs.",
+                    gtk::glib::markup_escape_text(&reason)
+                )));
+                self.widgets.top.set_visible_child_name("down");
+                self.ask.emit(AskInput::Disconnected);
+                self.tasks.emit(TasksInput::Disconnected);
+                self.agents.emit(AgentsInput::Disconnected);
+                self.permissions.emit(PermissionsInput::Disconnected);
+                self.activity.emit(ActivityInput::Disconnected);
+            }
+            LinkEvent::Consent(Ok(())) => self.widgets.consent_state.set_visible(false),
+            LinkEvent::Consent(Err(e)) => {
+                self.widgets.consent_state.set_label(&format!(
+                    "This panel does not answer consent requests: {e}"
+                ));
+                self.widgets.consent_state.set_visible(true);
+            }
+        }
+    }
+}
+
+impl App {
+    fn show(&self, i: usize) {
+        let Some((name, label)) = PAGES.get(i) else {
+            return;
+        };
+        self.widgets.pages.set_visible_child_name(name);
+        self.widgets.title.set_title(label);
+    }
+}

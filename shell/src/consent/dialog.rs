@@ -1,0 +1,199 @@
+//! The consent dialog: one `AdwMessageDialog` at a time over the panel's window, naming who
+//! asks, for what, on which scope, for which task and delegation chain, with every value from
+//! the bus escaped and long values cut (the whole value behind an expander). Deny is the
+//! default response and the close response (Enter and Escape deny); every answer has a
+//! mnemonic. The component's own widget is the count of requests waiting, for the header bar.
+
+use adw::prelude::*;
+use relm4::prelude::*;
+use tokio::sync::oneshot;
+
+use super::queue::{Dismissed, Pending, Queue};
+use super::request::{Answer, Preview, Shown};
+use super::service::ConsentEvent;
+
+/// The response id of deny.
+pub const DENY: &str = "deny";
+
+#[derive(Debug)]
+pub enum ConsentInput {
+    Event(ConsentEvent),
+    /// The dialog for `handle` was answered.
+    Responded(String, Answer),
+}
+
+pub struct ConsentDialogs {
+    parent: gtk::Window,
+    queue: Queue<oneshot::Sender<Answer>>,
+    shown: Option<adw::MessageDialog>,
+}
+
+impl Component for ConsentDialogs {
+    type Init = gtk::Window;
+    type Input = ConsentInput;
+    type Output = ();
+    type CommandOutput = ();
+    type Widgets = ();
+    type Root = gtk::Label;
+
+    fn init_root() -> gtk::Label {
+        let l = gtk::Label::new(None);
+        l.add_css_class("warning");
+        l.set_visible(false);
+        l
+    }
+
+    fn init(
+        parent: gtk::Window,
+        _root: gtk::Label,
+        _sender: ComponentSender<Self>,
+    ) -> ComponentParts<Self> {
+        let model = ConsentDialogs {
+            parent,
+            queue: Queue::default(),
+            shown: None,
+        };
+        ComponentParts { model, widgets: () }
+    }
+
+    fn update(&mut self, msg: ConsentInput, sender: ComponentSender<Self>, root: &gtk::Label) {
+        match msg {
+            ConsentInput::Event(ConsentEvent::Ask(pending)) => {
+                if self.queue.push(pending) {
+                    self.show_current(&sender);
+                }
+            }
+            ConsentInput::Event(ConsentEvent::Dismiss(handle)) => {
+                let (what, pending) = self.queue.dismiss(&handle);
+                if let Some(p) = pending {
+                    let _ = p.reply.send(Answer::Dismissed);
+                }
+                if what == Dismissed::Shown {
+                    if let Some(d) = self.shown.take() {
+                        d.close();
+                    }
+                    self.show_current(&sender);
+                }
+            }
+            ConsentInput::Responded(handle, answer) => {
+                if let Some(p) = self.queue.answer(&handle) {
+                    let _ = p.reply.send(answer);
+                    self.shown = None;
+                    self.show_current(&sender);
+                }
+            }
+        }
+        let waiting = self.queue.len();
+        root.set_visible(waiting > 0);
+        root.set_label(&match waiting {
+            0 => String::new(),
+            1 => "1 request waits for you".into(),
+            n => format!("{n} requests wait for you"),
+        });
+    }
+
+    fn shutdown(&mut self, _widgets: &mut (), _output: relm4::Sender<()>) {
+        for p in self.queue.drain() {
+            let _ = p.reply.send(Answer::Dismissed);
+        }
+    }
+}
+
+impl ConsentDialogs {
+    fn show_current(&mut self, sender: &ComponentSender<Self>) {
+        let Some(p) = self.queue.current() else {
+            return;
+        };
+        let dialog = build(&self.parent, p);
+        let handle = p.handle.clone();
+        let answers = p.answers.clone();
+        let input = sender.input_sender().clone();
+        dialog.connect_response(None, move |_, response| {
+            let answer = answers
+                .iter()
+                .copied()
+                .find(|a| a.option_id() == Some(response))
+                .unwrap_or(Answer::Deny);
+            input.emit(ConsentInput::Responded(handle.clone(), answer));
+        });
+        self.parent.present();
+        dialog.present();
+        self.shown = Some(dialog);
+    }
+}
+
+/// The dialog for one request.
+pub fn build<R>(parent: &gtk::Window, p: &Pending<R>) -> adw::MessageDialog {
+    let s = &p.shown;
+    let dialog = adw::MessageDialog::new(Some(parent), Some(&s.title), Some(&s.subtitle));
+    dialog.set_modal(true);
+    dialog.set_widget_name("consent-dialog");
+    dialog.set_extra_child(Some(&details(s)));
+    dialog.add_response(DENY, Answer::Deny.label());
+    dialog.set_response_appearance(DENY, adw::ResponseAppearance::Suggested);
+    for a in &p.answers {
+        if let Some(id) = a.option_id() {
+            dialog.add_response(id, a.label());
+            if *a == Answer::Always {
+                dialog.set_response_appearance(id, adw::ResponseAppearance::Destructive);
+            }
+        }
+    }
+    dialog.set_default_response(Some(DENY));
+    dialog.set_close_response(DENY);
+    dialog
+}
+
+/// The body, the facts (who, what, where, which task) and the chain.
+fn details(s: &Shown) -> gtk::Box {
+    let b = gtk::Box::new(gtk::Orientation::Vertical, 8);
+    if !s.body.is_empty() {
+        let body = crate::ui::text(&s.body);
+        body.set_widget_name("consent-body");
+        b.append(&body);
+    }
+    let grid = gtk::Grid::new();
+    grid.set_column_spacing(12);
+    grid.set_row_spacing(4);
+    for (row, (label, value)) in s.facts.iter().enumerate() {
+        let l = gtk::Label::new(Some(label));
+        l.add_css_class("dim-label");
+        l.set_xalign(1.0);
+        l.set_yalign(0.0);
+        grid.attach(&l, 0, row as i32, 1, 1);
+        grid.attach(&value_widget(value), 1, row as i32, 1, 1);
+    }
+    b.append(&grid);
+    if !s.chain.is_empty() {
+        let title = gtk::Label::new(Some("Delegation chain (the asking task first)"));
+        title.add_css_class("heading");
+        title.set_xalign(0.0);
+        b.append(&title);
+        for line in &s.chain {
+            b.append(&crate::ui::text(line));
+        }
+    }
+    b
+}
+
+/// A value: its short form, and the whole of it behind an expander when it was cut.
+fn value_widget(v: &Preview) -> gtk::Widget {
+    let short = crate::ui::text(&v.short);
+    short.set_hexpand(true);
+    match &v.full {
+        None => short.upcast(),
+        Some(full) => {
+            let b = gtk::Box::new(gtk::Orientation::Vertical, 2);
+            b.append(&short);
+            let expander = gtk::Expander::new(Some("Show all of it"));
+            let whole = crate::ui::text(full);
+            let scroll = gtk::ScrolledWindow::new();
+            scroll.set_max_content_height(240);
+            scroll.set_propagate_natural_height(true);
+            scroll.set_child(Some(&whole));
+            expander.set_child(Some(&scroll));
+            b.append(&expander);
+            b.upcast()
+        }
+    }
+}

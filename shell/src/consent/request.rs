@@ -1,0 +1,279 @@
+//! One consent request as the kernel sends it (`AccessDialog`'s handle, texts and options), the
+//! answers it offers, and the reply the kernel reads back: pure, tested without a bus.
+
+use std::collections::HashMap;
+
+use agentos_dbus_interfaces::text::{display_safe, display_safe_block};
+use agentos_dbus_interfaces::ConsentRequestInfo;
+use zbus::zvariant::{OwnedValue, Value};
+
+/// The prefix of the request handles the kernel makes; the request id follows it.
+pub const HANDLE_PREFIX: &str = "/org/freedesktop/portal/desktop/request/agentos/r";
+/// The choice that carries the answer.
+pub const ANSWER_CHOICE: &str = "lifetime";
+/// Longest value shown before it is cut (the whole value is behind an expander).
+pub const PREVIEW_CHARS: usize = 160;
+/// Longest value kept at all (the kernel's own limit on names is 4096).
+pub const FULL_CHARS: usize = 16 * 1024;
+
+/// The answers a dialog can give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Once,
+    Session,
+    Always,
+    /// Deny, and ask nothing more for this task.
+    DenyTask,
+    Deny,
+    /// The dialog went away without an answer (closed by the kernel, or the panel quit).
+    Dismissed,
+}
+
+impl Answer {
+    /// The option id of the kernel's answer choice.
+    pub fn option_id(self) -> Option<&'static str> {
+        match self {
+            Answer::Once => Some("once"),
+            Answer::Session => Some("session"),
+            Answer::Always => Some("always"),
+            Answer::DenyTask => Some("deny-task"),
+            Answer::Deny | Answer::Dismissed => None,
+        }
+    }
+
+    pub fn from_option_id(id: &str) -> Option<Answer> {
+        match id {
+            "once" => Some(Answer::Once),
+            "session" => Some(Answer::Session),
+            "always" => Some(Answer::Always),
+            "deny-task" => Some(Answer::DenyTask),
+            _ => None,
+        }
+    }
+
+    /// The button's label, with its mnemonic.
+    pub fn label(self) -> &'static str {
+        match self {
+            Answer::Once => "Allow _Once",
+            Answer::Session => "Allow Until _Logout",
+            Answer::Always => "Allow _Always",
+            Answer::DenyTask => "Deny and _Stop Asking for This Task",
+            Answer::Deny => "_Deny",
+            Answer::Dismissed => "Close",
+        }
+    }
+
+    /// The reply to `AccessDialog`: response 0 with the chosen option, 1 for deny, 2 when
+    /// dismissed. "Deny and stop asking" goes with response 0, as the kernel reads the choice
+    /// only with a grant from some providers.
+    pub fn reply(self) -> (u32, HashMap<String, OwnedValue>) {
+        let mut results = HashMap::new();
+        match self.option_id() {
+            Some(id) => {
+                let choices = vec![(ANSWER_CHOICE.to_string(), id.to_string())];
+                if let Ok(v) = OwnedValue::try_from(Value::from(choices)) {
+                    results.insert("choices".to_string(), v);
+                }
+                (0, results)
+            }
+            None if self == Answer::Deny => (1, results),
+            None => (2, results),
+        }
+    }
+}
+
+/// The request id in a handle the kernel made, if it is one.
+pub fn request_id(handle: &str) -> Option<u64> {
+    handle.strip_prefix(HANDLE_PREFIX)?.parse().ok()
+}
+
+/// The answers offered in `options["choices"]` (`a(ssa(ss)s)`), in the order this panel shows
+/// them; options it does not know are left out. When the kernel sent no answer choice, allow
+/// once is the only grant offered (what a bare grant means to the kernel).
+pub fn offered(options: &HashMap<String, OwnedValue>) -> Vec<Answer> {
+    type Choices = Vec<(String, String, Vec<(String, String)>, String)>;
+    let ids: Option<Vec<String>> = options
+        .get("choices")
+        .and_then(|v| v.try_clone().ok())
+        .and_then(|v| Choices::try_from(v).ok())
+        .and_then(|choices| {
+            choices
+                .into_iter()
+                .find(|(id, ..)| id == ANSWER_CHOICE)
+                .map(|(_, _, opts, _)| opts.into_iter().map(|(id, _)| id).collect())
+        });
+    let Some(ids) = ids else {
+        return vec![Answer::Once];
+    };
+    [Answer::Once, Answer::Session, Answer::Always, Answer::DenyTask]
+        .into_iter()
+        .filter(|a| a.option_id().is_some_and(|o| ids.iter().any(|i| i == o)))
+        .collect()
+}
+
+/// A value from the bus made safe to show: a short form (one line, cut at [`PREVIEW_CHARS`]
+/// with an ellipsis) and, when that was cut, the whole of it (its lines kept, bounded by
+/// [`FULL_CHARS`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preview {
+    pub short: String,
+    /// `Some` when the short form is not all of it.
+    pub full: Option<String>,
+}
+
+pub fn preview(value: &str) -> Preview {
+    let short = display_safe(value, PREVIEW_CHARS);
+    let whole_line = display_safe(value, FULL_CHARS);
+    let full = display_safe_block(value, FULL_CHARS);
+    // A value of several lines shows them behind the expander, as they are.
+    let cut = short != whole_line || full.contains('\n');
+    Preview {
+        short,
+        full: cut.then_some(full),
+    }
+}
+
+/// What the dialog shows about a request, everything made safe to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shown {
+    pub title: String,
+    pub subtitle: String,
+    pub body: String,
+    /// (label, value) lines: who asks, what, on which scope, for which task.
+    pub facts: Vec<(String, Preview)>,
+    /// The delegation chain, the asking task first.
+    pub chain: Vec<String>,
+}
+
+/// Put together what the dialog shows from the kernel's texts, the pending request it matches
+/// (when found) and the chain of tasks above it.
+pub fn shown(
+    title: &str,
+    subtitle: &str,
+    body: &str,
+    info: Option<&ConsentRequestInfo>,
+    chain: &[String],
+) -> Shown {
+    let mut facts = Vec::new();
+    if let Some(info) = info {
+        facts.push(("Asked by".to_string(), preview(&info.principal)));
+        facts.push(("Capability".to_string(), preview(&info.capability)));
+        let scope = if info.scope.is_empty() {
+            "any".to_string()
+        } else {
+            info.scope.clone()
+        };
+        facts.push(("Scope".to_string(), preview(&scope)));
+        if info.task != 0 {
+            facts.push(("Task".to_string(), preview(&info.task.to_string())));
+        }
+    }
+    Shown {
+        title: display_safe(title, 200),
+        subtitle: display_safe(subtitle, 400),
+        body: display_safe_block(body, 4000),
+        facts,
+        chain: chain.iter().map(|c| display_safe(c, 200)).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn choices(ids: &[&str]) -> HashMap<String, OwnedValue> {
+        let opts: Vec<(&str, &str)> = ids.iter().map(|i| (*i, "label")).collect();
+        let c = vec![(ANSWER_CHOICE, "Answer", opts, "once")];
+        let mut m = HashMap::new();
+        m.insert(
+            "choices".to_string(),
+            OwnedValue::try_from(Value::from(c)).unwrap(),
+        );
+        m
+    }
+
+    #[test]
+    fn handles_name_the_request() {
+        assert_eq!(request_id(&format!("{HANDLE_PREFIX}17")), Some(17));
+        assert_eq!(request_id("/org/freedesktop/portal/desktop/request/x/r1"), None);
+        assert_eq!(request_id(&format!("{HANDLE_PREFIX}x")), None);
+    }
+
+    #[test]
+    fn only_offered_answers_are_shown() {
+        assert_eq!(
+            offered(&choices(&["always", "once", "session", "deny-task"])),
+            vec![Answer::Once, Answer::Session, Answer::Always, Answer::DenyTask]
+        );
+        assert_eq!(offered(&choices(&["once", "sudo"])), vec![Answer::Once]);
+        assert_eq!(offered(&HashMap::new()), vec![Answer::Once]);
+        // A malformed choices option is as none.
+        let mut m = HashMap::new();
+        m.insert("choices".to_string(), OwnedValue::from(7u32));
+        assert_eq!(offered(&m), vec![Answer::Once]);
+    }
+
+    #[test]
+    fn replies_are_what_the_kernel_reads() {
+        let (code, results) = Answer::Always.reply();
+        assert_eq!(code, 0);
+        let pairs =
+            Vec::<(String, String)>::try_from(results["choices"].try_clone().unwrap()).unwrap();
+        assert_eq!(pairs, vec![("lifetime".to_string(), "always".to_string())]);
+        assert_eq!(Answer::Deny.reply().0, 1);
+        assert!(Answer::Deny.reply().1.is_empty());
+        assert_eq!(Answer::Dismissed.reply().0, 2);
+        let (code, results) = Answer::DenyTask.reply();
+        assert_eq!(code, 0);
+        assert!(results.contains_key("choices"));
+        for a in [Answer::Once, Answer::Session, Answer::Always, Answer::DenyTask] {
+            assert_eq!(Answer::from_option_id(a.option_id().unwrap()), Some(a));
+        }
+    }
+
+    #[test]
+    fn long_and_hostile_values_are_cut_and_escaped() {
+        let p = preview("/home/u/Documents");
+        assert_eq!((p.short.as_str(), p.full), ("/home/u/Documents", None));
+        let long = "x".repeat(500);
+        let p = preview(&long);
+        assert_eq!(p.short.chars().count(), PREVIEW_CHARS);
+        assert!(p.short.ends_with('…'));
+        assert_eq!(p.full.as_deref(), Some(long.as_str()));
+        let p = preview("evil\u{202e}gpj.exe\nrm -rf ~\u{1b}[2J");
+        assert_eq!(p.short, "evilgpj.exe rm -rf ~[2J");
+        assert_eq!(p.full.as_deref(), Some("evilgpj.exe\nrm -rf ~[2J"));
+    }
+
+    #[test]
+    fn the_dialog_names_requester_capability_scope_and_task() {
+        let info = ConsentRequestInfo {
+            id: 3,
+            principal: "docs".into(),
+            capability: "files.read".into(),
+            scope: "/home/u/Documents".into(),
+            task: 12,
+            title: String::new(),
+            subtitle: String::new(),
+            body: String::new(),
+            since: 0,
+        };
+        let s = shown("T\u{202e}", "S", "line 1\nline 2", Some(&info), &["task 12".into()]);
+        assert_eq!(s.title, "T");
+        assert_eq!(s.body, "line 1\nline 2");
+        let labels: Vec<(&str, &str)> = s
+            .facts
+            .iter()
+            .map(|(l, v)| (l.as_str(), v.short.as_str()))
+            .collect();
+        assert_eq!(
+            labels,
+            vec![
+                ("Asked by", "docs"),
+                ("Capability", "files.read"),
+                ("Scope", "/home/u/Documents"),
+                ("Task", "12")
+            ]
+        );
+    }
+}

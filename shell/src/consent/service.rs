@@ -1,0 +1,200 @@
+//! `org.freedesktop.impl.portal.Access` served as `org.agentos.Consent`: the kernel's
+//! `AccessDialog` calls become dialogs, their answers its replies. Only the verified kernel
+//! (the unique name the client pinned) may open a dialog or close one; a request the kernel
+//! closes (`impl.portal.Request.Close`, as when the asking agent went away) leaves the screen.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use agentos_client::Client;
+use agentos_dbus_interfaces::names::{CONSENT_BUS_NAME, CONSENT_PATH};
+use agentos_dbus_interfaces::ConsentRequestInfo;
+use tokio::sync::{oneshot, Notify};
+use zbus::fdo::RequestNameFlags;
+use zbus::message::Header;
+use zbus::object_server::ObjectServer;
+use zbus::zvariant::{OwnedObjectPath, OwnedValue};
+
+use super::queue::Pending;
+use super::request::{offered, request_id, shown, Answer};
+
+/// How long the panel waits for the kernel to describe a request before showing what it sent.
+const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Tasks above the asking one named in the dialog, at most.
+const CHAIN_LEN: usize = 8;
+
+/// The kernel the panel trusts now (`None` while it is not running).
+pub type Verified = Arc<Mutex<Option<Client>>>;
+
+/// What the dialogs are told.
+#[derive(Debug)]
+pub enum ConsentEvent {
+    /// Ask the user; send the answer on `reply`.
+    Ask(Pending<oneshot::Sender<Answer>>),
+    /// The kernel closed this request: take its dialog away.
+    Dismiss(String),
+}
+
+/// Why the panel could not become the consent provider.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("another consent provider already owns {CONSENT_BUS_NAME}")]
+    NameTaken,
+    #[error("cannot serve {CONSENT_BUS_NAME}: {0}")]
+    Bus(#[from] zbus::Error),
+}
+
+/// Hands an event to the dialogs; false when they are gone.
+pub type Ui = Box<dyn Fn(ConsentEvent) -> bool + Send + Sync>;
+
+struct Access {
+    kernel: Verified,
+    ui: Ui,
+}
+
+/// `org.freedesktop.impl.portal.Request` on a dialog's handle.
+struct Request {
+    kernel: String,
+    close: Arc<Notify>,
+}
+
+fn current(kernel: &Verified) -> Option<Client> {
+    kernel.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+#[zbus::interface(name = "org.freedesktop.impl.portal.Request")]
+impl Request {
+    async fn close(&self, #[zbus(header)] hdr: Header<'_>) -> zbus::fdo::Result<()> {
+        if hdr.sender().map(|s| s.as_str()) != Some(self.kernel.as_str()) {
+            return Err(zbus::fdo::Error::AccessDenied(
+                "only the AgentOS kernel may close its requests".into(),
+            ));
+        }
+        self.close.notify_one();
+        Ok(())
+    }
+}
+
+#[zbus::interface(name = "org.freedesktop.impl.portal.Access")]
+impl Access {
+    #[allow(clippy::too_many_arguments)]
+    async fn access_dialog(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(object_server)] server: &ObjectServer,
+        handle: OwnedObjectPath,
+        _app_id: String,
+        _parent_window: String,
+        title: String,
+        subtitle: String,
+        body: String,
+        options: HashMap<String, OwnedValue>,
+    ) -> zbus::fdo::Result<(u32, HashMap<String, OwnedValue>)> {
+        let Some(client) = current(&self.kernel) else {
+            return Err(zbus::fdo::Error::AccessDenied(
+                "the panel is not connected to a verified AgentOS kernel".into(),
+            ));
+        };
+        let owner = client
+            .owner()
+            .await
+            .map_err(|e| zbus::fdo::Error::AccessDenied(e.to_string()))?;
+        if hdr.sender().map(|s| s.as_str()) != Some(owner.as_str()) {
+            return Err(zbus::fdo::Error::AccessDenied(
+                "only the AgentOS kernel may ask the user through the panel".into(),
+            ));
+        }
+        let (info, chain) = describe(&client, request_id(handle.as_str())).await;
+        let pending_reply = oneshot::channel();
+        let close = Arc::new(Notify::new());
+        let request = Request {
+            kernel: owner.to_string(),
+            close: Arc::clone(&close),
+        };
+        // A handle already served (the kernel never reuses one) is not served twice.
+        let served = server.at(handle.as_ref(), request).await.unwrap_or(false);
+        let pending = Pending {
+            handle: handle.to_string(),
+            shown: shown(&title, &subtitle, &body, info.as_ref(), &chain),
+            answers: offered(&options),
+            reply: pending_reply.0,
+        };
+        if !(self.ui)(ConsentEvent::Ask(pending)) {
+            return Ok(Answer::Dismissed.reply());
+        }
+        let answer = tokio::select! {
+            a = pending_reply.1 => a.unwrap_or(Answer::Dismissed),
+            () = close.notified() => {
+                (self.ui)(ConsentEvent::Dismiss(handle.to_string()));
+                Answer::Dismissed
+            }
+        };
+        if served {
+            let _ = server.remove::<Request, _>(handle.as_ref()).await;
+        }
+        Ok(answer.reply())
+    }
+}
+
+/// The pending request `id` names (from `ListConsentRequests`) and the chain of tasks above the
+/// task it asks for, as far as the kernel tells in time.
+async fn describe(client: &Client, id: Option<u64>) -> (Option<ConsentRequestInfo>, Vec<String>) {
+    let Some(id) = id else {
+        return (None, Vec::new());
+    };
+    let lookup = async {
+        let kernel = client.kernel().await.ok()?;
+        let info = kernel
+            .list_consent_requests()
+            .await
+            .ok()?
+            .into_iter()
+            .find(|r| r.id == id)?;
+        let mut chain = Vec::new();
+        let mut next = info.task;
+        while next != 0 && chain.len() < CHAIN_LEN {
+            let Ok(task) = kernel.get_task(next).await else {
+                break;
+            };
+            let caller = if task.parent == 0 {
+                format!(", started by {}", task.caller)
+            } else {
+                String::new()
+            };
+            chain.push(format!(
+                "Task {} ({}): {}{caller}",
+                task.id,
+                task.agent,
+                crate::model::format::line(&task.goal, 80)
+            ));
+            next = task.parent;
+        }
+        Some((info, chain))
+    };
+    match tokio::time::timeout(DESCRIBE_TIMEOUT, lookup).await {
+        Ok(Some((info, chain))) => (Some(info), chain),
+        _ => (None, Vec::new()),
+    }
+}
+
+/// Serve the Access interface on `conn` and take `org.agentos.Consent` (without queueing: a
+/// provider already running keeps the name).
+pub async fn serve(
+    conn: &zbus::Connection,
+    kernel: Verified,
+    ui: Ui,
+) -> Result<(), ServeError> {
+    conn.object_server()
+        .at(CONSENT_PATH, Access { kernel, ui })
+        .await?;
+    let reply = conn
+        .request_name_with_flags(CONSENT_BUS_NAME, RequestNameFlags::DoNotQueue.into())
+        .await;
+    match reply {
+        Ok(zbus::fdo::RequestNameReply::PrimaryOwner)
+        | Ok(zbus::fdo::RequestNameReply::AlreadyOwner) => Ok(()),
+        Ok(_) | Err(zbus::Error::NameTaken) => Err(ServeError::NameTaken),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,363 @@
+//! The Tasks page: the live delegation tree (state, agent, goal and message, progress, elapsed
+//! time) from `ListTasks` kept current by the kernel's task events, and the selected task's
+//! details: its result and artifacts, and a button to cancel it with its subtree.
+
+use agentos_client::{Client, TaskEvent};
+use agentos_dbus_interfaces::{ArtifactInfo, TaskInfo};
+use futures_util::StreamExt;
+use gtk::prelude::*;
+use relm4::prelude::*;
+use relm4::typed_view::list::TypedListView;
+
+use super::task_item::TaskItem;
+use crate::model::format;
+use crate::model::tasks::{Applied, TaskStore};
+
+#[derive(Debug)]
+pub enum TasksInput {
+    Connected(Client),
+    Disconnected,
+    /// A row was selected (its position in the list).
+    Selected(u32),
+    /// Cancel the selected task.
+    Cancel,
+}
+
+#[derive(Debug)]
+pub enum TasksCmd {
+    Loaded(u64, Result<Vec<TaskInfo>, String>),
+    Event(u64, Result<TaskEvent, String>),
+    /// A task first seen in an event, as `GetTask` describes it.
+    Fetched(u64, TaskInfo),
+    Details(u64, Result<(TaskInfo, Vec<ArtifactInfo>), String>),
+    Canceled(Result<(), String>),
+}
+
+pub struct TasksPage {
+    client: Option<Client>,
+    /// Bumped with each kernel: results of an earlier one are dropped.
+    generation: u64,
+    store: TaskStore,
+    list: TypedListView<TaskItem, gtk::SingleSelection>,
+    selected: Option<u64>,
+    status: gtk::Label,
+    details: gtk::Box,
+    cancel: gtk::Button,
+}
+
+impl Component for TasksPage {
+    type Init = ();
+    type Input = TasksInput;
+    type Output = ();
+    type CommandOutput = TasksCmd;
+    type Widgets = ();
+    type Root = gtk::Box;
+
+    fn init_root() -> gtk::Box {
+        gtk::Box::new(gtk::Orientation::Vertical, 0)
+    }
+
+    fn init(_: (), root: gtk::Box, sender: ComponentSender<Self>) -> ComponentParts<Self> {
+        let (frame, status) = crate::ui::page("Tasks");
+        frame.set_vexpand(true);
+        root.append(&frame);
+        let list: TypedListView<TaskItem, gtk::SingleSelection> = TypedListView::new();
+        list.selection_model.set_autoselect(false);
+        list.selection_model.set_can_unselect(true);
+        list.view.set_widget_name("tasks-list");
+        let input = sender.input_sender().clone();
+        list.selection_model.connect_selected_notify(move |s| {
+            input.emit(TasksInput::Selected(s.selected()));
+        });
+        let scroll = gtk::ScrolledWindow::new();
+        scroll.set_vexpand(true);
+        scroll.set_child(Some(&list.view));
+        let paned = gtk::Paned::new(gtk::Orientation::Vertical);
+        paned.set_vexpand(true);
+        paned.set_start_child(Some(&scroll));
+        let lower = gtk::Box::new(gtk::Orientation::Vertical, 6);
+        let details = gtk::Box::new(gtk::Orientation::Vertical, 6);
+        details.set_widget_name("task-details");
+        let cancel = gtk::Button::with_mnemonic("_Cancel Task");
+        cancel.add_css_class("destructive-action");
+        cancel.set_halign(gtk::Align::Start);
+        cancel.set_sensitive(false);
+        let input = sender.input_sender().clone();
+        cancel.connect_clicked(move |_| input.emit(TasksInput::Cancel));
+        lower.append(&cancel);
+        let details_scroll = gtk::ScrolledWindow::new();
+        details_scroll.set_vexpand(true);
+        details_scroll.set_child(Some(&details));
+        lower.append(&details_scroll);
+        paned.set_end_child(Some(&lower));
+        paned.set_position(360);
+        frame.append(&paned);
+        status.set_label("Waiting for AgentOS…");
+        let model = TasksPage {
+            client: None,
+            generation: 0,
+            store: TaskStore::default(),
+            list,
+            selected: None,
+            status,
+            details,
+            cancel,
+        };
+        ComponentParts { model, widgets: () }
+    }
+
+    fn update(&mut self, msg: TasksInput, sender: ComponentSender<Self>, _root: &gtk::Box) {
+        match msg {
+            TasksInput::Connected(client) => {
+                self.generation += 1;
+                self.client = Some(client.clone());
+                self.follow(&sender, client.clone());
+                let generation = self.generation;
+                sender.oneshot_command(async move {
+                    let r = super::on_kernel(&client, |k| async move {
+                        k.list_tasks(super::TASKS_LOADED).await
+                    })
+                    .await;
+                    TasksCmd::Loaded(generation, r)
+                });
+            }
+            TasksInput::Disconnected => {
+                self.generation += 1;
+                self.client = None;
+                self.cancel.set_sensitive(false);
+            }
+            TasksInput::Selected(pos) => {
+                let id = self.list.get(pos).map(|item| item.borrow().row.task.id);
+                if id.is_some() && id != self.selected {
+                    self.selected = id;
+                    self.show_selected();
+                    self.fetch_details(&sender);
+                }
+            }
+            TasksInput::Cancel => {
+                let (Some(client), Some(id)) = (self.client.clone(), self.selected) else {
+                    return;
+                };
+                self.cancel.set_sensitive(false);
+                sender.oneshot_command(async move {
+                    let r = super::on_kernel(&client, |k| async move { k.cancel_task(id).await })
+                        .await;
+                    TasksCmd::Canceled(r)
+                });
+            }
+        }
+    }
+
+    fn update_cmd(&mut self, msg: TasksCmd, sender: ComponentSender<Self>, _root: &gtk::Box) {
+        match msg {
+            TasksCmd::Loaded(g, _) | TasksCmd::Event(g, _) | TasksCmd::Fetched(g, _)
+                if g != self.generation => {}
+            TasksCmd::Loaded(_, Ok(tasks)) => {
+                self.store.load(tasks);
+                self.rebuild();
+            }
+            TasksCmd::Loaded(_, Err(e)) => self.status.set_label(&format!("Cannot list tasks: {e}")),
+            TasksCmd::Event(_, Ok(ev)) => match self.store.apply(&ev) {
+                Applied::Changed(id) => {
+                    self.replace(id);
+                    if Some(id) == self.selected {
+                        self.show_selected();
+                        if ev.state.is_terminal() {
+                            self.fetch_details(&sender);
+                        }
+                    }
+                }
+                Applied::New(id) => {
+                    self.rebuild();
+                    self.fetch(&sender, id);
+                }
+            },
+            TasksCmd::Event(_, Err(e)) => tracing::warn!("a task event was dropped: {e}"),
+            TasksCmd::Fetched(_, info) => {
+                let id = info.id;
+                self.store.put(info);
+                self.replace(id);
+            }
+            TasksCmd::Details(id, r) if Some(id) == self.selected => match r {
+                Ok((info, artifacts)) => {
+                    self.store.put(info);
+                    self.replace(id);
+                    self.show_selected();
+                    self.show_artifacts(&artifacts);
+                }
+                Err(e) => self.details.append(&crate::ui::text(&format!("Cannot read the task: {e}"))),
+            },
+            TasksCmd::Details(..) => {}
+            TasksCmd::Canceled(Err(e)) => {
+                self.status.set_label(&format!("Cannot cancel: {e}"));
+                self.show_selected();
+            }
+            TasksCmd::Canceled(Ok(())) => {}
+        }
+    }
+}
+
+impl TasksPage {
+    /// Follow the kernel's task events until that kernel changes.
+    fn follow(&self, sender: &ComponentSender<Self>, client: Client) {
+        let generation = self.generation;
+        sender.command(move |out, shutdown| {
+            shutdown
+                .register(async move {
+                    let changed = client.owner_changed();
+                    tokio::pin!(changed);
+                    let mut events = match client.task_events().await {
+                        Ok(events) => events,
+                        Err(e) => {
+                            let _ = out.send(TasksCmd::Event(generation, Err(e.to_string())));
+                            return;
+                        }
+                    };
+                    loop {
+                        tokio::select! {
+                            ev = events.next() => match ev {
+                                Some(ev) => {
+                                    let ev = ev.map_err(|e| e.to_string());
+                                    if out.send(TasksCmd::Event(generation, ev)).is_err() {
+                                        return;
+                                    }
+                                }
+                                None => return,
+                            },
+                            () = &mut changed => return,
+                        }
+                    }
+                })
+                .drop_on_shutdown()
+        });
+    }
+
+    /// Ask the kernel about a task first seen in an event.
+    fn fetch(&self, sender: &ComponentSender<Self>, id: u64) {
+        let Some(client) = self.client.clone() else {
+            return;
+        };
+        let generation = self.generation;
+        sender.oneshot_command(async move {
+            match super::on_kernel(&client, |k| async move { k.get_task(id).await }).await {
+                Ok(info) => TasksCmd::Fetched(generation, info),
+                Err(e) => TasksCmd::Event(generation, Err(e)),
+            }
+        });
+    }
+
+    fn fetch_details(&self, sender: &ComponentSender<Self>) {
+        let (Some(client), Some(id)) = (self.client.clone(), self.selected) else {
+            return;
+        };
+        sender.oneshot_command(async move {
+            let r = async {
+                let info =
+                    super::on_kernel(&client, |k| async move { k.get_task(id).await }).await?;
+                let artifacts = match client.task(id).await {
+                    Ok(t) => t.artifacts().await.unwrap_or_default(),
+                    Err(_) => Vec::new(),
+                };
+                let artifacts = artifacts
+                    .into_iter()
+                    .map(|(name, sha256, size)| ArtifactInfo { name, sha256, size })
+                    .collect();
+                Ok((info, artifacts))
+            }
+            .await;
+            TasksCmd::Details(id, r)
+        });
+    }
+
+    fn rebuild(&mut self) {
+        let rows = self.store.rows();
+        self.list.clear();
+        self.list
+            .extend_from_iter(rows.into_iter().map(|row| TaskItem { row }));
+        if let Some(id) = self.selected {
+            if let Some(pos) = self.list.find(|t| t.row.task.id == id) {
+                self.list.selection_model.set_selected(pos);
+            }
+        }
+        let n = self.store.len();
+        self.status.set_label(&match n {
+            0 => "No tasks yet.".to_string(),
+            1 => "1 task".to_string(),
+            n => format!("{n} tasks"),
+        });
+    }
+
+    /// Redraw one task's row in place.
+    fn replace(&mut self, id: u64) {
+        let Some(pos) = self.list.find(|t| t.row.task.id == id) else {
+            return;
+        };
+        let Some(task) = self.store.get(id).cloned() else {
+            return;
+        };
+        if let Some(item) = self.list.get(pos) {
+            let depth = item.borrow().row.depth;
+            drop(item);
+            self.list.remove(pos);
+            self.list.insert(pos, TaskItem {
+                row: crate::model::tasks::Row { task, depth },
+            });
+            if Some(id) == self.selected {
+                self.list.selection_model.set_selected(pos);
+            }
+        }
+    }
+
+    fn show_selected(&self) {
+        crate::ui::clear(&self.details);
+        let Some(t) = self.selected.and_then(|id| self.store.get(id)) else {
+            self.cancel.set_sensitive(false);
+            return;
+        };
+        self.cancel.set_sensitive(self.client.is_some() && !t.is_finished());
+        let head = gtk::Label::new(Some(&format!(
+            "Task {} · {} · {} · {}%",
+            t.id,
+            format::line(&t.agent, 60),
+            format::line(&t.state_name, 20),
+            format::percent(t.progress)
+        )));
+        head.add_css_class("heading");
+        head.set_xalign(0.0);
+        self.details.append(&head);
+        let d = &self.details;
+        d.append(&crate::ui::caption(&format!(
+            "Started {} by {} · {}",
+            crate::ui::time(t.created),
+            format::line(&t.caller, 60),
+            format::elapsed(t.created, t.updated, t.is_finished(), format::now_ms())
+        )));
+        d.append(&crate::ui::text(&format!("Goal: {}", format::line(&t.goal, 2000))));
+        if !t.message.is_empty() {
+            d.append(&crate::ui::text(&format!("Status: {}", format::line(&t.message, 2000))));
+        }
+        if !t.result.is_empty() {
+            let result = crate::ui::text(&agentos_client::display_safe_block(&t.result, 64 * 1024));
+            result.set_widget_name("task-result");
+            d.append(&result);
+        }
+    }
+
+    fn show_artifacts(&self, artifacts: &[ArtifactInfo]) {
+        if artifacts.is_empty() {
+            return;
+        }
+        let title = gtk::Label::new(Some("Artifacts"));
+        title.add_css_class("heading");
+        title.set_xalign(0.0);
+        self.details.append(&title);
+        for a in artifacts {
+            self.details.append(&crate::ui::text(&format!(
+                "{} ({}, sha256 {})",
+                format::line(&a.name, 200),
+                format::size(a.size),
+                format::line(&a.sha256, 16)
+            )));
+        }
+    }
+}
