@@ -58,7 +58,10 @@ pub async fn list(address: Option<&str>, json: bool) -> Result<u8> {
                 "models: none found (start Ollama or llama-server on this machine, or add a \
                  provider's key with `agentctl models add <provider>`)\n",
             ),
-            None => text.push_str(&models_table(&models)),
+            None => {
+                text.push_str("Models the broker can serve now:\n");
+                text.push_str(&models_table(&models));
+            }
         }
         text.push('\n');
         match &keys_error {
@@ -66,7 +69,10 @@ pub async fn list(address: Option<&str>, json: bool) -> Result<u8> {
             None if keys.is_empty() => text.push_str(
                 "keys: no provider keys stored (add one with `agentctl models add <provider>`)\n",
             ),
-            None => text.push_str(&keys_table(&keys)),
+            None => {
+                text.push_str("Keys in the Secret Service:\n");
+                text.push_str(&keys_table(&keys));
+            }
         }
         output::emit(&text)?;
     }

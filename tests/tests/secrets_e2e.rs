@@ -164,7 +164,7 @@ async fn keys_live_in_the_keyring_and_nowhere_else() {
         outputs.push(out);
         let out = agentctl(root, address, &["models", "--json"], "").await;
         let json = without_key(&out, &key);
-        assert_eq!(json.matches("\"provider\":").count(), 2, "{json}");
+        assert_eq!(json.matches("\"account\":").count(), 2, "{json}");
         assert!(json.contains("\"provider\": \"openai\""), "{json}");
         assert!(
             json.contains("\"base_url\": \"http://127.0.0.1:8080/v1\""),
@@ -178,7 +178,7 @@ async fn keys_live_in_the_keyring_and_nowhere_else() {
         outputs.push(out);
         let out = agentctl(root, address, &["models", "--json"], "").await;
         let json = without_key(&out, &key);
-        assert_eq!(json.matches("\"provider\":").count(), 2, "{json}");
+        assert_eq!(json.matches("\"account\":").count(), 2, "{json}");
         outputs.push(out);
 
         let out = agentctl(root, address, &["models", "remove", "openai"], "").await;
