@@ -47,6 +47,8 @@ pub struct Kernel {
     pub(crate) tools: agentos_tools::Registry,
     /// Serves Host1 on agents' private connections (provided by the bus layer).
     pub(crate) host_server: HostServer,
+    /// Model inference: providers, the scheduler, requests queued and running.
+    pub(crate) broker: Arc<crate::broker::Broker>,
     generations: AtomicU64,
 }
 
@@ -97,6 +99,10 @@ impl Kernel {
             quotas: Mutex::new(Quotas::new(LIMITS)),
             admission: Admission::new(LIMITS.calls_in_flight),
             audit,
+            broker: Arc::new(
+                crate::broker::Broker::new(crate::broker::Settings::of_user())
+                    .with_store(Arc::clone(&store)),
+            ),
             task_writer: TaskWriter::start(Arc::clone(&store), TASK_WRITE_TURN)?,
             store,
             bus: OnceLock::new(),

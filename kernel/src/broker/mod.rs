@@ -1,18 +1,34 @@
-//! The model broker: agents ask the kernel for inference, and the broker decides which provider
-//! serves each request and when. `scheduler` holds the queue (slots per provider, interactive
-//! work first, round robin, aging), `budget` the token budgets and rate limits, `usage` the
-//! accounting; all three are pure, with the time passed in.
+//! The model broker: agents and apps ask the kernel for inference, and the broker decides which
+//! provider serves each request and when, streams the answer to the caller alone, and counts
+//! what it used.
 //!
-//! The caller (the broker's task, to come) owns one `Scheduler`: it submits each request and
-//! answers a refusal at once; after every submit, finish and cancellation, and at
-//! `next_deadline`, it calls `next` and sends what starts; when a request ends (or is aborted
-//! because its task was canceled) it calls `finish` with what it used.
+//! - `settings`: where local servers are looked for, the discipline, slots, budgets
+//!   (`models.toml`).
+//! - `catalog`, `providers`: the providers and models there are now (local servers probed,
+//!   remote ones with a stored key) and which serves a request (local first).
+//! - `scheduler`, `budget`, `usage`, `lanes`: the queue, pure, with the time passed in (slots per
+//!   provider, interactive work first with a held slot, round robin, aging, budgets, usage).
+//! - `service`: the broker as a part of the kernel, owner of the scheduler and the requests;
+//!   `run`: one request's run, streaming JSON lines to the caller's socket; `watch`: deadlines
+//!   and tasks' ends; `convert`: requests and events between the wire and the providers;
+//!   `pricing`: estimated costs.
+//!
+//! The kernel's operations (`operations/models.rs`) check who asks and what they may use, then
+//! submit; over a budget or into a full queue is refused at once.
 
 pub mod budget;
+pub mod catalog;
+pub mod convert;
 pub mod lanes;
+pub mod pricing;
+pub mod providers;
 pub mod request;
+pub mod run;
 pub mod scheduler;
+pub mod service;
+pub mod settings;
 pub mod usage;
+pub mod watch;
 
 #[cfg(test)]
 mod properties;
@@ -26,4 +42,6 @@ pub use scheduler::{
     Canceled, Class, Config, Discipline, Finished, ProviderConfig, Request, RequestId, SchedError,
     Scheduler, Start, Ticket,
 };
+pub use service::{Broker, Freshness};
+pub use settings::Settings;
 pub use usage::{Ledger, Price, Totals, Usage};

@@ -478,6 +478,12 @@ impl Scheduler {
         })
     }
 
+    /// Cancel one request: removed if queued (its charge given back), listed as running if it
+    /// runs (the caller aborts it, then calls `finish`).
+    pub fn cancel(&mut self, id: RequestId) -> Canceled {
+        self.cancel_where(|req| req.id == id)
+    }
+
     /// Cancel `task`'s requests.
     pub fn cancel_task(&mut self, task: u64) -> Canceled {
         self.cancel_where(|req| req.task == task)

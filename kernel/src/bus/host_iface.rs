@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
 use agentos_dbus_interfaces::names::HOST_IFACE;
-use agentos_dbus_interfaces::{ArtifactInfo, ByteBuf, Error, FileEntry, ToolInfo};
+use agentos_dbus_interfaces::{
+    AgentInfo, ArtifactInfo, ByteBuf, Error, FileEntry, ModelInfo, ToolInfo,
+};
 use zbus::message::Header;
 use zbus::zvariant::{OwnedFd, OwnedValue};
 use zbus::Message;
@@ -92,6 +94,10 @@ impl Dispatch for HostIface {
             "FetchUrl" => fetch_url(task: u64, url: &str),
             "ListTools" => list_tools(task: u64),
             "CallTool" => call_tool(task: u64, tool: &str, arguments: &str),
+            "ListAgents" => list_agents(task: u64),
+            "ListModels" => list_models(task: u64),
+            "Chat" => chat(task: u64, request: &str),
+            "CancelChat" => cancel_chat(id: u64),
         )
     }
 }
@@ -247,5 +253,48 @@ impl HostIface {
             .await?;
         let fds = out.fds.into_iter().map(OwnedFd::from).collect();
         Ok((out.value.to_string(), ByteBuf::from(out.data), fds))
+    }
+
+    async fn list_agents(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        task: u64,
+    ) -> Result<Vec<AgentInfo>, Error> {
+        self.kernel(&hdr)?.agents_for(&self.agent, task)
+    }
+
+    async fn list_models(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        task: u64,
+    ) -> Result<Vec<ModelInfo>, Error> {
+        let caller = Caller::Agent {
+            id: self.agent.clone(),
+            task,
+        };
+        self.kernel(&hdr)?.list_models(&caller).await
+    }
+
+    #[zbus(out_args("id", "events"))]
+    async fn chat(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        task: u64,
+        request: &str,
+    ) -> Result<(u64, OwnedFd), Error> {
+        let caller = Caller::Agent {
+            id: self.agent.clone(),
+            task,
+        };
+        let (id, fd) = self.kernel(&hdr)?.chat(&caller, request).await?;
+        Ok((id, fd.into()))
+    }
+
+    async fn cancel_chat(&self, #[zbus(header)] hdr: Header<'_>, id: u64) -> Result<(), Error> {
+        let caller = Caller::Agent {
+            id: self.agent.clone(),
+            task: 0,
+        };
+        self.kernel(&hdr)?.cancel_chat(&caller, id)
     }
 }

@@ -8,6 +8,7 @@ pub mod channel_iface;
 mod dispatch;
 pub mod host_iface;
 pub mod kernel_iface;
+pub mod models_iface;
 pub mod publisher;
 mod subscribers;
 pub mod task_iface;
@@ -50,6 +51,8 @@ pub async fn serve(
     let subscribers = root.subscribers();
     let conn = builder
         .serve_at(KERNEL_PATH, root)
+        .map_err(StartError::Connect)?
+        .serve_at(KERNEL_PATH, models_iface::ModelsIface::new(kernel))
         .map_err(StartError::Connect)?
         .build()
         .await

@@ -5,6 +5,7 @@
 pub mod calls;
 pub mod delegate;
 pub mod grants;
+pub mod models;
 pub mod queries;
 pub mod results;
 pub mod tools;

@@ -315,6 +315,7 @@ impl Kernel {
             }
         }
         self.focus.set(client, task);
+        self.models_follow_focus(task);
         Ok(())
     }
 

@@ -1,0 +1,326 @@
+//! What the broker can serve now: the providers (local servers found, remote ones with a stored
+//! key), their models, and which one serves a request (`route`). Pure: the catalog is built
+//! elsewhere (`providers.rs`) and routing only reads it.
+//!
+//! Routing prefers local models: without a model named, or with the class `local`, the first
+//! reachable local model serves; `local-small` takes the local model with the fewest parameters
+//! (read from its name, like `0.5b`); `remote` the first remote provider's model. Only when no
+//! local model is there does a request without a model go to a remote provider (which then needs
+//! `model.remote`). `provider/model` names both; a bare model name is looked up everywhere,
+//! local providers first.
+
+use agentos_dbus_interfaces::inference::class;
+use agentos_dbus_interfaces::ModelInfo;
+
+/// How to add a model, said whenever there is none.
+pub const HOW_TO_ADD: &str = "start a local model server (Ollama: `ollama serve`, then `ollama \
+     pull qwen2.5:0.5b`; or llama.cpp's `llama-server -m <model.gguf> --port 8080`), or store a \
+     provider's API key with `agentctl models add openai` (or anthropic, gemini)";
+
+/// One model of a provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Model {
+    pub name: String,
+    /// Tokens of context, 0 when unknown.
+    pub context: u32,
+}
+
+/// One provider the broker can send requests to.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// As the scheduler, `model.remote` and callers name it (`ollama`, `llama-server`,
+    /// `openai`, `anthropic:work`, …).
+    pub name: String,
+    /// Served on this machine.
+    pub local: bool,
+    /// It answered when last asked.
+    pub reachable: bool,
+    /// Requests run on it at once.
+    pub slots: u32,
+    /// Its models; the first is its default.
+    pub models: Vec<Model>,
+    /// It serves model names it did not list (a remote API, or llama-server's one model).
+    pub open: bool,
+    /// How to reach it (`None` only in tests of routing).
+    pub client: Option<agentos_models::Provider>,
+    /// Gemini makes up tool-call ids, which the broker then makes unique.
+    pub gemini: bool,
+}
+
+/// Which provider and model serve a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub provider: String,
+    pub model: String,
+    pub local: bool,
+    pub context: u32,
+}
+
+/// Why no provider serves a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error("no AI model is available: {HOW_TO_ADD}")]
+    NoModel,
+    #[error("no local AI model is available: {HOW_TO_ADD}")]
+    NoLocalModel,
+    #[error("no remote model provider is set up: store a provider's API key with `agentctl models add openai` (or anthropic, gemini)")]
+    NoRemoteModel,
+    #[error("no provider offers the model {0:?}; `agentctl models` lists those there are")]
+    UnknownModel(String),
+    #[error("there is no model provider {0:?}; `agentctl models` lists those there are")]
+    UnknownProvider(String),
+}
+
+/// The providers known now, local ones first.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    pub providers: Vec<Entry>,
+}
+
+/// The parameters a model's name gives (`qwen2.5-coder-0.5b` → 0.5 billion), for
+/// `local-small`; names without a figure come after those with one.
+fn parameters(name: &str) -> f64 {
+    let lower = name.to_ascii_lowercase();
+    let bytes = lower.as_bytes();
+    let mut best = None;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b != b'b' || i == 0 || !bytes[i - 1].is_ascii_digit() {
+            continue;
+        }
+        // The figure ends right before the `b`, and no letter follows it.
+        if bytes.get(i + 1).is_some_and(u8::is_ascii_alphanumeric) {
+            continue;
+        }
+        let start = lower[..i]
+            .rfind(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .map_or(0, |p| p + 1);
+        if let Ok(n) = lower[start..i].parse::<f64>() {
+            best = Some(n);
+        }
+    }
+    best.unwrap_or(f64::MAX)
+}
+
+impl Catalog {
+    pub fn get(&self, provider: &str) -> Option<&Entry> {
+        self.providers.iter().find(|p| p.name == provider)
+    }
+
+    /// Whether any provider is known at all.
+    pub fn is_empty(&self) -> bool {
+        self.providers.iter().all(|p| p.models.is_empty())
+    }
+
+    fn route_to(p: &Entry, m: &Model) -> Route {
+        Route {
+            provider: p.name.clone(),
+            model: m.name.clone(),
+            local: p.local,
+            context: m.context,
+        }
+    }
+
+    /// The first model of the first reachable provider that `pick` accepts.
+    fn first(&self, pick: impl Fn(&Entry) -> bool) -> Option<Route> {
+        self.providers
+            .iter()
+            .filter(|p| p.reachable && pick(p))
+            .find_map(|p| p.models.first().map(|m| Catalog::route_to(p, m)))
+    }
+
+    /// The provider and model that serve a request for `wanted`.
+    pub fn route(&self, wanted: Option<&str>) -> Result<Route, RouteError> {
+        let wanted = wanted.map(str::trim).filter(|w| !w.is_empty());
+        match wanted {
+            None => self
+                .first(|p| p.local)
+                .or_else(|| self.first(|p| !p.local))
+                .ok_or(RouteError::NoModel),
+            Some(class::LOCAL) => self.first(|p| p.local).ok_or(RouteError::NoLocalModel),
+            Some(class::REMOTE) => self.first(|p| !p.local).ok_or(RouteError::NoRemoteModel),
+            Some(class::LOCAL_SMALL) => self
+                .providers
+                .iter()
+                .filter(|p| p.local && p.reachable)
+                .flat_map(|p| p.models.iter().map(move |m| (p, m)))
+                .min_by(|a, b| parameters(&a.1.name).total_cmp(&parameters(&b.1.name)))
+                .map(|(p, m)| Catalog::route_to(p, m))
+                .ok_or(RouteError::NoLocalModel),
+            Some(named) => self.named(named),
+        }
+    }
+
+    /// `provider/model`, or a model any provider offers.
+    fn named(&self, named: &str) -> Result<Route, RouteError> {
+        if let Some((provider, model)) = named.split_once('/') {
+            if let Some(p) = self.get(provider) {
+                if let Some(m) = p.models.iter().find(|m| m.name == model) {
+                    return Ok(Catalog::route_to(p, m));
+                }
+                if p.open && !model.is_empty() {
+                    let context = if p.models.len() == 1 && p.local {
+                        p.models[0].context
+                    } else {
+                        0
+                    };
+                    return Ok(Route {
+                        provider: p.name.clone(),
+                        model: model.to_string(),
+                        local: p.local,
+                        context,
+                    });
+                }
+                return Err(RouteError::UnknownModel(named.to_string()));
+            }
+            if !self
+                .providers
+                .iter()
+                .any(|p| p.models.iter().any(|m| m.name == named))
+            {
+                return Err(RouteError::UnknownProvider(provider.to_string()));
+            }
+        }
+        let mut offering: Vec<&Entry> = self.providers.iter().collect();
+        // Local first, reachable first (the sort is stable).
+        offering.sort_by_key(|p| (!p.local, !p.reachable));
+        offering
+            .into_iter()
+            .find_map(|p| {
+                p.models
+                    .iter()
+                    .find(|m| m.name == named)
+                    .map(|m| Catalog::route_to(p, m))
+            })
+            .ok_or_else(|| {
+                if self.is_empty() {
+                    RouteError::NoModel
+                } else {
+                    RouteError::UnknownModel(named.to_string())
+                }
+            })
+    }
+
+    /// Every model, as `ListModels` shows them.
+    pub fn infos(&self) -> Vec<ModelInfo> {
+        self.providers
+            .iter()
+            .flat_map(|p| {
+                p.models.iter().map(|m| ModelInfo {
+                    provider: p.name.clone(),
+                    model: m.name.clone(),
+                    local: p.local,
+                    reachable: p.reachable,
+                    context: m.context,
+                    slots: p.slots,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, local: bool, models: &[&str]) -> Entry {
+        Entry {
+            name: name.into(),
+            local,
+            reachable: true,
+            slots: 1,
+            models: models
+                .iter()
+                .map(|m| Model {
+                    name: m.to_string(),
+                    context: 4096,
+                })
+                .collect(),
+            open: !local,
+            client: None,
+            gemini: false,
+        }
+    }
+
+    fn route(c: &Catalog, wanted: Option<&str>) -> Result<(String, String), RouteError> {
+        c.route(wanted).map(|r| (r.provider, r.model))
+    }
+
+    fn pair(p: &str, m: &str) -> Result<(String, String), RouteError> {
+        Ok((p.into(), m.into()))
+    }
+
+    #[test]
+    fn local_models_are_preferred() {
+        let c = Catalog {
+            providers: vec![
+                entry("ollama", true, &["llama3.1:8b", "qwen2.5:0.5b"]),
+                entry("openai", false, &["gpt-4o-mini"]),
+            ],
+        };
+        assert_eq!(route(&c, None), pair("ollama", "llama3.1:8b"));
+        assert_eq!(route(&c, Some("local")), pair("ollama", "llama3.1:8b"));
+        assert_eq!(
+            route(&c, Some("local-small")),
+            pair("ollama", "qwen2.5:0.5b")
+        );
+        assert_eq!(route(&c, Some("remote")), pair("openai", "gpt-4o-mini"));
+        assert_eq!(route(&c, Some("openai/gpt-4.1")), pair("openai", "gpt-4.1"));
+        assert_eq!(
+            route(&c, Some("qwen2.5:0.5b")),
+            pair("ollama", "qwen2.5:0.5b")
+        );
+        assert_eq!(
+            route(&c, Some("gpt-4o-mini")),
+            pair("openai", "gpt-4o-mini")
+        );
+        // Ollama serves only what it pulled.
+        assert_eq!(
+            route(&c, Some("ollama/mistral")),
+            Err(RouteError::UnknownModel("ollama/mistral".into()))
+        );
+        assert_eq!(
+            route(&c, Some("nope/x")),
+            Err(RouteError::UnknownProvider("nope".into()))
+        );
+        assert_eq!(
+            route(&c, Some("mistral")),
+            Err(RouteError::UnknownModel("mistral".into()))
+        );
+    }
+
+    #[test]
+    fn remote_only_when_nothing_local_answers() {
+        let mut c = Catalog {
+            providers: vec![
+                entry("llama-server", true, &["qwen"]),
+                entry("anthropic", false, &["claude-3-5-haiku-latest"]),
+            ],
+        };
+        c.providers[0].reachable = false;
+        assert_eq!(
+            route(&c, None),
+            pair("anthropic", "claude-3-5-haiku-latest")
+        );
+        assert_eq!(route(&c, Some("local")), Err(RouteError::NoLocalModel));
+        assert_eq!(
+            route(&c, Some("local-small")),
+            Err(RouteError::NoLocalModel)
+        );
+        let none = Catalog::default();
+        assert_eq!(route(&none, None), Err(RouteError::NoModel));
+        assert_eq!(route(&none, Some("gpt-4o")), Err(RouteError::NoModel));
+        assert!(RouteError::NoModel
+            .to_string()
+            .contains("agentctl models add"));
+        assert_eq!(route(&none, Some("remote")), Err(RouteError::NoRemoteModel));
+    }
+
+    #[test]
+    fn model_sizes_are_read_from_names() {
+        assert_eq!(parameters("qwen2.5-coder-0.5b-instruct-q4_k_m"), 0.5);
+        assert_eq!(parameters("llama3.1:8b"), 8.0);
+        assert_eq!(parameters("phi3:3.8b-mini"), 3.8);
+        assert_eq!(parameters("mistral"), f64::MAX);
+        assert_eq!(parameters("bge"), f64::MAX);
+    }
+}

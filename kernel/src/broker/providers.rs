@@ -1,0 +1,233 @@
+//! The catalog as it is now: local servers found by asking them (Ollama's `/api/tags`,
+//! llama-server's `/props`, each within a short time limit) and remote providers whose keys
+//! the user stored in the Secret Service (`agentctl models add`). Keys go from the keyring into
+//! the provider's client and nowhere else.
+
+use agentos_models::discovery::{probe_llama_server, probe_ollama};
+use agentos_models::{Anthropic, ApiKey, Gemini, Http, OpenAi, Provider};
+use agentos_portal::secrets::{self, KeyId, KeyStore, Unlock};
+
+use super::catalog::{Catalog, Entry, Model};
+use super::settings::Settings;
+
+/// Requests run at once on a remote provider unless the settings say otherwise.
+pub const REMOTE_SLOTS: u32 = 4;
+
+/// A remote provider's address, default model and its context window.
+struct Remote {
+    base_url: &'static str,
+    model: &'static str,
+    context: u32,
+}
+
+fn remote_defaults(provider: secrets::Provider) -> Remote {
+    match provider {
+        secrets::Provider::Anthropic => Remote {
+            base_url: "https://api.anthropic.com",
+            model: "claude-3-5-haiku-latest",
+            context: 200_000,
+        },
+        secrets::Provider::Gemini => Remote {
+            base_url: "https://generativelanguage.googleapis.com",
+            model: "gemini-2.0-flash",
+            context: 1_048_576,
+        },
+        // An OpenAI-compatible server's models are its own: it is asked for the one named, or
+        // for "default" (which servers of a single model accept).
+        secrets::Provider::OpenAiCompatible => Remote {
+            base_url: "",
+            model: "default",
+            context: 0,
+        },
+        _ => Remote {
+            base_url: "https://api.openai.com/v1",
+            model: "gpt-4o-mini",
+            context: 128_000,
+        },
+    }
+}
+
+/// The model name a llama-server's model file gives (`…/qwen2.5-0.5b-q4_k_m.gguf` →
+/// `qwen2.5-0.5b-q4_k_m`).
+fn model_of_path(path: Option<&str>) -> String {
+    path.and_then(|p| p.rsplit('/').next())
+        .map(|f| f.strip_suffix(".gguf").unwrap_or(f))
+        .filter(|f| !f.is_empty())
+        .unwrap_or("default")
+        .to_string()
+}
+
+/// Probe the local servers the settings name, at once.
+async fn local(http: &Http, settings: &Settings) -> Vec<Entry> {
+    let limit = settings.probe_limit;
+    let ollama = async {
+        match &settings.ollama {
+            Some(url) => Some(probe_ollama(http, url, limit).await),
+            None => None,
+        }
+    };
+    let llama = async {
+        match &settings.llama_server {
+            Some(url) => Some(probe_llama_server(http, url, limit).await),
+            None => None,
+        }
+    };
+    let (ollama, llama) = tokio::join!(ollama, llama);
+    let mut found = Vec::new();
+    if let Some(Ok(server)) = llama {
+        let slots = settings
+            .slots
+            .get("llama-server")
+            .copied()
+            .or(server.slots)
+            .unwrap_or(1)
+            .max(1);
+        let context = server
+            .context_size
+            .map_or(0, |c| u32::try_from(c).unwrap_or(u32::MAX));
+        found.push(Entry {
+            name: "llama-server".into(),
+            local: true,
+            reachable: true,
+            slots,
+            models: vec![Model {
+                name: model_of_path(server.model_path.as_deref()),
+                context,
+            }],
+            open: true,
+            client: Some(Provider::OpenAi(OpenAi::new(
+                http.clone(),
+                server.openai_base_url(),
+                None,
+            ))),
+            gemini: false,
+        });
+    }
+    if let Some(Ok(server)) = ollama {
+        if !server.models.is_empty() {
+            found.push(Entry {
+                name: "ollama".into(),
+                local: true,
+                reachable: true,
+                // Ollama does not say how many requests it serves at once (OLLAMA_NUM_PARALLEL).
+                slots: settings.slots.get("ollama").copied().unwrap_or(1),
+                models: server
+                    .models
+                    .iter()
+                    .map(|m| Model {
+                        name: m.clone(),
+                        context: 0,
+                    })
+                    .collect(),
+                open: false,
+                client: Some(Provider::OpenAi(OpenAi::new(
+                    http.clone(),
+                    server.openai_base_url(),
+                    None,
+                ))),
+                gemini: false,
+            });
+        }
+    }
+    found
+}
+
+/// The remote providers whose keys are stored; `Err` says why the keyring could not be read.
+async fn remote(
+    http: &Http,
+    settings: &Settings,
+    bus: zbus::Connection,
+) -> Result<Vec<Entry>, String> {
+    let store = KeyStore::with_connection(bus, Unlock::Never)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut found = Vec::new();
+    for stored in store.list().await.map_err(|e| e.to_string())? {
+        let Ok(provider) = secrets::Provider::parse(&stored.provider) else {
+            continue;
+        };
+        let Ok(id) = KeyId::new(provider, Some(&stored.account)) else {
+            continue;
+        };
+        let secret = match store.lookup(&id).await {
+            Ok(Some(s)) => s,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(provider = %stored.provider, account = %stored.account, error = %e, "cannot read a model key");
+                continue;
+            }
+        };
+        let key = ApiKey::new(secret.expose());
+        drop(secret);
+        let defaults = remote_defaults(provider);
+        let base_url = stored
+            .base_url
+            .clone()
+            .unwrap_or_else(|| defaults.base_url.to_string());
+        if base_url.is_empty() {
+            continue;
+        }
+        let client = match provider {
+            secrets::Provider::Anthropic => {
+                Provider::Anthropic(Anthropic::new(http.clone(), base_url, key))
+            }
+            secrets::Provider::Gemini => Provider::Gemini(Gemini::new(http.clone(), base_url, key)),
+            _ => Provider::OpenAi(OpenAi::new(http.clone(), base_url, Some(key))),
+        };
+        let name = if stored.account == secrets::DEFAULT_ACCOUNT {
+            provider.as_str().to_string()
+        } else {
+            format!("{}:{}", provider.as_str(), stored.account)
+        };
+        found.push(Entry {
+            slots: settings.slots.get(&name).copied().unwrap_or(REMOTE_SLOTS),
+            name,
+            local: false,
+            // Not probed (a request costs): taken as reachable until a request finds otherwise.
+            reachable: true,
+            models: vec![Model {
+                name: defaults.model.to_string(),
+                context: defaults.context,
+            }],
+            open: true,
+            client: Some(client),
+            gemini: provider == secrets::Provider::Gemini,
+        });
+    }
+    Ok(found)
+}
+
+/// The catalog now: local servers first, then the remote providers with stored keys (read from
+/// the Secret Service on `bus`, when there is one).
+pub async fn load(http: &Http, settings: &Settings, bus: Option<zbus::Connection>) -> Catalog {
+    let keys = async {
+        match bus {
+            Some(bus) => remote(http, settings, bus).await,
+            None => Ok(Vec::new()),
+        }
+    };
+    let (mut providers, keys) = tokio::join!(local(http, settings), keys);
+    match keys {
+        Ok(remote) => providers.extend(remote),
+        Err(e) => {
+            tracing::debug!(error = %e, "no remote model providers: the keyring cannot be read")
+        }
+    }
+    Catalog { providers }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_llama_servers_model_is_named_by_its_file() {
+        assert_eq!(
+            model_of_path(Some("/m/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")),
+            "qwen2.5-coder-0.5b-instruct-q4_k_m"
+        );
+        assert_eq!(model_of_path(Some("model.bin")), "model.bin");
+        assert_eq!(model_of_path(Some("/m/")), "default");
+        assert_eq!(model_of_path(None), "default");
+    }
+}

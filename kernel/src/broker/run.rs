@@ -1,0 +1,322 @@
+//! One request's run, from its socket's point of view: wait for a slot, ask the provider, and
+//! stream the answer to the caller alone, one JSON line per event. The stream ends with one
+//! `done` or `error`, then the socket closes. The caller closing its end, `Cancel`, or its task
+//! ending stop the run at once: the provider's stream is dropped (its connection closed, so the
+//! server stops generating), the slot freed, the usage so far counted.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use agentos_data::{ModelUsage, Store};
+use agentos_dbus_interfaces::inference::{self as wire, error_kind};
+use agentos_models::{ChatEvent, ModelError, Provider};
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::UnixStream;
+use tokio::sync::oneshot;
+
+use super::catalog::Route;
+use super::convert::{self, Events, Signatures};
+use super::scheduler::{Finished, RequestId};
+use super::service::{Broker, Go};
+use super::usage::{Price, Usage};
+use crate::clock::Clock;
+
+/// How long a caller may leave the stream unread (its socket full) before the request is
+/// canceled and its slot freed.
+pub const WRITE_STALL: Duration = Duration::from_secs(30);
+
+/// Whose use a request is counted as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// `agent`, `app` or `host`.
+    pub kind: &'static str,
+    pub principal: String,
+    /// The app an agent works for (its task's tree was started by that app).
+    pub app: Option<String>,
+    /// The task it is made for (0: a bus caller's own request).
+    pub task: u64,
+    /// Who started the task's tree (the principal itself for a bus caller).
+    pub owner: String,
+}
+
+impl Account {
+    /// The rows one finished request adds to.
+    pub fn rows(&self, usage: Usage, millis: u64, cost_micros: u64) -> Vec<ModelUsage> {
+        let row = |kind: &str, who: &str, owner: &str| ModelUsage {
+            kind: kind.to_string(),
+            who: who.to_string(),
+            owner: owner.to_string(),
+            requests: 1,
+            input_tokens: usage.tokens_in,
+            output_tokens: usage.tokens_out,
+            millis,
+            cost_micros,
+        };
+        let mut rows = vec![row(self.kind, &self.principal, &self.principal)];
+        if let Some(app) = &self.app {
+            rows.push(row("app", app, app));
+        }
+        if self.task != 0 {
+            rows.push(row("task", &self.task.to_string(), &self.owner));
+        }
+        rows
+    }
+}
+
+/// Everything a run needs.
+pub struct Job {
+    pub id: RequestId,
+    pub route: Route,
+    pub client: Provider,
+    pub request: agentos_models::ChatRequest,
+    pub events: Events,
+    pub price: Price,
+    /// The prompt's tokens, estimated (counted when the provider reports none).
+    pub prompt_tokens: u64,
+    pub account: Account,
+}
+
+/// What a run came to.
+#[derive(Debug)]
+enum Ended {
+    Done(String),
+    Failed(ModelError),
+    Canceled,
+    /// The caller closed its socket or stopped reading it.
+    CallerGone,
+}
+
+/// What a run used, as far as it went.
+#[derive(Debug, Default)]
+struct Tally {
+    /// The provider answered (a request that never reached it used nothing).
+    answered: bool,
+    reported: Option<agentos_models::Usage>,
+    output_bytes: u64,
+}
+
+impl Tally {
+    fn usage(&self, prompt_tokens: u64) -> Usage {
+        match self.reported {
+            Some(u) => Usage {
+                tokens_in: u.input_tokens,
+                tokens_out: u.output_tokens,
+            },
+            None if self.answered => Usage {
+                tokens_in: prompt_tokens,
+                tokens_out: self.output_bytes.div_ceil(4),
+            },
+            None => Usage::default(),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Write one event; false when the caller is gone or stopped reading.
+async fn send(out: &mut OwnedWriteHalf, event: &wire::ChatEvent) -> bool {
+    let line = event.to_line();
+    matches!(
+        tokio::time::timeout(WRITE_STALL, out.write_all(line.as_bytes())).await,
+        Ok(Ok(()))
+    )
+}
+
+/// Returns when the caller has closed its end (what it writes is read and dropped).
+async fn gone(input: &mut OwnedReadHalf) {
+    let mut buf = [0u8; 256];
+    loop {
+        match input.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+fn canceled(message: &str) -> wire::ChatEvent {
+    wire::ChatEvent::Error {
+        kind: error_kind::CANCELED.into(),
+        message: message.into(),
+    }
+}
+
+/// Ask the provider and relay its events until the reply is done (its `done` not yet sent).
+async fn relay(
+    client: &Provider,
+    request: &agentos_models::ChatRequest,
+    events: &mut Events,
+    signatures: &Mutex<Signatures>,
+    out: &mut OwnedWriteHalf,
+    tally: &mut Tally,
+) -> Ended {
+    let mut stream = match client.chat(request).await {
+        Ok(s) => s,
+        Err(e) => return Ended::Failed(e),
+    };
+    tally.answered = true;
+    while let Some(item) = stream.next().await {
+        let event = match item {
+            Ok(ChatEvent::Done { finish }) => return Ended::Done(convert::finish_word(&finish)),
+            Ok(e) => e,
+            Err(e) => return Ended::Failed(e),
+        };
+        match &event {
+            ChatEvent::Usage(u) => tally.reported = Some(*u),
+            ChatEvent::TextDelta(t) => tally.output_bytes += t.len() as u64,
+            _ => {}
+        }
+        let converted = events.convert(event, &mut lock(signatures));
+        if let Some(e) = converted {
+            if !send(out, &e).await {
+                return Ended::CallerGone;
+            }
+        }
+    }
+    Ended::Failed(ModelError::Protocol {
+        detail: "the reply ended before it was complete".into(),
+    })
+}
+
+/// Count a finished request in the store, off the kernel's thread.
+fn record(store: Option<&Arc<Mutex<Store>>>, job: &Job, finished: Option<Finished>, usage: Usage) {
+    let (Some(store), Some(finished)) = (store, finished) else {
+        return;
+    };
+    let rows = job
+        .account
+        .rows(usage, finished.record.busy_ms, job.price.cost_micros(usage));
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = lock(&store).add_model_usage(&rows) {
+            tracing::error!(error = %e, "cannot record model usage");
+        }
+    });
+}
+
+/// Run `job` for the caller at the other end of `socket`, once `go` says it may start.
+pub async fn run(
+    broker: Arc<Broker>,
+    clock: Arc<dyn Clock>,
+    mut job: Job,
+    mut go: oneshot::Receiver<Go>,
+    socket: UnixStream,
+) {
+    let (mut input, mut out) = socket.into_split();
+    let started = tokio::select! {
+        r = &mut go => r.ok(),
+        () = gone(&mut input) => None,
+    };
+    let Some((_start, cancel)) = started else {
+        // Canceled while it waited (its sender dropped), or the caller left: it never starts.
+        broker.cancel(job.id, clock.now_ms());
+        if let Ok((start, _)) = go.try_recv() {
+            broker.finish(start.id, Usage::default(), clock.now_ms());
+        }
+        let _ = send(
+            &mut out,
+            &canceled("the request was canceled before it started"),
+        )
+        .await;
+        return;
+    };
+    let started = wire::ChatEvent::Started {
+        provider: job.route.provider.clone(),
+        model: job.route.model.clone(),
+        local: job.route.local,
+    };
+    let mut tally = Tally::default();
+    let ended = if send(&mut out, &started).await {
+        tokio::select! {
+            e = relay(&job.client, &job.request, &mut job.events, &broker.signatures, &mut out, &mut tally) => e,
+            () = cancel.notified() => Ended::Canceled,
+            () = gone(&mut input) => Ended::CallerGone,
+        }
+    } else {
+        Ended::CallerGone
+    };
+    // The provider's stream is dropped by now: its connection is closed. Free the slot first.
+    let usage = tally.usage(job.prompt_tokens);
+    let finished = broker.finish(job.id, usage, clock.now_ms());
+    record(broker.store(), &job, finished, usage);
+    let last = match ended {
+        Ended::Done(finish) => wire::ChatEvent::Done { finish },
+        Ended::Failed(e) => {
+            if matches!(e, ModelError::Unreachable { .. }) {
+                broker.unreachable(&job.route.provider);
+            }
+            convert::error_event(&job.route.provider, &e)
+        }
+        Ended::Canceled => canceled("the request was canceled"),
+        Ended::CallerGone => return,
+    };
+    let _ = send(&mut out, &last).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_counts_for_its_agent_its_app_and_its_task() {
+        let a = Account {
+            kind: "agent",
+            principal: "docs".into(),
+            app: Some("org.example.App".into()),
+            task: 12,
+            owner: "org.example.App".into(),
+        };
+        let usage = Usage {
+            tokens_in: 3,
+            tokens_out: 4,
+        };
+        let rows = a.rows(usage, 50, 7);
+        let keys: Vec<(&str, &str, &str)> = rows
+            .iter()
+            .map(|r| (r.kind.as_str(), r.who.as_str(), r.owner.as_str()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("agent", "docs", "docs"),
+                ("app", "org.example.App", "org.example.App"),
+                ("task", "12", "org.example.App")
+            ]
+        );
+        assert!(rows
+            .iter()
+            .all(|r| r.input_tokens == 3 && r.millis == 50 && r.cost_micros == 7));
+        let host = Account {
+            kind: "host",
+            principal: "host".into(),
+            app: None,
+            task: 0,
+            owner: "host".into(),
+        };
+        assert_eq!(host.rows(usage, 1, 0).len(), 1);
+    }
+
+    #[test]
+    fn what_was_used_is_reported_or_counted() {
+        let mut t = Tally::default();
+        assert_eq!(t.usage(100), Usage::default());
+        t.answered = true;
+        t.output_bytes = 9;
+        assert_eq!(
+            t.usage(100),
+            Usage {
+                tokens_in: 100,
+                tokens_out: 3
+            }
+        );
+        t.reported = Some(agentos_models::Usage {
+            input_tokens: 7,
+            output_tokens: 8,
+            estimated: false,
+        });
+        assert_eq!(t.usage(100).tokens(), 15);
+    }
+}

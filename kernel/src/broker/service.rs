@@ -1,0 +1,491 @@
+//! The broker as a part of the kernel: it owns the scheduler, the catalog of providers, and the
+//! requests queued and running, behind a few methods. A request is submitted (refused at once
+//! when over a budget or a full queue), waits for its start (`pump` hands each start to its
+//! request's runner, `run.rs`), and is finished by its runner, which frees its slot and starts
+//! what waits. Cancelling a queued request removes it; cancelling a running one signals its
+//! runner, which drops the provider's stream (closing the connection) and finishes at once.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use agentos_data::Store;
+use agentos_dbus_interfaces::Error;
+use agentos_models::{Http, Limits};
+use tokio::sync::{oneshot, Notify};
+
+use super::catalog::Catalog;
+use super::convert::Signatures;
+use super::scheduler::{
+    Config, Finished, ProviderConfig, Request, RequestId, SchedError, Scheduler, Start,
+};
+use super::settings::Settings;
+use super::usage::Usage;
+
+/// How long a catalog serves before it is looked at again (in the background while a request
+/// is waiting on it; `ListModels` waits for the fresh one).
+pub const CATALOG_TTL_MS: u64 = 30_000;
+/// How old a catalog `ListModels` answers with.
+pub const LIST_TTL_MS: u64 = 5_000;
+
+/// What a started request's runner is handed: its start, and the signal that cancels it.
+pub type Go = (Start, Arc<Notify>);
+
+/// Who asked for a request, as the broker keeps it (for `Cancel`, and for a task's end).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub principal: String,
+    pub task: u64,
+}
+
+enum Phase {
+    Queued(oneshot::Sender<Go>),
+    Running(Arc<Notify>),
+}
+
+struct Tracked {
+    owner: Owner,
+    phase: Phase,
+}
+
+struct Loaded {
+    catalog: Arc<Catalog>,
+    /// When it was loaded (`None`: never).
+    at: Option<u64>,
+}
+
+/// How fresh a catalog a caller needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Any loaded one (a stale one is refreshed in the background).
+    Cached,
+    /// One at most this old.
+    Within(u64),
+}
+
+/// The model broker.
+pub struct Broker {
+    settings: Settings,
+    http: Mutex<Option<Http>>,
+    scheduler: Mutex<Scheduler>,
+    requests: Mutex<HashMap<RequestId, Tracked>>,
+    next_id: AtomicU64,
+    catalog: Mutex<Loaded>,
+    loading: tokio::sync::Mutex<()>,
+    /// Wakes the broker's watch (`watch.rs`) to look at the scheduler's next deadline again.
+    pub(crate) wake: Notify,
+    watching: AtomicBool,
+    pub(crate) signatures: Mutex<Signatures>,
+    /// Where usage is counted (none in tests of the broker alone).
+    store: Option<Arc<Mutex<Store>>>,
+    refreshing: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Broker {
+    pub fn new(settings: Settings) -> Broker {
+        let mut scheduler = Scheduler::new(Config {
+            discipline: settings.discipline,
+            budget: settings.default_budget,
+            ..Config::default()
+        });
+        scheduler.set_budget("host", settings.budget_of("host"));
+        for (principal, budget) in &settings.budgets {
+            scheduler.set_budget(principal, *budget);
+        }
+        Broker {
+            settings,
+            http: Mutex::new(None),
+            scheduler: Mutex::new(scheduler),
+            requests: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            catalog: Mutex::new(Loaded {
+                catalog: Arc::new(Catalog::default()),
+                at: None,
+            }),
+            loading: tokio::sync::Mutex::new(()),
+            wake: Notify::new(),
+            watching: AtomicBool::new(false),
+            signatures: Mutex::new(Signatures::default()),
+            store: None,
+            refreshing: AtomicBool::new(false),
+        }
+    }
+
+    /// The broker, counting usage in `store`.
+    pub fn with_store(mut self, store: Arc<Mutex<Store>>) -> Broker {
+        self.store = Some(store);
+        self
+    }
+
+    /// Where usage is counted.
+    pub fn store(&self) -> Option<&Arc<Mutex<Store>>> {
+        self.store.as_ref()
+    }
+
+    /// Claim the one background refresh of the catalog; false while another runs.
+    pub(crate) fn begin_refresh(&self) -> bool {
+        !self.refreshing.swap(true, Ordering::SeqCst)
+    }
+
+    pub(crate) fn end_refresh(&self) {
+        self.refreshing.store(false, Ordering::SeqCst);
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The HTTP client of every provider, made on first use.
+    pub fn http(&self) -> Result<Http, Error> {
+        let mut http = lock(&self.http);
+        if let Some(h) = &*http {
+            return Ok(h.clone());
+        }
+        let made = Http::new(Limits::default())
+            .map_err(|e| Error::Failed(format!("cannot reach model providers: {e}")))?;
+        *http = Some(made.clone());
+        Ok(made)
+    }
+
+    /// Whether the watch runs already; true the first time only for the one caller that starts
+    /// it.
+    pub(crate) fn start_watching(&self) -> bool {
+        !self.watching.swap(true, Ordering::SeqCst)
+    }
+
+    /// The catalog, loaded anew when it is older than `fresh` allows (once for all who wait).
+    /// A stale one serves `Cached` callers while `reload` (handed back as `true`) runs.
+    pub(crate) fn cached_catalog(&self, now: u64, fresh: Freshness) -> (Arc<Catalog>, bool) {
+        let loaded = lock(&self.catalog);
+        let age = loaded.at.map(|at| now.saturating_sub(at));
+        let fresh_enough = match (age, fresh) {
+            (None, _) => false,
+            (Some(a), Freshness::Cached) => a < CATALOG_TTL_MS,
+            (Some(a), Freshness::Within(limit)) => a < limit,
+        };
+        (Arc::clone(&loaded.catalog), fresh_enough)
+    }
+
+    /// Whether a catalog was ever loaded.
+    pub(crate) fn has_catalog(&self) -> bool {
+        lock(&self.catalog).at.is_some()
+    }
+
+    /// Load the catalog now (one load at a time; a caller that waited for another's load and
+    /// finds it fresh takes that one).
+    pub(crate) async fn reload(
+        &self,
+        bus: Option<zbus::Connection>,
+        now: impl Fn() -> u64,
+        fresh: Freshness,
+    ) -> Result<Arc<Catalog>, Error> {
+        let _one = self.loading.lock().await;
+        let (current, fresh_enough) = self.cached_catalog(now(), fresh);
+        if fresh_enough {
+            return Ok(current);
+        }
+        let http = self.http()?;
+        let catalog = Arc::new(super::providers::load(&http, &self.settings, bus).await);
+        {
+            let mut s = lock(&self.scheduler);
+            for p in &catalog.providers {
+                let cfg = ProviderConfig {
+                    slots: p.slots.max(1),
+                    reserved: 1,
+                    price: Default::default(),
+                };
+                if let Err(e) = s.add_provider(&p.name, cfg) {
+                    tracing::warn!(provider = %p.name, error = %e, "cannot schedule a provider");
+                }
+            }
+        }
+        let mut loaded = lock(&self.catalog);
+        loaded.catalog = Arc::clone(&catalog);
+        loaded.at = Some(now());
+        Ok(catalog)
+    }
+
+    /// A provider did not answer: the catalog says so, and is looked at again next time.
+    pub fn unreachable(&self, provider: &str) {
+        let mut loaded = lock(&self.catalog);
+        let mut catalog = (*loaded.catalog).clone();
+        if let Some(p) = catalog.providers.iter_mut().find(|p| p.name == provider) {
+            p.reachable = false;
+        }
+        loaded.catalog = Arc::new(catalog);
+        loaded.at = loaded.at.map(|_| 0);
+    }
+
+    /// A new request's id.
+    pub fn next_id(&self) -> RequestId {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Queue `request` (refused at once when over a budget, a rate or a full queue); its runner
+    /// waits on the receiver for its start.
+    pub fn submit(&self, request: Request, now: u64) -> Result<oneshot::Receiver<Go>, SchedError> {
+        let (tx, rx) = oneshot::channel();
+        let owner = Owner {
+            principal: request.principal.clone(),
+            task: request.task,
+        };
+        let id = request.id;
+        // The request is tracked before the scheduler may start it.
+        let mut requests = lock(&self.requests);
+        lock(&self.scheduler).submit(request, now)?;
+        requests.insert(
+            id,
+            Tracked {
+                owner,
+                phase: Phase::Queued(tx),
+            },
+        );
+        drop(requests);
+        self.pump(now);
+        Ok(rx)
+    }
+
+    /// Start what may start now, and hand each start to its runner.
+    pub fn pump(&self, now: u64) {
+        loop {
+            let starts = lock(&self.scheduler).next(now);
+            if starts.is_empty() {
+                break;
+            }
+            let mut abandoned = Vec::new();
+            {
+                let mut requests = lock(&self.requests);
+                for start in starts {
+                    let id = start.id;
+                    let Some(tracked) = requests.get_mut(&id) else {
+                        abandoned.push(id);
+                        continue;
+                    };
+                    let cancel = Arc::new(Notify::new());
+                    let Phase::Queued(tx) =
+                        std::mem::replace(&mut tracked.phase, Phase::Running(Arc::clone(&cancel)))
+                    else {
+                        continue;
+                    };
+                    if tx.send((start, cancel)).is_err() {
+                        // Its runner is gone (the caller left as it started).
+                        requests.remove(&id);
+                        abandoned.push(id);
+                    }
+                }
+            }
+            if abandoned.is_empty() {
+                break;
+            }
+            let mut s = lock(&self.scheduler);
+            for id in abandoned {
+                let _ = s.finish(id, Usage::default(), now);
+            }
+        }
+        self.wake.notify_one();
+    }
+
+    /// The request ended having used `usage`: its slot is free, its budget settled, its usage
+    /// counted, and what waits starts.
+    pub fn finish(&self, id: RequestId, usage: Usage, now: u64) -> Option<Finished> {
+        lock(&self.requests).remove(&id);
+        let finished = lock(&self.scheduler).finish(id, usage, now).ok();
+        self.pump(now);
+        finished
+    }
+
+    /// Who asked for request `id`, if it is queued or running.
+    pub fn owner(&self, id: RequestId) -> Option<Owner> {
+        lock(&self.requests).get(&id).map(|t| t.owner.clone())
+    }
+
+    /// Cancel one request: a queued one never starts (its runner is told), a running one is
+    /// stopped by its runner, which frees its slot.
+    pub fn cancel(&self, id: RequestId, now: u64) -> bool {
+        self.cancel_ids(&[id], now) > 0
+    }
+
+    /// Cancel every request of `task`; how many there were.
+    pub fn cancel_task(&self, task: u64, now: u64) -> usize {
+        let ids: Vec<RequestId> = lock(&self.requests)
+            .iter()
+            .filter(|(_, t)| t.owner.task == task)
+            .map(|(id, _)| *id)
+            .collect();
+        if ids.is_empty() {
+            return 0;
+        }
+        self.cancel_ids(&ids, now)
+    }
+
+    fn cancel_ids(&self, ids: &[RequestId], now: u64) -> usize {
+        let mut n = 0;
+        let mut requests = lock(&self.requests);
+        for id in ids {
+            match requests.get(id).map(|t| &t.phase) {
+                Some(Phase::Running(cancel)) => {
+                    cancel.notify_one();
+                    n += 1;
+                }
+                Some(Phase::Queued(_)) => {
+                    lock(&self.scheduler).cancel(*id);
+                    // Dropping the sender tells the runner.
+                    requests.remove(id);
+                    n += 1;
+                }
+                None => {}
+            }
+        }
+        drop(requests);
+        if n > 0 {
+            self.pump(now);
+        }
+        n
+    }
+
+    /// The user now watches `tasks`: their queued requests become interactive.
+    pub fn promote(&self, tasks: &[u64], now: u64) {
+        let mut promoted = 0;
+        {
+            let mut s = lock(&self.scheduler);
+            for task in tasks {
+                promoted += s.promote_task(*task, now);
+            }
+        }
+        if promoted > 0 {
+            self.pump(now);
+        }
+    }
+
+    /// When the scheduler may start something without a request arriving or ending.
+    pub fn next_deadline(&self, now: u64) -> Option<u64> {
+        lock(&self.scheduler).next_deadline(now)
+    }
+
+    /// Requests running and queued on `provider` (interactive, background), for tests and logs.
+    pub fn load_of(&self, provider: &str) -> (u32, (usize, usize)) {
+        let s = lock(&self.scheduler);
+        (s.running(provider), s.queued(provider))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn broker(slots: u32) -> Broker {
+        let b = Broker::new(Settings::default());
+        lock(&b.scheduler)
+            .add_provider(
+                "p",
+                ProviderConfig {
+                    slots,
+                    reserved: 0,
+                    price: Default::default(),
+                },
+            )
+            .unwrap();
+        b
+    }
+
+    fn request(b: &Broker, principal: &str, task: u64) -> Request {
+        Request {
+            id: b.next_id(),
+            provider: "p".into(),
+            principal: principal.into(),
+            app: None,
+            task,
+            interactive: false,
+            estimated_tokens: 10,
+        }
+    }
+
+    #[tokio::test]
+    async fn starts_go_to_their_runners_and_a_finish_starts_the_next() {
+        let b = broker(1);
+        let r1 = request(&b, "a", 1);
+        let r2 = request(&b, "a", 1);
+        let (id1, id2) = (r1.id, r2.id);
+        let mut go1 = b.submit(r1, 0).unwrap();
+        let mut go2 = b.submit(r2, 0).unwrap();
+        let (start, _cancel) = go1.try_recv().expect("the first starts at once");
+        assert_eq!(start.id, id1);
+        assert!(go2.try_recv().is_err(), "one slot: the second waits");
+        assert_eq!(b.owner(id2).unwrap().principal, "a");
+        b.finish(id1, Usage::default(), 5);
+        assert_eq!(go2.try_recv().unwrap().0.id, id2);
+        assert_eq!(b.load_of("p").0, 1);
+    }
+
+    #[tokio::test]
+    async fn cancelling_frees_the_queue_and_signals_the_running() {
+        let b = broker(1);
+        let r1 = request(&b, "a", 7);
+        let r2 = request(&b, "b", 7);
+        let r3 = request(&b, "b", 8);
+        let (id1, id3) = (r1.id, r3.id);
+        let mut go1 = b.submit(r1, 0).unwrap();
+        let mut go2 = b.submit(r2, 0).unwrap();
+        let mut go3 = b.submit(r3, 0).unwrap();
+        let (_, cancel) = go1.try_recv().unwrap();
+        assert_eq!(b.cancel_task(7, 1), 2);
+        // The queued one is told by its sender going away; the running one by its signal.
+        assert!(matches!(
+            go2.try_recv(),
+            Err(oneshot::error::TryRecvError::Closed)
+        ));
+        tokio::time::timeout(std::time::Duration::from_secs(1), cancel.notified())
+            .await
+            .expect("the running request is signalled");
+        // Its slot frees when its runner finishes it; then the other task's request starts.
+        assert!(go3.try_recv().is_err());
+        b.finish(id1, Usage::default(), 2);
+        assert_eq!(go3.try_recv().unwrap().0.id, id3);
+        assert!(!b.cancel(999, 3));
+    }
+
+    #[tokio::test]
+    async fn a_start_whose_runner_left_frees_its_slot_at_once() {
+        let b = broker(1);
+        let r1 = request(&b, "a", 1);
+        let r2 = request(&b, "a", 1);
+        let (id1, id2) = (r1.id, r2.id);
+        let mut go1 = b.submit(r1, 0).unwrap();
+        let go2 = b.submit(r2, 0).unwrap();
+        assert!(go1.try_recv().is_ok());
+        // Request 2's runner leaves while it waits; its start finds nobody and is finished.
+        drop(go2);
+        b.finish(id1, Usage::default(), 1);
+        assert!(b.owner(id2).is_none());
+        assert_eq!(b.load_of("p").0, 0);
+        let mut go3 = b.submit(request(&b, "a", 1), 2).unwrap();
+        assert!(go3.try_recv().is_ok(), "the slot is free");
+    }
+
+    #[tokio::test]
+    async fn over_budget_is_refused_at_once() {
+        let mut settings = Settings::default();
+        settings.budgets.insert(
+            "a".into(),
+            super::super::Budget {
+                tokens_per_hour: Some(15),
+                ..super::super::Budget::UNLIMITED
+            },
+        );
+        let b = Broker::new(settings);
+        lock(&b.scheduler)
+            .add_provider("p", ProviderConfig::local(1))
+            .unwrap();
+        b.submit(request(&b, "a", 1), 0).unwrap();
+        let e = b.submit(request(&b, "a", 1), 0).unwrap_err();
+        assert!(matches!(e, SchedError::BudgetExhausted { .. }), "{e}");
+        // The user's own tools have no budget unless one is set.
+        let mut host = request(&b, "host", 0);
+        host.estimated_tokens = 1 << 40;
+        b.submit(host, 0).unwrap();
+    }
+}

@@ -1,0 +1,360 @@
+//! Model inference for callers: agents (`Host1.Chat`, for one of their running tasks), the
+//! user's own tools and other apps (`Models1.Chat`). Who may: the user's tools always; an app
+//! with the user's grant of `model.use` ("AgentOS"); an agent for its running task. A request a
+//! remote provider would serve also needs `model.remote` on that provider, for the agent or app
+//! (asked of the user; the user's own tools need none, and their use is recorded). The request
+//! is then routed (a local model first), submitted to the scheduler (over a budget, a rate or a
+//! full queue is refused at once), and its answer streams on a socket returned to the caller.
+
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+use agentos_dbus_interfaces::inference::ChatRequest;
+use agentos_dbus_interfaces::{names, AgentInfo, AuditDecision, Error, ModelInfo, UsageInfo};
+
+use super::capability;
+use crate::audit_entry::AuditEntry;
+use crate::broker::catalog::{Catalog, Route, RouteError};
+use crate::broker::convert::{self, Events};
+use crate::broker::run::{self, Account, Job};
+use crate::broker::service::{Freshness, LIST_TTL_MS};
+use crate::broker::{pricing, Request, SchedError};
+use crate::caller::Caller;
+use crate::events::Kinds;
+use crate::kernel::Kernel;
+
+/// Tokens an answer may take when the request names no `max_tokens`.
+pub const DEFAULT_MAX_TOKENS: u32 = 4096;
+/// The fewest tokens an answer is given room for.
+const MIN_ANSWER_TOKENS: u32 = 256;
+
+/// The room an answer gets: the default, within what the model's window leaves after the prompt.
+fn answer_room(context: u32, prompt_tokens: u64) -> u32 {
+    if context == 0 {
+        return DEFAULT_MAX_TOKENS;
+    }
+    let left = u64::from(context).saturating_sub(prompt_tokens);
+    let left = u32::try_from(left).unwrap_or(u32::MAX);
+    left.clamp(MIN_ANSWER_TOKENS, DEFAULT_MAX_TOKENS)
+}
+
+fn route_error(e: RouteError) -> Error {
+    Error::NoModel(e.to_string())
+}
+
+fn sched_error(e: SchedError) -> Error {
+    match e {
+        SchedError::QueueFull { .. }
+        | SchedError::RateLimited { .. }
+        | SchedError::BudgetExhausted { .. } => Error::QuotaExceeded(e.to_string()),
+        other => Error::Failed(format!("the model scheduler refused the request: {other}")),
+    }
+}
+
+impl Kernel {
+    /// The catalog, as fresh as `fresh` asks; a stale one serves at once while it is looked at
+    /// again in the background.
+    async fn model_catalog(self: &Arc<Self>, fresh: Freshness) -> Result<Arc<Catalog>, Error> {
+        let (catalog, fresh_enough) = self.broker.cached_catalog(self.now(), fresh);
+        if fresh_enough {
+            return Ok(catalog);
+        }
+        if fresh == Freshness::Cached && self.broker.has_catalog() {
+            if self.broker.begin_refresh() {
+                let broker = Arc::clone(&self.broker);
+                let clock = Arc::clone(&self.clock);
+                let bus = self.bus().cloned();
+                tokio::spawn(async move {
+                    let r = broker
+                        .reload(bus, || clock.now_ms(), Freshness::Cached)
+                        .await;
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, "cannot look for model providers");
+                    }
+                    broker.end_refresh();
+                });
+            }
+            return Ok(catalog);
+        }
+        let clock = Arc::clone(&self.clock);
+        self.broker
+            .reload(self.bus().cloned(), || clock.now_ms(), fresh)
+            .await
+    }
+
+    /// Which provider and model serve `wanted`; a catalog that finds none is looked at again
+    /// once (a server may have started since).
+    async fn route_model(
+        self: &Arc<Self>,
+        wanted: Option<&str>,
+    ) -> Result<(Route, Arc<Catalog>), Error> {
+        let catalog = self.model_catalog(Freshness::Cached).await?;
+        match catalog.route(wanted) {
+            Ok(route) => Ok((route, catalog)),
+            Err(_) => {
+                let catalog = self.model_catalog(Freshness::Within(1_000)).await?;
+                let route = catalog.route(wanted).map_err(route_error)?;
+                Ok((route, catalog))
+            }
+        }
+    }
+
+    /// Whether the user watches `task` or a task above it.
+    fn watched(&self, task: u64) -> bool {
+        let watched = self.focus.watched();
+        if watched.is_empty() {
+            return false;
+        }
+        let mut id = task;
+        for _ in 0..256 {
+            if watched.binary_search(&id).is_ok() {
+                return true;
+            }
+            match self.tasks.get(id) {
+                Some(t) if t.parent != 0 => id = t.parent,
+                _ => return false,
+            }
+        }
+        false
+    }
+
+    /// The user now watches `task`: the model requests of its tree that wait are served first.
+    pub(crate) fn models_follow_focus(&self, task: u64) {
+        if task != 0 {
+            self.broker.promote(&self.tasks.subtree(task), self.now());
+        }
+    }
+
+    /// Check that `caller` may send a request to the remote provider `provider`.
+    async fn check_remote(self: &Arc<Self>, caller: &Caller, provider: &str) -> Result<(), Error> {
+        let cap = capability("model.remote")?;
+        let scope = cap
+            .normalize_scope(provider)
+            .map_err(Error::InvalidArgument)?;
+        match caller {
+            Caller::Host => self.audit(AuditEntry {
+                principal: "host",
+                capability: cap.name,
+                scope: &scope,
+                decision: AuditDecision::Allow,
+                reason: "the user's own tool",
+            }),
+            Caller::Agent { id, task } => {
+                let subject = self.agent_subject(id, *task, cap)?;
+                self.authorize(&subject, cap, &scope).await
+            }
+            Caller::App(_) | Caller::HostApp(_) => {
+                let subject =
+                    caller.app_subject(format!("send its questions to the model provider {scope}"));
+                self.authorize(&subject, cap, &scope).await
+            }
+        }
+    }
+
+    /// Ask a model for `caller`: returns the request's id and the caller's end of the socket
+    /// its answer streams on.
+    pub async fn chat(
+        self: &Arc<Self>,
+        caller: &Caller,
+        json: &str,
+    ) -> Result<(u64, OwnedFd), Error> {
+        let request = ChatRequest::from_json(json).map_err(Error::InvalidArgument)?;
+        let (account, interactive) = match caller {
+            Caller::Agent { id, task } => {
+                self.tasks.acting(id, *task)?;
+                let owner = self
+                    .tasks
+                    .root_caller(*task)
+                    .unwrap_or_else(|| "host".into());
+                let app = (owner != "host").then(|| owner.clone());
+                let account = Account {
+                    kind: "agent",
+                    principal: id.clone(),
+                    app,
+                    task: *task,
+                    owner,
+                };
+                (account, self.watched(*task))
+            }
+            Caller::Host => {
+                let account = Account {
+                    kind: "host",
+                    principal: "host".into(),
+                    app: None,
+                    task: 0,
+                    owner: "host".into(),
+                };
+                (account, request.interactive)
+            }
+            Caller::App(p) | Caller::HostApp(p) => {
+                let cap = capability("model.use")?;
+                let subject = caller.app_subject("ask questions of AI models".into());
+                self.authorize(&subject, cap, names::MODEL_USE_SCOPE)
+                    .await?;
+                let account = Account {
+                    kind: "app",
+                    principal: p.clone(),
+                    app: None,
+                    task: 0,
+                    owner: p.clone(),
+                };
+                (account, request.interactive)
+            }
+        };
+        let (route, catalog) = self.route_model(request.model.as_deref()).await?;
+        let entry = catalog
+            .get(&route.provider)
+            .ok_or_else(|| Error::Failed(format!("provider {} vanished", route.provider)))?;
+        let client = entry
+            .client
+            .clone()
+            .ok_or_else(|| Error::Failed(format!("provider {} has no client", route.provider)))?;
+        if !route.local {
+            self.check_remote(caller, &route.provider).await?;
+        }
+        let prompt_tokens = (json.len() as u64).div_ceil(4);
+        let max_tokens = request
+            .max_tokens
+            .unwrap_or_else(|| answer_room(route.context, prompt_tokens));
+        let id = self.broker.next_id();
+        let (provider_request, names) = {
+            let signatures = self
+                .broker
+                .signatures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            convert::request(&request, &route.model, Some(max_tokens), &signatures)
+        };
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+            .map_err(|e| Error::Failed(format!("cannot make the answer's socket: {e}")))?;
+        ours.set_nonblocking(true)
+            .map_err(|e| Error::Failed(format!("cannot make the answer's socket: {e}")))?;
+        let ours = tokio::net::UnixStream::from_std(ours)
+            .map_err(|e| Error::Failed(format!("cannot make the answer's socket: {e}")))?;
+        let go = self
+            .broker
+            .submit(
+                Request {
+                    id,
+                    provider: route.provider.clone(),
+                    principal: account.principal.clone(),
+                    app: account.app.clone(),
+                    task: account.task,
+                    interactive,
+                    estimated_tokens: prompt_tokens.saturating_add(u64::from(max_tokens)),
+                },
+                self.now(),
+            )
+            .map_err(sched_error)?;
+        if self.broker.start_watching() {
+            tokio::spawn(crate::broker::watch::watch(
+                Arc::clone(&self.broker),
+                Arc::clone(&self.clock),
+                self.subscribe(Kinds::TASKS),
+            ));
+        }
+        let job = Job {
+            id,
+            price: pricing::price(&route.model, route.local),
+            events: Events::new(names, entry.gemini.then(|| format!("g{id}_"))),
+            route,
+            client,
+            request: provider_request,
+            prompt_tokens,
+            account,
+        };
+        tokio::spawn(run::run(
+            Arc::clone(&self.broker),
+            Arc::clone(&self.clock),
+            job,
+            go,
+            ours,
+        ));
+        Ok((id, theirs.into()))
+    }
+
+    /// The models the broker can serve now (for an agent: for one of its running tasks).
+    pub async fn list_models(self: &Arc<Self>, caller: &Caller) -> Result<Vec<ModelInfo>, Error> {
+        if let Caller::Agent { id, task } = caller {
+            self.tasks.acting(id, *task)?;
+        }
+        Ok(self
+            .model_catalog(Freshness::Within(LIST_TTL_MS))
+            .await?
+            .infos())
+    }
+
+    /// Cancel one of `caller`'s own model requests.
+    pub fn cancel_chat(&self, caller: &Caller, id: u64) -> Result<(), Error> {
+        let mine = self
+            .broker
+            .owner(id)
+            .is_some_and(|o| o.principal == caller.principal());
+        if !mine || !self.broker.cancel(id, self.now()) {
+            return Err(Error::InvalidArgument(format!(
+                "no model request {id} of yours is queued or running"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Model use since the store began: every row for the user's own tools, an app's own rows
+    /// and its tasks' for an app.
+    pub async fn list_usage(&self, caller: &Caller) -> Result<Vec<UsageInfo>, Error> {
+        let owner = match caller {
+            Caller::Host => None,
+            Caller::App(p) | Caller::HostApp(p) => Some(p.clone()),
+            Caller::Agent { .. } => {
+                return Err(Error::AccessDenied("agents do not read model usage".into()))
+            }
+        };
+        let Some(store) = self.broker.store().cloned() else {
+            return Ok(Vec::new());
+        };
+        super::blocking(move || {
+            store
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .list_model_usage(owner.as_deref())
+                .map_err(crate::kernel::store_err)
+        })
+        .await
+    }
+
+    /// The agents `agent` may hand work to or call (all but itself), for one of its running
+    /// tasks: what a planning agent offers its model.
+    pub fn agents_for(&self, agent: &str, task: u64) -> Result<Vec<AgentInfo>, Error> {
+        self.tasks.acting(agent, task)?;
+        Ok(self
+            .list_agents()
+            .into_iter()
+            .filter(|a| a.id != agent)
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_gets_room_within_the_window() {
+        assert_eq!(answer_room(0, 100), DEFAULT_MAX_TOKENS);
+        assert_eq!(answer_room(2048, 1000), 1048);
+        assert_eq!(answer_room(100_000, 10), DEFAULT_MAX_TOKENS);
+        assert_eq!(answer_room(2048, 5000), MIN_ANSWER_TOKENS);
+    }
+
+    #[test]
+    fn refusals_are_named() {
+        let e = sched_error(SchedError::RateLimited {
+            principal: "docs".into(),
+            per_minute: 2,
+            retry_after_ms: 500,
+        });
+        assert!(matches!(e, Error::QuotaExceeded(m) if m.contains("2 model requests a minute")));
+        assert!(
+            matches!(route_error(RouteError::NoModel), Error::NoModel(m) if m.contains("agentctl models add"))
+        );
+    }
+}
