@@ -16,6 +16,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use zbus::zvariant::Value;
 
 use crate::connect::Kernel;
+use crate::consent_tty;
 use crate::error::{CliError, Result};
 use crate::output::{self, Table};
 
@@ -135,6 +136,13 @@ pub async fn ask(kernel: &Kernel, agent: &str, goal: &str, timeout: Option<u32>)
     let mut options = Options::new();
     if let Some(secs) = timeout {
         options.insert("timeout", Value::U32(secs));
+    }
+    // On a terminal, answer the prompts of this task's tree here (the sidekick's delegations
+    // ask for files and pages) when no graphical provider runs, as `agentctl run` does.
+    if consent_tty::available() {
+        let owner = kernel.client.owner().await?;
+        consent_tty::serve(kernel.client.connection(), owner).await?;
+        options.insert("answer-consent", Value::Bool(true));
     }
     let delegate = kernel.proxy.delegate(agent, goal, options);
     tokio::pin!(delegate);
