@@ -219,7 +219,9 @@ impl Component for App {
                     .navigate(adw::NavigationDirection::Forward);
             }
             AppInput::Back => {
-                self.widgets.leaflet.navigate(adw::NavigationDirection::Back);
+                self.widgets
+                    .leaflet
+                    .navigate(adw::NavigationDirection::Back);
             }
         }
     }
@@ -252,9 +254,9 @@ impl Component for App {
             }
             LinkEvent::Consent(Ok(())) => self.widgets.consent_state.set_visible(false),
             LinkEvent::Consent(Err(e)) => {
-                self.widgets.consent_state.set_label(&format!(
-                    "This panel does not answer consent requests: {e}"
-                ));
+                self.widgets
+                    .consent_state
+                    .set_label(&format!("This panel does not answer consent requests: {e}"));
                 self.widgets.consent_state.set_visible(true);
             }
         }

@@ -105,10 +105,15 @@ pub fn offered(options: &HashMap<String, OwnedValue>) -> Vec<Answer> {
     let Some(ids) = ids else {
         return vec![Answer::Once];
     };
-    [Answer::Once, Answer::Session, Answer::Always, Answer::DenyTask]
-        .into_iter()
-        .filter(|a| a.option_id().is_some_and(|o| ids.iter().any(|i| i == o)))
-        .collect()
+    [
+        Answer::Once,
+        Answer::Session,
+        Answer::Always,
+        Answer::DenyTask,
+    ]
+    .into_iter()
+    .filter(|a| a.option_id().is_some_and(|o| ids.iter().any(|i| i == o)))
+    .collect()
 }
 
 /// A value from the bus made safe to show: a short form (one line, cut at [`PREVIEW_CHARS`]
@@ -195,7 +200,10 @@ mod tests {
     #[test]
     fn handles_name_the_request() {
         assert_eq!(request_id(&format!("{HANDLE_PREFIX}17")), Some(17));
-        assert_eq!(request_id("/org/freedesktop/portal/desktop/request/x/r1"), None);
+        assert_eq!(
+            request_id("/org/freedesktop/portal/desktop/request/x/r1"),
+            None
+        );
         assert_eq!(request_id(&format!("{HANDLE_PREFIX}x")), None);
     }
 
@@ -203,7 +211,12 @@ mod tests {
     fn only_offered_answers_are_shown() {
         assert_eq!(
             offered(&choices(&["always", "once", "session", "deny-task"])),
-            vec![Answer::Once, Answer::Session, Answer::Always, Answer::DenyTask]
+            vec![
+                Answer::Once,
+                Answer::Session,
+                Answer::Always,
+                Answer::DenyTask
+            ]
         );
         assert_eq!(offered(&choices(&["once", "sudo"])), vec![Answer::Once]);
         assert_eq!(offered(&HashMap::new()), vec![Answer::Once]);
@@ -226,7 +239,12 @@ mod tests {
         let (code, results) = Answer::DenyTask.reply();
         assert_eq!(code, 0);
         assert!(results.contains_key("choices"));
-        for a in [Answer::Once, Answer::Session, Answer::Always, Answer::DenyTask] {
+        for a in [
+            Answer::Once,
+            Answer::Session,
+            Answer::Always,
+            Answer::DenyTask,
+        ] {
             assert_eq!(Answer::from_option_id(a.option_id().unwrap()), Some(a));
         }
     }
@@ -258,7 +276,13 @@ mod tests {
             body: String::new(),
             since: 0,
         };
-        let s = shown("T\u{202e}", "S", "line 1\nline 2", Some(&info), &["task 12".into()]);
+        let s = shown(
+            "T\u{202e}",
+            "S",
+            "line 1\nline 2",
+            Some(&info),
+            &["task 12".into()],
+        );
         assert_eq!(s.title, "T");
         assert_eq!(s.body, "line 1\nline 2");
         let labels: Vec<(&str, &str)> = s

@@ -180,11 +180,7 @@ async fn describe(client: &Client, id: Option<u64>) -> (Option<ConsentRequestInf
 
 /// Serve the Access interface on `conn` and take `org.agentos.Consent` (without queueing: a
 /// provider already running keeps the name).
-pub async fn serve(
-    conn: &zbus::Connection,
-    kernel: Verified,
-    ui: Ui,
-) -> Result<(), ServeError> {
+pub async fn serve(conn: &zbus::Connection, kernel: Verified, ui: Ui) -> Result<(), ServeError> {
     conn.object_server()
         .at(CONSENT_PATH, Access { kernel, ui })
         .await?;

@@ -94,7 +94,10 @@ impl Pager {
 
     /// The records read that match `filter`, newest first.
     pub fn filtered<'a>(&'a self, filter: &'a Filter) -> impl Iterator<Item = &'a AuditRecord> {
-        self.records.values().rev().filter(move |r| filter.matches(r))
+        self.records
+            .values()
+            .rev()
+            .filter(move |r| filter.matches(r))
     }
 }
 
@@ -121,15 +124,25 @@ mod tests {
         assert_eq!(Pager::first_page(1200), (700, PAGE));
         assert_eq!(Pager::first_page(30), (0, PAGE));
         assert_eq!(p.older_page(), None);
-        let page = (701..=1200).map(|s| rec(s, "docs", "files.read", "allow")).collect();
+        let page = (701..=1200)
+            .map(|s| rec(s, "docs", "files.read", "allow"))
+            .collect();
         assert_eq!(p.take(700, page), 500);
         assert_eq!(p.older_page(), Some((200, 500)));
         assert_eq!(p.newer_page(), (1200, PAGE));
-        let page = (201..=700).map(|s| rec(s, "docs", "files.read", "allow")).collect();
+        let page = (201..=700)
+            .map(|s| rec(s, "docs", "files.read", "allow"))
+            .collect();
         p.take(200, page);
         assert_eq!(p.older_page(), Some((0, 200)));
         // A record the kernel should not have sent is dropped.
-        assert_eq!(p.take(0, vec![rec(0, "x", "y", "allow"), rec(5, "x", "y", "allow")]), 1);
+        assert_eq!(
+            p.take(
+                0,
+                vec![rec(0, "x", "y", "allow"), rec(5, "x", "y", "allow")]
+            ),
+            1
+        );
         assert!(p.at_start());
         assert_eq!(p.older_page(), None);
         p.reset();
@@ -149,11 +162,21 @@ mod tests {
         );
         let seqs = |f: &Filter| p.filtered(f).map(|r| r.seq).collect::<Vec<_>>();
         assert_eq!(seqs(&Filter::default()), vec![3, 2, 1]);
-        let docs = Filter { principal: "docs".into(), ..Filter::default() };
+        let docs = Filter {
+            principal: "docs".into(),
+            ..Filter::default()
+        };
         assert_eq!(seqs(&docs), vec![3, 1]);
-        let denied = Filter { decision: "deny".into(), ..Filter::default() };
+        let denied = Filter {
+            decision: "deny".into(),
+            ..Filter::default()
+        };
         assert_eq!(seqs(&denied), vec![3, 2]);
-        let files = Filter { capability: "files.".into(), decision: "allow".into(), ..Filter::default() };
+        let files = Filter {
+            capability: "files.".into(),
+            decision: "allow".into(),
+            ..Filter::default()
+        };
         assert_eq!(seqs(&files), vec![1]);
     }
 }

@@ -151,7 +151,10 @@ mod tests {
         );
         let docs = &holders[0].grants;
         assert_eq!(docs[0].capability, "files.list");
-        assert_eq!((docs[2].scope.as_str(), docs[2].suspended), ("/home/u/Work", true));
+        assert_eq!(
+            (docs[2].scope.as_str(), docs[2].suspended),
+            ("/home/u/Work", true)
+        );
         assert_eq!(docs[1].lifetime_label(), "this time only");
         assert_eq!(lifetime_label("forever"), "unknown lifetime");
     }

@@ -156,8 +156,7 @@ impl TaskStore {
         let mut children: HashMap<u64, Vec<u64>> = HashMap::new();
         let mut roots = Vec::new();
         for task in self.tasks.values() {
-            if task.parent != 0 && task.parent != task.id && self.tasks.contains_key(&task.parent)
-            {
+            if task.parent != 0 && task.parent != task.id && self.tasks.contains_key(&task.parent) {
                 children.entry(task.parent).or_default().push(task.id);
             } else {
                 roots.push(task.id);
@@ -271,7 +270,10 @@ mod tests {
         assert_eq!(applied, Applied::Changed(1));
         let t = store.get(1).unwrap();
         assert_eq!((t.progress, t.message.as_str()), (0.5, "reading"));
-        assert_eq!(store.apply(&event(2, 1, TaskState::Submitted, 0.0)), Applied::New(2));
+        assert_eq!(
+            store.apply(&event(2, 1, TaskState::Submitted, 0.0)),
+            Applied::New(2)
+        );
         assert_eq!(order(&store), vec![(1, 0), (2, 1)]);
         // GetTask fills in what the event did not carry.
         assert_eq!(store.put(info(2, 1, "working")), Applied::Changed(2));
@@ -289,7 +291,11 @@ mod tests {
     #[test]
     fn unknown_states_and_cycles_do_not_break_the_tree() {
         let mut store = TaskStore::default();
-        store.load(vec![info(1, 2, "dancing"), info(2, 1, "working"), info(3, 3, "working")]);
+        store.load(vec![
+            info(1, 2, "dancing"),
+            info(2, 1, "working"),
+            info(3, 3, "working"),
+        ]);
         let rows = store.rows();
         // A cycle has no root: its tasks are still drawn, once each, and nothing loops.
         let ids: Vec<u64> = rows.iter().map(|r| r.task.id).collect();

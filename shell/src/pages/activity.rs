@@ -240,7 +240,8 @@ impl Component for ActivityPage {
                 self.redraw();
             }
             ActivityCmd::Page(_, _, Err(e)) => {
-                self.status.set_label(&format!("Cannot read the audit log: {e}"));
+                self.status
+                    .set_label(&format!("Cannot read the audit log: {e}"));
             }
         }
     }
@@ -255,17 +256,20 @@ impl ActivityPage {
         self.pager.reset();
         let generation = self.generation;
         sender.oneshot_command(async move {
-            let r = super::on_kernel(&client, |k| async move {
-                k.verify_audit_log_details().await
-            })
+            let r = super::on_kernel(
+                &client,
+                |k| async move { k.verify_audit_log_details().await },
+            )
             .await
-            .map(|(ok, records, problem, checkpoint, _checked, unchecked)| Verification {
-                ok,
-                records,
-                problem,
-                checkpoint,
-                unchecked,
-            });
+            .map(
+                |(ok, records, problem, checkpoint, _checked, unchecked)| Verification {
+                    ok,
+                    records,
+                    problem,
+                    checkpoint,
+                    unchecked,
+                },
+            );
             ActivityCmd::Verified(generation, r)
         });
     }
@@ -301,7 +305,12 @@ impl ActivityPage {
 
     fn redraw(&mut self) {
         let filter = self.filter();
-        let items: Vec<AuditItem> = self.pager.filtered(&filter).cloned().map(AuditItem).collect();
+        let items: Vec<AuditItem> = self
+            .pager
+            .filtered(&filter)
+            .cloned()
+            .map(AuditItem)
+            .collect();
         self.status.set_label(&format!(
             "{} of {} records read{}",
             items.len(),

@@ -42,7 +42,10 @@ impl AgentRow {
             Some(false) => "not sandboxed",
             None => "sandbox unknown",
         };
-        format!("{} · {connected} · {sandbox}", format::line(&self.info.id, 80))
+        format!(
+            "{} · {connected} · {sandbox}",
+            format::line(&self.info.id, 80)
+        )
     }
 
     /// The capabilities it may request, or a sentence saying it requests none.
@@ -99,7 +102,8 @@ impl RelmListItem for AgentRow {
     fn bind(&mut self, w: &mut AgentItemWidgets, root: &mut gtk::Box) {
         root.set_widget_name(&format!("agent-{}", format::line(&self.info.id, 80)));
         w.name.set_label(&format::line(&self.info.name, 80));
-        w.description.set_label(&format::line(&self.info.description, 300));
+        w.description
+            .set_label(&format::line(&self.info.description, 300));
         w.facts.set_label(&self.facts());
         w.capabilities.set_label(&self.capabilities());
     }

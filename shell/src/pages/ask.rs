@@ -180,11 +180,14 @@ impl Component for AskPage {
                 self.agent.set_model(Some(&gtk::StringList::new(&labels)));
                 self.agent.set_selected(0);
                 self.submit.set_sensitive(!agents.is_empty());
-                self.status.set_label(match agents.first().map(String::as_str) {
-                    Some(SIDEKICK) => "Ask the sidekick anything; it delegates to other agents.",
-                    Some(_) => "No sidekick is installed: pick the agent to ask.",
-                    None => "No agents are installed.",
-                });
+                self.status
+                    .set_label(match agents.first().map(String::as_str) {
+                        Some(SIDEKICK) => {
+                            "Ask the sidekick anything; it delegates to other agents."
+                        }
+                        Some(_) => "No sidekick is installed: pick the agent to ask.",
+                        None => "No agents are installed.",
+                    });
                 self.agents = agents;
             }
             AskCmd::Agents(Err(e)) => self.status.set_label(&format!("Cannot list agents: {e}")),
@@ -207,12 +210,12 @@ impl Component for AskPage {
                             agentos_client::display_safe_block(&t.result, 64 * 1024)
                         };
                         self.answer.set_label(&result);
-                        self.status.set_label(&format!(
-                            "Task {id} {}.",
-                            format::line(&t.state, 20)
-                        ));
+                        self.status
+                            .set_label(&format!("Task {id} {}.", format::line(&t.state, 20)));
                     }
-                    Err(e) => self.status.set_label(&format!("Cannot read the result: {e}")),
+                    Err(e) => self
+                        .status
+                        .set_label(&format!("Cannot read the result: {e}")),
                 }
             }
             AskCmd::Finished(..) => {}
@@ -293,7 +296,11 @@ mod tests {
 
     #[test]
     fn the_sidekick_comes_first() {
-        let ids = vec!["web".to_string(), "sidekick".to_string(), "docs".to_string()];
+        let ids = vec![
+            "web".to_string(),
+            "sidekick".to_string(),
+            "docs".to_string(),
+        ];
         assert_eq!(order_agents(ids), vec!["sidekick", "docs", "web"]);
         let ids = vec!["web".to_string(), "docs".to_string()];
         assert_eq!(order_agents(ids), vec!["docs", "web"]);

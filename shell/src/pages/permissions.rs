@@ -102,16 +102,12 @@ impl Component for PermissionsPage {
         }
     }
 
-    fn update_cmd(
-        &mut self,
-        msg: PermissionsCmd,
-        sender: ComponentSender<Self>,
-        _root: &gtk::Box,
-    ) {
+    fn update_cmd(&mut self, msg: PermissionsCmd, sender: ComponentSender<Self>, _root: &gtk::Box) {
         match msg {
             PermissionsCmd::Loaded(Ok(loaded)) => self.show(&loaded, &sender),
             PermissionsCmd::Loaded(Err(e)) => {
-                self.status.set_label(&format!("Cannot list permissions: {e}"));
+                self.status
+                    .set_label(&format!("Cannot list permissions: {e}"));
             }
             PermissionsCmd::Revoked(Ok(n)) => {
                 self.status.set_label(&match n {
@@ -162,13 +158,12 @@ async fn load(client: &Client) -> Result<Loaded, String> {
     let suspended = super::on_kernel(client, |k| async move { k.list_suspended_grants().await })
         .await
         .unwrap_or_default();
-    let agents: Vec<String> =
-        super::on_kernel(client, |k| async move { k.list_agents().await })
-            .await
-            .unwrap_or_default()
-            .into_iter()
-            .map(|a| a.id)
-            .collect();
+    let agents: Vec<String> = super::on_kernel(client, |k| async move { k.list_agents().await })
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
     let pending = super::on_kernel(client, |k| async move { k.list_consent_requests().await })
         .await
         .unwrap_or_default();

@@ -75,7 +75,8 @@ impl RelmListItem for TaskItem {
         };
         w.goal.set_label(&goal);
         w.goal.set_tooltip_text(Some(&format::line(&t.goal, 1000)));
-        w.progress.set_fraction(f64::from(format::percent(t.progress)) / 100.0);
+        w.progress
+            .set_fraction(f64::from(format::percent(t.progress)) / 100.0);
         w.elapsed.set_label(&format::elapsed(
             t.created,
             t.updated,

@@ -140,8 +140,8 @@ impl Component for TasksPage {
                 };
                 self.cancel.set_sensitive(false);
                 sender.oneshot_command(async move {
-                    let r = super::on_kernel(&client, |k| async move { k.cancel_task(id).await })
-                        .await;
+                    let r =
+                        super::on_kernel(&client, |k| async move { k.cancel_task(id).await }).await;
                     TasksCmd::Canceled(r)
                 });
             }
@@ -156,7 +156,9 @@ impl Component for TasksPage {
                 self.store.load(tasks);
                 self.rebuild();
             }
-            TasksCmd::Loaded(_, Err(e)) => self.status.set_label(&format!("Cannot list tasks: {e}")),
+            TasksCmd::Loaded(_, Err(e)) => {
+                self.status.set_label(&format!("Cannot list tasks: {e}"))
+            }
             TasksCmd::Event(_, Ok(ev)) => match self.store.apply(&ev) {
                 Applied::Changed(id) => {
                     self.replace(id);
@@ -185,7 +187,9 @@ impl Component for TasksPage {
                     self.show_selected();
                     self.show_artifacts(&artifacts);
                 }
-                Err(e) => self.details.append(&crate::ui::text(&format!("Cannot read the task: {e}"))),
+                Err(e) => self
+                    .details
+                    .append(&crate::ui::text(&format!("Cannot read the task: {e}"))),
             },
             TasksCmd::Details(..) => {}
             TasksCmd::Canceled(Err(e)) => {
@@ -299,9 +303,12 @@ impl TasksPage {
             let depth = item.borrow().row.depth;
             drop(item);
             self.list.remove(pos);
-            self.list.insert(pos, TaskItem {
-                row: crate::model::tasks::Row { task, depth },
-            });
+            self.list.insert(
+                pos,
+                TaskItem {
+                    row: crate::model::tasks::Row { task, depth },
+                },
+            );
             if Some(id) == self.selected {
                 self.list.selection_model.set_selected(pos);
             }
@@ -314,7 +321,8 @@ impl TasksPage {
             self.cancel.set_sensitive(false);
             return;
         };
-        self.cancel.set_sensitive(self.client.is_some() && !t.is_finished());
+        self.cancel
+            .set_sensitive(self.client.is_some() && !t.is_finished());
         let head = gtk::Label::new(Some(&format!(
             "Task {} · {} · {} · {}%",
             t.id,
@@ -332,9 +340,15 @@ impl TasksPage {
             format::line(&t.caller, 60),
             format::elapsed(t.created, t.updated, t.is_finished(), format::now_ms())
         )));
-        d.append(&crate::ui::text(&format!("Goal: {}", format::line(&t.goal, 2000))));
+        d.append(&crate::ui::text(&format!(
+            "Goal: {}",
+            format::line(&t.goal, 2000)
+        )));
         if !t.message.is_empty() {
-            d.append(&crate::ui::text(&format!("Status: {}", format::line(&t.message, 2000))));
+            d.append(&crate::ui::text(&format!(
+                "Status: {}",
+                format::line(&t.message, 2000)
+            )));
         }
         if !t.result.is_empty() {
             let result = crate::ui::text(&agentos_client::display_safe_block(&t.result, 64 * 1024));
