@@ -183,21 +183,35 @@ impl Catalog {
         let mut offering: Vec<&Entry> = self.providers.iter().collect();
         // Local first, reachable first (the sort is stable).
         offering.sort_by_key(|p| (!p.local, !p.reachable));
-        offering
-            .into_iter()
-            .find_map(|p| {
-                p.models
-                    .iter()
-                    .find(|m| m.name == named)
-                    .map(|m| Catalog::route_to(p, m))
+        let exact = offering.iter().find_map(|p| {
+            p.models
+                .iter()
+                .find(|m| m.name == named)
+                .map(|m| Catalog::route_to(p, m))
+        });
+        // A local server of one model answers to the start of its file's name too: that is
+        // how `llama-server -a qwen2.5-coder-0.5b` names `qwen2.5-coder-0.5b-instruct-q4_k_m`.
+        let alias = || {
+            let lower = named.to_ascii_lowercase();
+            offering.iter().find_map(|p| match p.models.as_slice() {
+                [m] if p.local && p.open && lower.len() >= 3 => m
+                    .name
+                    .to_ascii_lowercase()
+                    .starts_with(&lower)
+                    .then(|| Route {
+                        model: named.to_string(),
+                        ..Catalog::route_to(p, m)
+                    }),
+                _ => None,
             })
-            .ok_or_else(|| {
-                if self.is_empty() {
-                    RouteError::NoModel
-                } else {
-                    RouteError::UnknownModel(named.to_string())
-                }
-            })
+        };
+        exact.or_else(alias).ok_or_else(|| {
+            if self.is_empty() {
+                RouteError::NoModel
+            } else {
+                RouteError::UnknownModel(named.to_string())
+            }
+        })
     }
 
     /// Every model, as `ListModels` shows them.
@@ -313,6 +327,31 @@ mod tests {
             .to_string()
             .contains("agentctl models add"));
         assert_eq!(route(&none, Some("remote")), Err(RouteError::NoRemoteModel));
+    }
+
+    #[test]
+    fn a_llama_server_answers_to_its_alias() {
+        let mut llama = entry(
+            "llama-server",
+            true,
+            &["qwen2.5-coder-0.5b-instruct-q4_k_m"],
+        );
+        llama.open = true;
+        let c = Catalog {
+            providers: vec![llama, entry("openai", false, &["gpt-4o-mini"])],
+        };
+        assert_eq!(
+            route(&c, Some("qwen2.5-coder-0.5b")),
+            pair("llama-server", "qwen2.5-coder-0.5b")
+        );
+        assert_eq!(
+            route(&c, Some("llama-server/anything")),
+            pair("llama-server", "anything")
+        );
+        assert_eq!(
+            route(&c, Some("gpt-4.1")),
+            Err(RouteError::UnknownModel("gpt-4.1".into()))
+        );
     }
 
     #[test]
