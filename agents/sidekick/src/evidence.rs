@@ -172,18 +172,6 @@ pub fn floor_boundary(s: &str, max: usize) -> usize {
     i
 }
 
-/// The last `max` bytes of `s` at most (from a character boundary), `…` first when cut.
-pub fn tail(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut start = s.len() - max.saturating_sub('…'.len_utf8());
-    while !s.is_char_boundary(start) {
-        start += 1;
-    }
-    format!("…{}", &s[start..])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,8 +237,7 @@ mod tests {
         assert!(e.render().contains(
             "shortened to keep the conversation within the model's window: 2 of 20 bytes"
         ));
-        assert_eq!(tail("abcdef", 100), "abcdef");
-        let t = tail(&"ü".repeat(100), 11);
-        assert!(t.len() <= 11 && t.starts_with('…'), "{t}");
+        assert_eq!(floor_boundary("aü", 2), 1);
+        assert_eq!(floor_boundary("aü", 9), 3);
     }
 }

@@ -1,11 +1,11 @@
 //! Reading one reply of the model: its text (reported as the task's progress message while it
-//! streams, at most every so often and only its last bytes), its tool calls, and who served it.
+//! streams, at most every so often and only its first bytes), its tool calls, and who served it.
 
 use std::time::{Duration, Instant};
 
 use agentos_dbus_interfaces::inference::{ChatEvent, ChatRequest, ToolCall};
 
-use crate::evidence::tail;
+use crate::evidence::floor_boundary;
 use crate::host::Host;
 use crate::model::{Model, ModelFailure, Replies};
 
@@ -51,10 +51,20 @@ impl Throttle {
 pub struct Showing {
     pub fraction: f64,
     pub every: Duration,
-    /// Bytes of the text shown at most: the kernel takes progress messages of at most 4096
-    /// bytes, so a long answer is shown by its end (the last bytes, after `…`); the whole text
-    /// is the task's result.
+    /// Bytes of the text shown at most. The kernel takes progress messages of at most 4096
+    /// bytes, so a longer answer is shown by its first `max_bytes` (a message that stops
+    /// growing), and the whole text is the task's result. Its beginning rather than its last
+    /// bytes: a client that prints what each message adds to the one before (`agentctl ask`)
+    /// then prints the rest from the result, instead of a new 4 KiB tail every time.
     pub max_bytes: usize,
+}
+
+/// What is shown of `text`: without blanks at either end (the result is the answer trimmed,
+/// so it extends every message shown; and a message without its trailing blank is still
+/// extended by the next), at most `max` bytes.
+fn shown(text: &str, max: usize) -> &str {
+    let text = text.trim();
+    &text[..floor_boundary(text, max)]
 }
 
 /// Ask `model` and read its reply to the end, reporting its text through `host` as it grows.
@@ -67,7 +77,7 @@ pub async fn receive<M: Model, H: Host>(
     let mut events = model.chat(request).await?;
     let mut reply = Reply::default();
     let mut throttle = Throttle::new(showing.every);
-    let mut shown = 0usize;
+    let mut last_shown = String::new();
     loop {
         let Some(event) = events.next().await else {
             return Err(ModelFailure::broken(
@@ -83,12 +93,11 @@ pub async fn receive<M: Model, H: Host>(
             }
             ChatEvent::Text { text } => {
                 let room = MAX_REPLY_BYTES.saturating_sub(reply.text.len());
-                let take = crate::evidence::floor_boundary(&text, room);
-                reply.text.push_str(&text[..take]);
-                if !reply.text.trim().is_empty() && throttle.ready(Instant::now()) {
-                    host.progress(showing.fraction, &tail(&reply.text, showing.max_bytes))
-                        .await;
-                    shown = reply.text.len();
+                reply.text.push_str(&text[..floor_boundary(&text, room)]);
+                let now = shown(&reply.text, showing.max_bytes);
+                if !now.is_empty() && now != last_shown && throttle.ready(Instant::now()) {
+                    host.progress(showing.fraction, now).await;
+                    last_shown = now.to_string();
                 }
             }
             ChatEvent::ToolCall { call } => reply.calls.push(call),
@@ -100,9 +109,10 @@ pub async fn receive<M: Model, H: Host>(
             ChatEvent::Error { kind, message } => return Err(ModelFailure { kind, message }),
         }
     }
-    if shown != reply.text.len() && !reply.text.trim().is_empty() {
-        host.progress(showing.fraction, &tail(&reply.text, showing.max_bytes))
-            .await;
+    // The whole text at the end (what the throttle held back): the result begins with it.
+    let last = shown(&reply.text, showing.max_bytes);
+    if !last.is_empty() && last != last_shown {
+        host.progress(showing.fraction, last).await;
     }
     Ok(reply)
 }
@@ -110,6 +120,13 @@ pub async fn receive<M: Model, H: Host>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_is_shown_starts_where_the_answer_does_and_is_bounded() {
+        assert_eq!(shown("\n  The budget \n", 100), "The budget");
+        assert_eq!(shown("The budget", 3), "The");
+        assert_eq!(shown("éé", 3), "é");
+    }
 
     #[test]
     fn the_throttle_lets_one_through_per_interval() {
