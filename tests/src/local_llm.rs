@@ -205,6 +205,15 @@ impl LocalServer {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+    /// A kernel's `models.toml` (in `$XDG_CONFIG_HOME/agentos/`) that finds this server and no
+    /// Ollama: the kernel's own discovery (`/props`, slots, context) on the test's private port,
+    /// so tests running at the same time never find each other's servers or a developer's.
+    pub fn models_toml(&self) -> String {
+        format!(
+            "[local]\nollama = \"off\"\nllama-server = \"{}\"\n",
+            self.url()
+        )
+    }
     /// The server's output so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -569,6 +578,20 @@ mod tests {
         assert_eq!(http_get(port, "/health").await.unwrap().0, 503);
         let (status, body) = http_get(port, "/health").await.unwrap();
         assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
+    }
+
+    #[test]
+    fn the_kernels_settings_point_at_the_server_alone() {
+        let server = LocalServer {
+            child: Command::new("true").spawn().unwrap(),
+            port: 41234,
+            log: std::env::temp_dir().join("agentos-local-llm-test-none.log"),
+            _autodetect: None,
+        };
+        assert_eq!(
+            server.models_toml(),
+            "[local]\nollama = \"off\"\nllama-server = \"http://127.0.0.1:41234\"\n"
+        );
     }
 
     #[test]
