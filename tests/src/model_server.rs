@@ -1,334 +1,365 @@
-//! A scripted model server on 127.0.0.1 for end-to-end tests, on a thread of its own (so a test
-//! that blocks its own runtime cannot stall it). It speaks llama-server's `GET /props` and the
-//! OpenAI-compatible `POST /v1/chat/completions`, streamed as SSE `data:` chunks ending in
-//! `data: [DONE]`, over real HTTP; the kernel's production code talks to it unchanged.
-//!
-//! What it answers is chosen by a directive in the last user message:
-//!
-//! - none: "Hello from the fixture." in five pieces, then usage (11 in, 5 out);
-//! - `[slow]`: 200 pieces "tick ", one every 25 ms (5 s in all), then usage;
-//! - `[tool]`: a call of the request's first tool with `{"path": "a.txt"}`, in two fragments;
-//! - `[no-usage]`: the default answer without a usage chunk (the kernel counts);
-//! - `[overflow]`: HTTP 400 in llama-server's words for a prompt over its context;
-//! - `[tools-unsupported]`: HTTP 500 in llama-server's words for tools without `--jinja`;
-//! - `[500]`: HTTP 500 every time;
-//! - `[429]`: HTTP 429 with `Retry-After: 1` the first time, then the default answer.
-//!
-//! With a key set, a request without `Authorization: Bearer <key>` gets HTTP 401. It counts the
-//! streams in flight (and the most at once) and the streams a client closed before their end.
+//! A paced model server for the benchmarks, on 127.0.0.1, that behaves like llama.cpp's
+//! `llama-server` where it matters to the broker: `/health`, `/props` (slots and context size, so
+//! autodetection finds it), `/v1/models`, and `/v1/chat/completions` streamed as OpenAI
+//! server-sent events, with a fixed number of slots served first come first served (requests
+//! beyond them wait inside the server, without priorities, as llama-server's do), a fixed time to
+//! first token and paced tokens. A client that closes its connection frees its slot at once. It
+//! records when each request arrived, got a slot and sent its first token, and how long slots
+//! were busy: the benchmarks B2 and B3 measure against it. (Scripted replies for end-to-end
+//! tests are `model_fixture`'s.)
 
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
-/// What `/props` reports.
+/// How the server answers.
 #[derive(Debug, Clone)]
-pub struct Props {
+pub struct ServerConfig {
+    /// Requests generated at once; others wait in arrival order.
     pub slots: u32,
+    /// From getting a slot to the first token.
+    pub first_token: Duration,
+    /// Between tokens.
+    pub token_gap: Duration,
+    /// Tokens in each answer (at least 1).
+    pub tokens: usize,
+    /// The context size `/props` reports.
     pub context: u32,
-    pub model_path: String,
+    /// The model's name (`/v1/models`, `-a` of llama-server).
+    pub model: String,
 }
 
-impl Default for Props {
-    fn default() -> Props {
-        Props {
-            slots: 2,
-            context: 8192,
-            model_path: "/models/fixture-0.5b-q4_k_m.gguf".into(),
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            slots: 4,
+            first_token: Duration::from_millis(20),
+            token_gap: Duration::from_millis(5),
+            tokens: 8,
+            context: 4096,
+            model: "fixture-model".into(),
         }
     }
 }
 
-/// One chat request the server received.
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub headers: Vec<(String, String)>,
-    pub body: serde_json::Value,
-}
-
-impl Received {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The last user message's text.
-    pub fn question(&self) -> String {
-        last_user(&self.body)
-    }
+/// One chat request as the server saw it, times since the server started.
+#[derive(Debug, Clone, Default)]
+pub struct Served {
+    pub arrived: Duration,
+    pub slot: Option<Duration>,
+    pub first_token: Option<Duration>,
+    pub finished: Option<Duration>,
+    /// The client went away before the answer ended.
+    pub abandoned: bool,
+    /// The request's JSON.
+    pub body: String,
 }
 
 #[derive(Default)]
-struct State {
-    props: Mutex<Props>,
-    key: Mutex<Option<String>>,
-    received: Mutex<Vec<Received>>,
-    streaming: AtomicUsize,
-    max_streaming: AtomicUsize,
-    closed_early: AtomicUsize,
-    limited: Mutex<HashSet<String>>,
-    stop: AtomicBool,
+struct Record {
+    served: Vec<Served>,
+    /// (time, requests holding a slot from then on)
+    busy: Vec<(Duration, u32)>,
+    running: u32,
 }
 
-/// A running fixture; it stops (and its port closes) when dropped.
+/// A running server; it stops with the runtime that started it.
 pub struct ModelServer {
-    pub port: u16,
-    state: Arc<State>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    /// `http://127.0.0.1:<port>`
+    pub url: String,
+    pub config: ServerConfig,
+    started: Instant,
+    record: Arc<Mutex<Record>>,
 }
 
 impl ModelServer {
-    /// Serve on a free port of 127.0.0.1.
-    pub fn start(props: Props) -> ModelServer {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the fixture");
-        let port = listener.local_addr().expect("port").port();
-        listener.set_nonblocking(true).expect("nonblocking");
-        let state = Arc::new(State {
-            props: Mutex::new(props),
-            ..State::default()
+    /// Listen on a free port of 127.0.0.1.
+    pub async fn start(config: ServerConfig) -> ModelServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let started = Instant::now();
+        let record = Arc::new(Mutex::new(Record::default()));
+        let slots = Arc::new(Semaphore::new(config.slots as usize));
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            started,
+            record: Arc::clone(&record),
+            slots,
         });
-        let s = Arc::clone(&state);
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("the fixture's runtime");
-            rt.block_on(async move {
-                let listener = TcpListener::from_std(listener).expect("listener");
-                while !s.stop.load(Ordering::SeqCst) {
-                    let accepted =
-                        tokio::time::timeout(Duration::from_millis(50), listener.accept()).await;
-                    if let Ok(Ok((conn, _))) = accepted {
-                        tokio::spawn(serve(conn, Arc::clone(&s)));
-                    }
-                }
-            });
+        tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                let _ = conn.set_nodelay(true);
+                tokio::spawn(serve(conn, Arc::clone(&shared)));
+            }
         });
         ModelServer {
-            port,
-            state,
-            thread: Some(thread),
+            url,
+            config,
+            started,
+            record,
         }
     }
 
-    /// `http://127.0.0.1:<port>`.
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+    /// The chat requests so far.
+    pub fn served(&self) -> Vec<Served> {
+        lock(&self.record).served.clone()
     }
 
-    /// Require `Authorization: Bearer <key>` from now on.
-    pub fn require_key(&self, key: &str) {
-        *self.state.key.lock().unwrap() = Some(key.to_string());
+    /// Time since the server started.
+    pub fn now(&self) -> Duration {
+        self.started.elapsed()
     }
 
-    pub fn received(&self) -> Vec<Received> {
-        self.state.received.lock().unwrap().clone()
-    }
-
-    /// Streams being sent now.
-    pub fn streaming(&self) -> usize {
-        self.state.streaming.load(Ordering::SeqCst)
-    }
-
-    /// The most streams sent at once.
-    pub fn max_streaming(&self) -> usize {
-        self.state.max_streaming.load(Ordering::SeqCst)
-    }
-
-    /// Streams whose client closed the connection before their end.
-    pub fn closed_early(&self) -> usize {
-        self.state.closed_early.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for ModelServer {
-    fn drop(&mut self) {
-        self.state.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+    /// The share of slot time in `[from, to)` during which slots generated (1.0: every slot
+    /// busy all the time).
+    pub fn busy_share(&self, from: Duration, to: Duration) -> f64 {
+        let record = lock(&self.record);
+        let mut busy = Duration::ZERO;
+        let mut level = 0u32;
+        let mut at = from;
+        for &(t, running) in &record.busy {
+            if t > from {
+                let end = t.min(to);
+                if end > at {
+                    busy += (end - at) * level;
+                    at = end;
+                }
+            }
+            if t >= to {
+                break;
+            }
+            level = running;
+        }
+        if to > at {
+            busy += (to - at) * level;
+        }
+        let total = (to.saturating_sub(from)) * self.config.slots;
+        if total.is_zero() {
+            0.0
+        } else {
+            busy.as_secs_f64() / total.as_secs_f64()
         }
     }
 }
 
-fn last_user(body: &serde_json::Value) -> String {
-    body["messages"]
-        .as_array()
-        .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
-        .and_then(|m| m["content"].as_str())
-        .unwrap_or_default()
-        .to_string()
+struct Shared {
+    config: ServerConfig,
+    started: Instant,
+    record: Arc<Mutex<Record>>,
+    slots: Arc<Semaphore>,
 }
 
-/// One request: its path, headers and body (`None` if the client went away).
-async fn read_request(conn: &mut TcpStream) -> Option<(String, String, Vec<(String, String)>, Vec<u8>)> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        let n = conn.read(&mut chunk).await.ok()?;
+fn lock(m: &Mutex<Record>) -> std::sync::MutexGuard<'_, Record> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One request read from a keep-alive connection.
+struct Request {
+    method: String,
+    path: String,
+    body: Vec<u8>,
+}
+
+async fn read_request(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Request> {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            let mut lines = head.lines();
+            let mut first = lines.next()?.split_whitespace();
+            let method = first.next()?.to_string();
+            let path = first.next()?.to_string();
+            let length: usize = lines
+                .filter_map(|l| l.split_once(':'))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, v)| v.trim().parse().ok())
+                .unwrap_or(0);
+            let start = end + 4;
+            while buf.len() < start + length {
+                let mut more = [0u8; 16384];
+                let n = conn.read(&mut more).await.ok()?;
+                if n == 0 {
+                    return None;
+                }
+                buf.extend_from_slice(&more[..n]);
+            }
+            let body = buf[start..start + length].to_vec();
+            buf.drain(..start + length);
+            return Some(Request { method, path, body });
+        }
+        let mut more = [0u8; 16384];
+        let n = conn.read(&mut more).await.ok()?;
         if n == 0 {
             return None;
         }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next()?.split(' ');
-    let method = first.next()?.to_string();
-    let path = first.next()?.to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let len: usize = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    while buf.len() < head_end + len {
-        let n = conn.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
+        buf.extend_from_slice(&more[..n]);
     }
-    Some((method, path, headers, buf[head_end..head_end + len].to_vec()))
 }
 
-async fn reply(conn: &mut TcpStream, status: u16, extra: &str, body: &str) {
-    let text = format!(
-        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n{extra}\r\n{body}",
+async fn respond_json(conn: &mut TcpStream, status: u16, body: &str) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status} OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
         body.len()
     );
-    let _ = conn.write_all(text.as_bytes()).await;
-    let _ = conn.shutdown().await;
+    conn.write_all(head.as_bytes()).await?;
+    conn.write_all(body.as_bytes()).await
 }
 
-fn chunk(delta: serde_json::Value, finish: Option<&str>) -> String {
-    let c = serde_json::json!({
-        "id": "chatcmpl-fixture",
-        "object": "chat.completion.chunk",
-        "model": "fixture",
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    });
-    format!("data: {c}\n\n")
+async fn chunk(conn: &mut TcpStream, data: &str) -> std::io::Result<()> {
+    let framed = format!("{:x}\r\n{data}\r\n", data.len());
+    conn.write_all(framed.as_bytes()).await
 }
 
-/// The SSE body of an answer, as (delay before it, text) parts.
-fn answer(body: &serde_json::Value, question: &str) -> Vec<(Duration, String)> {
-    let now = Duration::ZERO;
-    let mut parts = vec![(now, chunk(serde_json::json!({"role": "assistant", "content": ""}), None))];
-    let finish;
-    if question.contains("[slow]") {
-        for _ in 0..200 {
-            parts.push((
-                Duration::from_millis(25),
-                chunk(serde_json::json!({"content": "tick "}), None),
-            ));
+async fn serve(mut conn: TcpStream, shared: Arc<Shared>) {
+    let mut buf = Vec::new();
+    while let Some(req) = read_request(&mut conn, &mut buf).await {
+        let c = &shared.config;
+        let path = req.path.split('?').next().unwrap_or("");
+        let done = match (req.method.as_str(), path) {
+            ("GET", "/health") => respond_json(&mut conn, 200, r#"{"status":"ok"}"#).await,
+            ("GET", "/props") => {
+                let props = serde_json::json!({
+                    "total_slots": c.slots,
+                    "default_generation_settings": {"n_ctx": c.context},
+                    "model_path": format!("/models/{}.gguf", c.model),
+                });
+                respond_json(&mut conn, 200, &props.to_string()).await
+            }
+            ("GET", "/v1/models") => {
+                let models = serde_json::json!({
+                    "object": "list",
+                    "data": [{"id": c.model, "object": "model", "owned_by": "llamacpp"}],
+                });
+                respond_json(&mut conn, 200, &models.to_string()).await
+            }
+            ("POST", "/v1/chat/completions") => chat(&mut conn, &shared, req.body).await,
+            _ => respond_json(&mut conn, 404, r#"{"error":{"message":"not found"}}"#).await,
+        };
+        if done.is_err() {
+            return;
         }
-        finish = "stop";
-    } else if question.contains("[tool]") {
-        let name = body["tools"][0]["function"]["name"]
-            .as_str()
-            .unwrap_or("none")
-            .to_string();
-        parts.push((
-            now,
-            chunk(
-                serde_json::json!({"tool_calls": [{"index": 0, "id": "call_fx1", "type": "function",
-                    "function": {"name": name, "arguments": "{\"path\": "}}]}),
-                None,
-            ),
-        ));
-        parts.push((
-            now,
-            chunk(
-                serde_json::json!({"tool_calls": [{"index": 0, "function": {"arguments": "\"a.txt\"}"}}]}),
-                None,
-            ),
-        ));
-        finish = "tool_calls";
-    } else {
-        for piece in ["Hello", " from", " the", " fixture", "."] {
-            parts.push((now, chunk(serde_json::json!({"content": piece}), None)));
-        }
-        finish = "stop";
     }
-    parts.push((now, chunk(serde_json::json!({}), Some(finish))));
-    if !question.contains("[no-usage]") {
-        let usage = serde_json::json!({"id": "chatcmpl-fixture", "object": "chat.completion.chunk",
-            "choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16}});
-        parts.push((now, format!("data: {usage}\n\n")));
-    }
-    parts.push((now, "data: [DONE]\n\n".to_string()));
-    parts
 }
 
-async fn serve(mut conn: TcpStream, state: Arc<State>) {
-    let Some((method, path, headers, body)) = read_request(&mut conn).await else {
-        return;
-    };
-    if method == "GET" && path == "/props" {
-        let p = state.props.lock().unwrap().clone();
-        let props = serde_json::json!({
-            "default_generation_settings": {"n_ctx": p.context},
-            "total_slots": p.slots,
-            "model_path": p.model_path,
-            "chat_template": "",
+/// Stream one answer: wait for a slot, then the first token, then the rest, paced.
+async fn chat(conn: &mut TcpStream, shared: &Shared, body: Vec<u8>) -> std::io::Result<()> {
+    let since = || shared.started.elapsed();
+    let index = {
+        let mut r = lock(&shared.record);
+        r.served.push(Served {
+            arrived: since(),
+            body: String::from_utf8_lossy(&body).into_owned(),
+            ..Served::default()
         });
-        return reply(&mut conn, 200, "", &props.to_string()).await;
-    }
-    if method != "POST" || path != "/v1/chat/completions" {
-        return reply(&mut conn, 404, "", r#"{"error":{"message":"File Not Found","type":"not_found_error","code":404}}"#).await;
-    }
-    let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    let received = Received { headers, body };
-    let question = received.question();
-    let authorized = match &*state.key.lock().unwrap() {
-        Some(key) => received.header("authorization") == Some(&format!("Bearer {key}")),
-        None => true,
+        r.served.len() - 1
     };
-    state.received.lock().unwrap().push(received.clone());
-    if !authorized {
-        return reply(&mut conn, 401, "", r#"{"error":{"message":"Incorrect API key provided","type":"invalid_request_error","code":"invalid_api_key"}}"#).await;
-    }
-    if question.contains("[overflow]") {
-        return reply(&mut conn, 400, "", r#"{"error":{"code":400,"message":"the request exceeds the available context size, try increasing it","type":"exceed_context_size_error","n_prompt_tokens":9000,"n_ctx":8192}}"#).await;
-    }
-    if question.contains("[tools-unsupported]") {
-        return reply(&mut conn, 500, "", r#"{"error":{"code":500,"message":"tools param requires --jinja flag","type":"server_error"}}"#).await;
-    }
-    if question.contains("[500]") {
-        return reply(&mut conn, 500, "", r#"{"error":{"code":500,"message":"the fixture failed","type":"server_error"}}"#).await;
-    }
-    if question.contains("[429]") && state.limited.lock().unwrap().insert(question.clone()) {
-        return reply(&mut conn, 429, "retry-after: 1\r\n", r#"{"error":{"message":"Rate limit reached","type":"requests","code":"rate_limit_exceeded"}}"#).await;
-    }
-    let now = state.streaming.fetch_add(1, Ordering::SeqCst) + 1;
-    state.max_streaming.fetch_max(now, Ordering::SeqCst);
-    let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\n\r\n";
-    let mut ok = conn.write_all(head.as_bytes()).await.is_ok();
-    for (delay, part) in answer(&received.body, &question) {
-        if !ok {
-            break;
+    let Ok(_slot) = shared.slots.acquire().await else {
+        return Ok(());
+    };
+    let set_running = |delta: i32| {
+        let mut r = lock(&shared.record);
+        r.running = r.running.saturating_add_signed(delta);
+        let running = r.running;
+        r.busy.push((since(), running));
+    };
+    set_running(1);
+    lock(&shared.record).served[index].slot = Some(since());
+    let result = stream_answer(conn, shared, index).await;
+    set_running(-1);
+    let mut r = lock(&shared.record);
+    r.served[index].finished = Some(since());
+    r.served[index].abandoned = result.is_err();
+    result
+}
+
+async fn stream_answer(conn: &mut TcpStream, shared: &Shared, index: usize) -> std::io::Result<()> {
+    let c = &shared.config;
+    conn.write_all(
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n",
+    )
+    .await?;
+    tokio::time::sleep(c.first_token).await;
+    let event = |delta: serde_json::Value, finish: Option<&str>| {
+        let v = serde_json::json!({
+            "id": "chatcmpl-fixture", "object": "chat.completion.chunk", "model": c.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        });
+        format!("data: {v}\n\n")
+    };
+    let tokens = c.tokens.max(1);
+    for i in 0..tokens {
+        if i > 0 {
+            tokio::time::sleep(c.token_gap).await;
         }
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
+        let delta = if i == 0 {
+            serde_json::json!({"role": "assistant", "content": format!("word{i} ")})
+        } else {
+            serde_json::json!({"content": format!("word{i} ")})
+        };
+        chunk(conn, &event(delta, None)).await?;
+        if i == 0 {
+            lock(&shared.record).served[index].first_token = Some(shared.started.elapsed());
         }
-        ok = conn.write_all(part.as_bytes()).await.is_ok() && conn.flush().await.is_ok();
     }
-    if ok {
-        let _ = conn.shutdown().await;
-    } else {
-        state.closed_early.fetch_add(1, Ordering::SeqCst);
+    chunk(conn, &event(serde_json::json!({}), Some("stop"))).await?;
+    let usage = serde_json::json!({
+        "id": "chatcmpl-fixture", "object": "chat.completion.chunk", "model": c.model,
+        "choices": [],
+        "usage": {"prompt_tokens": 10, "completion_tokens": tokens, "total_tokens": 10 + tokens},
+    });
+    chunk(conn, &format!("data: {usage}\n\n")).await?;
+    chunk(conn, "data: [DONE]\n\n").await?;
+    conn.write_all(b"0\r\n\r\n").await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn slots_are_served_in_arrival_order_and_busy_time_is_counted() {
+        let server = ModelServer::start(ServerConfig {
+            slots: 1,
+            first_token: Duration::from_millis(30),
+            token_gap: Duration::from_millis(1),
+            tokens: 3,
+            ..ServerConfig::default()
+        })
+        .await;
+        let addr = server.url.trim_start_matches("http://").to_string();
+        let ask = |addr: String| async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            let body = r#"{"stream":true}"#;
+            let req = format!(
+                "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            s.write_all(req.as_bytes()).await.unwrap();
+            let mut all = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !all.ends_with(b"0\r\n\r\n") {
+                let n = s.read(&mut buf).await.unwrap();
+                assert!(n > 0);
+                all.extend_from_slice(&buf[..n]);
+            }
+            String::from_utf8(all).unwrap()
+        };
+        let t0 = server.now();
+        let (a, b) = tokio::join!(ask(addr.clone()), ask(addr.clone()));
+        let t1 = server.now();
+        assert!(a.contains("word0") && a.contains("[DONE]") && b.contains("word2"));
+        let served = server.served();
+        assert_eq!(served.len(), 2);
+        // One slot: the second waited for the first to finish.
+        let (first, second) = if served[0].slot < served[1].slot {
+            (&served[0], &served[1])
+        } else {
+            (&served[1], &served[0])
+        };
+        assert!(second.slot.unwrap() >= first.finished.unwrap());
+        let share = server.busy_share(t0, t1);
+        assert!(share > 0.5 && share <= 1.0, "{share}");
     }
-    state.streaming.fetch_sub(1, Ordering::SeqCst);
 }
