@@ -1,0 +1,182 @@
+//! Benchmark B2, the broker's overhead: the same streamed chat answers asked of a model server
+//! directly (the providers' own HTTP client, `agentos-models`, as the kernel uses it) and through
+//! the kernel (`Models1.Chat` on the bus, the answer read from the socket it returns), at 1, 16
+//! and 64 streams at once, in alternating rounds in one run. The server (tests/src/model_server.rs)
+//! answers with a fixed time to first token and paced tokens and has a slot for every stream, so
+//! what differs is the path. Printed: time to first token p50/p99 and the gaps between tokens
+//! p99, each way, and what the kernel adds. Targets: added time to first token ≤ 0.3 ms p50 and
+//! ≤ 1 ms p99; added inter-token p99 ≤ 0.5 ms.
+//!
+//! Run: `cargo build --release --workspace && cargo bench -p agentos-tests --bench b2_broker`
+//! (`B2_ROUNDS`, default 5, rounds of each way per level.)
+
+use std::time::{Duration, Instant};
+
+use agentos_client::Client;
+use agentos_dbus_interfaces::inference::{ChatEvent, ChatMessage, ChatRequest};
+use agentos_models::{ChatEvent as ProviderEvent, Http, Limits, OpenAi};
+use agentos_tests::model_server::{ModelServer, ServerConfig};
+use agentos_tests::Env;
+use futures_util::StreamExt;
+
+const LEVELS: [usize; 3] = [1, 16, 64];
+const FIRST_TOKEN: Duration = Duration::from_millis(40);
+const TOKEN_GAP: Duration = Duration::from_millis(8);
+const TOKENS: usize = 24;
+
+/// Time to first token and the gaps between tokens of one stream.
+#[derive(Default)]
+struct Timing {
+    first: Vec<Duration>,
+    gaps: Vec<Duration>,
+}
+
+impl Timing {
+    fn add(&mut self, start: Instant, arrivals: &[Instant]) {
+        if let Some(first) = arrivals.first() {
+            self.first.push(*first - start);
+        }
+        for w in arrivals.windows(2) {
+            self.gaps.push(w[1] - w[0]);
+        }
+    }
+}
+
+fn pct(v: &mut [Duration], p: f64) -> Duration {
+    if v.is_empty() {
+        return Duration::ZERO;
+    }
+    v.sort();
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+fn request() -> ChatRequest {
+    let mut r = ChatRequest::new(vec![ChatMessage::user("count for me")]);
+    r.max_tokens = Some(TOKENS as u32);
+    r.temperature = Some(0.0);
+    r
+}
+
+/// One stream straight to the server: the times its text pieces arrived.
+async fn direct(provider: &OpenAi) -> (Instant, Vec<Instant>) {
+    let messages = vec![agentos_models::Message::user("count for me")];
+    let mut req = agentos_models::ChatRequest::new("fixture-model", messages);
+    req.max_tokens = Some(TOKENS as u32);
+    req.temperature = Some(0.0);
+    let start = Instant::now();
+    let mut stream = provider.chat(&req).await.expect("direct chat");
+    let mut arrivals = Vec::new();
+    while let Some(event) = stream.next().await {
+        match event.expect("direct event") {
+            ProviderEvent::TextDelta(_) => arrivals.push(Instant::now()),
+            ProviderEvent::Done { .. } => break,
+            _ => {}
+        }
+    }
+    (start, arrivals)
+}
+
+/// One stream through the kernel.
+async fn brokered(client: &Client) -> (Instant, Vec<Instant>) {
+    let start = Instant::now();
+    let (_, mut stream) = client
+        .chat(&request())
+        .await
+        .expect("chat through the kernel");
+    let mut arrivals = Vec::new();
+    while let Some(event) = stream.next().await {
+        match event.expect("brokered event") {
+            ChatEvent::Text { .. } => arrivals.push(Instant::now()),
+            ChatEvent::Done { .. } => break,
+            ChatEvent::Error { kind, message } => panic!("{kind}: {message}"),
+            _ => {}
+        }
+    }
+    (start, arrivals)
+}
+
+fn main() {
+    let rounds: usize = std::env::var("B2_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let server = ModelServer::start(ServerConfig {
+            slots: 64,
+            first_token: FIRST_TOKEN,
+            token_gap: TOKEN_GAP,
+            tokens: TOKENS,
+            ..ServerConfig::default()
+        })
+        .await;
+        let mut env = Env::start().await;
+        let config = env.root().join("config/agentos");
+        std::fs::create_dir_all(&config).expect("config dir");
+        std::fs::write(
+            config.join("models.toml"),
+            format!(
+                "[local]\nollama = \"off\"\nllama-server = \"{}\"\n",
+                server.url
+            ),
+        )
+        .expect("models.toml");
+        env.restart_kernel().await;
+        let client = Client::at_address(&env.address).await.expect("client");
+        let provider = OpenAi::new(
+            Http::new(Limits::default()).expect("http"),
+            format!("{}/v1", server.url),
+            None,
+        );
+        // Warm both paths (connections, the kernel's discovery).
+        for _ in 0..3 {
+            direct(&provider).await;
+            brokered(&client).await;
+        }
+        println!(
+            "B2 broker overhead: {rounds} rounds per level, server first token {} ms, \
+             {TOKENS} tokens {} ms apart",
+            FIRST_TOKEN.as_millis(),
+            TOKEN_GAP.as_millis()
+        );
+        println!(
+            "{:>7} | {:>23} | {:>23} | {:>21} | {:>17}",
+            "streams", "direct TTFT p50/p99", "kernel TTFT p50/p99", "added TTFT p50/p99", "gap p99 d/k/added"
+        );
+        let mut met = true;
+        for n in LEVELS {
+            let (mut d, mut k) = (Timing::default(), Timing::default());
+            for _ in 0..rounds {
+                let runs = futures_util::future::join_all((0..n).map(|_| direct(&provider))).await;
+                for (start, arrivals) in runs {
+                    d.add(start, &arrivals);
+                }
+                let runs = futures_util::future::join_all((0..n).map(|_| brokered(&client))).await;
+                for (start, arrivals) in runs {
+                    k.add(start, &arrivals);
+                }
+            }
+            let (d50, d99) = (pct(&mut d.first, 0.5), pct(&mut d.first, 0.99));
+            let (k50, k99) = (pct(&mut k.first, 0.5), pct(&mut k.first, 0.99));
+            let (dg, kg) = (pct(&mut d.gaps, 0.99), pct(&mut k.gaps, 0.99));
+            let ms = |x: Duration| x.as_secs_f64() * 1e3;
+            let add50 = ms(k50) - ms(d50);
+            let add99 = ms(k99) - ms(d99);
+            let addg = ms(kg) - ms(dg);
+            met &= add50 <= 0.3 && add99 <= 1.0 && addg <= 0.5;
+            println!(
+                "{n:>7} | {:>10.3} / {:>9.3} | {:>10.3} / {:>9.3} | {:>+9.3} / {:>+9.3} | {:>5.2}/{:>5.2}/{:>+5.2}",
+                ms(d50), ms(d99), ms(k50), ms(k99), add50, add99, ms(dg), ms(kg), addg
+            );
+        }
+        println!(
+            "targets (added TTFT p50 <= 0.3 ms, p99 <= 1 ms; added gap p99 <= 0.5 ms): {}",
+            if met { "MET" } else { "MISSED" }
+        );
+    });
+}
