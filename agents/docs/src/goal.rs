@@ -1,6 +1,6 @@
 //! What a goal asks: `<words> [in <absolute folder>]` is a search (as before); a question (it
-//! ends with "?", or starts with a question word such as "what" or "summarize") is answered
-//! from the documents.
+//! ends with "?", starts with a question word such as "what" or "summarize", or with "find
+//! out") is answered from the documents.
 
 /// A goal, read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +48,14 @@ const QUESTION_WORDS: &[&str] = &[
 /// Read a goal: the folder after the last " in /", the rest as words or a question.
 pub fn parse(goal: &str) -> Goal {
     let goal = goal.trim();
-    let goal = goal.strip_prefix("find ").unwrap_or(goal);
+    let find_out = goal
+        .get(..9)
+        .is_some_and(|p| p.eq_ignore_ascii_case("find out "));
+    let goal = if find_out {
+        goal[9..].trim_start()
+    } else {
+        goal.strip_prefix("find ").unwrap_or(goal)
+    };
     let (text, folder) = match goal.rsplit_once(" in /") {
         Some((q, f)) => (q.trim(), Some(format!("/{}", f.trim()))),
         None => (goal, None),
@@ -57,7 +64,8 @@ pub fn parse(goal: &str) -> Goal {
     let folder_marked = folder.as_deref().is_some_and(|f| f.ends_with('?'));
     let folder = folder.map(|f| f.trim_end_matches('?').to_string());
     let first = text.split_whitespace().next().unwrap_or("").to_lowercase();
-    let question = folder_marked
+    let question = find_out
+        || folder_marked
         || text.ends_with('?')
         || (QUESTION_WORDS.contains(&first.as_str()) && text.split_whitespace().count() > 1);
     let text = if folder_marked && !text.ends_with('?') {
@@ -113,6 +121,10 @@ mod tests {
         assert_eq!(
             parse("the budget in /home/u/Docs?"),
             goal("the budget?", Some("/home/u/Docs"), true)
+        );
+        assert_eq!(
+            parse("Find out when the meeting is in /home/u/Docs"),
+            goal("when the meeting is", Some("/home/u/Docs"), true)
         );
         assert_eq!(
             parse("summarize the meeting notes"),

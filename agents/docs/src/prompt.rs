@@ -53,10 +53,17 @@ pub fn request(question: &str, passages: &[Passage]) -> ChatRequest {
     request
 }
 
-/// The files the passages came from, each once, in order, as full paths beneath `folder`.
-pub fn sources(folder: &str, passages: &[Passage]) -> Vec<String> {
+/// The files the answer drew on, each once, in the passages' order, as full paths beneath
+/// `folder`: those of the given passages the answer names (by path or file name), or every one
+/// given when it names none (small models seldom cite).
+pub fn sources(folder: &str, passages: &[Passage], answer: &str) -> Vec<String> {
+    let named = |p: &Passage| {
+        let name = p.path.rsplit('/').next().unwrap_or(&p.path);
+        answer.contains(p.path.as_str()) || (!name.is_empty() && answer.contains(name))
+    };
+    let cited = passages.iter().any(named);
     let mut out: Vec<String> = Vec::new();
-    for p in passages {
+    for p in passages.iter().filter(|p| !cited || named(p)) {
         let full = format!("{}/{}", folder.trim_end_matches('/'), p.path);
         if !out.contains(&full) {
             out.push(full);
@@ -165,11 +172,23 @@ mod tests {
             passage("b/c.txt", "2"),
             passage("a.txt", "3"),
         ];
-        let s = sources("/home/u/Docs/", &ps);
+        let s = sources("/home/u/Docs/", &ps, "It is 42.");
         assert_eq!(s, ["/home/u/Docs/a.txt", "/home/u/Docs/b/c.txt"]);
         assert_eq!(
             with_sources(" It is 42 [a.txt].\n", &s),
             "It is 42 [a.txt].\n\nSources:\n- /home/u/Docs/a.txt\n- /home/u/Docs/b/c.txt"
+        );
+    }
+
+    #[test]
+    fn the_files_an_answer_cites_are_its_sources() {
+        let ps = [passage("a.txt", "1"), passage("b/c.txt", "2")];
+        assert_eq!(sources("/d", &ps, "It is 2 [b/c.txt]."), ["/d/b/c.txt"]);
+        assert_eq!(sources("/d", &ps, "It is 2 (c.txt)."), ["/d/b/c.txt"]);
+        // A file it names that it was not given is no source.
+        assert_eq!(
+            sources("/d", &ps, "See [z.txt]."),
+            ["/d/a.txt", "/d/b/c.txt"]
         );
     }
 }

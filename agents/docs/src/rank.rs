@@ -76,6 +76,11 @@ const STOPWORDS: &[&str] = &[
     "your",
 ];
 
+/// Whether `word` (lower case) is too common to search for.
+pub fn is_common(word: &str) -> bool {
+    STOPWORDS.contains(&word)
+}
+
 /// A word as it is compared: lower case, a plural's "s" dropped.
 fn stem(word: &str) -> String {
     let w = word.to_lowercase();

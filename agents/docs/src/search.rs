@@ -1,7 +1,8 @@
-//! Finding documents whose name or text holds every word of a query (the answer to a goal that
+//! Finding documents whose name or text holds every word of a query (but common ones) (the answer to a goal that
 //! is not a question, and the fallback when no model can answer one).
 
 use crate::library::{walk, Library};
+use crate::rank::is_common;
 
 /// Largest file whose text is searched.
 const MAX_TEXT: u64 = 1024 * 1024;
@@ -13,13 +14,17 @@ pub struct Match {
     pub snippet: String,
 }
 
-/// Search `folder` for documents matching every word of `query` (in the name or the text).
+/// Search `folder` for documents matching every word of `query` but the common ones ("the",
+/// "for"…), in the name or the text.
 pub async fn search(
     library: &impl Library,
     folder: &str,
     query: &str,
 ) -> Result<Vec<Match>, String> {
-    let words: Vec<String> = query.split_whitespace().map(str::to_lowercase).collect();
+    let all: Vec<String> = query.split_whitespace().map(str::to_lowercase).collect();
+    // "the budget for 2026" looks for "budget" and "2026"; a query of common words alone, as is.
+    let words: Vec<String> = all.iter().filter(|w| !is_common(w)).cloned().collect();
+    let words = if words.is_empty() { all } else { words };
     let mut matches = Vec::new();
     for (seen, file) in walk(library, folder).await?.into_iter().enumerate() {
         library
@@ -101,7 +106,7 @@ mod tests {
     #[tokio::test]
     async fn every_word_must_match_the_name_or_the_text() {
         let lib = Memory::new(&[
-            ("budget.txt", "the budget for 2026 is 42\n"),
+            ("budget.txt", "Budget 2026: 42\n"),
             ("notes/plan.md", "no money words here"),
             ("secret.txt", "nothing"),
         ]);
@@ -110,11 +115,18 @@ mod tests {
             found,
             [Match {
                 path: "budget.txt".into(),
-                snippet: "the budget for 2026 is 42".into()
+                snippet: "Budget 2026: 42".into()
             }]
         );
+        assert_eq!(
+            search(&lib, "/d", "the budget for 2026").await.unwrap(),
+            found,
+            "common words are not required"
+        );
+        assert_eq!(search(&lib, "/d", "plan").await.unwrap().len(), 1);
+        assert!(search(&lib, "/d", "the").await.unwrap().is_empty());
         let (summary, report) = summarize("/d", "budget 2026", &found);
         assert!(summary.starts_with("1 document in /d"), "{summary}");
-        assert_eq!(report, "budget.txt: the budget for 2026 is 42\n");
+        assert_eq!(report, "budget.txt: Budget 2026: 42\n");
     }
 }
