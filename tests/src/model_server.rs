@@ -266,7 +266,11 @@ async fn chat(conn: &mut TcpStream, shared: &Shared, body: Vec<u8>) -> std::io::
     };
     set_running(1);
     lock(&shared.record).served[index].slot = Some(since());
-    let result = stream_answer(conn, shared, index).await;
+    let wanted = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("max_tokens").and_then(|m| m.as_u64()))
+        .map_or(usize::MAX, |m| m as usize);
+    let result = stream_answer(conn, shared, index, wanted).await;
     set_running(-1);
     let mut r = lock(&shared.record);
     r.served[index].finished = Some(since());
@@ -274,7 +278,13 @@ async fn chat(conn: &mut TcpStream, shared: &Shared, body: Vec<u8>) -> std::io::
     result
 }
 
-async fn stream_answer(conn: &mut TcpStream, shared: &Shared, index: usize) -> std::io::Result<()> {
+/// The answer: the configured number of tokens, or fewer when the request's `max_tokens` says so.
+async fn stream_answer(
+    conn: &mut TcpStream,
+    shared: &Shared,
+    index: usize,
+    max_tokens: usize,
+) -> std::io::Result<()> {
     let c = &shared.config;
     conn.write_all(
         b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n",
@@ -288,7 +298,7 @@ async fn stream_answer(conn: &mut TcpStream, shared: &Shared, index: usize) -> s
         });
         format!("data: {v}\n\n")
     };
-    let tokens = c.tokens.max(1);
+    let tokens = c.tokens.min(max_tokens).max(1);
     for i in 0..tokens {
         if i > 0 {
             tokio::time::sleep(c.token_gap).await;
