@@ -300,6 +300,68 @@ impl LocalLlm {
     }
 }
 
+/// The options of [`LocalLlm::shared`]: 4 slots of 4096 tokens each.
+pub fn shared_options() -> Options {
+    Options {
+        slots: 4,
+        context: 4 * 4096,
+        ..Options::default()
+    }
+}
+
+impl LocalLlm {
+    /// The URL of one server for this whole test process ([`shared_options`]), started by the
+    /// first call; later calls get the same URL (or the same error). Cheaper than a server per
+    /// test (~620 MB and a few seconds each) when several tests only need *a* model. It runs until
+    /// the process exits: started from a thread that lives as long as the process, it is killed
+    /// by the kernel then. A test that counts slots or stops the server starts its own.
+    pub async fn shared(&self) -> Result<String, String> {
+        static SHARED: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
+        let llm = self.clone();
+        tokio::task::spawn_blocking(move || {
+            SHARED
+                .get_or_init(|| start_for_the_process(llm, shared_options()))
+                .clone()
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+}
+
+fn start_for_the_process(llm: LocalLlm, options: Options) -> Result<String, String> {
+    if !Path::new("/usr/bin/setpriv").is_file() {
+        return Err(
+            "/usr/bin/setpriv (util-linux) is missing: a shared server would outlive \
+            the tests"
+                .into(),
+        );
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("local-llm-shared".into())
+        .spawn(move || {
+            let started = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+                .and_then(|rt| rt.block_on(llm.start(&options)));
+            match started {
+                Ok(server) => {
+                    let _ = tx.send(Ok(server.url()));
+                    // Never dropped: this thread ends with the process, and the server with it.
+                    loop {
+                        std::thread::park();
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    rx.recv().map_err(|e| e.to_string())?
+}
+
 /// The machine-wide lock of [`AUTODETECT_PORT`], waited for asynchronously.
 async fn autodetect_lock(timeout: Duration) -> Result<File, String> {
     let path = std::env::temp_dir().join(format!("agentos-llama-server-{AUTODETECT_PORT}.lock"));
@@ -592,6 +654,27 @@ mod tests {
             server.models_toml(),
             "[local]\nollama = \"off\"\nllama-server = \"http://127.0.0.1:41234\"\n"
         );
+    }
+
+    /// With the real model (CI has it): one server for the process, with its 4 slots.
+    #[tokio::test]
+    async fn the_shared_server_is_one_per_process() {
+        // This file is also compiled into other crates' tests: start the model here only.
+        if env!("CARGO_PKG_NAME") != "agentos-tests" {
+            return;
+        }
+        let Some(llm) = or_skip() else {
+            return;
+        };
+        let (a, b) = tokio::join!(llm.shared(), llm.shared());
+        let url = a.unwrap();
+        assert_eq!(Ok(&url), b.as_ref());
+        assert_eq!(llm.shared().await.as_ref(), Ok(&url));
+        let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+        assert!(port != AUTODETECT_PORT);
+        let (status, props) = http_get(port, "/props").await.unwrap();
+        assert_eq!(status, 200, "{props}");
+        assert!(props.contains("\"total_slots\":4"), "{props}");
     }
 
     #[test]
