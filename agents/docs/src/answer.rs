@@ -65,10 +65,9 @@ pub async fn answer(
         )),
         Err(ModelError::Canceled(m)) => Err(m),
         Err(ModelError::NoModel(m)) => Ok(fallback(
-            folder,
-            &ranked,
-            &keywords,
-            &format!("no model is available: {m}"),
+            folder, &ranked, &keywords,
+            // The kernel's message says there is none and how to add one.
+            &m,
         )),
         Err(ModelError::Failed(m)) => Ok(fallback(
             folder,
@@ -134,7 +133,8 @@ fn fallback(folder: &str, ranked: &[Read], keywords: &[String], why: &str) -> Re
     let names: Vec<&str> = matches.iter().map(|m| m.path.as_str()).collect();
     Reply::Fallback {
         text: format!(
-            "I could not answer: {why}. The documents in {folder} that match best: {}",
+            "I could not answer: {}. The documents in {folder} that match best: {}",
+            why.trim_end_matches('.'),
             names.join(", ")
         ),
         matches: report,
@@ -225,7 +225,8 @@ mod tests {
     async fn without_a_model_it_lists_the_best_documents_and_says_why() {
         let lib = library();
         let model = Scripted::new(Err(ModelError::NoModel(
-            "no model: start llama-server or add one with agentctl models add".into(),
+            "no AI model is available: start llama-server or add one with agentctl models add."
+                .into(),
         )));
         let reply = answer(&lib, &model, "/d", "When is the budget meeting?")
             .await
@@ -233,8 +234,10 @@ mod tests {
         let Reply::Fallback { text, matches } = reply else {
             panic!("{reply:?}")
         };
-        assert!(text.contains("no model is available"), "{text}");
-        assert!(text.contains("agentctl models add"), "{text}");
+        assert!(
+            text.starts_with("I could not answer: no AI model is available: start llama-server or add one with agentctl models add. The documents in /d"),
+            "{text}"
+        );
         // The meeting notes match two words, the budget one: best first.
         assert!(
             text.ends_with("match best: notes/meeting.md, budget.txt"),

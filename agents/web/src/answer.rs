@@ -36,11 +36,13 @@ pub async fn answer(model: &impl Model, page: &Page<'_>, question: &str) -> Resu
         }
         Ok(_) => "the model gave an empty answer".to_string(),
         Err(ModelError::Canceled(m)) => return Err(m),
-        Err(ModelError::NoModel(m)) => format!("no model is available: {m}"),
+        // The kernel's message says there is none and how to add one.
+        Err(ModelError::NoModel(m)) => m,
         Err(ModelError::Failed(m)) => format!("the model failed: {m}"),
     };
     Ok(format!(
-        "I could not answer: {why}. The page's text:\n{}",
+        "I could not answer: {}. The page's text:\n{}",
+        why.trim_end_matches('.'),
         page.preview()
     ))
 }
@@ -104,11 +106,13 @@ mod tests {
     #[tokio::test]
     async fn without_a_model_the_page_text_comes_back_with_the_reason() {
         let model = scripted(Err(ModelError::NoModel(
-            "add one with agentctl models add".into(),
+            "no AI model is available: add one with agentctl models add.".into(),
         )));
         let text = answer(&model, &PAGE, "How much?").await.unwrap();
         assert!(
-            text.starts_with("I could not answer: no model is available: add one"),
+            text.starts_with(
+                "I could not answer: no AI model is available: add one with agentctl models add. The page's text:\n"
+            ),
             "{text}"
         );
         assert!(text.contains("Tea shop (http://127.0.0.1:9/tea)\nGreen tea costs 4 euros."));
