@@ -365,13 +365,25 @@ fn start_for_the_process(llm: LocalLlm, options: Options) -> Result<String, Stri
 /// The machine-wide lock of [`AUTODETECT_PORT`], waited for asynchronously.
 async fn autodetect_lock(timeout: Duration) -> Result<File, String> {
     let path = std::env::temp_dir().join(format!("agentos-llama-server-{AUTODETECT_PORT}.lock"));
-    let file = File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    lock_file(&path, timeout).await
+}
+
+/// An exclusive lock of `path` (held until the file is closed), or an error after `timeout`.
+async fn lock_file(path: &Path, timeout: Duration) -> Result<File, String> {
+    let file = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let deadline = Instant::now() + timeout;
     loop {
         match file.try_lock() {
             Ok(()) => return Ok(file),
             Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(format!(
+                    "{} is still held by another test after {} ms",
+                    path.display(),
+                    timeout.as_millis()
+                ))
             }
             Err(e) => return Err(format!("{}: {e}", path.display())),
         }
@@ -675,6 +687,25 @@ mod tests {
         let (status, props) = http_get(port, "/props").await.unwrap();
         assert_eq!(status, 200, "{props}");
         assert!(props.contains("\"total_slots\":4"), "{props}");
+    }
+
+    #[tokio::test]
+    async fn the_autodetected_port_is_taken_by_one_test_at_a_time() {
+        let d = scratch("lock");
+        let path = d.join("port.lock");
+        let held = lock_file(&path, Duration::from_secs(1)).await.unwrap();
+        let err = lock_file(&path, Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert!(err.contains("port.lock is still held"), "{err}");
+        let waiter = tokio::spawn({
+            let path = path.clone();
+            async move { lock_file(&path, Duration::from_secs(10)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        drop(held);
+        assert!(waiter.await.unwrap().is_ok());
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]
