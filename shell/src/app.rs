@@ -270,5 +270,12 @@ impl App {
         };
         self.widgets.pages.set_visible_child_name(name);
         self.widgets.title.set_title(label);
+        // Pages without a live feed are read again when shown.
+        match *name {
+            "agents" => self.agents.emit(AgentsInput::Reload),
+            "permissions" => self.permissions.emit(PermissionsInput::Reload),
+            "activity" => self.activity.emit(ActivityInput::Reload),
+            _ => {}
+        }
     }
 }

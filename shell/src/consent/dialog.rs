@@ -12,6 +12,9 @@ use super::queue::{Dismissed, Pending, Queue};
 use super::request::{Answer, Preview, Shown};
 use super::service::ConsentEvent;
 
+/// The dialog window's title (what window lists and screen readers name it).
+pub const DIALOG_TITLE: &str = "AgentOS: permission needed";
+
 /// The response id of deny.
 pub const DENY: &str = "deny";
 
@@ -127,6 +130,7 @@ pub fn build<R>(parent: &gtk::Window, p: &Pending<R>) -> adw::MessageDialog {
     let s = &p.shown;
     let dialog = adw::MessageDialog::new(Some(parent), Some(&s.title), Some(&s.subtitle));
     dialog.set_modal(true);
+    dialog.set_title(Some(DIALOG_TITLE));
     dialog.set_widget_name("consent-dialog");
     dialog.set_extra_child(Some(&details(s)));
     dialog.add_response(DENY, Answer::Deny.label());

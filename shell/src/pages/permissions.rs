@@ -38,6 +38,8 @@ pub struct Loaded {
 
 pub struct PermissionsPage {
     client: Option<Client>,
+    /// What the last revoke did, kept beside the count.
+    notice: String,
     status: gtk::Label,
     content: gtk::Box,
 }
@@ -71,6 +73,7 @@ impl Component for PermissionsPage {
         ComponentParts {
             model: PermissionsPage {
                 client: None,
+                notice: String::new(),
                 status,
                 content,
             },
@@ -110,10 +113,11 @@ impl Component for PermissionsPage {
                     .set_label(&format!("Cannot list permissions: {e}"));
             }
             PermissionsCmd::Revoked(Ok(n)) => {
-                self.status.set_label(&match n {
+                self.notice = match n {
                     1 => "1 grant revoked.".to_string(),
                     n => format!("{n} grants revoked."),
-                });
+                };
+                self.status.set_label(&self.notice);
                 self.load(&sender);
             }
             PermissionsCmd::Revoked(Err(e)) => {
@@ -207,11 +211,16 @@ impl PermissionsPage {
             self.content.append(&group);
         }
         let grants: usize = loaded.holders.iter().map(|h| h.grants.len()).sum();
-        self.status.set_label(&match grants {
+        let count = match grants {
             0 => "No agent or app holds a grant.".to_string(),
             1 => "1 grant".to_string(),
             n => format!("{n} grants"),
-        });
+        };
+        if self.notice.is_empty() {
+            self.status.set_label(&count);
+        } else {
+            self.status.set_label(&format!("{count} · {}", self.notice));
+        }
         for holder in &loaded.holders {
             let group = adw::PreferencesGroup::new();
             group.set_title(&glib_escape(&format::line(&holder.principal, 80)));

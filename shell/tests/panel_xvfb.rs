@@ -1,0 +1,453 @@
+//! The panel under Xvfb against a private kernel (the harness in `tests/src`: a private
+//! `dbus-daemon`, the real `agentosd` and its test agents). The panel's components run in this
+//! process on its main thread, so the test reads the real widget tree: each page shows the
+//! kernel's data, a consent request is answered in the dialog with the keyboard (real X key
+//! events from `xdotool`) and the kernel applies the answer, a revoke from the Permissions page
+//! takes the grant away, and the panel says when the kernel is gone and reconnects when it comes
+//! back. Screenshots of each page go to `target/test-artifacts/`.
+//!
+//! Needs the workspace's binaries (`cargo build --workspace`), Xvfb, xdotool and imagemagick;
+//! says why and skips where the tools are missing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use adw::prelude::*;
+use agentos_dbus_interfaces::TaskState;
+use agentos_panel::app::{App, Init};
+use agentos_panel::consent::dialog::DIALOG_TITLE;
+use agentos_tests::Env;
+use relm4::prelude::*;
+
+/// Every wait of the test is bounded by this.
+const WAIT: Duration = Duration::from_secs(30);
+
+fn main() {
+    let missing: Vec<&str> = ["/usr/bin/Xvfb", "/usr/bin/xdotool", "/usr/bin/import"]
+        .into_iter()
+        .filter(|p| !Path::new(p).exists())
+        .collect();
+    if !missing.is_empty() {
+        eprintln!("skipping panel_xvfb: {missing:?} not installed (apt-get install xvfb xdotool imagemagick)");
+        return;
+    }
+    // A hang anywhere fails the test instead of blocking the suite.
+    std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_secs(240));
+        eprintln!("panel_xvfb did not finish within 240 s");
+        std::process::exit(1);
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut env = rt.block_on(Env::start());
+    let (mut xvfb, display) = start_xvfb();
+    // This process is the panel: its display and its bus are the test's.
+    std::env::set_var("DISPLAY", &display);
+    std::env::set_var("GDK_BACKEND", "x11");
+    std::env::set_var("GSK_RENDERER", "cairo");
+    std::env::set_var("NO_AT_BRIDGE", "1");
+    // libadwaita would ask the settings portal for the colour scheme (and activate one).
+    std::env::set_var("ADW_DISABLE_PORTAL", "1");
+    std::env::set_var("GTK_A11Y", "none");
+    std::env::set_var("GSETTINGS_BACKEND", "memory");
+    std::env::set_var("DBUS_SESSION_BUS_ADDRESS", &env.address);
+    gtk::init().expect("GTK on Xvfb");
+    adw::init().expect("libadwaita");
+
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        gtk::glib::MainContext::default().block_on(run(&rt, &mut env, &display));
+    }));
+    let _ = xvfb.kill();
+    let _ = xvfb.wait();
+    drop(env);
+    match result {
+        Ok(()) => eprintln!("panel_xvfb: ok"),
+        Err(_) => std::process::exit(1),
+    }
+}
+
+async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
+    let docs = env.home().join("Documents");
+    std::fs::write(docs.join("notes.txt"), "the notes").unwrap();
+    let docs_s = docs.to_str().unwrap().to_string();
+
+    // History before the panel starts: a finished task with a child and an artifact, and grants.
+    let k = rt.block_on(env.kernel());
+    rt.block_on(k.grant("tester", "agent.delegate", "helper", "session"))
+        .expect("grant");
+    let parent = rt.block_on(env.delegate(
+        "tester",
+        "artifact report.txt all good ; delegate helper echo child done ; echo parent done",
+    ));
+    let done = rt.block_on(env.wait_task(parent));
+    assert_eq!(done.state, "completed", "{done:?}");
+    rt.block_on(k.grant("web", "web.fetch", "example.org", "always"))
+        .expect("grant");
+
+    let panel = App::builder()
+        .launch(Init {
+            address: Some(env.address.clone()),
+        })
+        .detach();
+    let window: gtk::Window = panel.widget().clone().upcast();
+    window.present();
+
+    // Connected: the main view replaces "Connecting…".
+    until("the panel connects", &window, |w| {
+        find_named(w, "sidebar").is_some_and(|s| s.is_mapped())
+    })
+    .await;
+
+    // Tasks: the tree, with the child below its parent, and the details of the parent.
+    show_page(&window, 1);
+    let parent_goal = "artifact report.txt all good";
+    until("the Tasks page lists the tasks", &window, |w| {
+        let t = texts(w);
+        has(&t, parent_goal) && has(&t, "helper") && has(&t, "child done")
+    })
+    .await;
+    let list = find_named(window.upcast_ref(), "tasks-list").expect("tasks list");
+    let rows = named_prefix(&list, "task-");
+    let parent_row = rows
+        .iter()
+        .position(|n| n == &format!("task-{parent}"))
+        .expect("parent row");
+    let child_row = rows.iter().position(|n| n != &format!("task-{parent}"));
+    assert!(child_row.is_some_and(|c| c > parent_row), "rows: {rows:?}");
+    let selection = list
+        .downcast_ref::<gtk::ListView>()
+        .and_then(|l| l.model())
+        .and_then(|m| m.downcast::<gtk::SingleSelection>().ok())
+        .expect("selection model");
+    selection.set_selected(parent_row as u32);
+    until("the task's result and artifact show", &window, |w| {
+        let t = texts(w);
+        has(&t, "parent done") && has(&t, "report.txt")
+    })
+    .await;
+    shot(display, "panel-tasks").await;
+
+    // A live task appears and finishes without a reload.
+    let live = rt.block_on(env.delegate("tester", "sleep 600 ; echo live finished"));
+    until("a new task appears live", &window, |w| {
+        named_prefix(w, "task-").contains(&format!("task-{live}"))
+    })
+    .await;
+    rt.block_on(env.wait_task(live));
+
+    // Agents.
+    show_page(&window, 2);
+    until("the Agents page lists the agents", &window, |w| {
+        let t = texts(w);
+        has(&t, "Test tester")
+            && has(&t, "A scripted test agent")
+            && has(&t, "May request:")
+            && has(&t, "agent.delegate")
+            && has(&t, "Documents")
+    })
+    .await;
+    shot(display, "panel-agents").await;
+
+    // Activity: the verified log, with the grant given above.
+    show_page(&window, 4);
+    until("the Activity page shows the verified log", &window, |w| {
+        let t = texts(w);
+        has(&t, "Verified:") && has(&t, "grant · web web.fetch example.org")
+    })
+    .await;
+    shot(display, "panel-activity").await;
+
+    // Consent: the tester reads a file; the dialog asks; Alt+A (Allow Always) answers it.
+    show_page(&window, 3);
+    let read = rt.block_on(env.delegate("tester", &format!("read {docs_s} notes.txt")));
+    let dialog = until_found("the consent dialog opens", consent_dialog).await;
+    let t = texts(dialog.upcast_ref());
+    assert!(
+        has(&t, "tester") && has(&t, "files.read") && has(&t, &docs_s),
+        "{t:?}"
+    );
+    assert!(has(&t, &format!("Task {read} (tester)")), "{t:?}");
+    settle(300).await;
+    shot(display, "panel-consent").await;
+    press(display, "alt+a").await;
+    let info = wait_finished(rt, env, read).await;
+    assert_eq!(info.state, "completed", "{info:?}");
+    assert_eq!(info.result, "the notes");
+    let grants = rt.block_on(k.list_grants()).unwrap();
+    assert!(
+        grants.iter().any(|g| g.principal == "tester"
+            && g.capability == "files.read"
+            && g.lifetime == "always"),
+        "{grants:?}"
+    );
+
+    // Permissions: the grant is listed (the page reloads when shown) and revoked with one click.
+    show_page(&window, 2);
+    show_page(&window, 3);
+    until("the Permissions page shows the new grant", &window, |w| {
+        let t = texts(w);
+        has(&t, &format!("files.read on {docs_s}")) && has(&t, "example.org")
+    })
+    .await;
+    shot(display, "panel-permissions").await;
+    let revoke = find_revoke(&window, &format!("files.read on {docs_s}")).expect("revoke button");
+    revoke.emit_clicked();
+    until("the revoke is shown", &window, |w| {
+        has(&texts(w), "1 grant revoked.")
+    })
+    .await;
+    let grants = rt.block_on(k.list_grants()).unwrap();
+    assert!(
+        !grants
+            .iter()
+            .any(|g| g.principal == "tester" && g.capability == "files.read"),
+        "{grants:?}"
+    );
+
+    // The agent's next call is asked again; Return takes the default, deny.
+    let again = rt.block_on(env.delegate("tester", &format!("read {docs_s} notes.txt")));
+    until_found("the consent dialog opens again", consent_dialog).await;
+    settle(300).await;
+    press(display, "Return").await;
+    let info = wait_finished(rt, env, again).await;
+    assert_eq!(info.state, "failed", "{info:?}");
+
+    // The kernel goes away: the panel says so; it comes back: the panel reconnects.
+    assert!(rt.block_on(env.stop_kernel("TERM")).success());
+    until("the panel says AgentOS is not running", &window, |w| {
+        has(&texts(w), "AgentOS is not running")
+    })
+    .await;
+    shot(display, "panel-kernel-down").await;
+    rt.block_on(env.start_kernel());
+    show_page(&window, 2);
+    until("the panel reconnects", &window, |w| {
+        find_named(w, "sidebar").is_some_and(|s| s.is_mapped()) && has(&texts(w), "Test tester")
+    })
+    .await;
+    drop(panel);
+}
+
+/// Xvfb on a free display number.
+fn start_xvfb() -> (Child, String) {
+    let n = (300..500)
+        .find(|n| {
+            !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+                && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
+        })
+        .expect("a free X display number");
+    let display = format!(":{n}");
+    let child = Command::new("Xvfb")
+        .args([
+            display.as_str(),
+            "-screen",
+            "0",
+            "1280x800x24",
+            "-nolisten",
+            "tcp",
+        ])
+        .spawn()
+        .expect("Xvfb");
+    let deadline = Instant::now() + WAIT;
+    while !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+        assert!(Instant::now() < deadline, "Xvfb did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, display)
+}
+
+/// Let the main loop run for `ms`.
+async fn settle(ms: u64) {
+    gtk::glib::timeout_future(Duration::from_millis(ms)).await;
+}
+
+/// Wait, running the main loop, until `f` holds for the window; fail with what it shows.
+async fn until(what: &str, window: &gtk::Window, f: impl Fn(&gtk::Widget) -> bool) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if f(window.upcast_ref()) {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "{what}: not within {} s; the window shows {:?}",
+                WAIT.as_secs(),
+                texts(window.upcast_ref())
+            );
+        }
+        settle(50).await;
+    }
+}
+
+async fn until_found<T>(what: &str, f: impl Fn() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(t) = f() {
+            return t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {} s",
+            WAIT.as_secs()
+        );
+        settle(50).await;
+    }
+}
+
+/// Wait for a task to finish while the main loop runs.
+async fn wait_finished(
+    rt: &tokio::runtime::Runtime,
+    env: &Env,
+    id: u64,
+) -> agentos_dbus_interfaces::TaskInfo {
+    let k = rt.block_on(env.kernel());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Ok(t) = rt.block_on(k.get_task(id)) {
+            if TaskState::parse(&t.state).is_some_and(TaskState::is_terminal) {
+                return t;
+            }
+        }
+        assert!(Instant::now() < deadline, "task {id} did not finish");
+        settle(50).await;
+    }
+}
+
+/// Select a page by activating its row in the sidebar, as a click does.
+fn show_page(window: &gtk::Window, index: i32) {
+    let sidebar = find_named(window.upcast_ref(), "sidebar").expect("sidebar");
+    let list = sidebar.downcast::<gtk::ListBox>().expect("a list box");
+    list.row_at_index(index).expect("a page row").activate();
+}
+
+/// The open consent dialog, if any.
+fn consent_dialog() -> Option<gtk::Window> {
+    gtk::Window::list_toplevels()
+        .into_iter()
+        .filter_map(|w| w.downcast::<gtk::Window>().ok())
+        .find(|w| w.is_visible() && w.title().as_deref() == Some(DIALOG_TITLE))
+}
+
+/// Send a key press to the consent dialog's X window, as a person at the keyboard would.
+async fn press(display: &str, key: &str) {
+    let out = Command::new("xdotool")
+        .args(["search", "--onlyvisible", "--name", DIALOG_TITLE])
+        .env("DISPLAY", display)
+        .output()
+        .expect("xdotool");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let win = stdout
+        .lines()
+        .next()
+        .expect("the dialog's X window")
+        .to_string();
+    let ok = Command::new("xdotool")
+        .args(["windowfocus", "--sync", &win])
+        .env("DISPLAY", display)
+        .status()
+        .expect("xdotool");
+    assert!(ok.success());
+    settle(200).await;
+    let ok = Command::new("xdotool")
+        .args(["key", "--window", &win, key])
+        .env("DISPLAY", display)
+        .status()
+        .expect("xdotool");
+    assert!(ok.success());
+    settle(100).await;
+}
+
+/// Let the window draw, then keep a screenshot of the display as a test artifact.
+async fn shot(display: &str, name: &str) {
+    settle(400).await;
+    screenshot(display, name);
+}
+
+fn screenshot(display: &str, name: &str) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
+    let _ = std::fs::create_dir_all(&dir);
+    let shot = dir.join(format!("{name}.png"));
+    let took = Command::new("import")
+        .args(["-window", "root"])
+        .arg(&shot)
+        .env("DISPLAY", display)
+        .status();
+    if !took.is_ok_and(|s| s.success()) {
+        eprintln!("no screenshot {}", shot.display());
+    }
+}
+
+/// Every widget below `w`, depth first.
+fn walk(w: &gtk::Widget, f: &mut dyn FnMut(&gtk::Widget)) {
+    f(w);
+    let mut child = w.first_child();
+    while let Some(c) = child {
+        walk(&c, f);
+        child = c.next_sibling();
+    }
+}
+
+/// The text of every label on screen below `w`.
+fn texts(w: &gtk::Widget) -> Vec<String> {
+    let mut out = Vec::new();
+    walk(w, &mut |w| {
+        if let Some(l) = w.downcast_ref::<gtk::Label>() {
+            if l.is_mapped() && !l.text().is_empty() {
+                out.push(l.text().to_string());
+            }
+        }
+    });
+    out
+}
+
+fn has(texts: &[String], part: &str) -> bool {
+    texts.iter().any(|t| t.contains(part))
+}
+
+fn find_named(w: &gtk::Widget, name: &str) -> Option<gtk::Widget> {
+    let mut found = None;
+    walk(w, &mut |w| {
+        if found.is_none() && w.widget_name() == name {
+            found = Some(w.clone());
+        }
+    });
+    found
+}
+
+/// The names of the mapped widgets below `w` that start with `prefix`, in order.
+fn named_prefix(w: &gtk::Widget, prefix: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    walk(w, &mut |w| {
+        let name = w.widget_name();
+        if name.starts_with(prefix) && w.is_mapped() {
+            out.push(name.to_string());
+        }
+    });
+    out
+}
+
+/// The Revoke button of the row whose title contains `title`.
+fn find_revoke(window: &gtk::Window, title: &str) -> Option<gtk::Button> {
+    let mut found = None;
+    walk(window.upcast_ref(), &mut |w| {
+        if found.is_some() {
+            return;
+        }
+        if let Some(row) = w.downcast_ref::<adw::ActionRow>() {
+            if row.title().contains(title) && row.is_mapped() {
+                walk(row.upcast_ref(), &mut |b| {
+                    if let Some(b) = b.downcast_ref::<gtk::Button>() {
+                        if b.label().as_deref() == Some("Revoke") {
+                            found = Some(b.clone());
+                        }
+                    }
+                });
+            }
+        }
+    });
+    found
+}
