@@ -1,0 +1,59 @@
+//! The panel's packaging is tested code: its desktop file passes `desktop-file-validate`, its
+//! AppStream metainfo passes `appstreamcli validate --no-net`, the icon and the D-Bus
+//! activation file name the application id. The validators skip, saying why, where they are not
+//! installed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use agentos_panel::APP_ID;
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/panel")
+}
+
+fn validate(tool: &str, args: &[&str], file: &str) {
+    let path = dir().join(file);
+    assert!(path.is_file(), "{} is missing", path.display());
+    if !Path::new(&format!("/usr/bin/{tool}")).exists() {
+        eprintln!("skipping {tool}: not installed (apt-get install desktop-file-utils appstream)");
+        return;
+    }
+    let out = Command::new(tool).args(args).arg(&path).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{tool} {}: {}{}",
+        path.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_desktop_file_is_valid() {
+    validate("desktop-file-validate", &[], &format!("{APP_ID}.desktop"));
+    let text = std::fs::read_to_string(dir().join(format!("{APP_ID}.desktop"))).unwrap();
+    assert!(text.contains(&format!("Icon={APP_ID}\n")));
+    assert!(text.contains("DBusActivatable=true\n"));
+}
+
+#[test]
+fn the_metainfo_is_valid() {
+    validate(
+        "appstreamcli",
+        &["validate", "--no-net"],
+        &format!("{APP_ID}.metainfo.xml"),
+    );
+    let text = std::fs::read_to_string(dir().join(format!("{APP_ID}.metainfo.xml"))).unwrap();
+    assert!(text.contains(&format!("<id>{APP_ID}</id>")));
+    assert!(text.contains("<screenshot"));
+}
+
+#[test]
+fn the_icon_and_the_activation_file_name_the_app() {
+    let icon = std::fs::read_to_string(dir().join(format!("{APP_ID}.svg"))).unwrap();
+    assert!(icon.starts_with("<svg"));
+    let service = std::fs::read_to_string(dir().join(format!("{APP_ID}.service.in"))).unwrap();
+    assert!(service.contains(&format!("Name={APP_ID}\n")));
+    assert!(service.contains("Exec=@bindir@/agentos-panel --gapplication-service\n"));
+}
