@@ -189,7 +189,17 @@ impl Broker {
             return Ok(current);
         }
         let http = self.http()?;
-        let catalog = Arc::new(super::providers::load(&http, &self.settings, bus).await);
+        let mut found = super::providers::load(&http, &self.settings, bus).await;
+        // A local server that answered before and does not now is listed as unreachable.
+        for old in &current.providers {
+            if old.local && found.get(&old.name).is_none() {
+                found.providers.push(super::catalog::Entry {
+                    reachable: false,
+                    ..old.clone()
+                });
+            }
+        }
+        let catalog = Arc::new(found);
         {
             let mut s = lock(&self.scheduler);
             for p in &catalog.providers {
