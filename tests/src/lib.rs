@@ -7,6 +7,7 @@ pub mod env;
 pub mod flatpak;
 pub mod keyring;
 pub mod local_llm;
+pub mod model_fixture;
 pub mod model_server;
 
 pub use consent::{ConsentReply, Responder};

@@ -9,7 +9,8 @@
 //! `try-connect-unix <path>`, `try-connect-tcp <addr>`, `env` (for sandbox tests), `share <folder>
 //! <path>` (through the Documents portal, then read at the returned path), `tools` (one line per
 //! tool: name, capability, declared), `tool <name> <json arguments>` (`Host1.CallTool`: the
-//! result, then what the first fd holds and the data, if any).
+//! result, then what the first fd holds and the data, if any), `chat <model or -> <question>`
+//! (`Host1.Chat`: `<provider>/<model>: <answer>`).
 
 use agentos_sdk::{Agent, Outcome, Task};
 
@@ -166,6 +167,22 @@ async fn step(task: &Task, step: &str, out: &mut Outcome) -> Result<(), String> 
                 let data = String::from_utf8_lossy(&data);
                 out.result.push_str(&format!("\ndata: {data}"));
             }
+        }
+        "chat" => {
+            // `chat <model or -> <question>`: the answer as `<provider>/<model>: <text>`.
+            let (model, question) = rest.split_once(' ').unwrap_or((rest, ""));
+            let mut request =
+                agentos_sdk::ChatRequest::new(vec![agentos_sdk::ChatMessage::user(question)]);
+            request.model = (model != "-").then(|| model.to_string());
+            request.max_tokens = Some(64);
+            let reply = task
+                .chat(&request)
+                .await
+                .map_err(err)?
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?;
+            out.result = format!("{}/{}: {}", reply.provider, reply.model, reply.text);
         }
         other => return Err(format!("unknown step {other:?}")),
     }

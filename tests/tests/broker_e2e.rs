@@ -1,0 +1,517 @@
+//! End-to-end: the kernel's model broker against a scripted llama-server on 127.0.0.1 (the
+//! production HTTP code unchanged): the server found without setup beyond its address, answers
+//! streamed to the caller alone (never on the bus), usage counted; no model at all named with how
+//! to add one; a slot freed at once when the caller closes its socket or cancels; budgets refused
+//! at once; each provider error in plain words; a remote provider (its key in a real
+//! gnome-keyring) denied to an agent without `model.remote` and used with it, the key in no log;
+//! an emulated Flatpak app refused without `model.use` and served with it.
+
+use std::time::{Duration, Instant};
+
+use agentos_client::{ChatError, ChatEvent, ChatMessage, ChatRequest, ChatStream, Client};
+use agentos_dbus_interfaces::proxies::Models1Proxy;
+use agentos_dbus_interfaces::{Error, TaskState};
+use agentos_tests::keyring::Keyring;
+use agentos_tests::model_fixture::{ModelServer, Props};
+use agentos_tests::{bin, bounded, bounded_for, ConsentReply, Env, Responder};
+
+/// `models.toml` for a kernel that looks for llama-server at `server` and not for Ollama.
+fn settings_for(server: Option<&ModelServer>, extra: &str) -> String {
+    let llama = server.map_or("off".to_string(), ModelServer::url);
+    format!("[local]\nollama = \"off\"\nllama-server = \"{llama}\"\n{extra}")
+}
+
+/// A kernel whose model settings are `settings`.
+async fn env_with(settings: &str) -> Env {
+    let mut env = Env::start().await;
+    let dir = env.root().join("config/agentos");
+    std::fs::create_dir_all(&dir).expect("config dir");
+    std::fs::write(dir.join("models.toml"), settings).expect("models.toml");
+    env.restart_kernel().await;
+    env
+}
+
+async fn client(env: &Env) -> Client {
+    Client::with_connection(env.conn.clone())
+        .await
+        .expect("client")
+}
+
+fn ask(question: &str, max_tokens: Option<u32>) -> ChatRequest {
+    let mut r = ChatRequest::new(vec![ChatMessage::user(question)]);
+    r.max_tokens = max_tokens;
+    r
+}
+
+/// The next event, within `limit` (`None`: nothing came).
+async fn next_within(s: &mut ChatStream, limit: Duration) -> Option<ChatEvent> {
+    match tokio::time::timeout(limit, s.next()).await {
+        Ok(Some(Ok(e))) => Some(e),
+        Ok(other) => panic!("the stream ended: {other:?}"),
+        Err(_) => None,
+    }
+}
+
+/// Wait until `f` holds (bounded).
+async fn until(what: &str, limit: Duration, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "{what} did not happen in time");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_local_server_is_found_and_its_answer_streams_to_the_caller_alone() {
+    bounded(async {
+        let server = ModelServer::start(Props::default());
+        let env = env_with(&settings_for(Some(&server), "")).await;
+        let c = client(&env).await;
+        let models = c.list_models().await.expect("ListModels");
+        assert_eq!(models.len(), 1, "{models:?}");
+        let m = &models[0];
+        assert_eq!(
+            (m.provider.as_str(), m.model.as_str()),
+            ("llama-server", "fixture-0.5b-q4_k_m")
+        );
+        assert!(m.local && m.reachable);
+        assert_eq!((m.context, m.slots), (8192, 2));
+
+        // Every signal on the bus is watched while the answer streams.
+        let dbus = zbus::fdo::DBusProxy::new(&env.conn).await.unwrap();
+        dbus.add_match_rule(
+            zbus::MatchRule::builder()
+                .msg_type(zbus::message::Type::Signal)
+                .build(),
+        )
+        .await
+        .unwrap();
+        let mut bus = zbus::MessageStream::from(&env.conn);
+        let (_, stream) = c.chat(&ask("hi", Some(64))).await.expect("Chat");
+        let reply = stream.collect().await.expect("the answer");
+        assert_eq!(reply.text, "Hello from the fixture.");
+        assert_eq!(
+            (reply.provider.as_str(), reply.local, reply.finish.as_str()),
+            ("llama-server", true, "stop")
+        );
+        assert_eq!(reply.usage, Some((11, 5, false)));
+        let sent = &server.received()[0].body;
+        assert_eq!(sent["model"], "fixture-0.5b-q4_k_m");
+        assert_eq!(sent["stream"], true);
+        assert_eq!(sent["stream_options"]["include_usage"], true);
+        assert_eq!(sent["max_tokens"], 64);
+        // Nothing of the answer went over the bus.
+        let quiet = tokio::time::sleep(Duration::from_millis(200));
+        tokio::pin!(quiet);
+        loop {
+            tokio::select! {
+                () = &mut quiet => break,
+                Some(Ok(msg)) = futures_util::StreamExt::next(&mut bus) => {
+                    let body = String::from_utf8_lossy(&msg.body().data()[..]).into_owned();
+                    assert!(!body.contains("fixture"), "an answer went over the bus: {body}");
+                }
+            }
+        }
+
+        // Without max_tokens the answer gets room within the window; without usage the kernel
+        // counts it.
+        let (_, stream) = c.chat(&ask("[no-usage] hi", None)).await.unwrap();
+        let reply = stream.collect().await.unwrap();
+        assert!(matches!(reply.usage, Some((_, _, true))), "{reply:?}");
+        assert_eq!(server.received()[1].body["max_tokens"], 4096);
+
+        // Tool calls come whole, named as the caller named the tool.
+        let mut r = ask("[tool] read it", Some(64));
+        r.tools = vec![agentos_client::ToolDefinition {
+            name: "files.read".into(),
+            description: "Read a file".into(),
+            parameters: serde_json::json!({"type": "object"}),
+        }];
+        let (_, stream) = c.chat(&r).await.unwrap();
+        let reply = stream.collect().await.unwrap();
+        assert_eq!(
+            server.received()[2].body["tools"][0]["function"]["name"],
+            "files_read"
+        );
+        assert_eq!(reply.tool_calls.len(), 1, "{reply:?}");
+        assert_eq!(reply.tool_calls[0].name, "files.read");
+        assert_eq!(
+            reply.tool_calls[0].arguments,
+            serde_json::json!({"path": "a.txt"})
+        );
+        assert_eq!(reply.finish, "tool_calls");
+
+        // Usage, kept in the store, for the user's own tools.
+        let usage = c.list_usage().await.expect("ListUsage");
+        let host = usage.iter().find(|u| u.kind == "host").expect("a host row");
+        assert_eq!(host.requests, 3, "{usage:?}");
+        assert!(
+            host.input_tokens >= 22 && host.output_tokens >= 10,
+            "{host:?}"
+        );
+        assert_eq!(host.cost_micros, 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn with_no_model_at_all_asking_says_how_to_add_one() {
+    bounded(async {
+        let env = env_with(&settings_for(None, "")).await;
+        let c = client(&env).await;
+        assert!(c.list_models().await.unwrap().is_empty());
+        match c.chat(&ask("hi", None)).await {
+            Err(ChatError::Refused(Error::NoModel(m))) => {
+                assert!(m.contains("agentctl models add"), "{m}");
+                assert!(m.contains("llama-server") && m.contains("ollama"), "{m}");
+            }
+            other => panic!("expected NoModel, got {other:?}"),
+        }
+        match c.chat(&ask("hi", None).with_model("mystery-model")).await {
+            Err(ChatError::Refused(Error::NoModel(_))) => {}
+            other => panic!("expected NoModel, got {other:?}"),
+        }
+    })
+    .await;
+}
+
+trait WithModel {
+    fn with_model(self, model: &str) -> Self;
+}
+
+impl WithModel for ChatRequest {
+    fn with_model(mut self, model: &str) -> Self {
+        self.model = Some(model.into());
+        self
+    }
+}
+
+#[tokio::test]
+async fn closing_the_socket_or_cancelling_frees_the_slot_at_once() {
+    bounded(async {
+        let server = ModelServer::start(Props {
+            slots: 1,
+            ..Props::default()
+        });
+        let env = env_with(&settings_for(Some(&server), "")).await;
+        let c = client(&env).await;
+        let (_, mut slow) = c.chat(&ask("[slow]", None)).await.unwrap();
+        assert!(matches!(
+            next_within(&mut slow, Duration::from_secs(5)).await,
+            Some(ChatEvent::Started { .. })
+        ));
+        assert!(matches!(
+            next_within(&mut slow, Duration::from_secs(5)).await,
+            Some(ChatEvent::Text { .. })
+        ));
+        // One slot: the next request waits, and the server never queues it.
+        let (_, mut waiting) = c.chat(&ask("hi", None)).await.unwrap();
+        assert_eq!(
+            next_within(&mut waiting, Duration::from_millis(300)).await,
+            None
+        );
+        assert_eq!(server.streaming(), 1);
+        // Closing the socket cancels the running request: the slot is free at once.
+        let closed = Instant::now();
+        drop(slow);
+        assert!(matches!(
+            next_within(&mut waiting, Duration::from_secs(2)).await,
+            Some(ChatEvent::Started { .. })
+        ));
+        let waited = closed.elapsed();
+        assert!(
+            waited < Duration::from_secs(1),
+            "the slot freed after {waited:?}"
+        );
+        until(
+            "the server saw the connection close",
+            Duration::from_secs(3),
+            || server.closed_early() == 1,
+        )
+        .await;
+        let rest = waiting.collect().await.unwrap();
+        assert_eq!(rest.finish, "stop");
+
+        // Cancel by id does the same, and the caller is told.
+        let (id, mut slow) = c.chat(&ask("[slow]", None)).await.unwrap();
+        assert!(matches!(
+            next_within(&mut slow, Duration::from_secs(5)).await,
+            Some(ChatEvent::Started { .. })
+        ));
+        let (_, waiting) = c.chat(&ask("hi", None)).await.unwrap();
+        c.cancel_chat(id).await.expect("Cancel");
+        let canceled = tokio::time::timeout(Duration::from_secs(2), async {
+            loop {
+                match slow.next().await {
+                    Some(Ok(ChatEvent::Error { kind, .. })) => return kind,
+                    Some(Ok(_)) => continue,
+                    other => panic!("{other:?}"),
+                }
+            }
+        })
+        .await
+        .expect("the canceled stream ends at once");
+        assert_eq!(canceled, "canceled");
+        let rest = tokio::time::timeout(Duration::from_secs(2), waiting.collect())
+            .await
+            .expect("the next request runs at once")
+            .unwrap();
+        assert_eq!(rest.text, "Hello from the fixture.");
+        until(
+            "the server saw the second close",
+            Duration::from_secs(3),
+            || server.closed_early() == 2,
+        )
+        .await;
+        assert_eq!(
+            server.max_streaming(),
+            1,
+            "never more than the server's slots"
+        );
+        // A request that ended cannot be canceled.
+        assert!(c.cancel_chat(id).await.is_err());
+        // The canceled requests are counted too.
+        let usage = c.list_usage().await.unwrap();
+        assert_eq!(usage.iter().find(|u| u.kind == "host").unwrap().requests, 4);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn over_its_budget_a_caller_is_refused_at_once() {
+    bounded(async {
+        let server = ModelServer::start(Props::default());
+        let env = env_with(&settings_for(
+            Some(&server),
+            "[budget.principals.host]\ntokens-per-hour = 1000\n",
+        ))
+        .await;
+        let c = client(&env).await;
+        // Charged its estimate (prompt and 500), then what it used (16).
+        let (_, s) = c.chat(&ask("hi", Some(500))).await.unwrap();
+        s.collect().await.unwrap();
+        let asked = Instant::now();
+        match c.chat(&ask("hi", Some(990))).await {
+            Err(ChatError::Refused(Error::QuotaExceeded(m))) => {
+                assert!(
+                    m.contains("host has used 16 of its 1000 model tokens this hour"),
+                    "{m}"
+                );
+                assert!(m.contains("renews in"), "{m}");
+            }
+            other => panic!("expected QuotaExceeded, got {other:?}"),
+        }
+        assert!(asked.elapsed() < Duration::from_secs(1), "refused at once");
+        // What fits still runs.
+        let (_, s) = c.chat(&ask("hi", Some(900))).await.unwrap();
+        s.collect().await.unwrap();
+        assert_eq!(server.received().len(), 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn each_provider_error_reaches_the_caller_in_plain_words() {
+    bounded_for(Duration::from_secs(60), async {
+        let server = ModelServer::start(Props::default());
+        let env = env_with(&settings_for(Some(&server), "")).await;
+        let c = client(&env).await;
+        let fail = |r: Result<agentos_client::ChatReply, ChatError>| match r {
+            Err(ChatError::Model { kind, message }) => (kind, message),
+            other => panic!("expected a model error, got {other:?}"),
+        };
+        let (_, s) = c.chat(&ask("[overflow]", None)).await.unwrap();
+        let (kind, message) = fail(s.collect().await);
+        assert_eq!(kind, "context_overflow");
+        assert!(
+            message.starts_with(
+                "llama-server: the conversation is longer than the model's context allows"
+            ),
+            "{message}"
+        );
+
+        let mut r = ask("[tools-unsupported]", None);
+        r.tools = vec![agentos_client::ToolDefinition {
+            name: "web.fetch".into(),
+            description: "Fetch".into(),
+            parameters: serde_json::json!({"type": "object"}),
+        }];
+        let (_, s) = c.chat(&r).await.unwrap();
+        let (kind, message) = fail(s.collect().await);
+        assert_eq!(kind, "tools_not_supported");
+        assert!(message.contains("cannot call tools"), "{message}");
+
+        // 429 with Retry-After: 1 is retried after that second.
+        let asked = Instant::now();
+        let (_, s) = c.chat(&ask("[429] hi", None)).await.unwrap();
+        let reply = s.collect().await.expect("answered after the wait");
+        assert_eq!(reply.text, "Hello from the fixture.");
+        assert!(asked.elapsed() >= Duration::from_secs(1));
+
+        let (_, s) = c.chat(&ask("[500]", None)).await.unwrap();
+        let (kind, message) = fail(s.collect().await);
+        assert_eq!(kind, "provider");
+        assert!(
+            message.contains("the model server failed (HTTP 500)"),
+            "{message}"
+        );
+
+        // The server goes away: unreachable, and listed as such.
+        drop(server);
+        let (_, s) = c
+            .chat(&ask("hi", None).with_model("llama-server/x"))
+            .await
+            .unwrap();
+        let (kind, message) = fail(s.collect().await);
+        assert_eq!(kind, "unreachable");
+        assert!(message.contains("cannot be reached"), "{message}");
+        let models = c.list_models().await.unwrap();
+        assert_eq!(models.len(), 1);
+        assert!(!models[0].reachable);
+        // Nothing reachable: asking for any model says how to add one.
+        match c.chat(&ask("hi", None)).await {
+            Err(ChatError::Refused(Error::NoModel(m))) => {
+                assert!(m.contains("agentctl models add"))
+            }
+            other => panic!("expected NoModel, got {other:?}"),
+        }
+    })
+    .await;
+}
+
+/// An agent that asks a model for its task (`chat` step of the test agent), its manifest
+/// declaring `model.remote`.
+fn write_chatter(env: &Env) {
+    env.write_manifest("chatter", &bin("agentos-test-agent"), &["model.remote"]);
+}
+
+#[tokio::test]
+async fn a_remote_provider_needs_model_remote_and_its_key_stays_in_the_keyring() {
+    bounded_for(Duration::from_secs(60), async {
+        let remote = ModelServer::start(Props::default());
+        let key = format!("sk-broker-e2e-{}", std::process::id());
+        remote.require_key(&key);
+        // No local model: a request goes to the remote provider.
+        let mut env = env_with(&settings_for(None, "")).await;
+        write_chatter(&env);
+        let _keyring = Keyring::start(&env).await;
+        let base = format!("{}/v1", remote.url());
+        // `agentctl models add` reads the key from stdin.
+        let out = env.run(
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(r#"printf %s "$KEY" | "$AGENTCTL" --address "$ADDRESS" models add openai-compatible --base-url "$BASE""#)
+                .env("KEY", &key)
+                .env("AGENTCTL", bin("agentctl"))
+                .env("ADDRESS", &env.address)
+                .env("BASE", &base),
+        );
+        assert!(
+            out.status.success(),
+            "models add: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The kernel logs to a file the test reads afterwards.
+        let log = env.root().join("kernel.log");
+        let mut cmd = env.kernel_command();
+        cmd.env("RUST_LOG", "debug")
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        env.stop_kernel("TERM").await;
+        env.start_kernel_with(cmd).await;
+
+        let c = client(&env).await;
+        let models = c.list_models().await.unwrap();
+        assert_eq!(models.len(), 1, "{models:?}");
+        assert_eq!(models[0].provider, "openai-compatible");
+        assert!(!models[0].local);
+
+        // No grant, and the user denies when asked.
+        let consent = Responder::start(&env.address, &[ConsentReply::Deny]).await;
+        let t = env.run_task("chatter", "chat - hello").await;
+        assert_eq!(t.state, TaskState::Failed.as_str(), "{t:?}");
+        assert!(t.message.contains("denied") || t.message.contains("Access"), "{t:?}");
+        assert!(remote.received().is_empty(), "nothing was sent without the grant");
+        let prompt = &consent.prompts()[0];
+        assert!(format!("{prompt:?}").contains("openai-compatible"), "{prompt:?}");
+
+        // With the grant, the answer comes from the remote provider, with the key.
+        env.kernel()
+            .await
+            .grant("chatter", "model.remote", "openai-compatible", "session")
+            .await
+            .expect("grant");
+        let t = env.run_task("chatter", "chat - hello").await;
+        assert_eq!(t.state, TaskState::Completed.as_str(), "{t:?}");
+        assert_eq!(t.result, "openai-compatible/default: Hello from the fixture.");
+        let sent = remote.received();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].header("authorization"), Some(format!("Bearer {key}").as_str()));
+        // Counted for the agent and its task.
+        let usage = c.list_usage().await.unwrap();
+        assert!(usage.iter().any(|u| u.kind == "agent" && u.who == "chatter" && u.requests == 1));
+        assert!(usage.iter().any(|u| u.kind == "task" && u.who == t.id.to_string()));
+
+        // A wrong key is named as such, without the key.
+        remote.require_key("sk-another");
+        let t = env.run_task("chatter", "chat - hello").await;
+        assert_eq!(t.state, TaskState::Failed.as_str());
+        assert!(t.message.contains("refused the API key"), "{t:?}");
+        assert!(!t.message.contains(&key));
+
+        env.stop_kernel("TERM").await;
+        let logged = std::fs::read_to_string(&log).unwrap();
+        assert!(!logged.is_empty(), "the kernel logged at debug level");
+        assert!(!logged.contains(&key), "the key is in the kernel's log");
+        let records = env.root().join("data");
+        for entry in std::fs::read_dir(&records).unwrap().flatten() {
+            if entry.path().is_file() {
+                let bytes = std::fs::read(entry.path()).unwrap();
+                assert!(
+                    !String::from_utf8_lossy(&bytes).contains(&key),
+                    "the key is in {}",
+                    entry.path().display()
+                );
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_flatpak_app_uses_a_model_only_with_the_users_grant() {
+    if !agentos_tests::bwrap_works() {
+        eprintln!("skipped: bubblewrap cannot create namespaces here");
+        return;
+    }
+    bounded_for(Duration::from_secs(60), async {
+        let server = ModelServer::start(Props::default());
+        let env = env_with(&settings_for(Some(&server), "")).await;
+        let app_id = "org.example.Writer";
+        let (_app, conn) = env.app_connection(app_id).await;
+        let models = Models1Proxy::new(&conn).await.unwrap();
+        let request = ask("hi", Some(32)).to_json();
+
+        // No consent provider answers: denied, with the app's real identity in the record.
+        match models.chat(&request).await {
+            Err(Error::AccessDenied(_)) => {}
+            other => panic!("expected AccessDenied, got {other:?}"),
+        }
+        assert!(server.received().is_empty());
+
+        // The user allows it for the session when asked.
+        let consent = Responder::start(&env.address, &[ConsentReply::Allow("session")]).await;
+        let (_, fd) = models.chat(&request).await.expect("Chat with the grant");
+        let reply = ChatStream::from_fd(fd.into()).collect().await.unwrap();
+        assert_eq!(reply.text, "Hello from the fixture.");
+        let prompt = format!("{:?}", consent.prompts()[0]);
+        assert!(prompt.contains(app_id), "{prompt}");
+
+        // Its usage is its own; the user's tools see it too.
+        let own = models.list_usage().await.unwrap();
+        assert_eq!(own.len(), 1, "{own:?}");
+        assert_eq!((own[0].kind.as_str(), own[0].who.as_str()), ("app", app_id));
+        let all = client(&env).await.list_usage().await.unwrap();
+        assert!(all.iter().any(|u| u.kind == "app" && u.who == app_id));
+    })
+    .await;
+}
