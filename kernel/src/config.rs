@@ -39,3 +39,6 @@ pub const CHANNEL_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_TASK_TIMEOUT_S: u32 = 86_400;
 /// How long task changes wait before they are written to the store together.
 pub const TASK_WRITE_TURN: Duration = Duration::from_millis(200);
+/// How long after start, or after its last task ended, the kernel hands its code pages back to
+/// the page cache (`trim.rs`).
+pub const TRIM_AFTER: Duration = Duration::from_secs(3);

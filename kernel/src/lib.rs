@@ -32,6 +32,7 @@ pub mod policy;
 mod property_tests;
 pub mod rights;
 pub mod tasks;
+pub mod trim;
 
 pub use caller::Caller;
 pub use config::Config;

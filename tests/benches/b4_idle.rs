@@ -12,7 +12,7 @@
 //!
 //! Run: `cargo build --release -p agentos-kernel -p agentos-tests --bins` then
 //! `cargo bench -p agentos-tests --bench b4_idle`. `B4_IDLE_SECS` sets the window (60 s),
-//! `B4_SETTLE_SECS` the time given to settle first (5 s), and `B4_KERNEL_ENV` (`NAME=value ...`)
+//! `B4_SETTLE_SECS` the time given to settle first (8 s: the kernel hands its code pages back 3 s after start, see kernel/src/trim.rs), and `B4_KERNEL_ENV` (`NAME=value ...`)
 //! restarts the kernel with those variables, to try a setting.
 //!
 //! PSS is printed in two parts: anonymous memory (heap, allocator arenas, stacks) is the
@@ -221,7 +221,7 @@ fn mb(kb: Option<u64>) -> String {
 
 fn main() {
     let idle = secs_from_env("B4_IDLE_SECS", 60);
-    let settle = secs_from_env("B4_SETTLE_SECS", 5);
+    let settle = secs_from_env("B4_SETTLE_SECS", 8);
     if !Path::new(PORTAL).is_file() {
         println!("B4: {PORTAL} is not installed (apt-get install xdg-desktop-portal): nothing to compare against");
         return;

@@ -63,11 +63,17 @@ impl TaskBoard {
     ) -> Result<Task, TaskError> {
         let mut b = self.lock();
         let task = f(&mut b.table, now)?.clone();
+        let mut last = false;
         if task.state.is_terminal() {
-            b.deadlines.remove(&(task.deadline, task.id));
+            last = b.deadlines.remove(&(task.deadline, task.id)) && b.deadlines.is_empty();
         }
         if let Some(w) = b.watchers.get(&id) {
             w.send_if_modified(|s| std::mem::replace(s, task.state) != task.state);
+        }
+        drop(b);
+        if last {
+            // The last unfinished task ended: the watcher has no deadline left to wait for.
+            self.earlier_deadline.notify_one();
         }
         Ok(task)
     }
@@ -139,8 +145,9 @@ impl TaskBoard {
         self.lock().deadlines.first().map(|(d, _)| *d)
     }
 
-    /// Notified when a task with an earlier deadline than any before arrives (a notification
-    /// that finds nobody waiting is kept for the next wait).
+    /// Notified when a task with an earlier deadline than any before arrives, and when the last
+    /// unfinished task ends (a notification that finds nobody waiting is kept for the next
+    /// wait).
     pub fn earlier_deadline(&self) -> Arc<Notify> {
         Arc::clone(&self.earlier_deadline)
     }

@@ -216,7 +216,12 @@ impl Kernel {
 
     /// Expire tasks as their deadlines pass, until the kernel goes away. It sleeps until the
     /// nearest deadline, or without a timer while no task is unfinished.
+    ///
+    /// When no task is pending, once `TRIM_AFTER` has passed since start or since the last
+    /// task ended, the kernel hands its code pages back to the page cache (`trim.rs`); then
+    /// nothing wakes it until a task comes.
     pub async fn watch_deadlines(kernel: Weak<Kernel>) {
+        let mut trimmed = false;
         loop {
             let Some(k) = kernel.upgrade() else { return };
             k.expire_overdue();
@@ -229,12 +234,25 @@ impl Kernel {
             let earlier = signal.notified();
             match wait {
                 Some(wait) => {
+                    trimmed = false;
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}
                         () = earlier => {}
                     }
                 }
-                None => earlier.await,
+                None if !trimmed => {
+                    tokio::select! {
+                        () = tokio::time::sleep(crate::config::TRIM_AFTER) => {
+                            crate::trim::release_code_pages();
+                            trimmed = true;
+                        }
+                        () = earlier => {}
+                    }
+                }
+                None => {
+                    earlier.await;
+                    trimmed = false;
+                }
             }
         }
     }
