@@ -347,6 +347,8 @@ fn start_for_the_process(llm: LocalLlm, options: Options) -> Result<String, Stri
                 .and_then(|rt| rt.block_on(llm.start(&options)));
             match started {
                 Ok(server) => {
+                    // Its log goes when it does (no drop will remove it).
+                    let _ = std::fs::remove_file(&server.log);
                     let _ = tx.send(Ok(server.url()));
                     // Never dropped: this thread ends with the process, and the server with it.
                     loop {
