@@ -4,7 +4,6 @@
 //! names the app. Against the real kernel, with a Flatpak app emulated by bubblewrap and
 //! xdg-dbus-proxy (skipped, saying why, where bwrap cannot make namespaces).
 
-
 use agentos_dbus_interfaces::names;
 use agentos_dbus_interfaces::proxies::Kernel1Proxy;
 use agentos_tests::{bounded_for, ConsentReply, Env, Responder, TIMEOUT};
