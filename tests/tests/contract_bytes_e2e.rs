@@ -16,9 +16,10 @@ use std::time::Duration;
 
 use agentos_dbus_interfaces::names::{
     self, AGENT_FD_ENV, AGENT_IFACE, AGENT_SERVICE_IFACE, AGENT_SERVICE_PATH, CHANNEL_IFACE,
-    HOST_IFACE, KERNEL_IFACE, KERNEL_PATH, TASK_IFACE,
+    HOST_IFACE, KERNEL_IFACE, KERNEL_PATH, MODELS_IFACE, TASK_IFACE,
 };
 use agentos_tests::contract::{check_properties, check_signal, committed_methods, ReplyChecker};
+use agentos_tests::model_fixture::{ModelServer, Props};
 use agentos_tests::{bin, bounded_for, bwrap_works, Env, Services};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -164,11 +165,24 @@ async fn every_method_replies_with_the_body_signature_the_xml_declares() {
         // xdg-dbus-proxy, which this test talks through as a sandboxed app would, cannot take
         // that (flatpak/xdg-dbus-proxy#21). Set before anything else runs in this process.
         std::env::set_var("FLATPAK_ID", "org.example.Contract");
-        let env = Env::start_with(Services {
+        let mut env = Env::start_with(Services {
             document_portal: skip_share.is_none(),
             ..Services::default()
         })
         .await;
+        // A scripted llama-server for Models1 and Host1's model methods.
+        let models = ModelServer::start(Props::default());
+        let settings = env.root().join("config/agentos");
+        std::fs::create_dir_all(&settings).unwrap();
+        std::fs::write(
+            settings.join("models.toml"),
+            format!(
+                "[local]\nollama = \"off\"\nllama-server = \"{}\"\n",
+                models.url()
+            ),
+        )
+        .unwrap();
+        env.restart_kernel().await;
         let docs = std::fs::canonicalize(env.home().join("Documents")).unwrap();
         let docs = docs.to_str().unwrap().to_string();
         std::fs::write(format!("{docs}/note.txt"), "a note").unwrap();
@@ -360,6 +374,29 @@ async fn every_method_replies_with_the_body_signature_the_xml_declares() {
             let call = (finished, "web.fetch", args.as_str());
             agent.host(&mut c, "CallTool", &call).await;
         }
+        // The model methods, for the agent's running task: a slow answer, canceled.
+        agent.host(&mut c, "ListAgents", &(finished)).await;
+        agent.host(&mut c, "ListModels", &(finished)).await;
+        let request = r#"{"messages":[{"role":"user","content":"[slow]"}]}"#;
+        let reply = agent.host(&mut c, "Chat", &(finished, request)).await;
+        let (id, _events): (u64, zbus::zvariant::OwnedFd) = body(&reply);
+        agent.host(&mut c, "CancelChat", &(id)).await;
+        // Models1, on the bus, for the user's own tools.
+        let models_call = |method: &'static str| (KERNEL, KERNEL_PATH, Some(MODELS_IFACE), method);
+        let (d, p, i, m) = models_call("ListModels");
+        c.check(MODELS_IFACE, m, bus.call_method(d, p, i, m, &()).await);
+        let (d, p, i, m) = models_call("Chat");
+        let reply = c.check(
+            MODELS_IFACE,
+            m,
+            bus.call_method(d, p, i, m, &(request)).await,
+        );
+        let (id, _events): (u64, zbus::zvariant::OwnedFd) = body(&reply);
+        let (d, p, i, m) = models_call("Cancel");
+        c.check(MODELS_IFACE, m, bus.call_method(d, p, i, m, &(id)).await);
+        let (d, p, i, m) = models_call("ListUsage");
+        c.check(MODELS_IFACE, m, bus.call_method(d, p, i, m, &()).await);
+
         let no_artifacts: Vec<(&str, Fd<'_>)> = Vec::new();
         let args = (finished, "done", no_artifacts);
         agent.host(&mut c, "Complete", &args).await;
