@@ -87,6 +87,16 @@ impl Env {
         ] {
             std::fs::create_dir_all(tmp.path().join(d)).expect("mkdir");
         }
+        // No model server is looked for on the usual ports (a developer's own Ollama or
+        // llama-server, or another test's, must not answer this test's kernel): a test that
+        // wants a model writes its own models.toml (`local_llm::LocalServer::models_toml`, or
+        // one naming a fixture) and restarts the kernel.
+        std::fs::create_dir_all(tmp.path().join("config/agentos")).expect("mkdir");
+        std::fs::write(
+            tmp.path().join("config/agentos/models.toml"),
+            "[local]\nollama = \"off\"\nllama-server = \"off\"\n",
+        )
+        .expect("models.toml");
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(
             tmp.path().join("run"),
