@@ -131,13 +131,62 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
     .await;
     shot(display, "panel-tasks").await;
 
-    // A live task appears and finishes without a reload.
-    let live = rt.block_on(env.delegate("tester", "sleep 600 ; echo live finished"));
+    // A live task appears without a reload, and is canceled from its details.
+    let live = rt.block_on(env.delegate("tester", "sleep 20000 ; echo never"));
     until("a new task appears live", &window, |w| {
         named_prefix(w, "task-").contains(&format!("task-{live}"))
     })
     .await;
-    rt.block_on(env.wait_task(live));
+    let pos = named_prefix(list.upcast_ref(), "task-")
+        .iter()
+        .position(|n| n == &format!("task-{live}"))
+        .unwrap();
+    selection.set_selected(pos as u32);
+    until("the running task can be canceled", &window, |w| {
+        button(w, "_Cancel Task").is_some_and(|b| b.is_sensitive())
+    })
+    .await;
+    button(window.upcast_ref(), "_Cancel Task")
+        .unwrap()
+        .emit_clicked();
+    let info = wait_finished(rt, env, live).await;
+    assert_eq!(info.state, "canceled", "{info:?}");
+    until("the list shows it canceled", &window, |w| {
+        has(&texts(w), "canceled")
+    })
+    .await;
+
+    // Ask: no sidekick here, so the user picks the agent; the result is shown.
+    show_page(&window, 0);
+    let dropdown = until_found("the agent picker", || {
+        find_type::<gtk::DropDown>(window.upcast_ref())
+    })
+    .await;
+    until("the agents are offered", &window, |_| {
+        dropdown.model().is_some_and(|m| m.n_items() > 0)
+    })
+    .await;
+    let model = dropdown.model().unwrap();
+    let tester = (0..model.n_items())
+        .find(|i| {
+            model
+                .item(*i)
+                .and_downcast::<gtk::StringObject>()
+                .is_some_and(|s| s.string() == "tester")
+        })
+        .expect("tester offered");
+    dropdown.set_selected(tester);
+    let prompt = find_named(window.upcast_ref(), "ask-prompt")
+        .and_downcast::<gtk::TextView>()
+        .expect("prompt");
+    prompt.buffer().set_text("echo hello from the Ask page");
+    button(window.upcast_ref(), "_Ask").unwrap().emit_clicked();
+    until("the answer is shown", &window, |w| {
+        let t = texts(w);
+        has(&t, "hello from the Ask page") && t.iter().any(|l| l.ends_with("completed."))
+    })
+    .await;
+    shot(display, "panel-ask").await;
 
     // Agents.
     show_page(&window, 2);
@@ -160,6 +209,17 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
     })
     .await;
     shot(display, "panel-activity").await;
+    let entries = all_of::<gtk::Entry>(window.upcast_ref());
+    entries[0].set_text("web");
+    until("the log is filtered by agent", &window, |w| {
+        let rows: Vec<String> = texts(w)
+            .into_iter()
+            .filter(|t| t.starts_with('#'))
+            .collect();
+        !rows.is_empty() && rows.iter().all(|r| r.contains(" · web "))
+    })
+    .await;
+    entries[0].set_text("");
 
     // Consent: the tester reads a file; the dialog asks; Alt+A (Allow Always) answers it.
     show_page(&window, 3);
@@ -428,6 +488,29 @@ fn named_prefix(w: &gtk::Widget, prefix: &str) -> Vec<String> {
         }
     });
     out
+}
+
+/// The mapped button labelled `label` (with its mnemonic).
+fn button(w: &gtk::Widget, label: &str) -> Option<gtk::Button> {
+    all_of::<gtk::Button>(w)
+        .into_iter()
+        .find(|b| b.is_mapped() && b.label().as_deref() == Some(label))
+}
+
+/// Every widget of type `T` below `w`.
+fn all_of<T: IsA<gtk::Widget>>(w: &gtk::Widget) -> Vec<T> {
+    let mut out = Vec::new();
+    walk(w, &mut |w| {
+        if let Some(t) = w.downcast_ref::<T>() {
+            out.push(t.clone());
+        }
+    });
+    out
+}
+
+/// The first mapped widget of type `T` below `w`.
+fn find_type<T: IsA<gtk::Widget>>(w: &gtk::Widget) -> Option<T> {
+    all_of::<T>(w).into_iter().find(|t| t.is_mapped())
 }
 
 /// The Revoke button of the row whose title contains `title`.

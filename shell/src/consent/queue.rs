@@ -91,7 +91,7 @@ mod tests {
     fn p(handle: &str) -> Pending<u8> {
         Pending {
             handle: handle.into(),
-            shown: shown("t", "s", "b", None, &[]),
+            shown: shown("t", "s", "b", None, None, &[]),
             answers: vec![Answer::Once],
             reply: 0,
         }

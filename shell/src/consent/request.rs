@@ -157,11 +157,13 @@ pub fn shown(
     subtitle: &str,
     body: &str,
     info: Option<&ConsentRequestInfo>,
+    requester: Option<&str>,
     chain: &[String],
 ) -> Shown {
     let mut facts = Vec::new();
     if let Some(info) = info {
-        facts.push(("Asked by".to_string(), preview(&info.principal)));
+        let who = requester.unwrap_or(&info.principal);
+        facts.push(("Asked by".to_string(), preview(who)));
         facts.push(("Capability".to_string(), preview(&info.capability)));
         let scope = if info.scope.is_empty() {
             "any".to_string()
@@ -281,6 +283,7 @@ mod tests {
             "S",
             "line 1\nline 2",
             Some(&info),
+            Some("Documents (docs), an agent that runs sandboxed"),
             &["task 12".into()],
         );
         assert_eq!(s.title, "T");
@@ -293,7 +296,7 @@ mod tests {
         assert_eq!(
             labels,
             vec![
-                ("Asked by", "docs"),
+                ("Asked by", "Documents (docs), an agent that runs sandboxed"),
                 ("Capability", "files.read"),
                 ("Scope", "/home/u/Documents"),
                 ("Task", "12")

@@ -105,7 +105,7 @@ impl Access {
                 "only the AgentOS kernel may ask the user through the panel".into(),
             ));
         }
-        let (info, chain) = describe(&client, request_id(handle.as_str())).await;
+        let described = describe(&client, request_id(handle.as_str())).await;
         let pending_reply = oneshot::channel();
         let close = Arc::new(Notify::new());
         let request = Request {
@@ -116,7 +116,14 @@ impl Access {
         let served = server.at(handle.as_ref(), request).await.unwrap_or(false);
         let pending = Pending {
             handle: handle.to_string(),
-            shown: shown(&title, &subtitle, &body, info.as_ref(), &chain),
+            shown: shown(
+                &title,
+                &subtitle,
+                &body,
+                described.info.as_ref(),
+                described.requester.as_deref(),
+                &described.chain,
+            ),
             answers: offered(&options),
             reply: pending_reply.0,
         };
@@ -137,11 +144,42 @@ impl Access {
     }
 }
 
-/// The pending request `id` names (from `ListConsentRequests`) and the chain of tasks above the
-/// task it asks for, as far as the kernel tells in time.
-async fn describe(client: &Client, id: Option<u64>) -> (Option<ConsentRequestInfo>, Vec<String>) {
+/// What the panel found out about a request: the pending request its handle names (from
+/// `ListConsentRequests`), who asks in words, and the chain of tasks above the asking task.
+#[derive(Debug, Default)]
+struct Described {
+    info: Option<ConsentRequestInfo>,
+    requester: Option<String>,
+    chain: Vec<String>,
+}
+
+/// Who asks, in words: an agent's name and whether it runs sandboxed, or what kind of app.
+async fn requester(client: &Client, principal: &str) -> String {
+    if let Some(app) = principal.strip_prefix("host:") {
+        return format!("{app}, an app on this computer (not sandboxed)");
+    }
+    let agent = match client.agent(principal).await {
+        Ok(agent) => agent,
+        Err(_) => return format!("{principal}, a sandboxed (Flatpak) app"),
+    };
+    match (agent.name().await, agent.sandboxed().await) {
+        (Ok(name), Ok(sandboxed)) => format!(
+            "{} ({principal}), an agent that runs {}",
+            name,
+            if sandboxed {
+                "sandboxed"
+            } else {
+                "NOT sandboxed"
+            }
+        ),
+        // No such agent: an app that is not an agent.
+        _ => format!("{principal}, a sandboxed (Flatpak) app"),
+    }
+}
+
+async fn describe(client: &Client, id: Option<u64>) -> Described {
     let Some(id) = id else {
-        return (None, Vec::new());
+        return Described::default();
     };
     let lookup = async {
         let kernel = client.kernel().await.ok()?;
@@ -151,6 +189,7 @@ async fn describe(client: &Client, id: Option<u64>) -> (Option<ConsentRequestInf
             .ok()?
             .into_iter()
             .find(|r| r.id == id)?;
+        let requester = requester(client, &info.principal).await;
         let mut chain = Vec::new();
         let mut next = info.task;
         while next != 0 && chain.len() < CHAIN_LEN {
@@ -170,12 +209,17 @@ async fn describe(client: &Client, id: Option<u64>) -> (Option<ConsentRequestInf
             ));
             next = task.parent;
         }
-        Some((info, chain))
+        Some(Described {
+            info: Some(info),
+            requester: Some(requester),
+            chain,
+        })
     };
-    match tokio::time::timeout(DESCRIBE_TIMEOUT, lookup).await {
-        Ok(Some((info, chain))) => (Some(info), chain),
-        _ => (None, Vec::new()),
-    }
+    tokio::time::timeout(DESCRIBE_TIMEOUT, lookup)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default()
 }
 
 /// Serve the Access interface on `conn` and take `org.agentos.Consent` (without queueing: a

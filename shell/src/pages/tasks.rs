@@ -21,6 +21,8 @@ pub enum TasksInput {
     Selected(u32),
     /// Cancel the selected task.
     Cancel,
+    /// A second passed: redraw the elapsed time of running tasks.
+    Tick,
 }
 
 #[derive(Debug)]
@@ -93,6 +95,14 @@ impl Component for TasksPage {
         paned.set_position(360);
         frame.append(&paned);
         status.set_label("Waiting for AgentOS…");
+        let input = sender.input_sender().clone();
+        gtk::glib::timeout_add_seconds_local(1, move || {
+            if input.send(TasksInput::Tick).is_ok() {
+                gtk::glib::ControlFlow::Continue
+            } else {
+                gtk::glib::ControlFlow::Break
+            }
+        });
         let model = TasksPage {
             client: None,
             generation: 0,
@@ -134,6 +144,19 @@ impl Component for TasksPage {
                     self.fetch_details(&sender);
                 }
             }
+            TasksInput::Tick => {
+                let running: Vec<u64> = self
+                    .list
+                    .iter()
+                    .filter_map(|item| {
+                        let item = item.borrow();
+                        (!item.row.task.is_finished()).then_some(item.row.task.id)
+                    })
+                    .collect();
+                for id in running {
+                    self.replace(id);
+                }
+            }
             TasksInput::Cancel => {
                 let (Some(client), Some(id)) = (self.client.clone(), self.selected) else {
                     return;
@@ -170,7 +193,7 @@ impl Component for TasksPage {
                     }
                 }
                 Applied::New(id) => {
-                    self.rebuild();
+                    self.insert(id);
                     self.fetch(&sender, id);
                 }
             },
@@ -283,6 +306,27 @@ impl TasksPage {
                 self.list.selection_model.set_selected(pos);
             }
         }
+        self.count();
+    }
+
+    /// Show a task that was not in the list, at its place in the tree.
+    fn insert(&mut self, id: u64) {
+        let rows = self.store.rows();
+        match rows.iter().position(|r| r.task.id == id) {
+            Some(pos) if rows.len() == self.list.len() as usize + 1 => {
+                self.list.insert(
+                    pos as u32,
+                    TaskItem {
+                        row: rows[pos].clone(),
+                    },
+                );
+                self.count();
+            }
+            _ => self.rebuild(),
+        }
+    }
+
+    fn count(&self) {
         let n = self.store.len();
         self.status.set_label(&match n {
             0 => "No tasks yet.".to_string(),
