@@ -22,6 +22,7 @@ use agentos_dbus_interfaces::inference::{error_kind, ChatEvent, ChatRequest, Too
 use agentos_dbus_interfaces::proxies::Models1Proxy;
 use agentos_dbus_interfaces::text::display_safe;
 use agentos_dbus_interfaces::{Error, ModelInfo, UsageInfo};
+use futures_util::Stream;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::UnixStream;
 use zbus::proxy::CacheProperties;
@@ -187,6 +188,15 @@ impl ChatStream {
             _ => self.finish(),
         }
         Some(result)
+    }
+
+    /// The events as a [`Stream`] (for `StreamExt` combinators or a UI's stream handling);
+    /// the same events [`next`](ChatStream::next) gives, and dropping it cancels the same way.
+    pub fn into_stream(self) -> impl Stream<Item = Result<ChatEvent, ChatError>> + Send {
+        futures_util::stream::unfold(self, |mut stream| async move {
+            let event = stream.next().await?;
+            Some((event, stream))
+        })
     }
 
     /// Read the whole answer. An `error` event becomes [`ChatError::Model`].

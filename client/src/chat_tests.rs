@@ -274,6 +274,21 @@ async fn next_is_cancel_safe() {
     );
 }
 
+#[tokio::test]
+async fn the_events_are_a_stream_too() {
+    use futures_util::StreamExt;
+    let (stream, mut end) = pair();
+    end.write_all(&line(&started())).unwrap();
+    end.write_all(&line(&ChatEvent::Text { text: "a".into() }))
+        .unwrap();
+    drop(end);
+    let events: Vec<_> = tokio::time::timeout(LIMIT, stream.into_stream().collect::<Vec<_>>())
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert!(matches!(events[2], Err(ChatError::EndedEarly)));
+}
+
 #[test]
 fn errors_map_to_the_bus_names() {
     let canceled: Error = ChatError::Model {
