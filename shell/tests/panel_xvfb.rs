@@ -10,14 +10,14 @@
 //! says why and skips where the tools are missing.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use adw::prelude::*;
 use agentos_dbus_interfaces::TaskState;
 use agentos_panel::app::{App, Init};
 use agentos_panel::consent::dialog::DIALOG_TITLE;
-use agentos_tests::Env;
+use agentos_tests::{Env, Services};
 use relm4::prelude::*;
 
 /// Every wait of the test is bounded by this.
@@ -43,8 +43,13 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let mut env = rt.block_on(Env::start());
-    let (mut xvfb, display) = start_xvfb();
+    // The desktop's own Access dialog (xdg-desktop-portal-gtk) on the test's display: the
+    // kernel asks it while the panel is not running.
+    let mut env = rt.block_on(Env::start_with(Services {
+        desktop_portal: true,
+        ..Services::default()
+    }));
+    let display = env.display.clone().expect("the test's display");
     // This process is the panel: its display and its bus are the test's.
     std::env::set_var("DISPLAY", &display);
     std::env::set_var("GDK_BACKEND", "x11");
@@ -61,8 +66,6 @@ fn main() {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         gtk::glib::MainContext::default().block_on(run(&rt, &mut env, &display));
     }));
-    let _ = xvfb.kill();
-    let _ = xvfb.wait();
     drop(env);
     match result {
         Ok(()) => eprintln!("panel_xvfb: ok"),
@@ -88,6 +91,19 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
     rt.block_on(k.grant("web", "web.fetch", "example.org", "always"))
         .expect("grant");
 
+    // A request asked while no panel runs (the desktop's dialog shows it) is listed by the
+    // panel once it starts.
+    let work = env.home().join("Work");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("plan.txt"), "the plan").unwrap();
+    let work_s = work.to_str().unwrap().to_string();
+    let asked_early = rt.block_on(env.delegate("tester", &format!("read {work_s} plan.txt")));
+    let deadline = Instant::now() + WAIT;
+    while rt.block_on(k.list_consent_requests()).unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the kernel did not ask");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
     let panel = App::builder()
         .launch(Init {
             address: Some(env.address.clone()),
@@ -99,6 +115,25 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
     // Connected: the main view replaces "Connecting…".
     until("the panel connects", &window, |w| {
         find_named(w, "sidebar").is_some_and(|s| s.is_mapped())
+    })
+    .await;
+
+    show_page(&window, 3);
+    until(
+        "the request asked before the panel is listed",
+        &window,
+        |w| {
+            let t = texts(w);
+            has(&t, "Waiting for your answer") && has(&t, &format!("files.read on {work_s}"))
+        },
+    )
+    .await;
+    shot(display, "panel-pending").await;
+    // The desktop's dialog is left unanswered: the kernel's time limit denies it.
+    let info = wait_finished(rt, env, asked_early).await;
+    assert_eq!(info.state, "failed", "{info:?}");
+    until("the request leaves the list", &window, |w| {
+        !has(&texts(w), "Waiting for your answer")
     })
     .await;
 
@@ -116,8 +151,9 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
         .iter()
         .position(|n| n == &format!("task-{parent}"))
         .expect("parent row");
-    let child_row = rows.iter().position(|n| n != &format!("task-{parent}"));
-    assert!(child_row.is_some_and(|c| c > parent_row), "rows: {rows:?}");
+    let child = rt.block_on(env.wait_child(parent)).id;
+    let child_row = rows.iter().position(|n| n == &format!("task-{child}"));
+    assert_eq!(child_row, Some(parent_row + 1), "rows: {rows:?}");
     let selection = list
         .downcast_ref::<gtk::ListView>()
         .and_then(|l| l.model())
@@ -290,34 +326,6 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
     })
     .await;
     drop(panel);
-}
-
-/// Xvfb on a free display number.
-fn start_xvfb() -> (Child, String) {
-    let n = (300..500)
-        .find(|n| {
-            !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-                && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
-        })
-        .expect("a free X display number");
-    let display = format!(":{n}");
-    let child = Command::new("Xvfb")
-        .args([
-            display.as_str(),
-            "-screen",
-            "0",
-            "1280x800x24",
-            "-nolisten",
-            "tcp",
-        ])
-        .spawn()
-        .expect("Xvfb");
-    let deadline = Instant::now() + WAIT;
-    while !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-        assert!(Instant::now() < deadline, "Xvfb did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (child, display)
 }
 
 /// Let the main loop run for `ms`.
