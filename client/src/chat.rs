@@ -17,6 +17,7 @@
 //! ```
 
 use std::os::fd::OwnedFd;
+use std::time::Duration;
 
 use agentos_dbus_interfaces::inference::{error_kind, ChatEvent, ChatRequest, ToolCall};
 use agentos_dbus_interfaces::proxies::Models1Proxy;
@@ -29,6 +30,10 @@ use zbus::proxy::CacheProperties;
 
 use crate::client::Client;
 use crate::error::{describe_zbus, ClientError};
+
+/// How long [`Client::chat`] waits for the kernel to take a request: the kernel's default time
+/// for the user to answer a prompt (120 s), and some.
+pub const CHAT_CALL_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// Longest line of the event stream the reader accepts (a text piece or a whole tool call).
 pub const MAX_EVENT_LINE: usize = 8 * 1024 * 1024;
@@ -346,9 +351,37 @@ impl Client {
     }
 
     /// Ask for a chat completion: the request's id and the stream of its answer.
+    ///
+    /// The kernel answers once the request may go ahead, which for an app can mean after the
+    /// user answered a prompt (`model.use`, `model.remote`): this call waits up to
+    /// [`CHAT_CALL_TIMEOUT`], not the connection's usual limit for calls.
     pub async fn chat(&self, request: &ChatRequest) -> Result<(u64, ChatStream), ChatError> {
         request.check().map_err(ChatError::InvalidRequest)?;
-        let (id, fd) = self.models().await?.chat(&request.to_json()).await?;
+        let json = request.to_json();
+        let body = (json.as_str(),);
+        let proxy = self.models().await?;
+        // Not the generated `chat`: that one ends at the connection's method timeout.
+        let call = proxy
+            .inner()
+            .call_with_flags::<_, _, (u64, zbus::zvariant::OwnedFd)>(
+                "Chat",
+                Default::default(),
+                &body,
+            );
+        let reply = tokio::time::timeout(CHAT_CALL_TIMEOUT, call)
+            .await
+            .map_err(|_| {
+                ChatError::Refused(Error::Timeout(format!(
+                    "agentosd did not take the chat request within {} s",
+                    CHAT_CALL_TIMEOUT.as_secs()
+                )))
+            })?
+            .map_err(Error::from)?;
+        let (id, fd) = reply.ok_or_else(|| {
+            ChatError::Refused(Error::Failed(
+                "agentosd answered the chat request with nothing".into(),
+            ))
+        })?;
         Ok((id, ChatStream::from_fd(OwnedFd::from(fd)).with_id(id)))
     }
 

@@ -39,7 +39,7 @@ pub use bus::{
     address_file, open_bus, read_address_file, session_address, ADDRESS_FILE, CALL_TIMEOUT,
     CONNECT_TIMEOUT, HEADLESS_DIR,
 };
-pub use chat::{ChatError, ChatReply, ChatStream, MAX_EVENT_LINE};
+pub use chat::{ChatError, ChatReply, ChatStream, CHAT_CALL_TIMEOUT, MAX_EVENT_LINE};
 pub use client::Client;
 pub use error::{describe_bus_error, describe_fdo, describe_zbus, ClientError};
 pub use events::{TaskEvent, TaskEvents};

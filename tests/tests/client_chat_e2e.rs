@@ -7,7 +7,8 @@
 
 use std::time::{Duration, Instant};
 
-use agentos_client::{ChatEvent, ChatMessage, ChatRequest, Client};
+use agentos_client::{ChatError, ChatEvent, ChatMessage, ChatRequest, Client};
+use agentos_dbus_interfaces::Error;
 use agentos_tests::local_llm::{self, Options, MODEL_ALIAS};
 use agentos_tests::{bounded_for, Env};
 
@@ -51,6 +52,17 @@ async fn a_client_lists_asks_streams_cancels_and_counts_through_the_kernel() {
             .unwrap_or_else(|| panic!("llama-server not listed: {models:?}"));
         assert!(model.local && model.reachable, "{model:?}");
         assert_eq!((model.context, model.slots), (4096, 1), "{model:?}");
+
+        // Refused before any stream, with the kernel's named error and its words.
+        let mut unknown = request("Hi", 2);
+        unknown.model = Some("nowhere/some-model".into());
+        match client.chat(&unknown).await {
+            Err(ChatError::Refused(e)) => {
+                assert!(!matches!(e, Error::ZBus(_)), "not a named error: {e:?}");
+                assert!(e.message().contains("nowhere"), "{e:?}");
+            }
+            other => panic!("not refused: {other:?}"),
+        }
 
         // Streamed: started first, then text, usage, done last; nothing after it.
         let (id, mut stream) = client
