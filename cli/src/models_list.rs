@@ -11,6 +11,11 @@ use crate::error::{CliError, Result};
 use crate::models::open_store;
 use crate::output::{self, Table};
 
+/// Said under the models when some are remote.
+const REMOTE_NOTE: &str = "(a remote model sees what is sent to it: each agent or app needs your \
+     model.remote grant on its provider, asked when first used, or given ahead with \
+     `agentctl grant <agent> model.remote <provider>`)\n";
+
 #[derive(Serialize)]
 struct KeyRow<'a> {
     provider: &'a str,
@@ -61,6 +66,9 @@ pub async fn list(address: Option<&str>, json: bool) -> Result<u8> {
             None => {
                 text.push_str("Models the broker can serve now:\n");
                 text.push_str(&models_table(&models));
+                if models.iter().any(|m| !m.local) {
+                    text.push_str(REMOTE_NOTE);
+                }
             }
         }
         text.push('\n');
