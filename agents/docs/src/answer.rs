@@ -214,7 +214,10 @@ mod tests {
             !prompt.contains("Lunch") && !prompt.contains("carrots") && !prompt.contains("binary"),
             "{prompt}"
         );
-        assert!(prompt.ends_with("Question: What is the budget for 2026?"));
+        assert!(prompt.ends_with(&format!(
+            "Question: What is the budget for 2026?\n{}",
+            prompt::REMINDER
+        )));
         assert!(passages.contains("budget.txt") && passages.contains("Monday"));
         let asked = model.asked.lock().unwrap();
         assert_eq!(asked.len(), 1);

@@ -100,7 +100,10 @@ mod tests {
         assert!(content.starts_with(
             "<page url=\"http://127.0.0.1:9/tea\" title=\"Tea shop\" trust=\"untrusted\">\nGreen tea costs 4 euros.\n"
         ), "{content}");
-        assert!(content.ends_with("Question: How much is green tea? http://127.0.0.1:9/tea"));
+        assert!(content.ends_with(&format!(
+            "Question: How much is green tea? http://127.0.0.1:9/tea\n{}",
+            prompt::REMINDER
+        )));
     }
 
     #[tokio::test]
