@@ -73,6 +73,14 @@ async fn local(http: &Http, settings: &Settings) -> Vec<Entry> {
         }
     };
     let (ollama, llama) = tokio::join!(ollama, llama);
+    for (name, probe) in [
+        ("ollama", ollama.as_ref().map(|r| r.as_ref().err())),
+        ("llama-server", llama.as_ref().map(|r| r.as_ref().err())),
+    ] {
+        if let Some(Some(e)) = probe {
+            tracing::debug!(server = name, error = %e, "no local model server answered");
+        }
+    }
     let mut found = Vec::new();
     if let Some(Ok(server)) = llama {
         let slots = settings

@@ -345,6 +345,30 @@ mod tests {
         assert_eq!(answer_room(2048, 5000), MIN_ANSWER_TOKENS);
     }
 
+    #[tokio::test]
+    async fn an_agents_request_is_interactive_while_the_user_watches_its_tree() {
+        use crate::clock::ManualClock;
+        use crate::tasks::Task;
+        let dir = tempfile::tempdir().unwrap();
+        let k = Kernel::for_test(dir.path(), vec![], Arc::new(ManualClock::new(1)));
+        k.insert_working(Task::working(1, 0, "sidekick", vec![], 1, 1_000_000));
+        k.insert_working(Task::working(
+            2,
+            1,
+            "docs",
+            vec!["sidekick".into()],
+            1,
+            1_000_000,
+        ));
+        k.insert_working(Task::working(3, 0, "web", vec![], 1, 1_000_000));
+        assert!(!k.watched(2));
+        k.focus.set(":1.7", 1);
+        assert!(k.watched(1) && k.watched(2));
+        assert!(!k.watched(3));
+        k.focus.forget(":1.7");
+        assert!(!k.watched(2));
+    }
+
     #[test]
     fn refusals_are_named() {
         let e = sched_error(SchedError::RateLimited {
