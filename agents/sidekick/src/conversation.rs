@@ -229,6 +229,7 @@ mod tests {
                         id: "docs".into(),
                         task: Some(n),
                         goal: format!("question {n}"),
+                        cites: Vec::new(),
                     },
                     format!("answer {n} ") + &"x".repeat(bytes),
                 ),

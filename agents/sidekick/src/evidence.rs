@@ -8,11 +8,13 @@ use agentos_dbus_interfaces::text::display_safe;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
     /// Another agent, given `goal`; `task` is its child task (none when the delegation was
-    /// refused before a task existed).
+    /// refused before a task existed); `cites`, the files and pages its result names as its
+    /// sources.
     Agent {
         id: String,
         task: Option<u64>,
         goal: String,
+        cites: Vec<String>,
     },
     /// A platform tool; `target` is what it touched (a URL, a file or folder), read from the
     /// call's arguments.
@@ -45,12 +47,52 @@ impl Origin {
     /// The origin as one line of the answer's sources.
     pub fn source_line(&self) -> String {
         match self {
-            Origin::Agent { goal, .. } => {
-                format!("{}, asked: {}", self.label(), display_safe(goal, 200))
+            Origin::Agent { goal, cites, .. } => {
+                let mut line = format!("{}, asked: {}", self.label(), display_safe(goal, 200));
+                for c in cites {
+                    line.push_str(&format!("\n  - {c}"));
+                }
+                line
             }
             _ => self.label(),
         }
     }
+}
+
+/// Most sources taken from one child's result.
+const MAX_CITES: usize = 16;
+
+/// The sources a child's result names: the lines under a `Sources:` line that start with
+/// `- `, and a `Source: …` line (as the docs and web agents end their answers), each made safe
+/// to show, without repeats.
+pub fn cited(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut listing = false;
+    for line in text.lines().map(str::trim) {
+        let found = if line == "Sources:" {
+            listing = true;
+            None
+        } else if let Some(rest) = line.strip_prefix("Source:") {
+            listing = false;
+            Some(rest)
+        } else if listing {
+            match line.strip_prefix("- ") {
+                Some(rest) => Some(rest),
+                None => {
+                    listing = false;
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        if let Some(source) = found.map(|s| display_safe(s.trim(), 300)) {
+            if !source.is_empty() && !out.contains(&source) && out.len() < MAX_CITES {
+                out.push(source);
+            }
+        }
+    }
+    out
 }
 
 /// Made safe to stand inside a marker: one line, no quotes or angle brackets that could close
@@ -181,7 +223,28 @@ mod tests {
             id: "docs".into(),
             task: Some(12),
             goal: "find the budget".into(),
+            cites: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_childs_sources_are_read_from_its_result() {
+        assert_eq!(
+            cited("It is 42 [a.txt].\n\nSources:\n- /home/u/Docs/a.txt\n- /home/u/Docs/b/c.txt\n- /home/u/Docs/a.txt\n"),
+            ["/home/u/Docs/a.txt", "/home/u/Docs/b/c.txt"]
+        );
+        assert_eq!(
+            cited("Four euros.\n\nSource: https://a.org/"),
+            ["https://a.org/"]
+        );
+        assert_eq!(cited("- not a source\nplain text"), Vec::<String>::new());
+        assert_eq!(
+            cited("Sources:\n- a\nthen words\n- b"),
+            ["a"],
+            "the list ends at the first other line"
+        );
+        let many: String = (0..40).map(|i| format!("- f{i}\n")).collect();
+        assert_eq!(cited(&format!("Sources:\n{many}")).len(), 16);
     }
 
     #[test]

@@ -20,10 +20,10 @@ pub enum Action {
     Platform { tool: String },
 }
 
-/// The tools offered, and what each one's name stands for.
+/// The tools offered, what each one's name stands for, and a line saying what it is for.
 #[derive(Debug, Clone, Default)]
 pub struct Offer {
-    tools: Vec<(ToolDefinition, Action)>,
+    tools: Vec<(ToolDefinition, Action, String)>,
 }
 
 impl Offer {
@@ -33,6 +33,11 @@ impl Offer {
         let mut offer = Offer::default();
         for agent in agents.iter().filter(|a| a.id != self_id) {
             let name = offer.unique(&format!("delegate_to_{}", safe_name(&agent.id)));
+            let about = display_safe(&agent.description, 300);
+            let summary = format!(
+                "the {} agent. {about}",
+                display_safe(&agent.name, 100).trim()
+            );
             offer.push(
                 ToolDefinition {
                     name,
@@ -51,6 +56,7 @@ impl Offer {
                 Action::Delegate {
                     agent: agent.id.clone(),
                 },
+                summary.trim().to_string(),
             );
         }
         for tool in tools.iter().filter(|t| t.declared) {
@@ -61,29 +67,32 @@ impl Offer {
                 continue;
             }
             let name = offer.unique(&safe_name(&tool.name));
+            let description = display_safe(&tool.description, 1000);
+            let summary = display_safe(&tool.description, 300);
             offer.push(
                 ToolDefinition {
                     name,
-                    description: display_safe(&tool.description, 1000),
+                    description,
                     parameters,
                 },
                 Action::Platform {
                     tool: tool.name.clone(),
                 },
+                summary,
             );
         }
         offer
     }
 
-    fn push(&mut self, def: ToolDefinition, action: Action) {
+    fn push(&mut self, def: ToolDefinition, action: Action, summary: String) {
         if self.tools.len() < MAX_TOOLS {
-            self.tools.push((def, action));
+            self.tools.push((def, action, summary));
         }
     }
 
     /// `base`, or `base_2`, `base_3`… if taken, within the length limit.
     fn unique(&self, base: &str) -> String {
-        let taken = |n: &str| self.tools.iter().any(|(d, _)| d.name == n);
+        let taken = |n: &str| self.tools.iter().any(|(d, _, _)| d.name == n);
         let base: String = base.chars().take(MAX_TOOL_NAME).collect();
         if !taken(&base) {
             return base;
@@ -100,15 +109,15 @@ impl Offer {
 
     /// The definitions to send to the model.
     pub fn definitions(&self) -> Vec<ToolDefinition> {
-        self.tools.iter().map(|(d, _)| d.clone()).collect()
+        self.tools.iter().map(|(d, _, _)| d.clone()).collect()
     }
 
     /// What the tool the model named stands for.
     pub fn action(&self, name: &str) -> Option<&Action> {
         self.tools
             .iter()
-            .find(|(d, _)| d.name == name)
-            .map(|(_, a)| a)
+            .find(|(d, _, _)| d.name == name)
+            .map(|(_, a, _)| a)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -117,7 +126,22 @@ impl Offer {
 
     /// The offered names, for a model that called one that does not exist.
     pub fn names(&self) -> Vec<&str> {
-        self.tools.iter().map(|(d, _)| d.name.as_str()).collect()
+        self.tools.iter().map(|(d, _, _)| d.name.as_str()).collect()
+    }
+
+    /// Each tool's name and a line on what it is for, for the system prompt.
+    pub fn summaries(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.tools
+            .iter()
+            .map(|(d, _, summary)| (d.name.as_str(), summary.as_str()))
+    }
+
+    /// The name of the first agent's tool, if any agent is offered.
+    pub fn first_delegate(&self) -> Option<&str> {
+        self.tools
+            .iter()
+            .find(|(_, a, _)| matches!(a, Action::Delegate { .. }))
+            .map(|(d, _, _)| d.name.as_str())
     }
 }
 
@@ -136,13 +160,16 @@ pub fn safe_name(s: &str) -> String {
 
 fn delegate_description(agent: &AgentInfo) -> String {
     let mut d = format!(
-        "Ask the agent \"{}\" ({}) to do something and return its answer.",
+        "Hand a goal to the agent \"{}\" ({}) and get its answer.",
         display_safe(&agent.name, 100),
         agent.id
     );
     let about = display_safe(&agent.description, 400);
     if !about.is_empty() {
-        d.push_str(&format!(" It: {about}."));
+        d.push_str(&format!(" What it does: {about}"));
+        if !about.ends_with('.') {
+            d.push('.');
+        }
     }
     if !agent.handles.is_empty() {
         let handles: Vec<String> = agent
@@ -220,7 +247,21 @@ pub(crate) mod tests {
         );
         assert_eq!(offer.action("files_read"), None);
         let docs = &offer.definitions()[0];
-        assert!(docs.description.contains("Finds and reads your documents"));
+        assert_eq!(
+            docs.description,
+            "Hand a goal to the agent \"DOCS\" (docs) and get its answer. What it does: Finds and reads your documents. Good for: docs things."
+        );
+        let summaries: Vec<_> = offer.summaries().collect();
+        assert_eq!(
+            summaries[0],
+            (
+                "delegate_to_docs",
+                "the DOCS agent. Finds and reads your documents"
+            )
+        );
+        assert_eq!(summaries[2], ("web_fetch", "does web.fetch"));
+        assert_eq!(offer.first_delegate(), Some("delegate_to_docs"));
+        assert_eq!(Offer::build("sidekick", &[], &tools).first_delegate(), None);
         assert_eq!(docs.parameters["required"], json!(["goal"]));
     }
 

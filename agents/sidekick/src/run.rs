@@ -78,7 +78,7 @@ pub async fn run<M: Model, H: Host>(
     let mut window = Window::guess(&models);
     let offer = Offer::build(&settings.self_id, &agents, &tools);
     let mut loop_ = Loop {
-        conversation: Conversation::new(prompt::system_prompt(!offer.is_empty()), goal),
+        conversation: Conversation::new(prompt::system_prompt(&offer), goal),
         sources: Vec::new(),
         children: Vec::new(),
         made: Vec::new(),
@@ -107,7 +107,7 @@ pub async fn run<M: Model, H: Host>(
             if reply.calls.is_empty() {
                 // An answer; unless it is only a call written as text, then the final turn
                 // asks for one.
-                if !prompt::without_written_calls(&reply.text).is_empty() {
+                if !prompt::clean_answer(&reply.text).is_empty() {
                     answer = Some(reply);
                 }
                 break;
@@ -152,7 +152,7 @@ pub async fn run<M: Model, H: Host>(
         None => {
             loop_
                 .conversation
-                .close(prompt::system_prompt(false), prompt::CLOSING);
+                .close(prompt::answer_prompt(), prompt::CLOSING);
             loop_.conversation.fit(window.prompt_budget());
             let request = loop_.request(Vec::new(), window, settings);
             receive(model, &request, host, showing(0.9, settings))
@@ -160,7 +160,7 @@ pub async fn run<M: Model, H: Host>(
                 .map_err(SidekickError::Model)?
         }
     };
-    let said = prompt::without_written_calls(&reply.text);
+    let said = prompt::clean_answer(&reply.text);
     let said = if said.is_empty() {
         prompt::fallback_answer(
             loop_
@@ -309,10 +309,11 @@ impl Loop {
             &format!("asking {agent}: {}", display_safe(goal, 300)),
         )
         .await;
-        let origin = |task| Origin::Agent {
+        let origin = |task, cites| Origin::Agent {
             id: agent.to_string(),
             task,
             goal: goal.to_string(),
+            cites,
         };
         match host.delegate(agent, goal).await {
             Ok(child) if child.completed() => {
@@ -329,13 +330,14 @@ impl Loop {
                         None => text.push_str(&format!("\n[artifact {}]", display_safe(name, 100))),
                     }
                 }
-                Evidence::ok(origin(Some(child.task)), text)
+                let cites = crate::evidence::cited(&child.text);
+                Evidence::ok(origin(Some(child.task), cites), text)
             }
             Ok(child) => Evidence::failed(
-                origin(Some(child.task)),
+                origin(Some(child.task), Vec::new()),
                 format!("the task ended {}: {}", child.state, child.text),
             ),
-            Err(e) => Evidence::failed(origin(e.task), e.message),
+            Err(e) => Evidence::failed(origin(e.task, Vec::new()), e.message),
         }
     }
 }

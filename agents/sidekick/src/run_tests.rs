@@ -225,7 +225,13 @@ async fn the_sidekick_delegates_and_answers_with_the_origin_of_what_it_used() {
         calls(&[("delegate_to_docs", json!({"goal": "find the budget"}))]),
         says(&["The budget is ", "5 EUR (budget.txt)."]),
     ]);
-    let kernel = Kernel::new().child("docs", completed(12, "1 document matches: budget.txt"));
+    let kernel = Kernel::new().child(
+        "docs",
+        completed(
+            12,
+            "1 document matches: budget.txt\n\nSources:\n- /home/u/Documents/budget.txt",
+        ),
+    );
     let answer = run("How much is the budget?", &model, &kernel, &settings())
         .await
         .unwrap();
@@ -262,7 +268,7 @@ async fn the_sidekick_delegates_and_answers_with_the_origin_of_what_it_used() {
     assert!(got[0].1.ends_with("<<end>>"));
     assert_eq!(
         answer.text,
-        "The budget is 5 EUR (budget.txt).\n\nSources:\n- agent \"docs\" (task 12), asked: find the budget"
+        "The budget is 5 EUR (budget.txt).\n\nSources:\n- agent \"docs\" (task 12), asked: find the budget\n  - /home/u/Documents/budget.txt"
     );
     assert_eq!(answer.children, [12]);
     assert_eq!(answer.steps, 1);
