@@ -181,8 +181,14 @@ async fn relay(
     })
 }
 
-/// Count a finished request in the store, off the kernel's thread.
-fn record(store: Option<&Arc<Mutex<Store>>>, job: &Job, finished: Option<Finished>, usage: Usage) {
+/// Count a finished request in the store, off the kernel's thread (done before the caller reads
+/// the stream's end, so usage listed after an answer includes it).
+async fn record(
+    store: Option<&Arc<Mutex<Store>>>,
+    job: &Job,
+    finished: Option<Finished>,
+    usage: Usage,
+) {
     let (Some(store), Some(finished)) = (store, finished) else {
         return;
     };
@@ -190,11 +196,12 @@ fn record(store: Option<&Arc<Mutex<Store>>>, job: &Job, finished: Option<Finishe
         .account
         .rows(usage, finished.record.busy_ms, job.price.cost_micros(usage));
     let store = Arc::clone(store);
-    tokio::task::spawn_blocking(move || {
-        if let Err(e) = lock(&store).add_model_usage(&rows) {
-            tracing::error!(error = %e, "cannot record model usage");
-        }
-    });
+    let written = tokio::task::spawn_blocking(move || lock(&store).add_model_usage(&rows)).await;
+    match written {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "cannot record model usage"),
+        Err(e) => tracing::error!(error = %e, "cannot record model usage"),
+    }
 }
 
 /// Run `job` for the caller at the other end of `socket`, once `go` says it may start.
@@ -241,7 +248,7 @@ pub async fn run(
     // The provider's stream is dropped by now: its connection is closed. Free the slot first.
     let usage = tally.usage(job.prompt_tokens);
     let finished = broker.finish(job.id, usage, clock.now_ms());
-    record(broker.store(), &job, finished, usage);
+    record(broker.store(), &job, finished, usage).await;
     let last = match ended {
         Ended::Done(finish) => wire::ChatEvent::Done { finish },
         Ended::Failed(e) => {
