@@ -89,6 +89,9 @@ async fn run() -> anyhow::Result<()> {
     let kernel = Kernel::new(config, Arc::new(SystemClock), store, bus::host_server())?;
     // Grants given record what their agent is; a grant to a changed agent confirms the change.
     kernel.follow_agent_changes();
+    // SIGTERM is handled from before the name is taken: a stop right after the start (a
+    // service manager's, a test's) still shuts down cleanly.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let conn = match bus::serve(&kernel, args.address.as_deref()).await {
         Ok(c) => c,
         Err(StartError::NameTaken) => {
@@ -101,7 +104,6 @@ async fn run() -> anyhow::Result<()> {
     agentos_kernel::permission_store::start(&kernel);
     // Tasks time out as their deadlines pass; with none pending, nothing wakes the kernel.
     let deadlines = tokio::spawn(Kernel::watch_deadlines(kernel.downgrade()));
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: shutting down"),
