@@ -515,3 +515,82 @@ async fn a_flatpak_app_uses_a_model_only_with_the_users_grant() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn interactive_work_goes_first_and_keeps_a_slot_held() {
+    bounded(async {
+        let server = ModelServer::start(Props {
+            slots: 2,
+            ..Props::default()
+        });
+        let env = env_with(&settings_for(Some(&server), "")).await;
+        let c = client(&env).await;
+        let started = |e: Option<ChatEvent>| matches!(e, Some(ChatEvent::Started { .. }));
+        let wait = Duration::from_secs(3);
+        let none = Duration::from_millis(300);
+        // Background work borrows every slot while nobody waits on an answer.
+        let (_, mut bg1) = c.chat(&ask("[slow] one", None)).await.unwrap();
+        let (_, mut bg2) = c.chat(&ask("[slow] two", None)).await.unwrap();
+        assert!(started(next_within(&mut bg1, wait).await));
+        assert!(started(next_within(&mut bg2, wait).await));
+        let (_, mut bg3) = c.chat(&ask("[slow] three", None)).await.unwrap();
+        let mut question = ask("hi", None);
+        question.interactive = true;
+        let (_, mut first) = c.chat(&question).await.unwrap();
+        assert!(!started(next_within(&mut bg3, none).await));
+        assert!(!started(next_within(&mut first, none).await));
+        // A slot frees: the question takes it, ahead of the background request queued before.
+        drop(bg1);
+        assert!(started(next_within(&mut first, wait).await));
+        first.collect().await.unwrap();
+        // The question done, its slot stays held for the next one: background work keeps to
+        // one slot while questions came in the last 10 s.
+        assert!(!started(
+            next_within(&mut bg3, Duration::from_millis(500)).await
+        ));
+        let asked = Instant::now();
+        let (_, mut second) = c.chat(&question).await.unwrap();
+        assert!(started(next_within(&mut second, wait).await));
+        assert!(
+            asked.elapsed() < Duration::from_secs(1),
+            "the second question waited"
+        );
+        second.collect().await.unwrap();
+        // When the background slot frees, background work goes on.
+        drop(bg2);
+        assert!(started(next_within(&mut bg3, wait).await));
+        assert!(server.max_streaming() <= 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_fifo_baseline_serves_in_arrival_order() {
+    bounded(async {
+        let server = ModelServer::start(Props {
+            slots: 1,
+            ..Props::default()
+        });
+        let env = env_with(&settings_for(
+            Some(&server),
+            "[scheduler]\ndiscipline = \"fifo\"\n",
+        ))
+        .await;
+        let c = client(&env).await;
+        let started = |e: Option<ChatEvent>| matches!(e, Some(ChatEvent::Started { .. }));
+        let wait = Duration::from_secs(3);
+        let (_, mut bg1) = c.chat(&ask("[slow] one", None)).await.unwrap();
+        assert!(started(next_within(&mut bg1, wait).await));
+        let (_, mut bg2) = c.chat(&ask("[slow] two", None)).await.unwrap();
+        let mut question = ask("hi", None);
+        question.interactive = true;
+        let (_, mut q) = c.chat(&question).await.unwrap();
+        drop(bg1);
+        // Under FIFO the background request that came first goes first.
+        assert!(started(next_within(&mut bg2, wait).await));
+        assert!(!started(
+            next_within(&mut q, Duration::from_millis(300)).await
+        ));
+    })
+    .await;
+}
