@@ -594,3 +594,47 @@ async fn the_fifo_baseline_serves_in_arrival_order() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn cancelling_a_task_cancels_its_model_requests() {
+    bounded(async {
+        let server = ModelServer::start(Props {
+            slots: 1,
+            ..Props::default()
+        });
+        let mut env = env_with(&settings_for(Some(&server), "")).await;
+        write_chatter(&env);
+        env.restart_kernel().await;
+        let task = env.delegate("chatter", "chat - [slow] a long answer").await;
+        until(
+            "the agent's request streams",
+            Duration::from_secs(10),
+            || server.streaming() == 1,
+        )
+        .await;
+        env.kernel()
+            .await
+            .cancel_task(task)
+            .await
+            .expect("CancelTask");
+        until(
+            "the request's connection closed",
+            Duration::from_secs(2),
+            || server.closed_early() == 1,
+        )
+        .await;
+        // Its slot is free: the next request is served at once.
+        let c = client(&env).await;
+        let (_, s) = c.chat(&ask("hi", None)).await.unwrap();
+        let reply = tokio::time::timeout(Duration::from_secs(2), s.collect())
+            .await
+            .expect("served at once")
+            .unwrap();
+        assert_eq!(reply.text, "Hello from the fixture.");
+        assert_eq!(
+            env.wait_task(task).await.state,
+            TaskState::Canceled.as_str()
+        );
+    })
+    .await;
+}
