@@ -92,8 +92,9 @@ fn parameters(name: &str) -> f64 {
             continue;
         }
         let start = lower[..i]
-            .rfind(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .map_or(0, |p| p + 1);
+            .char_indices()
+            .rfind(|(_, c)| !(c.is_ascii_digit() || *c == '.'))
+            .map_or(0, |(p, c)| p + c.len_utf8());
         if let Ok(n) = lower[start..i].parse::<f64>() {
             best = Some(n);
         }
@@ -354,6 +355,26 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Model names come from servers and wanted names from callers: any text routes or is
+        /// refused, never panics, and a route names a model of the catalog's providers.
+        #[test]
+        fn any_names_route_or_are_refused(
+            names in proptest::collection::vec(".{0,24}", 0..4),
+            wanted in proptest::option::of(".{0,32}"),
+        ) {
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            let mut llama = entry("llama-server", true, &refs[..refs.len().min(1)]);
+            llama.open = true;
+            let c = Catalog {
+                providers: vec![llama, entry("ollama", true, &refs), entry("openai", false, &refs)],
+            };
+            if let Ok(r) = c.route(wanted.as_deref()) {
+                proptest::prop_assert!(c.get(&r.provider).is_some());
+            }
+        }
+    }
+
     #[test]
     fn model_sizes_are_read_from_names() {
         assert_eq!(parameters("qwen2.5-coder-0.5b-instruct-q4_k_m"), 0.5);
@@ -361,5 +382,9 @@ mod tests {
         assert_eq!(parameters("phi3:3.8b-mini"), 3.8);
         assert_eq!(parameters("mistral"), f64::MAX);
         assert_eq!(parameters("bge"), f64::MAX);
+        // Names come from servers: any text is read without panicking.
+        assert_eq!(parameters("é7b"), 7.0);
+        assert_eq!(parameters("ü.b"), f64::MAX);
+        assert_eq!(parameters("b"), f64::MAX);
     }
 }
