@@ -113,6 +113,27 @@ fn as_text(bytes: &[u8]) -> Option<String> {
     Some(String::from_utf8_lossy(bytes).into_owned())
 }
 
+/// A tool's output as text for the model: its result, then its data, then the start of the
+/// file it opened, each bounded; binary content is named, not shown.
+fn tool_text(result: &str, data: &[u8], file: Option<impl Read>) -> String {
+    let mut text = result.to_string();
+    if !data.is_empty() {
+        let data = &data[..data.len().min(MAX_READ as usize)];
+        match as_text(data) {
+            Some(t) => text.push_str(&format!("\n{t}")),
+            None => text.push_str(&format!("\n[{} bytes of binary data]", data.len())),
+        }
+    }
+    if let Some(file) = file {
+        match read_at_most(file, MAX_READ).as_deref().map(as_text) {
+            Some(Some(t)) => text.push_str(&format!("\n{t}")),
+            Some(None) => text.push_str("\n[a binary file]"),
+            None => text.push_str("\n[the file could not be read]"),
+        }
+    }
+    text
+}
+
 fn host_error(e: Error) -> HostError {
     HostError::new(e.message())
 }
@@ -165,28 +186,14 @@ impl Host for Kernel<'_> {
             .call_tool(tool, arguments)
             .await
             .map_err(host_error)?;
-        let mut text = result.clone();
-        if !data.is_empty() {
-            let data = &data[..data.len().min(MAX_READ as usize)];
-            match as_text(data) {
-                Some(t) => text.push_str(&format!("\n{t}")),
-                None => text.push_str(&format!("\n[{} bytes of binary data]", data.len())),
-            }
-        }
         // A tool that opened a file (files.read) hands it over as an fd its result indexes.
         let index = serde_json::from_str::<serde_json::Value>(&result)
             .ok()
             .and_then(|v| v.get("fd").and_then(serde_json::Value::as_u64));
-        if let Some(fd) = index.and_then(|i| fds.into_iter().nth(i as usize)) {
-            match read_at_most(std::fs::File::from(fd), MAX_READ).as_deref() {
-                Some(bytes) => match as_text(bytes) {
-                    Some(t) => text.push_str(&format!("\n{t}")),
-                    None => text.push_str("\n[a binary file]"),
-                },
-                None => text.push_str("\n[the file could not be read]"),
-            }
-        }
-        Ok(text)
+        let file = index
+            .and_then(|i| fds.into_iter().nth(i as usize))
+            .map(std::fs::File::from);
+        Ok(tool_text(&result, &data, file))
     }
 
     async fn progress(&self, fraction: f64, message: &str) {
@@ -265,6 +272,25 @@ mod tests {
             error_kind::PROVIDER
         );
         assert_eq!(as_text(b"a\0b"), None);
+    }
+
+    #[test]
+    fn tool_output_reads_as_text_bounded() {
+        let none: Option<&[u8]> = None;
+        assert_eq!(
+            tool_text(r#"{"status":200}"#, b"<p>hi</p>", none),
+            "{\"status\":200}\n<p>hi</p>"
+        );
+        assert_eq!(
+            tool_text(r#"{"path":"a.txt","fd":0}"#, b"", Some(&b"file text"[..])),
+            "{\"path\":\"a.txt\",\"fd\":0}\nfile text"
+        );
+        assert!(tool_text("{}", b"\0\x01", none).ends_with("[2 bytes of binary data]"));
+        let big = vec![b'x'; 200 * 1024];
+        assert_eq!(
+            tool_text("{}", b"", Some(&big[..])).len(),
+            3 + MAX_READ as usize
+        );
         assert_eq!(as_text(b"plain").as_deref(), Some("plain"));
     }
 }
