@@ -8,13 +8,17 @@ use std::sync::{Arc, Mutex};
 use adw::prelude::*;
 use relm4::prelude::*;
 
-use crate::consent::dialog::{ConsentDialogs, ConsentInput};
+use gtk::{gio, glib};
+
+use crate::consent::dialog::{ConsentDialogs, ConsentInput, ConsentOutput};
 use crate::link::{self, LinkEvent};
+use crate::model::tasks::Task;
+use crate::notify;
 use crate::pages::activity::{ActivityInput, ActivityPage};
 use crate::pages::agents::{AgentsInput, AgentsPage};
 use crate::pages::ask::{AskInput, AskPage};
 use crate::pages::permissions::{PermissionsInput, PermissionsPage};
-use crate::pages::tasks::{TasksInput, TasksPage};
+use crate::pages::tasks::{TasksInput, TasksOutput, TasksPage};
 
 /// How the panel starts.
 #[derive(Debug, Clone, Default)]
@@ -37,6 +41,15 @@ pub enum AppInput {
     /// Show the page at this index of [`PAGES`].
     Show(usize),
     Back,
+    /// A task finished (notify when the window is not in front).
+    TaskFinished(Task),
+    Consent(ConsentOutput),
+    /// From a notification: show this task.
+    ShowTask(u64),
+    /// From a notification: answer a request (handle, option id or "deny").
+    Answer(String, String),
+    /// From a notification: bring the window to the front.
+    Present,
 }
 
 #[derive(Debug)]
@@ -50,7 +63,7 @@ pub struct App {
     agents: Controller<AgentsPage>,
     permissions: Controller<PermissionsPage>,
     activity: Controller<ActivityPage>,
-    _consent: Controller<ConsentDialogs>,
+    consent: Controller<ConsentDialogs>,
     widgets: AppWidgets,
 }
 
@@ -85,13 +98,18 @@ impl Component for App {
         sender: ComponentSender<Self>,
     ) -> ComponentParts<Self> {
         let ask = AskPage::builder().launch(()).detach();
-        let tasks = TasksPage::builder().launch(()).detach();
+        let tasks = TasksPage::builder()
+            .launch(())
+            .forward(sender.input_sender(), |o| match o {
+                TasksOutput::Finished(t) => AppInput::TaskFinished(t),
+            });
         let agents = AgentsPage::builder().launch(()).detach();
         let permissions = PermissionsPage::builder().launch(()).detach();
         let activity = ActivityPage::builder().launch(()).detach();
         let consent = ConsentDialogs::builder()
             .launch(window.clone().upcast())
-            .detach();
+            .forward(sender.input_sender(), AppInput::Consent);
+        add_actions(&sender);
 
         // The sidebar.
         let sidebar = gtk::Box::new(gtk::Orientation::Vertical, 0);
@@ -193,7 +211,7 @@ impl Component for App {
             agents,
             permissions,
             activity,
-            _consent: consent,
+            consent,
             widgets: AppWidgets {
                 top,
                 down,
@@ -210,8 +228,34 @@ impl Component for App {
         ComponentParts { model, widgets: () }
     }
 
-    fn update(&mut self, msg: AppInput, _sender: ComponentSender<Self>, _root: &Self::Root) {
+    fn update(&mut self, msg: AppInput, _sender: ComponentSender<Self>, root: &Self::Root) {
+        let app: gio::Application = relm4::main_application().upcast();
         match msg {
+            AppInput::TaskFinished(task) => {
+                if !notify::in_front() {
+                    if let Some(n) = notify::task_finished(&task) {
+                        notify::send(&app, &n);
+                    }
+                }
+            }
+            AppInput::Consent(ConsentOutput::Asked(handle, shown, answers, in_front)) => {
+                if !in_front {
+                    notify::send(&app, &notify::consent_needed(&handle, &shown, &answers));
+                }
+            }
+            AppInput::Consent(ConsentOutput::Settled(handle)) => {
+                notify::withdraw(&app, &notify::consent_id(&handle));
+            }
+            AppInput::ShowTask(id) => {
+                self.show(1);
+                root.present();
+                self.tasks.emit(TasksInput::Select(id));
+            }
+            AppInput::Answer(handle, option) => {
+                self.consent
+                    .emit(ConsentInput::Responded(handle, notify::answer_of(&option)));
+            }
+            AppInput::Present => root.present(),
             AppInput::Show(i) => {
                 self.show(i);
                 self.widgets
@@ -261,6 +305,32 @@ impl Component for App {
             }
         }
     }
+}
+
+/// The application's actions that notifications' buttons name.
+fn add_actions(sender: &ComponentSender<App>) {
+    let app = relm4::main_application();
+    let show_task = gio::SimpleAction::new(notify::SHOW_TASK, Some(glib::VariantTy::UINT64));
+    let input = sender.input_sender().clone();
+    show_task.connect_activate(move |_, v| {
+        if let Some(id) = v.and_then(|v| v.get::<u64>()) {
+            input.emit(AppInput::ShowTask(id));
+        }
+    });
+    app.add_action(&show_task);
+    let consent_ty = glib::VariantTy::new("(ss)").ok();
+    let consent = gio::SimpleAction::new(notify::CONSENT, consent_ty);
+    let input = sender.input_sender().clone();
+    consent.connect_activate(move |_, v| {
+        if let Some((handle, option)) = v.and_then(|v| v.get::<(String, String)>()) {
+            input.emit(AppInput::Answer(handle, option));
+        }
+    });
+    app.add_action(&consent);
+    let show = gio::SimpleAction::new(notify::SHOW, None);
+    let input = sender.input_sender().clone();
+    show.connect_activate(move |_, _| input.emit(AppInput::Present));
+    app.add_action(&show);
 }
 
 impl App {

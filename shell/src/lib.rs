@@ -12,6 +12,7 @@ pub mod app;
 pub mod consent;
 pub mod link;
 pub mod model;
+pub mod notify;
 pub mod pages;
 pub mod ui;
 

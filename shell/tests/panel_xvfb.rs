@@ -20,6 +20,9 @@ use agentos_panel::consent::dialog::DIALOG_TITLE;
 use agentos_tests::{Env, Services};
 use relm4::prelude::*;
 
+/// The real notification server the test runs (Debian's notification-daemon).
+const NOTIFICATION_DAEMON: &str = "/usr/lib/notification-daemon/notification-daemon";
+
 /// Every wait of the test is bounded by this.
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -103,6 +106,27 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
         assert!(Instant::now() < deadline, "the kernel did not ask");
         std::thread::sleep(Duration::from_millis(50));
     }
+
+    // The panel's application, registered on the test's bus (notifications need it), and a
+    // real notification server, watched with dbus-monitor.
+    let app = relm4::main_application();
+    app.set_application_id(Some(agentos_panel::APP_ID));
+    app.register(None::<&gtk::gio::Cancellable>)
+        .expect("register the application");
+    let notifications = if Path::new(NOTIFICATION_DAEMON).exists() {
+        let notifyd = env.service(
+            Command::new(NOTIFICATION_DAEMON)
+                .env("DISPLAY", display)
+                .env("GDK_BACKEND", "x11")
+                // Its icons come from the system's theme.
+                .env("XDG_DATA_DIRS", "/usr/share"),
+        );
+        rt.block_on(env.wait_for_name("org.freedesktop.Notifications"));
+        Some((notifyd, Monitor::start(&env.address)))
+    } else {
+        eprintln!("skipping the notifications: {NOTIFICATION_DAEMON} is not installed (apt-get install notification-daemon)");
+        None
+    };
 
     let panel = App::builder()
         .launch(Init {
@@ -312,6 +336,71 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
     let info = wait_finished(rt, env, again).await;
     assert_eq!(info.state, "failed", "{info:?}");
 
+    if let Some((mut notifyd, monitor)) = notifications {
+        // Notifications: with another window in front, a finished task is announced to the real
+        // notification server with an Open button; that button's action shows the task.
+        let mut other = Command::new("display")
+            .args(["-title", "elsewhere", "-size", "200x100", "xc:white"])
+            .env("DISPLAY", display)
+            .spawn()
+            .expect("imagemagick's display");
+        focus_elsewhere(display, &window).await;
+        let noticed = rt.block_on(env.delegate("tester", "echo noticed"));
+        until_found("the server is told the task finished", || {
+            let seen = monitor.text();
+            let told = seen.contains("tester finished")
+                && seen.contains(&format!("app.show-task(uint64 {noticed})"))
+                && seen.contains("Open");
+            told.then_some(())
+        })
+        .await;
+        shot(display, "panel-notification").await;
+        app.activate_action(
+            agentos_panel::notify::SHOW_TASK,
+            Some(&gtk::glib::prelude::ToVariant::to_variant(&noticed)),
+        );
+        until("the notification's action shows the task", &window, |w| {
+            has(&texts(w), &format!("Task {noticed} · tester"))
+        })
+        .await;
+        // Consent needed while the panel is not in front: Allow Once and Deny buttons; Deny's
+        // action answers the request.
+        focus_elsewhere(display, &window).await;
+        let projects = env.home().join("Projects");
+        std::fs::create_dir_all(&projects).unwrap();
+        let projects_s = projects.to_str().unwrap().to_string();
+        let asked = rt.block_on(env.delegate("tester", &format!("read {projects_s} x.txt")));
+        until_found("the server is told consent is needed", || {
+            let seen = monitor.text();
+            let told = seen.contains("AgentOS needs your permission")
+                && seen.contains(&format!("read files in {projects_s}"))
+                && seen.contains("Allow Once")
+                && seen.contains("Deny");
+            told.then_some(())
+        })
+        .await;
+        let pending = rt.block_on(k.list_consent_requests()).unwrap();
+        let request = pending.first().expect("a pending request").id;
+        let handle = format!("/org/freedesktop/portal/desktop/request/agentos/r{request}");
+        app.activate_action(
+            agentos_panel::notify::CONSENT,
+            Some(&gtk::glib::prelude::ToVariant::to_variant(&(
+                handle.as_str(),
+                agentos_panel::notify::DENY,
+            ))),
+        );
+        let info = wait_finished(rt, env, asked).await;
+        assert_eq!(info.state, "failed", "{info:?}");
+        until_found("the dialog closes", || {
+            consent_dialog().is_none().then_some(())
+        })
+        .await;
+        let _ = other.kill();
+        let _ = other.wait();
+        let _ = notifyd.kill();
+        let _ = notifyd.wait();
+    }
+
     // The kernel goes away: the panel says so; it comes back: the panel reconnects.
     assert!(rt.block_on(env.stop_kernel("TERM")).success());
     until("the panel says AgentOS is not running", &window, |w| {
@@ -326,6 +415,77 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
     })
     .await;
     drop(panel);
+}
+
+/// Give the keyboard focus to another program's window ("elsewhere"): no window of the panel
+/// is in front then.
+async fn focus_elsewhere(display: &str, window: &gtk::Window) {
+    let win = until_found("the other program's window", || {
+        let out = Command::new("xdotool")
+            .args(["search", "--onlyvisible", "--name", "elsewhere"])
+            .env("DISPLAY", display)
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.lines().next().map(str::to_string)
+    })
+    .await;
+    let ok = Command::new("xdotool")
+        .args(["windowfocus", "--sync", &win])
+        .env("DISPLAY", display)
+        .status()
+        .expect("xdotool");
+    assert!(ok.success());
+    until("no window of the panel is in front", window, |_| {
+        !agentos_panel::notify::in_front()
+    })
+    .await;
+}
+
+/// `dbus-monitor` on the test's bus, watching the notification server's interface.
+struct Monitor {
+    child: std::process::Child,
+    seen: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Monitor {
+    fn start(address: &str) -> Monitor {
+        // Line-buffered: a pipe would otherwise get its output in blocks.
+        let mut child = Command::new("stdbuf")
+            .args([
+                "-oL",
+                "dbus-monitor",
+                "--address",
+                address,
+                "type='method_call',interface='org.freedesktop.Notifications'",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("dbus-monitor");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let out = child.stdout.take().unwrap();
+        let into = std::sync::Arc::clone(&seen);
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let mut s = into.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Monitor { child, seen }
+    }
+
+    fn text(&self) -> String {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Let the main loop run for `ms`.

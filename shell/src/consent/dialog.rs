@@ -25,6 +25,16 @@ pub enum ConsentInput {
     Responded(String, Answer),
 }
 
+/// What the window hears about requests (for notifications).
+#[derive(Debug)]
+pub enum ConsentOutput {
+    /// A request waits for the user: (handle, what the dialog shows, the answers offered,
+    /// whether a window of the panel was in front when it came).
+    Asked(String, Shown, Vec<Answer>, bool),
+    /// It was answered or closed.
+    Settled(String),
+}
+
 pub struct ConsentDialogs {
     parent: gtk::Window,
     queue: Queue<oneshot::Sender<Answer>>,
@@ -34,7 +44,7 @@ pub struct ConsentDialogs {
 impl Component for ConsentDialogs {
     type Init = gtk::Window;
     type Input = ConsentInput;
-    type Output = ();
+    type Output = ConsentOutput;
     type CommandOutput = ();
     type Widgets = ();
     type Root = gtk::Label;
@@ -62,6 +72,13 @@ impl Component for ConsentDialogs {
     fn update(&mut self, msg: ConsentInput, sender: ComponentSender<Self>, root: &gtk::Label) {
         match msg {
             ConsentInput::Event(ConsentEvent::Ask(pending)) => {
+                let in_front = crate::notify::in_front();
+                let _ = sender.output(ConsentOutput::Asked(
+                    pending.handle.clone(),
+                    pending.shown.clone(),
+                    pending.answers.clone(),
+                    in_front,
+                ));
                 if self.queue.push(pending) {
                     self.show_current(&sender);
                 }
@@ -70,6 +87,7 @@ impl Component for ConsentDialogs {
                 let (what, pending) = self.queue.dismiss(&handle);
                 if let Some(p) = pending {
                     let _ = p.reply.send(Answer::Dismissed);
+                    let _ = sender.output(ConsentOutput::Settled(handle.clone()));
                 }
                 if what == Dismissed::Shown {
                     if let Some(d) = self.shown.take() {
@@ -79,9 +97,16 @@ impl Component for ConsentDialogs {
                 }
             }
             ConsentInput::Responded(handle, answer) => {
-                if let Some(p) = self.queue.answer(&handle) {
+                // From its dialog, or from a notification's button (shown or still waiting).
+                let (what, pending) = self.queue.dismiss(&handle);
+                if let Some(p) = pending {
                     let _ = p.reply.send(answer);
-                    self.shown = None;
+                    let _ = sender.output(ConsentOutput::Settled(handle));
+                }
+                if what == Dismissed::Shown {
+                    if let Some(d) = self.shown.take() {
+                        d.close();
+                    }
                     self.show_current(&sender);
                 }
             }
@@ -95,7 +120,7 @@ impl Component for ConsentDialogs {
         });
     }
 
-    fn shutdown(&mut self, _widgets: &mut (), _output: relm4::Sender<()>) {
+    fn shutdown(&mut self, _widgets: &mut (), _output: relm4::Sender<ConsentOutput>) {
         for p in self.queue.drain() {
             let _ = p.reply.send(Answer::Dismissed);
         }

@@ -23,6 +23,15 @@ pub enum TasksInput {
     Cancel,
     /// A second passed: redraw the elapsed time of running tasks.
     Tick,
+    /// Select this task (from a notification).
+    Select(u64),
+}
+
+/// What the page tells the window.
+#[derive(Debug)]
+pub enum TasksOutput {
+    /// A task finished while the page followed it (not one that was finished when listed).
+    Finished(crate::model::tasks::Task),
 }
 
 #[derive(Debug)]
@@ -50,7 +59,7 @@ pub struct TasksPage {
 impl Component for TasksPage {
     type Init = ();
     type Input = TasksInput;
-    type Output = ();
+    type Output = TasksOutput;
     type CommandOutput = TasksCmd;
     type Widgets = ();
     type Root = gtk::Box;
@@ -144,6 +153,11 @@ impl Component for TasksPage {
                     self.fetch_details(&sender);
                 }
             }
+            TasksInput::Select(id) => {
+                if let Some(pos) = self.list.find(|t| t.row.task.id == id) {
+                    self.list.selection_model.set_selected(pos);
+                }
+            }
             TasksInput::Tick => {
                 let running: Vec<u64> = self
                     .list
@@ -182,7 +196,7 @@ impl Component for TasksPage {
             TasksCmd::Loaded(_, Err(e)) => {
                 self.status.set_label(&format!("Cannot list tasks: {e}"))
             }
-            TasksCmd::Event(_, Ok(ev)) => match self.store.apply(&ev) {
+            TasksCmd::Event(_, Ok(ev)) => match self.apply(&ev, &sender) {
                 Applied::Changed(id) => {
                     self.replace(id);
                     if Some(id) == self.selected {
@@ -307,6 +321,18 @@ impl TasksPage {
             }
         }
         self.count();
+    }
+
+    /// Apply an event; a task it finishes is announced to the window.
+    fn apply(&mut self, ev: &TaskEvent, sender: &ComponentSender<Self>) -> Applied {
+        let was_finished = self.store.get(ev.id).map(|t| t.is_finished());
+        let applied = self.store.apply(ev);
+        if ev.state.is_terminal() && was_finished != Some(true) {
+            if let Some(task) = self.store.get(ev.id) {
+                let _ = sender.output(TasksOutput::Finished(task.clone()));
+            }
+        }
+        applied
     }
 
     /// Show a task that was not in the list, at its place in the tree.
