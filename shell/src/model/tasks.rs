@@ -84,6 +84,13 @@ impl TaskStore {
             .collect();
     }
 
+    /// Add older tasks (a page of history); tasks already known keep what the events said.
+    pub fn extend(&mut self, tasks: Vec<TaskInfo>) {
+        for t in tasks {
+            self.tasks.entry(t.id).or_insert_with(|| Task::from_info(t));
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.tasks.len()
     }
@@ -278,6 +285,16 @@ mod tests {
         // GetTask fills in what the event did not carry.
         assert_eq!(store.put(info(2, 1, "working")), Applied::Changed(2));
         assert_eq!(store.get(2).unwrap().goal, "goal 2");
+    }
+
+    #[test]
+    fn older_pages_add_without_overwriting() {
+        let mut store = TaskStore::default();
+        store.load(vec![info(5, 0, "working")]);
+        store.apply(&event(5, 0, TaskState::Completed, 1.0));
+        store.extend(vec![info(5, 0, "working"), info(2, 0, "completed")]);
+        assert_eq!(store.get(5).unwrap().state, Some(TaskState::Completed));
+        assert_eq!(order(&store), vec![(5, 0), (2, 0)]);
     }
 
     #[test]

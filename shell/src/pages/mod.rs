@@ -9,7 +9,7 @@ pub mod permissions;
 pub mod task_item;
 pub mod tasks;
 
-/// Tasks listed when the Tasks page loads (newest first).
+/// Tasks read per page of history (`ListTaskPage`), newest first.
 pub const TASKS_LOADED: u32 = 1000;
 
 /// An error of a kernel call, in a sentence.

@@ -25,6 +25,8 @@ pub enum TasksInput {
     Tick,
     /// Select this task (from a notification).
     Select(u64),
+    /// Read the next page of older tasks.
+    Older,
 }
 
 /// What the page tells the window.
@@ -36,7 +38,9 @@ pub enum TasksOutput {
 
 #[derive(Debug)]
 pub enum TasksCmd {
-    Loaded(u64, Result<Vec<TaskInfo>, String>),
+    /// A page of tasks (the tasks, the `before` of the next page, 0 at the oldest); `true` for
+    /// an older page to add, `false` for the newest page, which replaces what was shown.
+    Loaded(u64, Result<(Vec<TaskInfo>, u64), String>, bool),
     Event(u64, Result<TaskEvent, String>),
     /// A task first seen in an event, as `GetTask` describes it.
     Fetched(u64, TaskInfo),
@@ -51,6 +55,9 @@ pub struct TasksPage {
     store: TaskStore,
     list: TypedListView<TaskItem, gtk::SingleSelection>,
     selected: Option<u64>,
+    /// The `before` of the next older page, 0 when the oldest was read.
+    next: u64,
+    older: gtk::Button,
     status: gtk::Label,
     details: gtk::Box,
     cancel: gtk::Button,
@@ -95,7 +102,14 @@ impl Component for TasksPage {
         cancel.set_sensitive(false);
         let input = sender.input_sender().clone();
         cancel.connect_clicked(move |_| input.emit(TasksInput::Cancel));
-        lower.append(&cancel);
+        let buttons = gtk::Box::new(gtk::Orientation::Horizontal, 6);
+        buttons.append(&cancel);
+        let older = gtk::Button::with_mnemonic("Load _Older Tasks");
+        older.set_sensitive(false);
+        let input = sender.input_sender().clone();
+        older.connect_clicked(move |_| input.emit(TasksInput::Older));
+        buttons.append(&older);
+        lower.append(&buttons);
         let details_scroll = gtk::ScrolledWindow::new();
         details_scroll.set_vexpand(true);
         details_scroll.set_child(Some(&details));
@@ -118,6 +132,8 @@ impl Component for TasksPage {
             store: TaskStore::default(),
             list,
             selected: None,
+            next: 0,
+            older,
             status,
             details,
             cancel,
@@ -131,14 +147,13 @@ impl Component for TasksPage {
                 self.generation += 1;
                 self.client = Some(client.clone());
                 self.follow(&sender, client.clone());
-                let generation = self.generation;
-                sender.oneshot_command(async move {
-                    let r = super::on_kernel(&client, |k| async move {
-                        k.list_tasks(super::TASKS_LOADED).await
-                    })
-                    .await;
-                    TasksCmd::Loaded(generation, r)
-                });
+                self.read_page(&sender, 0);
+            }
+            TasksInput::Older => {
+                if self.next != 0 {
+                    self.older.set_sensitive(false);
+                    self.read_page(&sender, self.next);
+                }
             }
             TasksInput::Disconnected => {
                 self.generation += 1;
@@ -187,13 +202,19 @@ impl Component for TasksPage {
 
     fn update_cmd(&mut self, msg: TasksCmd, sender: ComponentSender<Self>, _root: &gtk::Box) {
         match msg {
-            TasksCmd::Loaded(g, _) | TasksCmd::Event(g, _) | TasksCmd::Fetched(g, _)
+            TasksCmd::Loaded(g, ..) | TasksCmd::Event(g, _) | TasksCmd::Fetched(g, _)
                 if g != self.generation => {}
-            TasksCmd::Loaded(_, Ok(tasks)) => {
-                self.store.load(tasks);
+            TasksCmd::Loaded(_, Ok((tasks, next)), older) => {
+                if older {
+                    self.store.extend(tasks);
+                } else {
+                    self.store.load(tasks);
+                }
+                self.next = next;
+                self.older.set_sensitive(next != 0);
                 self.rebuild();
             }
-            TasksCmd::Loaded(_, Err(e)) => {
+            TasksCmd::Loaded(_, Err(e), _) => {
                 self.status.set_label(&format!("Cannot list tasks: {e}"))
             }
             TasksCmd::Event(_, Ok(ev)) => match self.apply(&ev, &sender) {
@@ -239,6 +260,21 @@ impl Component for TasksPage {
 }
 
 impl TasksPage {
+    /// Read the page of tasks before `before` (0: the newest page).
+    fn read_page(&self, sender: &ComponentSender<Self>, before: u64) {
+        let Some(client) = self.client.clone() else {
+            return;
+        };
+        let generation = self.generation;
+        sender.oneshot_command(async move {
+            let r = super::on_kernel(&client, |k| async move {
+                k.list_task_page(before, super::TASKS_LOADED).await
+            })
+            .await;
+            TasksCmd::Loaded(generation, r, before != 0)
+        });
+    }
+
     /// Follow the kernel's task events until that kernel changes.
     fn follow(&self, sender: &ComponentSender<Self>, client: Client) {
         let generation = self.generation;
