@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use agentos_dbus_interfaces::inference::{error_kind, ChatRequest, ToolCall};
+use agentos_dbus_interfaces::inference::{error_kind, finish, ChatRequest, ToolCall};
 use agentos_dbus_interfaces::text::display_safe;
 use serde_json::{Map, Value};
 
@@ -161,6 +161,7 @@ pub async fn run<M: Model, H: Host>(
         }
     };
     let said = prompt::clean_answer(&reply.text);
+    let cut = reply.finish == finish::LENGTH;
     let said = if said.is_empty() {
         prompt::fallback_answer(
             loop_
@@ -169,6 +170,8 @@ pub async fn run<M: Model, H: Host>(
                 .iter()
                 .flat_map(|s| s.results.iter().map(|r| &r.evidence)),
         )
+    } else if cut {
+        format!("{said}\n\n(The answer stops here: the model reached its length limit.)")
     } else {
         said
     };

@@ -701,6 +701,27 @@ async fn an_empty_final_answer_falls_back_to_what_the_sources_said() {
 }
 
 #[tokio::test]
+async fn an_answer_cut_at_the_length_limit_says_so() {
+    let nothing = Kernel {
+        agents: Vec::new(),
+        tools: Vec::new(),
+        ..Kernel::new()
+    };
+    let model = Script::new(vec![Ok(vec![
+        started(),
+        ChatEvent::Text {
+            text: "The budget is".into(),
+        },
+        done("length"),
+    ])]);
+    let answer = run("x", &model, &nothing, &settings()).await.unwrap();
+    assert_eq!(
+        answer.text,
+        "The budget is\n\n(The answer stops here: the model reached its length limit.)"
+    );
+}
+
+#[tokio::test]
 async fn a_call_written_as_text_is_not_taken_for_the_answer() {
     let written =
         "```json\n{\"name\": \"delegate_to_docs\", \"arguments\": {\"goal\": \"x\"}}\n```";
