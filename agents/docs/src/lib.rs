@@ -1,6 +1,6 @@
 //! `agentos-agent-docs`: finds the user's documents, and answers questions about them. Goal:
-//! `<words> [in <absolute folder>]` finds the documents whose name or text holds every word; a
-//! question (see `goal`) is answered by a model through the kernel's broker from the passages
+//! `<words> [in <absolute folder>]` finds the documents whose name or text holds every word
+//! (but common ones such as "the"); a question (see `goal`) is answered by a model through the kernel's broker from the passages
 //! that match it best, citing their files. Without a folder, the user's documents folder. Uses
 //! `files.list` and `files.read` through the kernel.
 
