@@ -336,6 +336,28 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
     let info = wait_finished(rt, env, again).await;
     assert_eq!(info.state, "failed", "{info:?}");
 
+    // A dialog left unanswered: the kernel's time limit closes it (impl.portal.Request.Close),
+    // the panel takes it off the screen, and the task is denied.
+    let later = env.home().join("Later");
+    std::fs::create_dir_all(&later).unwrap();
+    let unanswered =
+        rt.block_on(env.delegate("tester", &format!("read {} x.txt", later.to_str().unwrap())));
+    until_found(
+        "the consent dialog opens for the unanswered request",
+        consent_dialog,
+    )
+    .await;
+    let info = wait_finished(rt, env, unanswered).await;
+    assert_eq!(info.state, "failed", "{info:?}");
+    until_found("the closed request's dialog goes away", || {
+        consent_dialog().is_none().then_some(())
+    })
+    .await;
+    until("the waiting count goes away", &window, |w| {
+        !has(&texts(w), "waits for you")
+    })
+    .await;
+
     if let Some((mut notifyd, monitor)) = notifications {
         // Notifications: with another window in front, a finished task is announced to the real
         // notification server with an Open button; that button's action shows the task.
