@@ -1,24 +1,7 @@
-//! `agentos-agent-sidekick`: the agent the user talks to. It takes the user's goal, plans with a
-//! model through the kernel's broker, delegates sub-goals to the other agents and uses the
-//! platform tools it may, keeps each result's origin next to it (labelled untrusted for the
-//! model), and answers with its sources and the children's artifacts, streaming the answer as
-//! the task's progress.
+//! `agentos-agent-sidekick`: the built-in agent the user talks to (`agentctl ask`); see the
+//! library for what it does.
 
-mod conversation;
-mod error;
-mod evidence;
-mod host;
-mod model;
-mod offer;
-mod prompt;
-mod reply;
-mod run;
-mod sdk;
-mod window;
-
-#[cfg(test)]
-mod run_tests;
-
+use agentos_agent_sidekick::{run, sdk};
 use agentos_dbus_interfaces::names::AGENT_ID_ENV;
 use agentos_sdk::{Agent, Outcome, Task};
 

@@ -77,7 +77,8 @@ pub fn outcome_text(answer: &str, sources: &[Origin]) -> String {
 /// The answer as the user reads it: without calls written as text, and without the sidekick's
 /// own markers if the model copied them (the sources are listed after the answer anyway).
 pub fn clean_answer(text: &str) -> String {
-    without_written_calls(text)
+    crate::written::split(text)
+        .0
         .lines()
         .filter(|l| {
             let l = l.trim();
@@ -89,39 +90,6 @@ pub fn clean_answer(text: &str) -> String {
         .join("\n")
         .trim()
         .to_string()
-}
-
-/// The text of a final answer without the tool calls a model wrote as text (offered no tools,
-/// a small model may still write ```` ```json {"name": …, "arguments": …} ``` ````, or that
-/// object alone): those are not an answer.
-pub fn without_written_calls(text: &str) -> String {
-    let is_call = |s: &str| {
-        serde_json::from_str::<serde_json::Value>(s.trim()).is_ok_and(|v| {
-            v.get("name").is_some_and(serde_json::Value::is_string) && v.get("arguments").is_some()
-        })
-    };
-    if is_call(text) {
-        return String::new();
-    }
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("```") {
-        let after = &rest[start + 3..];
-        let body_start = after.find('\n').map_or(after.len(), |i| i + 1);
-        let Some(len) = after[body_start..].find("```") else {
-            break;
-        };
-        let body = &after[body_start..body_start + len];
-        let end = start + 3 + body_start + len + 3;
-        if is_call(body) {
-            out.push_str(&rest[..start]);
-        } else {
-            out.push_str(&rest[..end]);
-        }
-        rest = &rest[end..];
-    }
-    out.push_str(rest);
-    out.trim().to_string()
 }
 
 /// When the model said nothing in its final turn: what the tools brought back, plainly.
@@ -189,23 +157,5 @@ mod tests {
             "It is 5 EUR. The tools returned:\n\n5 EUR"
         );
         assert_eq!(clean_answer("a << b"), "a << b");
-    }
-
-    #[test]
-    fn calls_written_as_text_are_no_answer() {
-        let call =
-            "```json\n{\"name\": \"delegate_to_docs\", \"arguments\": {\"goal\": \"x\"}}\n```";
-        assert_eq!(without_written_calls(call), "");
-        assert_eq!(
-            without_written_calls("{\"name\": \"web_fetch\", \"arguments\": {}}"),
-            ""
-        );
-        assert_eq!(
-            without_written_calls(&format!("It is 5 EUR.\n{call}\nSee budget.txt.")),
-            "It is 5 EUR.\n\nSee budget.txt."
-        );
-        let code = "Run:\n```json\n{\"a\": 1}\n```\ndone";
-        assert_eq!(without_written_calls(code), code, "other code stays");
-        assert_eq!(without_written_calls("``` unclosed"), "``` unclosed");
     }
 }

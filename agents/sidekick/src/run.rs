@@ -18,6 +18,7 @@ use crate::offer::{Action, Offer};
 use crate::prompt;
 use crate::reply::{receive, Reply, Showing};
 use crate::window::{tokens, Window};
+use crate::written;
 
 /// Calls of one reply that are run; a model that makes more has the rest left out.
 pub const MAX_CALLS_PER_STEP: usize = 8;
@@ -105,6 +106,9 @@ pub async fn run<M: Model, H: Host>(
                 window = w;
             }
             if reply.calls.is_empty() {
+                take_written_calls(&mut reply, &offer, step);
+            }
+            if reply.calls.is_empty() {
                 // An answer; unless it is only a call written as text, then the final turn
                 // asks for one.
                 if !prompt::clean_answer(&reply.text).is_empty() {
@@ -188,6 +192,25 @@ fn showing(fraction: f64, settings: &Settings) -> Showing {
         fraction,
         every: settings.progress_every,
         max_bytes: settings.progress_bytes,
+    }
+}
+
+/// Calls of offered tools the model wrote as text become its calls (see `written`).
+fn take_written_calls(reply: &mut Reply, offer: &Offer, step: usize) {
+    let (rest, written) = written::split(&reply.text);
+    let calls: Vec<ToolCall> = written
+        .into_iter()
+        .filter(|(name, _)| offer.action(name).is_some())
+        .enumerate()
+        .map(|(i, (name, arguments))| ToolCall {
+            id: format!("written_{step}_{i}"),
+            name,
+            arguments,
+        })
+        .collect();
+    if !calls.is_empty() {
+        reply.calls = calls;
+        reply.text = rest;
     }
 }
 

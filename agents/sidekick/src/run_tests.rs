@@ -722,22 +722,53 @@ async fn an_answer_cut_at_the_length_limit_says_so() {
 }
 
 #[tokio::test]
-async fn a_call_written_as_text_is_not_taken_for_the_answer() {
-    let written =
-        "```json\n{\"name\": \"delegate_to_docs\", \"arguments\": {\"goal\": \"x\"}}\n```";
-    let model = Script::new(vec![says(&[written]), says(&[written])]);
+async fn a_call_written_as_text_is_made_while_tools_are_offered() {
+    let written = "{\"name\": \"delegate_to_docs\", \"arguments\": {\"goal\": \"budget?\"}}";
+    let fenced = "```json\n{\"name\": \"delegate_to_web\", \"arguments\": {\"goal\": \"x\"}}\n```";
+    let model = Script::new(vec![
+        says(&[written]),
+        says(&["It is 5 EUR."]),
+        // Written again in the final turn, which offers no tools: no answer.
+    ]);
     let kernel = Kernel::new().child("docs", completed(4, "budget.txt: 5 EUR"));
     let answer = run("x", &model, &kernel, &settings()).await.unwrap();
-    let requests = model.requests();
-    assert_eq!(requests.len(), 2, "the final turn was asked for");
-    assert!(requests[1].tools.is_empty());
-    assert!(kernel.delegations().is_empty(), "a written call is not run");
+    assert_eq!(
+        kernel.delegations(),
+        [("docs".to_string(), "budget?".to_string())]
+    );
+    let got = results(&model.requests()[1]);
+    assert_eq!(
+        got[0].0, "written_0_0",
+        "the written call got an id its result answers"
+    );
+    assert!(answer.text.starts_with("It is 5 EUR."));
+
+    let model = Script::new(vec![
+        calls(&[("delegate_to_docs", json!({"goal": "x"}))]),
+        calls(&[("delegate_to_docs", json!({"goal": "x"}))]),
+        says(&[fenced]),
+    ]);
+    let kernel = Kernel::new().child("docs", completed(4, "budget.txt: 5 EUR"));
+    let answer = run("x", &model, &kernel, &settings()).await.unwrap();
+    assert!(model.requests()[2].tools.is_empty());
+    assert_eq!(
+        kernel.delegations().len(),
+        1,
+        "nothing is run from the final turn"
+    );
     assert!(
         answer.text.starts_with("The model gave no answer"),
         "{}",
         answer.text
     );
-    let model = Script::new(vec![says(&[written]), says(&["Hello."])]);
-    let answer = run("x", &model, &kernel, &settings()).await.unwrap();
+
+    let unknown = "{\"name\": \"delegate_to_mars\", \"arguments\": {\"goal\": \"x\"}}";
+    let model = Script::new(vec![says(&[unknown]), says(&["Hello."])]);
+    let answer = run("x", &model, &Kernel::new(), &settings()).await.unwrap();
+    assert_eq!(
+        model.requests().len(),
+        2,
+        "a written call of no offered tool is no answer"
+    );
     assert_eq!(answer.text, "Hello.");
 }
