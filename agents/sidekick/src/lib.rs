@@ -19,4 +19,8 @@ pub mod window;
 pub mod written;
 
 #[cfg(test)]
+mod run_failure_tests;
+#[cfg(test)]
 mod run_tests;
+#[cfg(test)]
+mod script;

@@ -1,0 +1,195 @@
+//! The loop's failures against a scripted model and kernel (`script.rs`): a child that fails or
+//! is refused, malformed calls, model errors in plain words, a model without tools, an empty or
+//! cut answer.
+
+use agentos_dbus_interfaces::inference::{error_kind, ChatEvent};
+use serde_json::{json, Value};
+
+use crate::host::{ChildReport, HostError};
+use crate::model::ModelFailure;
+use crate::run::run;
+use crate::script::*;
+
+#[tokio::test]
+async fn a_failed_or_refused_child_is_a_failed_result_not_a_crash() {
+    let model = Script::new(vec![
+        calls(&[
+            ("delegate_to_docs", json!({"goal": "find x"})),
+            ("delegate_to_web", json!({"goal": "fetch y"})),
+        ]),
+        says(&["I could not find it."]),
+    ]);
+    let kernel = Kernel::new()
+        .child(
+            "docs",
+            Ok(ChildReport {
+                task: 9,
+                state: "failed".into(),
+                text: "no folder given".into(),
+                artifacts: Vec::new(),
+            }),
+        )
+        .child(
+            "web",
+            Err(HostError::new("the user denied delegating to web")),
+        );
+    let answer = run("x?", &model, &kernel, &settings()).await.unwrap();
+    let got = results(&model.requests()[1]);
+    assert!(got[0]
+        .1
+        .starts_with("<<failure from agent \"docs\" (task 9), untrusted"));
+    assert!(got[0].1.contains("the task ended failed: no folder given"));
+    assert!(got[1]
+        .1
+        .starts_with("<<failure from agent \"web\", untrusted"));
+    assert!(got[1].1.contains("the user denied delegating to web"));
+    assert_eq!(
+        answer.text, "I could not find it.",
+        "failures are no sources"
+    );
+    assert!(answer.children.is_empty());
+}
+
+#[tokio::test]
+async fn malformed_calls_get_error_results_and_run_nothing() {
+    let model = Script::new(vec![
+        calls(&[
+            (
+                "delegate_to_docs",
+                Value::String("{\"goal\": unquoted".into()),
+            ),
+            ("delegate_to_docs", json!({"question": "x"})),
+            ("delegate_to_mars", json!({"goal": "x"})),
+        ]),
+        says(&["Sorry."]),
+    ]);
+    let kernel = Kernel::new();
+    run("x", &model, &kernel, &settings()).await.unwrap();
+    assert!(kernel.delegations().is_empty());
+    let got = results(&model.requests()[1]);
+    assert_eq!(got.len(), 3);
+    assert!(
+        got[0].1.contains("the arguments are not a JSON object"),
+        "{}",
+        got[0].1
+    );
+    assert!(got[1]
+        .1
+        .contains("\"goal\" (a non-empty string) is missing"));
+    assert!(got[2]
+        .1
+        .contains("there is no tool named \"delegate_to_mars\""));
+    assert!(got[2]
+        .1
+        .contains("delegate_to_docs, delegate_to_web, web_fetch"));
+    assert!(got
+        .iter()
+        .all(|(_, c)| c.starts_with("<<failure from the sidekick")));
+}
+
+#[tokio::test]
+async fn model_errors_fail_the_task_in_plain_words() {
+    let model = Script::new(vec![Err(ModelFailure::new(
+        error_kind::NO_MODEL,
+        "no local model server answered; add one with agentctl models add",
+    ))]);
+    let err = run("x", &model, &Kernel::new(), &settings())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "no model is available: no local model server answered; add one with agentctl models add"
+    );
+    let mid_stream = Script::new(vec![Ok(vec![
+        started(),
+        ChatEvent::Text { text: "The".into() },
+        ChatEvent::Error {
+            kind: error_kind::BUDGET.into(),
+            message: "1000 tokens an hour".into(),
+        },
+    ])]);
+    let err = run("x", &mid_stream, &Kernel::new(), &settings())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the sidekick is over its model budget: 1000 tokens an hour"
+    );
+    let cut = Script::new(vec![Ok(vec![
+        started(),
+        ChatEvent::Text { text: "x".into() },
+    ])]);
+    let err = run("x", &cut, &Kernel::new(), &settings())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("ended before it was complete"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_model_without_tools_answers_without_them() {
+    let model = Script::new(vec![
+        Err(ModelFailure::new(
+            error_kind::TOOLS_NOT_SUPPORTED,
+            "this model cannot call tools",
+        )),
+        says(&["Hello."]),
+    ]);
+    let answer = run("hi", &model, &Kernel::new(), &settings())
+        .await
+        .unwrap();
+    let requests = model.requests();
+    assert_eq!(requests.len(), 2);
+    assert!(requests[1].tools.is_empty());
+    assert_eq!(answer.text, "Hello.");
+    let nothing = Kernel {
+        agents: Vec::new(),
+        tools: Vec::new(),
+        ..Kernel::new()
+    };
+    let model = Script::new(vec![says(&["Hi."])]);
+    let answer = run("hi", &model, &nothing, &settings()).await.unwrap();
+    assert_eq!(answer.text, "Hi.");
+    assert!(model.requests()[0].tools.is_empty(), "nothing to offer");
+}
+
+#[tokio::test]
+async fn an_empty_final_answer_falls_back_to_what_the_sources_said() {
+    let model = Script::new(vec![
+        calls(&[("delegate_to_docs", json!({"goal": "x"}))]),
+        calls(&[("delegate_to_docs", json!({"goal": "x"}))]),
+        says(&[]),
+    ]);
+    let kernel = Kernel::new().child("docs", completed(4, "budget.txt: 5 EUR"));
+    let answer = run("x", &model, &kernel, &settings()).await.unwrap();
+    assert!(
+        answer
+            .text
+            .starts_with("The model gave no answer. What the sources returned:\n\nagent \"docs\" (task 4):\nbudget.txt: 5 EUR"),
+        "{}",
+        answer.text
+    );
+}
+
+#[tokio::test]
+async fn an_answer_cut_at_the_length_limit_says_so() {
+    let nothing = Kernel {
+        agents: Vec::new(),
+        tools: Vec::new(),
+        ..Kernel::new()
+    };
+    let model = Script::new(vec![Ok(vec![
+        started(),
+        ChatEvent::Text {
+            text: "The budget is".into(),
+        },
+        done("length"),
+    ])]);
+    let answer = run("x", &model, &nothing, &settings()).await.unwrap();
+    assert_eq!(
+        answer.text,
+        "The budget is\n\n(The answer stops here: the model reached its length limit.)"
+    );
+}
