@@ -34,6 +34,7 @@ impl Caller {
         Subject {
             chain: vec![self.principal().to_string()],
             declared: true,
+            delegators_declare: false,
             task: None,
             purpose,
             display_name: self.display_name(),

@@ -81,6 +81,16 @@ impl Rights {
         self.lock().policy.stops_asking(req)
     }
 
+    /// The delegating agents of `req` that hold no lasting right to it, nearest first.
+    pub fn lacking(&self, req: Request<'_>) -> Vec<String> {
+        let s = self.lock();
+        s.policy
+            .lacking(req)
+            .into_iter()
+            .map(String::from)
+            .collect()
+    }
+
     pub fn note_denial(&self, req: Request<'_>) {
         self.lock().policy.note_denial(req)
     }
@@ -111,13 +121,14 @@ impl Rights {
         req: Request<'_>,
         lifetime: Lifetime,
         now: u64,
-    ) -> (Option<Grant>, Decision) {
+    ) -> (Vec<Grant>, Decision) {
         let mut s = self.lock();
-        let grant = s.policy.record_consent(req, lifetime, now);
-        if let Some(g) = &grant {
+        let added = s.policy.consent_grants(req, lifetime, now);
+        for g in &added {
             s.confirm(&g.principal, false);
         }
-        (grant, s.policy.decide(req))
+        let decision = s.policy.decide_consented(req, lifetime);
+        (added, decision)
     }
 
     /// Add a grant the user gave (not one recorded from a dialog's answer); returns the one it
@@ -259,6 +270,7 @@ mod tests {
             capability: Capability::lookup(capability).unwrap(),
             scope,
             declared: true,
+            delegators_declare: false,
         }
     }
 
@@ -317,7 +329,7 @@ mod tests {
         let docs = ["docs".to_string()];
         let (g, decision) =
             rights.record_consent(request(&docs, "files.list", "/home/u/c"), Lifetime::Once, 2);
-        assert!(g.is_some());
+        assert_eq!(g.len(), 1);
         assert_eq!(
             decision,
             Decision::Allow {

@@ -104,38 +104,78 @@ async fn consent_once_session_always_deny_and_revocation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delegated_task_has_at_most_the_delegators_rights() {
     bounded(async {
-        let env = Env::start().await;
+        let mut env = Env::start().await;
         let docs = documents(&env);
-        let responder = Responder::start(&env.address, &[]).await;
+        // relay may delegate but declares no file rights; tester declares them.
+        env.write_manifest(
+            "relay",
+            &agentos_tests::bin("agentos-test-agent"),
+            &["agent.delegate"],
+        );
+        env.restart_kernel().await;
+        let responder = Responder::start(&env.address, &[ConsentReply::Allow("session")]).await;
         let k = env.kernel().await;
-        k.grant("tester", "agent.delegate", "helper", "always")
-            .await
-            .unwrap();
+        for delegator in ["tester", "relay"] {
+            k.grant(delegator, "agent.delegate", "helper", "always")
+                .await
+                .unwrap();
+        }
         k.grant("helper", "files.read", &docs, "always")
             .await
             .unwrap();
-        // helper alone may read; through tester (who may not), it may not, and nobody is asked.
+        // helper alone may read.
         assert_eq!(
             env.run_task("helper", &format!("read {docs} budget.txt"))
                 .await
                 .state,
             "completed"
         );
+        // Through relay, which has no such right and cannot be given it: denied, nobody asked.
+        let root = env
+            .delegate("relay", &format!("delegate helper read {docs} budget.txt"))
+            .await;
+        let t = env.wait_task(root).await;
+        assert!(
+            t.result.starts_with("failed:") && t.result.contains("relay delegated"),
+            "{}",
+            t.result
+        );
+        assert!(responder.prompts().is_empty());
+        // Through tester, which declares the right but holds none: the user is asked about the
+        // chain, and "until logout" gives tester the right too.
         let root = env
             .delegate("tester", &format!("delegate helper read {docs} budget.txt"))
             .await;
         let t = env.wait_task(root).await;
         assert!(
-            t.result.starts_with("failed:") && t.result.contains("tester delegated"),
+            t.result.contains("the budget for 2026 is 42"),
             "{}",
             t.result
         );
-        assert!(responder.prompts().is_empty());
+        assert_eq!(responder.prompts().len(), 1);
+        let body = &responder.prompts()[0].body;
+        assert!(
+            body.contains("asked") && body.contains("gives Test tester this right too"),
+            "{body}"
+        );
+        let grants = k.list_grants().await.unwrap();
+        assert!(
+            grants.iter().any(|g| g.principal == "tester"
+                && g.capability == "files.read"
+                && g.lifetime == "session"),
+            "{grants:?}"
+        );
+        // Now tester holds it: the next delegation asks nobody.
+        let root = env
+            .delegate("tester", &format!("delegate helper read {docs} budget.txt"))
+            .await;
+        assert!(env.wait_task(root).await.result.contains("42"));
+        assert_eq!(responder.prompts().len(), 1);
         // Delegation itself needs a grant: without one the user is asked (here: denied).
         let t = env.run_task("helper", "delegate tester echo hi").await;
         assert_eq!(t.state, "failed");
-        assert_eq!(responder.prompts().len(), 1);
-        assert!(responder.prompts()[0]
+        assert_eq!(responder.prompts().len(), 2);
+        assert!(responder.prompts()[1]
             .title
             .contains("hand tasks to the agent"));
     })

@@ -303,8 +303,8 @@ impl Kernel {
         };
         // Decide again with the new grant: that spends a "once" grant and re-checks the
         // delegators, whose rights may have changed while the user was asked.
-        let (grant, decision) = self.rights.record_consent(request, lifetime, self.now());
-        if let Some(g) = &grant {
+        let (grants, decision) = self.rights.record_consent(request, lifetime, self.now());
+        for g in &grants {
             if g.lifetime == Lifetime::Always {
                 self.store().insert_grant(&g.info()).map_err(store_err)?;
             }
@@ -385,10 +385,40 @@ impl Kernel {
     fn chain_notes(
         &self,
         subject: &Subject,
-        capability: &Capability,
+        capability: &'static Capability,
         scopes: &[&str],
     ) -> Vec<String> {
         let mut notes = Vec::new();
+        // Delegating agents without the right: the answer is theirs too.
+        let lacking: Vec<String> = scopes
+            .first()
+            .map(|scope| {
+                self.rights.lacking(Request {
+                    chain: &subject.chain,
+                    capability,
+                    scope,
+                    declared: subject.declared,
+                    delegators_declare: subject.delegators_declare,
+                })
+            })
+            .unwrap_or_default();
+        if !lacking.is_empty() {
+            let names: Vec<String> = lacking
+                .iter()
+                .map(|id| {
+                    let name = self.agents.info(id).map_or_else(|| id.clone(), |a| a.name);
+                    display_safe(&name, 64)
+                })
+                .collect();
+            notes.push(format!(
+                "{} asked {} for this, and holds no such right itself: allowing it until logout \
+                 or always gives {} this right too; allowing it only this time lets this one \
+                 request through.",
+                join_words(&names),
+                display_safe(&subject.display_name, 64),
+                join_words(&names),
+            ));
+        }
         if let Some(task) = subject.task {
             if let Some(owner) = self.tasks.root_caller(task).filter(|o| o != "host") {
                 notes.push(format!(
@@ -560,6 +590,7 @@ mod tests {
         Subject {
             chain: vec!["web".into()],
             declared: true,
+            delegators_declare: false,
             task,
             purpose: "read the news".into(),
             display_name: "Web".into(),

@@ -19,6 +19,9 @@ pub struct Subject {
     pub chain: Vec<String>,
     /// Whether the acting principal's manifest declares the capability.
     pub declared: bool,
+    /// Whether every agent above it declares the capability too (so the user may be asked to
+    /// let the whole chain have it).
+    pub delegators_declare: bool,
     /// The task the call is made for, if any (it shows "auth-required" while the user is asked).
     pub task: Option<u64>,
     /// What to show as the reason for the request (the task's goal).
@@ -45,9 +48,15 @@ impl Kernel {
     ) -> Result<Subject, Error> {
         let acting = self.tasks.acting(agent, task)?;
         let (declared, display_name) = self.agents.declares(agent, capability)?;
+        let delegators_declare = acting.chain.iter().skip(1).all(|above| {
+            self.agents
+                .declares(above, capability)
+                .is_ok_and(|(declares, _)| declares)
+        });
         Ok(Subject {
             chain: acting.chain,
             declared,
+            delegators_declare,
             task: Some(task),
             purpose: acting.goal,
             display_name,
@@ -67,6 +76,7 @@ impl Kernel {
             capability,
             scope,
             declared: subject.declared,
+            delegators_declare: subject.delegators_declare,
         };
         let outcome = match self.rights.decide(request) {
             Decision::Allow { lifetime } => Ok(format!("{} grant", lifetime.as_str())),

@@ -16,6 +16,10 @@ pub struct Request<'a> {
     pub scope: &'a str,
     /// Whether the acting agent's manifest declares the capability.
     pub declared: bool,
+    /// Whether every agent above declares it too: then a delegator without the right makes the
+    /// user be asked (the prompt names the chain, and a lasting answer gives the right to the
+    /// delegators that lack it too); otherwise such a request is denied without asking.
+    pub delegators_declare: bool,
 }
 
 /// What the policy says about a request.
@@ -49,7 +53,7 @@ impl Policy {
     /// beyond the lasting rights of any agent above it (a delegated task carries at most the
     /// rights of whoever delegated it).
     pub fn decide(&mut self, req: Request<'_>) -> Decision {
-        let Some((acting, above)) = req.chain.split_first() else {
+        let Some(acting) = req.chain.first() else {
             return Decision::Deny {
                 reason: "no acting principal".into(),
             };
@@ -62,13 +66,14 @@ impl Policy {
                 ),
             };
         }
-        if let Some(delegator) = above
-            .iter()
-            .find(|p| !self.grants.has_lasting(p, req.capability, req.scope))
-        {
+        if let Some(delegator) = self.lacking(req).first() {
+            if req.delegators_declare {
+                return Decision::Ask;
+            }
             return Decision::Deny {
                 reason: format!(
-                    "{delegator} delegated this task and itself has no right to {} {}",
+                    "{delegator} delegated this task and itself has no right to {} {} \
+                     (nor declares it, so the user cannot be asked to give it)",
                     req.capability.name, req.scope
                 ),
             };
@@ -79,6 +84,16 @@ impl Policy {
             },
             None => Decision::Ask,
         }
+    }
+
+    /// The agents above the acting one (nearest first) that hold no lasting right to `req`.
+    pub fn lacking<'r>(&self, req: Request<'r>) -> Vec<&'r str> {
+        req.chain
+            .iter()
+            .skip(1)
+            .filter(|p| !self.grants.has_lasting(p, req.capability, req.scope))
+            .map(String::as_str)
+            .collect()
     }
 
     /// The user said no to `req`, or closed its dialog, or let it run out of time.
@@ -121,25 +136,70 @@ impl Policy {
         self.grants.revoke(principal, capability, scope)
     }
 
-    /// Record the user's answer to a consent prompt for `req` as a grant; decide the request
-    /// again afterwards (that spends a "once" grant and re-checks the delegators' rights).
+    /// Record the user's answer to a consent prompt for `req` and decide the request with it
+    /// ([`consent_grants`](Self::consent_grants), then [`decide_consented`](Self::decide_consented)).
     pub fn record_consent(
         &mut self,
         req: Request<'_>,
         lifetime: Lifetime,
         now: u64,
-    ) -> Option<Grant> {
-        let acting = req.chain.first()?;
-        let grant = Grant {
-            principal: acting.clone(),
+    ) -> (Vec<Grant>, Decision) {
+        let added = self.consent_grants(req, lifetime, now);
+        (added, self.decide_consented(req, lifetime))
+    }
+
+    /// The grants the user's answer to a consent prompt for `req` gives: the acting agent gets
+    /// one unless one of its own covers the request already; a lasting answer (session, always)
+    /// goes to each delegator that lacked the right too, as the prompt said. A "once" answer
+    /// gives the delegators nothing. Returns the grants added.
+    pub fn consent_grants(&mut self, req: Request<'_>, lifetime: Lifetime, now: u64) -> Vec<Grant> {
+        let Some(acting) = req.chain.first().filter(|_| req.declared) else {
+            return Vec::new();
+        };
+        let grant = |principal: &str| Grant {
+            principal: principal.to_string(),
             capability: req.capability,
             scope: req.scope.to_string(),
             lifetime,
             granted_at: now,
         };
-        // Consent is asked only where no grant covers the request, so nothing is replaced.
-        drop(self.add_grant(grant.clone()));
-        Some(grant)
+        let mut who: Vec<String> = Vec::new();
+        if self
+            .grants
+            .find(acting, req.capability, req.scope)
+            .is_none()
+        {
+            who.push(acting.clone());
+        }
+        if lifetime != Lifetime::Once {
+            who.extend(self.lacking(req).into_iter().map(String::from));
+        }
+        let mut added = Vec::new();
+        for p in who {
+            // Nothing of theirs covers it, so nothing is replaced.
+            drop(self.add_grant(grant(&p)));
+            added.push(grant(&p));
+        }
+        added
+    }
+
+    /// Decide `req` right after the user answered `lifetime` to it: that spends a "once" grant
+    /// and re-checks the chain (a right revoked while the user was asked still denies). After a
+    /// "once" answer the delegators' lack of the right is what the user just saw and allowed,
+    /// for this one request; the next one is asked again.
+    pub fn decide_consented(&mut self, req: Request<'_>, lifetime: Lifetime) -> Decision {
+        if lifetime != Lifetime::Once || !req.declared {
+            return self.decide(req);
+        }
+        let Some(acting) = req.chain.first() else {
+            return self.decide(req);
+        };
+        match self.grants.use_grant(acting, req.capability, req.scope) {
+            Some(g) => Decision::Allow {
+                lifetime: g.lifetime,
+            },
+            None => Decision::Ask,
+        }
     }
 }
 
@@ -168,6 +228,7 @@ mod tests {
             capability: cap(c),
             scope: s,
             declared: true,
+            delegators_declare: false,
         }
     }
 
@@ -261,19 +322,81 @@ mod tests {
     }
 
     #[test]
+    fn a_delegator_that_declares_the_right_lets_the_user_be_asked_for_the_chain() {
+        let mut p = Policy::default();
+        let chain = vec!["docs".to_string(), "sidekick".to_string()];
+        let r = Request {
+            delegators_declare: true,
+            ..req(&chain, "files.read", "/d")
+        };
+        // Nobody holds it: ask (and not without the delegators declaring it: deny).
+        assert_eq!(p.decide(r), Decision::Ask);
+        assert!(matches!(
+            p.decide(req(&chain, "files.read", "/d")),
+            Decision::Deny { .. }
+        ));
+        // Once: this request passes, nobody keeps a right, the next is asked again.
+        let (added, decision) = p.record_consent(r, Lifetime::Once, 1);
+        assert_eq!(
+            added
+                .iter()
+                .map(|g| g.principal.as_str())
+                .collect::<Vec<_>>(),
+            ["docs"]
+        );
+        assert!(matches!(decision, Decision::Allow { .. }));
+        assert!(!p.grants.has_lasting("sidekick", cap("files.read"), "/d"));
+        assert_eq!(p.decide(r), Decision::Ask);
+        // Docs holding it already is not enough while the sidekick lacks it; a lasting answer
+        // gives the sidekick the right too, and keeps docs' own grant as it was.
+        p.grants
+            .add(grant("docs", "files.read", "/", Lifetime::Always));
+        assert_eq!(p.decide(r), Decision::Ask);
+        let (added, decision) = p.record_consent(r, Lifetime::Session, 2);
+        assert_eq!(
+            added
+                .iter()
+                .map(|g| (g.principal.as_str(), g.lifetime))
+                .collect::<Vec<_>>(),
+            [("sidekick", Lifetime::Session)]
+        );
+        assert!(matches!(decision, Decision::Allow { .. }));
+        assert_eq!(
+            p.grants
+                .find("docs", cap("files.read"), "/d")
+                .map(|g| g.lifetime),
+            Some(Lifetime::Always)
+        );
+        assert!(matches!(p.decide(r), Decision::Allow { .. }));
+        // An undeclared capability of the acting agent is still denied after any answer.
+        let undeclared = Request {
+            declared: false,
+            ..r
+        };
+        assert!(matches!(
+            p.record_consent(undeclared, Lifetime::Once, 3).1,
+            Decision::Deny { .. }
+        ));
+    }
+
+    #[test]
     fn consent_records_grants_except_once() {
         let mut p = Policy::default();
         let chain = vec!["web".to_string()];
         let r = req(&chain, "web.fetch", "example.com");
-        assert!(p.record_consent(r, Lifetime::Once, 1).is_some());
+        let (added, decision) = p.record_consent(r, Lifetime::Once, 1);
+        assert_eq!(added.len(), 1);
         assert_eq!(
-            p.decide(r),
+            decision,
             Decision::Allow {
                 lifetime: Lifetime::Once
             }
         );
+        // Spent by that decision.
         assert_eq!(p.decide(r), Decision::Ask);
-        assert!(p.record_consent(r, Lifetime::Always, 1).is_some());
+        let (added, decision) = p.record_consent(r, Lifetime::Always, 1);
+        assert_eq!(added.len(), 1);
+        assert!(matches!(decision, Decision::Allow { .. }));
         assert!(matches!(p.decide(r), Decision::Allow { .. }));
         assert_eq!(p.grants.revoke("web", "web.fetch", None).len(), 1);
         assert_eq!(p.decide(r), Decision::Ask);
