@@ -113,20 +113,10 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
     app.set_application_id(Some(agentos_panel::APP_ID));
     app.register(None::<&gtk::gio::Cancellable>)
         .expect("register the application");
-    let notifications = if Path::new(NOTIFICATION_DAEMON).exists() {
-        let notifyd = env.service(
-            Command::new(NOTIFICATION_DAEMON)
-                .env("DISPLAY", display)
-                .env("GDK_BACKEND", "x11")
-                // Its icons come from the system's theme.
-                .env("XDG_DATA_DIRS", "/usr/share"),
-        );
-        rt.block_on(env.wait_for_name("org.freedesktop.Notifications"));
-        Some((notifyd, Monitor::start(&env.address)))
-    } else {
+    let notifications = Path::new(NOTIFICATION_DAEMON).exists();
+    if !notifications {
         eprintln!("skipping the notifications: {NOTIFICATION_DAEMON} is not installed (apt-get install notification-daemon)");
-        None
-    };
+    }
 
     let panel = App::builder()
         .launch(Init {
@@ -334,6 +324,11 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
     settle(300).await;
     press(display, "Return").await;
     let info = wait_finished(rt, env, again).await;
+    // Plain deny: not "deny and ask nothing more for this task".
+    assert_eq!(
+        info.message,
+        "org.agentos.Error.AccessDenied: the user denied it"
+    );
     assert_eq!(info.state, "failed", "{info:?}");
 
     // A dialog left unanswered: the kernel's time limit closes it (impl.portal.Request.Close),
@@ -358,7 +353,17 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
     })
     .await;
 
-    if let Some((mut notifyd, monitor)) = notifications {
+    if notifications {
+        // Started now, so that its only bubbles are the ones below.
+        let mut notifyd = env.service(
+            Command::new(NOTIFICATION_DAEMON)
+                .env("DISPLAY", display)
+                .env("GDK_BACKEND", "x11")
+                // Its icons come from the system's theme.
+                .env("XDG_DATA_DIRS", "/usr/share"),
+        );
+        rt.block_on(env.wait_for_name("org.freedesktop.Notifications"));
+        let monitor = Monitor::start(&env.address);
         // Notifications: with another window in front, a finished task is announced to the real
         // notification server with an Open button; that button's action shows the task.
         let mut other = Command::new("display")
@@ -377,13 +382,13 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
         })
         .await;
         shot(display, "panel-notification").await;
-        app.activate_action(
-            agentos_panel::notify::SHOW_TASK,
-            Some(&gtk::glib::prelude::ToVariant::to_variant(&noticed)),
-        );
-        until("the notification's action shows the task", &window, |w| {
-            has(&texts(w), &format!("Task {noticed} · tester"))
-        })
+        // Its one button, clicked on the server's bubble.
+        click_last_button(display).await;
+        until(
+            "the notification's Open button shows the task",
+            &window,
+            |w| has(&texts(w), &format!("Task {noticed} · tester")),
+        )
         .await;
         // Consent needed while the panel is not in front: Allow Once and Deny buttons; Deny's
         // action answers the request.
@@ -401,17 +406,13 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
             told.then_some(())
         })
         .await;
-        let pending = rt.block_on(k.list_consent_requests()).unwrap();
-        let request = pending.first().expect("a pending request").id;
-        let handle = format!("/org/freedesktop/portal/desktop/request/agentos/r{request}");
-        app.activate_action(
-            agentos_panel::notify::CONSENT,
-            Some(&gtk::glib::prelude::ToVariant::to_variant(&(
-                handle.as_str(),
-                agentos_panel::notify::DENY,
-            ))),
-        );
+        // Deny, the bubble's last button.
+        click_last_button(display).await;
         let info = wait_finished(rt, env, asked).await;
+        assert_eq!(
+            info.message,
+            "org.agentos.Error.AccessDenied: the user denied it"
+        );
         assert_eq!(info.state, "failed", "{info:?}");
         until_found("the dialog closes", || {
             consent_dialog().is_none().then_some(())
@@ -462,6 +463,42 @@ async fn focus_elsewhere(display: &str, window: &gtk::Window) {
         !agentos_panel::notify::in_front()
     })
     .await;
+}
+
+/// Click the last (rightmost) button of the notification server's one bubble, as a person
+/// would: notification-daemon puts its buttons at the bottom right of its bubble.
+async fn click_last_button(display: &str) {
+    let bubble = until_found("the notification's bubble", || {
+        let out = Command::new("xdotool")
+            .args(["search", "--onlyvisible", "--name", "^Notification$"])
+            .env("DISPLAY", display)
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.lines().last().map(str::to_string)
+    })
+    .await;
+    settle(300).await;
+    let out = Command::new("xdotool")
+        .args(["getwindowgeometry", "--shell", &bubble])
+        .env("DISPLAY", display)
+        .output()
+        .expect("xdotool");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let get = |k: &str| -> i32 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .and_then(|v| v.parse().ok())
+            .expect("a geometry")
+    };
+    let (x, y, w, h) = (get("X="), get("Y="), get("WIDTH="), get("HEIGHT="));
+    let (bx, by) = (x + w - 81, y + h - 39);
+    let ok = Command::new("xdotool")
+        .args(["mousemove", &bx.to_string(), &by.to_string(), "click", "1"])
+        .env("DISPLAY", display)
+        .status()
+        .expect("xdotool");
+    assert!(ok.success());
 }
 
 /// `dbus-monitor` on the test's bus, watching the notification server's interface.

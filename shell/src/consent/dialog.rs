@@ -146,6 +146,7 @@ impl ConsentDialogs {
         });
         self.parent.present();
         dialog.present();
+        focus_deny(&dialog);
         self.shown = Some(dialog);
     }
 }
@@ -171,6 +172,34 @@ pub fn build<R>(parent: &gtk::Window, p: &Pending<R>) -> adw::MessageDialog {
     dialog.set_default_response(Some(DENY));
     dialog.set_close_response(DENY);
     dialog
+}
+
+/// Put the keyboard focus on Deny: Return then denies (and only denies), whichever way the
+/// dialog laid its buttons out.
+fn focus_deny(dialog: &adw::MessageDialog) {
+    fn find(w: &gtk::Widget) -> Option<gtk::Button> {
+        if let Some(b) = w.downcast_ref::<gtk::Button>() {
+            if b.label().as_deref() == Some(Answer::Deny.label()) {
+                return Some(b.clone());
+            }
+        }
+        let mut child = w.first_child();
+        while let Some(c) = child {
+            if let Some(b) = find(&c) {
+                return Some(b);
+            }
+            child = c.next_sibling();
+        }
+        None
+    }
+    if let Some(deny) = find(dialog.upcast_ref()) {
+        gtk::prelude::GtkWindowExt::set_focus(dialog, Some(&deny));
+        // The dialog picks its own focus when it is mapped: take it back after that.
+        let dialog = dialog.clone();
+        gtk::glib::idle_add_local_once(move || {
+            gtk::prelude::GtkWindowExt::set_focus(&dialog, Some(&deny));
+        });
+    }
 }
 
 /// The body, the facts (who, what, where, which task) and the chain.
