@@ -13,6 +13,10 @@ pub enum SidekickError {
 }
 
 fn model_words(f: &ModelFailure) -> String {
+    // The kernel's own words for "no model" say so already, and how to add one.
+    if f.kind == error_kind::NO_MODEL && f.message.to_lowercase().contains("model is available") {
+        return f.message.clone();
+    }
     let lead = match f.kind.as_str() {
         error_kind::NO_MODEL => "no model is available",
         error_kind::BUDGET => "the sidekick is over its model budget",
@@ -43,6 +47,14 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "no model is available: start llama-server or add a provider with agentctl models add"
+        );
+        let e = SidekickError::Model(ModelFailure::new(
+            error_kind::NO_MODEL,
+            "no AI model is available: start a local model server",
+        ));
+        assert_eq!(
+            e.to_string(),
+            "no AI model is available: start a local model server"
         );
         let e = SidekickError::Model(ModelFailure::new("weird", "boom"));
         assert_eq!(e.to_string(), "the model failed: boom");

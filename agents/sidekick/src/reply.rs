@@ -61,10 +61,35 @@ pub struct Showing {
 
 /// What is shown of `text`: without blanks at either end (the result is the answer trimmed,
 /// so it extends every message shown; and a message without its trailing blank is still
-/// extended by the next), at most `max` bytes.
+/// extended by the next), at most `max` bytes; nothing while it looks like a call written as
+/// text (JSON, or a fenced JSON block: see `written`), which is no answer to show.
 fn shown(text: &str, max: usize) -> &str {
     let text = text.trim();
+    if text.starts_with('{') || text.starts_with("```json") {
+        return "";
+    }
     &text[..floor_boundary(text, max)]
+}
+
+/// What `finish` says of a reply cut short because the model went round in circles.
+pub const REPEATING: &str = "repeating";
+/// Text shorter than this is never taken for a loop.
+const LOOP_MIN_BYTES: usize = 400;
+/// The end of the text a loop repeats, in bytes, and how often it must have come.
+const LOOP_PROBE_BYTES: usize = 80;
+const LOOP_TIMES: usize = 4;
+
+/// Whether the text's last bytes have come several times already: a small model at
+/// temperature 0 can repeat a sentence until its token limit, which only costs time.
+fn repeating(text: &str) -> bool {
+    if text.len() < LOOP_MIN_BYTES {
+        return false;
+    }
+    let mut start = text.len() - LOOP_PROBE_BYTES;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    text.matches(&text[start..]).count() >= LOOP_TIMES
 }
 
 /// Ask `model` and read its reply to the end, reporting its text through `host` as it grows.
@@ -94,6 +119,11 @@ pub async fn receive<M: Model, H: Host>(
             ChatEvent::Text { text } => {
                 let room = MAX_REPLY_BYTES.saturating_sub(reply.text.len());
                 reply.text.push_str(&text[..floor_boundary(&text, room)]);
+                if repeating(&reply.text) {
+                    // Dropping the events closes the request and frees the model's slot.
+                    reply.finish = REPEATING.to_string();
+                    break;
+                }
                 let now = shown(&reply.text, showing.max_bytes);
                 if !now.is_empty() && now != last_shown && throttle.ready(Instant::now()) {
                     host.progress(showing.fraction, now).await;
@@ -120,6 +150,25 @@ pub async fn receive<M: Model, H: Host>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_model_going_round_in_circles_is_noticed() {
+        let sentence = "The budget is 100 EUR. The tools returned a failure from docs. ";
+        assert!(!repeating(&sentence.repeat(3)));
+        assert!(repeating(&sentence.repeat(8)));
+        let prose: String = (0..100)
+            .map(|i| format!("Line {i} says something else. "))
+            .collect();
+        assert!(!repeating(&prose));
+        assert!(repeating(&"é".repeat(300)), "on character boundaries");
+    }
+
+    #[test]
+    fn written_calls_are_not_shown() {
+        assert_eq!(shown(" {\"name\": \"x\"", 100), "");
+        assert_eq!(shown("```json\n{", 100), "");
+        assert_eq!(shown("It is {5}", 100), "It is {5}");
+    }
 
     #[test]
     fn what_is_shown_starts_where_the_answer_does_and_is_bounded() {

@@ -193,3 +193,17 @@ async fn an_answer_cut_at_the_length_limit_says_so() {
         "The budget is\n\n(The answer stops here: the model reached its length limit.)"
     );
 }
+
+#[tokio::test]
+async fn a_model_going_round_in_circles_is_cut_and_said_once() {
+    let nothing = Kernel {
+        agents: Vec::new(),
+        tools: Vec::new(),
+        ..Kernel::new()
+    };
+    let sentence = "The budget is 100 EUR according to nothing at all. ";
+    let pieces: Vec<&str> = std::iter::repeat_n(sentence, 200).collect();
+    let model = Script::new(vec![says(&pieces)]);
+    let answer = run("x", &model, &nothing, &settings()).await.unwrap();
+    assert_eq!(answer.text, sentence.trim());
+}

@@ -265,8 +265,12 @@ async fn the_conversation_is_kept_within_a_small_window() {
 
 #[tokio::test]
 async fn a_streaming_answer_is_shown_as_it_grows_and_bounded() {
-    let piece = "word ".repeat(400);
-    let pieces: Vec<&str> = std::iter::repeat_n(piece.as_str(), 5).collect();
+    // Five pieces of 2000 bytes, words that never repeat (a repeating text would be cut).
+    let owned: Vec<String> = (0..5)
+        .map(|p| (0..250).map(|i| format!("w{:05} ", p * 250 + i)).collect())
+        .collect();
+    let pieces: Vec<&str> = owned.iter().map(String::as_str).collect();
+    let piece = owned[0].clone();
     let model = Script::new(vec![says(&pieces)]);
     let nothing = Kernel {
         agents: Vec::new(),
@@ -277,7 +281,7 @@ async fn a_streaming_answer_is_shown_as_it_grows_and_bounded() {
     let shown: Vec<String> = nothing
         .progress()
         .into_iter()
-        .filter(|p| p.starts_with("word"))
+        .filter(|p| p.starts_with("w0"))
         .collect();
     assert_eq!(shown[0], piece.trim_end(), "the first piece as it came");
     assert!(shown.len() >= 2, "{}", shown.len());
