@@ -176,7 +176,8 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
     selection.set_selected(parent_row as u32);
     until("the task's result and artifact show", &window, |w| {
         let t = texts(w);
-        has(&t, "parent done") && has(&t, "report.txt")
+        // The artifact's text, read from the kernel and shown inline.
+        has(&t, "parent done") && has(&t, "report.txt") && t.iter().any(|l| l == "all good")
     })
     .await;
     shot(display, "panel-tasks").await;

@@ -10,8 +10,8 @@ use relm4::prelude::*;
 use relm4::typed_view::list::TypedListView;
 
 use super::task_item::TaskItem;
-use crate::model::format;
 use crate::model::tasks::{Applied, TaskStore};
+use crate::model::{artifacts, format};
 
 #[derive(Debug)]
 pub enum TasksInput {
@@ -36,6 +36,9 @@ pub enum TasksOutput {
     Finished(crate::model::tasks::Task),
 }
 
+/// An artifact, with the text of a small text one.
+pub type Artifact = (ArtifactInfo, Option<String>);
+
 #[derive(Debug)]
 pub enum TasksCmd {
     /// A page of tasks (the tasks, the `before` of the next page, 0 at the oldest); `true` for
@@ -44,7 +47,8 @@ pub enum TasksCmd {
     Event(u64, Result<TaskEvent, String>),
     /// A task first seen in an event, as `GetTask` describes it.
     Fetched(u64, TaskInfo),
-    Details(u64, Result<(TaskInfo, Vec<ArtifactInfo>), String>),
+    /// The task, and its artifacts with a text preview of the small text ones.
+    Details(u64, Result<(TaskInfo, Vec<Artifact>), String>),
     Canceled(Result<(), String>),
 }
 
@@ -259,6 +263,26 @@ impl Component for TasksPage {
     }
 }
 
+/// The text of a small artifact (`Task1.OpenArtifact`), if it is text; read off the main loop.
+async fn read_small(
+    task: &agentos_dbus_interfaces::proxies::Task1Proxy<'static>,
+    name: &str,
+) -> Option<String> {
+    let fd = task.open_artifact(name).await.ok()?;
+    let file = std::fs::File::from(std::os::fd::OwnedFd::from(fd));
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        file.take(artifacts::PREVIEW_BYTES)
+            .read_to_end(&mut bytes)
+            .ok()?;
+        artifacts::text_preview(&bytes)
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
 impl TasksPage {
     /// Read the page of tasks before `before` (0: the newest page).
     fn read_page(&self, sender: &ComponentSender<Self>, before: u64) {
@@ -331,14 +355,19 @@ impl TasksPage {
             let r = async {
                 let info =
                     super::on_kernel(&client, |k| async move { k.get_task(id).await }).await?;
-                let artifacts = match client.task(id).await {
-                    Ok(t) => t.artifacts().await.unwrap_or_default(),
-                    Err(_) => Vec::new(),
+                let Ok(task) = client.task(id).await else {
+                    return Ok((info, Vec::new()));
                 };
-                let artifacts = artifacts
-                    .into_iter()
-                    .map(|(name, sha256, size)| ArtifactInfo { name, sha256, size })
-                    .collect();
+                let mut artifacts = Vec::new();
+                for (name, sha256, size) in task.artifacts().await.unwrap_or_default() {
+                    let a = ArtifactInfo { name, sha256, size };
+                    let preview = if artifacts::worth_previewing(&a) {
+                        read_small(&task, &a.name).await
+                    } else {
+                        None
+                    };
+                    artifacts.push((a, preview));
+                }
                 Ok((info, artifacts))
             }
             .await;
@@ -463,7 +492,7 @@ impl TasksPage {
         }
     }
 
-    fn show_artifacts(&self, artifacts: &[ArtifactInfo]) {
+    fn show_artifacts(&self, artifacts: &[Artifact]) {
         if artifacts.is_empty() {
             return;
         }
@@ -471,13 +500,21 @@ impl TasksPage {
         title.add_css_class("heading");
         title.set_xalign(0.0);
         self.details.append(&title);
-        for a in artifacts {
+        for (a, preview) in artifacts {
             self.details.append(&crate::ui::text(&format!(
                 "{} ({}, sha256 {})",
                 format::line(&a.name, 200),
                 format::size(a.size),
                 format::line(&a.sha256, 16)
             )));
+            if let Some(text) = preview {
+                let shown = crate::ui::text(text);
+                shown.add_css_class("monospace");
+                shown.set_widget_name("artifact-preview");
+                let frame = gtk::Frame::new(None);
+                frame.set_child(Some(&shown));
+                self.details.append(&frame);
+            }
         }
     }
 }

@@ -1,0 +1,46 @@
+//! Artifacts as the Tasks page shows them: small text artifacts are read and shown inline (as
+//! text made safe to show); anything else is listed with its size and hash.
+
+use agentos_dbus_interfaces::text::display_safe_block;
+use agentos_dbus_interfaces::ArtifactInfo;
+
+/// Largest artifact read for an inline preview.
+pub const PREVIEW_BYTES: u64 = 64 * 1024;
+
+/// Whether an artifact is small enough to be read for a preview.
+pub fn worth_previewing(a: &ArtifactInfo) -> bool {
+    a.size <= PREVIEW_BYTES
+}
+
+/// The text of an artifact's bytes, if they are text (UTF-8 without NUL bytes), made safe to
+/// show.
+pub fn text_preview(bytes: &[u8]) -> Option<String> {
+    if bytes.contains(&0) {
+        return None;
+    }
+    let text = std::str::from_utf8(bytes).ok()?;
+    Some(display_safe_block(text, PREVIEW_BYTES as usize))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_small_text_is_previewed() {
+        let a = |size| ArtifactInfo {
+            name: "r.txt".into(),
+            sha256: String::new(),
+            size,
+        };
+        assert!(worth_previewing(&a(10)));
+        assert!(!worth_previewing(&a(PREVIEW_BYTES + 1)));
+        assert_eq!(text_preview(b"all good\n").as_deref(), Some("all good\n"));
+        assert_eq!(
+            text_preview("a\u{202e}b\r\x1b[2J".as_bytes()).as_deref(),
+            Some("ab[2J")
+        );
+        assert_eq!(text_preview(b"\x89PNG\0\0"), None);
+        assert_eq!(text_preview(&[0xff, 0xfe, 0x41]), None);
+    }
+}
