@@ -1,6 +1,7 @@
 //! Benchmark B3, scheduling: a model server with 4 slots (tests/src/model_server.rs: first come
 //! first served inside, like llama-server), 8 background agents flooding it through the kernel
-//! (each keeps 2 requests in flight on `Host1.Chat`, so about 12 always wait), and one interactive
+//! (agents the kernel launches, each keeping 2 requests in flight on `Host1.Chat`: the test
+//! agent's `flood` step; so about 12 always wait), and one interactive
 //! request a second (`Models1.Chat` with "interactive", as `agentctl ask` and the panel send).
 //! The kernel's scheduler and FIFO (`discipline = "fifo"` in models.toml) run in the same run,
 //! one after the other, with the same load. Printed: the interactive time to first token idle,
@@ -11,15 +12,12 @@
 //! Run: `cargo build --release --workspace && cargo bench -p agentos-tests --bench b3_schedule`
 //! (`B3_SECS`, default 30: seconds of load in each mode.)
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agentos_client::Client;
 use agentos_dbus_interfaces::inference::{ChatEvent, ChatMessage, ChatRequest};
-use agentos_sdk::{Agent, Outcome, Task};
 use agentos_tests::model_server::{ModelServer, ServerConfig};
-use agentos_tests::Env;
+use agentos_tests::{bin, Env};
 
 const SLOTS: u32 = 4;
 const AGENTS: usize = 8;
@@ -36,43 +34,6 @@ fn request(tokens: u32, interactive: bool) -> ChatRequest {
     r.temperature = Some(0.0);
     r.interactive = interactive;
     r
-}
-
-/// What the flooding agents did.
-#[derive(Default)]
-struct Tally {
-    done: AtomicU64,
-    failed: Mutex<Vec<String>>,
-}
-
-/// A background agent: its task keeps `IN_FLIGHT` requests going until told to stop.
-struct Flooder {
-    stop: Arc<AtomicBool>,
-    tally: Arc<Tally>,
-}
-
-impl Agent for Flooder {
-    async fn run(&self, task: Task) -> Result<Outcome, String> {
-        let one = || async {
-            while !self.stop.load(Ordering::Relaxed) {
-                let result = match task.chat(&request(BACKGROUND_TOKENS, false)).await {
-                    Ok(stream) => stream.collect().await.map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                match result {
-                    Ok(_) => {
-                        self.tally.done.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        self.tally.failed.lock().unwrap().push(e);
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
-            }
-        };
-        futures_util::future::join_all((0..IN_FLIGHT).map(|_| one())).await;
-        Ok(Outcome::text("stopped"))
-    }
 }
 
 /// One interactive request: time to its first token (the rest is read in the background).
@@ -150,43 +111,40 @@ async fn run_mode(env: &mut Env, server: &ModelServer, discipline: &str, secs: u
         ),
     )
     .expect("models.toml");
+    for i in 0..AGENTS {
+        env.write_manifest(&format!("flood{i}"), &bin("agentos-test-agent"), &[]);
+    }
     env.restart_kernel().await;
     let client = Client::at_address(&env.address).await.expect("client");
-    let stop = Arc::new(AtomicBool::new(false));
-    let tally = Arc::new(Tally::default());
-    let mut registrations = Vec::new();
-    for i in 0..AGENTS {
-        let agent = Flooder {
-            stop: Arc::clone(&stop),
-            tally: Arc::clone(&tally),
-        };
-        let id = format!("flood{i}");
-        registrations.push(
-            agentos_sdk::register(agent, &id, Some(&env.address))
-                .await
-                .expect("register a flooding agent"),
-        );
-    }
+    // Each floods for the whole window: 3 s to fill the queue, `secs` measured, 1 s more.
+    let goal = format!("flood {IN_FLIGHT} {BACKGROUND_TOKENS} {}", secs + 4);
     let mut tasks = Vec::new();
     for i in 0..AGENTS {
-        tasks.push(env.delegate(&format!("flood{i}"), "flood").await);
+        tasks.push(env.delegate(&format!("flood{i}"), &goal).await);
     }
-    // Let the queue fill, then measure.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let from = server.now();
     let mut failed = Vec::new();
     let ttft = ask_each_second(&client, secs as usize, &mut failed).await;
     let to = server.now();
-    stop.store(true, Ordering::Relaxed);
+    let mut background_done = 0;
     for t in tasks {
-        env.wait_task(t).await;
+        let task = env.wait_task(t).await;
+        // "done=N failed=M first error"
+        let mut words = task.result.split_whitespace();
+        let count = |w: Option<&str>, key: &str| {
+            w.and_then(|w| w.strip_prefix(key))
+                .and_then(|n| n.parse::<u64>().ok())
+        };
+        match (count(words.next(), "done="), count(words.next(), "failed=")) {
+            (Some(done), Some(0)) => background_done += done,
+            _ => failed.push(format!("flood task {t}: {} {}", task.state, task.result)),
+        }
     }
-    drop(registrations);
-    failed.extend(tally.failed.lock().unwrap().drain(..));
     ModeResult {
         ttft,
         busy: server.busy_share(from, to),
-        background_done: tally.done.load(Ordering::Relaxed),
+        background_done,
         failed,
     }
 }

@@ -184,6 +184,49 @@ async fn step(task: &Task, step: &str, out: &mut Outcome) -> Result<(), String> 
                 .map_err(|e| e.to_string())?;
             out.result = format!("{}/{}: {}", reply.provider, reply.model, reply.text);
         }
+        "flood" => {
+            // `flood <in flight> <max tokens> <seconds>`: keep that many model requests going
+            // for that long (a background load); the result counts those done and failed.
+            let mut args = rest
+                .split_whitespace()
+                .map(|a| a.parse::<u64>().unwrap_or(1));
+            let (in_flight, tokens, secs) = (
+                args.next().unwrap_or(1),
+                args.next().unwrap_or(64),
+                args.next().unwrap_or(10),
+            );
+            let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+            let one = || async {
+                let (mut done, mut failed, mut first_error) = (0u64, 0u64, String::new());
+                while std::time::Instant::now() < end {
+                    let mut request =
+                        agentos_sdk::ChatRequest::new(vec![agentos_sdk::ChatMessage::user(
+                            "summarise the news",
+                        )]);
+                    request.max_tokens = Some(tokens as u32);
+                    let result = match task.chat(&request).await {
+                        Ok(stream) => stream.collect().await.map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    match result {
+                        Ok(_) => done += 1,
+                        Err(e) => {
+                            failed += 1;
+                            if first_error.is_empty() {
+                                first_error = e;
+                            }
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+                (done, failed, first_error)
+            };
+            let all = futures_util::future::join_all((0..in_flight).map(|_| one())).await;
+            let done: u64 = all.iter().map(|a| a.0).sum();
+            let failed: u64 = all.iter().map(|a| a.1).sum();
+            let first = all.iter().map(|a| a.2.as_str()).find(|e| !e.is_empty());
+            out.result = format!("done={done} failed={failed} {}", first.unwrap_or(""));
+        }
         other => return Err(format!("unknown step {other:?}")),
     }
     Ok(())
