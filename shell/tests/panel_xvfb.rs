@@ -432,12 +432,33 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
     })
     .await;
     shot(display, "panel-kernel-down").await;
+    // While it is down, the web agent's manifest changes: its grant is suspended at the next
+    // start, and the Permissions page says so.
+    let manifest = env.agents_dir().join("web.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        format!("{text}description = \"Fetches pages, changed\"\n"),
+    )
+    .unwrap();
     rt.block_on(env.start_kernel());
     show_page(&window, 2);
     until("the panel reconnects", &window, |w| {
         find_named(w, "sidebar").is_some_and(|s| s.is_mapped()) && has(&texts(w), "Test tester")
     })
     .await;
+    show_page(&window, 3);
+    until(
+        "the changed agent's grant shows as suspended",
+        &window,
+        |w| {
+            let t = texts(w);
+            t.iter()
+                .any(|l| l.contains("always") && l.contains("suspended: the agent changed"))
+        },
+    )
+    .await;
+    shot(display, "panel-suspended").await;
     drop(panel);
 }
 
