@@ -27,11 +27,18 @@ pub struct Offer {
 }
 
 impl Offer {
-    /// Build the offer from the registered agents (leaving out `self_id`) and the kernel's tools
-    /// (only those the sidekick declares, with a JSON Schema object).
+    /// Build the offer from the registered agents (leaving out `self_id`) and the kernel's tools:
+    /// those the sidekick declares, with a JSON Schema object, and whose capability no other
+    /// agent declares. A tool an agent is for is reached through that agent (docs knows the
+    /// documents folder and reads files well; the model calling `files.read` itself would not),
+    /// and the sidekick declares such capabilities only so that it can hold the rights the
+    /// tasks it delegates carry.
     pub fn build(self_id: &str, agents: &[AgentInfo], tools: &[ToolInfo]) -> Offer {
+        let others = || agents.iter().filter(|a| a.id != self_id);
+        let covered =
+            |capability: &str| others().any(|a| a.capabilities.iter().any(|c| c == capability));
         let mut offer = Offer::default();
-        for agent in agents.iter().filter(|a| a.id != self_id) {
+        for agent in others() {
             let name = offer.unique(&format!("delegate_to_{}", safe_name(&agent.id)));
             let about = display_safe(&agent.description, 300);
             let summary = format!(
@@ -59,7 +66,10 @@ impl Offer {
                 summary.trim().to_string(),
             );
         }
-        for tool in tools.iter().filter(|t| t.declared) {
+        for tool in tools
+            .iter()
+            .filter(|t| t.declared && !covered(&t.capability))
+        {
             let Ok(parameters) = serde_json::from_str::<Value>(&tool.parameters) else {
                 continue;
             };
@@ -263,6 +273,29 @@ pub(crate) mod tests {
         assert_eq!(offer.first_delegate(), Some("delegate_to_docs"));
         assert_eq!(Offer::build("sidekick", &[], &tools).first_delegate(), None);
         assert_eq!(docs.parameters["required"], json!(["goal"]));
+    }
+
+    #[test]
+    fn a_tool_an_agent_is_for_is_reached_through_the_agent() {
+        let mut docs = agent("docs", "Documents");
+        docs.capabilities = vec!["files.list".into(), "files.read".into()];
+        let mut me = agent("sidekick", "me");
+        me.capabilities = vec!["web.fetch".into()];
+        let tools = [
+            tool("files.read", true),
+            tool("files.list", true),
+            tool("web.fetch", true),
+        ];
+        let offer = Offer::build("sidekick", &[docs.clone(), me.clone()], &tools);
+        assert_eq!(
+            offer.names(),
+            ["delegate_to_docs", "web_fetch"],
+            "web.fetch: no other agent is for it (the sidekick's own capabilities do not count)"
+        );
+        let mut web = agent("web", "Web");
+        web.capabilities = vec!["web.fetch".into()];
+        let offer = Offer::build("sidekick", &[docs, me, web], &tools);
+        assert_eq!(offer.names(), ["delegate_to_docs", "delegate_to_web"]);
     }
 
     #[test]

@@ -173,8 +173,21 @@ impl Host for Kernel {
     async fn list_agents(&self) -> Result<Vec<AgentInfo>, HostError> {
         Ok(self.agents.clone())
     }
+    /// The kernel's tools, each declared by the shipped sidekick (so that it can hold the
+    /// rights its children use); docs and web are for them, so none is offered.
     async fn list_tools(&self) -> Result<Vec<ToolInfo>, HostError> {
-        Ok(Vec::new())
+        let tool = |name: &str| ToolInfo {
+            name: name.into(),
+            capability: name.into(),
+            description: format!("the platform's {name}"),
+            parameters: r#"{"type":"object","properties":{}}"#.into(),
+            declared: true,
+        };
+        Ok(vec![
+            tool("files.list"),
+            tool("files.read"),
+            tool("web.fetch"),
+        ])
     }
     async fn list_models(&self) -> Result<Vec<ModelInfo>, HostError> {
         Ok(vec![ModelInfo {
