@@ -247,6 +247,10 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
             && has(&t, "A scripted test agent")
             && has(&t, "May request:")
             && has(&t, "agent.delegate")
+            && has(
+                &t,
+                "tester · connected · not sandboxed · no model use recorded",
+            )
             && has(&t, "Documents")
     })
     .await;

@@ -3,7 +3,8 @@
 //! capabilities it may request.
 
 use agentos_client::Client;
-use agentos_dbus_interfaces::AgentInfo;
+use agentos_dbus_interfaces::proxies::Models1Proxy;
+use agentos_dbus_interfaces::{AgentInfo, UsageInfo};
 use gtk::prelude::*;
 use relm4::prelude::*;
 use relm4::typed_view::list::{RelmListItem, TypedListView};
@@ -22,11 +23,12 @@ pub enum AgentsCmd {
     Loaded(Result<Vec<AgentRow>, String>),
 }
 
-/// An agent and whether it is sandboxed (`None`: the kernel did not say).
+/// An agent, whether it is sandboxed (`None`: the kernel did not say) and its model use.
 #[derive(Debug, Clone)]
 pub struct AgentRow {
     pub info: AgentInfo,
     pub sandboxed: Option<bool>,
+    pub usage: Option<UsageInfo>,
 }
 
 impl AgentRow {
@@ -43,8 +45,9 @@ impl AgentRow {
             None => "sandbox unknown",
         };
         format!(
-            "{} · {connected} · {sandbox}",
-            format::line(&self.info.id, 80)
+            "{} · {connected} · {sandbox} · {}",
+            format::line(&self.info.id, 80),
+            usage_line(self.usage.as_ref())
         )
     }
 
@@ -62,6 +65,52 @@ impl AgentRow {
             format!("May request: {}", caps.join(", "))
         }
     }
+}
+
+/// An agent's model use in words.
+pub fn usage_line(usage: Option<&UsageInfo>) -> String {
+    match usage {
+        Some(u) if u.requests > 0 => {
+            let requests = if u.requests == 1 {
+                "request"
+            } else {
+                "requests"
+            };
+            let mut line = format!(
+                "model use: {} {requests}, {} tokens in, {} out",
+                u.requests, u.input_tokens, u.output_tokens
+            );
+            if u.cost_micros > 0 {
+                line.push_str(&format!(", about ${:.4}", u.cost_micros as f64 / 1e6));
+            }
+            line
+        }
+        _ => "no model use recorded".to_string(),
+    }
+}
+
+/// Model use per agent (`Models1.ListUsage`); empty where the kernel does not say.
+async fn usage(client: &Client) -> Vec<UsageInfo> {
+    let Ok(owner) = client.owner().await else {
+        return Vec::new();
+    };
+    let proxy = async {
+        Models1Proxy::builder(client.connection())
+            .destination(owner)?
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+    };
+    let Ok(models) = proxy.await else {
+        return Vec::new();
+    };
+    models
+        .list_usage()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|u| u.kind == "agent")
+        .collect()
 }
 
 pub struct AgentItemWidgets {
@@ -193,13 +242,19 @@ impl AgentsPage {
                     Ok(a) => a,
                     Err(e) => return AgentsCmd::Loaded(Err(e)),
                 };
+            let used = usage(&client).await;
             let mut rows = Vec::with_capacity(agents.len());
             for info in agents {
                 let sandboxed = match client.agent(&info.id).await {
                     Ok(a) => a.sandboxed().await.ok(),
                     Err(_) => None,
                 };
-                rows.push(AgentRow { info, sandboxed });
+                let usage = used.iter().find(|u| u.who == info.id).cloned();
+                rows.push(AgentRow {
+                    info,
+                    sandboxed,
+                    usage,
+                });
             }
             AgentsCmd::Loaded(Ok(rows))
         });
@@ -223,8 +278,12 @@ mod tests {
                 connected: false,
             },
             sandboxed: Some(true),
+            usage: None,
         };
-        assert_eq!(row.facts(), "docs · not running · sandboxed");
+        assert_eq!(
+            row.facts(),
+            "docs · not running · sandboxed · no model use recorded"
+        );
         assert_eq!(row.capabilities(), "May request: files.list, files.read");
         let none = AgentRow {
             info: AgentInfo {
@@ -233,8 +292,21 @@ mod tests {
                 ..row.info.clone()
             },
             sandboxed: None,
+            usage: Some(UsageInfo {
+                kind: "agent".into(),
+                who: "docs".into(),
+                requests: 3,
+                input_tokens: 1200,
+                output_tokens: 80,
+                millis: 900,
+                cost_micros: 1500,
+            }),
         };
-        assert_eq!(none.facts(), "docs · connected · sandbox unknown");
+        assert_eq!(
+            none.facts(),
+            "docs · connected · sandbox unknown · model use: 3 requests, 1200 tokens in, 80 out, \
+             about $0.0015"
+        );
         assert_eq!(none.capabilities(), "Requests no capabilities");
     }
 }
