@@ -210,6 +210,17 @@ impl Rights {
     }
 
     /// Whether `principal` holds a grant (suspended ones aside).
+    /// When the newest live grant of `principal` was given.
+    pub fn latest_grant_at(&self, principal: &str) -> Option<u64> {
+        self.lock()
+            .policy
+            .grants
+            .iter()
+            .filter(|g| g.principal == principal)
+            .map(|g| g.granted_at)
+            .max()
+    }
+
     pub fn holds_any(&self, principal: &str) -> bool {
         self.lock()
             .policy

@@ -355,6 +355,20 @@ async fn a_replaced_program_has_its_grants_suspended_until_the_user_confirms() {
         let t = env.run_task("changing", &read).await;
         assert_eq!(t.state, "completed", "{t:?}");
         assert_eq!(responder.prompts().len(), asked, "no new question");
+
+        // Replaced once more, then given a grant and launched at once, before that grant's own
+        // recording of the program may have landed: the grant was given to the agent as it is
+        // now, so nothing is suspended.
+        env.restart_kernel().await;
+        install_agent(&prog, b"a third version");
+        let k = env.kernel().await;
+        k.grant("changing", "files.list", &docs, "always")
+            .await
+            .unwrap();
+        let t = env.run_task("changing", &read).await;
+        assert_eq!(t.state, "completed", "{t:?}");
+        assert!(k.list_suspended_grants().await.unwrap().is_empty());
+        assert_eq!(responder.prompts().len(), asked, "no new question");
     })
     .await;
 }

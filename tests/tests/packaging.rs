@@ -39,7 +39,7 @@ fn every_flatpak_finish_arg_is_commented() {
 
 #[test]
 fn the_shipped_agent_manifests_parse_and_run_sandboxed() {
-    for name in ["docs", "web"] {
+    for name in ["docs", "web", "sidekick"] {
         let text =
             std::fs::read_to_string(root().join(format!("packaging/agents/{name}.toml"))).unwrap();
         let m = agentos_kernel::manifest::Manifest::parse(&text)

@@ -129,11 +129,33 @@ impl Kernel {
         };
         let change = recorded.as_ref().and_then(|r| compare(r, &now));
         match (recorded, change) {
+            // A grant given to the agent as it is now confirms it, even while that grant's own
+            // recording of the fingerprint is still on its way (a launch right after a grant).
+            (Some(r), Some(change)) if self.granted_as_it_is(agent, &r, &now, change) => {
+                self.record_fingerprint(&now)
+            }
             (Some(_), Some(change)) => self.suspend_changed(agent, change, when),
             (Some(r), None) if r.exec_stamp == now.exec_stamp && r.exec_path == now.exec_path => {}
             // First seen with grants, or the same content under a new stamp.
             _ => self.record_fingerprint(&now),
         }
+    }
+
+    /// Whether `agent` holds a grant given after `recorded` was taken (every grant records the
+    /// fingerprint when it is given, so such a grant's recording has not landed yet) and, when
+    /// its program changed, after the program took its present form: the user gave access to
+    /// the agent as it is now.
+    fn granted_as_it_is(
+        &self,
+        agent: &str,
+        recorded: &AgentFingerprint,
+        now: &AgentFingerprint,
+        change: Change,
+    ) -> bool {
+        let program_since_ms = u64::try_from(now.exec_stamp.ctime_ns / 1_000_000).unwrap_or(0);
+        self.rights.latest_grant_at(agent).is_some_and(|at| {
+            at > recorded.recorded_at && (!change.program || at >= program_since_ms)
+        })
     }
 
     fn record_fingerprint(&self, fp: &AgentFingerprint) {
