@@ -63,6 +63,8 @@ fn main() {
     std::env::set_var("GTK_A11Y", "none");
     std::env::set_var("GSETTINGS_BACKEND", "memory");
     std::env::set_var("DBUS_SESSION_BUS_ADDRESS", &env.address);
+    // The user's home is the test's (where a copy of an artifact is saved).
+    std::env::set_var("HOME", env.home());
     gtk::init().expect("GTK on Xvfb");
     adw::init().expect("libadwaita");
 
@@ -181,6 +183,33 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
     })
     .await;
     shot(display, "panel-tasks").await;
+
+    // Save a copy of the artifact: the file chooser opens in the home folder with its name;
+    // Return saves it there.
+    button(window.upcast_ref(), "Save a Copy…")
+        .expect("a save button")
+        .emit_clicked();
+    let chooser = until_found("the file chooser opens", || {
+        gtk::Window::list_toplevels()
+            .into_iter()
+            .filter_map(|w| w.downcast::<gtk::Window>().ok())
+            .find(|w| w.is_visible() && w.title().as_deref() == Some("Save a Copy"))
+    })
+    .await;
+    settle(500).await;
+    press_on(display, "Save a Copy", "Return").await;
+    let copy = env.home().join("report.txt");
+    until_found("the copy is saved", || {
+        std::fs::read_to_string(&copy)
+            .ok()
+            .filter(|t| t == "all good")
+    })
+    .await;
+    until("the page says it saved the copy", &window, |w| {
+        has(&texts(w), "Saved a copy of report.txt (8 B)")
+    })
+    .await;
+    assert!(!chooser.is_visible());
 
     // A live task appears without a reload, and is canceled from its details.
     let live = rt.block_on(env.delegate("tester", "sleep 20000 ; echo never"));
@@ -647,8 +676,13 @@ fn consent_dialog() -> Option<gtk::Window> {
 
 /// Send a key press to the consent dialog's X window, as a person at the keyboard would.
 async fn press(display: &str, key: &str) {
+    press_on(display, DIALOG_TITLE, key).await;
+}
+
+/// Send a key press to the X window named `title`.
+async fn press_on(display: &str, title: &str, key: &str) {
     let out = Command::new("xdotool")
-        .args(["search", "--onlyvisible", "--name", DIALOG_TITLE])
+        .args(["search", "--onlyvisible", "--name", title])
         .env("DISPLAY", display)
         .output()
         .expect("xdotool");

@@ -22,9 +22,31 @@ pub fn text_preview(bytes: &[u8]) -> Option<String> {
     Some(display_safe_block(text, PREVIEW_BYTES as usize))
 }
 
+/// A file name for a copy of an artifact named `name` (the agent chose it): its last path
+/// element, made safe to show, without leading dots; "artifact" when nothing is left.
+pub fn file_name(name: &str) -> String {
+    let last = name.rsplit('/').next().unwrap_or_default();
+    let safe = agentos_dbus_interfaces::text::display_safe(last, 200);
+    let safe = safe.trim_start_matches('.').trim();
+    if safe.is_empty() {
+        "artifact".to_string()
+    } else {
+        safe.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn copies_get_plain_file_names() {
+        assert_eq!(file_name("report.txt"), "report.txt");
+        assert_eq!(file_name("../../.bashrc"), "bashrc");
+        assert_eq!(file_name("a/b/c\u{202e}gpj.exe"), "cgpj.exe");
+        assert_eq!(file_name("/"), "artifact");
+        assert_eq!(file_name("..."), "artifact");
+    }
 
     #[test]
     fn only_small_text_is_previewed() {

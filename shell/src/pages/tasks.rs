@@ -27,6 +27,10 @@ pub enum TasksInput {
     Select(u64),
     /// Read the next page of older tasks.
     Older,
+    /// Ask where to save a copy of the selected task's artifact.
+    SaveArtifact(String),
+    /// Save a copy of the selected task's artifact at this path.
+    SaveTo(String, std::path::PathBuf),
 }
 
 /// What the page tells the window.
@@ -50,6 +54,8 @@ pub enum TasksCmd {
     /// The task, and its artifacts with a text preview of the small text ones.
     Details(u64, Result<(TaskInfo, Vec<Artifact>), String>),
     Canceled(Result<(), String>),
+    /// A copy was saved: (artifact, path, bytes) or why not.
+    Saved(Result<(String, std::path::PathBuf, u64), String>),
 }
 
 pub struct TasksPage {
@@ -62,6 +68,8 @@ pub struct TasksPage {
     /// The `before` of the next older page, 0 when the oldest was read.
     next: u64,
     older: gtk::Button,
+    /// The file chooser open now, if any (kept alive until it answers).
+    chooser: Option<gtk::FileChooserNative>,
     status: gtk::Label,
     details: gtk::Box,
     cancel: gtk::Button,
@@ -138,6 +146,7 @@ impl Component for TasksPage {
             selected: None,
             next: 0,
             older,
+            chooser: None,
             status,
             details,
             cancel,
@@ -152,6 +161,16 @@ impl Component for TasksPage {
                 self.client = Some(client.clone());
                 self.follow(&sender, client.clone());
                 self.read_page(&sender, 0);
+            }
+            TasksInput::SaveArtifact(name) => self.choose_destination(name, &sender),
+            TasksInput::SaveTo(name, path) => {
+                self.chooser = None;
+                let (Some(client), Some(id)) = (self.client.clone(), self.selected) else {
+                    return;
+                };
+                sender.oneshot_command(async move {
+                    TasksCmd::Saved(save_copy(&client, id, name, path).await)
+                });
             }
             TasksInput::Older => {
                 if self.next != 0 {
@@ -247,7 +266,7 @@ impl Component for TasksPage {
                     self.store.put(info);
                     self.replace(id);
                     self.show_selected();
-                    self.show_artifacts(&artifacts);
+                    self.show_artifacts(&artifacts, &sender);
                 }
                 Err(e) => self
                     .details
@@ -259,6 +278,13 @@ impl Component for TasksPage {
                 self.show_selected();
             }
             TasksCmd::Canceled(Ok(())) => {}
+            TasksCmd::Saved(Ok((name, path, bytes))) => self.status.set_label(&format!(
+                "Saved a copy of {} ({}) as {}",
+                format::line(&name, 80),
+                format::size(bytes),
+                path.display()
+            )),
+            TasksCmd::Saved(Err(e)) => self.status.set_label(&format!("Cannot save: {e}")),
         }
     }
 }
@@ -281,6 +307,30 @@ async fn read_small(
     .await
     .ok()
     .flatten()
+}
+
+/// Copy artifact `name` of task `id` from the kernel to `path` (the user chose it).
+async fn save_copy(
+    client: &Client,
+    id: u64,
+    name: String,
+    path: std::path::PathBuf,
+) -> Result<(String, std::path::PathBuf, u64), String> {
+    let task = client.task(id).await.map_err(|e| e.to_string())?;
+    let fd = task
+        .open_artifact(&name)
+        .await
+        .map_err(|e| super::describe(&e))?;
+    let mut src = std::fs::File::from(std::os::fd::OwnedFd::from(fd));
+    tokio::task::spawn_blocking(move || {
+        let mut dst =
+            std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let bytes = std::io::copy(&mut src, &mut dst).map_err(|e| e.to_string())?;
+        dst.sync_all().map_err(|e| e.to_string())?;
+        Ok((name, path, bytes))
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }
 
 impl TasksPage {
@@ -492,7 +542,7 @@ impl TasksPage {
         }
     }
 
-    fn show_artifacts(&self, artifacts: &[Artifact]) {
+    fn show_artifacts(&self, artifacts: &[Artifact], sender: &ComponentSender<Self>) {
         if artifacts.is_empty() {
             return;
         }
@@ -515,6 +565,39 @@ impl TasksPage {
                 frame.set_child(Some(&shown));
                 self.details.append(&frame);
             }
+            let save = gtk::Button::with_label("Save a Copy…");
+            save.set_halign(gtk::Align::Start);
+            let (input, name) = (sender.input_sender().clone(), a.name.clone());
+            save.connect_clicked(move |_| input.emit(TasksInput::SaveArtifact(name.clone())));
+            self.details.append(&save);
         }
+    }
+
+    /// Ask where to save a copy of an artifact (in the Downloads folder, under its own name).
+    fn choose_destination(&mut self, name: String, sender: &ComponentSender<Self>) {
+        let parent = self.details.root().and_downcast::<gtk::Window>();
+        let chooser = gtk::FileChooserNative::new(
+            Some("Save a Copy"),
+            parent.as_ref(),
+            gtk::FileChooserAction::Save,
+            Some("_Save"),
+            Some("_Cancel"),
+        );
+        chooser.set_modal(true);
+        chooser.set_current_name(&artifacts::file_name(&name));
+        let downloads = gtk::glib::user_special_dir(gtk::glib::UserDirectory::Downloads)
+            .filter(|d| d.is_dir())
+            .unwrap_or_else(gtk::glib::home_dir);
+        let _ = chooser.set_current_folder(Some(&gtk::gio::File::for_path(downloads)));
+        let input = sender.input_sender().clone();
+        chooser.connect_response(move |c, response| {
+            if response == gtk::ResponseType::Accept {
+                if let Some(path) = c.file().and_then(|f| f.path()) {
+                    input.emit(TasksInput::SaveTo(name.clone(), path));
+                }
+            }
+        });
+        chooser.show();
+        self.chooser = Some(chooser);
     }
 }
