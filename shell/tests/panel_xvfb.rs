@@ -388,7 +388,9 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
     .await;
 
     if notifications {
-        // Started now, so that its only bubbles are the ones below.
+        // Started now (after what the panel had to say about the tasks above has gone out),
+        // so that its only bubbles are the ones below.
+        settle(1000).await;
         let mut notifyd = env.service(
             Command::new(NOTIFICATION_DAEMON)
                 .env("DISPLAY", display)
@@ -520,7 +522,7 @@ async fn focus_elsewhere(display: &str, window: &gtk::Window) {
     .await;
 }
 
-/// Click the last (rightmost) button of the notification server's one bubble, as a person
+/// Click the last (rightmost) button of the notification server's only bubble, as a person
 /// would: notification-daemon puts its buttons at the bottom right of its bubble.
 async fn click_last_button(display: &str) {
     let bubble = until_found("the notification's bubble", || {
@@ -530,7 +532,9 @@ async fn click_last_button(display: &str) {
             .output()
             .ok()?;
         let text = String::from_utf8_lossy(&out.stdout).to_string();
-        text.lines().last().map(str::to_string)
+        // Exactly one bubble: the notice under test.
+        let bubbles: Vec<&str> = text.lines().collect();
+        (bubbles.len() == 1).then(|| bubbles[0].to_string())
     })
     .await;
     settle(300).await;
