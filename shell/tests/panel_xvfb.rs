@@ -460,8 +460,18 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
         let _ = notifyd.wait();
     }
 
-    // The kernel goes away: the panel says so; it comes back: the panel reconnects.
-    assert!(rt.block_on(env.stop_kernel("TERM")).success());
+    // The kernel goes away, killed, with a dialog open (the dialog goes too): the panel says so; it comes
+    // back: the panel reconnects.
+    let gone = env.home().join("Gone");
+    std::fs::create_dir_all(&gone).unwrap();
+    rt.block_on(env.delegate("tester", &format!("read {} x.txt", gone.to_str().unwrap())));
+    until_found("a dialog opens before the kernel goes", consent_dialog).await;
+    // Killed: it cannot close its requests; its leaving the bus must close the dialog.
+    rt.block_on(env.stop_kernel("KILL"));
+    until_found("the dialog of the kernel that went goes away", || {
+        consent_dialog().is_none().then_some(())
+    })
+    .await;
     until("the panel says AgentOS is not running", &window, |w| {
         has(&texts(w), "AgentOS is not running")
     })

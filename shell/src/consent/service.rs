@@ -130,9 +130,23 @@ impl Access {
         if !(self.ui)(ConsentEvent::Ask(pending)) {
             return Ok(Answer::Dismissed.reply());
         }
+        // The kernel closes a request it no longer waits for; a kernel that went away cannot,
+        // so its leaving closes the dialog too.
+        let kernel_left = async {
+            loop {
+                client.owner_changed().await;
+                if client.owner().await.ok().as_ref() != Some(&owner) {
+                    return;
+                }
+            }
+        };
         let answer = tokio::select! {
             a = pending_reply.1 => a.unwrap_or(Answer::Dismissed),
             () = close.notified() => {
+                (self.ui)(ConsentEvent::Dismiss(handle.to_string()));
+                Answer::Dismissed
+            }
+            () = kernel_left => {
                 (self.ui)(ConsentEvent::Dismiss(handle.to_string()));
                 Answer::Dismissed
             }
