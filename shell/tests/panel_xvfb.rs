@@ -89,7 +89,8 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
         .expect("grant");
     let parent = rt.block_on(env.delegate(
         "tester",
-        "artifact report.txt all good ; delegate helper echo child done ; echo parent done",
+        "artifact report.txt all good ; artifact notes.md # Findings **all** good ; \
+         delegate helper echo child done ; echo parent done",
     ));
     let done = rt.block_on(env.wait_task(parent));
     assert_eq!(done.state, "completed", "{done:?}");
@@ -180,6 +181,13 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
         let t = texts(w);
         // The artifact's text, read from the kernel and shown inline.
         has(&t, "parent done") && has(&t, "report.txt") && t.iter().any(|l| l == "all good")
+    })
+    .await;
+    // The Markdown artifact is shown as Markdown: a heading, its markers gone.
+    until("the Markdown artifact is shown formatted", &window, |w| {
+        all_of::<gtk::Label>(w)
+            .iter()
+            .any(|l| l.is_mapped() && l.uses_markup() && l.text() == "Findings all good")
     })
     .await;
     shot(display, "panel-tasks").await;

@@ -5,4 +5,5 @@ pub mod artifacts;
 pub mod audit;
 pub mod format;
 pub mod grants;
+pub mod markdown;
 pub mod tasks;

@@ -559,6 +559,9 @@ impl TasksPage {
             )));
             if let Some(text) = preview {
                 let shown = crate::ui::text(text);
+                if crate::model::markdown::is_markdown(&a.name) {
+                    shown.set_markup(&crate::model::markdown::to_pango(text));
+                }
                 shown.add_css_class("monospace");
                 shown.set_widget_name("artifact-preview");
                 let frame = gtk::Frame::new(None);
