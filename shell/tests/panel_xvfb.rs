@@ -267,8 +267,17 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
     let prompt = find_named(window.upcast_ref(), "ask-prompt")
         .and_downcast::<gtk::TextView>()
         .expect("prompt");
-    prompt.buffer().set_text("echo hello from the Ask page");
+    prompt
+        .buffer()
+        .set_text("sleep 1500 ; echo hello from the Ask page");
     button(window.upcast_ref(), "_Ask").unwrap().emit_clicked();
+    // The task's progress message shows while it runs (where the sidekick streams its answer).
+    until("the running task's message is shown", &window, |w| {
+        find_named(w, "ask-answer")
+            .and_downcast::<gtk::Label>()
+            .is_some_and(|l| l.text() == "sleeping")
+    })
+    .await;
     until("the answer is shown", &window, |w| {
         let t = texts(w);
         has(&t, "hello from the Ask page") && t.iter().any(|l| l.ends_with("completed."))
