@@ -90,6 +90,8 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
     let parent = rt.block_on(env.delegate(
         "tester",
         "artifact report.txt all good ; artifact notes.md # Findings **all** good ; \
+         artifact chart.svg <svg xmlns='http://www.w3.org/2000/svg' width='40' height='20'>\
+         <rect width='40' height='20' fill='red'/></svg> ; \
          delegate helper echo child done ; echo parent done",
     ));
     let done = rt.block_on(env.wait_task(parent));
@@ -181,6 +183,14 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
         let t = texts(w);
         // The artifact's text, read from the kernel and shown inline.
         has(&t, "parent done") && has(&t, "report.txt") && t.iter().any(|l| l == "all good")
+    })
+    .await;
+    // The image artifact is shown as a picture, decoded from what the kernel handed over.
+    until("the image artifact is shown", &window, |w| {
+        all_of::<gtk::Picture>(w).iter().any(|p| {
+            p.widget_name() == "artifact-image"
+                && p.paintable().is_some_and(|t| t.intrinsic_width() == 40)
+        })
     })
     .await;
     // The Markdown artifact is shown as Markdown: a heading, its markers gone.

@@ -1,5 +1,6 @@
 //! Artifacts as the Tasks page shows them: small text artifacts are read and shown inline (as
-//! text made safe to show); anything else is listed with its size and hash.
+//! text made safe to show, Markdown formatted), images named as such are shown as pictures;
+//! anything else is listed with its size and hash.
 
 use agentos_dbus_interfaces::text::display_safe_block;
 use agentos_dbus_interfaces::ArtifactInfo;
@@ -7,7 +8,50 @@ use agentos_dbus_interfaces::ArtifactInfo;
 /// Largest artifact read for an inline preview.
 pub const PREVIEW_BYTES: u64 = 64 * 1024;
 
-/// Whether an artifact is small enough to be read for a preview.
+/// Largest image shown.
+pub const IMAGE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// What is shown of an artifact besides its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Preview {
+    None,
+    /// Its text, made safe to show.
+    Text(String),
+    /// Its bytes, to be decoded as an image (by GTK's loaders, in the panel's process).
+    Image(Vec<u8>),
+}
+
+/// What kind of preview to read for an artifact, by its size and its name's extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    None,
+    Text,
+    Image,
+}
+
+/// Image formats shown as pictures, by extension.
+const IMAGE_EXTENSIONS: [&str; 8] = ["png", "jpg", "jpeg", "gif", "svg", "webp", "bmp", "ppm"];
+
+pub fn kind(a: &ArtifactInfo) -> Kind {
+    let ext = a
+        .name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    if IMAGE_EXTENSIONS.contains(&ext.as_str()) {
+        if a.size <= IMAGE_BYTES {
+            Kind::Image
+        } else {
+            Kind::None
+        }
+    } else if a.size <= PREVIEW_BYTES {
+        Kind::Text
+    } else {
+        Kind::None
+    }
+}
+
+/// Whether an artifact is small enough to be read for a text preview.
 pub fn worth_previewing(a: &ArtifactInfo) -> bool {
     a.size <= PREVIEW_BYTES
 }
@@ -38,6 +82,20 @@ pub fn file_name(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn images_by_name_text_by_size() {
+        let a = |name: &str, size| ArtifactInfo {
+            name: name.into(),
+            sha256: String::new(),
+            size,
+        };
+        assert_eq!(kind(&a("chart.PNG", 100_000)), Kind::Image);
+        assert_eq!(kind(&a("chart.svg", IMAGE_BYTES + 1)), Kind::None);
+        assert_eq!(kind(&a("notes.md", 10)), Kind::Text);
+        assert_eq!(kind(&a("dump.bin", PREVIEW_BYTES + 1)), Kind::None);
+        assert_eq!(kind(&a("noext", 5)), Kind::Text);
+    }
 
     #[test]
     fn copies_get_plain_file_names() {

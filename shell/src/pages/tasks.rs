@@ -41,7 +41,7 @@ pub enum TasksOutput {
 }
 
 /// An artifact, with the text of a small text one.
-pub type Artifact = (ArtifactInfo, Option<String>);
+pub type Artifact = (ArtifactInfo, artifacts::Preview);
 
 #[derive(Debug)]
 pub enum TasksCmd {
@@ -289,24 +289,38 @@ impl Component for TasksPage {
     }
 }
 
-/// The text of a small artifact (`Task1.OpenArtifact`), if it is text; read off the main loop.
-async fn read_small(
+/// What to show of an artifact (`Task1.OpenArtifact`): the text of a small text one, the
+/// bytes of an image; read off the main loop.
+async fn read_preview(
     task: &agentos_dbus_interfaces::proxies::Task1Proxy<'static>,
-    name: &str,
-) -> Option<String> {
-    let fd = task.open_artifact(name).await.ok()?;
+    a: &ArtifactInfo,
+) -> artifacts::Preview {
+    use artifacts::{Kind, Preview};
+    let kind = artifacts::kind(a);
+    if kind == Kind::None {
+        return Preview::None;
+    }
+    let Ok(fd) = task.open_artifact(&a.name).await else {
+        return Preview::None;
+    };
     let file = std::fs::File::from(std::os::fd::OwnedFd::from(fd));
     tokio::task::spawn_blocking(move || {
         use std::io::Read;
+        let limit = match kind {
+            Kind::Image => artifacts::IMAGE_BYTES,
+            _ => artifacts::PREVIEW_BYTES,
+        };
         let mut bytes = Vec::new();
-        file.take(artifacts::PREVIEW_BYTES)
-            .read_to_end(&mut bytes)
-            .ok()?;
-        artifacts::text_preview(&bytes)
+        if file.take(limit).read_to_end(&mut bytes).is_err() {
+            return Preview::None;
+        }
+        match kind {
+            Kind::Image => Preview::Image(bytes),
+            _ => artifacts::text_preview(&bytes).map_or(Preview::None, Preview::Text),
+        }
     })
     .await
-    .ok()
-    .flatten()
+    .unwrap_or(Preview::None)
 }
 
 /// Copy artifact `name` of task `id` from the kernel to `path` (the user chose it).
@@ -411,11 +425,7 @@ impl TasksPage {
                 let mut artifacts = Vec::new();
                 for (name, sha256, size) in task.artifacts().await.unwrap_or_default() {
                     let a = ArtifactInfo { name, sha256, size };
-                    let preview = if artifacts::worth_previewing(&a) {
-                        read_small(&task, &a.name).await
-                    } else {
-                        None
-                    };
+                    let preview = read_preview(&task, &a).await;
                     artifacts.push((a, preview));
                 }
                 Ok((info, artifacts))
@@ -557,7 +567,23 @@ impl TasksPage {
                 format::size(a.size),
                 format::line(&a.sha256, 16)
             )));
-            if let Some(text) = preview {
+            if let artifacts::Preview::Image(bytes) = preview {
+                let bytes = gtk::glib::Bytes::from(&bytes[..]);
+                match gtk::gdk::Texture::from_bytes(&bytes) {
+                    Ok(texture) => {
+                        let picture = gtk::Picture::for_paintable(&texture);
+                        picture.set_widget_name("artifact-image");
+                        picture.set_halign(gtk::Align::Start);
+                        picture.set_size_request(-1, 160);
+                        picture.set_can_shrink(true);
+                        self.details.append(&picture);
+                    }
+                    Err(e) => self.details.append(&crate::ui::caption(&format!(
+                        "Not shown: not an image this panel can read ({e})"
+                    ))),
+                }
+            }
+            if let artifacts::Preview::Text(text) = preview {
                 let shown = crate::ui::text(text);
                 if crate::model::markdown::is_markdown(&a.name) {
                     shown.set_markup(&crate::model::markdown::to_pango(text));
