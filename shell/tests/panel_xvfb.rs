@@ -394,15 +394,39 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
 
     // A dialog left unanswered: the kernel's time limit closes it (impl.portal.Request.Close),
     // the panel takes it off the screen, and the task is denied.
-    let later = env.home().join("Later");
+    // Its scope is a long path: cut in the dialog, all of it behind an expander.
+    let later = env.home().join(format!("Later-{}", "x".repeat(170)));
     std::fs::create_dir_all(&later).unwrap();
-    let unanswered =
-        rt.block_on(env.delegate("tester", &format!("read {} x.txt", later.to_str().unwrap())));
-    until_found(
+    let later_s = later.to_str().unwrap().to_string();
+    let unanswered = rt.block_on(env.delegate("tester", &format!("read {later_s} x.txt")));
+    let dialog = until_found(
         "the consent dialog opens for the unanswered request",
         consent_dialog,
     )
     .await;
+    settle(300).await;
+    let scope_row = all_of::<gtk::Label>(dialog.upcast_ref())
+        .into_iter()
+        .map(|l| l.text().to_string())
+        .find(|t| t.starts_with(&later_s[..100]) && t.ends_with('…'));
+    assert!(scope_row.is_some(), "the long scope is not shown cut");
+    let expander = find_type::<gtk::Expander>(dialog.upcast_ref()).expect("an expander");
+    assert_eq!(expander.label().as_deref(), Some("Show all of it"));
+    expander.set_expanded(true);
+    settle(200).await;
+    assert!(
+        all_of::<gtk::Label>(dialog.upcast_ref())
+            .iter()
+            .any(|l| l.is_mapped() && l.text() == later_s.as_str()),
+        "the whole scope is not behind the expander"
+    );
+    shot(display, "panel-consent-long").await;
+    // However long the request, the dialog fits the screen (1280×800): Deny stays in view.
+    assert!(
+        dialog.height() <= 800,
+        "the dialog is {} px tall",
+        dialog.height()
+    );
     let info = wait_finished(rt, env, unanswered).await;
     assert_eq!(info.state, "failed", "{info:?}");
     until_found("the closed request's dialog goes away", || {

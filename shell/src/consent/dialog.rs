@@ -15,6 +15,9 @@ use super::service::ConsentEvent;
 /// The dialog window's title (what window lists and screen readers name it).
 pub const DIALOG_TITLE: &str = "AgentOS: permission needed";
 
+/// Tallest the dialog's details grow before they scroll (pixels).
+const MAX_DETAILS_HEIGHT: i32 = 300;
+
 /// The response id of deny.
 pub const DENY: &str = "deny";
 
@@ -202,11 +205,20 @@ fn focus_deny(dialog: &adw::MessageDialog) {
     }
 }
 
-/// The body, the facts (who, what, where, which task) and the chain.
-fn details(s: &Shown) -> gtk::Box {
+/// A label of the dialog: wrapped, not selectable (a selectable label would take the focus
+/// from Deny and show itself selected).
+fn plain(s: &str) -> gtk::Label {
+    let l = crate::ui::text(s);
+    l.set_selectable(false);
+    l
+}
+
+/// The body, the facts (who, what, where, which task) and the chain, scrolled when taller than
+/// a screen can hold beside the buttons (which must stay in view).
+fn details(s: &Shown) -> gtk::ScrolledWindow {
     let b = gtk::Box::new(gtk::Orientation::Vertical, 8);
     if !s.body.is_empty() {
-        let body = crate::ui::text(&s.body);
+        let body = plain(&s.body);
         body.set_widget_name("consent-body");
         b.append(&body);
     }
@@ -228,15 +240,20 @@ fn details(s: &Shown) -> gtk::Box {
         title.set_xalign(0.0);
         b.append(&title);
         for line in &s.chain {
-            b.append(&crate::ui::text(line));
+            b.append(&plain(line));
         }
     }
-    b
+    let scroll = gtk::ScrolledWindow::new();
+    scroll.set_hscrollbar_policy(gtk::PolicyType::Never);
+    scroll.set_max_content_height(MAX_DETAILS_HEIGHT);
+    scroll.set_propagate_natural_height(true);
+    scroll.set_child(Some(&b));
+    scroll
 }
 
 /// A value: its short form, and the whole of it behind an expander when it was cut.
 fn value_widget(v: &Preview) -> gtk::Widget {
-    let short = crate::ui::text(&v.short);
+    let short = plain(&v.short);
     short.set_hexpand(true);
     match &v.full {
         None => short.upcast(),

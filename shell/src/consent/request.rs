@@ -13,6 +13,9 @@ pub const HANDLE_PREFIX: &str = "/org/freedesktop/portal/desktop/request/agentos
 pub const ANSWER_CHOICE: &str = "lifetime";
 /// Longest value shown before it is cut (the whole value is behind an expander).
 pub const PREVIEW_CHARS: usize = 160;
+/// Longest dialog title shown (the kernel's title names the scope, which may be long; all of
+/// it is in the details).
+pub const TITLE_CHARS: usize = 120;
 /// Longest value kept at all (the kernel's own limit on names is 4096).
 pub const FULL_CHARS: usize = 16 * 1024;
 
@@ -176,7 +179,7 @@ pub fn shown(
         }
     }
     Shown {
-        title: display_safe(title, 200),
+        title: display_safe(title, TITLE_CHARS),
         subtitle: display_safe(subtitle, 400),
         body: display_safe_block(body, 4000),
         facts,
