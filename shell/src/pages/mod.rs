@@ -6,6 +6,7 @@ pub mod activity;
 pub mod agents;
 pub mod ask;
 pub mod permissions;
+pub mod task_artifacts;
 pub mod task_item;
 pub mod tasks;
 
