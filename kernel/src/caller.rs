@@ -38,6 +38,7 @@ impl Caller {
             task: None,
             purpose,
             display_name: self.display_name(),
+            arguments: None,
         }
     }
 

@@ -28,7 +28,14 @@ pub struct Prompt {
     pub body: String,
     /// Offer "deny, and ask nothing more for this task" (option [`DENY_TASK`]).
     pub offer_task_stop: bool,
+    /// The exact call that asks (a tool's name and its arguments as JSON), sent whole as the
+    /// option `arguments` for a dialog that shows it expandable (the panel); the body carries
+    /// its beginning for every other dialog.
+    pub arguments: Option<String>,
 }
+
+/// The most bytes of a call's arguments sent to the dialog.
+pub const MAX_ARGUMENTS: usize = 16 * 1024;
 
 /// The id of the choice that carries the answer (its options: "once", "session", "always" and,
 /// for a task, [`DENY_TASK`]).
@@ -114,6 +121,13 @@ pub async fn ask(
     options.insert("deny_label", Value::from("_Deny"));
     options.insert("modal", Value::from(true));
     options.insert("choices", Value::from(choices));
+    if let Some(arguments) = &prompt.arguments {
+        let mut end = arguments.len().min(MAX_ARGUMENTS);
+        while !arguments.is_char_boundary(end) {
+            end -= 1;
+        }
+        options.insert("arguments", Value::from(&arguments[..end]));
+    }
     let body = (
         &handle,
         "",

@@ -34,6 +34,8 @@ pub struct Prompt {
     pub body: String,
     /// The options of the answer choice ("once", "session", "always", "deny-task"…).
     pub answers: Vec<String>,
+    /// The exact call, as the kernel sent it in the option `arguments`.
+    pub arguments: Option<String>,
 }
 
 /// The option ids of the `lifetime` choice in the dialog's options.
@@ -103,6 +105,9 @@ impl Access {
                 subtitle: subtitle.into(),
                 body: body.into(),
                 answers: offered_answers(&options),
+                arguments: options
+                    .get("arguments")
+                    .and_then(|v| String::try_from(v.try_clone().ok()?).ok()),
             });
             s.open += 1;
             s.max_open = s.max_open.max(s.open);

@@ -59,6 +59,13 @@ async fn consent_once_session_always_deny_and_revocation() {
             prompt.title.contains("Test tester") && prompt.title.contains(&docs),
             "{prompt:?}"
         );
+        // The exact call: sent whole to the dialog, and its beginning in the body for any dialog.
+        let call = prompt.arguments.as_deref().unwrap_or_default();
+        assert!(
+            call.starts_with("files.read {") && call.contains("budget.txt") && call.contains(&docs),
+            "{prompt:?}"
+        );
+        assert!(prompt.body.contains("The call: files.read"), "{prompt:?}");
         // Once means once: the next call asks again, and a denial fails it.
         responder.push(ConsentReply::Deny);
         let t = env.run_task("tester", &read).await;

@@ -550,6 +550,9 @@ fn prompt(subject: &Subject, capability: &Capability, scopes: &[&str], notes: &[
         ),
     };
     let mut body = format!("For the task: {}", display_safe(&subject.purpose, 200));
+    if let Some(arguments) = &subject.arguments {
+        body.push_str(&format!("\nThe call: {}", display_safe(arguments, 300)));
+    }
     if let Some((_, above)) = subject.chain.split_first().filter(|(_, a)| !a.is_empty()) {
         let above: Vec<String> = above.iter().map(|p| display_safe(p, 64)).collect();
         body.push_str(&format!("\nDelegated by: {}", above.join(" ← ")));
@@ -579,6 +582,7 @@ fn prompt(subject: &Subject, capability: &Capability, scopes: &[&str], notes: &[
         ),
         body,
         offer_task_stop: subject.task.is_some(),
+        arguments: subject.arguments.clone(),
     }
 }
 
@@ -593,6 +597,7 @@ mod tests {
             delegators_declare: false,
             task,
             purpose: "read the news".into(),
+            arguments: None,
             display_name: "Web".into(),
         }
     }

@@ -28,6 +28,8 @@ pub struct Subject {
     pub purpose: String,
     /// The acting principal's display name.
     pub display_name: String,
+    /// The exact call that asks (a tool's name and its arguments as JSON), shown in the prompt.
+    pub arguments: Option<String>,
 }
 
 impl Subject {
@@ -60,6 +62,7 @@ impl Kernel {
             task: Some(task),
             purpose: acting.goal,
             display_name,
+            arguments: None,
         })
     }
 

@@ -103,7 +103,8 @@ impl Kernel {
             .get(name)
             .ok_or_else(|| Error::InvalidArgument(format!("there is no tool named {name:?}")))?;
         let cap = tool.capability();
-        let subject = self.agent_subject(agent, task, cap)?;
+        let mut subject = self.agent_subject(agent, task, cap)?;
+        subject.arguments = Some(format!("{name} {args}"));
         let scope = tool.scope(&args)?;
         // The tool's scope in the capability's own spelling: what the grant and the audit name.
         let scope = cap

@@ -187,6 +187,19 @@ pub fn shown(
     }
 }
 
+/// `shown` with the exact call the kernel sent in the option `arguments` (a tool's name and its
+/// arguments as JSON), as a fact of its own: its beginning, and all of it behind the expander.
+pub fn with_call(mut shown: Shown, options: &HashMap<String, OwnedValue>) -> Shown {
+    let call = options
+        .get("arguments")
+        .and_then(|v| v.try_clone().ok())
+        .and_then(|v| String::try_from(v).ok());
+    if let Some(call) = call.filter(|c| !c.is_empty()) {
+        shown.facts.push(("The call".to_string(), preview(&call)));
+    }
+    shown
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,6 +265,31 @@ mod tests {
         ] {
             assert_eq!(Answer::from_option_id(a.option_id().unwrap()), Some(a));
         }
+    }
+
+    #[test]
+    fn the_exact_call_is_shown_cut_and_whole_behind_the_expander() {
+        let long = format!(
+            "files.read {{\"folder\": \"/home/u{}\", \"path\": \"{}\"}}",
+            '\u{202e}',
+            "a".repeat(500)
+        );
+        let mut options = HashMap::new();
+        options.insert(
+            "arguments".to_string(),
+            OwnedValue::try_from(Value::from(long.as_str())).unwrap(),
+        );
+        let s = with_call(shown("t", "s", "b", None, None, &[]), &options);
+        let (label, value) = s.facts.last().expect("a fact for the call");
+        assert_eq!(label, "The call");
+        assert!(value.short.starts_with("files.read {"), "{value:?}");
+        assert!(value.short.chars().count() < long.chars().count());
+        let full = value.full.as_deref().expect("expandable");
+        assert!(full.contains(&"a".repeat(500)));
+        assert!(!full.contains('\u{202e}') && !value.short.contains('\u{202e}'));
+        // Without the option, nothing is added.
+        let s = with_call(shown("t", "s", "b", None, None, &[]), &HashMap::new());
+        assert!(s.facts.is_empty());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use zbus::object_server::ObjectServer;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 
 use super::queue::Pending;
-use super::request::{offered, request_id, shown, Answer};
+use super::request::{offered, request_id, shown, with_call, Answer};
 
 /// How long the panel waits for the kernel to describe a request before showing what it sent.
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -116,13 +116,16 @@ impl Access {
         let served = server.at(handle.as_ref(), request).await.unwrap_or(false);
         let pending = Pending {
             handle: handle.to_string(),
-            shown: shown(
-                &title,
-                &subtitle,
-                &body,
-                described.info.as_ref(),
-                described.requester.as_deref(),
-                &described.chain,
+            shown: with_call(
+                shown(
+                    &title,
+                    &subtitle,
+                    &body,
+                    described.info.as_ref(),
+                    described.requester.as_deref(),
+                    &described.chain,
+                ),
+                &options,
             ),
             answers: offered(&options),
             reply: pending_reply.0,
