@@ -143,7 +143,16 @@ impl Kernel {
         self.revoke_from_desktop(lost, "revoked from the desktop (permission store)")
             .await;
         for app in forged {
-            tracing::warn!(%app, %id, "ignoring and removing a permission-store entry the kernel never granted");
+            // A session grant mirrored by an earlier run ends with that run; anything else in
+            // the table was not written by the kernel. Either way it is removed, never honoured.
+            let session = apps
+                .get(&app)
+                .is_some_and(|p| p.len() == 1 && p[0] == "session");
+            if session {
+                tracing::info!(%app, %id, "removing a session grant of an earlier run from the permission store");
+            } else {
+                tracing::warn!(%app, %id, "ignoring and removing a permission-store entry the kernel never granted");
+            }
             let _ =
                 tokio::time::timeout(CALL_TIMEOUT, store.delete_permission(TABLE, id, &app)).await;
         }
