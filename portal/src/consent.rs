@@ -32,6 +32,8 @@ pub struct Prompt {
     /// option `arguments` for a dialog that shows it expandable (the panel); the body carries
     /// its beginning for every other dialog.
     pub arguments: Option<String>,
+    /// The request's id (`Kernel1.ListConsentRequests`), sent as the option `request`.
+    pub request: Option<u64>,
 }
 
 /// The most bytes of a call's arguments sent to the dialog.
@@ -121,6 +123,9 @@ pub async fn ask(
     options.insert("deny_label", Value::from("_Deny"));
     options.insert("modal", Value::from(true));
     options.insert("choices", Value::from(choices));
+    if let Some(id) = prompt.request {
+        options.insert("request", Value::from(id));
+    }
     if let Some(arguments) = &prompt.arguments {
         let mut end = arguments.len().min(MAX_ARGUMENTS);
         while !arguments.is_char_boundary(end) {

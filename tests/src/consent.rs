@@ -36,6 +36,8 @@ pub struct Prompt {
     pub answers: Vec<String>,
     /// The exact call, as the kernel sent it in the option `arguments`.
     pub arguments: Option<String>,
+    /// The request's id, as the kernel sent it in the option `request`.
+    pub request: Option<u64>,
 }
 
 /// The option ids of the `lifetime` choice in the dialog's options.
@@ -108,6 +110,7 @@ impl Access {
                 arguments: options
                     .get("arguments")
                     .and_then(|v| String::try_from(v.try_clone().ok()?).ok()),
+                request: options.get("request").and_then(|v| u64::try_from(v).ok()),
             });
             s.open += 1;
             s.max_open = s.max_open.max(s.open);

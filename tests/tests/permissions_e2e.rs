@@ -66,6 +66,8 @@ async fn consent_once_session_always_deny_and_revocation() {
             "{prompt:?}"
         );
         assert!(prompt.body.contains("The call: files.read"), "{prompt:?}");
+        // Its id, as ListConsentRequests names it, and as the handle ends.
+        assert!(prompt.request.is_some_and(|id| id > 0), "{prompt:?}");
         // Once means once: the next call asks again, and a denial fails it.
         responder.push(ConsentReply::Deny);
         let t = env.run_task("tester", &read).await;

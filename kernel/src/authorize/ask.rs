@@ -330,7 +330,7 @@ impl Kernel {
     ) -> Reply {
         let notes = self.chain_notes(subject, capability, scopes);
         let prompt = prompt(subject, capability, scopes, &notes);
-        let prompt = self.with_change_notice(subject, prompt);
+        let mut prompt = self.with_change_notice(subject, prompt);
         let (pending, count) = self.consent.open(ConsentRequestInfo {
             id: 0,
             principal: subject.principal().to_string(),
@@ -343,6 +343,7 @@ impl Kernel {
             since: self.now(),
         });
         let id = pending.id;
+        prompt.request = Some(id);
         self.events.publish(Event::ConsentPending {
             request: pending,
             pending: count,
@@ -583,6 +584,7 @@ fn prompt(subject: &Subject, capability: &Capability, scopes: &[&str], notes: &[
         body,
         offer_task_stop: subject.task.is_some(),
         arguments: subject.arguments.clone(),
+        request: None,
     }
 }
 

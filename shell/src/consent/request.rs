@@ -90,6 +90,15 @@ pub fn request_id(handle: &str) -> Option<u64> {
     handle.strip_prefix(HANDLE_PREFIX)?.parse().ok()
 }
 
+/// The request's id as the kernel sends it in the option `request` (`t`), else as its handle
+/// ends (a kernel from before the option).
+pub fn request_id_of(handle: &str, options: &HashMap<String, OwnedValue>) -> Option<u64> {
+    options
+        .get("request")
+        .and_then(|v| u64::try_from(v).ok())
+        .or_else(|| request_id(handle))
+}
+
 /// The answers offered in `options["choices"]` (`a(ssa(ss)s)`), in the order this panel shows
 /// them; options it does not know are left out. When the kernel sent no answer choice, allow
 /// once is the only grant offered (what a bare grant means to the kernel).
@@ -265,6 +274,21 @@ mod tests {
         ] {
             assert_eq!(Answer::from_option_id(a.option_id().unwrap()), Some(a));
         }
+    }
+
+    #[test]
+    fn the_request_id_comes_from_its_option_else_from_the_handle() {
+        let handle = format!("{HANDLE_PREFIX}7");
+        assert_eq!(request_id_of(&handle, &HashMap::new()), Some(7));
+        let mut options = HashMap::new();
+        options.insert("request".to_string(), OwnedValue::from(9u64));
+        assert_eq!(request_id_of(&handle, &options), Some(9));
+        options.insert("request".to_string(), OwnedValue::from(9u32));
+        assert_eq!(
+            request_id_of(&handle, &options),
+            Some(7),
+            "a wrong type is as none"
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use zbus::object_server::ObjectServer;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 
 use super::queue::Pending;
-use super::request::{offered, request_id, shown, with_call, Answer};
+use super::request::{offered, request_id_of, shown, with_call, Answer};
 
 /// How long the panel waits for the kernel to describe a request before showing what it sent.
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -105,7 +105,7 @@ impl Access {
                 "only the AgentOS kernel may ask the user through the panel".into(),
             ));
         }
-        let described = describe(&client, request_id(handle.as_str())).await;
+        let described = describe(&client, request_id_of(handle.as_str(), &options)).await;
         let pending_reply = oneshot::channel();
         let close = Arc::new(Notify::new());
         let request = Request {
