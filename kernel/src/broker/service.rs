@@ -36,6 +36,8 @@ pub type Go = (Start, Arc<Notify>);
 pub struct Owner {
     pub principal: String,
     pub task: u64,
+    /// Submitted as interactive work.
+    pub interactive: bool,
 }
 
 enum Phase {
@@ -242,6 +244,7 @@ impl Broker {
         let owner = Owner {
             principal: request.principal.clone(),
             task: request.task,
+            interactive: request.interactive,
         };
         let id = request.id;
         // The request is tracked before the scheduler may start it.
@@ -306,6 +309,14 @@ impl Broker {
         let finished = lock(&self.scheduler).finish(id, usage, now).ok();
         self.pump(now);
         finished
+    }
+
+    /// How many interactive requests of `principal` are queued or running now.
+    pub fn interactive_of(&self, principal: &str) -> usize {
+        lock(&self.requests)
+            .values()
+            .filter(|t| t.owner.interactive && t.owner.principal == principal)
+            .count()
     }
 
     /// Who asked for request `id`, if it is queued or running.
@@ -429,6 +440,31 @@ mod tests {
         b.finish(id1, Usage::default(), 5);
         assert_eq!(go2.try_recv().unwrap().0.id, id2);
         assert_eq!(b.load_of("p").0, 1);
+    }
+
+    #[tokio::test]
+    async fn interactive_requests_are_counted_per_principal_until_they_end() {
+        let b = broker(1);
+        let mut r1 = request(&b, "org.example.App", 0);
+        r1.interactive = true;
+        let mut r2 = request(&b, "org.example.App", 0);
+        r2.interactive = true;
+        let r3 = request(&b, "org.example.App", 0);
+        let (id1, id2) = (r1.id, r2.id);
+        let _go1 = b.submit(r1, 0).unwrap();
+        assert_eq!(b.interactive_of("org.example.App"), 1);
+        let _go2 = b.submit(r2, 0).unwrap();
+        let _go3 = b.submit(r3, 0).unwrap();
+        // Running and queued both count; background work does not, nor other principals.
+        assert_eq!(b.interactive_of("org.example.App"), 2);
+        assert_eq!(b.interactive_of("org.example.Other"), 0);
+        b.finish(id1, Usage::default(), 1);
+        assert_eq!(b.interactive_of("org.example.App"), 1);
+        // A running one that is canceled counts until its runner finishes it.
+        assert!(b.cancel(id2, 2));
+        assert_eq!(b.interactive_of("org.example.App"), 1);
+        b.finish(id2, Usage::default(), 3);
+        assert_eq!(b.interactive_of("org.example.App"), 0);
     }
 
     #[tokio::test]

@@ -198,6 +198,9 @@ impl Kernel {
                     task: 0,
                     owner: p.clone(),
                 };
+                // An app says itself that the user waits; the kernel cannot see it. So one
+                // interactive request per app at a time: more from it queue as background work,
+                // and an app cannot crowd out the user's own questions with its "interactive".
                 (account, request.interactive)
             }
         };
@@ -216,6 +219,8 @@ impl Kernel {
         let max_tokens = request
             .max_tokens
             .unwrap_or_else(|| answer_room(route.context, prompt_tokens));
+        let interactive = interactive
+            && (account.kind != "app" || self.broker.interactive_of(&account.principal) == 0);
         let id = self.broker.next_id();
         let (provider_request, names) = {
             let signatures = self
