@@ -25,6 +25,7 @@ mod outcome;
 mod register;
 mod service;
 mod task;
+pub mod text_model;
 
 pub use agentos_client::{
     ChatError, ChatEvent, ChatMessage, ChatReply, ChatRequest, ChatStream, ToolCall, ToolDefinition,
