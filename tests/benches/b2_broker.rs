@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use agentos_client::Client;
 use agentos_dbus_interfaces::inference::{ChatEvent, ChatMessage, ChatRequest};
 use agentos_models::{ChatEvent as ProviderEvent, Http, Limits, OpenAi};
+use agentos_tests::bench::{percentile, runtime, setting};
 use agentos_tests::model_server::{ModelServer, ServerConfig};
 use agentos_tests::Env;
 use futures_util::StreamExt;
@@ -45,12 +46,8 @@ impl Timing {
 }
 
 fn pct(v: &mut [Duration], p: f64) -> Duration {
-    if v.is_empty() {
-        return Duration::ZERO;
-    }
     v.sort();
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i.min(v.len() - 1)]
+    percentile(v, p)
 }
 
 fn request() -> ChatRequest {
@@ -100,16 +97,8 @@ async fn brokered(client: &Client) -> (Instant, Vec<Instant>, Instant) {
 }
 
 fn main() {
-    let rounds: usize = std::env::var("B2_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
+    let rounds: usize = setting("B2_ROUNDS", 5);
+    runtime().block_on(async {
         let server = ModelServer::start(ServerConfig {
             slots: 64,
             first_token: FIRST_TOKEN,

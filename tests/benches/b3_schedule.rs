@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use agentos_client::Client;
 use agentos_dbus_interfaces::inference::{ChatEvent, ChatMessage, ChatRequest};
+use agentos_tests::bench::{percentile, runtime, setting};
 use agentos_tests::model_server::{ModelServer, ServerConfig};
 use agentos_tests::{bin, Env};
 
@@ -81,10 +82,7 @@ async fn ask_each_second(client: &Client, count: usize, failed: &mut Vec<String>
 }
 
 fn pct(v: &[Duration], p: f64) -> Duration {
-    if v.is_empty() {
-        return Duration::ZERO;
-    }
-    v[(((v.len() - 1) as f64) * p).round() as usize]
+    percentile(v, p)
 }
 
 fn ms(d: Duration) -> f64 {
@@ -150,16 +148,8 @@ async fn run_mode(env: &mut Env, server: &ModelServer, discipline: &str, secs: u
 }
 
 fn main() {
-    let secs: u64 = std::env::var("B3_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(30);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
+    let secs: u64 = setting("B3_SECS", 30);
+    runtime().block_on(async {
         let server = ModelServer::start(ServerConfig {
             slots: SLOTS,
             first_token: FIRST_TOKEN,

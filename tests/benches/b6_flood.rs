@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use agentos_dbus_interfaces::proxies::Kernel1Proxy;
 use agentos_dbus_interfaces::Error;
+use agentos_tests::bench::{percentile, runtime, setting};
 use agentos_tests::Env;
 use zbus::proxy::CacheProperties;
 
@@ -43,27 +44,14 @@ async fn probe(k: &Kernel1Proxy<'_>, span: Duration) -> Vec<Duration> {
     out
 }
 
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
 fn summary(mut v: Vec<Duration>) -> (Duration, Duration, usize) {
     v.sort();
-    (pct(&v, 0.5), pct(&v, 0.99), v.len())
+    (percentile(&v, 0.5), percentile(&v, 0.99), v.len())
 }
 
 fn main() {
-    let secs: u64 = std::env::var("B6_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
+    let secs: u64 = setting("B6_SECS", 10);
+    runtime().block_on(async {
         let env = Env::start().await;
         let flooder = client(&env).await;
         let prober = client(&env).await;

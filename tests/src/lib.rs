@@ -1,6 +1,7 @@
 //! The end-to-end harness: a private `dbus-daemon` per test, the real `agentosd` on it with the
 //! built-in and test agents, a scripted consent responder, and helpers that always time out.
 
+pub mod bench;
 pub mod consent;
 pub mod contract;
 pub mod env;
