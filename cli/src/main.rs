@@ -9,6 +9,7 @@ mod consent_tty;
 mod error;
 mod follow;
 mod grants;
+mod keyring;
 mod log;
 mod models;
 mod models_list;

@@ -4,35 +4,14 @@
 //! echo on a terminal) and never printed, logged or put in an error.
 
 use std::io::{IsTerminal, Read};
-use std::time::Duration;
 
-use agentos_portal::secrets::{KeyId, KeyStore, KeyStoreError, Provider, Secret, Unlock};
+use agentos_portal::secrets::{KeyId, KeyStoreError, Provider, Secret};
 
 use crate::command::ModelsCommand;
 use crate::error::{CliError, Result};
+use crate::keyring::open_store;
 use crate::models_list;
 use crate::output;
-
-/// How long a person at the desktop has to answer the keyring's unlock dialog.
-const UNLOCK_TIMEOUT: Duration = Duration::from_secs(120);
-
-impl From<KeyStoreError> for CliError {
-    fn from(e: KeyStoreError) -> Self {
-        CliError::new(e.to_string())
-    }
-}
-
-/// The key store on the bus at `address` (the session bus when `None`). The keyring's own
-/// unlock dialog is asked for only when a person runs agentctl on a terminal.
-pub async fn open_store(address: Option<&str>) -> Result<KeyStore> {
-    let conn = agentos_client::open_bus(address).await?;
-    let unlock = if std::io::stderr().is_terminal() {
-        Unlock::Prompt(UNLOCK_TIMEOUT)
-    } else {
-        Unlock::Never
-    };
-    Ok(KeyStore::with_connection(conn, unlock).await?)
-}
 
 /// Run `agentctl models …` against the Secret Service on the bus at `address`.
 pub async fn run(address: Option<&str>, command: ModelsCommand) -> Result<u8> {

@@ -8,7 +8,7 @@ use agentos_portal::secrets::StoredKey;
 use serde::Serialize;
 
 use crate::error::{CliError, Result};
-use crate::models::open_store;
+use crate::keyring::open_store;
 use crate::output::{self, Table};
 
 /// Said under the models when some are remote.
