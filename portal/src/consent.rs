@@ -58,6 +58,9 @@ pub enum Answer {
     /// No dialog reached the user, or it ended for another reason than the user: no provider,
     /// the call failed, a malformed reply, the asking agent went away.
     Unanswered(String),
+    /// The provider left the bus while its dialog was open (the panel quit or crashed): the
+    /// user gave no answer, and one may still come from a provider started again.
+    ProviderGone(String),
 }
 
 /// The answer, and whether the user chose to ask nothing more for the task (then the answer is
@@ -88,6 +91,29 @@ pub async fn choose_provider(
         return Some(CONSENT_BUS_NAME.to_string());
     }
     desktop_backend.map(str::to_string)
+}
+
+/// Whether a failed `AccessDialog` call means its provider left the bus without answering (the
+/// bus answers `NoReply` for a caller whose callee disconnected, `ServiceUnknown` or
+/// `NameHasNoOwner` when the name was gone already).
+fn provider_left(e: &zbus::Error) -> bool {
+    let name = match e {
+        zbus::Error::MethodError(name, _, _) => name.as_str(),
+        zbus::Error::FDO(fdo) => match **fdo {
+            zbus::fdo::Error::NoReply(_) => return true,
+            zbus::fdo::Error::ServiceUnknown(_) | zbus::fdo::Error::NameHasNoOwner(_) => {
+                return true
+            }
+            _ => return false,
+        },
+        _ => return false,
+    };
+    matches!(
+        name,
+        "org.freedesktop.DBus.Error.NoReply"
+            | "org.freedesktop.DBus.Error.ServiceUnknown"
+            | "org.freedesktop.DBus.Error.NameHasNoOwner"
+    )
 }
 
 /// Prompt text is made safe to show with the project's one implementation; re-exported for the
@@ -162,9 +188,12 @@ pub async fn ask(
             close_request(conn, provider, &handle).await;
             return Answer::Closed(format!(
                 "the user did not answer within {} s",
-                timeout.as_secs()
+                timeout.as_secs_f64().ceil()
             ))
             .into();
+        }
+        Ok(Err(e)) if provider_left(&e) => {
+            return Answer::ProviderGone(format!("the consent dialog went away: {e}")).into()
         }
         Ok(Err(e)) => return Answer::Unanswered(format!("the consent dialog failed: {e}")).into(),
         Ok(Ok(reply)) => reply,

@@ -216,6 +216,11 @@ impl Responder {
     }
 
     /// Queue more answers.
+    /// Leave the bus at once, dialogs still open (as a panel that quits or crashes).
+    pub async fn quit(self) {
+        let _ = self._conn.close().await;
+    }
+
     pub fn push(&self, reply: ConsentReply) {
         self.state
             .lock()

@@ -305,3 +305,35 @@ async fn asking_nothing_more_for_a_task_stops_its_prompts() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_outlives_a_panel_that_quits_and_is_asked_again_when_it_is_back() {
+    bounded(async {
+        let env = Env::start().await;
+        let docs = env.home().join("Documents");
+        std::fs::write(docs.join("budget.txt"), "the budget for 2026 is 42\n").unwrap();
+        let docs = std::fs::canonicalize(docs).unwrap();
+        let first = Responder::start(&env.address, &[ConsentReply::Silent]).await;
+        let t = env
+            .delegate("tester", &format!("read {} budget.txt", docs.display()))
+            .await;
+        while first.prompts().is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        // The panel quits with the dialog open: the request is not answered, and stays listed.
+        first.quit().await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let k = env.kernel().await;
+        let pending = k.list_consent_requests().await.unwrap();
+        assert_eq!(pending.len(), 1, "{pending:?}");
+        assert_eq!(k.get_task(t).await.unwrap().state, "auth-required");
+        // It comes back: the same request is asked again, and its answer is applied.
+        let second = Responder::start(&env.address, &[ConsentReply::Allow("once")]).await;
+        let done = env.wait_task(t).await;
+        assert_eq!(done.state, "completed", "{done:?}");
+        assert!(done.result.contains("42"));
+        assert_eq!(second.prompts().len(), 1);
+        assert!(k.list_consent_requests().await.unwrap().is_empty());
+    })
+    .await;
+}

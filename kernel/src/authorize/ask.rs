@@ -15,6 +15,7 @@
 
 use std::sync::Arc;
 
+use agentos_dbus_interfaces::names::CONSENT_BUS_NAME;
 use agentos_dbus_interfaces::text::display_safe;
 use agentos_dbus_interfaces::{
     Capability, ConsentRequestInfo, Error, Lifetime, ScopeKind, TaskState,
@@ -299,7 +300,9 @@ impl Kernel {
                 self.rights.note_denial(request);
                 return Ok(Err(format!("{reason}; counted as a denial")));
             }
-            Answer::Unanswered(reason) => return Ok(Err(reason.clone())),
+            Answer::Unanswered(reason) | Answer::ProviderGone(reason) => {
+                return Ok(Err(reason.clone()))
+            }
         };
         // Decide again with the new grant: that spends a "once" grant and re-checks the
         // delegators, whose rights may have changed while the user was asked.
@@ -363,15 +366,51 @@ impl Kernel {
                 None => std::future::pending().await,
             }
         };
-        consent::ask(
-            conn,
-            provider,
-            &handle,
-            &prompt,
-            self.config.consent_timeout,
-            gone,
-        )
-        .await
+        let mut gone = std::pin::pin!(gone);
+        let deadline = tokio::time::Instant::now() + self.config.consent_timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let reply = consent::ask(conn, provider, &handle, &prompt, left, &mut gone).await;
+            // The panel went away with the dialog open (it quit or crashed): the request stays
+            // pending, listed, and is asked again of the panel when it is back, within the time
+            // the user has to answer; a provider that is not the panel is not waited for.
+            let Answer::ProviderGone(reason) = &reply.answer else {
+                return reply;
+            };
+            if provider != CONSENT_BUS_NAME
+                || !wait_for_owner(conn, CONSENT_BUS_NAME, deadline, &mut gone).await
+            {
+                return Answer::Unanswered(reason.clone()).into();
+            }
+            tracing::info!(request = id, "the panel is back: asking it again");
+        }
+    }
+}
+
+/// Wait until `name` has an owner on the bus again, until `deadline` or until `gone` (the asking
+/// agent went away); whether it has. Looks every 100 ms: this runs only while a request waits
+/// for a panel that quit.
+async fn wait_for_owner(
+    conn: &zbus::Connection,
+    name: &str,
+    deadline: tokio::time::Instant,
+    gone: &mut (impl std::future::Future<Output = ()> + Unpin),
+) -> bool {
+    let Ok(dbus) = zbus::fdo::DBusProxy::new(conn).await else {
+        return false;
+    };
+    let Ok(bus_name) = zbus::names::BusName::try_from(name) else {
+        return false;
+    };
+    loop {
+        if dbus.name_has_owner(bus_name.clone()).await.unwrap_or(false) {
+            return true;
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => return false,
+            () = &mut *gone => return false,
+            () = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+        }
     }
 }
 
