@@ -1,13 +1,14 @@
 //! The sidekick's loop against a real small model (Qwen2.5-Coder-0.5B served by llama.cpp's
 //! `llama-server` with the repository's tool-call template, set up by `scripts/local-llm` and
-//! started here on a private port by `support/llama.rs`), asked through the providers' own
+//! started here on a private port by the workspace's `agentos_tests::local_llm`), asked through the providers' own
 //! HTTP code as the kernel's broker asks it. The agents are the shipped manifests' docs and web;
 //! the kernel is scripted (docs answers with its source). Without the model the test says why
 //! it skips, unless `AGENTOS_REQUIRE_LOCAL_LLM=1`. Structure is asserted, not wording.
 
-mod support {
-    pub mod llama;
-}
+// Shared with docs and web, whose tests also ask it directly (`chat`, unused here).
+#[allow(dead_code)]
+#[path = "../../docs/tests/support/llama.rs"]
+mod llama;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -20,8 +21,6 @@ use agentos_dbus_interfaces::inference::{self as wire, ChatMessage};
 use agentos_dbus_interfaces::{AgentInfo, ModelInfo, ToolInfo};
 use agentos_models as models;
 use futures_util::StreamExt;
-
-use support::llama;
 
 /// The real model, asked through the OpenAI-compatible provider; keeps the tools each request
 /// offered.
@@ -233,7 +232,7 @@ async fn the_real_model_delegates_to_docs_and_the_answer_cites_the_file() {
     };
     let http = models::Http::new(models::Limits::default()).unwrap();
     let model = Real {
-        provider: models::OpenAi::new(http, format!("http://127.0.0.1:{}/v1", server.port), None),
+        provider: models::OpenAi::new(http, format!("{}/v1", server.url()), None),
         offered: Mutex::new(Vec::new()),
     };
     let kernel = Kernel {

@@ -48,7 +48,7 @@ async fn a_real_model_answers_about_the_page_cites_it_and_ignores_planted_instru
     };
     let reply = tokio::time::timeout(
         Duration::from_secs(120),
-        answer(&Real(server.port), &page, &question),
+        answer(&Real(server.port()), &page, &question),
     )
     .await
     .expect("the real model took longer than 120 s")
