@@ -16,6 +16,7 @@ use crate::model::tasks::Task;
 use crate::notify;
 use crate::pages::activity::{ActivityInput, ActivityPage};
 use crate::pages::agents::{AgentsInput, AgentsPage};
+use crate::pages::artifacts::{ArtifactsInput, ArtifactsPage};
 use crate::pages::ask::{AskInput, AskPage};
 use crate::pages::permissions::{PermissionsInput, PermissionsPage};
 use crate::pages::tasks::{TasksInput, TasksOutput, TasksPage};
@@ -28,9 +29,10 @@ pub struct Init {
 }
 
 /// The pages, in the order of the sidebar.
-pub const PAGES: [(&str, &str); 5] = [
+pub const PAGES: [(&str, &str); 6] = [
     ("ask", "Ask"),
     ("tasks", "Tasks"),
+    ("artifacts", "Artifacts"),
     ("agents", "Agents"),
     ("permissions", "Permissions"),
     ("activity", "Activity"),
@@ -60,6 +62,7 @@ pub enum AppCmd {
 pub struct App {
     ask: Controller<AskPage>,
     tasks: Controller<TasksPage>,
+    artifacts: Controller<ArtifactsPage>,
     agents: Controller<AgentsPage>,
     permissions: Controller<PermissionsPage>,
     activity: Controller<ActivityPage>,
@@ -103,6 +106,7 @@ impl Component for App {
             .forward(sender.input_sender(), |o| match o {
                 TasksOutput::Finished(t) => AppInput::TaskFinished(t),
             });
+        let artifacts = ArtifactsPage::builder().launch(()).detach();
         let agents = AgentsPage::builder().launch(()).detach();
         let permissions = PermissionsPage::builder().launch(()).detach();
         let activity = ActivityPage::builder().launch(()).detach();
@@ -154,6 +158,7 @@ impl Component for App {
         for ((name, label), widget) in PAGES.iter().zip([
             ask.widget(),
             tasks.widget(),
+            artifacts.widget(),
             agents.widget(),
             permissions.widget(),
             activity.widget(),
@@ -208,6 +213,7 @@ impl Component for App {
         let model = App {
             ask,
             tasks,
+            artifacts,
             agents,
             permissions,
             activity,
@@ -277,6 +283,8 @@ impl Component for App {
                 self.widgets.top.set_visible_child_name("main");
                 self.ask.emit(AskInput::Connected(client.clone()));
                 self.tasks.emit(TasksInput::Connected(client.clone()));
+                self.artifacts
+                    .emit(ArtifactsInput::Connected(client.clone()));
                 self.agents.emit(AgentsInput::Connected(client.clone()));
                 self.permissions
                     .emit(PermissionsInput::Connected(client.clone()));
@@ -292,6 +300,7 @@ impl Component for App {
                 self.widgets.top.set_visible_child_name("down");
                 self.ask.emit(AskInput::Disconnected);
                 self.tasks.emit(TasksInput::Disconnected);
+                self.artifacts.emit(ArtifactsInput::Disconnected);
                 self.agents.emit(AgentsInput::Disconnected);
                 self.permissions.emit(PermissionsInput::Disconnected);
                 self.activity.emit(ActivityInput::Disconnected);
@@ -342,6 +351,7 @@ impl App {
         self.widgets.title.set_title(label);
         // Pages without a live feed are read again when shown.
         match *name {
+            "artifacts" => self.artifacts.emit(ArtifactsInput::Reload),
             "agents" => self.agents.emit(AgentsInput::Reload),
             "permissions" => self.permissions.emit(PermissionsInput::Reload),
             "activity" => self.activity.emit(ActivityInput::Reload),

@@ -13,6 +13,7 @@ pub mod consent;
 pub mod link;
 pub mod model;
 pub mod notify;
+pub mod open_with;
 pub mod pages;
 pub mod ui;
 

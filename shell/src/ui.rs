@@ -51,6 +51,13 @@ pub fn clear(b: &gtk::Box) {
     }
 }
 
+/// Remove every row of a list box.
+pub fn clear_list(l: &gtk::ListBox) {
+    while let Some(child) = l.first_child() {
+        l.remove(&child);
+    }
+}
+
 /// Local time of a moment given in milliseconds since the epoch ("2026-11-29 15:04:05").
 pub fn time(ms: u64) -> String {
     let secs = i64::try_from(ms / 1000).unwrap_or(i64::MAX);

@@ -18,7 +18,9 @@ use agentos_panel::app::{App, Init};
 use agentos_tests::{Env, Services};
 use relm4::prelude::*;
 
+mod opener;
 mod support;
+use opener::install_opener;
 use support::*;
 
 /// The real notification server the test runs (Debian's notification-daemon).
@@ -61,8 +63,13 @@ fn main() {
     std::env::set_var("GTK_A11Y", "none");
     std::env::set_var("GSETTINGS_BACKEND", "memory");
     std::env::set_var("DBUS_SESSION_BUS_ADDRESS", &env.address);
-    // The user's home is the test's (where a copy of an artifact is saved).
+    // The user's home and dirs are the test's (where a copy of an artifact is saved, where
+    // GIO finds the default app for text, where private copies for it are made).
     std::env::set_var("HOME", env.home());
+    std::env::set_var("XDG_DATA_HOME", env.root().join("xdg-data"));
+    std::env::set_var("XDG_CONFIG_HOME", env.root().join("config"));
+    std::env::set_var("XDG_RUNTIME_DIR", env.root().join("run"));
+    install_opener(env.root());
     gtk::init().expect("GTK on Xvfb");
     adw::init().expect("libadwaita");
 
@@ -135,7 +142,7 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
     })
     .await;
 
-    show_page(&window, 3);
+    show_page(&window, "permissions");
     until(
         "the request asked before the panel is listed",
         &window,
@@ -155,7 +162,7 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
     .await;
 
     // Tasks: the tree, with the child below its parent, and the details of the parent.
-    show_page(&window, 1);
+    show_page(&window, "tasks");
     let parent_goal = "artifact report.txt all good";
     until("the Tasks page lists the tasks", &window, |w| {
         let t = texts(w);
@@ -227,6 +234,110 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
     .await;
     assert!(!chooser.is_visible());
 
+    // Artifacts: every artifact of the user's tasks; the text one in the text viewer, opened
+    // with the default app for text (the test's opener, found by GIO through mimeapps.list).
+    show_page(&window, "artifacts");
+    let row_name = |name: &str| format!("artifact-{parent}:{name}");
+    until(
+        "the Artifacts page lists the task's artifacts",
+        &window,
+        |w| {
+            let rows = named_prefix(w, "artifact-");
+            ["report.txt", "notes.md", "chart.svg"]
+                .iter()
+                .all(|n| rows.contains(&row_name(n)))
+        },
+    )
+    .await;
+    let select = |name: &str| {
+        let list = find_named(window.upcast_ref(), "artifacts-list")
+            .and_downcast::<gtk::ListBox>()
+            .expect("the artifacts list");
+        let row = find_named(list.upcast_ref(), &row_name(name))
+            .and_downcast::<gtk::ListBoxRow>()
+            .expect("the artifact's row");
+        list.select_row(Some(&row));
+    };
+    let viewer = || find_named(window.upcast_ref(), "artifacts-viewer").expect("the viewer");
+    select("notes.md");
+    until("the Markdown viewer shows it formatted", &window, |_| {
+        all_of::<gtk::Label>(&viewer())
+            .iter()
+            .any(|l| l.is_mapped() && l.uses_markup() && l.text() == "Findings all good")
+    })
+    .await;
+    select("chart.svg");
+    until("the image viewer shows the picture", &window, |_| {
+        all_of::<gtk::Picture>(&viewer())
+            .iter()
+            .any(|p| p.is_mapped() && p.paintable().is_some_and(|t| t.intrinsic_width() == 40))
+    })
+    .await;
+    select("report.txt");
+    until(
+        "the text viewer shows the artifact's content",
+        &window,
+        |_| texts(&viewer()).iter().any(|t| t == "all good"),
+    )
+    .await;
+    shot(display, "panel-artifacts").await;
+    button(window.upcast_ref(), "_Open with Default App")
+        .expect("an open button")
+        .emit_clicked();
+    // The desktop's OpenURI portal (xdg-desktop-portal, activated on the test's bus, with
+    // xdg-desktop-portal-gtk) takes it, and starts the default app for text (should it ask
+    // which app to use, Return takes its choice).
+    let opened = env.root().join("opened");
+    let deadline = Instant::now() + WAIT;
+    let mut asked = false;
+    loop {
+        let content = std::fs::read_to_string(opened.join("content")).ok();
+        if content.as_deref() == Some("all good") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the default app for text did not open the artifact"
+        );
+        if !asked {
+            let chooser = Command::new("xdotool")
+                .args([
+                    "search",
+                    "--onlyvisible",
+                    "--class",
+                    "xdg-desktop-portal-gtk",
+                ])
+                .env("DISPLAY", display)
+                .output()
+                .ok()
+                .and_then(|o| {
+                    let text = String::from_utf8_lossy(&o.stdout).to_string();
+                    text.lines().next().map(str::to_string)
+                });
+            if let Some(chooser) = chooser {
+                settle(800).await;
+                shot(display, "panel-open-with").await;
+                press_window(display, &chooser, "Return").await;
+                asked = true;
+            }
+        }
+        settle(100).await;
+    }
+    // What it was handed: a private copy (0600) under the artifact's name.
+    let handed = std::fs::read_to_string(opened.join("handed")).unwrap();
+    let (mode, path) = handed.trim().split_once(' ').expect("mode and path");
+    assert_eq!(mode, "600", "{handed}");
+    assert!(path.ends_with("/report.txt"), "{handed}");
+    assert!(
+        path.starts_with(env.root().join("run/agentos-panel/open").to_str().unwrap()),
+        "{handed}"
+    );
+    until("the page says which app opened it", &window, |w| {
+        has(&texts(w), "Asked the desktop to open report.txt")
+    })
+    .await;
+    show_page(&window, "tasks");
+
     // A live task appears without a reload, and is canceled from its details.
     let live = rt.block_on(env.delegate("tester", "sleep 20000 ; echo never"));
     until("a new task appears live", &window, |w| {
@@ -253,7 +364,7 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
     .await;
 
     // Ask: no sidekick here, so the user picks the agent; the result is shown.
-    show_page(&window, 0);
+    show_page(&window, "ask");
     let dropdown = until_found("the agent picker", || {
         find_type::<gtk::DropDown>(window.upcast_ref())
     })
@@ -294,7 +405,7 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
     shot(display, "panel-ask").await;
 
     // Agents.
-    show_page(&window, 2);
+    show_page(&window, "agents");
     until("the Agents page lists the agents", &window, |w| {
         let t = texts(w);
         has(&t, "Test tester")
@@ -311,7 +422,7 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
     shot(display, "panel-agents").await;
 
     // Activity: the verified log, with the grant given above.
-    show_page(&window, 4);
+    show_page(&window, "activity");
     until("the Activity page shows the verified log", &window, |w| {
         let t = texts(w);
         has(&t, "Verified:") && has(&t, "grant · web web.fetch example.org")
@@ -331,7 +442,7 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
     entries[0].set_text("");
 
     // Consent: the tester reads a file; the dialog asks; Alt+A (Allow Always) answers it.
-    show_page(&window, 3);
+    show_page(&window, "permissions");
     let read = rt.block_on(env.delegate("tester", &format!("read {docs_s} notes.txt")));
     let dialog = until_found("the consent dialog opens", consent_dialog).await;
     let t = texts(dialog.upcast_ref());
@@ -355,8 +466,8 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
     );
 
     // Permissions: the grant is listed (the page reloads when shown) and revoked with one click.
-    show_page(&window, 2);
-    show_page(&window, 3);
+    show_page(&window, "agents");
+    show_page(&window, "permissions");
     until("the Permissions page shows the new grant", &window, |w| {
         let t = texts(w);
         has(&t, &format!("files.read on {docs_s}")) && has(&t, "example.org")
@@ -536,12 +647,12 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
     )
     .unwrap();
     rt.block_on(env.start_kernel());
-    show_page(&window, 2);
+    show_page(&window, "agents");
     until("the panel reconnects", &window, |w| {
         find_named(w, "sidebar").is_some_and(|s| s.is_mapped()) && has(&texts(w), "Test tester")
     })
     .await;
-    show_page(&window, 3);
+    show_page(&window, "permissions");
     until(
         "the changed agent's grant shows as suspended",
         &window,

@@ -1,6 +1,6 @@
-//! Artifacts as the Tasks page shows them: small text artifacts are read and shown inline (as
-//! text made safe to show, Markdown formatted), images named as such are shown as pictures;
-//! anything else is listed with its size and hash.
+//! Artifacts as the panel shows them: which viewer for which content type (small text shown as
+//! text made safe to show, Markdown formatted, images as pictures; anything else only opened
+//! with the default app or saved), and the plain file name a copy of one gets.
 
 use agentos_dbus_interfaces::text::display_safe_block;
 use agentos_dbus_interfaces::ArtifactInfo;
@@ -21,33 +21,108 @@ pub enum Preview {
     Image(Vec<u8>),
 }
 
-/// What kind of preview to read for an artifact, by its size and its name's extension.
+/// Which viewer shows an artifact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    None,
+pub enum Viewer {
+    /// Its text, made safe to show (when it is UTF-8 text).
     Text,
+    /// Its text, formatted ([`crate::model::markdown`]).
+    Markdown,
+    /// A picture, decoded by GTK's loaders.
     Image,
+    /// Not shown: only opened with the default app or saved.
+    Other,
 }
 
-/// Image formats shown as pictures, by extension.
-const IMAGE_EXTENSIONS: [&str; 8] = ["png", "jpg", "jpeg", "gif", "svg", "webp", "bmp", "ppm"];
+/// Content types shown as text besides `text/*`.
+const TEXT_TYPES: [&str; 8] = [
+    "application/json",
+    "application/xml",
+    "application/x-yaml",
+    "application/yaml",
+    "application/toml",
+    "application/x-shellscript",
+    "application/javascript",
+    "application/sql",
+];
 
-pub fn kind(a: &ArtifactInfo) -> Kind {
-    let ext = a
-        .name
-        .rsplit_once('.')
-        .map(|(_, e)| e.to_ascii_lowercase())
-        .unwrap_or_default();
-    if IMAGE_EXTENSIONS.contains(&ext.as_str()) {
-        if a.size <= IMAGE_BYTES {
-            Kind::Image
+/// The viewer for an artifact named `name` of `size` bytes whose content type is `mime`
+/// (`uncertain` when that is a guess from nothing: no known extension). Too large for its
+/// viewer, it is [`Viewer::Other`]; an unknown small one is tried as text.
+pub fn viewer(name: &str, mime: &str, uncertain: bool, size: u64) -> Viewer {
+    let text_sized = size <= PREVIEW_BYTES;
+    if mime.starts_with("image/") {
+        return if size <= IMAGE_BYTES {
+            Viewer::Image
         } else {
-            Kind::None
-        }
-    } else if a.size <= PREVIEW_BYTES {
-        Kind::Text
+            Viewer::Other
+        };
+    }
+    if !text_sized {
+        return Viewer::Other;
+    }
+    if matches!(mime, "text/markdown" | "text/x-markdown") || super::markdown::is_markdown(name) {
+        Viewer::Markdown
+    } else if mime.starts_with("text/")
+        || TEXT_TYPES.contains(&mime)
+        || mime.ends_with("+json")
+        || mime.ends_with("+xml")
+        || uncertain
+        || mime == "application/octet-stream"
+    {
+        Viewer::Text
     } else {
-        Kind::None
+        Viewer::Other
+    }
+}
+
+/// The content type of a file named `name`, as GIO guesses it from the name (shared-mime-info),
+/// and whether that is a guess from nothing.
+pub fn content_type(name: &str) -> (String, bool) {
+    let (ty, uncertain) = gtk::gio::content_type_guess(Some(file_name(name)), None);
+    let mime = gtk::gio::content_type_get_mime_type(&ty)
+        .map(|m| m.to_string())
+        .unwrap_or_else(|| ty.to_string());
+    (mime, uncertain)
+}
+
+/// The viewer for an artifact, by its name and size.
+pub fn viewer_of(a: &ArtifactInfo) -> Viewer {
+    let (mime, uncertain) = content_type(&a.name);
+    viewer(&a.name, &mime, uncertain, a.size)
+}
+
+/// An artifact as the Artifacts page lists it: with the task that made it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listed {
+    pub task: u64,
+    pub agent: String,
+    pub goal: String,
+    /// When the task finished (ms since the epoch).
+    pub finished: u64,
+    pub info: ArtifactInfo,
+}
+
+impl Listed {
+    /// The row's name for its artifact: the name made safe to show, on one line.
+    pub fn title(&self) -> String {
+        super::format::line(&self.info.name, 120)
+    }
+
+    /// The row's second line: its size, the task, the agent and the task's goal.
+    pub fn caption(&self) -> String {
+        format!(
+            "{} · task {} · {} · {}",
+            super::format::size(self.info.size),
+            self.task,
+            super::format::line(&self.agent, 40),
+            super::format::line(&self.goal, 80)
+        )
+    }
+
+    /// Whether this is the artifact `name` of task `task`.
+    pub fn is(&self, task: u64, name: &str) -> bool {
+        self.task == task && self.info.name == name
     }
 }
 
@@ -84,17 +159,89 @@ mod tests {
     use super::*;
 
     #[test]
-    fn images_by_name_text_by_size() {
+    fn viewers_by_content_type_and_size() {
+        assert_eq!(
+            viewer("chart.png", "image/png", false, 100_000),
+            Viewer::Image
+        );
+        assert_eq!(
+            viewer("chart.svg", "image/svg+xml", false, IMAGE_BYTES + 1),
+            Viewer::Other
+        );
+        assert_eq!(
+            viewer("notes.md", "text/markdown", false, 10),
+            Viewer::Markdown
+        );
+        assert_eq!(
+            viewer("notes.MD", "text/plain", false, 10),
+            Viewer::Markdown
+        );
+        assert_eq!(viewer("r.txt", "text/plain", false, 10), Viewer::Text);
+        assert_eq!(
+            viewer("d.json", "application/json", false, 10),
+            Viewer::Text
+        );
+        assert_eq!(
+            viewer("a.atom", "application/atom+xml", false, 10),
+            Viewer::Text
+        );
+        assert_eq!(
+            viewer("r.txt", "text/plain", false, PREVIEW_BYTES + 1),
+            Viewer::Other
+        );
+        assert_eq!(viewer("b.pdf", "application/pdf", false, 10), Viewer::Other);
+        assert_eq!(
+            viewer(
+                "s.ods",
+                "application/vnd.oasis.opendocument.spreadsheet",
+                false,
+                10
+            ),
+            Viewer::Other
+        );
+        // No known extension: tried as text (shown only if it is text).
+        assert_eq!(
+            viewer("noext", "application/octet-stream", true, 5),
+            Viewer::Text
+        );
+    }
+
+    #[test]
+    fn content_types_come_from_the_name() {
+        // shared-mime-info is part of every desktop (and of GTK's dependencies).
+        if !std::path::Path::new("/usr/share/mime/globs2").exists() {
+            eprintln!("skipping: no shared-mime-info");
+            return;
+        }
+        assert_eq!(content_type("chart.PNG").0, "image/png");
+        assert_eq!(content_type("report.txt").0, "text/plain");
+        assert_eq!(content_type("../x/notes.md").0, "text/markdown");
         let a = |name: &str, size| ArtifactInfo {
             name: name.into(),
             sha256: String::new(),
             size,
         };
-        assert_eq!(kind(&a("chart.PNG", 100_000)), Kind::Image);
-        assert_eq!(kind(&a("chart.svg", IMAGE_BYTES + 1)), Kind::None);
-        assert_eq!(kind(&a("notes.md", 10)), Kind::Text);
-        assert_eq!(kind(&a("dump.bin", PREVIEW_BYTES + 1)), Kind::None);
-        assert_eq!(kind(&a("noext", 5)), Kind::Text);
+        assert_eq!(viewer_of(&a("chart.svg", 100)), Viewer::Image);
+        assert_eq!(viewer_of(&a("report.txt", 8)), Viewer::Text);
+        assert_eq!(viewer_of(&a("dump.bin", PREVIEW_BYTES + 1)), Viewer::Other);
+    }
+
+    #[test]
+    fn listed_artifacts_name_their_task() {
+        let l = Listed {
+            task: 12,
+            agent: "docs".into(),
+            goal: "find\nthe budget".into(),
+            finished: 0,
+            info: ArtifactInfo {
+                name: "budget\u{202e}.ods".into(),
+                sha256: "ab".into(),
+                size: 2048,
+            },
+        };
+        assert_eq!(l.title(), "budget.ods");
+        assert_eq!(l.caption(), "2.0 KiB · task 12 · docs · find the budget");
+        assert!(l.is(12, "budget\u{202e}.ods") && !l.is(13, "budget\u{202e}.ods"));
     }
 
     #[test]

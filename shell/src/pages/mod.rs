@@ -4,9 +4,11 @@
 
 pub mod activity;
 pub mod agents;
+pub mod artifact_files;
+pub mod artifact_view;
+pub mod artifacts;
 pub mod ask;
 pub mod permissions;
-pub mod task_artifacts;
 pub mod task_item;
 pub mod tasks;
 

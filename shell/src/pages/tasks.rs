@@ -9,8 +9,8 @@ use gtk::prelude::*;
 use relm4::prelude::*;
 use relm4::typed_view::list::TypedListView;
 
-use super::task_artifacts;
 use super::task_item::TaskItem;
+use super::{artifact_files, artifact_view};
 use crate::model::tasks::{Applied, TaskStore};
 use crate::model::{artifacts, format};
 
@@ -42,7 +42,7 @@ pub enum TasksOutput {
 }
 
 /// An artifact, with the text of a small text one.
-pub type Artifact = (ArtifactInfo, artifacts::Preview);
+pub type Artifact = (ArtifactInfo, artifacts::Viewer, artifacts::Preview);
 
 #[derive(Debug)]
 pub enum TasksCmd {
@@ -170,7 +170,7 @@ impl Component for TasksPage {
                     return;
                 };
                 sender.oneshot_command(async move {
-                    TasksCmd::Saved(task_artifacts::save_copy(&client, id, name, path).await)
+                    TasksCmd::Saved(artifact_files::save_copy(&client, id, name, path).await)
                 });
             }
             TasksInput::Older => {
@@ -368,8 +368,9 @@ impl TasksPage {
                 let mut artifacts = Vec::new();
                 for (name, sha256, size) in task.artifacts().await.unwrap_or_default() {
                     let a = ArtifactInfo { name, sha256, size };
-                    let preview = task_artifacts::read_preview(&task, &a).await;
-                    artifacts.push((a, preview));
+                    let viewer = artifacts::viewer_of(&a);
+                    let preview = artifact_files::read_preview(&task, &a, viewer).await;
+                    artifacts.push((a, viewer, preview));
                 }
                 Ok((info, artifacts))
             }
@@ -503,39 +504,11 @@ impl TasksPage {
         title.add_css_class("heading");
         title.set_xalign(0.0);
         self.details.append(&title);
-        for (a, preview) in artifacts {
-            self.details.append(&crate::ui::text(&format!(
-                "{} ({}, sha256 {})",
-                format::line(&a.name, 200),
-                format::size(a.size),
-                format::line(&a.sha256, 16)
-            )));
-            if let artifacts::Preview::Image(bytes) = preview {
-                let bytes = gtk::glib::Bytes::from(&bytes[..]);
-                match gtk::gdk::Texture::from_bytes(&bytes) {
-                    Ok(texture) => {
-                        let picture = gtk::Picture::for_paintable(&texture);
-                        picture.set_widget_name("artifact-image");
-                        picture.set_halign(gtk::Align::Start);
-                        picture.set_size_request(-1, 160);
-                        picture.set_can_shrink(true);
-                        self.details.append(&picture);
-                    }
-                    Err(e) => self.details.append(&crate::ui::caption(&format!(
-                        "Not shown: not an image this panel can read ({e})"
-                    ))),
-                }
-            }
-            if let artifacts::Preview::Text(text) = preview {
-                let shown = crate::ui::text(text);
-                if crate::model::markdown::is_markdown(&a.name) {
-                    shown.set_markup(&crate::model::markdown::to_pango(text));
-                }
-                shown.add_css_class("monospace");
-                shown.set_widget_name("artifact-preview");
-                let frame = gtk::Frame::new(None);
-                frame.set_child(Some(&shown));
-                self.details.append(&frame);
+        for (a, viewer, preview) in artifacts {
+            self.details
+                .append(&crate::ui::text(&artifact_view::describe(a)));
+            if let Some(shown) = artifact_view::viewer(*viewer, preview) {
+                self.details.append(&shown);
             }
             let save = gtk::Button::with_label("Save a Copy…");
             save.set_halign(gtk::Align::Start);
@@ -545,31 +518,14 @@ impl TasksPage {
         }
     }
 
-    /// Ask where to save a copy of an artifact (in the Downloads folder, under its own name).
+    /// Ask where to save a copy of an artifact.
     fn choose_destination(&mut self, name: String, sender: &ComponentSender<Self>) {
-        let parent = self.details.root().and_downcast::<gtk::Window>();
-        let chooser = gtk::FileChooserNative::new(
-            Some("Save a Copy"),
-            parent.as_ref(),
-            gtk::FileChooserAction::Save,
-            Some("_Save"),
-            Some("_Cancel"),
-        );
-        chooser.set_modal(true);
-        chooser.set_current_name(&artifacts::file_name(&name));
-        let downloads = gtk::glib::user_special_dir(gtk::glib::UserDirectory::Downloads)
-            .filter(|d| d.is_dir())
-            .unwrap_or_else(gtk::glib::home_dir);
-        let _ = chooser.set_current_folder(Some(&gtk::gio::File::for_path(downloads)));
         let input = sender.input_sender().clone();
-        chooser.connect_response(move |c, response| {
-            if response == gtk::ResponseType::Accept {
-                if let Some(path) = c.file().and_then(|f| f.path()) {
-                    input.emit(TasksInput::SaveTo(name.clone(), path));
-                }
-            }
-        });
-        chooser.show();
+        let chooser = artifact_view::choose_destination(
+            self.details.upcast_ref(),
+            &name.clone(),
+            move |path| input.emit(TasksInput::SaveTo(name.clone(), path)),
+        );
         self.chooser = Some(chooser);
     }
 }

@@ -179,11 +179,18 @@ pub async fn wait_finished(
     }
 }
 
-/// Select a page by activating its row in the sidebar, as a click does.
-pub fn show_page(window: &gtk::Window, index: i32) {
+/// Select a page (by its name in `PAGES`) by activating its row in the sidebar, as a click
+/// does.
+pub fn show_page(window: &gtk::Window, name: &str) {
+    let index = agentos_panel::app::PAGES
+        .iter()
+        .position(|(n, _)| *n == name)
+        .expect("a page of that name");
     let sidebar = find_named(window.upcast_ref(), "sidebar").expect("sidebar");
     let list = sidebar.downcast::<gtk::ListBox>().expect("a list box");
-    list.row_at_index(index).expect("a page row").activate();
+    list.row_at_index(index as i32)
+        .expect("a page row")
+        .activate();
 }
 
 /// The open consent dialog, if any.
@@ -212,15 +219,20 @@ pub async fn press_on(display: &str, title: &str, key: &str) {
         .next()
         .expect("the dialog's X window")
         .to_string();
+    press_window(display, &win, key).await;
+}
+
+/// Send a key press to the X window `win`.
+pub async fn press_window(display: &str, win: &str, key: &str) {
     let ok = Command::new("xdotool")
-        .args(["windowfocus", "--sync", &win])
+        .args(["windowfocus", "--sync", win])
         .env("DISPLAY", display)
         .status()
         .expect("xdotool");
     assert!(ok.success());
     settle(200).await;
     let ok = Command::new("xdotool")
-        .args(["key", "--window", &win, key])
+        .args(["key", "--window", win, key])
         .env("DISPLAY", display)
         .status()
         .expect("xdotool");
