@@ -23,6 +23,9 @@ mod support;
 use opener::install_opener;
 use support::*;
 
+/// The icon the tester agent's desktop file names.
+const TESTER_ICON: &str = "accessories-text-editor";
+
 /// The real notification server the test runs (Debian's notification-daemon).
 const NOTIFICATION_DAEMON: &str = "/usr/lib/notification-daemon/notification-daemon";
 
@@ -70,6 +73,15 @@ fn main() {
     std::env::set_var("XDG_CONFIG_HOME", env.root().join("config"));
     std::env::set_var("XDG_RUNTIME_DIR", env.root().join("run"));
     install_opener(env.root());
+    // The tester agent installed with a desktop file under its id, naming its icon.
+    std::fs::write(
+        env.root().join("xdg-data/applications/tester.desktop"),
+        format!(
+            "[Desktop Entry]\nType=Application\nName=Test tester\nExec=true\nIcon={TESTER_ICON}\n\
+             NoDisplay=true\n"
+        ),
+    )
+    .unwrap();
     gtk::init().expect("GTK on Xvfb");
     adw::init().expect("libadwaita");
 
@@ -451,6 +463,12 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
         "{t:?}"
     );
     assert!(has(&t, &format!("Task {read} (tester)")), "{t:?}");
+    // The requester's icon, from its desktop file.
+    let icon = all_of::<gtk::Image>(dialog.upcast_ref())
+        .into_iter()
+        .find(|i| i.widget_name() == "consent-requester-icon")
+        .expect("the requester's icon");
+    assert_eq!(icon.icon_name().as_deref(), Some(TESTER_ICON));
     settle(300).await;
     shot(display, "panel-consent").await;
     press(display, "alt+a").await;

@@ -217,6 +217,10 @@ fn plain(s: &str) -> gtk::Label {
 /// a screen can hold beside the buttons (which must stay in view).
 fn details(s: &Shown) -> gtk::ScrolledWindow {
     let b = gtk::Box::new(gtk::Orientation::Vertical, 8);
+    let icon = super::icon::image(&s.icon);
+    icon.set_pixel_size(48);
+    icon.set_widget_name("consent-requester-icon");
+    b.append(&icon);
     if !s.body.is_empty() {
         let body = plain(&s.body);
         body.set_widget_name("consent-body");

@@ -160,6 +160,8 @@ pub struct Shown {
     pub facts: Vec<(String, Preview)>,
     /// The delegation chain, the asking task first.
     pub chain: Vec<String>,
+    /// The requester's icon ([`super::icon`]).
+    pub icon: String,
 }
 
 /// Put together what the dialog shows from the kernel's texts, the pending request it matches
@@ -193,6 +195,7 @@ pub fn shown(
         body: display_safe_block(body, 4000),
         facts,
         chain: chain.iter().map(|c| display_safe(c, 200)).collect(),
+        icon: super::icon::GENERIC.to_string(),
     }
 }
 

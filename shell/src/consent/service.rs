@@ -114,19 +114,23 @@ impl Access {
         };
         // A handle already served (the kernel never reuses one) is not served twice.
         let served = server.at(handle.as_ref(), request).await.unwrap_or(false);
+        let mut shown = with_call(
+            shown(
+                &title,
+                &subtitle,
+                &body,
+                described.info.as_ref(),
+                described.requester.as_deref(),
+                &described.chain,
+            ),
+            &options,
+        );
+        if let Some(icon) = described.icon {
+            shown.icon = icon;
+        }
         let pending = Pending {
             handle: handle.to_string(),
-            shown: with_call(
-                shown(
-                    &title,
-                    &subtitle,
-                    &body,
-                    described.info.as_ref(),
-                    described.requester.as_deref(),
-                    &described.chain,
-                ),
-                &options,
-            ),
+            shown,
             answers: offered(&options),
             reply: pending_reply.0,
         };
@@ -168,6 +172,8 @@ struct Described {
     info: Option<ConsentRequestInfo>,
     requester: Option<String>,
     chain: Vec<String>,
+    /// The requester's icon, when it was looked up.
+    icon: Option<String>,
 }
 
 /// Who asks, in words: an agent's name and whether it runs sandboxed, or what kind of app.
@@ -207,6 +213,10 @@ async fn describe(client: &Client, id: Option<u64>) -> Described {
             .into_iter()
             .find(|r| r.id == id)?;
         let requester = requester(client, &info.principal).await;
+        let principal = info.principal.clone();
+        let icon = tokio::task::spawn_blocking(move || super::icon::for_principal(&principal))
+            .await
+            .ok();
         let mut chain = Vec::new();
         let mut next = info.task;
         while next != 0 && chain.len() < CHAIN_LEN {
@@ -230,6 +240,7 @@ async fn describe(client: &Client, id: Option<u64>) -> Described {
             info: Some(info),
             requester: Some(requester),
             chain,
+            icon,
         })
     };
     tokio::time::timeout(DESCRIBE_TIMEOUT, lookup)
