@@ -2,8 +2,18 @@
 //! the other (folding to one column when narrow), the consent badge in the header, and, while
 //! no verified kernel is there, a page saying that AgentOS is not running. It starts the
 //! kernel connection ([`crate::link`]) and tells every page when the kernel comes and goes.
+//!
+//! relm4 builds this component in the application's `startup`, so the actions notifications
+//! name are there before any D-Bus call is dispatched: a panel started by D-Bus activation
+//! (`--gapplication-service`, as a notification's button starts it when no panel runs) handles
+//! `org.freedesktop.Application.ActivateAction` without a window. While requests are
+//! outstanding (their notifications unanswered) the application is held and closing the window
+//! only hides it; when none are left, a hidden window closes and the panel ends.
 
+use std::cell::Cell;
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use adw::prelude::*;
 use relm4::prelude::*;
@@ -52,7 +62,13 @@ pub enum AppInput {
     Answer(String, String),
     /// From a notification: bring the window to the front.
     Present,
+    /// Close the window if it is hidden and nothing is outstanding any more.
+    CloseIfIdle,
 }
+
+/// How long a hidden window stays after the last outstanding request is settled (so the answer
+/// reaches the kernel before the panel ends).
+const LINGER: Duration = Duration::from_secs(2);
 
 #[derive(Debug)]
 pub enum AppCmd {
@@ -67,6 +83,10 @@ pub struct App {
     permissions: Controller<PermissionsPage>,
     activity: Controller<ActivityPage>,
     consent: Controller<ConsentDialogs>,
+    /// Requests outstanding (shared with the window's close handler).
+    outstanding: Rc<Cell<usize>>,
+    /// Held while any are.
+    hold: Option<gio::ApplicationHoldGuard>,
     widgets: AppWidgets,
 }
 
@@ -114,6 +134,18 @@ impl Component for App {
             .launch(window.clone().upcast())
             .forward(sender.input_sender(), AppInput::Consent);
         add_actions(&sender);
+        // Closing the window while requests wait for an answer only hides it: their
+        // notifications' buttons still reach this process.
+        let outstanding = Rc::new(Cell::new(0usize));
+        let waiting = Rc::clone(&outstanding);
+        window.connect_close_request(move |w| {
+            if waiting.get() > 0 {
+                w.set_visible(false);
+                glib::Propagation::Stop
+            } else {
+                glib::Propagation::Proceed
+            }
+        });
 
         // The sidebar.
         let sidebar = gtk::Box::new(gtk::Orientation::Vertical, 0);
@@ -196,18 +228,24 @@ impl Component for App {
         top.set_visible_child_name("down");
         window.set_content(Some(&top));
 
-        // The kernel connection, on relm4's runtime.
+        // The kernel connection, on relm4's runtime. Started once the main loop has run: a
+        // panel started for a notification's button has its action (already on the bus when
+        // `startup` runs) dispatched first, so its answer is kept before the kernel can ask
+        // this panel again.
         let verified = Arc::new(Mutex::new(None));
         let consent_in = consent.sender().clone();
         let ui: link::ConsentUi =
             Arc::new(move |e| consent_in.send(ConsentInput::Event(e)).is_ok());
         let address = init.address;
-        sender.command(move |out, shutdown| {
-            shutdown
-                .register(link::run(address, verified, ui, move |e| {
-                    let _ = out.send(AppCmd::Link(e));
-                }))
-                .drop_on_shutdown()
+        let link_sender = sender.clone();
+        glib::idle_add_local_once(move || {
+            link_sender.command(move |out, shutdown| {
+                shutdown
+                    .register(link::run(address, verified, ui, move |e| {
+                        let _ = out.send(AppCmd::Link(e));
+                    }))
+                    .drop_on_shutdown()
+            });
         });
 
         let model = App {
@@ -218,6 +256,8 @@ impl Component for App {
             permissions,
             activity,
             consent,
+            outstanding,
+            hold: None,
             widgets: AppWidgets {
                 top,
                 down,
@@ -234,7 +274,7 @@ impl Component for App {
         ComponentParts { model, widgets: () }
     }
 
-    fn update(&mut self, msg: AppInput, _sender: ComponentSender<Self>, root: &Self::Root) {
+    fn update(&mut self, msg: AppInput, sender: ComponentSender<Self>, root: &Self::Root) {
         let app: gio::Application = relm4::main_application().upcast();
         match msg {
             AppInput::TaskFinished(task) => {
@@ -252,14 +292,35 @@ impl Component for App {
             AppInput::Consent(ConsentOutput::Settled(handle)) => {
                 notify::withdraw(&app, &notify::consent_id(&handle));
             }
+            AppInput::Consent(ConsentOutput::Outstanding(n)) => {
+                tracing::debug!(outstanding = n, visible = root.is_visible(), "consent");
+                self.outstanding.set(n);
+                if n > 0 {
+                    if self.hold.is_none() {
+                        self.hold = Some(app.hold());
+                    }
+                } else if self.hold.take().is_some() {
+                    let input = sender.input_sender().clone();
+                    glib::timeout_add_local_once(LINGER, move || input.emit(AppInput::CloseIfIdle));
+                }
+            }
+            AppInput::CloseIfIdle => {
+                if self.outstanding.get() == 0 && !root.is_visible() {
+                    // Not `close`: a window never shown (a panel started by D-Bus activation)
+                    // is not realized, and GTK closes only realized ones.
+                    root.destroy();
+                }
+            }
             AppInput::ShowTask(id) => {
                 self.show(1);
                 root.present();
                 self.tasks.emit(TasksInput::Select(id));
             }
             AppInput::Answer(handle, option) => {
-                self.consent
-                    .emit(ConsentInput::Responded(handle, notify::answer_of(&option)));
+                self.consent.emit(ConsentInput::FromNotification(
+                    handle,
+                    notify::answer_of(&option),
+                ));
             }
             AppInput::Present => root.present(),
             AppInput::Show(i) => {
@@ -331,6 +392,7 @@ fn add_actions(sender: &ComponentSender<App>) {
     let consent = gio::SimpleAction::new(notify::CONSENT, consent_ty);
     let input = sender.input_sender().clone();
     consent.connect_activate(move |_, v| {
+        tracing::debug!(target = ?v, "app.consent activated");
         if let Some((handle, option)) = v.and_then(|v| v.get::<(String, String)>()) {
             input.emit(AppInput::Answer(handle, option));
         }

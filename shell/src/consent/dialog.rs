@@ -3,13 +3,20 @@
 //! the bus escaped and long values cut (the whole value behind an expander). Deny is the
 //! default response and the close response (Enter and Escape deny); every answer has a
 //! mnemonic. The component's own widget is the count of requests waiting, for the header bar.
+//!
+//! A notification's button may answer a request this panel does not hold yet: a panel started
+//! by that very click (D-Bus activation, `ActivateAction`) after the one that sent the
+//! notification went away. The answer is kept for a while ([`EARLY_ANSWER_KEPT`]) and given when
+//! the kernel asks this panel again (it asks a panel that comes back, with the same handle).
+
+use std::time::{Duration, Instant};
 
 use adw::prelude::*;
 use relm4::prelude::*;
 use tokio::sync::oneshot;
 
 use super::queue::{Dismissed, Pending, Queue};
-use super::request::{Answer, Preview, Shown};
+use super::request::{request_id, Answer, Preview, Shown};
 use super::service::ConsentEvent;
 
 /// The dialog window's title (what window lists and screen readers name it).
@@ -21,11 +28,18 @@ const MAX_DETAILS_HEIGHT: i32 = 300;
 /// The response id of deny.
 pub const DENY: &str = "deny";
 
+/// How long a notification's answer to a request not (yet) asked of this panel is kept.
+pub const EARLY_ANSWER_KEPT: Duration = Duration::from_secs(120);
+
 #[derive(Debug)]
 pub enum ConsentInput {
     Event(ConsentEvent),
     /// The dialog for `handle` was answered.
     Responded(String, Answer),
+    /// A notification's button answered the request `handle` (perhaps before it is asked).
+    FromNotification(String, Answer),
+    /// Forget answers kept longer than [`EARLY_ANSWER_KEPT`].
+    Expire,
 }
 
 /// What the window hears about requests (for notifications).
@@ -36,12 +50,16 @@ pub enum ConsentOutput {
     Asked(String, Shown, Vec<Answer>, bool),
     /// It was answered or closed.
     Settled(String),
+    /// Requests this panel holds or answers it keeps (the application stays while any are).
+    Outstanding(usize),
 }
 
 pub struct ConsentDialogs {
     parent: gtk::Window,
     queue: Queue<oneshot::Sender<Answer>>,
     shown: Option<adw::MessageDialog>,
+    /// Answers from notifications to requests not asked of this panel yet, and since when.
+    early: Vec<(String, Answer, Instant)>,
 }
 
 impl Component for ConsentDialogs {
@@ -68,12 +86,23 @@ impl Component for ConsentDialogs {
             parent,
             queue: Queue::default(),
             shown: None,
+            early: Vec::new(),
         };
         ComponentParts { model, widgets: () }
     }
 
     fn update(&mut self, msg: ConsentInput, sender: ComponentSender<Self>, root: &gtk::Label) {
         match msg {
+            ConsentInput::Event(ConsentEvent::Ask(pending))
+                if self.early.iter().any(|(h, ..)| *h == pending.handle) =>
+            {
+                // Answered already, by a notification's button.
+                let handle = pending.handle.clone();
+                tracing::debug!(%handle, "a request asked again was answered by a notification");
+                let answer = take_early(&mut self.early, &handle).unwrap_or(Answer::Deny);
+                let _ = pending.reply.send(answer);
+                let _ = sender.output(ConsentOutput::Settled(handle));
+            }
             ConsentInput::Event(ConsentEvent::Ask(pending)) => {
                 let in_front = crate::notify::in_front();
                 let _ = sender.output(ConsentOutput::Asked(
@@ -99,6 +128,35 @@ impl Component for ConsentDialogs {
                     self.show_current(&sender);
                 }
             }
+            ConsentInput::FromNotification(handle, answer) => {
+                let (what, pending) = self.queue.dismiss(&handle);
+                match pending {
+                    Some(p) => {
+                        let _ = p.reply.send(answer);
+                        let _ = sender.output(ConsentOutput::Settled(handle));
+                    }
+                    None if request_id(&handle).is_some() => {
+                        tracing::debug!(%handle, "a notification answered a request not asked yet");
+                        take_early(&mut self.early, &handle);
+                        self.early.push((handle, answer, Instant::now()));
+                        let input = sender.input_sender().clone();
+                        gtk::glib::timeout_add_local_once(EARLY_ANSWER_KEPT, move || {
+                            input.emit(ConsentInput::Expire)
+                        });
+                    }
+                    None => {}
+                }
+                if what == Dismissed::Shown {
+                    if let Some(d) = self.shown.take() {
+                        d.close();
+                    }
+                    self.show_current(&sender);
+                }
+            }
+            ConsentInput::Expire => {
+                self.early
+                    .retain(|(.., since)| since.elapsed() < EARLY_ANSWER_KEPT);
+            }
             ConsentInput::Responded(handle, answer) => {
                 // From its dialog, or from a notification's button (shown or still waiting).
                 let (what, pending) = self.queue.dismiss(&handle);
@@ -115,6 +173,7 @@ impl Component for ConsentDialogs {
             }
         }
         let waiting = self.queue.len();
+        let _ = sender.output(ConsentOutput::Outstanding(waiting + self.early.len()));
         root.set_visible(waiting > 0);
         root.set_label(&match waiting {
             0 => String::new(),
@@ -128,6 +187,12 @@ impl Component for ConsentDialogs {
             let _ = p.reply.send(Answer::Dismissed);
         }
     }
+}
+
+/// Take the kept answer to `handle`, if any.
+fn take_early(early: &mut Vec<(String, Answer, Instant)>, handle: &str) -> Option<Answer> {
+    let i = early.iter().position(|(h, ..)| h == handle)?;
+    Some(early.remove(i).1)
 }
 
 impl ConsentDialogs {

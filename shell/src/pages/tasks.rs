@@ -66,6 +66,8 @@ pub struct TasksPage {
     store: TaskStore,
     list: TypedListView<TaskItem, gtk::SingleSelection>,
     selected: Option<u64>,
+    /// A task to select once it is listed (a notification named it before the list was read).
+    wanted: Option<u64>,
     /// The `before` of the next older page, 0 when the oldest was read.
     next: u64,
     older: gtk::Button,
@@ -145,6 +147,7 @@ impl Component for TasksPage {
             store: TaskStore::default(),
             list,
             selected: None,
+            wanted: None,
             next: 0,
             older,
             chooser: None,
@@ -192,11 +195,10 @@ impl Component for TasksPage {
                     self.fetch_details(&sender);
                 }
             }
-            TasksInput::Select(id) => {
-                if let Some(pos) = self.list.find(|t| t.row.task.id == id) {
-                    self.list.selection_model.set_selected(pos);
-                }
-            }
+            TasksInput::Select(id) => match self.list.find(|t| t.row.task.id == id) {
+                Some(pos) => self.list.selection_model.set_selected(pos),
+                None => self.wanted = Some(id),
+            },
             TasksInput::Tick => {
                 let running: Vec<u64> = self
                     .list
@@ -384,7 +386,7 @@ impl TasksPage {
         self.list.clear();
         self.list
             .extend_from_iter(rows.into_iter().map(|row| TaskItem { row }));
-        if let Some(id) = self.selected {
+        if let Some(id) = self.wanted.take().or(self.selected) {
             if let Some(pos) = self.list.find(|t| t.row.task.id == id) {
                 self.list.selection_model.set_selected(pos);
             }
