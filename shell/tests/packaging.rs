@@ -49,6 +49,46 @@ fn the_metainfo_is_valid() {
     assert!(text.contains("<screenshot"));
 }
 
+/// Where the metainfo's screenshot URLs start; the file's path in the repository follows.
+const SCREENSHOT_PREFIX: &str = "https://example.invalid/agentos/raw/main/";
+
+/// Largest screenshot kept in the repository.
+const SCREENSHOT_BYTES: u64 = 200 * 1024;
+
+#[test]
+fn the_metainfo_screenshots_are_kept_here() {
+    let text = std::fs::read_to_string(dir().join(format!("{APP_ID}.metainfo.xml"))).unwrap();
+    let images: Vec<&str> = text
+        .split("<image>")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("</image>").map(|(url, _)| url.trim()))
+        .collect();
+    assert_eq!(images.len(), 3, "{images:?}");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for url in images {
+        let path = url
+            .strip_prefix(SCREENSHOT_PREFIX)
+            .unwrap_or_else(|| panic!("{url} does not start with {SCREENSHOT_PREFIX}"));
+        assert!(
+            path.starts_with("packaging/panel/screenshots/") && !path.contains(".."),
+            "{url}"
+        );
+        let file = root.join(path);
+        let bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        assert!(
+            bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+            "{} is no PNG",
+            file.display()
+        );
+        assert!(
+            (bytes.len() as u64) < SCREENSHOT_BYTES,
+            "{} is {} bytes",
+            file.display(),
+            bytes.len()
+        );
+    }
+}
+
 #[test]
 fn the_icon_and_the_activation_file_name_the_app() {
     let icon = std::fs::read_to_string(dir().join(format!("{APP_ID}.svg"))).unwrap();
