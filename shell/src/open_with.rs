@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::os::fd::AsFd;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use gtk::gio;
@@ -60,7 +61,13 @@ async fn through_portal(conn: &zbus::Connection, path: &Path) -> Result<(), Open
     let file =
         std::fs::File::open(path).map_err(|e| OpenError::File(path.display().to_string(), e))?;
     let mut options: HashMap<&str, Value<'_>> = HashMap::new();
-    let token = format!("agentos_panel_{}", std::process::id());
+    // A token of its own per request: the portal names the request object after it.
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let token = format!(
+        "agentos_panel_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
     options.insert("handle_token", Value::from(token.as_str()));
     let reply = conn
         .call_method(

@@ -6,15 +6,16 @@
 //!
 //! A notification's button may answer a request this panel does not hold yet: a panel started
 //! by that very click (D-Bus activation, `ActivateAction`) after the one that sent the
-//! notification went away. The answer is kept for a while ([`EARLY_ANSWER_KEPT`]) and given when
-//! the kernel asks this panel again (it asks a panel that comes back, with the same handle).
+//! notification went away. The answer is kept ([`super::early`]) and given when the kernel asks
+//! this panel again (it asks a panel that comes back, with the same handle).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use adw::prelude::*;
 use relm4::prelude::*;
 use tokio::sync::oneshot;
 
+use super::early::{self, EarlyAnswers};
 use super::queue::{Dismissed, Pending, Queue};
 use super::request::{request_id, Answer, Preview, Shown};
 use super::service::ConsentEvent;
@@ -28,9 +29,6 @@ const MAX_DETAILS_HEIGHT: i32 = 300;
 /// The response id of deny.
 pub const DENY: &str = "deny";
 
-/// How long a notification's answer to a request not (yet) asked of this panel is kept.
-pub const EARLY_ANSWER_KEPT: Duration = Duration::from_secs(120);
-
 #[derive(Debug)]
 pub enum ConsentInput {
     Event(ConsentEvent),
@@ -38,7 +36,7 @@ pub enum ConsentInput {
     Responded(String, Answer),
     /// A notification's button answered the request `handle` (perhaps before it is asked).
     FromNotification(String, Answer),
-    /// Forget answers kept longer than [`EARLY_ANSWER_KEPT`].
+    /// Forget answers kept longer than [`early::KEPT`].
     Expire,
 }
 
@@ -58,8 +56,8 @@ pub struct ConsentDialogs {
     parent: gtk::Window,
     queue: Queue<oneshot::Sender<Answer>>,
     shown: Option<adw::MessageDialog>,
-    /// Answers from notifications to requests not asked of this panel yet, and since when.
-    early: Vec<(String, Answer, Instant)>,
+    /// Answers from notifications to requests not asked of this panel yet.
+    early: EarlyAnswers,
 }
 
 impl Component for ConsentDialogs {
@@ -86,35 +84,26 @@ impl Component for ConsentDialogs {
             parent,
             queue: Queue::default(),
             shown: None,
-            early: Vec::new(),
+            early: EarlyAnswers::default(),
         };
         ComponentParts { model, widgets: () }
     }
 
     fn update(&mut self, msg: ConsentInput, sender: ComponentSender<Self>, root: &gtk::Label) {
         match msg {
-            ConsentInput::Event(ConsentEvent::Ask(pending))
-                if self.early.iter().any(|(h, ..)| *h == pending.handle) =>
-            {
-                // Answered already, by a notification's button.
+            ConsentInput::Event(ConsentEvent::Ask(pending)) if self.early.has(&pending.handle) => {
+                // Answered already by a notification's button, if it was asked before that.
                 let handle = pending.handle.clone();
-                tracing::debug!(%handle, "a request asked again was answered by a notification");
-                let answer = take_early(&mut self.early, &handle).unwrap_or(Answer::Deny);
-                let _ = pending.reply.send(answer);
-                let _ = sender.output(ConsentOutput::Settled(handle));
-            }
-            ConsentInput::Event(ConsentEvent::Ask(pending)) => {
-                let in_front = crate::notify::in_front();
-                let _ = sender.output(ConsentOutput::Asked(
-                    pending.handle.clone(),
-                    pending.shown.clone(),
-                    pending.answers.clone(),
-                    in_front,
-                ));
-                if self.queue.push(pending) {
-                    self.show_current(&sender);
+                match self.early.take(&handle, pending.since) {
+                    Some(answer) => {
+                        tracing::debug!(%handle, "a request asked again was answered by a notification");
+                        let _ = pending.reply.send(answer);
+                        let _ = sender.output(ConsentOutput::Settled(handle));
+                    }
+                    None => self.ask(pending, &sender),
                 }
             }
+            ConsentInput::Event(ConsentEvent::Ask(pending)) => self.ask(pending, &sender),
             ConsentInput::Event(ConsentEvent::Dismiss(handle)) => {
                 let (what, pending) = self.queue.dismiss(&handle);
                 if let Some(p) = pending {
@@ -137,10 +126,10 @@ impl Component for ConsentDialogs {
                     }
                     None if request_id(&handle).is_some() => {
                         tracing::debug!(%handle, "a notification answered a request not asked yet");
-                        take_early(&mut self.early, &handle);
-                        self.early.push((handle, answer, Instant::now()));
+                        let now_ms = crate::model::format::now_ms();
+                        self.early.keep(&handle, answer, now_ms, Instant::now());
                         let input = sender.input_sender().clone();
-                        gtk::glib::timeout_add_local_once(EARLY_ANSWER_KEPT, move || {
+                        gtk::glib::timeout_add_local_once(early::KEPT, move || {
                             input.emit(ConsentInput::Expire)
                         });
                     }
@@ -153,10 +142,7 @@ impl Component for ConsentDialogs {
                     self.show_current(&sender);
                 }
             }
-            ConsentInput::Expire => {
-                self.early
-                    .retain(|(.., since)| since.elapsed() < EARLY_ANSWER_KEPT);
-            }
+            ConsentInput::Expire => self.early.expire(Instant::now()),
             ConsentInput::Responded(handle, answer) => {
                 // From its dialog, or from a notification's button (shown or still waiting).
                 let (what, pending) = self.queue.dismiss(&handle);
@@ -189,13 +175,22 @@ impl Component for ConsentDialogs {
     }
 }
 
-/// Take the kept answer to `handle`, if any.
-fn take_early(early: &mut Vec<(String, Answer, Instant)>, handle: &str) -> Option<Answer> {
-    let i = early.iter().position(|(h, ..)| h == handle)?;
-    Some(early.remove(i).1)
-}
-
 impl ConsentDialogs {
+    /// Ask the user: the window hears of it (for a notification), and its dialog is shown
+    /// when no other is.
+    fn ask(&mut self, pending: Pending<oneshot::Sender<Answer>>, sender: &ComponentSender<Self>) {
+        let in_front = crate::notify::in_front();
+        let _ = sender.output(ConsentOutput::Asked(
+            pending.handle.clone(),
+            pending.shown.clone(),
+            pending.answers.clone(),
+            in_front,
+        ));
+        if self.queue.push(pending) {
+            self.show_current(sender);
+        }
+    }
+
     fn show_current(&mut self, sender: &ComponentSender<Self>) {
         let Some(p) = self.queue.current() else {
             return;

@@ -3,6 +3,7 @@
 //! verified kernel), and asks the user in a dialog that defaults to deny.
 
 pub mod dialog;
+pub mod early;
 pub mod icon;
 pub mod queue;
 pub mod request;

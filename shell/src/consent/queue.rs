@@ -11,6 +11,8 @@ pub struct Pending<R> {
     pub handle: String,
     pub shown: Shown,
     pub answers: Vec<Answer>,
+    /// When the kernel first asked (ms since the epoch), when it said.
+    pub since: Option<u64>,
     pub reply: R,
 }
 
@@ -93,6 +95,7 @@ mod tests {
             handle: handle.into(),
             shown: shown("t", "s", "b", None, None, &[]),
             answers: vec![Answer::Once],
+            since: None,
             reply: 0,
         }
     }

@@ -132,6 +132,7 @@ impl Access {
             handle: handle.to_string(),
             shown,
             answers: offered(&options),
+            since: described.info.as_ref().map(|i| i.since),
             reply: pending_reply.0,
         };
         if !(self.ui)(ConsentEvent::Ask(pending)) {
