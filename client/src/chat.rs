@@ -358,31 +358,22 @@ impl Client {
     pub async fn chat(&self, request: &ChatRequest) -> Result<(u64, ChatStream), ChatError> {
         request.check().map_err(ChatError::InvalidRequest)?;
         let json = request.to_json();
-        let body = (json.as_str(),);
-        let proxy = self.models().await?;
-        // Not the generated `chat`: that one ends at the connection's method timeout.
-        let call = proxy
-            .inner()
-            .call_with_flags::<_, _, (u64, zbus::zvariant::OwnedFd)>(
-                "Chat",
-                Default::default(),
-                &body,
-            );
-        let reply = tokio::time::timeout(CHAT_CALL_TIMEOUT, call)
-            .await
-            .map_err(|_| {
-                ChatError::Refused(Error::Timeout(format!(
-                    "agentosd did not take the chat request within {} s",
-                    CHAT_CALL_TIMEOUT.as_secs()
-                )))
-            })?
-            .map_err(Error::from)?;
-        let (id, fd) = reply.ok_or_else(|| {
-            ChatError::Refused(Error::Failed(
-                "agentosd answered the chat request with nothing".into(),
-            ))
-        })?;
-        Ok((id, ChatStream::from_fd(OwnedFd::from(fd)).with_id(id)))
+        // On the client's private channel (no bus relay on the way); on the bus where there
+        // is none. A channel that broke (the kernel restarted) is opened again once.
+        for _ in 0..2 {
+            // (No channel, say over the caller's quota of them: the bus still serves.)
+            let Ok(channel) = self.channel().await else {
+                break;
+            };
+            match ask(channel.inner(), &json).await {
+                Err(ChatError::Refused(Error::ZBus(e))) if broken(&e) => {
+                    self.drop_channel().await;
+                }
+                answer => return answer,
+            }
+        }
+        let models = self.models().await?;
+        ask(models.inner(), &json).await
     }
 
     /// Cancel one of this caller's requests (dropping its stream does the same).
@@ -394,6 +385,37 @@ impl Client {
     pub async fn list_usage(&self) -> Result<Vec<UsageInfo>, ChatError> {
         Ok(self.models().await?.list_usage().await?)
     }
+}
+
+/// `Chat` on `proxy` (`Models1` or `Channel1`), waiting up to [`CHAT_CALL_TIMEOUT`] (not the
+/// generated method's connection-wide limit: the user may be answering a prompt meanwhile).
+async fn ask(proxy: &zbus::Proxy<'_>, json: &str) -> Result<(u64, ChatStream), ChatError> {
+    let body = (json,);
+    let call = proxy.call_with_flags::<_, _, (u64, zbus::zvariant::OwnedFd)>(
+        "Chat",
+        Default::default(),
+        &body,
+    );
+    let reply = tokio::time::timeout(CHAT_CALL_TIMEOUT, call)
+        .await
+        .map_err(|_| {
+            ChatError::Refused(Error::Timeout(format!(
+                "agentosd did not take the chat request within {} s",
+                CHAT_CALL_TIMEOUT.as_secs()
+            )))
+        })?
+        .map_err(Error::from)?;
+    let (id, fd) = reply.ok_or_else(|| {
+        ChatError::Refused(Error::Failed(
+            "agentosd answered the chat request with nothing".into(),
+        ))
+    })?;
+    Ok((id, ChatStream::from_fd(OwnedFd::from(fd)).with_id(id)))
+}
+
+/// Whether a call failed because its connection is gone (not because the kernel refused it).
+fn broken(e: &zbus::Error) -> bool {
+    matches!(e, zbus::Error::InputOutput(_))
 }
 
 #[cfg(test)]

@@ -50,6 +50,8 @@ struct Shared {
     /// Counts the changes of the name's owner seen so far.
     changes: watch::Sender<u64>,
     follower: Mutex<Option<JoinHandle<()>>>,
+    /// The private channel to the kernel, once opened (see `channel.rs`).
+    channel: crate::channel::ChannelSlot,
 }
 
 #[derive(Debug, Default)]
@@ -149,10 +151,15 @@ impl Client {
             state: Mutex::new(State::default()),
             changes,
             follower: Mutex::new(None),
+            channel: Default::default(),
         });
         let task = tokio::spawn(follow(stream, Arc::downgrade(&shared)));
         *shared.follower.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
         Ok(Client { conn, shared })
+    }
+
+    pub(crate) fn channel_slot(&self) -> &crate::channel::ChannelSlot {
+        &self.shared.channel
     }
 
     /// The bus connection.

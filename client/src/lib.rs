@@ -26,6 +26,7 @@
 //! it and its folder belong to this user and nobody else can write them.
 
 mod bus;
+mod channel;
 mod chat;
 mod client;
 mod error;

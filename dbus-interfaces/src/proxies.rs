@@ -135,6 +135,9 @@ pub trait Task1 {
 pub trait Channel1 {
     fn call(&self, agent: &str, method: &str, payload: &Bytes) -> Result<ByteBuf>;
     fn delegate(&self, agent: &str, goal: &str, options: Options<'_>) -> Result<u64>;
+    /// As `Models1.Chat`: the request's id and the socket its events stream on.
+    fn chat(&self, request: &str) -> Result<(u64, OwnedFd)>;
+    fn cancel(&self, id: u64) -> Result<()>;
 }
 
 /// `org.agentos.Host1`, the kernel as an agent sees it on its private connection (where the

@@ -43,11 +43,23 @@ struct Writer {
     stall: Option<Duration>,
 }
 
+/// Which way fds may pass on a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fds {
+    /// Both ways.
+    Both,
+    /// Only to the peer (fd passing is negotiated, so this end can send them); fds the peer
+    /// sends end the connection.
+    ToPeer,
+    /// Neither way (zbus does not offer fd passing); fds a peer sends anyway end the connection.
+    None,
+}
+
 /// Bounds of one connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Whether fds may pass; fds a peer sends anyway end the connection.
-    pub fds: bool,
+    /// Which way fds may pass.
+    pub fds: Fds,
     /// The longest message accepted from the peer; a longer one ends the connection.
     pub max_message: usize,
     /// How long a write may wait for the peer to make room (to read); past it the connection is
@@ -59,7 +71,7 @@ impl Default for Limits {
     /// Fds pass, messages as long as D-Bus allows, writes wait as long as it takes.
     fn default() -> Limits {
         Limits {
-            fds: true,
+            fds: Fds::Both,
             max_message: frame::MAX_MESSAGE,
             write_stall: None,
         }
@@ -77,7 +89,7 @@ pub fn split_without_fds(stream: UnixStream) -> io::Result<BoxedSplit> {
     split_limited(
         stream,
         Limits {
-            fds: false,
+            fds: Fds::None,
             ..Limits::default()
         },
     )
@@ -305,6 +317,37 @@ mod tests {
         let (n, _) = ours.read_mut().recvmsg(&mut buf).await.unwrap();
         assert_eq!(&buf[..n], b"ab");
         let file = tempfile::tempfile().unwrap();
+        send(theirs.as_fd(), b"x", &[file.as_fd()]).unwrap();
+        let err = ours.read_mut().recvmsg(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[tokio::test]
+    async fn fds_to_the_peer_only_are_sent_and_negotiated_but_refused_from_it() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let limits = Limits {
+            fds: Fds::ToPeer,
+            ..Limits::default()
+        };
+        let mut ours = split_limited(ours, limits).unwrap();
+        assert!(ours.read().can_pass_unix_fd(), "fd passing is negotiated");
+        let file = tempfile::tempfile().unwrap();
+        ours.write_mut()
+            .sendmsg(b"take", &[file.as_fd()])
+            .await
+            .unwrap();
+        let mut buf = [0u8; 8];
+        let mut ancillary_space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut ancillary = RecvAncillaryBuffer::new(&mut ancillary_space);
+        let got = recvmsg(
+            &theirs,
+            &mut [IoSliceMut::new(&mut buf)],
+            &mut ancillary,
+            RecvFlags::empty(),
+        )
+        .unwrap();
+        assert_eq!(&buf[..got.bytes], b"take");
+        assert_eq!(ancillary.drain().count(), 1, "the fd reached the peer");
         send(theirs.as_fd(), b"x", &[file.as_fd()]).unwrap();
         let err = ours.read_mut().recvmsg(&mut buf).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);

@@ -18,7 +18,7 @@ use zbus::fdo::ConnectionCredentials;
 use zbus::Message;
 
 use crate::frame::{frame, unix_fds, FIXED};
-use crate::{credentials, receive};
+use crate::{credentials, receive, Fds};
 
 /// How much the reader reads at once (and keeps, between messages larger than that).
 const AHEAD: usize = 64 * 1024;
@@ -35,7 +35,8 @@ pub(crate) struct Reader {
     end: usize,
     /// Fds received and not yet handed out, in the order they came.
     fds: VecDeque<OwnedFd>,
-    accepts_fds: bool,
+    /// Which way fds may pass (received ones only with `Fds::Both`).
+    fds_allowed: Fds,
     /// The longest message accepted; a longer one ends the connection.
     max_message: usize,
 }
@@ -43,7 +44,7 @@ pub(crate) struct Reader {
 impl Reader {
     pub(crate) fn new(
         fd: Arc<AsyncFd<std::os::unix::net::UnixStream>>,
-        accepts_fds: bool,
+        fds_allowed: Fds,
         max_message: usize,
     ) -> Self {
         Reader {
@@ -52,7 +53,7 @@ impl Reader {
             start: 0,
             end: 0,
             fds: VecDeque::new(),
-            accepts_fds,
+            fds_allowed,
             max_message,
         }
     }
@@ -105,7 +106,7 @@ impl Reader {
                             // that brought fds stops after their write, with more maybe left.)
                             ready.clear_ready();
                         }
-                    } else if !self.accepts_fds {
+                    } else if self.fds_allowed != Fds::Both {
                         return Err(io::Error::new(
                             io::ErrorKind::InvalidData,
                             "the peer sent file descriptors on a connection that takes none",
@@ -198,8 +199,9 @@ impl ReadHalf for Reader {
         Ok((n, self.fds.drain(..).collect()))
     }
 
+    /// Whether fd passing is negotiated: also when only this end sends them.
     fn can_pass_unix_fd(&self) -> bool {
-        self.accepts_fds
+        self.fds_allowed != Fds::None
     }
 
     async fn peer_credentials(&mut self) -> io::Result<ConnectionCredentials> {
@@ -226,11 +228,11 @@ mod tests {
             .unwrap()
     }
 
-    fn reader(stream: UnixStream, fds: bool) -> Reader {
+    fn reader(stream: UnixStream, fds: Fds) -> Reader {
         reader_with(stream, fds, crate::frame::MAX_MESSAGE)
     }
 
-    fn reader_with(stream: UnixStream, fds: bool, max_message: usize) -> Reader {
+    fn reader_with(stream: UnixStream, fds: Fds, max_message: usize) -> Reader {
         let fd = crate::for_input(stream).unwrap();
         Reader::new(fd, fds, max_message)
     }
@@ -248,7 +250,7 @@ mod tests {
     #[tokio::test]
     async fn each_message_gets_the_fds_it_carries_however_the_reads_fall() {
         let (ours, theirs) = UnixStream::pair().unwrap();
-        let mut r = reader(ours, true);
+        let mut r = reader(ours, Fds::Both);
         let files: Vec<Vec<std::fs::File>> = [0, 2, 0, 1, 0]
             .iter()
             .map(|&n| (0..n).map(|_| tempfile::tempfile().unwrap()).collect())
@@ -274,7 +276,7 @@ mod tests {
     #[tokio::test]
     async fn messages_larger_than_a_read_and_split_writes_arrive_whole() {
         let (ours, theirs) = UnixStream::pair().unwrap();
-        let mut r = reader(ours, true);
+        let mut r = reader(ours, Fds::Both);
         let big = "x".repeat(3 * AHEAD + 5);
         let writer = std::thread::spawn(move || {
             for tag in [big.as_str(), "small", big.as_str(), "after"] {
@@ -300,7 +302,7 @@ mod tests {
     #[tokio::test]
     async fn a_claimed_length_costs_nothing_until_the_bytes_come() {
         let (ours, theirs) = UnixStream::pair().unwrap();
-        let mut r = reader(ours, true);
+        let mut r = reader(ours, Fds::Both);
         let mut bytes = message("big", &[]).data().to_vec();
         // The body is announced as 100 MiB; only the first bytes are sent.
         bytes[4..8].copy_from_slice(&(100u32 << 20).to_le_bytes());
@@ -316,7 +318,7 @@ mod tests {
     async fn lying_peers_are_cut_off_not_obeyed() {
         // A message that claims more fds than were sent.
         let (ours, theirs) = UnixStream::pair().unwrap();
-        let mut r = reader(ours, true);
+        let mut r = reader(ours, Fds::Both);
         let files = [tempfile::tempfile().unwrap(), tempfile::tempfile().unwrap()];
         let msg = message("two", &files);
         crate::send(theirs.as_fd(), msg.data(), &[files[0].as_fd()]).unwrap();
@@ -326,13 +328,13 @@ mod tests {
         ));
         // Fds on a connection that takes none.
         let (ours, theirs) = UnixStream::pair().unwrap();
-        let mut r = reader(ours, false);
+        let mut r = reader(ours, Fds::None);
         let msg = message("one", &files[..1]);
         crate::send(theirs.as_fd(), msg.data(), &[files[0].as_fd()]).unwrap();
         assert!(next(&mut r, 1).await.is_err());
         // A length past what D-Bus allows.
         let (ours, theirs) = UnixStream::pair().unwrap();
-        let mut r = reader(ours, true);
+        let mut r = reader(ours, Fds::Both);
         let mut bytes = message("big", &[]).data().to_vec();
         bytes[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
         crate::send(theirs.as_fd(), &bytes, &[]).unwrap();
@@ -342,7 +344,7 @@ mod tests {
         ));
         // A message longer than this connection's own limit.
         let (ours, theirs) = UnixStream::pair().unwrap();
-        let mut r = reader_with(ours, true, 64);
+        let mut r = reader_with(ours, Fds::Both, 64);
         let msg = message("a message longer than sixty-four bytes in all", &[]);
         assert!(msg.data().len() > 64);
         crate::send(theirs.as_fd(), msg.data(), &[]).unwrap();

@@ -4,12 +4,13 @@
 //! to add one; a slot freed at once when the caller closes its socket or cancels; budgets refused
 //! at once; each provider error in plain words; a remote provider (its key in a real
 //! gnome-keyring) denied to an agent without `model.remote` and used with it, the key in no log;
-//! an emulated Flatpak app refused without `model.use` and served with it.
+//! an emulated Flatpak app refused without `model.use` and served with it, on the bus and on a
+//! private channel it opened (which asks as the app; an fd the app sends on it ends it).
 
 use std::time::{Duration, Instant};
 
 use agentos_client::{ChatError, ChatEvent, ChatMessage, ChatRequest, ChatStream, Client};
-use agentos_dbus_interfaces::proxies::Models1Proxy;
+use agentos_dbus_interfaces::proxies::{Channel1Proxy, Kernel1Proxy, Models1Proxy};
 use agentos_dbus_interfaces::{Error, TaskState};
 use agentos_tests::keyring::Keyring;
 use agentos_tests::model_fixture::{ModelServer, Props};
@@ -41,6 +42,30 @@ fn ask(question: &str, max_tokens: Option<u32>) -> ChatRequest {
     let mut r = ChatRequest::new(vec![ChatMessage::user(question)]);
     r.max_tokens = max_tokens;
     r
+}
+
+/// A private channel (`Kernel1.OpenChannel`) opened on `conn`, and its connection.
+async fn channel_on(conn: &zbus::Connection) -> (zbus::Connection, Channel1Proxy<'static>) {
+    let fd = Kernel1Proxy::new(conn)
+        .await
+        .unwrap()
+        .open_channel()
+        .await
+        .expect("OpenChannel");
+    let stream = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(fd));
+    stream.set_nonblocking(true).unwrap();
+    let stream = tokio::net::UnixStream::from_std(stream).unwrap();
+    let channel = zbus::connection::Builder::unix_stream(stream)
+        .p2p()
+        .build()
+        .await
+        .expect("channel connection");
+    let proxy = Channel1Proxy::builder(&channel)
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .unwrap();
+    (channel, proxy)
 }
 
 /// The next event, within `limit` (`None`: nothing came).
@@ -490,11 +515,18 @@ async fn a_flatpak_app_uses_a_model_only_with_the_users_grant() {
         let (_app, conn) = env.app_connection(app_id).await;
         let models = Models1Proxy::new(&conn).await.unwrap();
         let request = ask("hi", Some(32)).to_json();
+        let (_channel, on_channel) = channel_on(&conn).await;
 
-        // No consent provider answers: denied, with the app's real identity in the record.
+        // No consent provider answers: denied, with the app's real identity in the record, on
+        // the bus and on the app's channel alike.
         match models.chat(&request).await {
             Err(Error::AccessDenied(_)) => {}
             other => panic!("expected AccessDenied, got {other:?}"),
+        }
+        // (The user's own tools need no grant: refused, the channel asked as the app.)
+        match on_channel.chat(&request).await {
+            Err(Error::AccessDenied(_)) => {}
+            other => panic!("expected AccessDenied on the channel, got {other:?}"),
         }
         assert!(server.received().is_empty());
 
@@ -505,13 +537,81 @@ async fn a_flatpak_app_uses_a_model_only_with_the_users_grant() {
         assert_eq!(reply.text, "Hello from the fixture.");
         let prompt = format!("{:?}", consent.prompts()[0]);
         assert!(prompt.contains(app_id), "{prompt}");
+        // The channel asks as the app too: the grant covers it, and it streams the same way.
+        let (_, fd) = on_channel
+            .chat(&request)
+            .await
+            .expect("Chat on the channel");
+        let reply = ChatStream::from_fd(fd.into()).collect().await.unwrap();
+        assert_eq!(reply.text, "Hello from the fixture.");
 
         // Its usage is its own; the user's tools see it too.
         let own = models.list_usage().await.unwrap();
         assert_eq!(own.len(), 1, "{own:?}");
+        assert_eq!(own[0].requests, 2, "{own:?}");
         assert_eq!((own[0].kind.as_str(), own[0].who.as_str()), ("app", app_id));
         let all = client(&env).await.list_usage().await.unwrap();
         assert!(all.iter().any(|u| u.kind == "app" && u.who == app_id));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_channel_streams_answers_to_its_opener_and_an_fd_sent_on_it_ends_it() {
+    bounded(async {
+        let server = ModelServer::start(Props::default());
+        let mut env = env_with(&settings_for(Some(&server), "")).await;
+        let (channel, proxy) = channel_on(&env.conn).await;
+        let request = ask("hi", Some(32)).to_json();
+        let (id, fd) = proxy.chat(&request).await.expect("Chat on the channel");
+        let reply = ChatStream::from_fd(fd.into()).collect().await.unwrap();
+        assert_eq!(reply.text, "Hello from the fixture.");
+        // Its requests are the opener's: the user's own tools (host) here.
+        let usage = client(&env).await.list_usage().await.unwrap();
+        assert!(
+            usage.iter().any(|u| u.kind == "host" && u.requests >= 1),
+            "{usage:?}"
+        );
+        // Cancel names only the caller's own live requests.
+        match proxy.cancel(id).await {
+            Err(Error::InvalidArgument(_)) => {}
+            other => panic!("a finished request cannot be canceled: {other:?}"),
+        }
+
+        // Fds pass only from the kernel: a call that carries one ends the channel.
+        let file = tempfile::tempfile().unwrap();
+        let sent = channel
+            .call_method(
+                None::<&str>,
+                agentos_dbus_interfaces::names::KERNEL_PATH,
+                Some("org.agentos.Channel1"),
+                "Chat",
+                &(request.as_str(), zbus::zvariant::Fd::from(&file)),
+            )
+            .await;
+        assert!(sent.is_err(), "a call with an fd was answered: {sent:?}");
+        let after = tokio::time::timeout(Duration::from_secs(10), proxy.chat(&request)).await;
+        assert!(
+            matches!(after, Ok(Err(_))),
+            "the channel still answers after an fd was sent on it: {after:?}"
+        );
+        // The kernel itself goes on. A client asks on a channel of its own, and opens another
+        // when the kernel it had one to was replaced.
+        let c = client(&env).await;
+        let (_, stream) = c.chat(&ask("hi", Some(32))).await.unwrap();
+        assert_eq!(
+            stream.collect().await.unwrap().text,
+            "Hello from the fixture."
+        );
+        env.restart_kernel().await;
+        let (_, stream) = c
+            .chat(&ask("hi", Some(32)))
+            .await
+            .expect("chat after a restart");
+        assert_eq!(
+            stream.collect().await.unwrap().text,
+            "Hello from the fixture."
+        );
     })
     .await;
 }

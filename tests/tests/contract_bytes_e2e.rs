@@ -396,6 +396,28 @@ async fn every_method_replies_with_the_body_signature_the_xml_declares() {
         c.check(MODELS_IFACE, m, bus.call_method(d, p, i, m, &(id)).await);
         let (d, p, i, m) = models_call("ListUsage");
         c.check(MODELS_IFACE, m, bus.call_method(d, p, i, m, &()).await);
+        // Channel1's model methods, on the channel opened above (its fd comes from the kernel).
+        let reply = channel
+            .call_method(
+                None::<&str>,
+                KERNEL_PATH,
+                Some(CHANNEL_IFACE),
+                "Chat",
+                &(request),
+            )
+            .await;
+        let (id, _events): (u64, zbus::zvariant::OwnedFd) =
+            body(&c.check(CHANNEL_IFACE, "Chat", reply));
+        let reply = channel
+            .call_method(
+                None::<&str>,
+                KERNEL_PATH,
+                Some(CHANNEL_IFACE),
+                "Cancel",
+                &(id),
+            )
+            .await;
+        c.check(CHANNEL_IFACE, "Cancel", reply);
 
         let no_artifacts: Vec<(&str, Fd<'_>)> = Vec::new();
         let args = (finished, "done", no_artifacts);

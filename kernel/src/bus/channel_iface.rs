@@ -63,17 +63,33 @@ impl ChannelIface {
         super::task_iface::exported(&k, id).await?;
         Ok(id)
     }
+
+    #[zbus(out_args("id", "events"))]
+    async fn chat(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        request: &str,
+    ) -> Result<(u64, zbus::zvariant::OwnedFd), Error> {
+        from_peer(&hdr)?;
+        let (id, fd) = live(&self.kernel)?.chat(&self.caller, request).await?;
+        Ok((id, fd.into()))
+    }
+
+    async fn cancel(&self, #[zbus(header)] hdr: Header<'_>, id: u64) -> Result<(), Error> {
+        from_peer(&hdr)?;
+        live(&self.kernel)?.cancel_chat(&self.caller, id)
+    }
 }
 
-/// Serves `iface` as the server end of a fresh socketpair; returns the other end. The
-/// connection passes no fds and lives until its peer closes it (or stops reading, see
-/// [`dispatch`](super::dispatch)).
+/// Serves `iface` as the server end of a fresh socketpair; returns the other end. Fds pass only
+/// from the kernel (model answers' sockets); the connection lives until its peer closes it (or
+/// stops reading, see [`dispatch`](super::dispatch)).
 pub(crate) async fn open(iface: ChannelIface) -> Result<std::os::fd::OwnedFd, Error> {
     let failed =
         |e: &dyn std::fmt::Display| Error::Failed(format!("cannot open a private connection: {e}"));
     let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| failed(&e))?;
-    let socket =
-        agentos_p2p::split_limited(ours, dispatch::limits(false)).map_err(|e| failed(&e))?;
+    let socket = agentos_p2p::split_limited(ours, dispatch::limits(agentos_p2p::Fds::ToPeer))
+        .map_err(|e| failed(&e))?;
     let builder = zbus::connection::Builder::socket(socket)
         .server(zbus::Guid::generate())
         .map_err(|e| failed(&e))?
@@ -114,6 +130,20 @@ impl Dispatch for ChannelIface {
             "Delegate" => match body.deserialize::<(&str, &str, HashMap<String, OwnedValue>)>() {
                 Ok((agent, goal, options)) => {
                     let r = ChannelIface::delegate(self, hdr, agent, goal, options).await;
+                    reply.result(r).await?
+                }
+                Err(e) => reply.bad_args(member, e).await?,
+            },
+            "Chat" => match body.deserialize::<&str>() {
+                Ok(request) => {
+                    let r = ChannelIface::chat(self, hdr, request).await;
+                    reply.result(r).await?
+                }
+                Err(e) => reply.bad_args(member, e).await?,
+            },
+            "Cancel" => match body.deserialize::<u64>() {
+                Ok(id) => {
+                    let r = ChannelIface::cancel(self, hdr, id).await;
                     reply.result(r).await?
                 }
                 Err(e) => reply.bad_args(member, e).await?,

@@ -35,8 +35,9 @@ pub const MAX_MESSAGE: usize = 4 * 1024 * 1024;
 /// How long a peer may leave replies unread before it is cut off.
 pub const WRITE_STALL: Duration = Duration::from_secs(10);
 
-/// The socket limits of a private connection (fds on an agent's, none on a channel).
-pub fn limits(fds: bool) -> agentos_p2p::Limits {
+/// The socket limits of a private connection (fds both ways on an agent's; on a channel, only
+/// from the kernel: the sockets of model answers).
+pub fn limits(fds: agentos_p2p::Fds) -> agentos_p2p::Limits {
     agentos_p2p::Limits {
         fds,
         max_message: MAX_MESSAGE,

@@ -37,7 +37,7 @@ impl HostIface {
 /// connections, and `Host1` answered by their bounded dispatcher.
 pub fn host_server() -> HostServer {
     HostServer {
-        limits: dispatch::limits(true),
+        limits: dispatch::limits(agentos_p2p::Fds::Both),
         max_queued: dispatch::QUEUED,
         serve: |conn, kernel, agent| {
             Box::pin(dispatch::serve(

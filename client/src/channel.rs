@@ -1,0 +1,77 @@
+//! The client's private channel to the kernel (`Kernel1.OpenChannel`): a peer-to-peer
+//! connection on which model requests skip the bus relay. Opened on first use from the verified
+//! kernel, kept while that kernel runs, opened again after the kernel changed or the channel
+//! broke. Where no channel can be had, the same calls go over the bus.
+
+use std::os::fd::OwnedFd;
+
+use agentos_dbus_interfaces::proxies::Channel1Proxy;
+use zbus::names::OwnedUniqueName;
+use zbus::proxy::CacheProperties;
+use zbus::Connection;
+
+use crate::chat::ChatError;
+use crate::client::Client;
+use crate::error::ClientError;
+
+/// An open channel and the kernel it leads to.
+#[derive(Debug)]
+pub(crate) struct Channel {
+    kernel: OwnedUniqueName,
+    conn: Connection,
+}
+
+/// The slot a client keeps its channel in.
+pub(crate) type ChannelSlot = tokio::sync::Mutex<Option<Channel>>;
+
+impl Client {
+    /// `org.agentos.Channel1` on this client's channel to the verified kernel, opened now if
+    /// there is none yet (or the kernel changed since).
+    pub async fn channel(&self) -> Result<Channel1Proxy<'static>, ChatError> {
+        let kernel = self.owner().await?;
+        let mut slot = self.channel_slot().lock().await;
+        let conn = match slot.as_ref() {
+            Some(c) if c.kernel == kernel => c.conn.clone(),
+            _ => {
+                let conn = self.open_channel().await?;
+                *slot = Some(Channel {
+                    kernel,
+                    conn: conn.clone(),
+                });
+                conn
+            }
+        };
+        Ok(Channel1Proxy::builder(&conn)
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+            .map_err(ClientError::from)?)
+    }
+
+    /// Forget the channel (it broke): the next use opens another.
+    pub(crate) async fn drop_channel(&self) {
+        *self.channel_slot().lock().await = None;
+    }
+
+    async fn open_channel(&self) -> Result<Connection, ChatError> {
+        let fd = self
+            .kernel()
+            .await?
+            .open_channel()
+            .await
+            .map_err(ChatError::Refused)?;
+        let stream = std::os::unix::net::UnixStream::from(OwnedFd::from(fd));
+        stream.set_nonblocking(true).map_err(ChatError::Io)?;
+        let stream = tokio::net::UnixStream::from_std(stream).map_err(ChatError::Io)?;
+        let connect = zbus::connection::Builder::unix_stream(stream).p2p().build();
+        match tokio::time::timeout(crate::bus::CONNECT_TIMEOUT, connect).await {
+            Ok(conn) => Ok(conn.map_err(ClientError::from)?),
+            Err(_) => Err(ChatError::Client(ClientError::Bus(
+                zbus::Error::InputOutput(std::sync::Arc::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the kernel did not answer on the new channel",
+                ))),
+            ))),
+        }
+    }
+}
