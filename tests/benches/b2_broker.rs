@@ -32,16 +32,35 @@ struct Timing {
     first: Vec<Duration>,
     gaps: Vec<Duration>,
     call: Vec<Duration>,
+    /// At one stream: from the start to the server seeing the request, and from the server
+    /// sending the first token to the caller reading it (where the added time goes).
+    reach: Vec<Duration>,
+    deliver: Vec<Duration>,
 }
 
 impl Timing {
-    fn add(&mut self, start: Instant, arrivals: &[Instant]) {
+    /// Split one lone stream's time to first token at the server's records of it.
+    fn split(&mut self, server: &ModelServer, start: Duration, first: Option<Duration>) {
+        let Some(seen) = server.served().pop() else {
+            return;
+        };
+        self.reach.push(seen.arrived.saturating_sub(start));
+        if let (Some(sent), Some(read)) = (seen.first_token, first) {
+            self.deliver.push(read.saturating_sub(sent));
+        }
+    }
+}
+
+impl Timing {
+    /// Add one stream; returns when its first token was read, on the server's clock.
+    fn add(&mut self, start: Started, arrivals: &[Instant]) -> Option<Duration> {
         if let Some(first) = arrivals.first() {
-            self.first.push(*first - start);
+            self.first.push(*first - start.at);
         }
         for w in arrivals.windows(2) {
             self.gaps.push(w[1] - w[0]);
         }
+        arrivals.first().map(|f| start.server + (*f - start.at))
     }
 }
 
@@ -57,13 +76,29 @@ fn request() -> ChatRequest {
     r
 }
 
+/// When a stream started, here and on the server's clock.
+#[derive(Clone, Copy)]
+struct Started {
+    at: Instant,
+    server: Duration,
+}
+
+impl Started {
+    fn now(server: &ModelServer) -> Started {
+        Started {
+            at: Instant::now(),
+            server: server.now(),
+        }
+    }
+}
+
 /// One stream straight to the server: the times its text pieces arrived.
-async fn direct(provider: &OpenAi) -> (Instant, Vec<Instant>) {
+async fn direct(provider: &OpenAi, server: &ModelServer) -> (Started, Vec<Instant>) {
     let messages = vec![agentos_models::Message::user("count for me")];
     let mut req = agentos_models::ChatRequest::new("fixture-model", messages);
     req.max_tokens = Some(TOKENS as u32);
     req.temperature = Some(0.0);
-    let start = Instant::now();
+    let start = Started::now(server);
     let mut stream = provider.chat(&req).await.expect("direct chat");
     let mut arrivals = Vec::new();
     while let Some(event) = stream.next().await {
@@ -77,8 +112,8 @@ async fn direct(provider: &OpenAi) -> (Instant, Vec<Instant>) {
 }
 
 /// One stream through the kernel; the last time is when the `Chat` call returned.
-async fn brokered(client: &Client) -> (Instant, Vec<Instant>, Instant) {
-    let start = Instant::now();
+async fn brokered(client: &Client, server: &ModelServer) -> (Started, Vec<Instant>, Instant) {
+    let start = Started::now(server);
     let (_, mut stream) = client
         .chat(&request())
         .await
@@ -127,8 +162,8 @@ fn main() {
         );
         // Warm both paths (connections, the kernel's discovery).
         for _ in 0..3 {
-            direct(&provider).await;
-            brokered(&client).await;
+            direct(&provider, &server).await;
+            brokered(&client, &server).await;
         }
         println!(
             "B2 broker overhead: {rounds} rounds per level, server first token {} ms, \
@@ -144,14 +179,24 @@ fn main() {
         for n in LEVELS {
             let (mut d, mut k) = (Timing::default(), Timing::default());
             for _ in 0..rounds {
-                let runs = futures_util::future::join_all((0..n).map(|_| direct(&provider))).await;
+                let runs =
+                    futures_util::future::join_all((0..n).map(|_| direct(&provider, &server)))
+                        .await;
                 for (start, arrivals) in runs {
-                    d.add(start, &arrivals);
+                    let first = d.add(start, &arrivals);
+                    if n == 1 {
+                        d.split(&server, start.server, first);
+                    }
                 }
-                let runs = futures_util::future::join_all((0..n).map(|_| brokered(&client))).await;
+                let runs =
+                    futures_util::future::join_all((0..n).map(|_| brokered(&client, &server)))
+                        .await;
                 for (start, arrivals, returned) in runs {
-                    k.add(start, &arrivals);
-                    k.call.push(returned - start);
+                    let first = k.add(start, &arrivals);
+                    if n == 1 {
+                        k.split(&server, start.server, first);
+                    }
+                    k.call.push(returned - start.at);
                 }
             }
             let (d50, d99) = (pct(&mut d.first, 0.5), pct(&mut d.first, 0.99));
@@ -167,6 +212,16 @@ fn main() {
                 "{n:>7} | {:>10.3} / {:>9.3} | {:>10.3} / {:>9.3} | {:>+9.3} / {:>+9.3} | {:>5.2}/{:>5.2}/{:>+5.2} | Chat returns p50 {call50:.3} ms",
                 ms(d50), ms(d99), ms(k50), ms(k99), add50, add99, ms(dg), ms(kg), addg
             );
+            if n == 1 {
+                println!(
+                    "        one stream, p50: request reaches the server {:.3} ms direct, {:.3} ms \
+                     through the kernel; first token read {:.3} ms / {:.3} ms after it was sent",
+                    ms(pct(&mut d.reach, 0.5)),
+                    ms(pct(&mut k.reach, 0.5)),
+                    ms(pct(&mut d.deliver, 0.5)),
+                    ms(pct(&mut k.deliver, 0.5)),
+                );
+            }
         }
         println!(
             "targets (added TTFT p50 <= 0.3 ms, p99 <= 1 ms; added gap p99 <= 0.5 ms): {}",
