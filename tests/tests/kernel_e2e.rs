@@ -233,6 +233,56 @@ async fn restart_keeps_records_and_marks_interrupted_tasks() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_from_before_a_restart_keeps_its_object_and_artifacts() {
+    bounded(async {
+        let mut env = Env::start().await;
+        let t = env.run_task("tester", "artifact a hello").await;
+        assert_eq!(t.state, "completed", "{}", t.message);
+        env.restart_kernel().await;
+        // Listed (as the panel and agentctl find tasks), its object is there again: its
+        // artifacts are listed and open as before.
+        let (page, _) = env.kernel().await.list_task_page(0, 10).await.unwrap();
+        assert!(page.iter().any(|p| p.id == t.id), "{page:?}");
+        let task = agentos_dbus_interfaces::proxies::Task1Proxy::builder(&env.conn)
+            .path(names::task_path(t.id))
+            .unwrap()
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .unwrap();
+        let artifacts = task
+            .artifacts()
+            .await
+            .expect("Task1.Artifacts after a restart");
+        assert_eq!(artifacts.len(), 1, "{artifacts:?}");
+        let fd = task
+            .open_artifact("a")
+            .await
+            .expect("OpenArtifact after a restart");
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut std::fs::File::from(std::os::fd::OwnedFd::from(fd)),
+            &mut text,
+        )
+        .unwrap();
+        assert_eq!(text, "hello");
+        // So is a task asked for by id alone.
+        let other = env.run_task("tester", "artifact b bye").await;
+        env.restart_kernel().await;
+        env.kernel().await.get_task(other.id).await.unwrap();
+        let task = agentos_dbus_interfaces::proxies::Task1Proxy::builder(&env.conn)
+            .path(names::task_path(other.id))
+            .unwrap()
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .unwrap();
+        assert_eq!(task.artifacts().await.unwrap().len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_input_gets_named_errors_and_the_kernel_keeps_serving() {
     bounded(async {
         let mut env = Env::start().await;

@@ -12,7 +12,7 @@ use zbus::zvariant::{OwnedFd, OwnedObjectPath, OwnedValue};
 
 use super::args::{admit, delegate_options, path_of, ANSWER_CONSENT};
 use super::subscribers::Subscribers;
-use super::task_iface::exported;
+use super::task_iface::{exported, reachable};
 use super::{caller, live};
 use crate::caller::Caller;
 use crate::kernel::Kernel;
@@ -80,7 +80,10 @@ impl KernelIface {
     ) -> Result<Vec<TaskInfo>, Error> {
         let k = live(&self.kernel)?;
         let c = caller(&k, &hdr).await?;
-        k.list_tasks(&c, limit)
+        let tasks = k.list_tasks(&c, limit)?;
+        let ids: Vec<u64> = tasks.iter().map(|t| t.id).collect();
+        reachable(&k, ids).await;
+        Ok(tasks)
     }
 
     async fn list_task_page(
@@ -91,7 +94,10 @@ impl KernelIface {
     ) -> Result<(Vec<TaskInfo>, u64), Error> {
         let k = live(&self.kernel)?;
         let c = caller(&k, &hdr).await?;
-        k.list_task_page(&c, before, limit)
+        let (tasks, next) = k.list_task_page(&c, before, limit)?;
+        let ids: Vec<u64> = tasks.iter().map(|t| t.id).collect();
+        reachable(&k, ids).await;
+        Ok((tasks, next))
     }
 
     /// One struct argument, `(ttssssdsstt)`, as declared: returned as a one-element tuple, since
@@ -104,7 +110,9 @@ impl KernelIface {
     ) -> Result<(TaskInfo,), Error> {
         let k = live(&self.kernel)?;
         let c = caller(&k, &hdr).await?;
-        Ok((k.task_info_for(&c, id)?,))
+        let task = k.task_info_for(&c, id)?;
+        reachable(&k, [id]).await;
+        Ok((task,))
     }
 
     async fn cancel_task(&self, #[zbus(header)] hdr: Header<'_>, id: u64) -> Result<(), Error> {

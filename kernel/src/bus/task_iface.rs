@@ -60,6 +60,18 @@ pub(crate) async fn exported(kernel: &Arc<Kernel>, id: u64) -> Result<(), Error>
     Ok(())
 }
 
+/// Give the tasks a caller was just told about their objects: a task stored by an earlier run of
+/// the kernel has none until it is listed or asked for (so its artifacts stay reachable after a
+/// restart, and an idle kernel holds no object per stored task).
+pub(crate) async fn reachable(kernel: &Arc<Kernel>, ids: impl IntoIterator<Item = u64>) {
+    if let Some(conn) = kernel.bus() {
+        let weak = Arc::downgrade(kernel);
+        for id in ids {
+            export(conn, &weak, id).await;
+        }
+    }
+}
+
 /// Export the object of a task (nothing happens if it is there already).
 pub(crate) async fn export(conn: &zbus::Connection, kernel: &Weak<Kernel>, id: u64) {
     let iface = TaskIface::new(kernel.clone(), id);
