@@ -10,6 +10,8 @@ use super::request::Answer;
 
 /// How long an answer is kept.
 pub const KEPT: Duration = Duration::from_secs(120);
+/// How many are kept at most (the oldest goes first): activations cost the activator nothing.
+pub const MOST: usize = 64;
 
 #[derive(Debug)]
 struct Early {
@@ -30,6 +32,9 @@ impl EarlyAnswers {
     /// Keep `answer` to `handle` (replacing an earlier one), given at `at_ms` / `now`.
     pub fn keep(&mut self, handle: &str, answer: Answer, at_ms: u64, now: Instant) {
         self.items.retain(|e| e.handle != handle);
+        if self.items.len() >= MOST {
+            self.items.remove(0);
+        }
         self.items.push(Early {
             handle: handle.to_string(),
             answer,
@@ -99,5 +104,10 @@ mod tests {
         assert_eq!(e.len(), 1);
         e.expire(now + KEPT);
         assert!(e.is_empty());
+        for i in 0..MOST + 5 {
+            e.keep(&format!("r{i}"), Answer::Deny, 1_000, now);
+        }
+        assert_eq!(e.len(), MOST);
+        assert!(!e.has("r0") && e.has(&format!("r{}", MOST + 4)));
     }
 }
