@@ -23,6 +23,36 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// A private channel (`Kernel1.OpenChannel`) opened by whoever `conn` is (the user's tools, an
+/// emulated app), on a connection of its own.
+pub async fn channel_on(
+    conn: &zbus::Connection,
+) -> (
+    zbus::Connection,
+    agentos_dbus_interfaces::proxies::Channel1Proxy<'static>,
+) {
+    let fd = Kernel1Proxy::new(conn)
+        .await
+        .expect("kernel proxy")
+        .open_channel()
+        .await
+        .expect("open a channel");
+    let stream = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(fd));
+    stream.set_nonblocking(true).expect("nonblocking");
+    let stream = tokio::net::UnixStream::from_std(stream).expect("tokio stream");
+    let channel = zbus::connection::Builder::unix_stream(stream)
+        .p2p()
+        .build()
+        .await
+        .expect("channel connection");
+    let proxy = agentos_dbus_interfaces::proxies::Channel1Proxy::builder(&channel)
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .expect("channel proxy");
+    (channel, proxy)
+}
+
 /// A private bus and a kernel on it.
 pub struct Env {
     pub tmp: tempfile::TempDir,
@@ -393,26 +423,7 @@ impl Env {
         zbus::Connection,
         agentos_dbus_interfaces::proxies::Channel1Proxy<'static>,
     ) {
-        let fd = self
-            .kernel()
-            .await
-            .open_channel()
-            .await
-            .expect("open a channel");
-        let stream = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(fd));
-        stream.set_nonblocking(true).expect("nonblocking");
-        let stream = tokio::net::UnixStream::from_std(stream).expect("tokio stream");
-        let conn = zbus::connection::Builder::unix_stream(stream)
-            .p2p()
-            .build()
-            .await
-            .expect("channel connection");
-        let proxy = agentos_dbus_interfaces::proxies::Channel1Proxy::builder(&conn)
-            .cache_properties(zbus::proxy::CacheProperties::No)
-            .build()
-            .await
-            .expect("channel proxy");
-        (conn, proxy)
+        channel_on(&self.conn).await
     }
 
     /// Wait until a task has finished.

@@ -12,7 +12,7 @@ pub mod model_fixture;
 pub mod model_server;
 
 pub use consent::{ConsentReply, Responder};
-pub use env::{bin, Env, Services};
+pub use env::{bin, channel_on, Env, Services};
 
 /// Every wait in a test is bounded by this.
 pub const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);

@@ -10,11 +10,11 @@
 use std::time::{Duration, Instant};
 
 use agentos_client::{ChatError, ChatEvent, ChatMessage, ChatRequest, ChatStream, Client};
-use agentos_dbus_interfaces::proxies::{Channel1Proxy, Kernel1Proxy, Models1Proxy};
+use agentos_dbus_interfaces::proxies::Models1Proxy;
 use agentos_dbus_interfaces::{Error, TaskState};
 use agentos_tests::keyring::Keyring;
 use agentos_tests::model_fixture::{ModelServer, Props};
-use agentos_tests::{bin, bounded, bounded_for, ConsentReply, Env, Responder};
+use agentos_tests::{bin, bounded, bounded_for, channel_on, ConsentReply, Env, Responder};
 
 /// `models.toml` for a kernel that looks for llama-server at `server` and not for Ollama.
 fn settings_for(server: Option<&ModelServer>, extra: &str) -> String {
@@ -42,30 +42,6 @@ fn ask(question: &str, max_tokens: Option<u32>) -> ChatRequest {
     let mut r = ChatRequest::new(vec![ChatMessage::user(question)]);
     r.max_tokens = max_tokens;
     r
-}
-
-/// A private channel (`Kernel1.OpenChannel`) opened on `conn`, and its connection.
-async fn channel_on(conn: &zbus::Connection) -> (zbus::Connection, Channel1Proxy<'static>) {
-    let fd = Kernel1Proxy::new(conn)
-        .await
-        .unwrap()
-        .open_channel()
-        .await
-        .expect("OpenChannel");
-    let stream = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(fd));
-    stream.set_nonblocking(true).unwrap();
-    let stream = tokio::net::UnixStream::from_std(stream).unwrap();
-    let channel = zbus::connection::Builder::unix_stream(stream)
-        .p2p()
-        .build()
-        .await
-        .expect("channel connection");
-    let proxy = Channel1Proxy::builder(&channel)
-        .cache_properties(zbus::proxy::CacheProperties::No)
-        .build()
-        .await
-        .unwrap();
-    (channel, proxy)
 }
 
 /// The next event, within `limit` (`None`: nothing came).
