@@ -232,6 +232,17 @@ async fn restart_keeps_records_and_marks_interrupted_tasks() {
     .await;
 }
 
+/// The `Task1` object of task `id`, called as the user's tools.
+async fn task_object(env: &Env, id: u64) -> agentos_dbus_interfaces::proxies::Task1Proxy<'static> {
+    agentos_dbus_interfaces::proxies::Task1Proxy::builder(&env.conn)
+        .path(names::task_path(id))
+        .unwrap()
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_from_before_a_restart_keeps_its_object_and_artifacts() {
     bounded(async {
@@ -243,13 +254,7 @@ async fn a_task_from_before_a_restart_keeps_its_object_and_artifacts() {
         // artifacts are listed and open as before.
         let (page, _) = env.kernel().await.list_task_page(0, 10).await.unwrap();
         assert!(page.iter().any(|p| p.id == t.id), "{page:?}");
-        let task = agentos_dbus_interfaces::proxies::Task1Proxy::builder(&env.conn)
-            .path(names::task_path(t.id))
-            .unwrap()
-            .cache_properties(zbus::proxy::CacheProperties::No)
-            .build()
-            .await
-            .unwrap();
+        let task = task_object(&env, t.id).await;
         let artifacts = task
             .artifacts()
             .await
@@ -270,13 +275,7 @@ async fn a_task_from_before_a_restart_keeps_its_object_and_artifacts() {
         let other = env.run_task("tester", "artifact b bye").await;
         env.restart_kernel().await;
         env.kernel().await.get_task(other.id).await.unwrap();
-        let task = agentos_dbus_interfaces::proxies::Task1Proxy::builder(&env.conn)
-            .path(names::task_path(other.id))
-            .unwrap()
-            .cache_properties(zbus::proxy::CacheProperties::No)
-            .build()
-            .await
-            .unwrap();
+        let task = task_object(&env, other.id).await;
         assert_eq!(task.artifacts().await.unwrap().len(), 1);
     })
     .await;
