@@ -124,12 +124,11 @@ impl Kernel {
         let Some((cap, scope)) = parse_entry_id(id) else {
             return;
         };
-        let (lost, forged) = {
+        let (missing, forged) = {
             let live = self.rights.mirrored_on(cap, &scope);
-            let lost: Vec<Grant> = live
+            let missing: Vec<Grant> = live
                 .iter()
                 .filter(|g| !apps.contains_key(&g.principal))
-                .filter(|g| !self.rights.mirror_pending(&key(g)))
                 .cloned()
                 .collect();
             let known: HashSet<&str> = live.iter().map(|g| g.principal.as_str()).collect();
@@ -138,8 +137,9 @@ impl Kernel {
                 .filter(|a| !known.contains(a.as_str()))
                 .cloned()
                 .collect();
-            (lost, forged)
+            (missing, forged)
         };
+        let lost = self.confirm_lost(store, id, missing).await;
         self.revoke_from_desktop(lost, "revoked from the desktop (permission store)")
             .await;
         for app in forged {
@@ -156,6 +156,36 @@ impl Kernel {
             let _ =
                 tokio::time::timeout(CALL_TIMEOUT, store.delete_permission(TABLE, id, &app)).await;
         }
+    }
+
+    /// Of the grants an entry seen earlier lacks (a `Changed` signal, a look during the start-up
+    /// sync), those the desktop really took away: the entry looked up again now still lacks
+    /// them, and no write of theirs was on its way or ended since. (A grant given meanwhile is in
+    /// the kernel before it is written to the store, so an older view of the entry lacks it.)
+    async fn confirm_lost(
+        &self,
+        store: &PermissionStoreProxy<'_>,
+        id: &str,
+        missing: Vec<Grant>,
+    ) -> Vec<Grant> {
+        if missing.is_empty() {
+            return missing;
+        }
+        let mark = self.rights.mirror_mark();
+        let apps = match tokio::time::timeout(CALL_TIMEOUT, store.lookup(TABLE, id)).await {
+            Ok(Ok((apps, _))) => apps,
+            // The entry is gone altogether: every app's permission on it was removed.
+            Ok(Err(zbus::Error::MethodError(..))) => HashMap::new(),
+            _ => {
+                tracing::warn!(%id, "the permission store cannot be read; no grant revoked from it");
+                return Vec::new();
+            }
+        };
+        missing
+            .into_iter()
+            .filter(|g| !apps.contains_key(&g.principal))
+            .filter(|g| !self.rights.mirror_seen_since(&key(g), mark))
+            .collect()
     }
 
     /// Bring the permission store and the kernel's grants in line: a mirrored grant that vanished

@@ -17,6 +17,11 @@ struct State {
     prompts: PromptBudget,
     /// Grants being written to the permission store (principal, entry id): not there yet.
     mirror_pending: HashSet<(String, String)>,
+    /// Counts the writes into the permission store begun and ended, so a look at the store can
+    /// tell which writes it surely saw (see [`Rights::mirror_seen_since`]).
+    mirror_seq: u64,
+    /// When each grant's last write into the permission store ended (`mirror_seq` then).
+    mirrored_at: HashMap<(String, String), u64>,
     /// Grants of agents that changed since they were given: kept, not honoured.
     suspended: Vec<Grant>,
     /// Suspended grants a new grant to their agent brought back, until the kernel records the
@@ -247,17 +252,31 @@ impl Rights {
         self.lock().restored.remove(principal).unwrap_or_default()
     }
 
-    /// Whether a grant is being written to the permission store right now.
-    pub fn mirror_pending(&self, key: &(String, String)) -> bool {
-        self.lock().mirror_pending.contains(key)
-    }
-
     pub fn begin_mirror(&self, key: (String, String)) {
-        self.lock().mirror_pending.insert(key);
+        let mut s = self.lock();
+        s.mirror_seq += 1;
+        s.mirror_pending.insert(key);
     }
 
     pub fn end_mirror(&self, key: &(String, String)) {
-        self.lock().mirror_pending.remove(key);
+        let mut s = self.lock();
+        s.mirror_seq += 1;
+        let seq = s.mirror_seq;
+        s.mirror_pending.remove(key);
+        s.mirrored_at.insert(key.clone(), seq);
+    }
+
+    /// Where the count of permission-store writes stands: taken before asking the store,
+    /// it tells which writes the answer surely reflects.
+    pub fn mirror_mark(&self) -> u64 {
+        self.lock().mirror_seq
+    }
+
+    /// Whether the grant `key` is being written, or its last write ended after `mark`: then a
+    /// look at the store asked after `mark` may not show it, and its absence proves nothing.
+    pub fn mirror_seen_since(&self, key: &(String, String), mark: u64) -> bool {
+        let s = self.lock();
+        s.mirror_pending.contains(key) || s.mirrored_at.get(key).is_some_and(|at| *at > mark)
     }
 }
 
@@ -283,6 +302,29 @@ mod tests {
             declared: true,
             delegators_declare: false,
         }
+    }
+
+    #[test]
+    fn a_write_on_its_way_or_ended_after_a_look_is_not_taken_as_missing() {
+        let rights = Rights::default();
+        let a = ("tester".to_string(), "web.fetch:example.org".to_string());
+        let b = ("helper".to_string(), "web.fetch:example.org".to_string());
+        rights.begin_mirror(a.clone());
+        rights.end_mirror(&a);
+        let mark = rights.mirror_mark();
+        // Written before the look: its absence counts.
+        assert!(!rights.mirror_seen_since(&a, mark));
+        // Never written: its absence counts too.
+        assert!(!rights.mirror_seen_since(&b, mark));
+        rights.begin_mirror(b.clone());
+        assert!(rights.mirror_seen_since(&b, mark), "on its way");
+        rights.end_mirror(&b);
+        assert!(rights.mirror_seen_since(&b, mark), "ended after the look");
+        assert!(!rights.mirror_seen_since(&b, rights.mirror_mark()));
+        // Written again after the look: not proved missing either.
+        rights.begin_mirror(a.clone());
+        rights.end_mirror(&a);
+        assert!(rights.mirror_seen_since(&a, mark));
     }
 
     #[test]

@@ -109,6 +109,47 @@ async fn grants_are_mirrored_and_revocable_from_the_desktop() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_given_at_once_all_stay_and_all_reach_the_desktop() {
+    bounded(async {
+        let env = Env::start_with(Services {
+            permission_store: true,
+            ..Services::default()
+        })
+        .await;
+        // Each write into the permission store is announced with the whole entry as it was
+        // then, and the kernel looks the table over as it starts: a view taken before a grant
+        // was written must not take that grant away (see `confirm_lost`).
+        let principals: Vec<String> = (0..32).map(|i| format!("agent{i}")).collect();
+        let k = env.kernel().await;
+        let grants = principals
+            .iter()
+            .map(|p| k.grant(p, "web.fetch", "example.org", "always"));
+        for r in futures_util::future::join_all(grants).await {
+            r.expect("grant");
+        }
+        // The announcements of those writes have reached the kernel once a later write has.
+        k.grant("last", "web.fetch", "example.net", "always")
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let kept = k.list_grants().await.unwrap();
+        let lost: Vec<&String> = principals
+            .iter()
+            .filter(|p| !kept.iter().any(|g| &g.principal == *p))
+            .collect();
+        assert!(lost.is_empty(), "grants taken away: {lost:?}");
+        for p in &principals {
+            let shown = env.run(Command::new("flatpak").args(["permission-show", p]));
+            assert!(
+                String::from_utf8_lossy(&shown.stdout).contains("example.org"),
+                "the desktop does not show the grant to {p}"
+            );
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grant_removed_while_the_kernel_was_down_stays_revoked() {
     bounded(async {
         let mut env = Env::start_with(Services {
