@@ -8,15 +8,11 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use agentos_client::TaskEvent;
-use agentos_dbus_interfaces::names::task_id_from_path;
-use agentos_dbus_interfaces::proxies::Options;
-use agentos_dbus_interfaces::{ArtifactInfo, TaskState};
+use agentos_dbus_interfaces::TaskState;
 use futures_util::StreamExt;
-use tokio::signal::unix::{signal, SignalKind};
-use zbus::zvariant::Value;
 
 use crate::connect::Kernel;
-use crate::consent_tty;
+use crate::delegate::{self, Delegated, Started};
 use crate::error::{CliError, Result};
 use crate::output::{self, Table};
 
@@ -24,10 +20,6 @@ use crate::output::{self, Table};
 pub const DEFAULT_AGENT: &str = "sidekick";
 /// How often the task is polled, in case a signal was missed.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
-/// How long to wait for the kernel to accept a cancellation after Ctrl-C.
-const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
-/// Exit status after Ctrl-C, as a shell reports SIGINT.
-const EXIT_INTERRUPTED: u8 = 130;
 
 /// The answer as printed so far: each new message that extends it prints only what it adds;
 /// one that does not is printed whole on a line of its own.
@@ -129,48 +121,18 @@ impl Steps {
 
 /// `agentctl ask [--agent ID] [--timeout SECS] <goal>`.
 pub async fn ask(kernel: &Kernel, agent: &str, goal: &str, timeout: Option<u32>) -> Result<u8> {
-    let mut interrupt = signal(SignalKind::interrupt())
-        .map_err(|e| CliError::new(format!("cannot handle Ctrl-C: {e}")))?;
-    // Subscribed before delegating, so no change of the new task can be missed.
-    let mut changes = kernel.client.task_events().await?;
-    let mut options = Options::new();
-    if let Some(secs) = timeout {
-        options.insert("timeout", Value::U32(secs));
-    }
-    // On a terminal, answer the prompts of this task's tree here (the sidekick's delegations
-    // ask for files and pages) when no graphical provider runs, as `agentctl run` does.
-    if consent_tty::available() {
-        let owner = kernel.client.owner().await?;
-        consent_tty::serve(kernel.client.connection(), owner).await?;
-        options.insert("answer-consent", Value::Bool(true));
-    }
-    let delegate = kernel.proxy.delegate(agent, goal, options);
-    tokio::pin!(delegate);
-    let mut interrupted = false;
-    let mut signals_open = true;
-    let mut early = Vec::new();
-    let path = loop {
-        tokio::select! {
-            reply = &mut delegate => break reply.map_err(|e| refused(agent, e))?,
-            change = changes.next(), if signals_open => match change {
-                Some(change) => early.extend(change.ok()),
-                None => signals_open = false,
-            },
-            _ = interrupt.recv() => {
-                if interrupted {
-                    output::warn("agentctl: interrupted before agentosd replied; the task may run");
-                    return Ok(EXIT_INTERRUPTED);
-                }
-                interrupted = true;
-            }
-        }
+    let started = delegate::delegate(kernel, agent, goal, timeout, |e| refused(agent, e)).await?;
+    let Delegated {
+        id,
+        path,
+        early,
+        mut changes,
+        mut signals_open,
+        mut interrupt,
+    } = match started {
+        Started::Delegated(d) => d,
+        Started::Interrupted(status) => return Ok(status),
     };
-    let id = task_id_from_path(path.as_str()).ok_or_else(|| {
-        CliError::new(format!("agentosd returned an unexpected task path {path}"))
-    })?;
-    if interrupted {
-        return cancel(kernel, id).await;
-    }
     // The user watches this task: its model requests (and its sub-tasks') come first.
     if let Err(e) = kernel.proxy.set_focus(id).await {
         output::warn(&format!(
@@ -232,11 +194,11 @@ pub async fn ask(kernel: &Kernel, agent: &str, goal: &str, timeout: Option<u32>)
                 if answer.mid_line {
                     output::emit("\n")?;
                 }
-                return cancel(kernel, id).await;
+                return Ok(delegate::cancel(kernel, id).await);
             }
         }
     }
-    finish(kernel, id, path.as_str(), state, &mut answer).await
+    finish(kernel, id, &path, state, &mut answer).await
 }
 
 /// The delegation was refused: say to whom, and what to do when the agent is missing.
@@ -250,21 +212,6 @@ fn refused(agent: &str, e: agentos_dbus_interfaces::Error) -> CliError {
         }
         other => CliError::from(other),
     }
-}
-
-/// Ctrl-C: cancel the task (and so its sub-tasks and their model requests) and report.
-async fn cancel(kernel: &Kernel, id: u64) -> Result<u8> {
-    match tokio::time::timeout(CANCEL_TIMEOUT, kernel.proxy.cancel_task(id)).await {
-        Ok(Ok(())) => output::warn(&format!("agentctl: interrupted; canceled task {id}")),
-        Ok(Err(e)) => output::warn(&format!(
-            "agentctl: interrupted; could not cancel task {id}: {}",
-            CliError::from(e)
-        )),
-        Err(_) => output::warn(&format!(
-            "agentctl: interrupted; agentosd did not confirm canceling task {id}"
-        )),
-    }
-    Ok(EXIT_INTERRUPTED)
 }
 
 /// The rest of the answer, the artifacts, and the exit status: 0 only if the task completed.
@@ -292,19 +239,7 @@ async fn finish(
         }));
     }
     output::emit(&answer.finish(&task.result))?;
-    let artifacts: Vec<ArtifactInfo> = match kernel.task(path).await?.artifacts().await {
-        Ok(list) => list
-            .into_iter()
-            .map(|(name, sha256, size)| ArtifactInfo { name, sha256, size })
-            .collect(),
-        Err(e) => {
-            output::warn(&format!(
-                "agentctl: cannot list the artifacts of task {id}: {}",
-                CliError::from(e)
-            ));
-            Vec::new()
-        }
-    };
+    let artifacts = delegate::artifacts(kernel, id, path).await?;
     if !artifacts.is_empty() {
         let mut table = Table::new(&["ARTIFACT", "SIZE"]);
         for a in &artifacts {

@@ -6,6 +6,7 @@ mod cli;
 mod command;
 mod connect;
 mod consent_tty;
+mod delegate;
 mod error;
 mod follow;
 mod grants;
