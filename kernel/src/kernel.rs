@@ -93,7 +93,7 @@ impl Kernel {
             agents,
             tasks: TaskBoard::default(),
             rights: Rights::with_grants(grants),
-            consent: ConsentDesk::default(),
+            consent: ConsentDesk::numbered_after(crate::authorize::desk::run_base()),
             focus: Focus::default(),
             identities: IdentityCache::default(),
             quotas: Mutex::new(Quotas::new(LIMITS)),

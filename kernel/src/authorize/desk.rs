@@ -32,6 +32,16 @@ pub struct Gathered {
     pub reply: oneshot::Sender<Outcome>,
 }
 
+/// Where one run's request ids start: random, so that a request id (and the dialog handle
+/// made of it) never names a request of another run. A notification's button left from an
+/// earlier run, or an answer kept for a request of one, then cannot answer a new request that
+/// happens to have the same number. Below 2^40, so ids stay far from overflowing.
+pub fn run_base() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    // The standard library seeds each RandomState from the operating system's randomness.
+    RandomState::new().hash_one(std::process::id()) >> 24
+}
+
 /// Consent requests in flight.
 #[derive(Default)]
 pub struct ConsentDesk {
@@ -148,6 +158,14 @@ impl ConsentDesk {
         lock(&self.attendants).retain(|_, n| n != name);
     }
 
+    /// A desk whose request ids follow `base` (see [`run_base`]).
+    pub fn numbered_after(base: u64) -> ConsentDesk {
+        ConsentDesk {
+            seq: AtomicU64::new(base),
+            ..ConsentDesk::default()
+        }
+    }
+
     /// A request now waits for the user; returns it with its id, and how many wait.
     pub fn open(&self, mut request: ConsentRequestInfo) -> (ConsentRequestInfo, u32) {
         request.id = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
@@ -172,6 +190,28 @@ impl ConsentDesk {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_follow_a_base_that_differs_between_runs() {
+        let (a, b) = (run_base(), run_base());
+        assert_ne!(a, b, "two runs would number their requests alike");
+        assert!(a < 1 << 40 && b < 1 << 40);
+        let desk = ConsentDesk::numbered_after(a);
+        let ask = || ConsentRequestInfo {
+            id: 0,
+            principal: "a".into(),
+            capability: "files.read".into(),
+            scope: "/d".into(),
+            task: 1,
+            title: "t".into(),
+            subtitle: "s".into(),
+            body: "b".into(),
+            since: 5,
+        };
+        let (first, _) = desk.open(ask());
+        let (second, _) = desk.open(ask());
+        assert_eq!((first.id, second.id), (a + 1, a + 2));
+    }
 
     #[test]
     fn requests_are_listed_until_settled() {
