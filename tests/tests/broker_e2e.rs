@@ -571,6 +571,32 @@ async fn a_channel_streams_answers_to_its_opener_and_an_fd_sent_on_it_ends_it() 
             matches!(after, Ok(Err(_))),
             "the channel still answers after an fd was sent on it: {after:?}"
         );
+        // A peer whose connection cannot take fds is told so, not left waiting for a reply.
+        let fd = env.kernel().await.open_channel().await.unwrap();
+        let stream = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(fd));
+        let socket = agentos_p2p::split_without_fds(stream).unwrap();
+        let no_fds = zbus::connection::Builder::socket(socket)
+            .p2p()
+            .build()
+            .await
+            .unwrap();
+        let refused = tokio::time::timeout(
+            Duration::from_secs(10),
+            no_fds.call_method(
+                None::<&str>,
+                agentos_dbus_interfaces::names::KERNEL_PATH,
+                Some("org.agentos.Channel1"),
+                "Chat",
+                &(request.as_str()),
+            ),
+        )
+        .await
+        .expect("an answer, not silence");
+        match refused {
+            Err(zbus::Error::MethodError(_, Some(m), _)) if m.contains("file descriptors") => {}
+            other => panic!("expected a named refusal, got {other:?}"),
+        }
+
         // The kernel itself goes on. A client asks on a channel of its own, and opens another
         // when the kernel it had one to was replaced.
         let c = client(&env).await;

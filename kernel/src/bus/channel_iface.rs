@@ -137,7 +137,16 @@ impl Dispatch for ChannelIface {
             "Chat" => match body.deserialize::<&str>() {
                 Ok(request) => {
                     let r = ChannelIface::chat(self, hdr, request).await;
-                    reply.result(r).await?
+                    match reply.result(r).await {
+                        // The socket cannot go to a peer that did not negotiate fd passing
+                        // (dropped here, so the request ends at once): say so instead.
+                        Err(zbus::Error::Unsupported) => {
+                            let why = "this channel's connection did not negotiate passing file descriptors, \
+                                       which the answer's socket needs";
+                            reply.err(Error::Failed(why.into())).await?
+                        }
+                        sent => sent?,
+                    }
                 }
                 Err(e) => reply.bad_args(member, e).await?,
             },
