@@ -26,6 +26,9 @@ fn key(g: &Grant) -> (String, String) {
     (g.principal.clone(), entry_id(g.capability.name, &g.scope))
 }
 
+/// The store's answer for an entry it does not hold.
+const NOT_FOUND: &str = "org.freedesktop.portal.Error.NotFound";
+
 impl Kernel {
     async fn permission_store(&self) -> Option<PermissionStoreProxy<'static>> {
         let conn = self.bus()?;
@@ -75,6 +78,7 @@ impl Kernel {
             return;
         };
         for g in removed {
+            self.rights.forget_mirror(&key(g));
             let (principal, id) = key(g);
             let _ = tokio::time::timeout(
                 CALL_TIMEOUT,
@@ -93,6 +97,7 @@ impl Kernel {
             if removed.is_empty() {
                 continue;
             }
+            self.rights.forget_mirror(&key(&g));
             for r in &removed {
                 self.events.publish(Event::GrantRevoked(r.info()));
             }
@@ -142,6 +147,12 @@ impl Kernel {
         let lost = self.confirm_lost(store, id, missing).await;
         self.revoke_from_desktop(lost, "revoked from the desktop (permission store)")
             .await;
+        // The view may be older than a grant given since (while the store was asked again):
+        // what the kernel holds now is never removed from the desktop.
+        let held = self.rights.mirrored_on(cap, &scope);
+        let forged = forged
+            .into_iter()
+            .filter(|app| !held.iter().any(|g| &g.principal == app));
         for app in forged {
             // A session grant mirrored by an earlier run ends with that run; anything else in
             // the table was not written by the kernel. Either way it is removed, never honoured.
@@ -175,7 +186,9 @@ impl Kernel {
         let apps = match tokio::time::timeout(CALL_TIMEOUT, store.lookup(TABLE, id)).await {
             Ok(Ok((apps, _))) => apps,
             // The entry is gone altogether: every app's permission on it was removed.
-            Ok(Err(zbus::Error::MethodError(..))) => HashMap::new(),
+            Ok(Err(zbus::Error::MethodError(name, ..))) if name.as_str() == NOT_FOUND => {
+                HashMap::new()
+            }
             _ => {
                 tracing::warn!(%id, "the permission store cannot be read; no grant revoked from it");
                 return Vec::new();

@@ -266,6 +266,11 @@ impl Rights {
         s.mirrored_at.insert(key.clone(), seq);
     }
 
+    /// A grant left the permission store (revoked): its write is history.
+    pub fn forget_mirror(&self, key: &(String, String)) {
+        self.lock().mirrored_at.remove(key);
+    }
+
     /// Where the count of permission-store writes stands: taken before asking the store,
     /// it tells which writes the answer surely reflects.
     pub fn mirror_mark(&self) -> u64 {
