@@ -6,4 +6,5 @@ pub mod audit;
 pub mod format;
 pub mod grants;
 pub mod markdown;
+pub mod paging;
 pub mod tasks;

@@ -11,6 +11,7 @@ use relm4::prelude::*;
 
 use super::{artifact_files, artifact_view};
 use crate::model::artifacts::{self, Listed, Preview, Viewer};
+use crate::model::paging::Older;
 use crate::open_with::{self, OpenError, Opened};
 
 /// Tasks whose artifacts are read at once.
@@ -52,7 +53,8 @@ pub struct ArtifactsPage {
     listed: Vec<Listed>,
     /// The artifact shown, as (task, name).
     selected: Option<(u64, String)>,
-    next: u64,
+    /// The next older page, and whether one is being read.
+    paging: Older,
     list: gtk::ListBox,
     older: gtk::Button,
     status: gtk::Label,
@@ -117,7 +119,7 @@ impl Component for ArtifactsPage {
             generation: 0,
             listed: Vec::new(),
             selected: None,
-            next: 0,
+            paging: Older::default(),
             list,
             older,
             status,
@@ -136,13 +138,15 @@ impl Component for ArtifactsPage {
             }
             ArtifactsInput::Disconnected => {
                 self.generation += 1;
+                self.paging.reset();
+                self.older.set_sensitive(false);
                 self.client = None;
             }
             ArtifactsInput::Reload => self.read_page(&sender, 0),
             ArtifactsInput::Older => {
-                if self.next != 0 {
+                if let Some(before) = self.paging.start() {
                     self.older.set_sensitive(false);
-                    self.read_page(&sender, self.next);
+                    self.read_page(&sender, before);
                 }
             }
             ArtifactsInput::Selected(i) => {
@@ -205,11 +209,14 @@ impl Component for ArtifactsPage {
                     self.listed.clear();
                 }
                 self.listed.extend(listed);
-                self.next = next;
-                self.older.set_sensitive(next != 0);
+                self.paging.loaded(next);
+                self.older.set_sensitive(self.paging.enabled());
                 self.rebuild();
             }
             ArtifactsCmd::Loaded(_, Err(e), _) => {
+                // The button is back where there is more to read, to try again.
+                self.paging.failed();
+                self.older.set_sensitive(self.paging.enabled());
                 self.status
                     .set_label(&format!("Cannot list artifacts: {e}"));
             }
@@ -240,6 +247,9 @@ impl ArtifactsPage {
         };
         if before == 0 {
             self.generation += 1;
+            // An older page being read is dropped with its generation.
+            self.paging.reset();
+            self.older.set_sensitive(false);
         }
         let generation = self.generation;
         sender.oneshot_command(async move {

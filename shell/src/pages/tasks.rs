@@ -11,6 +11,7 @@ use relm4::typed_view::list::TypedListView;
 
 use super::task_item::TaskItem;
 use super::{artifact_files, artifact_view};
+use crate::model::paging::Older;
 use crate::model::tasks::{Applied, TaskStore};
 use crate::model::{artifacts, format};
 
@@ -68,8 +69,9 @@ pub struct TasksPage {
     selected: Option<u64>,
     /// A task to select once it is listed (a notification named it before the list was read).
     wanted: Option<u64>,
-    /// The `before` of the next older page, 0 when the oldest was read.
-    next: u64,
+    /// The `before` of the next older page (0 when the oldest was read), and whether one is
+    /// being read.
+    paging: Older,
     older: gtk::Button,
     /// The file chooser open now, if any (kept alive until it answers).
     chooser: Option<gtk::FileChooserNative>,
@@ -148,7 +150,7 @@ impl Component for TasksPage {
             list,
             selected: None,
             wanted: None,
-            next: 0,
+            paging: Older::default(),
             older,
             chooser: None,
             status,
@@ -162,6 +164,8 @@ impl Component for TasksPage {
         match msg {
             TasksInput::Connected(client) => {
                 self.generation += 1;
+                self.paging.reset();
+                self.older.set_sensitive(false);
                 self.client = Some(client.clone());
                 self.follow(&sender, client.clone());
                 self.read_page(&sender, 0);
@@ -177,13 +181,15 @@ impl Component for TasksPage {
                 });
             }
             TasksInput::Older => {
-                if self.next != 0 {
+                if let Some(before) = self.paging.start() {
                     self.older.set_sensitive(false);
-                    self.read_page(&sender, self.next);
+                    self.read_page(&sender, before);
                 }
             }
             TasksInput::Disconnected => {
                 self.generation += 1;
+                self.paging.reset();
+                self.older.set_sensitive(false);
                 self.client = None;
                 self.cancel.set_sensitive(false);
             }
@@ -236,11 +242,14 @@ impl Component for TasksPage {
                 } else {
                     self.store.load(tasks);
                 }
-                self.next = next;
-                self.older.set_sensitive(next != 0);
+                self.paging.loaded(next);
+                self.older.set_sensitive(self.paging.enabled());
                 self.rebuild();
             }
             TasksCmd::Loaded(_, Err(e), _) => {
+                // The button is back where there is more to read, to try again.
+                self.paging.failed();
+                self.older.set_sensitive(self.paging.enabled());
                 self.status.set_label(&format!("Cannot list tasks: {e}"))
             }
             TasksCmd::Event(_, Ok(ev)) => match self.apply(&ev, &sender) {
