@@ -12,7 +12,7 @@ use zbus::zvariant::{OwnedFd, OwnedObjectPath, OwnedValue};
 
 use super::args::{admit, delegate_options, path_of, ANSWER_CONSENT};
 use super::subscribers::Subscribers;
-use super::task_iface::{exported, reachable};
+use super::task_iface::{exported, reachable, Reached};
 use super::{caller, live};
 use crate::caller::Caller;
 use crate::kernel::Kernel;
@@ -22,6 +22,8 @@ pub struct KernelIface {
     kernel: Weak<Kernel>,
     /// The clients that receive task changes in full (`Subscribe`); the publisher sends them.
     subscribers: Arc<Subscribers>,
+    /// Objects given to stored tasks when they were listed (bounded).
+    reached: Reached,
 }
 
 impl KernelIface {
@@ -29,6 +31,7 @@ impl KernelIface {
         KernelIface {
             kernel: Arc::downgrade(kernel),
             subscribers: Arc::default(),
+            reached: Reached::default(),
         }
     }
 
@@ -82,7 +85,7 @@ impl KernelIface {
         let c = caller(&k, &hdr).await?;
         let tasks = k.list_tasks(&c, limit)?;
         let ids: Vec<u64> = tasks.iter().map(|t| t.id).collect();
-        reachable(&k, ids).await;
+        reachable(&k, &self.reached, ids).await;
         Ok(tasks)
     }
 
@@ -96,7 +99,7 @@ impl KernelIface {
         let c = caller(&k, &hdr).await?;
         let (tasks, next) = k.list_task_page(&c, before, limit)?;
         let ids: Vec<u64> = tasks.iter().map(|t| t.id).collect();
-        reachable(&k, ids).await;
+        reachable(&k, &self.reached, ids).await;
         Ok((tasks, next))
     }
 
@@ -111,7 +114,7 @@ impl KernelIface {
         let k = live(&self.kernel)?;
         let c = caller(&k, &hdr).await?;
         let task = k.task_info_for(&c, id)?;
-        reachable(&k, [id]).await;
+        reachable(&k, &self.reached, [id]).await;
         Ok((task,))
     }
 

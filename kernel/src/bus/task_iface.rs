@@ -1,7 +1,8 @@
 //! `org.agentos.Task1` at `/org/agentos/Kernel/tasks/<id>`: every member but `Id` answers only
 //! a caller that may see the task (its tree's starter, or the user).
 
-use std::sync::{Arc, Weak};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, Weak};
 
 use agentos_dbus_interfaces::{names, Error, TaskInfo};
 use zbus::message::Header;
@@ -60,14 +61,58 @@ pub(crate) async fn exported(kernel: &Arc<Kernel>, id: u64) -> Result<(), Error>
     Ok(())
 }
 
+/// Objects given to tasks stored by an earlier run, oldest first: at most [`MAX_REACHED`] are
+/// kept, so paging through a long history does not grow the kernel without end.
+#[derive(Default)]
+pub struct Reached(Mutex<VecDeque<u64>>);
+
+/// How many objects of stored tasks are kept at once.
+pub const MAX_REACHED: usize = 4096;
+
+/// Note `id` in `queue`; the id to let go of when the queue is over `max`.
+fn push_bounded(queue: &mut VecDeque<u64>, id: u64, max: usize) -> Option<u64> {
+    queue.push_back(id);
+    (queue.len() > max).then(|| queue.pop_front()).flatten()
+}
+
 /// Give the tasks a caller was just told about their objects: a task stored by an earlier run of
 /// the kernel has none until it is listed or asked for (so its artifacts stay reachable after a
-/// restart, and an idle kernel holds no object per stored task).
-pub(crate) async fn reachable(kernel: &Arc<Kernel>, ids: impl IntoIterator<Item = u64>) {
-    if let Some(conn) = kernel.bus() {
-        let weak = Arc::downgrade(kernel);
-        for id in ids {
-            export(conn, &weak, id).await;
+/// restart, and an idle kernel holds no object per stored task). The oldest of those objects
+/// go again past [`MAX_REACHED`]; listed again, a task gets its object back.
+pub(crate) async fn reachable(
+    kernel: &Arc<Kernel>,
+    reached: &Reached,
+    ids: impl IntoIterator<Item = u64>,
+) {
+    let Some(conn) = kernel.bus() else { return };
+    let weak = Arc::downgrade(kernel);
+    for id in ids {
+        // A task of this run has its object from its delegation on, for good.
+        if kernel.tasks.info(id).is_some() {
+            continue;
+        }
+        let iface = TaskIface::new(weak.clone(), id);
+        // `false`: it has one already (a task of this run, or one reached before).
+        let added = match conn.object_server().at(names::task_path(id), iface).await {
+            Ok(added) => added,
+            Err(e) => {
+                tracing::error!(task = id, error = %e, "cannot export a task object");
+                false
+            }
+        };
+        if !added {
+            continue;
+        }
+        let evicted = push_bounded(
+            &mut reached.0.lock().unwrap_or_else(|p| p.into_inner()),
+            id,
+            MAX_REACHED,
+        );
+        if let Some(old) = evicted {
+            let _ = conn
+                .object_server()
+                .remove::<TaskIface, _>(names::task_path(old))
+                .await;
         }
     }
 }
@@ -159,5 +204,20 @@ impl TaskIface {
     #[zbus(property)]
     async fn updated(&self, #[zbus(header)] hdr: Option<Header<'_>>) -> zbus::fdo::Result<u64> {
         self.prop(hdr, |t| t.updated).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_oldest_reached_object_goes_past_the_bound() {
+        let mut q = VecDeque::new();
+        assert_eq!(push_bounded(&mut q, 1, 2), None);
+        assert_eq!(push_bounded(&mut q, 2, 2), None);
+        assert_eq!(push_bounded(&mut q, 3, 2), Some(1));
+        assert_eq!(push_bounded(&mut q, 4, 2), Some(2));
+        assert_eq!(q, [3, 4]);
     }
 }
