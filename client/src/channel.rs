@@ -48,9 +48,16 @@ impl Client {
             .map_err(ClientError::from)?)
     }
 
-    /// Forget the channel (it broke): the next use opens another.
-    pub(crate) async fn drop_channel(&self) {
-        *self.channel_slot().lock().await = None;
+    /// Forget the channel `broken` (a call on it failed): the next use opens another. A channel
+    /// another caller opened meanwhile is kept (each channel has its own server GUID).
+    pub(crate) async fn drop_channel(&self, broken: &Connection) {
+        let mut slot = self.channel_slot().lock().await;
+        if slot
+            .as_ref()
+            .is_some_and(|c| c.conn.server_guid() == broken.server_guid())
+        {
+            *slot = None;
+        }
     }
 
     async fn open_channel(&self) -> Result<Connection, ChatError> {

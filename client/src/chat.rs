@@ -367,7 +367,7 @@ impl Client {
             };
             match ask(channel.inner(), &json).await {
                 Err(ChatError::Refused(Error::ZBus(e))) if broken(&e) => {
-                    self.drop_channel().await;
+                    self.drop_channel(channel.inner().connection()).await;
                 }
                 answer => return answer,
             }
