@@ -1,7 +1,10 @@
 //! Opening a file with the user's default app for its type: through the OpenURI portal
 //! (`org.freedesktop.portal.OpenURI.OpenFile`, handed a read-only descriptor, so the desktop
-//! decides and a sandboxed panel works too), else, where no portal answers, through GIO's
-//! default handler (`mimeapps.list`, as `gio open` does). Runs off the main loop.
+//! decides and a sandboxed panel works too), else, only where there is no portal at all,
+//! through GIO's default handler (`mimeapps.list`, as `gio open` does). A portal that refuses
+//! (its policy, an error reply) is the answer: nothing else opens the file. GIO is not handed
+//! a type that may run as a program (the file's name and bytes come from an agent). Runs off
+//! the main loop.
 
 use std::collections::HashMap;
 use std::os::fd::AsFd;
@@ -12,6 +15,7 @@ use std::time::Duration;
 use gtk::gio;
 use gtk::prelude::*;
 use zbus::zvariant::{Fd, OwnedObjectPath, Value};
+use zbus::DBusError as _;
 
 /// The portal's bus name, object and interface.
 const PORTAL: &str = "org.freedesktop.portal.Desktop";
@@ -40,26 +44,91 @@ pub enum OpenError {
     Launch(String, String),
     #[error("{0}")]
     Failed(String),
+    #[error("the desktop did not open it: {0}")]
+    Refused(String),
+    #[error("the desktop's portal did not answer in time (it may still ask which app to use)")]
+    PortalTimedOut,
+    #[error("files of type {0} can run as programs, so they are not opened from here; save a copy instead")]
+    MayRun(String),
 }
 
-/// Open `path` with the default app: the portal on `conn` first, GIO where the portal is not
-/// there (or refuses the call).
-pub async fn open(conn: &zbus::Connection, path: &Path) -> Result<Opened, OpenError> {
-    match tokio::time::timeout(PORTAL_TIMEOUT, through_portal(conn, path)).await {
-        Ok(Ok(())) => return Ok(Opened::Portal),
-        Ok(Err(e)) => tracing::info!("the OpenURI portal did not take {}: {e}", path.display()),
-        Err(_) => tracing::info!("the OpenURI portal did not answer in time"),
+/// The D-Bus errors that say the portal is not there at all (no such name, or nothing there
+/// serves `OpenURI`): only then is GIO asked instead.
+const NO_PORTAL: [&str; 5] = [
+    "org.freedesktop.DBus.Error.ServiceUnknown",
+    "org.freedesktop.DBus.Error.NameHasNoOwner",
+    "org.freedesktop.DBus.Error.UnknownMethod",
+    "org.freedesktop.DBus.Error.UnknownInterface",
+    "org.freedesktop.DBus.Error.UnknownObject",
+];
+
+/// How a call to the portal ended, where it did not take the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortalMiss<'a> {
+    /// An error reply, by its D-Bus name (`None`: not an error reply, e.g. the connection or
+    /// a malformed answer).
+    Error(Option<&'a str>),
+    /// No answer within [`PORTAL_TIMEOUT`].
+    TimedOut,
+}
+
+/// Whether GIO's default handler is asked after the portal did not take the file: only when
+/// the portal is not there. A refusal (the portal's policy, the user, any other error reply)
+/// is the answer. A portal that did not answer in time is not asked around either: it may be
+/// there and slow, and still show its app chooser later, so GIO would open the file twice.
+pub fn falls_back_to_gio(miss: PortalMiss<'_>) -> bool {
+    match miss {
+        PortalMiss::Error(Some(name)) => NO_PORTAL.contains(&name),
+        PortalMiss::Error(None) | PortalMiss::TimedOut => false,
     }
+}
+
+/// The D-Bus name of an error reply, if `e` is one.
+fn error_name(e: &zbus::Error) -> Option<String> {
+    match e {
+        zbus::Error::MethodError(name, ..) => Some(name.to_string()),
+        zbus::Error::FDO(e) => match e.as_ref() {
+            zbus::fdo::Error::ZBus(z) => error_name(z),
+            other => Some(other.name().to_string()),
+        },
+        _ => None,
+    }
+}
+
+/// Open `path` with the default app: the portal on `conn` first, GIO only where there is no
+/// portal ([`falls_back_to_gio`]).
+pub async fn open(conn: &zbus::Connection, path: &Path) -> Result<Opened, OpenError> {
+    let miss = match tokio::time::timeout(PORTAL_TIMEOUT, through_portal(conn, path)).await {
+        Ok(Ok(())) => return Ok(Opened::Portal),
+        Ok(Err(PortalError::Local(e))) => return Err(e),
+        Ok(Err(PortalError::Bus(e))) => e,
+        Err(_) => {
+            tracing::info!("the OpenURI portal did not answer in time");
+            return Err(OpenError::PortalTimedOut);
+        }
+    };
+    let name = error_name(&miss);
+    if !falls_back_to_gio(PortalMiss::Error(name.as_deref())) {
+        tracing::info!("the OpenURI portal refused {}: {miss}", path.display());
+        return Err(OpenError::Refused(agentos_client::describe_zbus(&miss)));
+    }
+    tracing::info!("no OpenURI portal ({miss}): asking GIO");
     let path = path.to_path_buf();
     tokio::task::spawn_blocking(move || with_gio(&path))
         .await
         .map_err(|e| OpenError::Failed(e.to_string()))?
 }
 
+/// Why the portal did not take a file: this side could not ask it, or the bus's answer.
+enum PortalError {
+    Local(OpenError),
+    Bus(zbus::Error),
+}
+
 /// `OpenURI.OpenFile("", fd, {handle_token})`: the portal takes a descriptor, never a path.
-async fn through_portal(conn: &zbus::Connection, path: &Path) -> Result<(), OpenError> {
-    let file =
-        std::fs::File::open(path).map_err(|e| OpenError::File(path.display().to_string(), e))?;
+async fn through_portal(conn: &zbus::Connection, path: &Path) -> Result<(), PortalError> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| PortalError::Local(OpenError::File(path.display().to_string(), e)))?;
     let mut options: HashMap<&str, Value<'_>> = HashMap::new();
     // A token of its own per request: the portal names the request object after it.
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -78,17 +147,53 @@ async fn through_portal(conn: &zbus::Connection, path: &Path) -> Result<(), Open
             &("", Fd::from(file.as_fd()), options),
         )
         .await
-        .map_err(|e| OpenError::Failed(agentos_client::describe_zbus(&e)))?;
+        .map_err(PortalError::Bus)?;
     reply
         .body()
         .deserialize::<OwnedObjectPath>()
         .map(|_| ())
-        .map_err(|e| OpenError::Failed(e.to_string()))
+        .map_err(|e| PortalError::Local(OpenError::Failed(e.to_string())))
+}
+
+/// Content types named as programs (or installers, or what runs one) that
+/// `content_type_can_be_executable` does not count: Windows programs (run by Wine), Java
+/// archives and launch files, shared objects (how a position-independent program is typed).
+const RUNNABLE: [&str; 12] = [
+    "application/x-ms-dos-executable",
+    "application/x-msdownload",
+    "application/vnd.microsoft.portable-executable",
+    "application/x-ms-ne-executable",
+    "application/x-msi",
+    "application/x-ms-shortcut",
+    "application/x-bat",
+    "application/x-sharedlib",
+    "application/x-pie-executable",
+    "application/x-java-archive",
+    "application/x-java-jnlp-file",
+    "application/x-java",
+];
+
+/// Whether GIO is not to hand a file of `content_type` to its default app: a type that can
+/// be a program (`content_type_can_be_executable`), unless it is plain text or a kind of it
+/// (the default app for those is an editor), and the program types of [`RUNNABLE`].
+pub fn refused_type(content_type: &str) -> bool {
+    let runnable = RUNNABLE
+        .iter()
+        .any(|t| gio::content_type_is_a(content_type, t));
+    runnable
+        || (gio::content_type_can_be_executable(content_type)
+            && !gio::content_type_is_a(content_type, "text/plain"))
 }
 
 /// GIO's default handler for the file's type, started with the file's URI.
 fn with_gio(path: &Path) -> Result<Opened, OpenError> {
     let file = gio::File::for_path(path);
+    // The same type GIO chooses the default app by (from the name, and the bytes where the
+    // name does not tell).
+    let content_type = content_type_of(&file);
+    if refused_type(&content_type) {
+        return Err(OpenError::MayRun(content_type));
+    }
     let app = file
         .query_default_handler(gio::Cancellable::NONE)
         .map_err(|_| OpenError::NoApp(content_type_of(&file)))?;
@@ -140,5 +245,78 @@ mod tests {
             said("x.bin", &Err(OpenError::NoApp("application/x-foo".into()))),
             "Cannot open x.bin: no app opens files of type application/x-foo"
         );
+        assert_eq!(
+            said(
+                "setup.exe",
+                &Err(OpenError::MayRun("application/x-ms-dos-executable".into()))
+            ),
+            "Cannot open setup.exe: files of type application/x-ms-dos-executable can run as \
+             programs, so they are not opened from here; save a copy instead"
+        );
+    }
+
+    #[test]
+    fn only_a_missing_portal_falls_back_to_gio() {
+        for name in NO_PORTAL {
+            assert!(falls_back_to_gio(PortalMiss::Error(Some(name))), "{name}");
+        }
+        for refusal in [
+            "org.freedesktop.portal.Error.NotAllowed",
+            "org.freedesktop.portal.Error.Cancelled",
+            "org.freedesktop.portal.Error.Failed",
+            "org.freedesktop.DBus.Error.AccessDenied",
+            "org.freedesktop.DBus.Error.Failed",
+            "org.freedesktop.DBus.Error.InvalidArgs",
+            "org.freedesktop.DBus.Error.NoReply",
+        ] {
+            assert!(
+                !falls_back_to_gio(PortalMiss::Error(Some(refusal))),
+                "{refusal}"
+            );
+        }
+        assert!(!falls_back_to_gio(PortalMiss::Error(None)));
+        assert!(
+            !falls_back_to_gio(PortalMiss::TimedOut),
+            "a slow portal may still ask: GIO would open it twice"
+        );
+    }
+
+    #[test]
+    fn error_replies_are_named() {
+        let e = zbus::Error::FDO(Box::new(zbus::fdo::Error::ServiceUnknown("x".into())));
+        assert_eq!(
+            error_name(&e).as_deref(),
+            Some("org.freedesktop.DBus.Error.ServiceUnknown")
+        );
+        assert_eq!(error_name(&zbus::Error::InvalidReply), None);
+    }
+
+    #[test]
+    fn types_that_may_run_are_not_handed_to_gio() {
+        for t in [
+            "application/x-executable",
+            "application/x-ms-dos-executable",
+            "application/x-msi",
+            "application/x-sharedlib",
+            "application/x-java-archive",
+        ] {
+            assert!(refused_type(t), "{t}");
+        }
+        for t in [
+            "text/plain",
+            "image/png",
+            "application/pdf",
+            "text/markdown",
+        ] {
+            assert!(!refused_type(t), "{t}");
+        }
+        // With shared-mime-info: types below these are known.
+        if std::path::Path::new("/usr/share/mime/subclasses").exists() {
+            assert!(refused_type("application/vnd.appimage"));
+            // Scripts are text: their default app is an editor.
+            assert!(!refused_type("application/x-shellscript"));
+            assert!(!refused_type("text/x-python"));
+            assert!(!refused_type("application/vnd.oasis.opendocument.text"));
+        }
     }
 }

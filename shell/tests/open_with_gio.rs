@@ -1,7 +1,8 @@
 //! Opening a file where no OpenURI portal answers: the panel falls back to GIO's default
 //! handler, and the user's default app for text (a real desktop file and program, registered in
 //! the test's own `mimeapps.list`) is started with the file. On a private bus that has no
-//! service files at all, so no portal can be activated.
+//! service files at all, so no portal can be activated. A program (`setup.exe`, with Wine's
+//! type named the default for it) is not handed to any app.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -45,8 +46,20 @@ async fn without_a_portal_gio_starts_the_default_app() {
     // GIO reads these once, at its first use: this test is the only one in its binary.
     std::env::set_var("XDG_DATA_HOME", tmp.join("xdg-data"));
     std::env::set_var("XDG_CONFIG_HOME", tmp.join("config"));
-    std::env::set_var("XDG_DATA_DIRS", tmp.join("none"));
+    // No system apps, but the system's content types (shared-mime-info), where installed.
+    let share = tmp.join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    let mime_db = std::path::Path::new("/usr/share/mime");
+    let with_types = mime_db.join("globs2").exists();
+    if with_types {
+        std::os::unix::fs::symlink(mime_db, share.join("mime")).unwrap();
+    }
+    std::env::set_var("XDG_DATA_DIRS", &share);
     opener::install_opener(&tmp);
+    // The same app named the default for Windows programs, as Wine names itself.
+    let mut list = std::fs::read_to_string(tmp.join("config/mimeapps.list")).unwrap();
+    list.push_str("application/x-ms-dos-executable=agentos-test-opener.desktop\n");
+    std::fs::write(tmp.join("config/mimeapps.list"), list).unwrap();
     std::fs::write(tmp.join("bus.conf"), BUS_CONFIG).unwrap();
     let mut bus = Stopped(
         Command::new("dbus-daemon")
@@ -66,6 +79,19 @@ async fn without_a_portal_gio_starts_the_default_app() {
             .build()
             .await
             .expect("connect");
+        if with_types {
+            let exe = tmp.join("run/setup.exe");
+            std::fs::write(&exe, b"MZ\x90\0\x03\0\0\0\x04\0\0\0\xff\xff").unwrap();
+            let opened = open_with::open(&conn, &exe).await;
+            assert!(
+                matches!(opened, Err(open_with::OpenError::MayRun(ref t)) if t == "application/x-ms-dos-executable"),
+                "{opened:?}"
+            );
+            let said = open_with::said("setup.exe", &opened);
+            assert!(said.contains("save a copy instead"), "{said}");
+        } else {
+            eprintln!("no shared-mime-info: the refusal of programs is not tried");
+        }
         let file = tmp.join("run/report.txt");
         std::fs::write(&file, "all good").unwrap();
         let opened = open_with::open(&conn, &file).await;
