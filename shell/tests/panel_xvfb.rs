@@ -335,13 +335,23 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
         }
         settle(100).await;
     }
-    // What it was handed: a private copy (0600) under the artifact's name.
+    // What it was handed: a private copy (0600) under the artifact's name, in the folder of
+    // its content's sha256 (one copy per content, used again when opened again).
     let handed = std::fs::read_to_string(opened.join("handed")).unwrap();
     let (mode, path) = handed.trim().split_once(' ').expect("mode and path");
     assert_eq!(mode, "600", "{handed}");
-    assert!(path.ends_with("/report.txt"), "{handed}");
+    let copies = env.root().join("run/agentos-panel/open");
+    let report_sha = Path::new(path)
+        .strip_prefix(&copies)
+        .ok()
+        .and_then(|p| p.parent())
+        .and_then(|p| p.to_str())
+        .map(str::to_string)
+        .unwrap_or_default();
     assert!(
-        path.starts_with(env.root().join("run/agentos-panel/open").to_str().unwrap()),
+        path.ends_with("/report.txt")
+            && report_sha.len() == 64
+            && report_sha.bytes().all(|b| b.is_ascii_hexdigit()),
         "{handed}"
     );
     until("the page says which app opened it", &window, |w| {

@@ -165,12 +165,20 @@ impl Component for ArtifactsPage {
                 else {
                     return;
                 };
+                let Some(info) = self
+                    .listed
+                    .iter()
+                    .find(|l| l.is(task, &name))
+                    .map(|l| l.info.clone())
+                else {
+                    return;
+                };
                 self.status.set_label(&format!(
                     "Opening {}…",
                     crate::model::format::line(&name, 80)
                 ));
                 sender.oneshot_command(async move {
-                    let opened = match artifact_files::private_copy(&client, task, &name).await {
+                    let opened = match artifact_files::private_copy(&client, task, &info).await {
                         Ok(path) => open_with::open(client.connection(), &path).await,
                         Err(e) => Err(OpenError::Failed(e)),
                     };
