@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 use adw::prelude::*;
 use agentos_panel::app::{App, Init};
+use agentos_panel::model::artifacts::{Preview, Viewer};
+use agentos_panel::model::image;
+use agentos_panel::pages::artifact_view;
 use agentos_tests::{Env, Services};
 use relm4::prelude::*;
 
@@ -202,14 +205,17 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
         has(&t, "parent done") && has(&t, "report.txt") && t.iter().any(|l| l == "all good")
     })
     .await;
-    // The image artifact is shown as a picture, decoded from what the kernel handed over.
-    until("the image artifact is shown", &window, |w| {
-        all_of::<gtk::Picture>(w).iter().any(|p| {
-            p.widget_name() == "artifact-image"
-                && p.paintable().is_some_and(|t| t.intrinsic_width() == 40)
-        })
+    // The SVG artifact is listed, not decoded: only PNG, JPEG, GIF and WebP are shown.
+    until("the SVG artifact is listed", &window, |w| {
+        texts(w).iter().any(|t| t.starts_with("chart.svg ("))
     })
     .await;
+    assert!(
+        !all_of::<gtk::Picture>(window.upcast_ref())
+            .iter()
+            .any(|p| p.widget_name() == "artifact-image"),
+        "an SVG is not shown as a picture"
+    );
     // The Markdown artifact is shown as Markdown: a heading, its markers gone.
     until("the Markdown artifact is shown formatted", &window, |w| {
         all_of::<gtk::Label>(w)
@@ -279,12 +285,36 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
     })
     .await;
     select("chart.svg");
-    until("the image viewer shows the picture", &window, |_| {
-        all_of::<gtk::Picture>(&viewer())
-            .iter()
-            .any(|p| p.is_mapped() && p.paintable().is_some_and(|t| t.intrinsic_width() == 40))
-    })
+    until(
+        "an SVG is offered to open or save, not shown",
+        &window,
+        |_| {
+            has(
+                &texts(&viewer()),
+                "Not shown here: open it with the default app, or save a copy.",
+            )
+        },
+    )
     .await;
+    assert!(all_of::<gtk::Picture>(&viewer()).is_empty());
+    // A PNG is shown as a picture: decoded (off the main loop in the panel), then shown from
+    // its pixels.
+    let png = {
+        let p = gtk::gdk_pixbuf::Pixbuf::new(gtk::gdk_pixbuf::Colorspace::Rgb, true, 8, 40, 20)
+            .expect("a pixbuf");
+        p.fill(0xff0000ff);
+        p.save_to_bufferv("png", &[]).expect("a PNG")
+    };
+    let shown = artifact_view::viewer(
+        Viewer::Image,
+        &Preview::Image(image::decode("image/png", &png)),
+    )
+    .and_downcast::<gtk::Picture>()
+    .expect("a picture");
+    assert_eq!(shown.widget_name(), "artifact-image");
+    assert!(shown
+        .paintable()
+        .is_some_and(|t| t.intrinsic_width() == 40 && t.intrinsic_height() == 20));
     select("report.txt");
     until(
         "the text viewer shows the artifact's content",

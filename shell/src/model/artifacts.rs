@@ -1,6 +1,7 @@
 //! Artifacts as the panel shows them: which viewer for which content type (small text shown as
-//! text made safe to show, Markdown formatted, images as pictures; anything else only opened
-//! with the default app or saved), and the plain file name a copy of one gets.
+//! text made safe to show, Markdown formatted, PNG, JPEG, GIF and WebP pictures as pictures;
+//! anything else, other pictures too, only opened with the default app or saved), and the plain
+//! file name a copy of one gets.
 
 use agentos_dbus_interfaces::text::display_safe_block;
 use agentos_dbus_interfaces::ArtifactInfo;
@@ -11,14 +12,18 @@ pub const PREVIEW_BYTES: u64 = 64 * 1024;
 /// Largest image shown.
 pub const IMAGE_BYTES: u64 = 8 * 1024 * 1024;
 
+/// The content types of the pictures shown ([`super::image`] decodes them); SVG and the
+/// other types GTK could read are opened or saved, not decoded in the panel.
+pub const IMAGE_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
+
 /// What is shown of an artifact besides its name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Preview {
     None,
     /// Its text, made safe to show.
     Text(String),
-    /// Its bytes, to be decoded as an image (by GTK's loaders, in the panel's process).
-    Image(Vec<u8>),
+    /// Its picture, decoded off the main loop, or why it is not shown.
+    Image(Result<super::image::Decoded, String>),
 }
 
 /// Which viewer shows an artifact.
@@ -28,7 +33,7 @@ pub enum Viewer {
     Text,
     /// Its text, formatted ([`crate::model::markdown`]).
     Markdown,
-    /// A picture, decoded by GTK's loaders.
+    /// A picture of one of [`IMAGE_TYPES`], decoded by [`super::image`].
     Image,
     /// Not shown: only opened with the default app or saved.
     Other,
@@ -52,7 +57,7 @@ const TEXT_TYPES: [&str; 8] = [
 pub fn viewer(name: &str, mime: &str, uncertain: bool, size: u64) -> Viewer {
     let text_sized = size <= PREVIEW_BYTES;
     if mime.starts_with("image/") {
-        return if size <= IMAGE_BYTES {
+        return if IMAGE_TYPES.contains(&mime) && size <= IMAGE_BYTES {
             Viewer::Image
         } else {
             Viewer::Other
@@ -165,7 +170,23 @@ mod tests {
             Viewer::Image
         );
         assert_eq!(
-            viewer("chart.svg", "image/svg+xml", false, IMAGE_BYTES + 1),
+            viewer("photo.jpg", "image/jpeg", false, IMAGE_BYTES),
+            Viewer::Image
+        );
+        assert_eq!(viewer("a.gif", "image/gif", false, 10), Viewer::Image);
+        assert_eq!(viewer("a.webp", "image/webp", false, 10), Viewer::Image);
+        assert_eq!(
+            viewer("chart.png", "image/png", false, IMAGE_BYTES + 1),
+            Viewer::Other
+        );
+        // Other pictures are not decoded here, however small.
+        assert_eq!(
+            viewer("chart.svg", "image/svg+xml", false, 100),
+            Viewer::Other
+        );
+        assert_eq!(viewer("a.tiff", "image/tiff", false, 10), Viewer::Other);
+        assert_eq!(
+            viewer("a.ico", "image/vnd.microsoft.icon", false, 10),
             Viewer::Other
         );
         assert_eq!(
@@ -221,7 +242,9 @@ mod tests {
             sha256: String::new(),
             size,
         };
-        assert_eq!(viewer_of(&a("chart.svg", 100)), Viewer::Image);
+        assert_eq!(viewer_of(&a("chart.png", 100)), Viewer::Image);
+        assert_eq!(viewer_of(&a("photo.JPEG", 100)), Viewer::Image);
+        assert_eq!(viewer_of(&a("chart.svg", 100)), Viewer::Other);
         assert_eq!(viewer_of(&a("report.txt", 8)), Viewer::Text);
         assert_eq!(viewer_of(&a("dump.bin", PREVIEW_BYTES + 1)), Viewer::Other);
     }

@@ -5,6 +5,7 @@ pub mod artifacts;
 pub mod audit;
 pub mod format;
 pub mod grants;
+pub mod image;
 pub mod markdown;
 pub mod paging;
 pub mod tasks;

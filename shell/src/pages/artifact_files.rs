@@ -11,12 +11,13 @@ use agentos_client::Client;
 use agentos_dbus_interfaces::ArtifactInfo;
 
 use crate::model::artifacts::{self, Preview, Viewer};
+use crate::model::image;
 
 /// Private copies older than this are removed when the next one is made.
 const COPIES_KEPT: Duration = Duration::from_secs(24 * 3600);
 
-/// What to show of an artifact in `viewer`: the text of a small text one, the bytes of an
-/// image; read off the main loop.
+/// What to show of an artifact in `viewer`: the text of a small text one, the decoded picture
+/// of an image; read and decoded off the main loop.
 pub async fn read_preview(
     task: &agentos_dbus_interfaces::proxies::Task1Proxy<'static>,
     a: &ArtifactInfo,
@@ -31,13 +32,15 @@ pub async fn read_preview(
         return Preview::None;
     };
     let file = std::fs::File::from(std::os::fd::OwnedFd::from(fd));
+    let (mime, _) = artifacts::content_type(&a.name);
     tokio::task::spawn_blocking(move || {
         let mut bytes = Vec::new();
         if file.take(limit).read_to_end(&mut bytes).is_err() {
             return Preview::None;
         }
         match viewer {
-            Viewer::Image => Preview::Image(bytes),
+            // Decoded here, off the main loop, within the size the panel shows.
+            Viewer::Image => Preview::Image(image::decode(&mime, &bytes)),
             _ => artifacts::text_preview(&bytes).map_or(Preview::None, Preview::Text),
         }
     })

@@ -1,5 +1,5 @@
 //! The widgets that show an artifact, shared by the Tasks and Artifacts pages: its viewer
-//! (text made safe to show, Markdown formatted, a picture), and the file chooser that asks
+//! (text made safe to show, Markdown formatted, a picture decoded off the main loop), and the file chooser that asks
 //! where a copy goes.
 
 use agentos_dbus_interfaces::ArtifactInfo;
@@ -22,23 +22,28 @@ pub fn describe(a: &ArtifactInfo) -> String {
 pub fn viewer(viewer: Viewer, preview: &Preview) -> Option<gtk::Widget> {
     match preview {
         Preview::None => None,
-        Preview::Image(bytes) => {
-            let bytes = gtk::glib::Bytes::from(&bytes[..]);
-            Some(match gtk::gdk::Texture::from_bytes(&bytes) {
-                Ok(texture) => {
-                    let picture = gtk::Picture::for_paintable(&texture);
-                    picture.set_widget_name("artifact-image");
-                    picture.set_halign(gtk::Align::Start);
-                    picture.set_size_request(-1, 160);
-                    picture.set_can_shrink(true);
-                    picture.upcast()
-                }
-                Err(e) => crate::ui::caption(&format!(
-                    "Not shown: not an image this panel can read ({e})"
-                ))
-                .upcast(),
-            })
+        Preview::Image(Ok(decoded)) => {
+            // Pixels decoded off the main loop ([`crate::model::image`]): nothing is decoded here.
+            let format = if decoded.alpha {
+                gtk::gdk::MemoryFormat::R8g8b8a8
+            } else {
+                gtk::gdk::MemoryFormat::R8g8b8
+            };
+            let texture = gtk::gdk::MemoryTexture::new(
+                decoded.width,
+                decoded.height,
+                format,
+                &decoded.pixels,
+                decoded.stride,
+            );
+            let picture = gtk::Picture::for_paintable(&texture);
+            picture.set_widget_name("artifact-image");
+            picture.set_halign(gtk::Align::Start);
+            picture.set_size_request(-1, 160);
+            picture.set_can_shrink(true);
+            Some(picture.upcast())
         }
+        Preview::Image(Err(why)) => Some(crate::ui::caption(&format!("Not shown: {why}")).upcast()),
         Preview::Text(text) => {
             let shown = crate::ui::text(text);
             if viewer == Viewer::Markdown {
