@@ -15,7 +15,6 @@ use std::time::Duration;
 use gtk::gio;
 use gtk::prelude::*;
 use zbus::zvariant::{Fd, OwnedObjectPath, Value};
-use zbus::DBusError as _;
 
 /// The portal's bus name, object and interface.
 const PORTAL: &str = "org.freedesktop.portal.Desktop";
@@ -83,18 +82,6 @@ pub fn falls_back_to_gio(miss: PortalMiss<'_>) -> bool {
     }
 }
 
-/// The D-Bus name of an error reply, if `e` is one.
-fn error_name(e: &zbus::Error) -> Option<String> {
-    match e {
-        zbus::Error::MethodError(name, ..) => Some(name.to_string()),
-        zbus::Error::FDO(e) => match e.as_ref() {
-            zbus::fdo::Error::ZBus(z) => error_name(z),
-            other => Some(other.name().to_string()),
-        },
-        _ => None,
-    }
-}
-
 /// Open `path` with the default app: the portal on `conn` first, GIO only where there is no
 /// portal ([`falls_back_to_gio`]).
 pub async fn open(conn: &zbus::Connection, path: &Path) -> Result<Opened, OpenError> {
@@ -107,7 +94,7 @@ pub async fn open(conn: &zbus::Connection, path: &Path) -> Result<Opened, OpenEr
             return Err(OpenError::PortalTimedOut);
         }
     };
-    let name = error_name(&miss);
+    let name = crate::link::error_name(&miss);
     if !falls_back_to_gio(PortalMiss::Error(name.as_deref())) {
         tracing::info!("the OpenURI portal refused {}: {miss}", path.display());
         return Err(OpenError::Refused(agentos_client::describe_zbus(&miss)));
@@ -279,16 +266,6 @@ mod tests {
             !falls_back_to_gio(PortalMiss::TimedOut),
             "a slow portal may still ask: GIO would open it twice"
         );
-    }
-
-    #[test]
-    fn error_replies_are_named() {
-        let e = zbus::Error::FDO(Box::new(zbus::fdo::Error::ServiceUnknown("x".into())));
-        assert_eq!(
-            error_name(&e).as_deref(),
-            Some("org.freedesktop.DBus.Error.ServiceUnknown")
-        );
-        assert_eq!(error_name(&zbus::Error::InvalidReply), None);
     }
 
     #[test]

@@ -26,7 +26,7 @@ mod support;
 use opener::install_opener;
 use support::*;
 
-/// The icon the tester agent's desktop file names.
+/// The icon a desktop file named after the tester agent names (which an agent does not get).
 const TESTER_ICON: &str = "accessories-text-editor";
 
 /// The real notification server the test runs (Debian's notification-daemon).
@@ -76,7 +76,8 @@ fn main() {
     std::env::set_var("XDG_CONFIG_HOME", env.root().join("config"));
     std::env::set_var("XDG_RUNTIME_DIR", env.root().join("run"));
     install_opener(env.root());
-    // The tester agent installed with a desktop file under its id, naming its icon.
+    // A desktop file under the tester agent's id, naming an icon: an agent's id is its
+    // manifest's word, so the dialog does not take that icon for it.
     std::fs::write(
         env.root().join("xdg-data/applications/tester.desktop"),
         format!(
@@ -503,12 +504,16 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
         "{t:?}"
     );
     assert!(has(&t, &format!("Task {read} (tester)")), "{t:?}");
-    // The requester's icon, from its desktop file.
+    // The requester is an agent: the generic icon, not the one of a desktop file under its id.
     let icon = all_of::<gtk::Image>(dialog.upcast_ref())
         .into_iter()
         .find(|i| i.widget_name() == "consent-requester-icon")
         .expect("the requester's icon");
-    assert_eq!(icon.icon_name().as_deref(), Some(TESTER_ICON));
+    assert_eq!(
+        icon.icon_name().as_deref(),
+        Some(agentos_panel::consent::icon::GENERIC)
+    );
+    assert_ne!(icon.icon_name().as_deref(), Some(TESTER_ICON));
     settle(300).await;
     shot(display, "panel-consent").await;
     press(display, "alt+a").await;

@@ -150,6 +150,78 @@ pub fn preview(value: &str) -> Preview {
     }
 }
 
+/// Who asks, as the panel found out from the kernel: what kind of caller the principal is,
+/// and so whether its id is vouched for (an app id the kernel read from the Flatpak sandbox or
+/// the app's systemd scope) or only claimed (an agent's id is whatever its manifest says).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Requester {
+    /// The user's own host process, without an app id (`host`).
+    Host,
+    /// A host app, by the app id of its systemd scope (`host:<app id>`).
+    HostApp(String),
+    /// A sandboxed (Flatpak) app by its app id: a principal that is not an agent and not `host`.
+    FlatpakApp(String),
+    /// An agent, by its id (from its manifest, or from its registration), its name and
+    /// whether it runs sandboxed.
+    Agent {
+        id: String,
+        name: String,
+        sandboxed: bool,
+    },
+    /// The kernel did not say (it did not answer, or not as expected).
+    Unknown(String),
+}
+
+/// The D-Bus errors of a lookup of `Agent1` on a principal that mean it is not an agent (no
+/// such object, or no agent there), rather than that the kernel did not answer.
+pub fn not_an_agent(error_name: &str) -> bool {
+    matches!(
+        error_name,
+        "org.freedesktop.DBus.Error.UnknownObject"
+            | "org.freedesktop.DBus.Error.UnknownInterface"
+            | "org.agentos.Error.UnknownAgent"
+    )
+}
+
+impl Requester {
+    /// The requester of `principal` that is not an agent (or may not be: `lookup_error`
+    /// names the error of looking it up as one, `None` when that was not tried).
+    pub fn not_agent(principal: &str, lookup_error: Option<&str>) -> Requester {
+        if principal == "host" {
+            return Requester::Host;
+        }
+        if let Some(app) = principal.strip_prefix("host:") {
+            return Requester::HostApp(app.to_string());
+        }
+        match lookup_error {
+            Some(name) if not_an_agent(name) => Requester::FlatpakApp(principal.to_string()),
+            _ => Requester::Unknown(principal.to_string()),
+        }
+    }
+
+    /// Who asks, in words: an agent's name and whether it runs sandboxed, or what kind of app.
+    pub fn words(&self) -> String {
+        match self {
+            Requester::Host => "host, a program on this computer (not sandboxed)".to_string(),
+            Requester::HostApp(app) => format!("{app}, an app on this computer (not sandboxed)"),
+            Requester::FlatpakApp(app) => format!("{app}, a sandboxed (Flatpak) app"),
+            Requester::Agent {
+                id,
+                name,
+                sandboxed,
+            } => format!(
+                "{name} ({id}), an agent that runs {}",
+                if *sandboxed {
+                    "sandboxed"
+                } else {
+                    "NOT sandboxed"
+                }
+            ),
+            Requester::Unknown(principal) => principal.clone(),
+        }
+    }
+}
+
 /// What the dialog shows about a request, everything made safe to show.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shown {
@@ -331,6 +403,50 @@ mod tests {
         let p = preview("evil\u{202e}gpj.exe\nrm -rf ~\u{1b}[2J");
         assert_eq!(p.short, "evilgpj.exe rm -rf ~[2J");
         assert_eq!(p.full.as_deref(), Some("evilgpj.exe\nrm -rf ~[2J"));
+    }
+
+    #[test]
+    fn requesters_by_principal_and_lookup() {
+        assert_eq!(Requester::not_agent("host", None), Requester::Host);
+        assert_eq!(
+            Requester::not_agent("host:org.gnome.Nautilus", None),
+            Requester::HostApp("org.gnome.Nautilus".into())
+        );
+        assert_eq!(
+            Requester::not_agent(
+                "org.example.Notes",
+                Some("org.freedesktop.DBus.Error.UnknownObject")
+            ),
+            Requester::FlatpakApp("org.example.Notes".into())
+        );
+        // The kernel did not answer: not taken for an app.
+        for e in [
+            Some("org.freedesktop.DBus.Error.ServiceUnknown"),
+            Some("org.freedesktop.DBus.Error.NoReply"),
+            None,
+        ] {
+            assert_eq!(
+                Requester::not_agent("org.example.Notes", e),
+                Requester::Unknown("org.example.Notes".into())
+            );
+        }
+        let agent = Requester::Agent {
+            id: "docs".into(),
+            name: "Documents".into(),
+            sandboxed: true,
+        };
+        assert_eq!(
+            agent.words(),
+            "Documents (docs), an agent that runs sandboxed"
+        );
+        assert_eq!(
+            Requester::FlatpakApp("org.example.Notes".into()).words(),
+            "org.example.Notes, a sandboxed (Flatpak) app"
+        );
+        assert_eq!(
+            Requester::HostApp("org.gnome.Nautilus".into()).words(),
+            "org.gnome.Nautilus, an app on this computer (not sandboxed)"
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use zbus::object_server::ObjectServer;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 
 use super::queue::Pending;
-use super::request::{offered, request_id_of, shown, with_call, Answer};
+use super::request::{offered, request_id_of, shown, with_call, Answer, Requester};
 
 /// How long the panel waits for the kernel to describe a request before showing what it sent.
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -177,27 +177,25 @@ struct Described {
     icon: Option<String>,
 }
 
-/// Who asks, in words: an agent's name and whether it runs sandboxed, or what kind of app.
-async fn requester(client: &Client, principal: &str) -> String {
-    if let Some(app) = principal.strip_prefix("host:") {
-        return format!("{app}, an app on this computer (not sandboxed)");
+/// Who asks: an agent (its name and whether it runs sandboxed, from the kernel), else what
+/// kind of app ([`Requester::not_agent`]).
+async fn requester(client: &Client, principal: &str) -> Requester {
+    if principal == "host" || principal.starts_with("host:") {
+        return Requester::not_agent(principal, None);
     }
     let agent = match client.agent(principal).await {
         Ok(agent) => agent,
-        Err(_) => return format!("{principal}, a sandboxed (Flatpak) app"),
+        Err(_) => return Requester::not_agent(principal, None),
     };
     match (agent.name().await, agent.sandboxed().await) {
-        (Ok(name), Ok(sandboxed)) => format!(
-            "{} ({principal}), an agent that runs {}",
+        (Ok(name), Ok(sandboxed)) => Requester::Agent {
+            id: principal.to_string(),
             name,
-            if sandboxed {
-                "sandboxed"
-            } else {
-                "NOT sandboxed"
-            }
-        ),
-        // No such agent: an app that is not an agent.
-        _ => format!("{principal}, a sandboxed (Flatpak) app"),
+            sandboxed,
+        },
+        (Err(e), _) | (_, Err(e)) => {
+            Requester::not_agent(principal, crate::link::error_name(&e).as_deref())
+        }
     }
 }
 
@@ -214,10 +212,12 @@ async fn describe(client: &Client, id: Option<u64>) -> Described {
             .into_iter()
             .find(|r| r.id == id)?;
         let requester = requester(client, &info.principal).await;
-        let principal = info.principal.clone();
-        let icon = tokio::task::spawn_blocking(move || super::icon::for_principal(&principal))
-            .await
-            .ok();
+        let icon = {
+            let requester = requester.clone();
+            tokio::task::spawn_blocking(move || super::icon::for_requester(&requester))
+                .await
+                .ok()
+        };
         let mut chain = Vec::new();
         let mut next = info.task;
         while next != 0 && chain.len() < CHAIN_LEN {
@@ -239,7 +239,7 @@ async fn describe(client: &Client, id: Option<u64>) -> Described {
         }
         Some(Described {
             info: Some(info),
-            requester: Some(requester),
+            requester: Some(requester.words()),
             chain,
             icon,
         })
