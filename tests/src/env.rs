@@ -214,10 +214,7 @@ impl Env {
     /// Xvfb on a free display, then the GTK portal backend on it and on the test's bus.
     async fn start_desktop(&mut self) {
         let n = (90..250)
-            .find(|n| {
-                !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-                    && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
-            })
+            .find(|&n| display_free(n))
             .expect("a free X display number");
         let display = format!(":{n}");
         let xvfb = self.service(Command::new("Xvfb").args([
@@ -501,6 +498,36 @@ fn isolated_env(root: &Path) -> Vec<(&'static str, std::ffi::OsString)> {
     ]
 }
 
+/// Whether X display `n` is free: no lock file, or one left by a server that is gone (Xvfb
+/// takes such a display over, stale socket and all).
+fn display_free(n: u32) -> bool {
+    match std::fs::read_to_string(format!("/tmp/.X{n}-lock")) {
+        Ok(pid) => pid
+            .trim()
+            .parse::<u32>()
+            .is_ok_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()),
+        Err(_) => !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists(),
+    }
+}
+
+/// Stop a service: SIGTERM first, so that it cleans up after itself (Xvfb removes its lock file
+/// and socket), then SIGKILL if it is still there after a second.
+fn stop(child: &mut Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 impl Drop for Env {
     fn drop(&mut self) {
         // Unmount the Documents portal's FUSE file system before its temp dir goes.
@@ -509,8 +536,7 @@ impl Drop for Env {
             let _ = Command::new("fusermount3").arg("-u").arg(&doc).status();
         }
         for mut s in self.services.drain(..) {
-            let _ = s.kill();
-            let _ = s.wait();
+            stop(&mut s);
         }
         if let Some(mut k) = self.kernel.take() {
             let _ = k.kill();
