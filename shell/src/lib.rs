@@ -9,6 +9,7 @@
 //! - [`model`]: what the pages show, as plain Rust tested without a display.
 
 pub mod app;
+pub mod bus_error;
 pub mod consent;
 pub mod link;
 pub mod model;

@@ -94,7 +94,7 @@ pub async fn open(conn: &zbus::Connection, path: &Path) -> Result<Opened, OpenEr
             return Err(OpenError::PortalTimedOut);
         }
     };
-    let name = crate::link::error_name(&miss);
+    let name = crate::bus_error::error_name(&miss);
     if !falls_back_to_gio(PortalMiss::Error(name.as_deref())) {
         tracing::info!("the OpenURI portal refused {}: {miss}", path.display());
         return Err(OpenError::Refused(agentos_client::describe_zbus(&miss)));

@@ -9,8 +9,7 @@ use gtk::prelude::*;
 
 use super::request::Requester;
 
-/// Shown when the requester has no desktop file with an icon.
-pub const GENERIC: &str = "application-x-executable-symbolic";
+pub use super::request::GENERIC_ICON as GENERIC;
 
 /// Longest desktop file id looked up.
 const MAX_ID: usize = 255;

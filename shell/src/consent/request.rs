@@ -7,6 +7,8 @@ use agentos_dbus_interfaces::text::{display_safe, display_safe_block};
 use agentos_dbus_interfaces::ConsentRequestInfo;
 use zbus::zvariant::{OwnedValue, Value};
 
+/// Shown when the requester has no desktop file with an icon.
+pub const GENERIC_ICON: &str = "application-x-executable-symbolic";
 /// The prefix of the request handles the kernel makes; the request id follows it.
 pub const HANDLE_PREFIX: &str = "/org/freedesktop/portal/desktop/request/agentos/r";
 /// The choice that carries the answer.
@@ -267,7 +269,7 @@ pub fn shown(
         body: display_safe_block(body, 4000),
         facts,
         chain: chain.iter().map(|c| display_safe(c, 200)).collect(),
-        icon: super::icon::GENERIC.to_string(),
+        icon: GENERIC_ICON.to_string(),
     }
 }
 

@@ -194,7 +194,7 @@ async fn requester(client: &Client, principal: &str) -> Requester {
             sandboxed,
         },
         (Err(e), _) | (_, Err(e)) => {
-            Requester::not_agent(principal, crate::link::error_name(&e).as_deref())
+            Requester::not_agent(principal, crate::bus_error::error_name(&e).as_deref())
         }
     }
 }
