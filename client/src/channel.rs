@@ -6,23 +6,12 @@
 use std::os::fd::OwnedFd;
 
 use agentos_dbus_interfaces::proxies::Channel1Proxy;
-use zbus::names::OwnedUniqueName;
 use zbus::proxy::CacheProperties;
 use zbus::Connection;
 
 use crate::chat::ChatError;
-use crate::client::Client;
+use crate::client::{Channel, Client};
 use crate::error::ClientError;
-
-/// An open channel and the kernel it leads to.
-#[derive(Debug)]
-pub(crate) struct Channel {
-    kernel: OwnedUniqueName,
-    conn: Connection,
-}
-
-/// The slot a client keeps its channel in.
-pub(crate) type ChannelSlot = tokio::sync::Mutex<Option<Channel>>;
 
 impl Client {
     /// `org.agentos.Channel1` on this client's channel to the verified kernel, opened now if

@@ -51,7 +51,14 @@ struct Shared {
     changes: watch::Sender<u64>,
     follower: Mutex<Option<JoinHandle<()>>>,
     /// The private channel to the kernel, once opened (see `channel.rs`).
-    channel: crate::channel::ChannelSlot,
+    channel: tokio::sync::Mutex<Option<Channel>>,
+}
+
+/// A private channel to the kernel (`channel.rs`) and the kernel it leads to.
+#[derive(Debug)]
+pub(crate) struct Channel {
+    pub(crate) kernel: OwnedUniqueName,
+    pub(crate) conn: Connection,
 }
 
 #[derive(Debug, Default)]
@@ -158,7 +165,7 @@ impl Client {
         Ok(Client { conn, shared })
     }
 
-    pub(crate) fn channel_slot(&self) -> &crate::channel::ChannelSlot {
+    pub(crate) fn channel_slot(&self) -> &tokio::sync::Mutex<Option<Channel>> {
         &self.shared.channel
     }
 
