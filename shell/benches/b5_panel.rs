@@ -48,9 +48,7 @@ fn driver() {
     assert!(rt.block_on(env.stop_kernel("TERM")).success());
     fill(&env.data_dir());
     rt.block_on(env.start_kernel());
-    let n = (500..700)
-        .find(|n| !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists())
-        .expect("a free display");
+    let n = agentos_tests::display::free_display().expect("a free display");
     let display = format!(":{n}");
     let mut xvfb = Command::new("Xvfb")
         .args([
@@ -154,13 +152,7 @@ struct Figures {
 fn run_child(exe: &Path, display: &str, env: &Env, args: &[&str]) -> Figures {
     let out = Command::new(exe)
         .args(args)
-        .env("DISPLAY", display)
-        .env("GDK_BACKEND", "x11")
-        .env("GSK_RENDERER", "cairo")
-        .env("NO_AT_BRIDGE", "1")
-        .env("GTK_A11Y", "none")
-        .env("ADW_DISABLE_PORTAL", "1")
-        .env("GSETTINGS_BACKEND", "memory")
+        .envs(agentos_tests::display::gtk_env(display))
         .env("DBUS_SESSION_BUS_ADDRESS", &env.address)
         .output()
         .expect("a child");

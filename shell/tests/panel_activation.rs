@@ -27,19 +27,11 @@ const APPLICATION: &str = "org.freedesktop.Application";
 /// `UpdateActivationEnvironment`): the display, and the system's data dirs for GSettings
 /// schemas and icons.
 fn session_env(display: &str) -> HashMap<&'static str, String> {
-    [
-        ("DISPLAY", display),
-        ("GDK_BACKEND", "x11"),
-        ("GSK_RENDERER", "cairo"),
-        ("NO_AT_BRIDGE", "1"),
-        ("GTK_A11Y", "none"),
-        ("ADW_DISABLE_PORTAL", "1"),
-        ("GSETTINGS_BACKEND", "memory"),
-        ("XDG_DATA_DIRS", "/usr/share"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k, v.to_string()))
-    .collect()
+    let mut env: HashMap<_, _> = agentos_tests::display::gtk_env(display)
+        .into_iter()
+        .collect();
+    env.insert("XDG_DATA_DIRS", "/usr/share".to_string());
+    env
 }
 
 async fn has_owner(env: &Env, name: &str) -> bool {
@@ -66,12 +58,7 @@ fn dialog_shown(display: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notification_answer_starts_the_panel_and_reaches_the_kernel() {
-    let missing: Vec<&str> = ["/usr/bin/Xvfb", "/usr/bin/xdotool"]
-        .into_iter()
-        .filter(|p| !Path::new(p).exists())
-        .collect();
-    if !missing.is_empty() {
-        eprintln!("skipping: {missing:?} not installed (apt-get install xvfb xdotool)");
+    if agentos_tests::display::missing(&["/usr/bin/Xvfb", "/usr/bin/xdotool"], "xvfb xdotool") {
         return;
     }
     bounded_for(Duration::from_secs(150), async {

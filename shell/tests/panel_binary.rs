@@ -3,7 +3,6 @@
 //! window, and a consent request is answered in its dialog with the keyboard (Alt+O, allow
 //! once) and applied by the kernel. Skips, saying why, where Xvfb or xdotool are missing.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -35,12 +34,7 @@ async fn window(display: &str, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_program_answers_consent() {
-    let missing: Vec<&str> = ["/usr/bin/Xvfb", "/usr/bin/xdotool"]
-        .into_iter()
-        .filter(|p| !Path::new(p).exists())
-        .collect();
-    if !missing.is_empty() {
-        eprintln!("skipping: {missing:?} not installed (apt-get install xvfb xdotool)");
+    if agentos_tests::display::missing(&["/usr/bin/Xvfb", "/usr/bin/xdotool"], "xvfb xdotool") {
         return;
     }
     bounded_for(Duration::from_secs(90), async {
@@ -57,13 +51,7 @@ async fn the_program_answers_consent() {
             Command::new(env!("CARGO_BIN_EXE_agentos-panel"))
                 .arg("--address")
                 .arg(&env.address)
-                .env("DISPLAY", &display)
-                .env("GDK_BACKEND", "x11")
-                .env("GSK_RENDERER", "cairo")
-                .env("NO_AT_BRIDGE", "1")
-                .env("GTK_A11Y", "none")
-                .env("ADW_DISABLE_PORTAL", "1")
-                .env("GSETTINGS_BACKEND", "memory")
+                .envs(agentos_tests::display::gtk_env(&display))
                 // GSettings schemas and icons, as a desktop session has them.
                 .env("XDG_DATA_DIRS", "/usr/share"),
         );

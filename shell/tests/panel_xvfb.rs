@@ -33,12 +33,10 @@ const TESTER_ICON: &str = "accessories-text-editor";
 const NOTIFICATION_DAEMON: &str = "/usr/lib/notification-daemon/notification-daemon";
 
 fn main() {
-    let missing: Vec<&str> = ["/usr/bin/Xvfb", "/usr/bin/xdotool", "/usr/bin/import"]
-        .into_iter()
-        .filter(|p| !Path::new(p).exists())
-        .collect();
-    if !missing.is_empty() {
-        eprintln!("skipping panel_xvfb: {missing:?} not installed (apt-get install xvfb xdotool imagemagick)");
+    if agentos_tests::display::missing(
+        &["/usr/bin/Xvfb", "/usr/bin/xdotool", "/usr/bin/import"],
+        "xvfb xdotool imagemagick",
+    ) {
         return;
     }
     // A hang anywhere fails the test instead of blocking the suite.
@@ -60,14 +58,9 @@ fn main() {
     }));
     let display = env.display.clone().expect("the test's display");
     // This process is the panel: its display and its bus are the test's.
-    std::env::set_var("DISPLAY", &display);
-    std::env::set_var("GDK_BACKEND", "x11");
-    std::env::set_var("GSK_RENDERER", "cairo");
-    std::env::set_var("NO_AT_BRIDGE", "1");
-    // libadwaita would ask the settings portal for the colour scheme (and activate one).
-    std::env::set_var("ADW_DISABLE_PORTAL", "1");
-    std::env::set_var("GTK_A11Y", "none");
-    std::env::set_var("GSETTINGS_BACKEND", "memory");
+    for (key, value) in agentos_tests::display::gtk_env(&display) {
+        std::env::set_var(key, value);
+    }
     std::env::set_var("DBUS_SESSION_BUS_ADDRESS", &env.address);
     // The user's home and dirs are the test's (where a copy of an artifact is saved, where
     // GIO finds the default app for text, where private copies for it are made).

@@ -213,9 +213,7 @@ impl Env {
 
     /// Xvfb on a free display, then the GTK portal backend on it and on the test's bus.
     async fn start_desktop(&mut self) {
-        let n = (90..250)
-            .find(|&n| display_free(n))
-            .expect("a free X display number");
+        let n = crate::display::free_display().expect("a free X display number");
         let display = format!(":{n}");
         let xvfb = self.service(Command::new("Xvfb").args([
             display.as_str(),
@@ -496,18 +494,6 @@ fn isolated_env(root: &Path) -> Vec<(&'static str, std::ffi::OsString)> {
         ("XDG_CONFIG_HOME", root.join("config").into()),
         ("XDG_RUNTIME_DIR", root.join("run").into()),
     ]
-}
-
-/// Whether X display `n` is free: no lock file, or one left by a server that is gone (Xvfb
-/// takes such a display over, stale socket and all).
-fn display_free(n: u32) -> bool {
-    match std::fs::read_to_string(format!("/tmp/.X{n}-lock")) {
-        Ok(pid) => pid
-            .trim()
-            .parse::<u32>()
-            .is_ok_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()),
-        Err(_) => !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists(),
-    }
 }
 
 /// Stop a service: SIGTERM first, so that it cleans up after itself (Xvfb removes its lock file

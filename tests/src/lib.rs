@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod consent;
 pub mod contract;
+pub mod display;
 pub mod env;
 pub mod flatpak;
 pub mod keyring;
