@@ -160,19 +160,10 @@ impl Component for ArtifactsPage {
                 }
             }
             ArtifactsInput::Open => {
-                let (Some(client), Some((task, name))) =
-                    (self.client.clone(), self.selected.clone())
-                else {
+                let Some((client, task, info)) = self.selection() else {
                     return;
                 };
-                let Some(info) = self
-                    .listed
-                    .iter()
-                    .find(|l| l.is(task, &name))
-                    .map(|l| l.info.clone())
-                else {
-                    return;
-                };
+                let name = info.name.clone();
                 self.status.set_label(&format!(
                     "Opening {}…",
                     crate::model::format::line(&name, 80)
@@ -298,20 +289,20 @@ impl ArtifactsPage {
         });
     }
 
+    /// The kernel connection, and the selected artifact with its task, while both are there.
+    fn selection(&self) -> Option<(Client, u64, ArtifactInfo)> {
+        let client = self.client.clone()?;
+        let (task, name) = self.selected.as_ref()?;
+        let listed = self.listed.iter().find(|l| l.is(*task, name))?;
+        Some((client, *task, listed.info.clone()))
+    }
+
     fn read_selected(&self, sender: &ComponentSender<Self>) {
         crate::ui::clear(&self.viewer);
-        let (Some(client), Some((task, name))) = (self.client.clone(), self.selected.clone())
-        else {
+        let Some((client, task, info)) = self.selection() else {
             return;
         };
-        let Some(info) = self
-            .listed
-            .iter()
-            .find(|l| l.is(task, &name))
-            .map(|l| l.info.clone())
-        else {
-            return;
-        };
+        let name = info.name.clone();
         sender.oneshot_command(async move {
             let viewer = artifacts::viewer_of(&info);
             let preview = match client.task(task).await {
