@@ -191,32 +191,9 @@ impl ConsentDesk {
 mod tests {
     use super::*;
 
-    #[test]
-    fn ids_follow_a_base_that_differs_between_runs() {
-        let (a, b) = (run_base(), run_base());
-        assert_ne!(a, b, "two runs would number their requests alike");
-        assert!(a < 1 << 40 && b < 1 << 40);
-        let desk = ConsentDesk::numbered_after(a);
-        let ask = || ConsentRequestInfo {
-            id: 0,
-            principal: "a".into(),
-            capability: "files.read".into(),
-            scope: "/d".into(),
-            task: 1,
-            title: "t".into(),
-            subtitle: "s".into(),
-            body: "b".into(),
-            since: 5,
-        };
-        let (first, _) = desk.open(ask());
-        let (second, _) = desk.open(ask());
-        assert_eq!((first.id, second.id), (a + 1, a + 2));
-    }
-
-    #[test]
-    fn requests_are_listed_until_settled() {
-        let desk = ConsentDesk::default();
-        let ask = |principal: &str| ConsentRequestInfo {
+    /// A request of `principal` to read files, as the desk is handed one.
+    fn asked(principal: &str) -> ConsentRequestInfo {
+        ConsentRequestInfo {
             id: 0,
             principal: principal.into(),
             capability: "files.read".into(),
@@ -226,9 +203,25 @@ mod tests {
             subtitle: "s".into(),
             body: "b".into(),
             since: 5,
-        };
-        let (a, n) = desk.open(ask("a"));
-        let (b, m) = desk.open(ask("b"));
+        }
+    }
+
+    #[test]
+    fn ids_follow_a_base_that_differs_between_runs() {
+        let (a, b) = (run_base(), run_base());
+        assert_ne!(a, b, "two runs would number their requests alike");
+        assert!(a < 1 << 40 && b < 1 << 40);
+        let desk = ConsentDesk::numbered_after(a);
+        let (first, _) = desk.open(asked("a"));
+        let (second, _) = desk.open(asked("a"));
+        assert_eq!((first.id, second.id), (a + 1, a + 2));
+    }
+
+    #[test]
+    fn requests_are_listed_until_settled() {
+        let desk = ConsentDesk::default();
+        let (a, n) = desk.open(asked("a"));
+        let (b, m) = desk.open(asked("b"));
         assert_eq!((n, m), (1, 2));
         assert_ne!(a.id, b.id);
         assert_eq!(desk.settle(a.id), 1);
