@@ -1,9 +1,14 @@
 //! A reply's SSE body read as events (by `eventsource-stream` over reqwest's byte stream), each
 //! handed to the provider's decoder, under the first-token and idle time limits. Dropping the
-//! stream drops the response, which closes the connection at once.
+//! stream before the reply is whole drops the response, which closes the connection at once (so
+//! the server stops generating); once the reply is whole, what is left of the body (the end of
+//! its chunked encoding, usually already on its way) is read off the kernel's path, so the
+//! connection goes back to the pool instead of being closed and opened again for the next
+//! request.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::time::Duration;
 
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures_util::stream::{self, Stream, StreamExt};
@@ -101,8 +106,9 @@ async fn next<D: Decoder>(st: &mut State<D>) -> Option<Result<ChatEvent, ModelEr
                 match st.decoder.event(&ev.event, &ev.data, &mut st.out) {
                     Ok(true) => {
                         st.complete = true;
-                        // The reply is whole: the connection is let go without reading on.
-                        st.sse = None;
+                        if let Some(rest) = st.sse.take() {
+                            drain(rest);
+                        }
                         st.decoder.end(true, &mut st.out)
                     }
                     Ok(false) => Ok(()),
@@ -117,6 +123,29 @@ async fn next<D: Decoder>(st: &mut State<D>) -> Option<Result<ChatEvent, ModelEr
             return Some(Err(e));
         }
     }
+}
+
+/// How long, and how many events, the rest of a whole reply's body is read for its connection's
+/// sake; a server that sends on after its reply ended loses the connection instead.
+const DRAIN_FOR: Duration = Duration::from_secs(2);
+const DRAIN_EVENTS: usize = 16;
+
+/// Read the rest of a whole reply's body in a task of its own, so that the connection it came
+/// on can serve the next request; where there is no runtime to run it, it is dropped (closed).
+fn drain(mut rest: Sse) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        let read = async {
+            for _ in 0..DRAIN_EVENTS {
+                if !matches!(rest.next().await, Some(Ok(_))) {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_FOR, read).await;
+    });
 }
 
 fn stream_error(e: EventStreamError<reqwest::Error>) -> ModelError {

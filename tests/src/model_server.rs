@@ -30,6 +30,9 @@ pub struct ServerConfig {
     pub context: u32,
     /// The model's name (`/v1/models`, `-a` of llama-server).
     pub model: String,
+    /// Between an answer's `[DONE]` and the end of its chunked body (a server whose last bytes
+    /// come in a packet of their own).
+    pub end_delay: Duration,
 }
 
 impl Default for ServerConfig {
@@ -41,6 +44,7 @@ impl Default for ServerConfig {
             tokens: 8,
             context: 4096,
             model: "fixture-model".into(),
+            end_delay: Duration::ZERO,
         }
     }
 }
@@ -56,6 +60,8 @@ pub struct Served {
     pub abandoned: bool,
     /// The request's JSON.
     pub body: String,
+    /// Which connection it came on (numbered from 1 in the order they were accepted).
+    pub connection: u64,
 }
 
 #[derive(Default)]
@@ -90,9 +96,11 @@ impl ModelServer {
             slots,
         });
         tokio::spawn(async move {
+            let mut accepted = 0;
             while let Ok((conn, _)) = listener.accept().await {
                 let _ = conn.set_nodelay(true);
-                tokio::spawn(serve(conn, Arc::clone(&shared)));
+                accepted += 1;
+                tokio::spawn(serve(conn, accepted, Arc::clone(&shared)));
             }
         });
         ModelServer {
@@ -212,7 +220,7 @@ async fn chunk(conn: &mut TcpStream, data: &str) -> std::io::Result<()> {
     conn.write_all(framed.as_bytes()).await
 }
 
-async fn serve(mut conn: TcpStream, shared: Arc<Shared>) {
+async fn serve(mut conn: TcpStream, connection: u64, shared: Arc<Shared>) {
     let mut buf = Vec::new();
     while let Some(req) = read_request(&mut conn, &mut buf).await {
         let c = &shared.config;
@@ -234,7 +242,9 @@ async fn serve(mut conn: TcpStream, shared: Arc<Shared>) {
                 });
                 respond_json(&mut conn, 200, &models.to_string()).await
             }
-            ("POST", "/v1/chat/completions") => chat(&mut conn, &shared, req.body).await,
+            ("POST", "/v1/chat/completions") => {
+                chat(&mut conn, connection, &shared, req.body).await
+            }
             _ => respond_json(&mut conn, 404, r#"{"error":{"message":"not found"}}"#).await,
         };
         if done.is_err() {
@@ -244,13 +254,19 @@ async fn serve(mut conn: TcpStream, shared: Arc<Shared>) {
 }
 
 /// Stream one answer: wait for a slot, then the first token, then the rest, paced.
-async fn chat(conn: &mut TcpStream, shared: &Shared, body: Vec<u8>) -> std::io::Result<()> {
+async fn chat(
+    conn: &mut TcpStream,
+    connection: u64,
+    shared: &Shared,
+    body: Vec<u8>,
+) -> std::io::Result<()> {
     let since = || shared.started.elapsed();
     let index = {
         let mut r = lock(&shared.record);
         r.served.push(Served {
             arrived: since(),
             body: String::from_utf8_lossy(&body).into_owned(),
+            connection,
             ..Served::default()
         });
         r.served.len() - 1
@@ -321,6 +337,9 @@ async fn stream_answer(
     });
     chunk(conn, &format!("data: {usage}\n\n")).await?;
     chunk(conn, "data: [DONE]\n\n").await?;
+    if !c.end_delay.is_zero() {
+        tokio::time::sleep(c.end_delay).await;
+    }
     conn.write_all(b"0\r\n\r\n").await
 }
 

@@ -5,7 +5,9 @@
 //! at once; each provider error in plain words; a remote provider (its key in a real
 //! gnome-keyring) denied to an agent without `model.remote` and used with it, the key in no log;
 //! an emulated Flatpak app refused without `model.use` and served with it, on the bus and on a
-//! private channel it opened (which asks as the app; an fd the app sends on it ends it).
+//! private channel it opened (which asks as the app; an fd the app sends on it ends it); one
+//! connection to the model server kept for answer after answer, even when a body's end comes
+//! after the answer's last event.
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +16,7 @@ use agentos_dbus_interfaces::proxies::Models1Proxy;
 use agentos_dbus_interfaces::{Error, TaskState};
 use agentos_tests::keyring::Keyring;
 use agentos_tests::model_fixture::{ModelServer, Props};
+use agentos_tests::model_server::{ModelServer as PacedServer, ServerConfig};
 use agentos_tests::{bin, bounded, bounded_for, channel_on, ConsentReply, Env, Responder};
 
 /// `models.toml` for a kernel that looks for llama-server at `server` and not for Ollama.
@@ -736,6 +739,51 @@ async fn cancelling_a_task_cancels_its_model_requests() {
         assert_eq!(
             env.wait_task(task).await.state,
             TaskState::Canceled.as_str()
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn answers_keep_one_connection_to_the_model_server() {
+    bounded(async {
+        // The end of each answer's body comes 30 ms after its last event.
+        let server = PacedServer::start(ServerConfig {
+            first_token: Duration::from_millis(5),
+            token_gap: Duration::from_millis(1),
+            tokens: 3,
+            end_delay: Duration::from_millis(30),
+            ..ServerConfig::default()
+        })
+        .await;
+        let settings = format!(
+            "[local]\nollama = \"off\"\nllama-server = \"{}\"\n",
+            server.url
+        );
+        let env = env_with(&settings).await;
+        let c = client(&env).await;
+        for n in 1..=3 {
+            let (_, stream) = c.chat(&ask("hi", Some(3))).await.expect("Chat");
+            let reply = stream.collect().await.expect("the answer");
+            assert_eq!(reply.finish, "stop");
+            // The answer was whole before its body ended; then its end was sent.
+            until(
+                "the server sent the answer's end",
+                Duration::from_secs(5),
+                || server.served().len() == n && server.served()[n - 1].finished.is_some(),
+            )
+            .await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let served = server.served();
+        let connections: Vec<u64> = served.iter().map(|s| s.connection).collect();
+        assert!(
+            connections.iter().all(|c| *c == connections[0]),
+            "each answer came on a connection of its own: {connections:?}"
+        );
+        assert!(
+            served.iter().all(|s| !s.abandoned),
+            "the kernel left an answer before its end"
         );
     })
     .await;
