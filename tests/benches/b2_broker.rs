@@ -8,7 +8,8 @@
 //! ≤ 1 ms p99; added inter-token p99 ≤ 0.5 ms.
 //!
 //! Run: `cargo build --release --workspace && cargo bench -p agentos-tests --bench b2_broker`
-//! (`B2_ROUNDS`, default 5, rounds of each way per level.)
+//! (`B2_ROUNDS`, default 5, rounds of each way per level; `B2_LEVELS`, default 3, how many of the
+//! levels to run, from the first.)
 
 use std::time::{Duration, Instant};
 
@@ -176,7 +177,8 @@ fn main() {
             "streams", "direct TTFT p50/p99", "kernel TTFT p50/p99", "added TTFT p50/p99", "gap p99 d/k/added"
         );
         let mut met = true;
-        for n in LEVELS {
+        let levels: usize = setting("B2_LEVELS", LEVELS.len());
+        for n in LEVELS.into_iter().take(levels) {
             let (mut d, mut k) = (Timing::default(), Timing::default());
             for _ in 0..rounds {
                 let runs =
