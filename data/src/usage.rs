@@ -33,9 +33,9 @@ impl Store {
     /// Add each of `rows` to its sums, in one transaction.
     pub fn add_model_usage(&self, rows: &[ModelUsage]) -> Result<(), StoreError> {
         let tx = self.begin()?;
-        for r in rows {
-            tx.execute(
-                "INSERT INTO model_usage (kind, who, owner, requests, input_tokens, output_tokens,
+        // Parsed once per connection (every finished model request comes here).
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO model_usage (kind, who, owner, requests, input_tokens, output_tokens,
                                           millis, cost_micros)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT (kind, who) DO UPDATE SET
@@ -44,18 +44,20 @@ impl Store {
                      output_tokens = min(output_tokens + excluded.output_tokens, 9223372036854775807),
                      millis = min(millis + excluded.millis, 9223372036854775807),
                      cost_micros = min(cost_micros + excluded.cost_micros, 9223372036854775807)",
-                params![
-                    r.kind,
-                    r.who,
-                    r.owner,
-                    int(r.requests),
-                    int(r.input_tokens),
-                    int(r.output_tokens),
-                    int(r.millis),
-                    int(r.cost_micros)
-                ],
-            )?;
+        )?;
+        for r in rows {
+            insert.execute(params![
+                r.kind,
+                r.who,
+                r.owner,
+                int(r.requests),
+                int(r.input_tokens),
+                int(r.output_tokens),
+                int(r.millis),
+                int(r.cost_micros)
+            ])?;
         }
+        drop(insert);
         tx.commit()?;
         Ok(())
     }
