@@ -7,113 +7,11 @@ pub const MAX_PASSAGE_CHARS: usize = 600;
 pub const MAX_PASSAGES: usize = 6;
 pub const MAX_PASSAGE_TOKENS: usize = 600;
 
-/// Words too common to say what a question is about.
-const STOPWORDS: &[&str] = &[
-    "a",
-    "about",
-    "all",
-    "an",
-    "and",
-    "any",
-    "are",
-    "as",
-    "at",
-    "be",
-    "by",
-    "can",
-    "could",
-    "describe",
-    "did",
-    "do",
-    "does",
-    "explain",
-    "for",
-    "from",
-    "has",
-    "have",
-    "how",
-    "i",
-    "if",
-    "in",
-    "is",
-    "it",
-    "its",
-    "list",
-    "me",
-    "much",
-    "my",
-    "of",
-    "on",
-    "or",
-    "our",
-    "say",
-    "says",
-    "should",
-    "summarise",
-    "summarize",
-    "tell",
-    "that",
-    "the",
-    "their",
-    "there",
-    "this",
-    "to",
-    "was",
-    "we",
-    "were",
-    "what",
-    "when",
-    "where",
-    "which",
-    "who",
-    "whom",
-    "whose",
-    "why",
-    "will",
-    "with",
-    "would",
-    "you",
-    "your",
-];
-
-/// Whether `word` (lower case) is too common to search for.
-pub fn is_common(word: &str) -> bool {
-    STOPWORDS.contains(&word)
-}
-
-/// A word as it is compared: lower case, a plural's "s" dropped.
-fn stem(word: &str) -> String {
-    let w = word.to_lowercase();
-    match w.strip_suffix('s') {
-        Some(s) if s.chars().count() >= 3 && !s.ends_with('s') => s.to_string(),
-        _ => w,
-    }
-}
-
-/// The words of `text`, stemmed (letters and digits; everything else separates).
-pub fn words(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(stem)
-}
+pub use agentos_sdk::words::{is_common, tokens, words};
 
 /// What a question is about: its words without the common ones, each once, in order.
 pub fn keywords(question: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for w in question.split(|c: char| !c.is_alphanumeric()) {
-        let lower = w.to_lowercase();
-        if lower.is_empty() || STOPWORDS.contains(&lower.as_str()) {
-            continue;
-        }
-        if lower.chars().count() < 2 && !lower.chars().all(|c| c.is_ascii_digit()) {
-            continue;
-        }
-        let s = stem(&lower);
-        if !out.contains(&s) {
-            out.push(s);
-        }
-    }
-    out
+    agentos_sdk::words::keywords(question, &[])
 }
 
 /// How well `text` matches `keywords`: 4 per keyword present, plus 1 per occurrence beyond the
@@ -200,11 +98,6 @@ fn cut(line: &str) -> Vec<&str> {
         out.push(rest);
     }
     out
-}
-
-/// A rough count of a text's tokens (about four characters each).
-pub fn tokens(text: &str) -> usize {
-    text.chars().count().div_ceil(4)
 }
 
 /// The passages to give the model: those matching `keywords` best, at most [`MAX_PASSAGES`]

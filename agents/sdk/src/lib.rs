@@ -26,6 +26,7 @@ mod register;
 mod service;
 mod task;
 pub mod text_model;
+pub mod words;
 
 pub use agentos_client::{
     ChatError, ChatEvent, ChatMessage, ChatReply, ChatRequest, ChatStream, ToolCall, ToolDefinition,

@@ -5,112 +5,22 @@
 pub const MAX_PAGE_TOKENS: usize = 900;
 const MAX_PIECE_CHARS: usize = 500;
 
-/// Words too common to say what a question is about.
-const STOPWORDS: &[&str] = &[
-    "a",
-    "about",
-    "all",
-    "an",
-    "and",
-    "any",
-    "are",
-    "as",
-    "at",
-    "be",
-    "by",
-    "can",
-    "could",
-    "describe",
-    "did",
-    "do",
-    "does",
-    "explain",
-    "for",
-    "from",
-    "has",
-    "have",
-    "how",
-    "i",
-    "if",
-    "in",
-    "is",
-    "it",
-    "its",
-    "list",
-    "me",
-    "my",
-    "of",
-    "on",
-    "or",
-    "page",
-    "say",
-    "says",
-    "site",
-    "should",
-    "summarise",
-    "summarize",
-    "tell",
-    "that",
-    "the",
-    "there",
-    "this",
-    "to",
-    "was",
-    "we",
-    "were",
-    "what",
-    "when",
-    "where",
-    "which",
-    "who",
-    "why",
-    "will",
-    "with",
-    "would",
-    "you",
-];
-
-/// A rough count of a text's tokens (about four characters each).
-pub fn tokens(text: &str) -> usize {
-    text.chars().count().div_ceil(4)
-}
-
-fn stem(word: &str) -> String {
-    let w = word.to_lowercase();
-    match w.strip_suffix('s') {
-        Some(s) if s.chars().count() >= 3 && !s.ends_with('s') => s.to_string(),
-        _ => w,
-    }
-}
+pub use agentos_sdk::words::tokens;
+use agentos_sdk::words::words;
 
 /// What a question is about: its words, without URLs and common words, each once.
 pub fn keywords(question: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for w in question
+    let without_urls: Vec<&str> = question
         .split_whitespace()
         .filter(|w| !w.starts_with("http://") && !w.starts_with("https://"))
-        .flat_map(|w| w.split(|c: char| !c.is_alphanumeric()))
-    {
-        let lower = w.to_lowercase();
-        if lower.chars().count() < 2 || STOPWORDS.contains(&lower.as_str()) {
-            continue;
-        }
-        let s = stem(&lower);
-        if !out.contains(&s) {
-            out.push(s);
-        }
-    }
-    out
+        .collect();
+    agentos_sdk::words::keywords(&without_urls.join(" "), &["page", "site"])
 }
 
 /// Keywords present in `text`, each counted once.
 fn score(text: &str, keywords: &[String]) -> usize {
-    let words: Vec<String> = text
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(stem)
-        .collect();
-    keywords.iter().filter(|k| words.contains(k)).count()
+    let present: Vec<String> = words(text).collect();
+    keywords.iter().filter(|k| present.contains(k)).count()
 }
 
 /// `text` in pieces of whole lines (long lines cut), each at most [`MAX_PIECE_CHARS`].
