@@ -122,17 +122,11 @@ impl Steps {
 /// `agentctl ask [--agent ID] [--timeout SECS] <goal>`.
 pub async fn ask(kernel: &Kernel, agent: &str, goal: &str, timeout: Option<u32>) -> Result<u8> {
     let started = delegate::delegate(kernel, agent, goal, timeout, |e| refused(agent, e)).await?;
-    let Delegated {
-        id,
-        path,
-        early,
-        mut changes,
-        mut signals_open,
-        mut interrupt,
-    } = match started {
+    let mut delegated: Delegated = match started {
         Started::Delegated(d) => d,
         Started::Interrupted(status) => return Ok(status),
     };
+    let id = delegated.id;
     // The user watches this task: its model requests (and its sub-tasks') come first.
     if let Err(e) = kernel.proxy.set_focus(id).await {
         output::warn(&format!(
@@ -164,17 +158,17 @@ pub async fn ask(kernel: &Kernel, agent: &str, goal: &str, timeout: Option<u32>)
         }
         Ok(None)
     };
-    for event in &early {
+    for event in &delegated.early {
         state = show(event, &mut answer)?.or(state);
     }
     let mut poll = tokio::time::interval(POLL_INTERVAL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while state.is_none_or(|s: TaskState| !s.is_terminal()) {
         tokio::select! {
-            change = changes.next(), if signals_open => match change {
+            change = delegated.changes.next(), if delegated.signals_open => match change {
                 Some(Ok(event)) => state = show(&event, &mut answer)?.or(state),
                 Some(Err(_)) => {}
-                None => signals_open = false,
+                None => delegated.signals_open = false,
             },
             _ = poll.tick() => {
                 let task = kernel.proxy.get_task(id).await?;
@@ -190,7 +184,7 @@ pub async fn ask(kernel: &Kernel, agent: &str, goal: &str, timeout: Option<u32>)
                     state = show(&event, &mut answer)?.or(state);
                 }
             }
-            _ = interrupt.recv() => {
+            _ = delegated.interrupt.recv() => {
                 if answer.mid_line {
                     output::emit("\n")?;
                 }
@@ -198,7 +192,7 @@ pub async fn ask(kernel: &Kernel, agent: &str, goal: &str, timeout: Option<u32>)
             }
         }
     }
-    finish(kernel, id, &path, state, &mut answer).await
+    finish(kernel, id, &delegated.path, state, &mut answer).await
 }
 
 /// The delegation was refused: say to whom, and what to do when the agent is missing.

@@ -23,39 +23,33 @@ pub async fn run(
     json: bool,
 ) -> Result<u8> {
     let started = delegate::delegate(kernel, agent, goal, timeout, CliError::from).await?;
-    let Delegated {
-        id,
-        path,
-        early,
-        mut changes,
-        mut signals_open,
-        mut interrupt,
-    } = match started {
+    let mut delegated: Delegated = match started {
         Started::Delegated(d) => d,
         Started::Interrupted(status) => return Ok(status),
     };
+    let id = delegated.id;
     let mut follower = Follower::new(id, json);
     follower.say(&format!("task {id} delegated to {}", output::clean(agent)))?;
-    for event in early {
+    for event in delegated.early.drain(..) {
         follower.update(&Change::from_event(event))?;
     }
     let mut poll = tokio::time::interval(POLL_INTERVAL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while follower.root_state.is_none_or(|s| !s.is_terminal()) {
         tokio::select! {
-            change = changes.next(), if signals_open => match change {
+            change = delegated.changes.next(), if delegated.signals_open => match change {
                 Some(Ok(change)) => follower.update(&Change::from_event(change))?,
                 Some(Err(_)) => {}
-                None => signals_open = false,
+                None => delegated.signals_open = false,
             },
             _ = poll.tick() => {
                 let task = kernel.proxy.get_task(id).await?;
                 follower.update(&Change::from_task(task))?;
             }
-            _ = interrupt.recv() => return Ok(delegate::cancel(kernel, id).await),
+            _ = delegated.interrupt.recv() => return Ok(delegate::cancel(kernel, id).await),
         }
     }
-    finish(kernel, id, &path, follower.root_state, json).await
+    finish(kernel, id, &delegated.path, follower.root_state, json).await
 }
 
 #[derive(Serialize)]
