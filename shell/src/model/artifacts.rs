@@ -165,66 +165,42 @@ mod tests {
 
     #[test]
     fn viewers_by_content_type_and_size() {
-        assert_eq!(
-            viewer("chart.png", "image/png", false, 100_000),
-            Viewer::Image
-        );
-        assert_eq!(
-            viewer("photo.jpg", "image/jpeg", false, IMAGE_BYTES),
-            Viewer::Image
-        );
-        assert_eq!(viewer("a.gif", "image/gif", false, 10), Viewer::Image);
-        assert_eq!(viewer("a.webp", "image/webp", false, 10), Viewer::Image);
-        assert_eq!(
-            viewer("chart.png", "image/png", false, IMAGE_BYTES + 1),
-            Viewer::Other
-        );
-        // Other pictures are not decoded here, however small.
-        assert_eq!(
-            viewer("chart.svg", "image/svg+xml", false, 100),
-            Viewer::Other
-        );
-        assert_eq!(viewer("a.tiff", "image/tiff", false, 10), Viewer::Other);
-        assert_eq!(
-            viewer("a.ico", "image/vnd.microsoft.icon", false, 10),
-            Viewer::Other
-        );
-        assert_eq!(
-            viewer("notes.md", "text/markdown", false, 10),
-            Viewer::Markdown
-        );
-        assert_eq!(
-            viewer("notes.MD", "text/plain", false, 10),
-            Viewer::Markdown
-        );
-        assert_eq!(viewer("r.txt", "text/plain", false, 10), Viewer::Text);
-        assert_eq!(
-            viewer("d.json", "application/json", false, 10),
-            Viewer::Text
-        );
-        assert_eq!(
-            viewer("a.atom", "application/atom+xml", false, 10),
-            Viewer::Text
-        );
-        assert_eq!(
-            viewer("r.txt", "text/plain", false, PREVIEW_BYTES + 1),
-            Viewer::Other
-        );
-        assert_eq!(viewer("b.pdf", "application/pdf", false, 10), Viewer::Other);
-        assert_eq!(
-            viewer(
+        use Viewer::{Image, Markdown, Other, Text};
+        // (name, content type, type only guessed, size) → viewer
+        let cases: &[(&str, &str, bool, u64, Viewer)] = &[
+            ("chart.png", "image/png", false, 100_000, Image),
+            ("photo.jpg", "image/jpeg", false, IMAGE_BYTES, Image),
+            ("a.gif", "image/gif", false, 10, Image),
+            ("a.webp", "image/webp", false, 10, Image),
+            ("chart.png", "image/png", false, IMAGE_BYTES + 1, Other),
+            // Other pictures are not decoded here, however small.
+            ("chart.svg", "image/svg+xml", false, 100, Other),
+            ("a.tiff", "image/tiff", false, 10, Other),
+            ("a.ico", "image/vnd.microsoft.icon", false, 10, Other),
+            ("notes.md", "text/markdown", false, 10, Markdown),
+            ("notes.MD", "text/plain", false, 10, Markdown),
+            ("r.txt", "text/plain", false, 10, Text),
+            ("d.json", "application/json", false, 10, Text),
+            ("a.atom", "application/atom+xml", false, 10, Text),
+            ("r.txt", "text/plain", false, PREVIEW_BYTES + 1, Other),
+            ("b.pdf", "application/pdf", false, 10, Other),
+            (
                 "s.ods",
                 "application/vnd.oasis.opendocument.spreadsheet",
                 false,
-                10
+                10,
+                Other,
             ),
-            Viewer::Other
-        );
-        // No known extension: tried as text (shown only if it is text).
-        assert_eq!(
-            viewer("noext", "application/octet-stream", true, 5),
-            Viewer::Text
-        );
+            // No known extension: tried as text (shown only if it is text).
+            ("noext", "application/octet-stream", true, 5, Text),
+        ];
+        for (name, mime, uncertain, size, want) in cases {
+            assert_eq!(
+                viewer(name, mime, *uncertain, *size),
+                *want,
+                "{name} ({mime}, {size} bytes)"
+            );
+        }
     }
 
     #[test]
