@@ -149,6 +149,20 @@ fn documents_portal_missing() -> Option<String> {
     (!missing.is_empty()).then(|| format!("missing {missing:?}"))
 }
 
+/// `member` of `Channel1` called with `args` on a private channel.
+async fn on_channel<B>(
+    channel: &zbus::Connection,
+    member: &str,
+    args: &B,
+) -> zbus::Result<zbus::Message>
+where
+    B: zbus::export::serde::Serialize + zbus::zvariant::DynamicType,
+{
+    channel
+        .call_method(None::<&str>, KERNEL_PATH, Some(CHANNEL_IFACE), member, args)
+        .await
+}
+
 /// A method's reply body as `T`.
 fn body<T>(reply: &zbus::Message) -> T
 where
@@ -316,29 +330,13 @@ async fn every_method_replies_with_the_body_signature_the_xml_declares() {
         .await
         .unwrap();
         let args = ("tester", "echo", b"pong".as_slice());
-        let reply = channel
-            .call_method(
-                None::<&str>,
-                KERNEL_PATH,
-                Some(CHANNEL_IFACE),
-                "Call",
-                &args,
-            )
-            .await;
+        let reply = on_channel(&channel, "Call", &args).await;
         assert_eq!(
             body::<Vec<u8>>(&c.check(CHANNEL_IFACE, "Call", reply)),
             b"pong"
         );
         let args = ("tester", "echo hi", no_options());
-        let reply = channel
-            .call_method(
-                None::<&str>,
-                KERNEL_PATH,
-                Some(CHANNEL_IFACE),
-                "Delegate",
-                &args,
-            )
-            .await;
+        let reply = on_channel(&channel, "Delegate", &args).await;
         c.check(CHANNEL_IFACE, "Delegate", reply);
 
         // Host1, on the private connection of an agent this test registers (Kernel1.RegisterAgent).
@@ -397,26 +395,10 @@ async fn every_method_replies_with_the_body_signature_the_xml_declares() {
         let (d, p, i, m) = models_call("ListUsage");
         c.check(MODELS_IFACE, m, bus.call_method(d, p, i, m, &()).await);
         // Channel1's model methods, on the channel opened above (its fd comes from the kernel).
-        let reply = channel
-            .call_method(
-                None::<&str>,
-                KERNEL_PATH,
-                Some(CHANNEL_IFACE),
-                "Chat",
-                &(request),
-            )
-            .await;
+        let reply = on_channel(&channel, "Chat", &(request)).await;
         let (id, _events): (u64, zbus::zvariant::OwnedFd) =
             body(&c.check(CHANNEL_IFACE, "Chat", reply));
-        let reply = channel
-            .call_method(
-                None::<&str>,
-                KERNEL_PATH,
-                Some(CHANNEL_IFACE),
-                "Cancel",
-                &(id),
-            )
-            .await;
+        let reply = on_channel(&channel, "Cancel", &(id)).await;
         c.check(CHANNEL_IFACE, "Cancel", reply);
 
         let no_artifacts: Vec<(&str, Fd<'_>)> = Vec::new();
