@@ -11,6 +11,7 @@ use crate::classify::{classify, Failure};
 use crate::error::ModelError;
 use crate::event::{ChatEvent, FinishReason, Usage};
 use crate::openai::parse_arguments;
+use crate::sent::OnSent;
 use crate::stream::{events, parse, ChatStream, Decoder};
 use crate::transport::Http;
 
@@ -39,6 +40,15 @@ impl Anthropic {
 
     /// Ask for a streamed reply.
     pub async fn chat(&self, request: &ChatRequest) -> Result<ChatStream, ModelError> {
+        self.chat_telling(request, None).await
+    }
+
+    /// Ask for a streamed reply; `on_sent` is told when the request goes on the wire.
+    pub async fn chat_telling(
+        &self,
+        request: &ChatRequest,
+        on_sent: Option<OnSent>,
+    ) -> Result<ChatStream, ModelError> {
         let url = format!("{}/v1/messages", self.base_url);
         let body = body(request);
         let headers = [
@@ -54,6 +64,7 @@ impl Anthropic {
                 &body,
                 &request.model,
                 Some(self.key.expose()),
+                on_sent,
             )
             .await?;
         let decoder = AnthropicDecoder {

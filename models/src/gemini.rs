@@ -14,6 +14,7 @@ use crate::count;
 use crate::error::ModelError;
 use crate::event::{ChatEvent, FinishReason, Usage};
 use crate::gemini_schema::for_gemini;
+use crate::sent::OnSent;
 use crate::stream::{events, parse, ChatStream, Decoder};
 use crate::transport::Http;
 
@@ -37,6 +38,15 @@ impl Gemini {
 
     /// Ask for a streamed reply.
     pub async fn chat(&self, request: &ChatRequest) -> Result<ChatStream, ModelError> {
+        self.chat_telling(request, None).await
+    }
+
+    /// Ask for a streamed reply; `on_sent` is told when the request goes on the wire.
+    pub async fn chat_telling(
+        &self,
+        request: &ChatRequest,
+        on_sent: Option<OnSent>,
+    ) -> Result<ChatStream, ModelError> {
         if request.model.is_empty() || request.model.contains(['/', '?', '#', ':']) {
             return Err(ModelError::UnknownModel {
                 model: request.model.clone(),
@@ -59,6 +69,7 @@ impl Gemini {
                 &body,
                 &request.model,
                 Some(self.key.expose()),
+                on_sent,
             )
             .await?;
         let decoder = GeminiDecoder {

@@ -17,6 +17,7 @@ mod gemini_schema;
 pub mod openai;
 pub mod provider;
 pub mod retry;
+pub mod sent;
 pub mod stream;
 pub mod transport;
 
@@ -29,5 +30,6 @@ pub use gemini::Gemini;
 pub use openai::OpenAi;
 pub use provider::Provider;
 pub use retry::RetryPolicy;
+pub use sent::OnSent;
 pub use stream::ChatStream;
 pub use transport::{Http, Limits};

@@ -12,6 +12,7 @@ use crate::classify::{classify, Failure};
 use crate::count;
 use crate::error::ModelError;
 use crate::event::{ChatEvent, FinishReason, Usage};
+use crate::sent::OnSent;
 use crate::stream::{events, parse, ChatStream, Decoder};
 use crate::transport::Http;
 
@@ -36,6 +37,15 @@ impl OpenAi {
 
     /// Ask for a streamed reply.
     pub async fn chat(&self, request: &ChatRequest) -> Result<ChatStream, ModelError> {
+        self.chat_telling(request, None).await
+    }
+
+    /// Ask for a streamed reply; `on_sent` is told when the request goes on the wire.
+    pub async fn chat_telling(
+        &self,
+        request: &ChatRequest,
+        on_sent: Option<OnSent>,
+    ) -> Result<ChatStream, ModelError> {
         let url = format!("{}/chat/completions", self.base_url);
         let body = body(request);
         let auth = self.key.as_ref().map(|k| format!("Bearer {}", k.expose()));
@@ -46,7 +56,7 @@ impl OpenAi {
         let key = self.key.as_ref().map(ApiKey::expose);
         let (resp, started) = self
             .http
-            .post(&url, &headers, &body, &request.model, key)
+            .post(&url, &headers, &body, &request.model, key, on_sent)
             .await?;
         let decoder = OpenAiDecoder {
             model: request.model.clone(),

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 use crate::classify::{classify, Failure};
 use crate::error::{ModelError, TimeoutStage};
 use crate::retry::{parse_retry_after, retryable, RetryPolicy};
+use crate::sent::{OnSent, TellingBody};
 
 /// Time limits for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +63,7 @@ impl Http {
     /// POST `body` to `url` with `headers`, retried on 429 and 5xx as the policy allows; a
     /// successful reply is returned with its body unread, with when its attempt was sent (the
     /// first-token limit counts from then). `key` is only used to keep it out of error excerpts.
+    /// `on_sent` is told when the first attempt's body is handed to its connection.
     pub(crate) async fn post(
         &self,
         url: &str,
@@ -69,6 +71,7 @@ impl Http {
         body: &serde_json::Value,
         model: &str,
         key: Option<&str>,
+        mut on_sent: Option<OnSent>,
     ) -> Result<(reqwest::Response, tokio::time::Instant), ModelError> {
         let body = serde_json::to_vec(body).map_err(|e| ModelError::Protocol {
             detail: format!("the request cannot be written: {e}"),
@@ -80,7 +83,10 @@ impl Http {
                 .client
                 .post(url)
                 .header("content-type", "application/json")
-                .body(body.clone());
+                .body(match on_sent.take() {
+                    Some(tell) => reqwest::Body::wrap(TellingBody::new(body.clone(), tell)),
+                    None => reqwest::Body::from(body.clone()),
+                });
             for (name, value) in headers {
                 req = req.header(*name, *value);
             }

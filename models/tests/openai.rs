@@ -537,3 +537,41 @@ async fn whole_calls_without_an_index_as_ollama_sends_them() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_request_tells_when_it_goes_on_the_wire_once_and_keeps_its_length() {
+    within(async {
+        // Told by the time the reply begins (a reply cannot come before its request left), and
+        // once: the retry after the 503 sends the same body again without telling.
+        let f = Fixture::start(vec![
+            Reply::error(503, "overloaded"),
+            Reply::data(&[
+                r#"{"choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":"stop"}]}"#,
+                "[DONE]",
+            ]),
+        ])
+        .await;
+        let (tell, mut told) = tokio::sync::oneshot::channel();
+        let mut s = provider(&f, quick())
+            .chat_telling(&request(), Some(tell))
+            .await
+            .unwrap();
+        assert_eq!(told.try_recv(), Ok(()));
+        let mut events = Vec::new();
+        while let Some(ev) = s.next().await {
+            events.push(ev.unwrap());
+        }
+        assert_eq!(text_of(&events), "ok");
+        let received = f.received();
+        assert_eq!(received.len(), 2);
+        for req in &received {
+            // Sent whole with its length (not chunked), and the same both times.
+            assert_eq!(req.header("transfer-encoding"), None);
+            let length: usize = req.header("content-length").unwrap().parse().unwrap();
+            assert_eq!(length, serde_json::to_vec(&req.body).unwrap().len());
+            assert_eq!(req.body, received[0].body);
+            assert_eq!(req.body["messages"][1]["content"], "hello there");
+        }
+    })
+    .await;
+}
