@@ -35,6 +35,10 @@ pub const AGENT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 pub const AGENT_CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a client's private channel has to complete its handshake.
 pub const CHANNEL_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the reply to a model request that starts at once may wait for the provider's
+/// request to leave (on a kept connection, well under a millisecond; a new connection to a
+/// remote provider is not waited for).
+pub const SENT_WAIT: Duration = Duration::from_millis(5);
 /// The longest time limit a delegation may ask for, in seconds.
 pub const MAX_TASK_TIMEOUT_S: u32 = 86_400;
 /// How long task changes wait before they are written to the store together.

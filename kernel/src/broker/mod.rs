@@ -11,7 +11,7 @@
 //! - `service`: the broker as a part of the kernel, owner of the scheduler and the requests;
 //!   `run`: one request's run, streaming JSON lines to the caller's socket; `watch`: deadlines
 //!   and tasks' ends; `convert`: requests and events between the wire and the providers;
-//!   `pricing`: estimated costs.
+//!   `pricing`: estimated costs; `sockets`: answer sockets, one made ahead.
 //!
 //! The kernel's operations (`operations/models.rs`) check who asks and what they may use, then
 //! submit; over a budget or into a full queue is refused at once.
@@ -27,6 +27,7 @@ pub mod run;
 pub mod scheduler;
 pub mod service;
 pub mod settings;
+pub mod sockets;
 pub mod usage;
 pub mod watch;
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use agentos_data::{ModelUsage, Store};
 use agentos_dbus_interfaces::inference::{self as wire, error_kind};
-use agentos_models::{ChatEvent, ModelError, Provider};
+use agentos_models::{ChatEvent, ModelError, OnSent, Provider};
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -68,6 +68,8 @@ impl Account {
 /// Everything a run needs.
 pub struct Job {
     pub id: RequestId,
+    /// Told when the provider's request has left.
+    pub on_sent: Option<OnSent>,
     pub route: Route,
     pub client: Provider,
     pub request: agentos_models::ChatRequest,
@@ -148,12 +150,13 @@ fn canceled(message: &str) -> wire::ChatEvent {
 async fn relay(
     client: &Provider,
     request: &agentos_models::ChatRequest,
+    on_sent: Option<OnSent>,
     events: &mut Events,
     signatures: &Mutex<Signatures>,
     out: &mut OwnedWriteHalf,
     tally: &mut Tally,
 ) -> Ended {
-    let mut stream = match client.chat(request).await {
+    let mut stream = match client.chat_telling(request, on_sent).await {
         Ok(s) => s,
         Err(e) => return Ended::Failed(e),
     };
@@ -238,7 +241,7 @@ pub async fn run(
     let mut tally = Tally::default();
     let ended = if send(&mut out, &started).await {
         tokio::select! {
-            e = relay(&job.client, &job.request, &mut job.events, &broker.signatures, &mut out, &mut tally) => e,
+            e = relay(&job.client, &job.request, job.on_sent.take(), &mut job.events, &broker.signatures, &mut out, &mut tally) => e,
             () = cancel.notified() => Ended::Canceled,
             () = gone(&mut input) => Ended::CallerGone,
         }

@@ -81,6 +81,8 @@ pub struct Broker {
     /// Where usage is counted (none in tests of the broker alone).
     store: Option<Arc<Mutex<Store>>>,
     refreshing: AtomicBool,
+    /// The next request's answer socket, made ahead.
+    pub(crate) sockets: super::sockets::Spare,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -114,6 +116,7 @@ impl Broker {
             signatures: Mutex::new(Signatures::default()),
             store: None,
             refreshing: AtomicBool::new(false),
+            sockets: Default::default(),
         }
     }
 
@@ -317,6 +320,14 @@ impl Broker {
             .values()
             .filter(|t| t.owner.interactive && t.owner.principal == principal)
             .count()
+    }
+
+    /// Whether request `id` holds a slot now (it started at once, or has since).
+    pub fn running(&self, id: RequestId) -> bool {
+        matches!(
+            lock(&self.requests).get(&id).map(|t| &t.phase),
+            Some(Phase::Running(_))
+        )
     }
 
     /// Who asked for request `id`, if it is queued or running.

@@ -20,6 +20,7 @@ use crate::broker::run::{self, Account, Job};
 use crate::broker::service::{Freshness, LIST_TTL_MS};
 use crate::broker::{pricing, Request, SchedError};
 use crate::caller::Caller;
+use crate::config::SENT_WAIT;
 use crate::events::Kinds;
 use crate::kernel::Kernel;
 
@@ -230,11 +231,10 @@ impl Kernel {
                 .unwrap_or_else(|p| p.into_inner());
             convert::request(&request, &route.model, Some(max_tokens), &signatures)
         };
-        let (ours, theirs) = std::os::unix::net::UnixStream::pair()
-            .map_err(|e| Error::Failed(format!("cannot make the answer's socket: {e}")))?;
-        ours.set_nonblocking(true)
-            .map_err(|e| Error::Failed(format!("cannot make the answer's socket: {e}")))?;
-        let ours = tokio::net::UnixStream::from_std(ours)
+        let (ours, theirs) = self
+            .broker
+            .sockets
+            .take()
             .map_err(|e| Error::Failed(format!("cannot make the answer's socket: {e}")))?;
         let go = self
             .broker
@@ -258,8 +258,10 @@ impl Kernel {
                 self.subscribe(Kinds::TASKS),
             ));
         }
+        let (tell, told) = tokio::sync::oneshot::channel();
         let job = Job {
             id,
+            on_sent: Some(tell),
             price: pricing::price(&route.model, route.local),
             events: Events::new(names, entry.gemini.then(|| format!("g{id}_"))),
             route,
@@ -275,6 +277,14 @@ impl Kernel {
             go,
             ours,
         ));
+        // Started at once: the caller's reply waits (a little at most) for the provider's
+        // request to leave, so answering the caller is not in its way. The next answer socket
+        // is made after the reply.
+        if self.broker.running(id) {
+            let _ = tokio::time::timeout(SENT_WAIT, told).await;
+        }
+        let broker = Arc::clone(&self.broker);
+        tokio::spawn(async move { broker.sockets.refill() });
         Ok((id, theirs.into()))
     }
 
