@@ -9,10 +9,18 @@
 //! the kernel adds. Targets: added time to first token ≤ 0.3 ms p50 and ≤ 1 ms p99; added
 //! inter-token p99 ≤ 0.5 ms.
 //!
+//! A third way is the floor any broker in a process of its own stands on: the direct client
+//! through a relay process that only copies bytes between its TCP connections and the server's
+//! (this bench binary run again, one thread, like the kernel). It parses nothing and decides
+//! nothing, so what it adds is the cost of the extra process on the way there and back on this
+//! machine; the kernel's figures are printed beside it.
+//!
 //! Run: `cargo build --release --workspace && cargo bench -p agentos-tests --bench b2_broker`
 //! (`B2_ROUNDS`, default 5, rounds of each way per level; `B2_LEVELS`, default 3, how many of the
 //! levels to run, from the first.)
 
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use agentos_client::Client;
@@ -134,7 +142,53 @@ async fn brokered(client: &Client, server: &ModelServer) -> (Started, Vec<Instan
     (start, arrivals, returned)
 }
 
+/// Set (to the server's address) in the relay process this bench starts.
+const RELAY_ENV: &str = "AGENTOS_B2_RELAY_TO";
+
+/// The relay process: copy bytes between each connection to it and one of its own to `to`, on
+/// one thread; print the address it listens on, then serve until killed.
+fn relay(to: String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("relay runtime");
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("relay bind");
+        println!("{}", listener.local_addr().expect("relay address"));
+        while let Ok((mut caller, _)) = listener.accept().await {
+            let to = to.clone();
+            tokio::spawn(async move {
+                let Ok(mut server) = tokio::net::TcpStream::connect(&to).await else {
+                    return;
+                };
+                let _ = (caller.set_nodelay(true), server.set_nodelay(true));
+                let _ = tokio::io::copy_bidirectional(&mut caller, &mut server).await;
+            });
+        }
+    });
+}
+
+/// Start the relay process in front of `server_url`; returns it and its URL.
+fn start_relay(server_url: &str) -> (Child, String) {
+    let to = server_url.trim_start_matches("http://").to_owned();
+    let mut child = Command::new(std::env::current_exe().expect("this bench's path"))
+        .env(RELAY_ENV, to)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the relay");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("relay stdout"))
+        .read_line(&mut line)
+        .expect("relay address");
+    (child, format!("http://{}", line.trim()))
+}
+
 fn main() {
+    if let Ok(to) = std::env::var(RELAY_ENV) {
+        return relay(to);
+    }
     let rounds: usize = setting("B2_ROUNDS", 5);
     runtime().block_on(async {
         let server = ModelServer::start(ServerConfig {
@@ -163,9 +217,16 @@ fn main() {
             format!("{}/v1", server.url),
             None,
         );
-        // Warm both paths (connections, the kernel's discovery).
+        let (mut relay_process, relay_url) = start_relay(&server.url);
+        let relayed = OpenAi::new(
+            Http::new(Limits::default()).expect("http"),
+            format!("{relay_url}/v1"),
+            None,
+        );
+        // Warm every path (connections, the kernel's discovery).
         for _ in 0..3 {
             direct(&provider, &server).await;
+            direct(&relayed, &server).await;
             brokered(&client, &server).await;
         }
         println!(
@@ -184,16 +245,19 @@ fn main() {
             // One round each way first, not counted: both paths then hold `n` connections to the
             // server, so what is measured is the steady state, not opening connections.
             futures_util::future::join_all((0..n).map(|_| direct(&provider, &server))).await;
+            futures_util::future::join_all((0..n).map(|_| direct(&relayed, &server))).await;
             futures_util::future::join_all((0..n).map(|_| brokered(&client, &server))).await;
-            let (mut d, mut k) = (Timing::default(), Timing::default());
+            let (mut d, mut r, mut k) = (Timing::default(), Timing::default(), Timing::default());
             for _ in 0..rounds {
-                let runs =
-                    futures_util::future::join_all((0..n).map(|_| direct(&provider, &server)))
-                        .await;
-                for (start, arrivals) in runs {
-                    let first = d.add(start, &arrivals);
-                    if n == 1 {
-                        d.split(&server, start.server, first);
+                for (way, timing) in [(&provider, &mut d), (&relayed, &mut r)] {
+                    let runs =
+                        futures_util::future::join_all((0..n).map(|_| direct(way, &server)))
+                            .await;
+                    for (start, arrivals) in runs {
+                        let first = timing.add(start, &arrivals);
+                        if n == 1 {
+                            timing.split(&server, start.server, first);
+                        }
                     }
                 }
                 let runs =
@@ -216,17 +280,34 @@ fn main() {
             let addg = ms(kg) - ms(dg);
             met &= add50 <= 0.3 && add99 <= 1.0 && addg <= 0.5;
             let call50 = ms(pct(&mut k.call, 0.5));
+            let (r50, r99, rg) = (
+                ms(pct(&mut r.first, 0.5)),
+                ms(pct(&mut r.first, 0.99)),
+                ms(pct(&mut r.gaps, 0.99)),
+            );
             println!(
                 "{n:>7} | {:>10.3} / {:>9.3} | {:>10.3} / {:>9.3} | {:>+9.3} / {:>+9.3} | {:>5.2}/{:>5.2}/{:>+5.2} | Chat returns p50 {call50:.3} ms",
                 ms(d50), ms(d99), ms(k50), ms(k99), add50, add99, ms(dg), ms(kg), addg
             );
+            println!(
+                "        a relay that only copies bytes adds {:+.3} / {:+.3} (gap p99 {:+.2}); \
+                 the kernel adds {:+.3} / {:+.3} beyond it",
+                r50 - ms(d50),
+                r99 - ms(d99),
+                rg - ms(dg),
+                ms(k50) - r50,
+                ms(k99) - r99,
+            );
             if n == 1 {
                 println!(
                     "        one stream, p50: request reaches the server {:.3} ms direct, {:.3} ms \
-                     through the kernel; first token read {:.3} ms / {:.3} ms after it was sent",
+                     relayed, {:.3} ms through the kernel; first token read {:.3} / {:.3} / {:.3} \
+                     ms after it was sent",
                     ms(pct(&mut d.reach, 0.5)),
+                    ms(pct(&mut r.reach, 0.5)),
                     ms(pct(&mut k.reach, 0.5)),
                     ms(pct(&mut d.deliver, 0.5)),
+                    ms(pct(&mut r.deliver, 0.5)),
                     ms(pct(&mut k.deliver, 0.5)),
                 );
             }
@@ -235,5 +316,7 @@ fn main() {
             "targets (added TTFT p50 <= 0.3 ms, p99 <= 1 ms; added gap p99 <= 0.5 ms): {}",
             if met { "MET" } else { "MISSED" }
         );
+        let _ = relay_process.kill();
+        let _ = relay_process.wait();
     });
 }
