@@ -35,13 +35,8 @@ impl OpenAi {
         }
     }
 
-    /// Ask for a streamed reply.
-    pub async fn chat(&self, request: &ChatRequest) -> Result<ChatStream, ModelError> {
-        self.chat_telling(request, None).await
-    }
-
-    /// Ask for a streamed reply; `on_sent` is told when the request goes on the wire.
-    pub async fn chat_telling(
+    /// Ask for a streamed reply; `on_sent`, if given, is told when the request goes on the wire.
+    pub async fn chat(
         &self,
         request: &ChatRequest,
         on_sent: Option<OnSent>,

@@ -29,9 +29,9 @@ impl Provider {
         on_sent: Option<OnSent>,
     ) -> Result<ChatStream, ModelError> {
         match self {
-            Provider::OpenAi(p) => p.chat_telling(request, on_sent).await,
-            Provider::Anthropic(p) => p.chat_telling(request, on_sent).await,
-            Provider::Gemini(p) => p.chat_telling(request, on_sent).await,
+            Provider::OpenAi(p) => p.chat(request, on_sent).await,
+            Provider::Anthropic(p) => p.chat(request, on_sent).await,
+            Provider::Gemini(p) => p.chat(request, on_sent).await,
         }
     }
 }

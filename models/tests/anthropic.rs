@@ -33,7 +33,7 @@ fn ev(name: &str, data: &str) -> String {
 }
 
 async fn collect(p: &Anthropic, r: &ChatRequest) -> Result<Vec<ChatEvent>, ModelError> {
-    let mut s = p.chat(r).await?;
+    let mut s = p.chat(r, None).await?;
     let mut out = Vec::new();
     while let Some(e) = s.next().await {
         out.push(e?);

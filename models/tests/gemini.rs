@@ -19,7 +19,7 @@ fn provider(f: &Fixture) -> Gemini {
 }
 
 async fn collect(p: &Gemini, r: &ChatRequest) -> Result<Vec<ChatEvent>, ModelError> {
-    let mut s = p.chat(r).await?;
+    let mut s = p.chat(r, None).await?;
     let mut out = Vec::new();
     while let Some(e) = s.next().await {
         out.push(e?);

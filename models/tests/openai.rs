@@ -44,7 +44,7 @@ fn request() -> ChatRequest {
 }
 
 async fn collect(p: &OpenAi, r: &ChatRequest) -> Result<Vec<ChatEvent>, ModelError> {
-    let mut s = p.chat(r).await?;
+    let mut s = p.chat(r, None).await?;
     let mut out = Vec::new();
     while let Some(ev) = s.next().await {
         out.push(ev?);
@@ -379,7 +379,7 @@ async fn a_slow_stream_hits_the_time_limits() {
         ])
         .hold(Duration::from_secs(3))])
         .await;
-        let mut s = provider(&f, limits).chat(&request()).await.unwrap();
+        let mut s = provider(&f, limits).chat(&request(), None).await.unwrap();
         assert_eq!(
             s.next().await,
             Some(Ok(ChatEvent::TextDelta("early".into())))
@@ -406,7 +406,7 @@ async fn dropping_the_stream_closes_the_connection() {
         .delay_each(Duration::from_millis(50))
         .hold(Duration::from_secs(15))])
         .await;
-        let mut s = provider(&f, quick()).chat(&request()).await.unwrap();
+        let mut s = provider(&f, quick()).chat(&request(), None).await.unwrap();
         assert_eq!(s.next().await, Some(Ok(ChatEvent::TextDelta("one".into()))));
         drop(s);
         // The fixture sees the client go long before its 15 s hold ends.
@@ -446,7 +446,7 @@ async fn a_cancel_signal_ends_the_reply_and_closes_the_connection() {
         .hold(Duration::from_secs(15))])
         .await;
         let (cancel, canceled) = tokio::sync::oneshot::channel::<()>();
-        let reply = provider(&f, quick()).chat(&request()).await.unwrap();
+        let reply = provider(&f, quick()).chat(&request(), None).await.unwrap();
         let mut s = agentos_models::cancel::until(reply, async move {
             let _ = canceled.await;
         });
@@ -553,7 +553,7 @@ async fn a_request_tells_when_it_goes_on_the_wire_once_and_keeps_its_length() {
         .await;
         let (tell, mut told) = tokio::sync::oneshot::channel();
         let mut s = provider(&f, quick())
-            .chat_telling(&request(), Some(tell))
+            .chat(&request(), Some(tell))
             .await
             .unwrap();
         assert_eq!(told.try_recv(), Ok(()));

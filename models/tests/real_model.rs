@@ -61,7 +61,7 @@ async fn a_real_model_calls_a_tool_then_answers() {
         request.temperature = Some(0.0);
         request.max_tokens = Some(128);
         let mut events = Vec::new();
-        let mut s = provider.chat(&request).await.unwrap();
+        let mut s = provider.chat(&request, None).await.unwrap();
         while let Some(e) = s.next().await {
             events.push(e.unwrap());
         }
@@ -89,7 +89,7 @@ async fn a_real_model_calls_a_tool_then_answers() {
         answer.max_tokens = Some(64);
         let mut text = String::new();
         let mut usage = None;
-        let mut s = provider.chat(&answer).await.unwrap();
+        let mut s = provider.chat(&answer, None).await.unwrap();
         while let Some(e) = s.next().await {
             match e.unwrap() {
                 ChatEvent::TextDelta(t) => text.push_str(&t),

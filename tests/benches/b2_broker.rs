@@ -110,7 +110,7 @@ async fn direct(provider: &OpenAi, server: &ModelServer) -> (Started, Vec<Instan
     req.max_tokens = Some(TOKENS as u32);
     req.temperature = Some(0.0);
     let start = Started::now(server);
-    let mut stream = provider.chat(&req).await.expect("direct chat");
+    let mut stream = provider.chat(&req, None).await.expect("direct chat");
     let mut arrivals = Vec::new();
     while let Some(event) = stream.next().await {
         match event.expect("direct event") {

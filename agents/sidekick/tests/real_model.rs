@@ -119,7 +119,7 @@ impl Model for Real {
             max_tokens: request.max_tokens,
         };
         self.provider
-            .chat(&asked)
+            .chat(&asked, None)
             .await
             .map(Events)
             .map_err(|e| ModelFailure::broken(e.to_string()))
