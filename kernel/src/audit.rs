@@ -13,10 +13,11 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::sync::lock;
 use agentos_data::{
     AuditJournal, AuditRecord, CheckpointCheck, GrantInfo, JournalBatch, NewAuditEntry, Store,
 };
@@ -103,10 +104,6 @@ struct Shared {
 pub struct AuditLog {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Shared {

@@ -7,8 +7,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
+use crate::sync::lock;
 use agentos_dbus_interfaces::ConsentRequestInfo;
 use tokio::sync::oneshot;
 
@@ -66,10 +67,6 @@ impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         lock(&self.desk.waiting).remove(&self.id);
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl ConsentDesk {

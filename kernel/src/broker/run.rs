@@ -4,7 +4,7 @@
 //! ending stop the run at once: the provider's stream is dropped (its connection closed, so the
 //! server stops generating), the slot freed, the usage so far counted.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agentos_data::{ModelUsage, Store};
@@ -22,6 +22,7 @@ use super::scheduler::{Finished, RequestId};
 use super::service::{Broker, Go};
 use super::usage::{Price, Usage};
 use crate::clock::Clock;
+use crate::sync::lock;
 
 /// How long a caller may leave the stream unread (its socket full) before the request is
 /// canceled and its slot freed.
@@ -113,10 +114,6 @@ impl Tally {
             None => Usage::default(),
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Write one event; false when the caller is gone or stopped reading.

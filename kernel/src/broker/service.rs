@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use agentos_data::Store;
 use agentos_dbus_interfaces::Error;
@@ -21,6 +21,7 @@ use super::scheduler::{
 };
 use super::settings::Settings;
 use super::usage::Usage;
+use crate::sync::lock;
 
 /// How long a catalog serves before it is looked at again (in the background while a request
 /// is waiting on it; `ListModels` waits for the fresh one).
@@ -83,10 +84,6 @@ pub struct Broker {
     refreshing: AtomicBool,
     /// The next request's answer socket, made ahead.
     pub(crate) sockets: super::sockets::Spare,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Broker {

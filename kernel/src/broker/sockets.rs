@@ -4,9 +4,11 @@
 
 use std::io;
 use std::os::unix::net::UnixStream as StdStream;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use tokio::net::UnixStream;
+
+use crate::sync::lock;
 
 /// A request's answer socket: the kernel's end, and the caller's end to pass on.
 pub type AnswerSocket = (UnixStream, StdStream);
@@ -14,10 +16,6 @@ pub type AnswerSocket = (UnixStream, StdStream);
 /// At most one spare pair.
 #[derive(Default)]
 pub struct Spare(Mutex<Option<AnswerSocket>>);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 impl Spare {
     /// The spare pair, or a new one when there is none. Within the kernel's runtime.

@@ -23,6 +23,7 @@ use crate::caller::Caller;
 use crate::config::SENT_WAIT;
 use crate::events::Kinds;
 use crate::kernel::Kernel;
+use crate::sync::lock;
 
 /// Tokens an answer may take when the request names no `max_tokens`.
 pub const DEFAULT_MAX_TOKENS: u32 = 4096;
@@ -223,14 +224,12 @@ impl Kernel {
         let interactive = interactive
             && (account.kind != "app" || self.broker.interactive_of(&account.principal) == 0);
         let id = self.broker.next_id();
-        let (provider_request, names) = {
-            let signatures = self
-                .broker
-                .signatures
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            convert::request(&request, &route.model, Some(max_tokens), &signatures)
-        };
+        let (provider_request, names) = convert::request(
+            &request,
+            &route.model,
+            Some(max_tokens),
+            &lock(&self.broker.signatures),
+        );
         let (ours, theirs) = self
             .broker
             .sockets
@@ -327,9 +326,7 @@ impl Kernel {
             return Ok(Vec::new());
         };
         super::blocking(move || {
-            store
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
+            lock(&store)
                 .list_model_usage(owner.as_deref())
                 .map_err(crate::kernel::store_err)
         })

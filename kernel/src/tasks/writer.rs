@@ -7,10 +7,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::sync::lock;
 use agentos_data::{NewTask, Store, StoreError, TaskUpdate};
 
 /// How many task ids are reserved in the store at a time.
@@ -34,10 +35,6 @@ struct Shared {
     urgent: AtomicBool,
     store: Arc<Mutex<Store>>,
     stop: AtomicBool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Shared {
