@@ -21,9 +21,9 @@ pub(crate) struct TellingBody {
 }
 
 impl TellingBody {
-    pub(crate) fn new(data: Vec<u8>, on_sent: OnSent) -> TellingBody {
+    pub(crate) fn new(data: Bytes, on_sent: OnSent) -> TellingBody {
         TellingBody {
-            data: Some(Bytes::from(data)),
+            data: Some(data),
             on_sent: Some(on_sent),
         }
     }

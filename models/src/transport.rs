@@ -73,9 +73,11 @@ impl Http {
         key: Option<&str>,
         mut on_sent: Option<OnSent>,
     ) -> Result<(reqwest::Response, tokio::time::Instant), ModelError> {
-        let body = serde_json::to_vec(body).map_err(|e| ModelError::Protocol {
-            detail: format!("the request cannot be written: {e}"),
-        })?;
+        // Written once; each attempt shares the bytes.
+        let body =
+            bytes::Bytes::from(serde_json::to_vec(body).map_err(|e| ModelError::Protocol {
+                detail: format!("the request cannot be written: {e}"),
+            })?);
         let mut attempt = 0;
         loop {
             let sent = tokio::time::Instant::now();
