@@ -16,6 +16,7 @@
 
 mod frame;
 mod reader;
+pub mod records;
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
