@@ -51,7 +51,56 @@ impl Error {
             | Error::NoModel(m) => m.clone(),
         }
     }
+
+    /// The error named `name` (`org.agentos.Error.…`, as [`zbus::DBusError::name`] gives it)
+    /// with `message`; a name this version does not know is `Failed`.
+    pub fn from_name(name: &str, message: String) -> Error {
+        let short = name.strip_prefix("org.agentos.Error.").unwrap_or_default();
+        match short {
+            "AccessDenied" => Error::AccessDenied(message),
+            "UnknownAgent" => Error::UnknownAgent(message),
+            "UnknownTask" => Error::UnknownTask(message),
+            "InvalidArgument" => Error::InvalidArgument(message),
+            "Busy" => Error::Busy(message),
+            "Timeout" => Error::Timeout(message),
+            "Canceled" => Error::Canceled(message),
+            "NotSupported" => Error::NotSupported(message),
+            "QuotaExceeded" => Error::QuotaExceeded(message),
+            "NoModel" => Error::NoModel(message),
+            _ => Error::Failed(message),
+        }
+    }
 }
 
 /// Result with an AgentOS [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_named_error_is_found_by_its_name() {
+        let all = [
+            Error::AccessDenied("m".into()),
+            Error::UnknownAgent("m".into()),
+            Error::UnknownTask("m".into()),
+            Error::InvalidArgument("m".into()),
+            Error::Busy("m".into()),
+            Error::Failed("m".into()),
+            Error::Timeout("m".into()),
+            Error::Canceled("m".into()),
+            Error::NotSupported("m".into()),
+            Error::QuotaExceeded("m".into()),
+            Error::NoModel("m".into()),
+        ];
+        for e in all {
+            let name = zbus::DBusError::name(&e).to_string();
+            assert_eq!(Error::from_name(&name, "m".into()), e, "{name}");
+        }
+        assert_eq!(
+            Error::from_name("org.example.Other", "m".into()),
+            Error::Failed("m".into())
+        );
+    }
+}

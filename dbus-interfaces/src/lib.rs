@@ -6,6 +6,7 @@
 //! test fails when they and the Rust definitions disagree.
 
 pub mod capability;
+pub mod chat_pipe;
 pub mod error;
 pub mod inference;
 pub mod names;

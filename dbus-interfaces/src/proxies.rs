@@ -137,6 +137,8 @@ pub trait Channel1 {
     fn delegate(&self, agent: &str, goal: &str, options: Options<'_>) -> Result<u64>;
     /// As `Models1.Chat`: the request's id and the socket its events stream on.
     fn chat(&self, request: &str) -> Result<(u64, OwnedFd)>;
+    /// The chat pipe (`chat_pipe`): requests as records, each with its answer's socket.
+    fn open_chat_pipe(&self) -> Result<OwnedFd>;
     fn cancel(&self, id: u64) -> Result<()>;
 }
 

@@ -400,6 +400,8 @@ async fn every_method_replies_with_the_body_signature_the_xml_declares() {
             body(&c.check(CHANNEL_IFACE, "Chat", reply));
         let reply = on_channel(&channel, "Cancel", &(id)).await;
         c.check(CHANNEL_IFACE, "Cancel", reply);
+        let reply = on_channel(&channel, "OpenChatPipe", &()).await;
+        let _pipe: zbus::zvariant::OwnedFd = body(&c.check(CHANNEL_IFACE, "OpenChatPipe", reply));
 
         let no_artifacts: Vec<(&str, Fd<'_>)> = Vec::new();
         let args = (finished, "done", no_artifacts);

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agentos_data::{ModelUsage, Store};
+use agentos_dbus_interfaces::chat_pipe::Taken;
 use agentos_dbus_interfaces::inference::{self as wire, error_kind};
 use agentos_models::{ChatEvent, ModelError, OnSent, Provider};
 use futures_util::StreamExt;
@@ -69,8 +70,11 @@ impl Account {
 /// Everything a run needs.
 pub struct Job {
     pub id: RequestId,
-    /// Told when the provider's request has left.
+    /// Told when the provider's request has left (and the caller was told it started).
     pub on_sent: Option<OnSent>,
+    /// The line that says the request was taken ([`Taken`]), written first: for a caller
+    /// that sent its request on the chat pipe (a `Chat` caller has its reply instead).
+    pub taken: Option<String>,
     pub route: Route,
     pub client: Provider,
     pub request: agentos_models::ChatRequest,
@@ -118,11 +122,22 @@ impl Tally {
 
 /// Write one event; false when the caller is gone or stopped reading.
 async fn send(out: &mut OwnedWriteHalf, event: &wire::ChatEvent) -> bool {
-    let line = event.to_line();
+    write(out, &event.to_line()).await
+}
+
+/// Write lines; false when the caller is gone or stopped reading.
+async fn write(out: &mut OwnedWriteHalf, lines: &str) -> bool {
     matches!(
-        tokio::time::timeout(WRITE_STALL, out.write_all(line.as_bytes())).await,
+        tokio::time::timeout(WRITE_STALL, out.write_all(lines.as_bytes())).await,
         Ok(Ok(()))
     )
+}
+
+/// Tell the caller at the other end of `socket` (sent on the chat pipe) that its request was
+/// refused, and why.
+pub async fn refuse(socket: UnixStream, e: &agentos_dbus_interfaces::Error) {
+    let (_input, mut out) = socket.into_split();
+    write(&mut out, &Taken::refused(e).to_line()).await;
 }
 
 /// Returns when the caller has closed its end (what it writes is read and dropped).
@@ -144,16 +159,37 @@ fn canceled(message: &str) -> wire::ChatEvent {
 }
 
 /// Ask the provider and relay its events until the reply is done (its `done` not yet sent).
+/// `head` (the `started` line, after the taken line if there is one) is written once the
+/// provider's request has left, or failed to: telling the caller is not in its way.
+#[allow(clippy::too_many_arguments)]
 async fn relay(
     client: &Provider,
     request: &agentos_models::ChatRequest,
+    head: String,
     on_sent: Option<OnSent>,
     events: &mut Events,
     signatures: &Mutex<Signatures>,
     out: &mut OwnedWriteHalf,
     tally: &mut Tally,
 ) -> Ended {
-    let mut stream = match client.chat_telling(request, on_sent).await {
+    let (sent, left) = oneshot::channel();
+    let mut asked = std::pin::pin!(client.chat_telling(request, Some(sent)));
+    let early = tokio::select! {
+        biased;
+        answer = &mut asked => Some(answer),
+        _ = left => None,
+    };
+    if !write(out, &head).await {
+        return Ended::CallerGone;
+    }
+    if let Some(tell) = on_sent {
+        let _ = tell.send(());
+    }
+    let answer = match early {
+        Some(answer) => answer,
+        None => asked.await,
+    };
+    let mut stream = match answer {
         Ok(s) => s,
         Err(e) => return Ended::Failed(e),
     };
@@ -213,9 +249,21 @@ pub async fn run(
     socket: UnixStream,
 ) {
     let (mut input, mut out) = socket.into_split();
-    let started = tokio::select! {
-        r = &mut go => r.ok(),
-        () = gone(&mut input) => None,
+    let mut head = job.taken.take().unwrap_or_default();
+    let started = match go.try_recv() {
+        Ok(go) => Some(go),
+        Err(oneshot::error::TryRecvError::Closed) => None,
+        Err(oneshot::error::TryRecvError::Empty) => {
+            // It waits for a slot: the caller hears at once that it was taken.
+            if write(&mut out, &std::mem::take(&mut head)).await {
+                tokio::select! {
+                    r = &mut go => r.ok(),
+                    () = gone(&mut input) => None,
+                }
+            } else {
+                None
+            }
+        }
     };
     let Some((_start, cancel)) = started else {
         // Canceled while it waited (its sender dropped), or the caller left: it never starts.
@@ -223,11 +271,8 @@ pub async fn run(
         if let Ok((start, _)) = go.try_recv() {
             broker.finish(start.id, Usage::default(), clock.now_ms());
         }
-        let _ = send(
-            &mut out,
-            &canceled("the request was canceled before it started"),
-        )
-        .await;
+        head.push_str(&canceled("the request was canceled before it started").to_line());
+        let _ = write(&mut out, &head).await;
         return;
     };
     let started = wire::ChatEvent::Started {
@@ -235,15 +280,12 @@ pub async fn run(
         model: job.route.model.clone(),
         local: job.route.local,
     };
+    head.push_str(&started.to_line());
     let mut tally = Tally::default();
-    let ended = if send(&mut out, &started).await {
-        tokio::select! {
-            e = relay(&job.client, &job.request, job.on_sent.take(), &mut job.events, &broker.signatures, &mut out, &mut tally) => e,
-            () = cancel.notified() => Ended::Canceled,
-            () = gone(&mut input) => Ended::CallerGone,
-        }
-    } else {
-        Ended::CallerGone
+    let ended = tokio::select! {
+        e = relay(&job.client, &job.request, head, job.on_sent.take(), &mut job.events, &broker.signatures, &mut out, &mut tally) => e,
+        () = cancel.notified() => Ended::Canceled,
+        () = gone(&mut input) => Ended::CallerGone,
     };
     // The provider's stream is dropped by now: its connection is closed. Free the slot first.
     let usage = tally.usage(job.prompt_tokens);

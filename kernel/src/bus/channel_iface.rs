@@ -75,6 +75,17 @@ impl ChannelIface {
         Ok((id, fd.into()))
     }
 
+    async fn open_chat_pipe(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<zbus::zvariant::OwnedFd, Error> {
+        from_peer(&hdr)?;
+        let k = live(&self.kernel)?;
+        let slot = k.channel_slot(&self.caller)?;
+        let pipe = super::chat_pipe::open(self.kernel.clone(), self.caller.clone(), slot)?;
+        Ok(pipe.into())
+    }
+
     async fn cancel(&self, #[zbus(header)] hdr: Header<'_>, id: u64) -> Result<(), Error> {
         from_peer(&hdr)?;
         live(&self.kernel)?.cancel_chat(&self.caller, id)
@@ -150,6 +161,10 @@ impl Dispatch for ChannelIface {
                 }
                 Err(e) => reply.bad_args(member, e).await?,
             },
+            "OpenChatPipe" => {
+                let r = ChannelIface::open_chat_pipe(self, hdr).await;
+                reply.result(r).await?
+            }
             "Cancel" => match body.deserialize::<u64>() {
                 Ok(id) => {
                     let r = ChannelIface::cancel(self, hdr, id).await;

@@ -5,6 +5,7 @@
 pub mod agent_iface;
 mod args;
 pub mod channel_iface;
+mod chat_pipe;
 mod dispatch;
 pub mod host_iface;
 pub mod kernel_iface;

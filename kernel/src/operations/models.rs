@@ -9,15 +9,18 @@
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
+use agentos_dbus_interfaces::chat_pipe::Taken;
 use agentos_dbus_interfaces::inference::ChatRequest;
 use agentos_dbus_interfaces::{names, AgentInfo, AuditDecision, Error, ModelInfo, UsageInfo};
+use tokio::net::UnixStream;
+use tokio::sync::oneshot;
 
 use super::capability;
 use crate::audit_entry::AuditEntry;
 use crate::broker::catalog::{Catalog, Route, RouteError};
 use crate::broker::convert::{self, Events};
 use crate::broker::run::{self, Account, Job};
-use crate::broker::service::{Freshness, LIST_TTL_MS};
+use crate::broker::service::{Freshness, Go, LIST_TTL_MS};
 use crate::broker::{pricing, Request, SchedError};
 use crate::caller::Caller;
 use crate::config::SENT_WAIT;
@@ -153,13 +156,13 @@ impl Kernel {
         }
     }
 
-    /// Ask a model for `caller`: returns the request's id and the caller's end of the socket
-    /// its answer streams on.
-    pub async fn chat(
+    /// Everything before a request goes to the scheduler: who may, which model, the
+    /// provider's request. What to submit and the run to start once it is.
+    async fn prepare_chat(
         self: &Arc<Self>,
         caller: &Caller,
         json: &str,
-    ) -> Result<(u64, OwnedFd), Error> {
+    ) -> Result<(Request, Job), Error> {
         let request = ChatRequest::from_json(json).map_err(Error::InvalidArgument)?;
         let (account, interactive) = match caller {
             Caller::Agent { id, task } => {
@@ -230,37 +233,19 @@ impl Kernel {
             Some(max_tokens),
             &lock(&self.broker.signatures),
         );
-        let (ours, theirs) = self
-            .broker
-            .sockets
-            .take()
-            .map_err(|e| Error::Failed(format!("cannot make the answer's socket: {e}")))?;
-        let go = self
-            .broker
-            .submit(
-                Request {
-                    id,
-                    provider: route.provider.clone(),
-                    principal: account.principal.clone(),
-                    app: account.app.clone(),
-                    task: account.task,
-                    interactive,
-                    estimated_tokens: prompt_tokens.saturating_add(u64::from(max_tokens)),
-                },
-                self.now(),
-            )
-            .map_err(sched_error)?;
-        if self.broker.start_watching() {
-            tokio::spawn(crate::broker::watch::watch(
-                Arc::clone(&self.broker),
-                Arc::clone(&self.clock),
-                self.subscribe(Kinds::TASKS),
-            ));
-        }
-        let (tell, told) = tokio::sync::oneshot::channel();
+        let request = Request {
+            id,
+            provider: route.provider.clone(),
+            principal: account.principal.clone(),
+            app: account.app.clone(),
+            task: account.task,
+            interactive,
+            estimated_tokens: prompt_tokens.saturating_add(u64::from(max_tokens)),
+        };
         let job = Job {
             id,
-            on_sent: Some(tell),
+            on_sent: None,
+            taken: None,
             price: pricing::price(&route.model, route.local),
             events: Events::new(names, entry.gemini.then(|| format!("g{id}_"))),
             route,
@@ -269,13 +254,54 @@ impl Kernel {
             prompt_tokens,
             account,
         };
+        Ok((request, job))
+    }
+
+    /// Submit a prepared request to the scheduler: what says when it may start.
+    fn submit_chat(&self, request: Request) -> Result<oneshot::Receiver<Go>, Error> {
+        let go = self
+            .broker
+            .submit(request, self.now())
+            .map_err(sched_error)?;
+        if self.broker.start_watching() {
+            tokio::spawn(crate::broker::watch::watch(
+                Arc::clone(&self.broker),
+                Arc::clone(&self.clock),
+                self.subscribe(Kinds::TASKS),
+            ));
+        }
+        Ok(go)
+    }
+
+    /// Start a submitted request's run, its answer streaming on `socket`.
+    fn start_run(&self, job: Job, go: oneshot::Receiver<Go>, socket: UnixStream) {
         tokio::spawn(run::run(
             Arc::clone(&self.broker),
             Arc::clone(&self.clock),
             job,
             go,
-            ours,
+            socket,
         ));
+    }
+
+    /// Ask a model for `caller`: returns the request's id and the caller's end of the socket
+    /// its answer streams on.
+    pub async fn chat(
+        self: &Arc<Self>,
+        caller: &Caller,
+        json: &str,
+    ) -> Result<(u64, OwnedFd), Error> {
+        let (request, mut job) = self.prepare_chat(caller, json).await?;
+        let (ours, theirs) = self
+            .broker
+            .sockets
+            .take()
+            .map_err(|e| Error::Failed(format!("cannot make the answer's socket: {e}")))?;
+        let go = self.submit_chat(request)?;
+        let (tell, told) = oneshot::channel();
+        job.on_sent = Some(tell);
+        let id = job.id;
+        self.start_run(job, go, ours);
         // Started at once: the caller's reply waits (a little at most) for the provider's
         // request to leave, so answering the caller is not in its way. The next answer socket
         // is made after the reply.
@@ -285,6 +311,29 @@ impl Kernel {
         let broker = Arc::clone(&self.broker);
         tokio::spawn(async move { broker.sockets.refill() });
         Ok((id, theirs.into()))
+    }
+
+    /// Ask a model for `caller`, who sent the request (`json`, or why it could not be read) on
+    /// its chat pipe with `socket`: the answer streams on that socket after a first line that
+    /// says whether the request was taken (`chat_pipe::Taken`).
+    pub async fn chat_on(
+        self: &Arc<Self>,
+        caller: &Caller,
+        json: Result<String, Error>,
+        socket: UnixStream,
+    ) {
+        let prepared = match json {
+            Ok(json) => self.prepare_chat(caller, &json).await,
+            Err(e) => Err(e),
+        };
+        let submitted = prepared.and_then(|(request, job)| Ok((self.submit_chat(request)?, job)));
+        match submitted {
+            Ok((go, mut job)) => {
+                job.taken = Some(Taken::Accepted { id: job.id }.to_line());
+                self.start_run(job, go, socket);
+            }
+            Err(e) => run::refuse(socket, &e).await,
+        }
     }
 
     /// The models the broker can serve now (for an agent: for one of its running tasks).
