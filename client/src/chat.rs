@@ -19,6 +19,7 @@
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
+use agentos_dbus_interfaces::chat_pipe::{Taken, MAX_PIPE_REQUEST};
 use agentos_dbus_interfaces::inference::{error_kind, ChatEvent, ChatRequest, ToolCall};
 use agentos_dbus_interfaces::proxies::Models1Proxy;
 use agentos_dbus_interfaces::text::display_safe;
@@ -30,6 +31,7 @@ use zbus::proxy::CacheProperties;
 
 use crate::client::Client;
 use crate::error::{describe_zbus, ClientError};
+use crate::pipe::PipeError;
 
 /// How long [`Client::chat`] waits for the kernel to take a request: the kernel's default time
 /// for the user to answer a prompt (120 s), and some.
@@ -253,6 +255,31 @@ impl ChatStream {
         self.line = Vec::new();
     }
 
+    /// The first line of an answer to a request sent on the chat pipe: its id, or the named
+    /// error it was refused with.
+    pub(crate) async fn taken(&mut self) -> Result<u64, ChatError> {
+        let line = match self.read_line().await {
+            Ok(line) => line,
+            Err(e) => {
+                self.finish();
+                return Err(e);
+            }
+        };
+        let taken = serde_json::from_slice::<Taken>(&line)
+            .map_err(|e| ChatError::Malformed(format!("{e}: {}", excerpt(&line))));
+        match taken.map(Taken::into_result) {
+            Ok(Ok(id)) => Ok(id),
+            Ok(Err(refused)) => {
+                self.finish();
+                Err(ChatError::Refused(refused))
+            }
+            Err(malformed) => {
+                self.finish();
+                Err(malformed)
+            }
+        }
+    }
+
     /// Read lines until one holds an event this client knows.
     async fn read_event(&mut self) -> Result<ChatEvent, ChatError> {
         loop {
@@ -358,13 +385,25 @@ impl Client {
     pub async fn chat(&self, request: &ChatRequest) -> Result<(u64, ChatStream), ChatError> {
         request.check().map_err(ChatError::InvalidRequest)?;
         let json = request.to_json();
-        // On the client's private channel (no bus relay on the way); on the bus where there
-        // is none. A channel that broke (the kernel restarted) is opened again once.
+        // On the client's private channel (no bus relay on the way): on its chat pipe (no
+        // D-Bus message either) when the request fits a record; on the bus where there is no
+        // channel. A channel that broke (the kernel restarted) is opened again once.
         for _ in 0..2 {
             // (No channel, say over the caller's quota of them: the bus still serves.)
-            let Ok(channel) = self.channel().await else {
+            let Ok((conn, pipe)) = self.channel_and_pipe().await else {
                 break;
             };
+            if let Some(pipe) = pipe.filter(|_| json.len() <= MAX_PIPE_REQUEST) {
+                match crate::pipe::ask(&pipe, &json).await {
+                    Ok(answer) => return Ok(answer),
+                    Err(PipeError::Answer(e)) => return Err(e),
+                    Err(PipeError::NotSent) => {
+                        self.drop_channel(&conn).await;
+                        continue;
+                    }
+                }
+            }
+            let channel = crate::channel::proxy(&conn).await?;
             match ask(channel.inner(), &json).await {
                 Err(ChatError::Refused(Error::ZBus(e))) if broken(&e) => {
                     self.drop_channel(channel.inner().connection()).await;

@@ -59,6 +59,8 @@ struct Shared {
 pub(crate) struct Channel {
     pub(crate) kernel: OwnedUniqueName,
     pub(crate) conn: Connection,
+    /// Its chat pipe (`pipe.rs`), when the kernel gave one.
+    pub(crate) pipe: Option<std::sync::Arc<agentos_p2p::records::Records>>,
 }
 
 #[derive(Debug, Default)]

@@ -31,6 +31,7 @@ mod chat;
 mod client;
 mod error;
 mod events;
+mod pipe;
 
 pub use agentos_dbus_interfaces::inference::{
     ChatEvent, ChatMessage, ChatRequest, ToolCall, ToolDefinition,
