@@ -1,0 +1,187 @@
+//! End-to-end: the chat pipe (`Channel1.OpenChatPipe`) on the real kernel, spoken with raw
+//! records as any client would: a request taken (its id, then its answer on the socket sent with
+//! it, counted as the opener's use); refusals named on that socket (JSON that is not a request,
+//! text that is not UTF-8, a record over the limit, no model); a record without its socket, or
+//! with an fd that is not a Unix stream socket, ends the pipe; pipes count among the opener's
+//! channels and give their slot back when closed.
+
+use std::io::{IoSlice, Read};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use agentos_client::{ChatMessage, ChatRequest, ChatStream, Client};
+use agentos_dbus_interfaces::chat_pipe::{Taken, MAX_PIPE_REQUEST};
+use agentos_dbus_interfaces::proxies::Channel1Proxy;
+use agentos_dbus_interfaces::Error;
+use agentos_tests::model_fixture::{ModelServer, Props};
+use agentos_tests::{bounded, channel_on, Env};
+use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+
+async fn env_with_model(server: &ModelServer) -> Env {
+    let mut env = Env::start().await;
+    let dir = env.root().join("config/agentos");
+    std::fs::create_dir_all(&dir).expect("config dir");
+    let settings = format!(
+        "[local]\nollama = \"off\"\nllama-server = \"{}\"\n",
+        server.url()
+    );
+    std::fs::write(dir.join("models.toml"), settings).expect("models.toml");
+    env.restart_kernel().await;
+    env
+}
+
+fn request() -> String {
+    let mut r = ChatRequest::new(vec![ChatMessage::user("hi")]);
+    r.max_tokens = Some(32);
+    r.to_json()
+}
+
+/// Send `record` on `pipe` with `fd` beside it (`Err`: the pipe is closed).
+fn send(pipe: &OwnedFd, record: &[u8], fd: Option<BorrowedFd<'_>>) -> rustix::io::Result<usize> {
+    let passed = fd.map(|fd| [fd]);
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut ancillary = SendAncillaryBuffer::new(&mut space);
+    if let Some(fds) = &passed {
+        assert!(ancillary.push(SendAncillaryMessage::ScmRights(fds)));
+    }
+    sendmsg(
+        pipe,
+        &[IoSlice::new(record)],
+        &mut ancillary,
+        SendFlags::NOSIGNAL,
+    )
+}
+
+/// Send `record` with a fresh socket beside it; returns the end the answer is read from.
+fn ask(pipe: &OwnedFd, record: &[u8]) -> UnixStream {
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    send(pipe, record, Some(theirs.as_fd())).unwrap();
+    ours
+}
+
+/// The first line on an answer socket, read a byte at a time (nothing after it is taken).
+fn first_line(socket: &mut UnixStream) -> Option<Taken> {
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match socket.read(&mut byte).unwrap() {
+            0 if line.is_empty() => return None,
+            1 if byte[0] != b'\n' => line.push(byte[0]),
+            _ => break,
+        }
+    }
+    Some(serde_json::from_slice(&line).unwrap_or_else(|e| panic!("{e}: {line:?}")))
+}
+
+/// Send `record` and read the refusal that must come back on its socket, and nothing after.
+fn refused(pipe: &OwnedFd, record: &[u8]) -> Error {
+    let mut answer = ask(pipe, record);
+    match first_line(&mut answer).map(Taken::into_result) {
+        Some(Err(e)) => {
+            let mut rest = Vec::new();
+            answer.read_to_end(&mut rest).unwrap();
+            assert!(rest.is_empty(), "nothing follows a refusal: {rest:?}");
+            e
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+async fn open_pipe(proxy: &Channel1Proxy<'static>) -> Result<OwnedFd, Error> {
+    proxy.open_chat_pipe().await.map(OwnedFd::from)
+}
+
+#[tokio::test]
+async fn the_pipe_takes_requests_as_records_and_names_what_it_refuses() {
+    bounded(async {
+        let server = ModelServer::start(Props::default());
+        let env = env_with_model(&server).await;
+        let (_channel, proxy) = channel_on(&env.conn).await;
+        let pipe = open_pipe(&proxy).await.unwrap();
+
+        // Taken: its id first, then the answer, counted as the opener's (the user's tools).
+        let mut answer = ask(&pipe, request().as_bytes());
+        let Some(Taken::Accepted { id }) = first_line(&mut answer) else {
+            panic!("the request was not taken")
+        };
+        assert!(id > 0);
+        let reply = ChatStream::from_fd(OwnedFd::from(answer)).collect().await;
+        assert_eq!(reply.unwrap().text, "Hello from the fixture.");
+        let c = Client::with_connection(env.conn.clone()).await.unwrap();
+        let usage = c.list_usage().await.unwrap();
+        assert!(
+            usage.iter().any(|u| u.kind == "host" && u.requests >= 1),
+            "{usage:?}"
+        );
+
+        // Refused on the request's own socket, named, and the pipe goes on.
+        let e = refused(&pipe, b"{\"messages\": 7}");
+        assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+        let e = refused(&pipe, b"\xff\xfe not text");
+        assert!(
+            matches!(e, Error::InvalidArgument(ref m) if m.contains("UTF-8")),
+            "{e:?}"
+        );
+        let e = refused(&pipe, &vec![b' '; MAX_PIPE_REQUEST + 1]);
+        assert!(
+            matches!(e, Error::InvalidArgument(ref m) if m.contains("with Chat")),
+            "{e:?}"
+        );
+        let mut answer = ask(&pipe, request().as_bytes());
+        assert!(matches!(
+            first_line(&mut answer),
+            Some(Taken::Accepted { .. })
+        ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_broken_record_ends_the_pipe_and_pipes_count_among_channels() {
+    bounded(async {
+        let server = ModelServer::start(Props::default());
+        let env = env_with_model(&server).await;
+        let (_channel, proxy) = channel_on(&env.conn).await;
+
+        // A record without its socket, or with an fd that is not a Unix stream socket: the
+        // pipe ends, and what was sent after it is dropped (its socket closes unanswered).
+        let file = tempfile::tempfile().unwrap();
+        for fd in [None, Some(file.as_fd())] {
+            let pipe = open_pipe(&proxy).await.unwrap();
+            send(&pipe, request().as_bytes(), fd).unwrap();
+            let (mut ours, theirs) = UnixStream::pair().unwrap();
+            if send(&pipe, request().as_bytes(), Some(theirs.as_fd())).is_ok() {
+                drop(theirs);
+                assert_eq!(first_line(&mut ours), None, "answered after {fd:?}");
+            }
+        }
+
+        // Pipes count among the caller's 8 channels (one is the channel itself) ...
+        let mut pipes = Vec::new();
+        let over = loop {
+            match open_pipe(&proxy).await {
+                Ok(pipe) => pipes.push(pipe),
+                Err(e) => break e,
+            }
+            assert!(pipes.len() <= 8, "more pipes than the quota of channels");
+        };
+        assert!(matches!(over, Error::QuotaExceeded(_)), "{over:?}");
+        assert_eq!(pipes.len(), 7);
+        // ... and give their slot back when closed.
+        pipes.pop();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while open_pipe(&proxy).await.is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the slot was not given back"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
