@@ -62,10 +62,11 @@ async fn serve(pipe: &Records, kernel: &Weak<Kernel>, caller: &Caller) -> Result
             return Ok(());
         };
         let caller = caller.clone();
-        tokio::spawn(async move {
+        crate::sync::begin_here(async move {
             kernel.chat_on(&caller, json, socket).await;
             drop(slot);
-        });
+        })
+        .await;
     }
 }
 

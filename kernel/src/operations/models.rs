@@ -274,14 +274,15 @@ impl Kernel {
     }
 
     /// Start a submitted request's run, its answer streaming on `socket`.
-    fn start_run(&self, job: Job, go: oneshot::Receiver<Go>, socket: UnixStream) {
-        tokio::spawn(run::run(
+    async fn start_run(&self, job: Job, go: oneshot::Receiver<Go>, socket: UnixStream) {
+        let run = run::run(
             Arc::clone(&self.broker),
             Arc::clone(&self.clock),
             job,
             go,
             socket,
-        ));
+        );
+        crate::sync::begin_here(run).await;
     }
 
     /// Ask a model for `caller`: returns the request's id and the caller's end of the socket
@@ -301,7 +302,7 @@ impl Kernel {
         let (tell, told) = oneshot::channel();
         job.on_sent = Some(tell);
         let id = job.id;
-        self.start_run(job, go, ours);
+        self.start_run(job, go, ours).await;
         // Started at once: the caller's reply waits (a little at most) for the provider's
         // request to leave, so answering the caller is not in its way. The next answer socket
         // is made after the reply.
@@ -330,7 +331,7 @@ impl Kernel {
         match submitted {
             Ok((go, mut job)) => {
                 job.taken = Some(Taken::Accepted { id: job.id }.to_line());
-                self.start_run(job, go, socket);
+                self.start_run(job, go, socket).await;
             }
             Err(e) => run::refuse(socket, &e).await,
         }
