@@ -1,7 +1,8 @@
 //! Benchmark B2, the broker's overhead: the same streamed chat answers asked of a model server
 //! directly (the providers' own HTTP client, `agentos-models`, as the kernel uses it) and through
-//! the kernel (`agentos-client`: `Channel1.Chat` on the client's private channel, the answer read
-//! from the socket it returns), at 1, 16 and 64 streams at once, in alternating rounds in one run.
+//! the kernel (`agentos-client`: the request sent on its private channel's chat pipe, the answer
+//! read from the socket sent with it), at 1, 16 and 64 streams at once, in alternating rounds in
+//! one run.
 //! The server (tests/src/model_server.rs) answers with a fixed time to first token and paced
 //! tokens and has a slot for every stream, so what differs is the path. Each level starts with a
 //! round each way that is not counted (both paths then have their connections to the server
