@@ -10,6 +10,13 @@
 //! the kernel adds. Targets: added time to first token ≤ 0.3 ms p50 and ≤ 1 ms p99; added
 //! inter-token p99 ≤ 0.5 ms.
 //!
+//! The server's 40 ms before the first token is a tokio timer, whose millisecond granularity
+//! alone moves a way's p50 by up to half a millisecond from run to run. So each stream is tagged
+//! in its request's text, and its time to first token is also split at the server's record of
+//! it: from the start until the server has the request, and from the server's sending of the
+//! first token until the caller reads it. Their sum (the time to first token less the server's
+//! own time) is what the targets are judged on; the whole times are printed too.
+//!
 //! A third way is the floor any broker in a process of its own stands on: the direct client
 //! through a relay process that only copies bytes between its TCP connections and the server's
 //! (this bench binary run again, one thread, like the kernel). It parses nothing and decides
@@ -22,13 +29,14 @@
 
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use agentos_client::Client;
 use agentos_dbus_interfaces::inference::{ChatEvent, ChatMessage, ChatRequest};
 use agentos_models::{ChatEvent as ProviderEvent, Http, Limits, OpenAi};
 use agentos_tests::bench::{percentile, runtime, setting};
-use agentos_tests::model_server::{ModelServer, ServerConfig};
+use agentos_tests::model_server::{ModelServer, Served, ServerConfig};
 use agentos_tests::Env;
 use futures_util::StreamExt;
 
@@ -44,21 +52,27 @@ struct Timing {
     first: Vec<Duration>,
     gaps: Vec<Duration>,
     call: Vec<Duration>,
-    /// At one stream: from the start to the server seeing the request, and from the server
-    /// sending the first token to the caller reading it (where the added time goes).
+    /// From the start to the server seeing the request, and from the server sending the first
+    /// token to the caller reading it (where the added time goes); their sum is the time to
+    /// first token less the server's own time, its timer's granularity included.
     reach: Vec<Duration>,
     deliver: Vec<Duration>,
+    path: Vec<Duration>,
 }
 
 impl Timing {
-    /// Split one lone stream's time to first token at the server's records of it.
-    fn split(&mut self, server: &ModelServer, start: Duration, first: Option<Duration>) {
-        let Some(seen) = server.served().pop() else {
+    /// Split a stream's time to first token at the server's record of its request (found by
+    /// the stream's tag in the request's text).
+    fn split(&mut self, served: &[Served], tag: &str, start: Duration, first: Option<Duration>) {
+        let Some(seen) = served.iter().find(|s| s.body.contains(tag)) else {
             return;
         };
-        self.reach.push(seen.arrived.saturating_sub(start));
+        let reach = seen.arrived.saturating_sub(start);
+        self.reach.push(reach);
         if let (Some(sent), Some(read)) = (seen.first_token, first) {
-            self.deliver.push(read.saturating_sub(sent));
+            let deliver = read.saturating_sub(sent);
+            self.deliver.push(deliver);
+            self.path.push(reach + deliver);
         }
     }
 }
@@ -81,8 +95,14 @@ fn pct(v: &mut [Duration], p: f64) -> Duration {
     percentile(v, p)
 }
 
-fn request() -> ChatRequest {
-    let mut r = ChatRequest::new(vec![ChatMessage::user("count for me")]);
+/// A new stream's tag, in its request's text: `[b2-<n>]`.
+fn tag() -> String {
+    static STREAMS: AtomicU64 = AtomicU64::new(0);
+    format!("[b2-{}]", STREAMS.fetch_add(1, Ordering::Relaxed))
+}
+
+fn request(tag: &str) -> ChatRequest {
+    let mut r = ChatRequest::new(vec![ChatMessage::user(format!("count for me {tag}"))]);
     r.max_tokens = Some(TOKENS as u32);
     r.temperature = Some(0.0);
     r
@@ -104,9 +124,10 @@ impl Started {
     }
 }
 
-/// One stream straight to the server: the times its text pieces arrived.
-async fn direct(provider: &OpenAi, server: &ModelServer) -> (Started, Vec<Instant>) {
-    let messages = vec![agentos_models::Message::user("count for me")];
+/// One stream straight to the server: its tag and the times its text pieces arrived.
+async fn direct(provider: &OpenAi, server: &ModelServer) -> (String, Started, Vec<Instant>) {
+    let tag = tag();
+    let messages = vec![agentos_models::Message::user(format!("count for me {tag}"))];
     let mut req = agentos_models::ChatRequest::new("fixture-model", messages);
     req.max_tokens = Some(TOKENS as u32);
     req.temperature = Some(0.0);
@@ -120,14 +141,20 @@ async fn direct(provider: &OpenAi, server: &ModelServer) -> (Started, Vec<Instan
             _ => {}
         }
     }
-    (start, arrivals)
+    (tag, start, arrivals)
 }
 
-/// One stream through the kernel; the last time is when the `Chat` call returned.
-async fn brokered(client: &Client, server: &ModelServer) -> (Started, Vec<Instant>, Instant) {
+/// One stream through the kernel: its tag, when it started, when its text pieces arrived, and
+/// when the `Chat` call returned.
+async fn brokered(
+    client: &Client,
+    server: &ModelServer,
+) -> (String, Started, Vec<Instant>, Instant) {
+    let tag = tag();
+    let request = request(&tag);
     let start = Started::now(server);
     let (_, mut stream) = client
-        .chat(&request())
+        .chat(&request)
         .await
         .expect("chat through the kernel");
     let returned = Instant::now();
@@ -140,7 +167,7 @@ async fn brokered(client: &Client, server: &ModelServer) -> (Started, Vec<Instan
             _ => {}
         }
     }
-    (start, arrivals, returned)
+    (tag, start, arrivals, returned)
 }
 
 /// Set (to the server's address) in the relay process this bench starts.
@@ -254,67 +281,70 @@ fn main() {
                     let runs =
                         futures_util::future::join_all((0..n).map(|_| direct(way, &server)))
                             .await;
-                    for (start, arrivals) in runs {
+                    let served = server.served();
+                    for (tag, start, arrivals) in runs {
                         let first = timing.add(start, &arrivals);
-                        if n == 1 {
-                            timing.split(&server, start.server, first);
-                        }
+                        timing.split(&served, &tag, start.server, first);
                     }
                 }
                 let runs =
                     futures_util::future::join_all((0..n).map(|_| brokered(&client, &server)))
                         .await;
-                for (start, arrivals, returned) in runs {
+                let served = server.served();
+                for (tag, start, arrivals, returned) in runs {
                     let first = k.add(start, &arrivals);
-                    if n == 1 {
-                        k.split(&server, start.server, first);
-                    }
+                    k.split(&served, &tag, start.server, first);
                     k.call.push(returned - start.at);
                 }
             }
-            let (d50, d99) = (pct(&mut d.first, 0.5), pct(&mut d.first, 0.99));
-            let (k50, k99) = (pct(&mut k.first, 0.5), pct(&mut k.first, 0.99));
-            let (dg, kg) = (pct(&mut d.gaps, 0.99), pct(&mut k.gaps, 0.99));
             let ms = |x: Duration| x.as_secs_f64() * 1e3;
-            let add50 = ms(k50) - ms(d50);
-            let add99 = ms(k99) - ms(d99);
-            let addg = ms(kg) - ms(dg);
+            let p = |v: &mut Vec<Duration>, q: f64| ms(pct(v, q));
+            let (d50, d99, k50, k99) = (
+                p(&mut d.first, 0.5),
+                p(&mut d.first, 0.99),
+                p(&mut k.first, 0.5),
+                p(&mut k.first, 0.99),
+            );
+            let (dg, kg, rg) = (p(&mut d.gaps, 0.99), p(&mut k.gaps, 0.99), p(&mut r.gaps, 0.99));
+            let (dp50, dp99, rp50, rp99, kp50, kp99) = (
+                p(&mut d.path, 0.5),
+                p(&mut d.path, 0.99),
+                p(&mut r.path, 0.5),
+                p(&mut r.path, 0.99),
+                p(&mut k.path, 0.5),
+                p(&mut k.path, 0.99),
+            );
+            let (add50, add99, addg) = (kp50 - dp50, kp99 - dp99, kg - dg);
             met &= add50 <= 0.3 && add99 <= 1.0 && addg <= 0.5;
-            let call50 = ms(pct(&mut k.call, 0.5));
-            let (r50, r99, rg) = (
-                ms(pct(&mut r.first, 0.5)),
-                ms(pct(&mut r.first, 0.99)),
-                ms(pct(&mut r.gaps, 0.99)),
+            println!(
+                "{n:>7} | {d50:>10.3} / {d99:>9.3} | {k50:>10.3} / {k99:>9.3} | {:>+9.3} / {:>+9.3} | {dg:>5.2}/{kg:>5.2}/{addg:>+5.2} | Chat returns p50 {:.3} ms",
+                k50 - d50,
+                k99 - d99,
+                p(&mut k.call, 0.5),
             );
             println!(
-                "{n:>7} | {:>10.3} / {:>9.3} | {:>10.3} / {:>9.3} | {:>+9.3} / {:>+9.3} | {:>5.2}/{:>5.2}/{:>+5.2} | Chat returns p50 {call50:.3} ms",
-                ms(d50), ms(d99), ms(k50), ms(k99), add50, add99, ms(dg), ms(kg), addg
+                "        less the server's own time: the kernel adds {add50:+.3} / {add99:+.3} \
+                 (p50 / p99); a relay that only copies bytes adds {:+.3} / {:+.3} (gap p99 \
+                 {:+.2})",
+                rp50 - dp50,
+                rp99 - dp99,
+                rg - dg,
             );
             println!(
-                "        a relay that only copies bytes adds {:+.3} / {:+.3} (gap p99 {:+.2}); \
-                 the kernel adds {:+.3} / {:+.3} beyond it",
-                r50 - ms(d50),
-                r99 - ms(d99),
-                rg - ms(dg),
-                ms(k50) - r50,
-                ms(k99) - r99,
+                "        p50: the request reaches the server {:.3} ms direct, {:.3} relayed, {:.3} \
+                 through the kernel; the first token is read {:.3} / {:.3} / {:.3} ms after it \
+                 was sent",
+                p(&mut d.reach, 0.5),
+                p(&mut r.reach, 0.5),
+                p(&mut k.reach, 0.5),
+                p(&mut d.deliver, 0.5),
+                p(&mut r.deliver, 0.5),
+                p(&mut k.deliver, 0.5),
             );
-            if n == 1 {
-                println!(
-                    "        one stream, p50: request reaches the server {:.3} ms direct, {:.3} ms \
-                     relayed, {:.3} ms through the kernel; first token read {:.3} / {:.3} / {:.3} \
-                     ms after it was sent",
-                    ms(pct(&mut d.reach, 0.5)),
-                    ms(pct(&mut r.reach, 0.5)),
-                    ms(pct(&mut k.reach, 0.5)),
-                    ms(pct(&mut d.deliver, 0.5)),
-                    ms(pct(&mut r.deliver, 0.5)),
-                    ms(pct(&mut k.deliver, 0.5)),
-                );
-            }
         }
         println!(
-            "targets (added TTFT p50 <= 0.3 ms, p99 <= 1 ms; added gap p99 <= 0.5 ms): {}",
+            "targets (added TTFT, less the server's own time, p50 <= 0.3 ms, p99 <= 1 ms; \
+             added gap p99 <= 0.5 ms): {}",
             if met { "MET" } else { "MISSED" }
         );
         let _ = relay_process.kill();
