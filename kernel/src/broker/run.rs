@@ -160,12 +160,14 @@ fn canceled(message: &str) -> wire::ChatEvent {
 
 /// Ask the provider and relay its events until the reply is done (its `done` not yet sent).
 /// `head` (the `started` line, after the taken line if there is one) is written once the
-/// provider's request has left, or failed to: telling the caller is not in its way.
+/// provider's request has left, or failed to: telling the caller is not in its way. `head_sent`
+/// says whether it was.
 #[allow(clippy::too_many_arguments)]
 async fn relay(
     client: &Provider,
     request: &agentos_models::ChatRequest,
     head: String,
+    head_sent: &mut bool,
     on_sent: Option<OnSent>,
     events: &mut Events,
     signatures: &Mutex<Signatures>,
@@ -182,6 +184,7 @@ async fn relay(
     if !write(out, &head).await {
         return Ended::CallerGone;
     }
+    *head_sent = true;
     if let Some(tell) = on_sent {
         let _ = tell.send(());
     }
@@ -249,13 +252,14 @@ pub async fn run(
     socket: UnixStream,
 ) {
     let (mut input, mut out) = socket.into_split();
-    let mut head = job.taken.take().unwrap_or_default();
+    // The taken line comes first, whatever comes after it (`Taken`).
+    let mut taken = job.taken.take().unwrap_or_default();
     let started = match go.try_recv() {
         Ok(go) => Some(go),
         Err(oneshot::error::TryRecvError::Closed) => None,
         Err(oneshot::error::TryRecvError::Empty) => {
             // It waits for a slot: the caller hears at once that it was taken.
-            if write(&mut out, &std::mem::take(&mut head)).await {
+            if write(&mut out, &std::mem::take(&mut taken)).await {
                 tokio::select! {
                     r = &mut go => r.ok(),
                     () = gone(&mut input) => None,
@@ -271,8 +275,8 @@ pub async fn run(
         if let Ok((start, _)) = go.try_recv() {
             broker.finish(start.id, Usage::default(), clock.now_ms());
         }
-        head.push_str(&canceled("the request was canceled before it started").to_line());
-        let _ = write(&mut out, &head).await;
+        taken.push_str(&canceled("the request was canceled before it started").to_line());
+        let _ = write(&mut out, &taken).await;
         return;
     };
     let started = wire::ChatEvent::Started {
@@ -280,10 +284,13 @@ pub async fn run(
         model: job.route.model.clone(),
         local: job.route.local,
     };
-    head.push_str(&started.to_line());
+    // The taken line not written yet goes with the started line; if the run is stopped before
+    // its request left, it goes before the last event instead.
+    let head = format!("{taken}{}", started.to_line());
     let mut tally = Tally::default();
+    let mut head_sent = false;
     let ended = tokio::select! {
-        e = relay(&job.client, &job.request, head, job.on_sent.take(), &mut job.events, &broker.signatures, &mut out, &mut tally) => e,
+        e = relay(&job.client, &job.request, head, &mut head_sent, job.on_sent.take(), &mut job.events, &broker.signatures, &mut out, &mut tally) => e,
         () = cancel.notified() => Ended::Canceled,
         () = gone(&mut input) => Ended::CallerGone,
     };
@@ -302,7 +309,9 @@ pub async fn run(
         Ended::Canceled => canceled("the request was canceled"),
         Ended::CallerGone => return,
     };
-    let _ = send(&mut out, &last).await;
+    let mut tail = if head_sent { String::new() } else { taken };
+    tail.push_str(&last.to_line());
+    let _ = write(&mut out, &tail).await;
 }
 
 #[cfg(test)]
