@@ -3,7 +3,8 @@
 //! it, counted as the opener's use); refusals named on that socket (JSON that is not a request,
 //! text that is not UTF-8, a record over the limit, no model); a record without its socket, or
 //! with an fd that is not a Unix stream socket, ends the pipe; pipes count among the opener's
-//! channels and give their slot back when closed.
+//! channels and give their slot back when closed; a request that waits for a slot hears at once
+//! that it was taken, and `Cancel` with that id ends it.
 
 use std::io::{IoSlice, Read};
 use std::mem::MaybeUninit;
@@ -11,22 +12,25 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
+use agentos_client::ChatEvent;
 use agentos_client::{ChatMessage, ChatRequest, ChatStream, Client};
 use agentos_dbus_interfaces::chat_pipe::{Taken, MAX_PIPE_REQUEST};
 use agentos_dbus_interfaces::proxies::Channel1Proxy;
 use agentos_dbus_interfaces::Error;
 use agentos_tests::model_fixture::{ModelServer, Props};
+use agentos_tests::model_server::{ModelServer as PacedServer, ServerConfig};
 use agentos_tests::{bounded, channel_on, Env};
 use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 
 async fn env_with_model(server: &ModelServer) -> Env {
+    env_with_server(&server.url()).await
+}
+
+async fn env_with_server(url: &str) -> Env {
     let mut env = Env::start().await;
     let dir = env.root().join("config/agentos");
     std::fs::create_dir_all(&dir).expect("config dir");
-    let settings = format!(
-        "[local]\nollama = \"off\"\nllama-server = \"{}\"\n",
-        server.url()
-    );
+    let settings = format!("[local]\nollama = \"off\"\nllama-server = \"{url}\"\n");
     std::fs::write(dir.join("models.toml"), settings).expect("models.toml");
     env.restart_kernel().await;
     env
@@ -182,6 +186,51 @@ async fn a_broken_record_ends_the_pipe_and_pipes_count_among_channels() {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    })
+    .await;
+}
+
+// (The paced server runs on the test's runtime, and this test reads its sockets blocking.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_request_hears_at_once_it_was_taken_and_can_be_canceled() {
+    bounded(async {
+        let server = PacedServer::start(ServerConfig {
+            slots: 1,
+            first_token: Duration::from_millis(300),
+            token_gap: Duration::from_millis(100),
+            tokens: 5,
+            ..ServerConfig::default()
+        })
+        .await;
+        let env = env_with_server(&server.url).await;
+        let (_channel, proxy) = channel_on(&env.conn).await;
+        let pipe = open_pipe(&proxy).await.unwrap();
+        // The first holds the server's one slot for about 700 ms.
+        let mut first = ask(&pipe, request().as_bytes());
+        let taken = first_line(&mut first);
+        assert!(matches!(taken, Some(Taken::Accepted { .. })), "{taken:?}");
+        // The second waits for it, and is told at once that it was taken.
+        let asked = std::time::Instant::now();
+        let mut second = ask(&pipe, request().as_bytes());
+        let Some(Taken::Accepted { id }) = first_line(&mut second) else {
+            panic!("the waiting request was not taken")
+        };
+        assert!(
+            asked.elapsed() < Duration::from_millis(300),
+            "taken only after {:?}",
+            asked.elapsed()
+        );
+        proxy
+            .cancel(id)
+            .await
+            .expect("Cancel names the pipe's request");
+        let mut events = ChatStream::from_fd(OwnedFd::from(second));
+        match events.next().await {
+            Some(Ok(ChatEvent::Error { kind, .. })) => assert_eq!(kind, "canceled"),
+            other => panic!("expected the cancel, got {other:?}"),
+        }
+        let done = ChatStream::from_fd(OwnedFd::from(first)).collect().await;
+        assert!(done.is_ok(), "{done:?}");
     })
     .await;
 }
