@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustix::net::{
-    recvmsg, sendmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
+    recvmsg, sendmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, RecvMsg, ReturnFlags,
     SendAncillaryBuffer, SendAncillaryMessage, SendFlags,
 };
 use tokio::io::unix::AsyncFd;
@@ -123,11 +123,15 @@ fn register(stream: UnixStream, interest: Interest) -> io::Result<AsyncFd<UnixSt
     Ok(unsafe { AsyncFd::register_with_interest(stream, interest) }?)
 }
 
-/// One `recvmsg`: bytes and the fds that came with them.
-pub(crate) fn receive(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+/// One `recvmsg` into `buf`, with `space` for fds: what it says and the fds that came
+/// (close-on-exec).
+pub(crate) fn receive_into(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    space: &mut [MaybeUninit<u8>],
+) -> io::Result<(RecvMsg, Vec<OwnedFd>)> {
     let mut iov = [IoSliceMut::new(buf)];
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
-    let mut ancillary = RecvAncillaryBuffer::new(&mut space);
+    let mut ancillary = RecvAncillaryBuffer::new(space);
     let msg = recvmsg(fd, &mut iov, &mut ancillary, RecvFlags::CMSG_CLOEXEC)?;
     let mut fds = Vec::new();
     for m in ancillary.drain() {
@@ -135,6 +139,13 @@ pub(crate) fn receive(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, 
             fds.extend(received);
         }
     }
+    Ok((msg, fds))
+}
+
+/// One `recvmsg`: bytes and the fds that came with them.
+pub(crate) fn receive(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let (msg, fds) = receive_into(fd, buf, &mut space)?;
     if msg.flags.contains(ReturnFlags::CTRUNC) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,

@@ -3,14 +3,13 @@
 //! streams on. A record is read whole or reported truncated; one side reads and the other only
 //! writes, so each end is registered with the runtime for what it does alone.
 
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::net::{
-    recvmsg, sendmsg, socketpair, AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage,
-    RecvFlags, ReturnFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags,
-    SocketType,
+    sendmsg, socketpair, AddressFamily, ReturnFlags, SendAncillaryBuffer, SendAncillaryMessage,
+    SendFlags, SocketFlags, SocketType,
 };
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
@@ -104,16 +103,8 @@ fn send(fd: BorrowedFd<'_>, record: &[u8], pass: Option<BorrowedFd<'_>>) -> io::
 }
 
 fn receive(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Record> {
-    let mut iov = [IoSliceMut::new(buf)];
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(ROOM_FOR_FDS))];
-    let mut ancillary = RecvAncillaryBuffer::new(&mut space);
-    let msg = recvmsg(fd, &mut iov, &mut ancillary, RecvFlags::CMSG_CLOEXEC)?;
-    let mut fds = Vec::new();
-    for m in ancillary.drain() {
-        if let RecvAncillaryMessage::ScmRights(received) = m {
-            fds.extend(received);
-        }
-    }
+    let (msg, fds) = crate::receive_into(fd, buf, &mut space)?;
     if fds.len() > 1 || msg.flags.contains(ReturnFlags::CTRUNC) {
         // (Dropping them closes those that came.)
         return Err(io::Error::new(
