@@ -79,6 +79,7 @@ impl Http {
                 detail: format!("the request cannot be written: {e}"),
             })?);
         let mut attempt = 0;
+        let mut resent = false;
         loop {
             let sent = tokio::time::Instant::now();
             let mut req = self
@@ -92,13 +93,21 @@ impl Http {
             for (name, value) in headers {
                 req = req.header(*name, *value);
             }
-            let resp = tokio::time::timeout(self.limits.first_token, req.send())
+            let sent_or_not = tokio::time::timeout(self.limits.first_token, req.send())
                 .await
                 .map_err(|_| ModelError::Timeout {
                     stage: TimeoutStage::FirstToken,
                     limit: self.limits.first_token,
-                })?
-                .map_err(|e| self.send_error(url, e))?;
+                })?;
+            let resp = match sent_or_not {
+                // The connection closed under the request with no reply (a kept-alive
+                // connection the server had just closed): asked again, once, on a new one.
+                Err(e) if !resent && !e.is_timeout() && !e.is_connect() => {
+                    resent = true;
+                    continue;
+                }
+                other => other.map_err(|e| self.send_error(url, e))?,
+            };
             let status = resp.status().as_u16();
             if resp.status().is_success() {
                 return Ok((resp, sent));

@@ -575,3 +575,32 @@ async fn a_request_tells_when_it_goes_on_the_wire_once_and_keeps_its_length() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_connection_closed_under_a_request_is_asked_again_once() {
+    within(async {
+        let answer = Reply::data(&[
+            r#"{"choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":"stop"}]}"#,
+            "[DONE]",
+        ]);
+        let f = Fixture::start(vec![Reply::hang_up(), answer]).await;
+        let mut s = provider(&f, quick()).chat(&request(), None).await.unwrap();
+        let mut events = Vec::new();
+        while let Some(ev) = s.next().await {
+            events.push(ev.unwrap());
+        }
+        assert_eq!(text_of(&events), "ok");
+        assert_eq!(f.received().len(), 2);
+
+        // Twice in a row: the server is named as unreachable, after one more try only.
+        let f = Fixture::start(vec![Reply::hang_up(), Reply::hang_up(), Reply::hang_up()]).await;
+        match provider(&f, quick()).chat(&request(), None).await {
+            Err(ModelError::Unreachable { reason, .. }) => {
+                assert!(reason.contains("could not be sent"), "{reason}")
+            }
+            other => panic!("expected Unreachable, got {:?}", other.map(|_| ())),
+        }
+        assert_eq!(f.received().len(), 2);
+    })
+    .await;
+}
