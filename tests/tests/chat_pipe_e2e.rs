@@ -6,9 +6,8 @@
 //! channels and give their slot back when closed; a request that waits for a slot hears at once
 //! that it was taken, and `Cancel` with that id ends it.
 
-use std::io::{IoSlice, Read};
-use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -17,10 +16,11 @@ use agentos_client::{ChatMessage, ChatRequest, ChatStream, Client};
 use agentos_dbus_interfaces::chat_pipe::{Taken, MAX_PIPE_REQUEST};
 use agentos_dbus_interfaces::proxies::Channel1Proxy;
 use agentos_dbus_interfaces::Error;
+use agentos_p2p::records::Records;
 use agentos_tests::model_fixture::{ModelServer, Props};
 use agentos_tests::model_server::{ModelServer as PacedServer, ServerConfig};
 use agentos_tests::{bounded, channel_on, Env};
-use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+use tokio::io::Interest;
 
 async fn env_with_model(server: &ModelServer) -> Env {
     env_with_server(&server.url()).await
@@ -42,26 +42,10 @@ fn request() -> String {
     r.to_json()
 }
 
-/// Send `record` on `pipe` with `fd` beside it (`Err`: the pipe is closed).
-fn send(pipe: &OwnedFd, record: &[u8], fd: Option<BorrowedFd<'_>>) -> rustix::io::Result<usize> {
-    let passed = fd.map(|fd| [fd]);
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut ancillary = SendAncillaryBuffer::new(&mut space);
-    if let Some(fds) = &passed {
-        assert!(ancillary.push(SendAncillaryMessage::ScmRights(fds)));
-    }
-    sendmsg(
-        pipe,
-        &[IoSlice::new(record)],
-        &mut ancillary,
-        SendFlags::NOSIGNAL,
-    )
-}
-
 /// Send `record` with a fresh socket beside it; returns the end the answer is read from.
-fn ask(pipe: &OwnedFd, record: &[u8]) -> UnixStream {
+async fn ask(pipe: &Records, record: &[u8]) -> UnixStream {
     let (ours, theirs) = UnixStream::pair().unwrap();
-    send(pipe, record, Some(theirs.as_fd())).unwrap();
+    pipe.send(record, Some(theirs.as_fd())).await.unwrap();
     ours
 }
 
@@ -83,8 +67,8 @@ fn first_line(socket: &mut UnixStream) -> Option<Taken> {
 }
 
 /// Send `record` and read the refusal that must come back on its socket, and nothing after.
-fn refused(pipe: &OwnedFd, record: &[u8]) -> Error {
-    let mut answer = ask(pipe, record);
+async fn refused(pipe: &Records, record: &[u8]) -> Error {
+    let mut answer = ask(pipe, record).await;
     match first_line(&mut answer).map(Taken::into_result) {
         Some(Err(e)) => {
             let mut rest = Vec::new();
@@ -96,8 +80,10 @@ fn refused(pipe: &OwnedFd, record: &[u8]) -> Error {
     }
 }
 
-async fn open_pipe(proxy: &Channel1Proxy<'static>) -> Result<OwnedFd, Error> {
-    proxy.open_chat_pipe().await.map(OwnedFd::from)
+/// A new chat pipe of the channel, ready to send on.
+async fn open_pipe(proxy: &Channel1Proxy<'static>) -> Result<Records, Error> {
+    let fd = OwnedFd::from(proxy.open_chat_pipe().await?);
+    Ok(Records::new(fd, Interest::WRITABLE).unwrap())
 }
 
 #[tokio::test]
@@ -109,7 +95,7 @@ async fn the_pipe_takes_requests_as_records_and_names_what_it_refuses() {
         let pipe = open_pipe(&proxy).await.unwrap();
 
         // Taken: its id first, then the answer, counted as the opener's (the user's tools).
-        let mut answer = ask(&pipe, request().as_bytes());
+        let mut answer = ask(&pipe, request().as_bytes()).await;
         let Some(Taken::Accepted { id }) = first_line(&mut answer) else {
             panic!("the request was not taken")
         };
@@ -124,19 +110,19 @@ async fn the_pipe_takes_requests_as_records_and_names_what_it_refuses() {
         );
 
         // Refused on the request's own socket, named, and the pipe goes on.
-        let e = refused(&pipe, b"{\"messages\": 7}");
+        let e = refused(&pipe, b"{\"messages\": 7}").await;
         assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
-        let e = refused(&pipe, b"\xff\xfe not text");
+        let e = refused(&pipe, b"\xff\xfe not text").await;
         assert!(
             matches!(e, Error::InvalidArgument(ref m) if m.contains("UTF-8")),
             "{e:?}"
         );
-        let e = refused(&pipe, &vec![b' '; MAX_PIPE_REQUEST + 1]);
+        let e = refused(&pipe, &vec![b' '; MAX_PIPE_REQUEST + 1]).await;
         assert!(
             matches!(e, Error::InvalidArgument(ref m) if m.contains("with Chat")),
             "{e:?}"
         );
-        let mut answer = ask(&pipe, request().as_bytes());
+        let mut answer = ask(&pipe, request().as_bytes()).await;
         assert!(matches!(
             first_line(&mut answer),
             Some(Taken::Accepted { .. })
@@ -157,9 +143,10 @@ async fn a_broken_record_ends_the_pipe_and_pipes_count_among_channels() {
         let file = tempfile::tempfile().unwrap();
         for fd in [None, Some(file.as_fd())] {
             let pipe = open_pipe(&proxy).await.unwrap();
-            send(&pipe, request().as_bytes(), fd).unwrap();
+            pipe.send(request().as_bytes(), fd).await.unwrap();
             let (mut ours, theirs) = UnixStream::pair().unwrap();
-            if send(&pipe, request().as_bytes(), Some(theirs.as_fd())).is_ok() {
+            let sent = pipe.send(request().as_bytes(), Some(theirs.as_fd())).await;
+            if sent.is_ok() {
                 drop(theirs);
                 assert_eq!(first_line(&mut ours), None, "answered after {fd:?}");
             }
@@ -206,12 +193,12 @@ async fn a_waiting_request_hears_at_once_it_was_taken_and_can_be_canceled() {
         let (_channel, proxy) = channel_on(&env.conn).await;
         let pipe = open_pipe(&proxy).await.unwrap();
         // The first holds the server's one slot for about 700 ms.
-        let mut first = ask(&pipe, request().as_bytes());
+        let mut first = ask(&pipe, request().as_bytes()).await;
         let taken = first_line(&mut first);
         assert!(matches!(taken, Some(Taken::Accepted { .. })), "{taken:?}");
         // The second waits for it, and is told at once that it was taken.
         let asked = std::time::Instant::now();
-        let mut second = ask(&pipe, request().as_bytes());
+        let mut second = ask(&pipe, request().as_bytes()).await;
         let Some(Taken::Accepted { id }) = first_line(&mut second) else {
             panic!("the waiting request was not taken")
         };
