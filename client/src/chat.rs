@@ -258,26 +258,18 @@ impl ChatStream {
     /// The first line of an answer to a request sent on the chat pipe: its id, or the named
     /// error it was refused with.
     pub(crate) async fn taken(&mut self) -> Result<u64, ChatError> {
-        let line = match self.read_line().await {
-            Ok(line) => line,
-            Err(e) => {
-                self.finish();
-                return Err(e);
-            }
+        let taken = match self.read_line().await {
+            Ok(line) => match serde_json::from_slice::<Taken>(&line) {
+                Ok(taken) => taken.into_result().map_err(ChatError::Refused),
+                Err(e) => Err(ChatError::Malformed(format!("{e}: {}", excerpt(&line)))),
+            },
+            Err(e) => Err(e),
         };
-        let taken = serde_json::from_slice::<Taken>(&line)
-            .map_err(|e| ChatError::Malformed(format!("{e}: {}", excerpt(&line))));
-        match taken.map(Taken::into_result) {
-            Ok(Ok(id)) => Ok(id),
-            Ok(Err(refused)) => {
-                self.finish();
-                Err(ChatError::Refused(refused))
-            }
-            Err(malformed) => {
-                self.finish();
-                Err(malformed)
-            }
+        // Nothing follows a refusal or a broken first line.
+        if taken.is_err() {
+            self.finish();
         }
+        taken
     }
 
     /// Read lines until one holds an event this client knows.
