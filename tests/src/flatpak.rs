@@ -129,7 +129,9 @@ impl Env {
             ]);
         let proxy = self.service(&mut proxy);
         let deadline = std::time::Instant::now() + TIMEOUT;
-        while !socket.exists() {
+        // Listening, not only bound: the socket's file exists a moment before it takes
+        // connections.
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
             assert!(
                 std::time::Instant::now() < deadline,
                 "xdg-dbus-proxy did not start"
