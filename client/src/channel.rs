@@ -15,6 +15,7 @@ use zbus::Connection;
 use crate::chat::ChatError;
 use crate::client::{Channel, Client};
 use crate::error::ClientError;
+use crate::pipe::Pipe;
 
 impl Client {
     /// `org.agentos.Channel1` on this client's channel to the verified kernel, opened now if
@@ -27,7 +28,7 @@ impl Client {
     /// the caller's quota of channels: `Chat` then serves).
     pub(crate) async fn channel_and_pipe(
         &self,
-    ) -> Result<(Connection, Option<Arc<Records>>), ChatError> {
+    ) -> Result<(Connection, Option<Arc<Pipe>>), ChatError> {
         let kernel = self.owner().await?;
         let mut slot = self.channel_slot().lock().await;
         let (conn, pipe) = match slot.as_ref() {
@@ -91,10 +92,10 @@ pub(crate) async fn proxy(conn: &Connection) -> Result<Channel1Proxy<'static>, C
 }
 
 /// The channel's chat pipe, ready to send on; none when the kernel gives none.
-async fn open_pipe(channel: &Channel1Proxy<'static>) -> Option<Arc<Records>> {
+async fn open_pipe(channel: &Channel1Proxy<'static>) -> Option<Arc<Pipe>> {
     // (An older kernel has no pipe, or the caller is at its quota of channels.)
     let fd = OwnedFd::from(channel.open_chat_pipe().await.ok()?);
     Records::new(fd, tokio::io::Interest::WRITABLE)
-        .map(Arc::new)
+        .map(|records| Arc::new(Pipe::new(records)))
         .ok()
 }

@@ -60,7 +60,7 @@ pub(crate) struct Channel {
     pub(crate) kernel: OwnedUniqueName,
     pub(crate) conn: Connection,
     /// Its chat pipe (`pipe.rs`), when the kernel gave one.
-    pub(crate) pipe: Option<std::sync::Arc<agentos_p2p::records::Records>>,
+    pub(crate) pipe: Option<std::sync::Arc<crate::pipe::Pipe>>,
 }
 
 #[derive(Debug, Default)]

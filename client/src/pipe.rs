@@ -1,9 +1,12 @@
 //! Model requests on the channel's chat pipe (`Channel1.OpenChatPipe`): the request's JSON as one
 //! record, beside it one end of a socketpair made here, whose other end the answer is read from.
 //! The kernel's first line on it says whether the request was taken (`chat_pipe::Taken`), as a
-//! `Chat` reply would.
+//! `Chat` reply would. The socketpair a request sends is made ahead, while the one before it
+//! waited for its answer: a request's way to the kernel is one system call.
 
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::Mutex;
 
 use agentos_dbus_interfaces::Error;
 use agentos_p2p::records::Records;
@@ -19,11 +22,44 @@ pub(crate) enum PipeError {
     Answer(ChatError),
 }
 
+/// A channel's chat pipe, and the socketpair its next request sends.
+#[derive(Debug)]
+pub(crate) struct Pipe {
+    records: Records,
+    spare: Mutex<Option<(UnixStream, UnixStream)>>,
+}
+
+impl Pipe {
+    pub(crate) fn new(records: Records) -> Pipe {
+        Pipe {
+            records,
+            spare: Mutex::new(None),
+        }
+    }
+
+    /// The spare socketpair, or a new one when a request before took it.
+    fn socketpair(&self) -> std::io::Result<(UnixStream, UnixStream)> {
+        match self.spare.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(pair) => Ok(pair),
+            None => UnixStream::pair(),
+        }
+    }
+
+    /// Make the next request's socketpair now, if there is none (a failure here is met again,
+    /// and reported, by that request).
+    fn make_spare(&self) {
+        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+        if spare.is_none() {
+            *spare = UnixStream::pair().ok();
+        }
+    }
+}
+
 /// Send `json` on `pipe`; the request's id and its answer's stream, once the kernel took it.
-pub(crate) async fn ask(pipe: &Records, json: &str) -> Result<(u64, ChatStream), PipeError> {
-    let (ours, theirs) =
-        std::os::unix::net::UnixStream::pair().map_err(|e| PipeError::Answer(e.into()))?;
+pub(crate) async fn ask(pipe: &Pipe, json: &str) -> Result<(u64, ChatStream), PipeError> {
+    let (ours, theirs) = pipe.socketpair().map_err(|e| PipeError::Answer(e.into()))?;
     if pipe
+        .records
         .send(json.as_bytes(), Some(theirs.as_fd()))
         .await
         .is_err()
@@ -41,5 +77,43 @@ pub(crate) async fn ask(pipe: &Records, json: &str) -> Result<(u64, ChatStream),
             ))))
         })?;
     let id = taken.map_err(PipeError::Answer)?;
+    // While this answer is awaited (the model's first token is far off yet).
+    pipe.make_spare();
     Ok((id, stream.with_id(id)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The socket's inode: the same socket whatever fd refers to it.
+    fn inode(fd: impl AsFd) -> u64 {
+        rustix::fs::fstat(fd).unwrap().st_ino
+    }
+
+    #[tokio::test]
+    async fn a_request_takes_the_spare_socketpair_and_the_next_one_is_made_later() {
+        let (ours, _theirs) = Records::pair(tokio::io::Interest::WRITABLE).unwrap();
+        let pipe = Pipe::new(ours);
+        let spare = |pipe: &Pipe| pipe.spare.lock().unwrap().as_ref().map(|(s, _)| inode(s));
+        // None yet: the first request makes its own.
+        assert_eq!(spare(&pipe), None);
+        let first = pipe.socketpair().unwrap();
+        pipe.make_spare();
+        let made = spare(&pipe).expect("a spare is made");
+        // Made once, not again while it waits.
+        pipe.make_spare();
+        assert_eq!(spare(&pipe), Some(made));
+        let second = pipe.socketpair().unwrap();
+        assert_eq!(inode(&second.0), made, "the next request takes the spare");
+        assert_eq!(spare(&pipe), None);
+        // Each pair is connected.
+        for (x, y) in [first, second] {
+            use std::io::{Read, Write};
+            (&x).write_all(b"k").unwrap();
+            let mut got = [0u8; 1];
+            (&y).read_exact(&mut got).unwrap();
+            assert_eq!(&got, b"k");
+        }
+    }
 }
