@@ -127,10 +127,18 @@ async fn send(out: &mut OwnedWriteHalf, event: &wire::ChatEvent) -> bool {
 
 /// Write lines; false when the caller is gone or stopped reading.
 async fn write(out: &mut OwnedWriteHalf, lines: &str) -> bool {
-    matches!(
-        tokio::time::timeout(WRITE_STALL, out.write_all(lines.as_bytes())).await,
-        Ok(Ok(()))
-    )
+    let bytes = lines.as_bytes();
+    // Nearly every write fits in the socket at once, with no timer set for it.
+    let written = match out.try_write(bytes) {
+        Ok(n) => n,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+        Err(_) => return false,
+    };
+    written == bytes.len()
+        || matches!(
+            tokio::time::timeout(WRITE_STALL, out.write_all(&bytes[written..])).await,
+            Ok(Ok(()))
+        )
 }
 
 /// Tell the caller at the other end of `socket` (sent on the chat pipe) that its request was
@@ -355,6 +363,29 @@ mod tests {
             owner: "host".into(),
         };
         assert_eq!(host.rows(usage, 1, 0).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn lines_larger_than_the_socket_holds_arrive_whole_and_a_gone_caller_is_seen() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let (_input, mut out) = ours.into_split();
+        // Far more than the socket's buffer: the first try writes part, the rest waits.
+        let lines: String = (0..40_000).map(|i| format!("{{\"n\":{i}}}\n")).collect();
+        let reader = tokio::spawn(async move {
+            let mut theirs = theirs;
+            let mut got = Vec::new();
+            theirs.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        assert!(write(&mut out, &lines).await);
+        assert!(write(&mut out, "").await, "nothing to write is written");
+        drop(out);
+        assert_eq!(reader.await.unwrap(), lines.as_bytes());
+
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let (_input, mut out) = ours.into_split();
+        drop(theirs);
+        assert!(!write(&mut out, "{}\n").await, "the caller closed its end");
     }
 
     #[test]
