@@ -75,9 +75,7 @@ impl Timing {
             self.path.push(reach + deliver);
         }
     }
-}
 
-impl Timing {
     /// Add one stream; returns when its first token was read, on the server's clock.
     fn add(&mut self, start: Started, arrivals: &[Instant]) -> Option<Duration> {
         if let Some(first) = arrivals.first() {
@@ -299,20 +297,13 @@ fn main() {
             }
             let ms = |x: Duration| x.as_secs_f64() * 1e3;
             let p = |v: &mut Vec<Duration>, q: f64| ms(pct(v, q));
-            let (d50, d99, k50, k99) = (
-                p(&mut d.first, 0.5),
-                p(&mut d.first, 0.99),
-                p(&mut k.first, 0.5),
-                p(&mut k.first, 0.99),
-            );
+            let p50_99 = |v: &mut Vec<Duration>| (p(v, 0.5), p(v, 0.99));
+            let ((d50, d99), (k50, k99)) = (p50_99(&mut d.first), p50_99(&mut k.first));
             let (dg, kg, rg) = (p(&mut d.gaps, 0.99), p(&mut k.gaps, 0.99), p(&mut r.gaps, 0.99));
-            let (dp50, dp99, rp50, rp99, kp50, kp99) = (
-                p(&mut d.path, 0.5),
-                p(&mut d.path, 0.99),
-                p(&mut r.path, 0.5),
-                p(&mut r.path, 0.99),
-                p(&mut k.path, 0.5),
-                p(&mut k.path, 0.99),
+            let ((dp50, dp99), (rp50, rp99), (kp50, kp99)) = (
+                p50_99(&mut d.path),
+                p50_99(&mut r.path),
+                p50_99(&mut k.path),
             );
             let (add50, add99, addg) = (kp50 - dp50, kp99 - dp99, kg - dg);
             met &= add50 <= 0.3 && add99 <= 1.0 && addg <= 0.5;
