@@ -434,7 +434,7 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
         .expect("prompt");
     prompt
         .buffer()
-        .set_text("sleep 1500 ; echo hello from the Ask page");
+        .set_text("sleep 2500 ; echo hello from the Ask page");
     button(window.upcast_ref(), "_Ask").unwrap().emit_clicked();
     // The task's progress message shows while it runs (where the sidekick streams its answer).
     until("the running task's message is shown", &window, |w| {
@@ -449,6 +449,15 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
     })
     .await;
     shot(display, "panel-ask").await;
+    // A task that ends at once may end before the page reads the kernel's reply; its end is
+    // still shown.
+    prompt.buffer().set_text("echo done at once");
+    button(window.upcast_ref(), "_Ask").unwrap().emit_clicked();
+    until("an answer at once is shown", &window, |w| {
+        let t = texts(w);
+        has(&t, "done at once") && t.iter().any(|l| l.ends_with("completed."))
+    })
+    .await;
 
     // Agents.
     show_page(&window, "agents");

@@ -10,6 +10,7 @@ use futures_util::StreamExt;
 use gtk::prelude::*;
 use relm4::prelude::*;
 
+use super::asked::Asked;
 use crate::model::format;
 
 /// The agent a goal goes to by default.
@@ -40,7 +41,7 @@ pub struct AskPage {
     answer: gtk::Label,
     tree: gtk::Label,
     /// The task asked now, and the tasks below it (id → line).
-    task: Option<u64>,
+    asked: Asked,
     below: BTreeMap<u64, String>,
 }
 
@@ -114,7 +115,7 @@ impl Component for AskPage {
                 status,
                 answer,
                 tree,
-                task: None,
+                asked: Asked::default(),
                 below: BTreeMap::new(),
             },
             widgets: (),
@@ -152,7 +153,7 @@ impl Component for AskPage {
                     return;
                 }
                 self.submit.set_sensitive(false);
-                self.task = None;
+                self.asked.begin();
                 self.below.clear();
                 self.answer.set_label("");
                 self.tree.set_label("");
@@ -192,15 +193,22 @@ impl Component for AskPage {
             }
             AskCmd::Agents(Err(e)) => self.status.set_label(&format!("Cannot list agents: {e}")),
             AskCmd::Started(Ok(id)) => {
-                self.task = Some(id);
                 self.status.set_label(&format!("Task {id} started."));
+                for ev in self.asked.started(id) {
+                    self.on_event(ev, &sender);
+                }
             }
             AskCmd::Started(Err(e)) => {
+                self.asked.refused();
                 self.submit.set_sensitive(true);
                 self.status.set_label(&format!("Cannot ask: {e}"));
             }
-            AskCmd::Event(ev) => self.on_event(ev, &sender),
-            AskCmd::Finished(id, r) if Some(id) == self.task => {
+            AskCmd::Event(ev) => {
+                if let Some(ev) = self.asked.event(ev) {
+                    self.on_event(ev, &sender);
+                }
+            }
+            AskCmd::Finished(id, r) if Some(id) == self.asked.task() => {
                 self.submit.set_sensitive(self.client.is_some());
                 match r {
                     Ok(t) => {
@@ -225,7 +233,7 @@ impl Component for AskPage {
 
 impl AskPage {
     fn on_event(&mut self, ev: TaskEvent, sender: &ComponentSender<Self>) {
-        let Some(task) = self.task else {
+        let Some(task) = self.asked.task() else {
             return;
         };
         if ev.id == task {

@@ -8,6 +8,7 @@ pub mod artifact_files;
 pub mod artifact_view;
 pub mod artifacts;
 pub mod ask;
+pub mod asked;
 pub mod permissions;
 pub mod task_item;
 pub mod tasks;
