@@ -624,7 +624,7 @@ async fn run(rt: &tokio::runtime::Runtime, env: &mut Env, display: &str) {
                 .env("XDG_DATA_DIRS", "/usr/share"),
         );
         rt.block_on(env.wait_for_name("org.freedesktop.Notifications"));
-        let monitor = Monitor::start(&env.address);
+        let monitor = Monitor::start(&env.address).await;
         // Notifications: with another window in front, a finished task is announced to the real
         // notification server with an Open button; that button's action shows the task.
         let mut other = Command::new("display")

@@ -83,7 +83,7 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    pub fn start(address: &str) -> Monitor {
+    pub async fn start(address: &str) -> Monitor {
         // Line-buffered: a pipe would otherwise get its output in blocks.
         let mut child = Command::new("stdbuf")
             .args([
@@ -107,7 +107,14 @@ impl Monitor {
                 s.push('\n');
             }
         });
-        Monitor { child, seen }
+        let monitor = Monitor { child, seen };
+        // It watches once the bus has taken its name back (it became a monitor); what is sent
+        // before that would not be seen.
+        until_found("dbus-monitor watches", || {
+            monitor.text().contains("member=NameLost").then_some(())
+        })
+        .await;
+        monitor
     }
 
     pub fn text(&self) -> String {
