@@ -29,6 +29,7 @@ pub mod service;
 pub mod settings;
 pub mod sockets;
 pub mod usage;
+pub mod usage_writer;
 pub mod watch;
 
 #[cfg(test)]

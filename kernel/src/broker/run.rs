@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agentos_data::{ModelUsage, Store};
+use agentos_data::ModelUsage;
 use agentos_dbus_interfaces::chat_pipe::Taken;
 use agentos_dbus_interfaces::inference::{self as wire, error_kind};
 use agentos_models::{ChatEvent, ModelError, OnSent, Provider};
@@ -22,6 +22,7 @@ use super::convert::{self, Events, Signatures};
 use super::scheduler::{Finished, RequestId};
 use super::service::{Broker, Go};
 use super::usage::{Price, Usage};
+use super::usage_writer::UsageWriter;
 use crate::clock::Clock;
 use crate::sync::lock;
 
@@ -231,23 +232,19 @@ async fn relay(
 /// Count a finished request in the store, off the kernel's thread (done before the caller reads
 /// the stream's end, so usage listed after an answer includes it).
 async fn record(
-    store: Option<&Arc<Mutex<Store>>>,
+    writer: Option<&Arc<UsageWriter>>,
     job: &Job,
     finished: Option<Finished>,
     usage: Usage,
 ) {
-    let (Some(store), Some(finished)) = (store, finished) else {
+    let (Some(writer), Some(finished)) = (writer, finished) else {
         return;
     };
     let rows = job
         .account
         .rows(usage, finished.record.busy_ms, job.price.cost_micros(usage));
-    let store = Arc::clone(store);
-    let written = tokio::task::spawn_blocking(move || lock(&store).add_model_usage(&rows)).await;
-    match written {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "cannot record model usage"),
-        Err(e) => tracing::error!(error = %e, "cannot record model usage"),
+    if let Err(e) = writer.add(rows).await {
+        tracing::error!(error = %e, "cannot record model usage");
     }
 }
 
@@ -305,7 +302,7 @@ pub async fn run(
     // The provider's stream is dropped by now: its connection is closed. Free the slot first.
     let usage = tally.usage(job.prompt_tokens);
     let finished = broker.finish(job.id, usage, clock.now_ms());
-    record(broker.store(), &job, finished, usage).await;
+    record(broker.usage_writer(), &job, finished, usage).await;
     let last = match ended {
         Ended::Done(finish) => wire::ChatEvent::Done { finish },
         Ended::Failed(e) => {

@@ -21,6 +21,7 @@ use super::scheduler::{
 };
 use super::settings::Settings;
 use super::usage::Usage;
+use super::usage_writer::UsageWriter;
 use crate::sync::lock;
 
 /// How long a catalog serves before it is looked at again (in the background while a request
@@ -79,8 +80,9 @@ pub struct Broker {
     pub(crate) wake: Notify,
     watching: AtomicBool,
     pub(crate) signatures: Mutex<Signatures>,
-    /// Where usage is counted (none in tests of the broker alone).
+    /// Where usage is counted (none in tests of the broker alone), and what writes it there.
     store: Option<Arc<Mutex<Store>>>,
+    usage: Option<Arc<UsageWriter>>,
     refreshing: AtomicBool,
     /// The next request's answer socket, made ahead.
     pub(crate) sockets: super::sockets::Spare,
@@ -112,6 +114,7 @@ impl Broker {
             watching: AtomicBool::new(false),
             signatures: Mutex::new(Signatures::default()),
             store: None,
+            usage: None,
             refreshing: AtomicBool::new(false),
             sockets: Default::default(),
         }
@@ -119,8 +122,14 @@ impl Broker {
 
     /// The broker, counting usage in `store`.
     pub fn with_store(mut self, store: Arc<Mutex<Store>>) -> Broker {
+        self.usage = Some(UsageWriter::new(Arc::clone(&store)));
         self.store = Some(store);
         self
+    }
+
+    /// What writes finished requests' usage to the store.
+    pub(crate) fn usage_writer(&self) -> Option<&Arc<UsageWriter>> {
+        self.usage.as_ref()
     }
 
     /// Where usage is counted.
