@@ -103,16 +103,25 @@ impl TaskStore {
         self.tasks.get(&id)
     }
 
-    /// Put a task as the kernel described it (`GetTask`), replacing what was known.
+    /// Put a task as the kernel described it (`GetTask`), replacing what was known. A reply
+    /// read after the event that finished the task does not take it back to running: its state,
+    /// progress and message stay as the event said.
     pub fn put(&mut self, info: TaskInfo) -> Applied {
         let id = info.id;
-        let new = !self.tasks.contains_key(&id);
-        self.tasks.insert(id, Task::from_info(info));
-        if new {
-            Applied::New(id)
-        } else {
-            Applied::Changed(id)
+        let mut fresh = Task::from_info(info);
+        let Some(known) = self.tasks.get_mut(&id) else {
+            self.tasks.insert(id, fresh);
+            return Applied::New(id);
+        };
+        if known.is_finished() && !fresh.is_finished() {
+            fresh.state = known.state;
+            fresh.state_name = std::mem::take(&mut known.state_name);
+            fresh.progress = known.progress;
+            fresh.message = std::mem::take(&mut known.message);
+            fresh.updated = fresh.updated.max(known.updated);
         }
+        *known = fresh;
+        Applied::Changed(id)
     }
 
     /// Apply one `TaskChanged` event. A finished task does not go back to running on a late
@@ -285,6 +294,22 @@ mod tests {
         // GetTask fills in what the event did not carry.
         assert_eq!(store.put(info(2, 1, "working")), Applied::Changed(2));
         assert_eq!(store.get(2).unwrap().goal, "goal 2");
+    }
+
+    #[test]
+    fn a_reply_older_than_the_end_does_not_take_a_task_back() {
+        let mut store = TaskStore::default();
+        store.apply(&event(3, 0, TaskState::Working, 0.5));
+        store.apply(&event(3, 0, TaskState::Canceled, 0.5));
+        // GetTask was answered while it still worked, and is read only now.
+        assert_eq!(store.put(info(3, 0, "working")), Applied::Changed(3));
+        let t = store.get(3).unwrap();
+        assert_eq!(t.state, Some(TaskState::Canceled));
+        assert_eq!(t.state_name, "canceled");
+        assert_eq!(t.goal, "goal 3", "the rest of the reply is taken");
+        // A reply that says it finished is taken whole.
+        store.put(info(3, 0, "failed"));
+        assert_eq!(store.get(3).unwrap().state, Some(TaskState::Failed));
     }
 
     #[test]

@@ -270,12 +270,12 @@ impl Component for TasksPage {
             TasksCmd::Event(_, Err(e)) => tracing::warn!("a task event was dropped: {e}"),
             TasksCmd::Fetched(_, info) => {
                 let id = info.id;
-                self.store.put(info);
+                self.put(info, &sender);
                 self.replace(id);
             }
             TasksCmd::Details(id, r) if Some(id) == self.selected => match r {
                 Ok((info, artifacts)) => {
-                    self.store.put(info);
+                    self.put(info, &sender);
                     self.replace(id);
                     self.show_selected();
                     self.show_artifacts(&artifacts, &sender);
@@ -405,14 +405,31 @@ impl TasksPage {
 
     /// Apply an event; a task it finishes is announced to the window.
     fn apply(&mut self, ev: &TaskEvent, sender: &ComponentSender<Self>) -> Applied {
-        let was_finished = self.store.get(ev.id).map(|t| t.is_finished());
+        let was_finished = self.finished(ev.id);
         let applied = self.store.apply(ev);
-        if ev.state.is_terminal() && was_finished != Some(true) {
-            if let Some(task) = self.store.get(ev.id) {
+        self.announce_if_finished(ev.id, was_finished, sender);
+        applied
+    }
+
+    /// Put what `GetTask` said; a task it shows finished first (its reply can be read before
+    /// the event that ends it) is announced to the window, once.
+    fn put(&mut self, info: TaskInfo, sender: &ComponentSender<Self>) {
+        let (id, was_finished) = (info.id, self.finished(info.id));
+        self.store.put(info);
+        self.announce_if_finished(id, was_finished, sender);
+    }
+
+    fn finished(&self, id: u64) -> bool {
+        self.store.get(id).is_some_and(|t| t.is_finished())
+    }
+
+    fn announce_if_finished(&self, id: u64, was_finished: bool, sender: &ComponentSender<Self>) {
+        match self.store.get(id) {
+            Some(task) if task.is_finished() && !was_finished => {
                 let _ = sender.output(TasksOutput::Finished(task.clone()));
             }
+            _ => {}
         }
-        applied
     }
 
     /// Show a task that was not in the list, at its place in the tree.
