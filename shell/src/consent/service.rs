@@ -21,6 +21,8 @@ use super::request::{offered, request_id_of, shown, with_call, Answer, Requester
 
 /// How long the panel waits for the kernel to describe a request before showing what it sent.
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a request waits for the panel to have verified the kernel, at most.
+const VERIFY_WAIT: Duration = Duration::from_secs(5);
 /// Tasks above the asking one named in the dialog, at most.
 const CHAIN_LEN: usize = 8;
 
@@ -63,6 +65,22 @@ fn current(kernel: &Verified) -> Option<Client> {
     kernel.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
+/// The verified kernel, waiting up to [`VERIFY_WAIT`] for it: the panel serves consent from the
+/// moment it has a bus connection, and a kernel that asks at once (it was waiting for a provider)
+/// can ask before the panel has finished checking who the kernel is.
+async fn verified(kernel: &Verified) -> Option<Client> {
+    let deadline = tokio::time::Instant::now() + VERIFY_WAIT;
+    loop {
+        if let Some(client) = current(kernel) {
+            return Some(client);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[zbus::interface(name = "org.freedesktop.impl.portal.Request")]
 impl Request {
     async fn close(&self, #[zbus(header)] hdr: Header<'_>) -> zbus::fdo::Result<()> {
@@ -91,7 +109,7 @@ impl Access {
         body: String,
         options: HashMap<String, OwnedValue>,
     ) -> zbus::fdo::Result<(u32, HashMap<String, OwnedValue>)> {
-        let Some(client) = current(&self.kernel) else {
+        let Some(client) = verified(&self.kernel).await else {
             return Err(zbus::fdo::Error::AccessDenied(
                 "the panel is not connected to a verified AgentOS kernel".into(),
             ));
