@@ -323,16 +323,21 @@ impl Env {
     /// Start the kernel with `cmd` (built from [`kernel_command`](Env::kernel_command), perhaps
     /// wrapped) and wait until it owns its name.
     pub async fn start_kernel_with(&mut self, mut cmd: Command) {
-        let child = cmd.spawn().expect("agentosd");
-        self.kernel = Some(child);
         let dbus = zbus::fdo::DBusProxy::new(&self.conn)
             .await
             .expect("dbus proxy");
+        let name = || zbus::names::BusName::try_from(names::KERNEL_BUS_NAME).expect("name");
+        // A kernel just stopped may own the name a moment longer (the bus has not yet seen it
+        // go): the new one is a different owner.
+        let before = dbus.get_name_owner(name()).await.ok();
+        let child = cmd.spawn().expect("agentosd");
+        self.kernel = Some(child);
         let deadline = tokio::time::Instant::now() + TIMEOUT;
         loop {
-            let name = zbus::names::BusName::try_from(names::KERNEL_BUS_NAME).expect("name");
-            if dbus.name_has_owner(name).await.unwrap_or(false) {
-                return;
+            if let Ok(owner) = dbus.get_name_owner(name()).await {
+                if Some(&owner) != before.as_ref() {
+                    return;
+                }
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
