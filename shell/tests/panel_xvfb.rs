@@ -56,6 +56,13 @@ fn main() {
         desktop_portal: true,
         ..Services::default()
     }));
+    // The simulated user (keys, clicks, a panel starting) answers well within the kernel's limit
+    // for a consent answer, even on a loaded machine.
+    rt.block_on(async {
+        env.stop_kernel("TERM").await;
+        env.consent_timeout = 30;
+        env.start_kernel().await;
+    });
     let display = env.display.clone().expect("the test's display");
     // This process is the panel: its display and its bus are the test's.
     for (key, value) in agentos_tests::display::gtk_env(&display) {
