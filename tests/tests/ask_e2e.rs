@@ -10,6 +10,7 @@ use agentos_dbus_interfaces::TaskState;
 use agentos_sdk::{Agent, Outcome, Task};
 use agentos_tests::env::{bin, Env};
 use agentos_tests::{bounded_for, TIMEOUT};
+use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
 /// Time between two progress messages: long enough for agentctl to see each one.
@@ -118,8 +119,17 @@ async fn ask_streams_the_answer_fails_with_the_reason_and_cancels_on_ctrl_c() {
         assert_eq!(out.status.code(), Some(1));
         assert!(text(&out.stderr).contains("nobody"), "{}", text(&out.stderr));
 
-        // Ctrl-C while the agent thinks: the task is canceled, exit 130.
-        let child = ask(&env, &["--agent", "host", "wait"]).spawn().unwrap();
+        // Ctrl-C while the agent thinks (once agentctl has shown it): the task is canceled,
+        // exit 130.
+        let mut child = ask(&env, &["--agent", "host", "wait"]).spawn().unwrap();
+        let mut stdout = child.stdout.take().expect("agentctl's output");
+        let mut shown = Vec::new();
+        while !shown.ends_with(b"Thinking") {
+            let mut buf = [0u8; 256];
+            let n = stdout.read(&mut buf).await.unwrap();
+            assert!(n > 0, "agentctl ended, having shown {:?}", text(&shown));
+            shown.extend_from_slice(&buf[..n]);
+        }
         let kernel = env.kernel().await;
         let id = loop {
             let tasks = kernel.list_tasks(20).await.unwrap();
@@ -137,11 +147,12 @@ async fn ask_streams_the_answer_fails_with_the_reason_and_cancels_on_ctrl_c() {
             .status()
             .unwrap();
         assert!(kill.success());
+        stdout.read_to_end(&mut shown).await.unwrap();
         let out = child.wait_with_output().await.unwrap();
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(130), "{stderr}");
         assert!(stderr.contains(&format!("canceled task {id}")), "{stderr}");
-        assert_eq!(text(&out.stdout), "Thinking\n");
+        assert_eq!(text(&shown), "Thinking\n");
         let task = env.wait_task(id).await;
         assert_eq!(TaskState::parse(&task.state), Some(TaskState::Canceled));
     })
