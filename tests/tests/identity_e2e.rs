@@ -223,6 +223,22 @@ fn take_pid(pid: u32) -> Child {
     panic!("could not start a process under pid {pid}");
 }
 
+/// Return once the kernel has recorded every connection that appeared before now: a call from a
+/// new connection waits until the kernel has seen that connection appear, and the bus announces
+/// connections in the order they came.
+async fn appearances_seen(env: &Env) {
+    let fresh = agentos_client::Client::at_address(&env.address)
+        .await
+        .expect("a new connection");
+    fresh
+        .kernel()
+        .await
+        .expect("the kernel")
+        .list_grants()
+        .await
+        .expect("ListGrants from a new connection");
+}
+
 async fn evil_granted(env: &Env) -> bool {
     env.kernel()
         .await
@@ -242,7 +258,9 @@ async fn a_child_left_holding_a_connection_is_not_the_process_that_took_its_open
     bounded(async {
         let env = Env::start().await;
         let (mut attacker, opener_pid, _) = Attacker::start(&env, false).await;
-        // The kernel has seen the connection appear; the host process starts well after that.
+        // The kernel has seen the connection appear; the host process starts after that, later
+        // by more than the 10 ms ticks process start times are counted in.
+        appearances_seen(&env).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
         let mut host = take_pid(opener_pid);
         let answer = attacker.call().await;
@@ -276,6 +294,7 @@ async fn a_known_identity_is_not_served_once_its_process_is_replaced() {
         // The opener calls first, as the host process it is: that call goes through.
         let (mut attacker, opener_pid, first) = Attacker::start(&env, true).await;
         assert_eq!(first.as_deref(), Some("ok"));
+        appearances_seen(&env).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
         let mut host = take_pid(opener_pid);
         let answer = attacker.call().await;
