@@ -10,6 +10,7 @@ use std::time::Duration;
 use agentos_client::Client;
 use agentos_dbus_interfaces::names::{CONSENT_BUS_NAME, CONSENT_PATH};
 use agentos_dbus_interfaces::ConsentRequestInfo;
+use futures_util::FutureExt;
 use tokio::sync::{oneshot, Notify};
 use zbus::fdo::RequestNameFlags;
 use zbus::message::Header;
@@ -123,8 +124,8 @@ impl Access {
                 "only the AgentOS kernel may ask the user through the panel".into(),
             ));
         }
-        let described = describe(&client, request_id_of(handle.as_str(), &options)).await;
-        let pending_reply = oneshot::channel();
+        // The request's object is there before anything is awaited, so a `Close` that comes
+        // while the request is being described is not lost.
         let close = Arc::new(Notify::new());
         let request = Request {
             kernel: owner.to_string(),
@@ -132,16 +133,50 @@ impl Access {
         };
         // A handle already served (the kernel never reuses one) is not served twice.
         let served = server.at(handle.as_ref(), request).await.unwrap_or(false);
+        let answer = self
+            .ask(
+                &client,
+                &owner,
+                &handle,
+                &close,
+                [&title, &subtitle, &body],
+                &options,
+            )
+            .await;
+        if served {
+            let _ = server.remove::<Request, _>(handle.as_ref()).await;
+        }
+        Ok(answer.reply())
+    }
+}
+
+impl Access {
+    /// Describe the request, show it, and wait for the user's answer, the kernel's `Close`, or
+    /// the kernel leaving.
+    async fn ask(
+        &self,
+        client: &Client,
+        owner: &zbus::names::OwnedUniqueName,
+        handle: &OwnedObjectPath,
+        close: &Notify,
+        [title, subtitle, body]: [&str; 3],
+        options: &HashMap<String, OwnedValue>,
+    ) -> Answer {
+        let described = describe(client, request_id_of(handle.as_str(), options)).await;
+        if close.notified().now_or_never().is_some() {
+            return Answer::Dismissed;
+        }
+        let pending_reply = oneshot::channel();
         let mut shown = with_call(
             shown(
-                &title,
-                &subtitle,
-                &body,
+                title,
+                subtitle,
+                body,
                 described.info.as_ref(),
                 described.requester.as_deref(),
                 &described.chain,
             ),
-            &options,
+            options,
         );
         if let Some(icon) = described.icon {
             shown.icon = icon;
@@ -149,24 +184,24 @@ impl Access {
         let pending = Pending {
             handle: handle.to_string(),
             shown,
-            answers: offered(&options),
+            answers: offered(options),
             since: described.info.as_ref().map(|i| i.since),
             reply: pending_reply.0,
         };
         if !(self.ui)(ConsentEvent::Ask(pending)) {
-            return Ok(Answer::Dismissed.reply());
+            return Answer::Dismissed;
         }
         // The kernel closes a request it no longer waits for; a kernel that went away cannot,
         // so its leaving closes the dialog too.
         let kernel_left = async {
             loop {
                 client.owner_changed().await;
-                if client.owner().await.ok().as_ref() != Some(&owner) {
+                if client.owner().await.ok().as_ref() != Some(owner) {
                     return;
                 }
             }
         };
-        let answer = tokio::select! {
+        tokio::select! {
             a = pending_reply.1 => a.unwrap_or(Answer::Dismissed),
             () = close.notified() => {
                 (self.ui)(ConsentEvent::Dismiss(handle.to_string()));
@@ -176,11 +211,7 @@ impl Access {
                 (self.ui)(ConsentEvent::Dismiss(handle.to_string()));
                 Answer::Dismissed
             }
-        };
-        if served {
-            let _ = server.remove::<Request, _>(handle.as_ref()).await;
         }
-        Ok(answer.reply())
     }
 }
 
