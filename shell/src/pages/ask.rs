@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use agentos_client::{Client, TaskEvent};
-use agentos_dbus_interfaces::{names, TaskInfo};
+use agentos_dbus_interfaces::{names, TaskInfo, TaskState};
 use futures_util::StreamExt;
 use gtk::prelude::*;
 use relm4::prelude::*;
@@ -28,6 +28,8 @@ pub enum AskCmd {
     Agents(Result<Vec<String>, String>),
     Started(Result<u64, String>),
     Event(TaskEvent),
+    /// The asked task as `GetTask` read it once it started, still running (or unread).
+    Snapshot(u64, Result<TaskInfo, String>),
     Finished(u64, Result<TaskInfo, String>),
 }
 
@@ -197,7 +199,30 @@ impl Component for AskPage {
                 for ev in self.asked.started(id) {
                     self.on_event(ev, &sender);
                 }
+                // What the task is at now, in case its events came before the page was
+                // following them (or were lost): an end is shown from it.
+                if let Some(client) = self.client.clone() {
+                    sender.oneshot_command(async move {
+                        let r = super::on_kernel(&client, |k| async move { k.get_task(id).await })
+                            .await;
+                        match r {
+                            Ok(t)
+                                if TaskState::parse(&t.state).is_some_and(|s| s.is_terminal()) =>
+                            {
+                                AskCmd::Finished(id, Ok(t))
+                            }
+                            _ => AskCmd::Snapshot(id, r),
+                        }
+                    });
+                }
             }
+            AskCmd::Snapshot(id, Ok(t)) if Some(id) == self.asked.task() => {
+                if self.answer.label().is_empty() && !t.message.is_empty() {
+                    self.answer
+                        .set_label(&agentos_client::display_safe_block(&t.message, 64 * 1024));
+                }
+            }
+            AskCmd::Snapshot(..) => {}
             AskCmd::Started(Err(e)) => {
                 self.asked.refused();
                 self.submit.set_sensitive(true);
