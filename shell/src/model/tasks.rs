@@ -75,13 +75,32 @@ pub struct TaskStore {
     tasks: BTreeMap<u64, Task>,
 }
 
+/// What the kernel said of a task earlier (`fresh`) does not take back the end `known` was told
+/// of: its state, progress and message stay; the rest is taken from `fresh`.
+fn keep_end(fresh: &mut Task, known: &mut Task) {
+    if known.is_finished() && !fresh.is_finished() {
+        fresh.state = known.state;
+        fresh.state_name = std::mem::take(&mut known.state_name);
+        fresh.progress = known.progress;
+        fresh.message = std::mem::take(&mut known.message);
+        fresh.updated = fresh.updated.max(known.updated);
+    }
+}
+
 impl TaskStore {
     /// Forget everything and hold `tasks` (as `ListTasks` returned them).
     pub fn load(&mut self, tasks: Vec<TaskInfo>) {
+        let known = std::mem::take(&mut self.tasks);
         self.tasks = tasks
             .into_iter()
             .map(|t| (t.id, Task::from_info(t)))
             .collect();
+        // A list read before the events that ended some of its tasks does not take them back.
+        for (id, mut task) in known {
+            if let Some(listed) = self.tasks.get_mut(&id) {
+                keep_end(listed, &mut task);
+            }
+        }
     }
 
     /// Add older tasks (a page of history); tasks already known keep what the events said.
@@ -113,13 +132,7 @@ impl TaskStore {
             self.tasks.insert(id, fresh);
             return Applied::New(id);
         };
-        if known.is_finished() && !fresh.is_finished() {
-            fresh.state = known.state;
-            fresh.state_name = std::mem::take(&mut known.state_name);
-            fresh.progress = known.progress;
-            fresh.message = std::mem::take(&mut known.message);
-            fresh.updated = fresh.updated.max(known.updated);
-        }
+        keep_end(&mut fresh, known);
         *known = fresh;
         Applied::Changed(id)
     }
@@ -310,6 +323,25 @@ mod tests {
         // A reply that says it finished is taken whole.
         store.put(info(3, 0, "failed"));
         assert_eq!(store.get(3).unwrap().state, Some(TaskState::Failed));
+    }
+
+    #[test]
+    fn a_list_older_than_an_end_does_not_take_the_task_back() {
+        let mut store = TaskStore::default();
+        store.apply(&event(4, 0, TaskState::Completed, 1.0));
+        store.load(vec![info(4, 0, "working"), info(5, 0, "working")]);
+        assert_eq!(store.get(4).unwrap().state, Some(TaskState::Completed));
+        assert_eq!(
+            store.get(4).unwrap().goal,
+            "goal 4",
+            "the rest of the list is taken"
+        );
+        assert_eq!(store.get(5).unwrap().state, Some(TaskState::Working));
+        store.load(vec![info(5, 0, "working")]);
+        assert!(
+            store.get(4).is_none(),
+            "a task the list no longer has is dropped"
+        );
     }
 
     #[test]
