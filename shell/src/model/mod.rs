@@ -6,6 +6,7 @@ pub mod audit;
 pub mod format;
 pub mod grants;
 pub mod image;
+pub mod latest;
 pub mod markdown;
 pub mod paging;
 pub mod tasks;

@@ -10,6 +10,7 @@ use relm4::prelude::*;
 use relm4::typed_view::list::{RelmListItem, TypedListView};
 
 use crate::model::format;
+use crate::model::latest::Latest;
 
 #[derive(Debug)]
 pub enum AgentsInput {
@@ -20,7 +21,8 @@ pub enum AgentsInput {
 
 #[derive(Debug)]
 pub enum AgentsCmd {
-    Loaded(Result<Vec<AgentRow>, String>),
+    /// A read's number and its answer.
+    Loaded(u64, Result<Vec<AgentRow>, String>),
 }
 
 /// An agent, whether it is sandboxed (`None`: the kernel did not say) and its model use.
@@ -162,6 +164,8 @@ pub struct AgentsPage {
     client: Option<Client>,
     list: TypedListView<AgentRow, gtk::NoSelection>,
     status: gtk::Label,
+    /// Only the last read started is shown.
+    reads: Latest,
 }
 
 impl Component for AgentsPage {
@@ -197,6 +201,7 @@ impl Component for AgentsPage {
                 client: None,
                 list,
                 status,
+                reads: Latest::default(),
             },
             widgets: (),
         }
@@ -215,7 +220,8 @@ impl Component for AgentsPage {
 
     fn update_cmd(&mut self, msg: AgentsCmd, _sender: ComponentSender<Self>, _root: &gtk::Box) {
         match msg {
-            AgentsCmd::Loaded(Ok(rows)) => {
+            AgentsCmd::Loaded(read, _) if !self.reads.is_latest(read) => {}
+            AgentsCmd::Loaded(_, Ok(rows)) => {
                 self.status.set_label(&match rows.len() {
                     0 => "No agents are installed.".to_string(),
                     1 => "1 agent".to_string(),
@@ -224,7 +230,7 @@ impl Component for AgentsPage {
                 self.list.clear();
                 self.list.extend_from_iter(rows);
             }
-            AgentsCmd::Loaded(Err(e)) => {
+            AgentsCmd::Loaded(_, Err(e)) => {
                 self.status.set_label(&format!("Cannot list agents: {e}"));
             }
         }
@@ -232,15 +238,16 @@ impl Component for AgentsPage {
 }
 
 impl AgentsPage {
-    fn load(&self, sender: &ComponentSender<Self>) {
+    fn load(&mut self, sender: &ComponentSender<Self>) {
         let Some(client) = self.client.clone() else {
             return;
         };
+        let read = self.reads.start();
         sender.oneshot_command(async move {
             let agents =
                 match super::on_kernel(&client, |k| async move { k.list_agents().await }).await {
                     Ok(a) => a,
-                    Err(e) => return AgentsCmd::Loaded(Err(e)),
+                    Err(e) => return AgentsCmd::Loaded(read, Err(e)),
                 };
             let used = usage(&client).await;
             let mut rows = Vec::with_capacity(agents.len());
@@ -256,7 +263,7 @@ impl AgentsPage {
                     usage,
                 });
             }
-            AgentsCmd::Loaded(Ok(rows))
+            AgentsCmd::Loaded(read, Ok(rows))
         });
     }
 }

@@ -12,6 +12,7 @@ use relm4::prelude::*;
 
 use crate::model::format;
 use crate::model::grants::{self, Holder, HolderKind};
+use crate::model::latest::Latest;
 
 #[derive(Debug)]
 pub enum PermissionsInput {
@@ -24,7 +25,8 @@ pub enum PermissionsInput {
 
 #[derive(Debug)]
 pub enum PermissionsCmd {
-    Loaded(Result<Loaded, String>),
+    /// A read's number and its answer.
+    Loaded(u64, Result<Loaded, String>),
     Revoked(Result<u32, String>),
     /// The number of pending consent requests changed.
     PendingChanged,
@@ -42,6 +44,8 @@ pub struct PermissionsPage {
     notice: String,
     status: gtk::Label,
     content: gtk::Box,
+    /// Only the last read started is shown.
+    reads: Latest,
 }
 
 impl Component for PermissionsPage {
@@ -74,6 +78,7 @@ impl Component for PermissionsPage {
             model: PermissionsPage {
                 client: None,
                 notice: String::new(),
+                reads: Latest::default(),
                 status,
                 content,
             },
@@ -107,8 +112,9 @@ impl Component for PermissionsPage {
 
     fn update_cmd(&mut self, msg: PermissionsCmd, sender: ComponentSender<Self>, _root: &gtk::Box) {
         match msg {
-            PermissionsCmd::Loaded(Ok(loaded)) => self.show(&loaded, &sender),
-            PermissionsCmd::Loaded(Err(e)) => {
+            PermissionsCmd::Loaded(read, _) if !self.reads.is_latest(read) => {}
+            PermissionsCmd::Loaded(_, Ok(loaded)) => self.show(&loaded, &sender),
+            PermissionsCmd::Loaded(_, Err(e)) => {
                 self.status
                     .set_label(&format!("Cannot list permissions: {e}"));
             }
@@ -178,11 +184,12 @@ async fn load(client: &Client) -> Result<Loaded, String> {
 }
 
 impl PermissionsPage {
-    fn load(&self, sender: &ComponentSender<Self>) {
+    fn load(&mut self, sender: &ComponentSender<Self>) {
         let Some(client) = self.client.clone() else {
             return;
         };
-        sender.oneshot_command(async move { PermissionsCmd::Loaded(load(&client).await) });
+        let read = self.reads.start();
+        sender.oneshot_command(async move { PermissionsCmd::Loaded(read, load(&client).await) });
     }
 
     fn show(&self, loaded: &Loaded, sender: &ComponentSender<Self>) {
