@@ -23,6 +23,7 @@ struct Queue {
     writing: bool,
 }
 
+/// The broker's writer of usage rows (one per kernel, shared by every run).
 pub struct UsageWriter {
     store: Arc<Mutex<Store>>,
     queue: Mutex<Queue>,
@@ -57,6 +58,7 @@ impl UsageWriter {
 
     /// Write batches until nothing waits.
     fn drain(&self) {
+        let _unwinding = Unwinding(self);
         loop {
             let batch = {
                 let mut q = lock(&self.queue);
@@ -73,8 +75,8 @@ impl UsageWriter {
     /// One transaction for the whole batch; if it fails, each request's rows on their own, so
     /// each hears its own outcome.
     fn write(&self, batch: Waiting) {
-        let store = lock(&self.store);
         let all: Vec<ModelUsage> = batch.iter().flat_map(|(r, _)| r.iter().cloned()).collect();
+        let store = lock(&self.store);
         if store.add_model_usage(&all).is_ok() {
             self.commits.fetch_add(1, Ordering::Relaxed);
             for (_, tx) in batch {
@@ -94,6 +96,23 @@ impl UsageWriter {
     /// Transactions committed so far.
     pub fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
+    }
+}
+
+/// A writer that panics (it should not) does not leave the queue waiting for it: whoever waits
+/// is told, and the next request starts a new writer.
+struct Unwinding<'a>(&'a UsageWriter);
+
+impl Drop for Unwinding<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let mut q = lock(&self.0.queue);
+        q.writing = false;
+        for (_, tx) in q.waiting.drain(..) {
+            let _ = tx.send(Err("the usage writer failed".into()));
+        }
     }
 }
 
@@ -177,18 +196,30 @@ mod tests {
             "64 requests in {} commits",
             writer.commits()
         );
-        assert!(
-            !lock(&writer.queue).writing,
-            "the writer stopped once nothing waited"
-        );
+        // It sends the answers before it looks at the queue again and stops.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while lock(&writer.queue).writing {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer did not stop once nothing waited"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 
     #[tokio::test]
-    async fn a_later_request_starts_a_new_writer() {
+    async fn requests_one_after_another_are_each_written() {
         let (_dir, store) = opened();
         let writer = UsageWriter::new(Arc::clone(&store));
-        writer.add(vec![row("a", 1)]).await.unwrap();
-        writer.add(vec![row("a", 2)]).await.unwrap();
+        let within = |f| tokio::time::timeout(std::time::Duration::from_secs(10), f);
+        within(writer.add(vec![row("a", 1)]))
+            .await
+            .unwrap()
+            .unwrap();
+        within(writer.add(vec![row("a", 2)]))
+            .await
+            .unwrap()
+            .unwrap();
         let rows = lock(&store).list_model_usage(None).unwrap();
         assert_eq!(rows.iter().map(|r| r.requests).sum::<u64>(), 2);
         assert_eq!(writer.commits(), 2);
