@@ -75,20 +75,22 @@ pub struct TaskStore {
     tasks: BTreeMap<u64, Task>,
 }
 
-/// What the kernel said of a task earlier (`fresh`) does not take back the end `known` was told
-/// of: its state, progress and message stay; the rest is taken from `fresh`.
-fn keep_end(fresh: &mut Task, known: &mut Task) {
-    if known.is_finished() && !fresh.is_finished() {
-        fresh.state = known.state;
-        fresh.state_name = std::mem::take(&mut known.state_name);
-        fresh.progress = known.progress;
-        fresh.message = std::mem::take(&mut known.message);
-        fresh.updated = fresh.updated.max(known.updated);
+/// A reply read now (`reply`, perhaps written before the task ended) does not take back the end
+/// already known (`known`): the end's state, progress and message are kept; the rest is the
+/// reply's. `known` is left without its state name and message.
+fn keep_end(reply: &mut Task, known: &mut Task) {
+    if known.is_finished() && !reply.is_finished() {
+        reply.state = known.state;
+        reply.state_name = std::mem::take(&mut known.state_name);
+        reply.progress = known.progress;
+        reply.message = std::mem::take(&mut known.message);
+        reply.updated = reply.updated.max(known.updated);
     }
 }
 
 impl TaskStore {
-    /// Forget everything and hold `tasks` (as `ListTasks` returned them).
+    /// Hold `tasks` (as `ListTasks` returned them) and no other; a task already known to have
+    /// ended stays ended.
     pub fn load(&mut self, tasks: Vec<TaskInfo>) {
         let known = std::mem::take(&mut self.tasks);
         self.tasks = tasks
@@ -116,6 +118,11 @@ impl TaskStore {
 
     pub fn is_empty(&self) -> bool {
         self.tasks.is_empty()
+    }
+
+    /// The ids of the tasks held.
+    pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.tasks.keys().copied()
     }
 
     pub fn get(&self, id: u64) -> Option<&Task> {

@@ -240,7 +240,14 @@ impl Component for TasksPage {
                 if older {
                     self.store.extend(tasks);
                 } else {
+                    // A task running until now that the list shows finished (the list was read
+                    // before the event that ends it) is announced here, once.
+                    let running: Vec<u64> =
+                        self.store.ids().filter(|id| !self.finished(*id)).collect();
                     self.store.load(tasks);
+                    for id in running {
+                        self.announce_if_finished(id, false, &sender);
+                    }
                 }
                 self.paging.loaded(next);
                 self.older.set_sensitive(self.paging.enabled());
