@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agentos_client::Client;
-use agentos_dbus_interfaces::names::{CONSENT_BUS_NAME, CONSENT_PATH};
+use agentos_dbus_interfaces::names::{CONSENT_BUS_NAME, CONSENT_PATH, KERNEL_BUS_NAME};
 use agentos_dbus_interfaces::ConsentRequestInfo;
 use futures_util::FutureExt;
 use tokio::sync::{oneshot, Notify};
@@ -66,6 +66,20 @@ fn current(kernel: &Verified) -> Option<Client> {
     kernel.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
+/// Whether `sender` owns the kernel's name on the bus now.
+async fn owns_kernel_name(conn: &zbus::Connection, sender: Option<&str>) -> bool {
+    let (Some(sender), Ok(name)) = (sender, zbus::names::BusName::try_from(KERNEL_BUS_NAME)) else {
+        return false;
+    };
+    match zbus::fdo::DBusProxy::new(conn).await {
+        Ok(dbus) => dbus
+            .get_name_owner(name)
+            .await
+            .is_ok_and(|owner| owner.as_str() == sender),
+        Err(_) => false,
+    }
+}
+
 /// The verified kernel, waiting up to [`VERIFY_WAIT`] for it: the panel serves consent from the
 /// moment it has a bus connection, and a kernel that asks at once (it was waiting for a provider)
 /// can ask before the panel has finished checking who the kernel is.
@@ -102,6 +116,7 @@ impl Access {
         &self,
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(object_server)] server: &ObjectServer,
+        #[zbus(connection)] conn: &zbus::Connection,
         handle: OwnedObjectPath,
         _app_id: String,
         _parent_window: String,
@@ -110,6 +125,12 @@ impl Access {
         body: String,
         options: HashMap<String, OwnedValue>,
     ) -> zbus::fdo::Result<(u32, HashMap<String, OwnedValue>)> {
+        // Only the owner of the kernel's name is worth waiting for; anyone else is refused now.
+        if !owns_kernel_name(conn, hdr.sender().map(|s| s.as_str())).await {
+            return Err(zbus::fdo::Error::AccessDenied(
+                "only the AgentOS kernel may ask the user through the panel".into(),
+            ));
+        }
         let Some(client) = verified(&self.kernel).await else {
             return Err(zbus::fdo::Error::AccessDenied(
                 "the panel is not connected to a verified AgentOS kernel".into(),
@@ -124,8 +145,9 @@ impl Access {
                 "only the AgentOS kernel may ask the user through the panel".into(),
             ));
         }
-        // The request's object is there before anything is awaited, so a `Close` that comes
-        // while the request is being described is not lost.
+        // The request's object is there before it is described, so a `Close` that comes while
+        // it is being described is not lost (one that came earlier: `describe` finds the
+        // request no longer listed).
         let close = Arc::new(Notify::new());
         let request = Request {
             kernel: owner.to_string(),
@@ -163,7 +185,7 @@ impl Access {
         options: &HashMap<String, OwnedValue>,
     ) -> Answer {
         let described = describe(client, request_id_of(handle.as_str(), options)).await;
-        if close.notified().now_or_never().is_some() {
+        if described.settled || close.notified().now_or_never().is_some() {
             return Answer::Dismissed;
         }
         let pending_reply = oneshot::channel();
@@ -224,6 +246,8 @@ struct Described {
     chain: Vec<String>,
     /// The requester's icon, when it was looked up.
     icon: Option<String>,
+    /// The kernel's list was read and the request is not in it: the kernel no longer waits.
+    settled: bool,
 }
 
 /// Who asks: an agent (its name and whether it runs sandboxed, from the kernel), else what
@@ -254,12 +278,13 @@ async fn describe(client: &Client, id: Option<u64>) -> Described {
     };
     let lookup = async {
         let kernel = client.kernel().await.ok()?;
-        let info = kernel
-            .list_consent_requests()
-            .await
-            .ok()?
-            .into_iter()
-            .find(|r| r.id == id)?;
+        let listed = kernel.list_consent_requests().await.ok()?;
+        let Some(info) = listed.into_iter().find(|r| r.id == id) else {
+            return Some(Described {
+                settled: true,
+                ..Described::default()
+            });
+        };
         let requester = requester(client, &info.principal).await;
         let icon = {
             let requester = requester.clone();
@@ -291,6 +316,7 @@ async fn describe(client: &Client, id: Option<u64>) -> Described {
             requester: Some(requester.words()),
             chain,
             icon,
+            settled: false,
         })
     };
     tokio::time::timeout(DESCRIBE_TIMEOUT, lookup)
