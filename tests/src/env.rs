@@ -339,6 +339,9 @@ impl Env {
                     return;
                 }
             }
+            if let Some(Ok(Some(status))) = self.kernel.as_mut().map(|k| k.try_wait()) {
+                panic!("agentosd exited ({status}) before it took its name");
+            }
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "agentosd did not take its name in time"
