@@ -76,19 +76,62 @@ pub(crate) async fn ask(pipe: &Pipe, json: &str) -> Result<(u64, ChatStream), Pi
                 CHAT_CALL_TIMEOUT.as_secs()
             ))))
         })?;
-    let id = taken.map_err(PipeError::Answer)?;
-    // While this answer is awaited (the model's first token is far off yet).
+    // Taken or refused, the next request's socketpair is made now: for a taken one, while its
+    // answer is awaited (the model's first token is far off yet).
     pipe.make_spare();
+    let id = taken.map_err(PipeError::Answer)?;
     Ok((id, stream.with_id(id)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use agentos_dbus_interfaces::chat_pipe::Taken;
 
     /// The socket's inode: the same socket whatever fd refers to it.
     fn inode(fd: impl AsFd) -> u64 {
         rustix::fs::fstat(fd).unwrap().st_ino
+    }
+
+    /// The kernel's end of a pipe: answer each request's first line with `taken`.
+    fn kernel_answering(theirs: OwnedFd, taken: Vec<Taken>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let kernel = Records::new(theirs, tokio::io::Interest::READABLE).unwrap();
+            let mut buf = vec![0u8; 4096];
+            for t in taken {
+                let record = kernel.receive(&mut buf).await.unwrap();
+                let socket = std::os::unix::net::UnixStream::from(
+                    record.fds.into_iter().next().expect("the answer's socket"),
+                );
+                use std::io::Write;
+                (&socket).write_all(t.to_line().as_bytes()).unwrap();
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn a_refused_request_leaves_a_spare_for_the_next() {
+        let (ours, theirs) = Records::pair(tokio::io::Interest::WRITABLE).unwrap();
+        let pipe = Pipe::new(ours);
+        let kernel = kernel_answering(
+            theirs,
+            vec![Taken::refused(&Error::QuotaExceeded("over budget".into()))],
+        );
+        let refused = ask(&pipe, "{}").await;
+        let refusal = match refused {
+            Err(PipeError::Answer(ChatError::Refused(e))) => e,
+            Err(_) => panic!("not the kernel's refusal"),
+            Ok((id, _)) => panic!("taken as {id}"),
+        };
+        assert!(
+            matches!(&refusal, Error::QuotaExceeded(m) if m == "over budget"),
+            "{refusal:?}"
+        );
+        assert!(
+            pipe.spare.lock().unwrap().is_some(),
+            "no spare after a refusal"
+        );
+        kernel.await.unwrap();
     }
 
     #[tokio::test]
