@@ -80,8 +80,7 @@ pub struct Broker {
     pub(crate) wake: Notify,
     watching: AtomicBool,
     pub(crate) signatures: Mutex<Signatures>,
-    /// Where usage is counted (none in tests of the broker alone), and what writes it there.
-    store: Option<Arc<Mutex<Store>>>,
+    /// What writes usage to the store (none in tests of the broker alone).
     usage: Option<Arc<UsageWriter>>,
     refreshing: AtomicBool,
     /// The next request's answer socket, made ahead.
@@ -113,7 +112,6 @@ impl Broker {
             wake: Notify::new(),
             watching: AtomicBool::new(false),
             signatures: Mutex::new(Signatures::default()),
-            store: None,
             usage: None,
             refreshing: AtomicBool::new(false),
             sockets: Default::default(),
@@ -122,8 +120,7 @@ impl Broker {
 
     /// The broker, counting usage in `store`.
     pub fn with_store(mut self, store: Arc<Mutex<Store>>) -> Broker {
-        self.usage = Some(UsageWriter::new(Arc::clone(&store)));
-        self.store = Some(store);
+        self.usage = Some(UsageWriter::new(store));
         self
     }
 
@@ -134,7 +131,7 @@ impl Broker {
 
     /// Where usage is counted.
     pub fn store(&self) -> Option<&Arc<Mutex<Store>>> {
-        self.store.as_ref()
+        self.usage.as_ref().map(|w| w.store())
     }
 
     /// Claim the one background refresh of the catalog; false while another runs.

@@ -40,6 +40,11 @@ impl UsageWriter {
         })
     }
 
+    /// The store it writes to.
+    pub fn store(&self) -> &Arc<Mutex<Store>> {
+        &self.store
+    }
+
     /// Add one finished request's rows to the store; returns once they are committed.
     pub async fn add(self: &Arc<Self>, rows: Vec<ModelUsage>) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
