@@ -12,7 +12,7 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use adw::prelude::*;
@@ -232,7 +232,7 @@ impl Component for App {
         // panel started for a notification's button has its action (already on the bus when
         // `startup` runs) dispatched first, so its answer is kept before the kernel can ask
         // this panel again.
-        let verified = Arc::new(Mutex::new(None));
+        let verified = Arc::new(tokio::sync::watch::Sender::new(None));
         let consent_in = consent.sender().clone();
         let ui: link::ConsentUi =
             Arc::new(move |e| consent_in.send(ConsentInput::Event(e)).is_ok());

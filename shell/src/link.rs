@@ -56,7 +56,7 @@ pub async fn run(
 }
 
 fn set(verified: &Verified, client: Option<Client>) {
-    *verified.lock().unwrap_or_else(|e| e.into_inner()) = client;
+    verified.send_replace(client);
 }
 
 /// Follow the kernel on one bus connection until that connection is lost.

@@ -4,7 +4,7 @@
 //! closes (`impl.portal.Request.Close`, as when the asking agent went away) leaves the screen.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use agentos_client::Client;
@@ -27,8 +27,9 @@ const VERIFY_WAIT: Duration = Duration::from_secs(5);
 /// Tasks above the asking one named in the dialog, at most.
 const CHAIN_LEN: usize = 8;
 
-/// The kernel the panel trusts now (`None` while it is not running).
-pub type Verified = Arc<Mutex<Option<Client>>>;
+/// The kernel the panel trusts now (`None` while it is not running); a request waiting for one
+/// is woken when it comes.
+pub type Verified = Arc<tokio::sync::watch::Sender<Option<Client>>>;
 
 /// What the dialogs are told.
 #[derive(Debug)]
@@ -62,10 +63,6 @@ struct Request {
     close: Arc<Notify>,
 }
 
-fn current(kernel: &Verified) -> Option<Client> {
-    kernel.lock().unwrap_or_else(|e| e.into_inner()).clone()
-}
-
 /// Whether `sender` owns the kernel's name on the bus now.
 async fn owns_kernel_name(conn: &zbus::Connection, sender: Option<&str>) -> bool {
     let (Some(sender), Ok(name)) = (sender, zbus::names::BusName::try_from(KERNEL_BUS_NAME)) else {
@@ -84,16 +81,13 @@ async fn owns_kernel_name(conn: &zbus::Connection, sender: Option<&str>) -> bool
 /// moment it has a bus connection, and a kernel that asks at once (it was waiting for a provider)
 /// can ask before the panel has finished checking who the kernel is.
 async fn verified(kernel: &Verified) -> Option<Client> {
-    let deadline = tokio::time::Instant::now() + VERIFY_WAIT;
-    loop {
-        if let Some(client) = current(kernel) {
-            return Some(client);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut changes = kernel.subscribe();
+    let client = tokio::time::timeout(VERIFY_WAIT, changes.wait_for(Option::is_some))
+        .await
+        .ok()?
+        .ok()?
+        .clone();
+    client
 }
 
 #[zbus::interface(name = "org.freedesktop.impl.portal.Request")]
