@@ -67,6 +67,10 @@ async fn serve(pipe: &Records, kernel: &Weak<Kernel>, caller: &Caller) -> Result
             drop(slot);
         })
         .await;
+        // Let the request just taken go out to its provider (its connection's task writes it)
+        // before the next is read: otherwise a burst is read whole first, and its first
+        // request leaves only after its last was taken.
+        tokio::task::yield_now().await;
     }
 }
 
