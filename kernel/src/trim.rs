@@ -11,6 +11,33 @@
 //! anonymous pages in `/proc/self/smaps` is left alone.
 
 use std::path::Path;
+use std::time::Duration;
+
+/// What the kernel's deadline watch (`Kernel::watch_deadlines`) waits for next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdleWait {
+    /// The nearest task deadline, this far off (or an earlier one coming).
+    Deadline(Duration),
+    /// No task is pending but model requests are queued or running: the code serving them is
+    /// not handed back under them. Until the last ends (or a task comes).
+    ModelsEnd,
+    /// Nothing pending, and nothing handed back since the last work: `TRIM_AFTER` more of
+    /// that, then hand the code back if nothing came meanwhile.
+    Trim,
+    /// Handed back: until work comes (a task, or model requests that end), with no timer.
+    Work,
+}
+
+/// What to wait for: a task's `deadline` if one is pending, else whether `models_busy`, else
+/// whether the code was `trimmed` since the last work.
+pub fn idle_wait(deadline: Option<Duration>, models_busy: bool, trimmed: bool) -> IdleWait {
+    match deadline {
+        Some(d) => IdleWait::Deadline(d),
+        None if models_busy => IdleWait::ModelsEnd,
+        None if trimmed => IdleWait::Work,
+        None => IdleWait::Trim,
+    }
+}
 
 /// One mapping of the executable that may be dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,6 +158,20 @@ Anonymous:          1024 kB
             ]
         );
         assert!(droppable(SMAPS, Path::new("/usr/bin/other")).is_empty());
+    }
+
+    #[test]
+    fn code_is_handed_back_only_when_neither_tasks_nor_model_requests_are_pending() {
+        let d = Duration::from_secs(5);
+        for busy in [false, true] {
+            for trimmed in [false, true] {
+                assert_eq!(idle_wait(Some(d), busy, trimmed), IdleWait::Deadline(d));
+            }
+        }
+        assert_eq!(idle_wait(None, true, false), IdleWait::ModelsEnd);
+        assert_eq!(idle_wait(None, true, true), IdleWait::ModelsEnd);
+        assert_eq!(idle_wait(None, false, false), IdleWait::Trim);
+        assert_eq!(idle_wait(None, false, true), IdleWait::Work);
     }
 
     #[test]

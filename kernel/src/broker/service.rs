@@ -78,6 +78,8 @@ pub struct Broker {
     loading: tokio::sync::Mutex<()>,
     /// Wakes the broker's watch (`watch.rs`) to look at the scheduler's next deadline again.
     pub(crate) wake: Notify,
+    /// Told when the last request queued or running ends (a permit is kept if nobody waits).
+    idle: Arc<Notify>,
     watching: AtomicBool,
     pub(crate) signatures: Mutex<Signatures>,
     /// What writes usage to the store (none in tests of the broker alone).
@@ -110,6 +112,7 @@ impl Broker {
             }),
             loading: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
+            idle: Arc::new(Notify::new()),
             watching: AtomicBool::new(false),
             signatures: Mutex::new(Signatures::default()),
             usage: None,
@@ -292,7 +295,7 @@ impl Broker {
                     };
                     if tx.send((start, cancel)).is_err() {
                         // Its runner is gone (the caller left as it started).
-                        requests.remove(&id);
+                        self.forget(&mut requests, id);
                         abandoned.push(id);
                     }
                 }
@@ -311,10 +314,27 @@ impl Broker {
     /// The request ended having used `usage`: its slot is free, its budget settled, its usage
     /// counted, and what waits starts.
     pub fn finish(&self, id: RequestId, usage: Usage, now: u64) -> Option<Finished> {
-        lock(&self.requests).remove(&id);
+        self.forget(&mut lock(&self.requests), id);
         let finished = lock(&self.scheduler).finish(id, usage, now).ok();
         self.pump(now);
         finished
+    }
+
+    /// Stop tracking request `id`; the idle signal is told when it was the last one.
+    fn forget(&self, requests: &mut HashMap<RequestId, Tracked>, id: RequestId) {
+        if requests.remove(&id).is_some() && requests.is_empty() {
+            self.idle.notify_one();
+        }
+    }
+
+    /// Whether any request is queued or running.
+    pub fn busy(&self) -> bool {
+        !lock(&self.requests).is_empty()
+    }
+
+    /// Told when the last request queued or running ends.
+    pub fn idle_signal(&self) -> Arc<Notify> {
+        Arc::clone(&self.idle)
     }
 
     /// How many interactive requests of `principal` are queued or running now.
@@ -369,7 +389,7 @@ impl Broker {
                 Some(Phase::Queued(_)) => {
                     lock(&self.scheduler).cancel(*id);
                     // Dropping the sender tells the runner.
-                    requests.remove(id);
+                    self.forget(&mut requests, *id);
                     n += 1;
                 }
                 None => {}
@@ -524,6 +544,46 @@ mod tests {
         assert_eq!(b.load_of("p").0, 0);
         let mut go3 = b.submit(request(&b, "a", 1), 2).unwrap();
         assert!(go3.try_recv().is_ok(), "the slot is free");
+    }
+
+    #[tokio::test]
+    async fn the_idle_signal_is_told_when_the_last_request_ends_however_it_ends() {
+        let b = broker(1);
+        let idle = b.idle_signal();
+        let wait = std::time::Duration::from_millis(200);
+        let told = || tokio::time::timeout(wait, idle.notified());
+        assert!(!b.busy());
+        // Finished, with another still queued: not idle yet.
+        let (r1, r2) = (request(&b, "a", 1), request(&b, "a", 1));
+        let (id1, id2) = (r1.id, r2.id);
+        let _go1 = b.submit(r1, 0).unwrap();
+        let _go2 = b.submit(r2, 0).unwrap();
+        b.finish(id1, Usage::default(), 1);
+        assert!(b.busy());
+        assert!(told().await.is_err(), "one request is still running");
+        b.finish(id2, Usage::default(), 2);
+        assert!(!b.busy());
+        assert!(told().await.is_ok(), "the last one finished");
+        // One canceled while queued, with another running: not idle until that one ends.
+        let r3 = request(&b, "a", 2);
+        let r4 = request(&b, "a", 3);
+        let id3 = r3.id;
+        let _go3 = b.submit(r3, 3).unwrap();
+        let _go4 = b.submit(r4, 3).unwrap();
+        assert_eq!(b.cancel_task(3, 4), 1);
+        assert!(b.busy());
+        assert!(told().await.is_err(), "one request is still running");
+        b.finish(id3, Usage::default(), 5);
+        assert!(told().await.is_ok(), "the last one finished");
+        // A start whose runner had left.
+        let r5 = request(&b, "a", 4);
+        let r6 = request(&b, "a", 4);
+        let id5 = r5.id;
+        let _go5 = b.submit(r5, 6).unwrap();
+        drop(b.submit(r6, 6).unwrap());
+        b.finish(id5, Usage::default(), 7);
+        assert!(!b.busy());
+        assert!(told().await.is_ok(), "the last one's runner was gone");
     }
 
     #[tokio::test]

@@ -14,6 +14,7 @@ use crate::caller::Caller;
 use crate::config::AGENT_START_TIMEOUT;
 use crate::events::Event;
 use crate::kernel::{store_err, Kernel};
+use crate::trim::IdleWait;
 
 pub(crate) fn task_err(e: TaskError) -> Error {
     match e {
@@ -217,40 +218,48 @@ impl Kernel {
     /// Expire tasks as their deadlines pass, until the kernel goes away. It sleeps until the
     /// nearest deadline, or without a timer while no task is unfinished.
     ///
-    /// When no task is pending, once `TRIM_AFTER` has passed since start or since the last
-    /// task ended, the kernel hands its code pages back to the page cache (`trim.rs`); then
-    /// nothing wakes it until a task comes.
+    /// When neither a task nor a model request is pending, once `TRIM_AFTER` has passed since
+    /// start or since the last of them ended, the kernel hands its code pages back to the page
+    /// cache (`trim.rs`); then nothing wakes it until work comes.
     pub async fn watch_deadlines(kernel: Weak<Kernel>) {
         let mut trimmed = false;
         loop {
             let Some(k) = kernel.upgrade() else { return };
             k.expire_overdue();
-            let wait = k
+            let deadline = k
                 .tasks
                 .next_deadline()
                 .map(|d| Duration::from_millis(d.saturating_sub(k.now())));
-            let signal = k.tasks.earlier_deadline();
+            let wait = crate::trim::idle_wait(deadline, k.broker.busy(), trimmed);
+            let (signal, models_idle) = (k.tasks.earlier_deadline(), k.broker.idle_signal());
             drop(k);
             let earlier = signal.notified();
             match wait {
-                Some(wait) => {
+                IdleWait::Deadline(wait) => {
                     trimmed = false;
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}
                         () = earlier => {}
                     }
                 }
-                None if !trimmed => {
+                IdleWait::Trim => {
                     tokio::select! {
                         () = tokio::time::sleep(crate::config::TRIM_AFTER) => {
-                            crate::trim::release_code_pages();
-                            trimmed = true;
+                            // A model request may have come meanwhile (a task would have woken
+                            // this): then not under it.
+                            if kernel.upgrade().is_some_and(|k| !k.broker.busy()) {
+                                crate::trim::release_code_pages();
+                                trimmed = true;
+                            }
                         }
                         () = earlier => {}
                     }
                 }
-                None => {
-                    earlier.await;
+                IdleWait::ModelsEnd | IdleWait::Work => {
+                    tokio::select! {
+                        () = models_idle.notified() => {}
+                        () = earlier => {}
+                    }
                     trimmed = false;
                 }
             }
