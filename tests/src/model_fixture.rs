@@ -12,7 +12,9 @@
 //! - `[overflow]`: HTTP 400 in llama-server's words for a prompt over its context;
 //! - `[tools-unsupported]`: HTTP 500 in llama-server's words for tools without `--jinja`;
 //! - `[500]`: HTTP 500 every time;
-//! - `[429]`: HTTP 429 with `Retry-After: 1` the first time, then the default answer.
+//! - `[429]`: HTTP 429 with `Retry-After: 1` the first time, then the default answer;
+//! - `[hold]`: the request is read and nothing is sent back for 10 s (a server busy with the
+//!   prompt), then the default answer.
 //!
 //! With a key set, a request without `Authorization: Bearer <key>` gets HTTP 401. It counts the
 //! streams in flight (and the most at once) and the streams a client closed before their end.
@@ -336,6 +338,16 @@ async fn serve(mut conn: TcpStream, state: Arc<State>) {
     }
     if question.contains("[429]") && state.limited.lock().unwrap().insert(question.clone()) {
         return reply(&mut conn, 429, "retry-after: 1\r\n", r#"{"error":{"message":"Rate limit reached","type":"requests","code":"rate_limit_exceeded"}}"#).await;
+    }
+    if question.contains("[hold]") {
+        let mut probe = [0u8; 64];
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(10)) => {}
+            _ = conn.read(&mut probe) => {
+                state.closed_early.fetch_add(1, Ordering::SeqCst);
+                return;
+            }
+        }
     }
     let now = state.streaming.fetch_add(1, Ordering::SeqCst) + 1;
     state.max_streaming.fetch_max(now, Ordering::SeqCst);

@@ -221,3 +221,60 @@ async fn a_waiting_request_hears_at_once_it_was_taken_and_can_be_canceled() {
     })
     .await;
 }
+
+/// The kernel's open fds.
+fn fds_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+#[tokio::test]
+async fn a_caller_that_never_reads_cannot_make_the_kernel_hold_its_sockets() {
+    bounded(async {
+        let server = ModelServer::start(Props::default());
+        let env = env_with_model(&server).await;
+        let pid = env.kernel_pid().expect("the kernel's pid");
+        let (_channel, proxy) = channel_on(&env.conn).await;
+        let pipe = open_pipe(&proxy).await.unwrap();
+        // One socket for every request, kept full and never read: each answer would wait on it.
+        let (shared, _never_read) = UnixStream::pair().unwrap();
+        shared.set_nonblocking(true).unwrap();
+        let chunk = vec![b'x'; 64 * 1024];
+        while std::io::Write::write(&mut &shared, &chunk).is_ok_and(|n| n > 0) {}
+        let before = fds_of(pid);
+        let held = request_held();
+        for _ in 0..300 {
+            pipe.send(held.as_bytes(), Some(shared.as_fd()))
+                .await
+                .unwrap();
+        }
+        // Each request was taken as one whose caller left: none is kept waiting on the socket.
+        let settled = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if fds_of(pid) <= before + 8 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        assert!(
+            settled.is_ok(),
+            "the kernel holds {} fds, {before} before",
+            fds_of(pid)
+        );
+        // And the pipe still takes a request from a caller that reads.
+        let mut answer = ask(&pipe, request().as_bytes()).await;
+        assert!(matches!(
+            first_line(&mut answer),
+            Some(Taken::Accepted { .. })
+        ));
+    })
+    .await;
+}
+
+/// A request the fixture holds for 10 s before it answers.
+fn request_held() -> String {
+    let mut r = ChatRequest::new(vec![ChatMessage::user("[hold] wait")]);
+    r.max_tokens = Some(32);
+    r.to_json()
+}

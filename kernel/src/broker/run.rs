@@ -13,14 +13,14 @@ use agentos_dbus_interfaces::inference::{self as wire, error_kind};
 use agentos_models::{ChatEvent, ModelError, OnSent, Provider};
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::unix::OwnedReadHalf;
 use tokio::net::UnixStream;
 use tokio::sync::oneshot;
 
 use super::catalog::Route;
 use super::convert::{self, Events, Signatures};
 use super::scheduler::{Finished, RequestId};
-use super::service::{Broker, Go};
+use super::service::{Broker, Go, LiveRun};
 use super::usage::{Price, Usage};
 use super::usage_writer::UsageWriter;
 use crate::clock::Clock;
@@ -84,6 +84,8 @@ pub struct Job {
     /// The prompt's tokens, estimated (counted when the provider reports none).
     pub prompt_tokens: u64,
     pub account: Account,
+    /// Counts this run among its principal's until it returns.
+    pub live: LiveRun,
 }
 
 /// What a run came to.
@@ -121,32 +123,74 @@ impl Tally {
     }
 }
 
-/// Write one event; false when the caller is gone or stopped reading.
-async fn send(out: &mut OwnedWriteHalf, event: &wire::ChatEvent) -> bool {
-    write(out, &event.to_line()).await
+/// The answer's socket, as the run writes it.
+struct Out {
+    half: tokio::net::unix::OwnedWriteHalf,
+    /// A line was left part written (its write was stopped or failed): nothing more may follow.
+    torn: bool,
 }
 
-/// Write lines; false when the caller is gone or stopped reading.
-async fn write(out: &mut OwnedWriteHalf, lines: &str) -> bool {
-    let bytes = lines.as_bytes();
-    // Nearly every write fits in the socket at once, with no timer set for it.
-    let written = match out.try_write(bytes) {
-        Ok(n) => n,
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
-        Err(_) => return false,
-    };
-    written == bytes.len()
-        || matches!(
-            tokio::time::timeout(WRITE_STALL, out.write_all(&bytes[written..])).await,
+impl Out {
+    /// The first lines on the socket: they fit at once (the socket is new and empty), or the
+    /// caller is not reading it at all (a socket it shares, kept full), and then it is taken as
+    /// gone, with nothing waiting on it. False then.
+    fn write_now(&mut self, lines: &str) -> bool {
+        let bytes = lines.as_bytes();
+        if bytes.is_empty() {
+            return true;
+        }
+        // Straight to the socket: the runtime has not seen a new socket writable yet, and
+        // its `try_write` would not even try.
+        let socket: &UnixStream = self.half.as_ref();
+        let flags = rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL;
+        match rustix::net::send(socket, bytes, flags) {
+            Ok(n) if n == bytes.len() => true,
+            Ok(_) => {
+                self.torn = true;
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Write one event; false when the caller is gone or stopped reading.
+    async fn send(&mut self, event: &wire::ChatEvent) -> bool {
+        self.write(&event.to_line()).await
+    }
+
+    /// Write lines; false when the caller is gone or stopped reading (for [`WRITE_STALL`]).
+    async fn write(&mut self, lines: &str) -> bool {
+        if self.torn {
+            return false;
+        }
+        let bytes = lines.as_bytes();
+        // Nearly every write fits in the socket at once, with no timer set for it.
+        let written = match self.half.try_write(bytes) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+            Err(_) => return false,
+        };
+        if written == bytes.len() {
+            return true;
+        }
+        // Torn until the rest is written: if this is stopped (the run canceled) or fails, no
+        // line may follow the part written.
+        self.torn = true;
+        let done = matches!(
+            tokio::time::timeout(WRITE_STALL, self.half.write_all(&bytes[written..])).await,
             Ok(Ok(()))
-        )
+        );
+        self.torn = !done;
+        done
+    }
 }
 
 /// Tell the caller at the other end of `socket` (sent on the chat pipe) that its request was
-/// refused, and why.
-pub async fn refuse(socket: UnixStream, e: &agentos_dbus_interfaces::Error) {
-    let (_input, mut out) = socket.into_split();
-    write(&mut out, &Taken::refused(e).to_line()).await;
+/// refused, and why: the first line on it, written if it fits now (see [`Out::write_now`]).
+pub fn refuse(socket: UnixStream, e: &agentos_dbus_interfaces::Error) {
+    let (_input, half) = socket.into_split();
+    let mut out = Out { half, torn: false };
+    out.write_now(&Taken::refused(e).to_line());
 }
 
 /// Returns when the caller has closed its end (what it writes is read and dropped).
@@ -180,7 +224,7 @@ async fn relay(
     on_sent: Option<OnSent>,
     events: &mut Events,
     signatures: &Mutex<Signatures>,
-    out: &mut OwnedWriteHalf,
+    out: &mut Out,
     tally: &mut Tally,
 ) -> Ended {
     let (sent, left) = oneshot::channel();
@@ -190,7 +234,7 @@ async fn relay(
         answer = &mut asked => Some(answer),
         _ = left => None,
     };
-    if !write(out, &head).await {
+    if !out.write_now(&head) {
         return Ended::CallerGone;
     }
     *head_sent = true;
@@ -219,7 +263,7 @@ async fn relay(
         }
         let converted = events.convert(event, &mut lock(signatures));
         if let Some(e) = converted {
-            if !send(out, &e).await {
+            if !out.send(&e).await {
                 return Ended::CallerGone;
             }
         }
@@ -256,20 +300,26 @@ pub async fn run(
     mut go: oneshot::Receiver<Go>,
     socket: UnixStream,
 ) {
-    let (mut input, mut out) = socket.into_split();
+    let (mut input, half) = socket.into_split();
+    let mut out = Out { half, torn: false };
     // The taken line comes first, whatever comes after it (`Taken`).
     let mut taken = job.taken.take().unwrap_or_default();
+    let mut caller_gone = false;
     let started = match go.try_recv() {
         Ok(go) => Some(go),
         Err(oneshot::error::TryRecvError::Closed) => None,
         Err(oneshot::error::TryRecvError::Empty) => {
             // It waits for a slot: the caller hears at once that it was taken.
-            if write(&mut out, &std::mem::take(&mut taken)).await {
+            if out.write_now(&std::mem::take(&mut taken)) {
                 tokio::select! {
                     r = &mut go => r.ok(),
-                    () = gone(&mut input) => None,
+                    () = gone(&mut input) => {
+                        caller_gone = true;
+                        None
+                    }
                 }
             } else {
+                caller_gone = true;
                 None
             }
         }
@@ -280,8 +330,10 @@ pub async fn run(
         if let Ok((start, _)) = go.try_recv() {
             broker.finish(start.id, Usage::default(), clock.now_ms());
         }
-        taken.push_str(&canceled("the request was canceled before it started").to_line());
-        let _ = write(&mut out, &taken).await;
+        if !caller_gone {
+            taken.push_str(&canceled("the request was canceled before it started").to_line());
+            let _ = out.write(&taken).await;
+        }
         return;
     };
     let started = wire::ChatEvent::Started {
@@ -316,7 +368,7 @@ pub async fn run(
     };
     let mut tail = if head_sent { String::new() } else { taken };
     tail.push_str(&last.to_line());
-    let _ = write(&mut out, &tail).await;
+    let _ = out.write(&tail).await;
 }
 
 #[cfg(test)]
@@ -365,7 +417,7 @@ mod tests {
     #[tokio::test]
     async fn lines_larger_than_the_socket_holds_arrive_whole_and_a_gone_caller_is_seen() {
         let (ours, theirs) = UnixStream::pair().unwrap();
-        let (_input, mut out) = ours.into_split();
+        let mut out = out_on(ours);
         // Far more than the socket's buffer: the first try writes part, the rest waits.
         let lines: String = (0..40_000).map(|i| format!("{{\"n\":{i}}}\n")).collect();
         let reader = tokio::spawn(async move {
@@ -374,15 +426,45 @@ mod tests {
             theirs.read_to_end(&mut got).await.unwrap();
             got
         });
-        assert!(write(&mut out, &lines).await);
-        assert!(write(&mut out, "").await, "nothing to write is written");
+        assert!(out.write(&lines).await);
+        assert!(out.write("").await, "nothing to write is written");
         drop(out);
         assert_eq!(reader.await.unwrap(), lines.as_bytes());
 
         let (ours, theirs) = UnixStream::pair().unwrap();
-        let (_input, mut out) = ours.into_split();
+        let mut out = out_on(ours);
         drop(theirs);
-        assert!(!write(&mut out, "{}\n").await, "the caller closed its end");
+        assert!(!out.write("{}\n").await, "the caller closed its end");
+    }
+
+    fn out_on(socket: UnixStream) -> Out {
+        Out {
+            half: socket.into_split().1,
+            torn: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_socket_kept_full_is_a_caller_gone_and_a_torn_line_is_never_followed() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let mut out = out_on(ours);
+        // Fill the socket, as a caller that shares it among requests and never reads would.
+        let chunk = "x".repeat(64 * 1024);
+        while out.half.try_write(chunk.as_bytes()).is_ok_and(|n| n > 0) {}
+        assert!(
+            !out.write_now("{\"accepted\":{\"id\":1}}\n"),
+            "nothing waits on it"
+        );
+        // A write stopped part way (a run canceled) leaves the line torn: nothing follows.
+        let mut torn = Box::pin(out.write("{\"type\":\"text\"}\n"));
+        assert!(futures_util::poll!(torn.as_mut()).is_pending());
+        drop(torn);
+        assert!(out.torn);
+        let mut theirs = theirs;
+        let mut sink = vec![0u8; 1 << 20];
+        let _ = tokio::time::timeout(Duration::from_millis(100), theirs.read(&mut sink)).await;
+        assert!(!out.write("{\"type\":\"done\"}\n").await);
+        assert!(!out.write_now("{}\n"));
     }
 
     #[test]

@@ -30,6 +30,11 @@ pub const CATALOG_TTL_MS: u64 = 30_000;
 /// How old a catalog `ListModels` answers with.
 pub const LIST_TTL_MS: u64 = 5_000;
 
+/// Runs one principal may have at once, from submission until the run returns (queued,
+/// running, or handing its last line to a caller that does not read it): each holds a task and
+/// the answer's socket.
+pub const MAX_LIVE_RUNS: usize = 256;
+
 /// What a started request's runner is handed: its start, and the signal that cancels it.
 pub type Go = (Start, Arc<Notify>);
 
@@ -87,6 +92,27 @@ pub struct Broker {
     refreshing: AtomicBool,
     /// The next request's answer socket, made ahead.
     pub(crate) sockets: super::sockets::Spare,
+    /// Runs alive per principal (see [`LiveRun`]).
+    live: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// One of a principal's runs, counted until it is dropped (when the run returns).
+#[derive(Debug)]
+pub struct LiveRun {
+    live: Arc<Mutex<HashMap<String, usize>>>,
+    principal: String,
+}
+
+impl Drop for LiveRun {
+    fn drop(&mut self) {
+        let mut live = lock(&self.live);
+        if let Some(n) = live.get_mut(&self.principal) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                live.remove(&self.principal);
+            }
+        }
+    }
 }
 
 impl Broker {
@@ -118,6 +144,7 @@ impl Broker {
             usage: None,
             refreshing: AtomicBool::new(false),
             sockets: Default::default(),
+            live: Default::default(),
         }
     }
 
@@ -318,6 +345,23 @@ impl Broker {
         let finished = lock(&self.scheduler).finish(id, usage, now).ok();
         self.pump(now);
         finished
+    }
+
+    /// Count a new run of `principal`; refused when it has [`MAX_LIVE_RUNS`] already.
+    pub fn begin_run(&self, principal: &str) -> Result<LiveRun, Error> {
+        let mut live = lock(&self.live);
+        let n = live.entry(principal.to_string()).or_default();
+        if *n >= MAX_LIVE_RUNS {
+            return Err(Error::QuotaExceeded(format!(
+                "{MAX_LIVE_RUNS} model requests of yours are still queued, running or being \
+                 delivered; read their answers to the end or close them first"
+            )));
+        }
+        *n += 1;
+        Ok(LiveRun {
+            live: Arc::clone(&self.live),
+            principal: principal.to_string(),
+        })
     }
 
     /// Stop tracking request `id`; the idle signal is told when it was the last one.
@@ -584,6 +628,29 @@ mod tests {
         b.finish(id5, Usage::default(), 7);
         assert!(!b.busy());
         assert!(told().await.is_ok(), "the last one's runner was gone");
+    }
+
+    #[test]
+    fn a_principal_has_at_most_so_many_runs_alive_until_they_return() {
+        let b = broker(1);
+        let runs: Vec<LiveRun> = (0..MAX_LIVE_RUNS)
+            .map(|_| b.begin_run("org.example.App").unwrap())
+            .collect();
+        let e = b.begin_run("org.example.App").unwrap_err();
+        assert!(
+            matches!(&e, Error::QuotaExceeded(m) if m.contains("256")),
+            "{e:?}"
+        );
+        // Others are not held back by it.
+        let other = b.begin_run("host").unwrap();
+        drop(runs.into_iter().next());
+        let again = b.begin_run("org.example.App").unwrap();
+        drop((other, again));
+        assert_eq!(
+            lock(&b.live).get("host"),
+            None,
+            "a principal with none is forgotten"
+        );
     }
 
     #[tokio::test]

@@ -220,6 +220,7 @@ impl Kernel {
         if !route.local {
             self.check_remote(caller, &route.provider).await?;
         }
+        let live = self.broker.begin_run(&account.principal)?;
         let prompt_tokens = (json.len() as u64).div_ceil(4);
         let max_tokens = request
             .max_tokens
@@ -253,6 +254,7 @@ impl Kernel {
             request: provider_request,
             prompt_tokens,
             account,
+            live,
         };
         Ok((request, job))
     }
@@ -333,7 +335,7 @@ impl Kernel {
                 job.taken = Some(Taken::Accepted { id: job.id }.to_line());
                 self.start_run(job, go, socket).await;
             }
-            Err(e) => run::refuse(socket, &e).await,
+            Err(e) => run::refuse(socket, &e),
         }
     }
 
