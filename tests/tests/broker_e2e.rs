@@ -282,6 +282,40 @@ async fn closing_the_socket_or_cancelling_frees_the_slot_at_once() {
 }
 
 #[tokio::test]
+async fn a_request_that_reached_the_provider_counts_its_prompt_though_left_unanswered() {
+    bounded(async {
+        let server = ModelServer::start(Props::default());
+        let env = env_with(&settings_for(Some(&server), "")).await;
+        let c = client(&env).await;
+        // The server has the prompt (Chat returns once it left) and is silent; the caller goes.
+        let long = format!("[hold] {}", "many words ".repeat(400));
+        let (_, stream) = c.chat(&ask(&long, None)).await.unwrap();
+        drop(stream);
+        until(
+            "the server saw the connection close",
+            Duration::from_secs(3),
+            || server.closed_early() == 1,
+        )
+        .await;
+        // Its prompt may have cost the user: it is counted (estimated: the server said nothing).
+        let counted = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                let usage = c.list_usage().await.unwrap();
+                if let Some(u) = usage.iter().find(|u| u.kind == "host") {
+                    return (u.requests, u.input_tokens);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the request is counted");
+        assert_eq!(counted.0, 1);
+        assert!(counted.1 >= 1_100, "prompt tokens counted: {}", counted.1);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn over_its_budget_a_caller_is_refused_at_once() {
     bounded(async {
         let server = ModelServer::start(Props::default());

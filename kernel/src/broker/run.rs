@@ -101,7 +101,8 @@ enum Ended {
 /// What a run used, as far as it went.
 #[derive(Debug, Default)]
 struct Tally {
-    /// The provider answered (a request that never reached it used nothing).
+    /// The request reached the provider (one that never did used nothing; one that did may
+    /// have cost its prompt, answered or not).
     answered: bool,
     reported: Option<agentos_models::Usage>,
     output_bytes: u64,
@@ -234,6 +235,8 @@ async fn relay(
         answer = &mut asked => Some(answer),
         _ = left => None,
     };
+    // It reached the provider, unless it failed on the way (then it used nothing).
+    tally.answered = !matches!(early, Some(Err(_)));
     if !out.write_now(&head) {
         return Ended::CallerGone;
     }
@@ -247,7 +250,11 @@ async fn relay(
     };
     let mut stream = match answer {
         Ok(s) => s,
-        Err(e) => return Ended::Failed(e),
+        Err(e) => {
+            // Refused (a status, a wrong key) costs nothing; waited on in vain, its prompt may.
+            tally.answered = matches!(e, ModelError::Timeout { .. });
+            return Ended::Failed(e);
+        }
     };
     tally.answered = true;
     while let Some(item) = stream.next().await {
@@ -259,6 +266,9 @@ async fn relay(
         match &event {
             ChatEvent::Usage(u) => tally.reported = Some(*u),
             ChatEvent::TextDelta(t) => tally.output_bytes += t.len() as u64,
+            ChatEvent::ToolCallArguments { fragment, .. } => {
+                tally.output_bytes += fragment.len() as u64;
+            }
             _ => {}
         }
         let converted = events.convert(event, &mut lock(signatures));

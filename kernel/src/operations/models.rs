@@ -220,6 +220,11 @@ impl Kernel {
         if !route.local {
             self.check_remote(caller, &route.provider).await?;
         }
+        // Its task may have ended while it was checked (a prompt, a catalog read): a task's
+        // end cancels its requests, and this one is not submitted yet.
+        if let Caller::Agent { id, task } = caller {
+            self.tasks.acting(id, *task)?;
+        }
         let live = self.broker.begin_run(&account.principal)?;
         let prompt_tokens = (json.len() as u64).div_ceil(4);
         let max_tokens = request
