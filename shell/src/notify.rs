@@ -119,9 +119,13 @@ pub fn consent_id(handle: &str) -> String {
     format!("consent-{}", handle.rsplit('/').next().unwrap_or(handle))
 }
 
-/// The answer a `consent` action names.
+/// The answer a `consent` action names: Allow Once or Deny, what a notification offers. Any
+/// program on the session bus can activate the action, so it can never make a lasting grant.
 pub fn answer_of(option: &str) -> Answer {
-    Answer::from_option_id(option).unwrap_or(Answer::Deny)
+    match Answer::from_option_id(option) {
+        Some(Answer::Once) => Answer::Once,
+        _ => Answer::Deny,
+    }
 }
 
 /// Send `notice` as the application's notification (nothing if the application is not
@@ -219,6 +223,9 @@ mod tests {
         assert_eq!(answer_of("once"), Answer::Once);
         assert_eq!(answer_of("deny"), Answer::Deny);
         assert_eq!(answer_of("anything"), Answer::Deny);
+        // Not offered by a notification, so not taken from an action either.
+        assert_eq!(answer_of("always"), Answer::Deny);
+        assert_eq!(answer_of("session"), Answer::Deny);
     }
 
     #[test]

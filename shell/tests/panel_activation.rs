@@ -3,7 +3,8 @@
 //! on `org.agentos.Panel`, with no panel running, starts the program by D-Bus activation (the
 //! packaged `org.agentos.Panel.service`, installed in the test bus's service dir) with
 //! `--gapplication-service`; its `app.consent` action answers the request the kernel kept
-//! pending when the panel that showed it was killed, and the kernel applies the answer. With
+//! pending when the panel that showed it was killed, and the kernel applies the answer (an
+//! answer no notification offers, "always", as Deny). With
 //! nothing left to answer, the activated panel ends by itself. Skips, saying why, where Xvfb or
 //! xdotool are missing.
 
@@ -130,9 +131,10 @@ async fn a_notification_answer_starts_the_panel_and_reaches_the_kernel() {
             .unwrap_or_else(|| panic!("the request is not pending: {pending:?}"));
         let handle = format!("{HANDLE_PREFIX}{}", request.id);
 
-        // The Deny button of its notification, as the desktop delivers a click: the panel is
-        // started for it.
-        let target = Value::new((handle.as_str(), "deny"));
+        // An activation as the desktop delivers a button's click: the panel is started for it.
+        // It names "always", which no notification offers: any program on the bus can activate
+        // the action, so it is taken as Deny, never as a lasting grant.
+        let target = Value::new((handle.as_str(), "always"));
         env.conn
             .call_method(
                 Some(APP_ID),

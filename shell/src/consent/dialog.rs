@@ -15,7 +15,7 @@ use adw::prelude::*;
 use relm4::prelude::*;
 use tokio::sync::oneshot;
 
-use super::early::{self, EarlyAnswers};
+use super::early::EarlyAnswers;
 use super::queue::{Dismissed, Pending, Queue};
 use super::request::{request_id, Answer, Preview, Shown};
 use super::service::ConsentEvent;
@@ -36,7 +36,7 @@ pub enum ConsentInput {
     Responded(String, Answer),
     /// A notification's button answered the request `handle` (perhaps before it is asked).
     FromNotification(String, Answer),
-    /// Forget answers kept longer than [`early::KEPT`].
+    /// Forget answers kept longer than [`super::early::KEPT`].
     Expire,
 }
 
@@ -58,6 +58,8 @@ pub struct ConsentDialogs {
     shown: Option<adw::MessageDialog>,
     /// Answers from notifications to requests not asked of this panel yet.
     early: EarlyAnswers,
+    /// A timer to forget kept answers is set (one at a time).
+    expiry_set: bool,
 }
 
 impl Component for ConsentDialogs {
@@ -85,6 +87,7 @@ impl Component for ConsentDialogs {
             queue: Queue::default(),
             shown: None,
             early: EarlyAnswers::default(),
+            expiry_set: false,
         };
         ComponentParts { model, widgets: () }
     }
@@ -92,9 +95,14 @@ impl Component for ConsentDialogs {
     fn update(&mut self, msg: ConsentInput, sender: ComponentSender<Self>, root: &gtk::Label) {
         match msg {
             ConsentInput::Event(ConsentEvent::Ask(pending)) if self.early.has(&pending.handle) => {
-                // Answered already by a notification's button, if it was asked before that.
+                // Answered already by a notification's button, if it was asked before that
+                // and offers that answer.
                 let handle = pending.handle.clone();
-                match self.early.take(&handle, pending.since) {
+                match self
+                    .early
+                    .take(&handle, pending.since)
+                    .filter(|a| pending.offers(*a))
+                {
                     Some(answer) => {
                         tracing::debug!(%handle, "a request asked again was answered by a notification");
                         let _ = pending.reply.send(answer);
@@ -117,6 +125,12 @@ impl Component for ConsentDialogs {
                     self.show_current(&sender);
                 }
             }
+            ConsentInput::FromNotification(handle, answer)
+                if self.queue.offers(&handle, answer) == Some(false) =>
+            {
+                // Not a button its notification had: not the user's click.
+                tracing::warn!(%handle, ?answer, "an action named an answer its request does not offer; ignored");
+            }
             ConsentInput::FromNotification(handle, answer) => {
                 let (what, pending) = self.queue.dismiss(&handle);
                 match pending {
@@ -128,10 +142,7 @@ impl Component for ConsentDialogs {
                         tracing::debug!(%handle, "a notification answered a request not asked yet");
                         let now_ms = crate::model::format::now_ms();
                         self.early.keep(&handle, answer, now_ms, Instant::now());
-                        let input = sender.input_sender().clone();
-                        gtk::glib::timeout_add_local_once(early::KEPT, move || {
-                            input.emit(ConsentInput::Expire)
-                        });
+                        self.expire_later(&sender);
                     }
                     None => {}
                 }
@@ -142,7 +153,11 @@ impl Component for ConsentDialogs {
                     self.show_current(&sender);
                 }
             }
-            ConsentInput::Expire => self.early.expire(Instant::now()),
+            ConsentInput::Expire => {
+                self.expiry_set = false;
+                self.early.expire(Instant::now());
+                self.expire_later(&sender);
+            }
             ConsentInput::Responded(handle, answer) => {
                 // From its dialog, or from a notification's button (shown or still waiting).
                 let (what, pending) = self.queue.dismiss(&handle);
@@ -176,6 +191,20 @@ impl Component for ConsentDialogs {
 }
 
 impl ConsentDialogs {
+    /// Set the timer that forgets the oldest kept answer, unless one is set or none is kept:
+    /// one timer, however many activations come.
+    fn expire_later(&mut self, sender: &ComponentSender<Self>) {
+        if self.expiry_set {
+            return;
+        }
+        let Some(after) = self.early.next_expiry(Instant::now()) else {
+            return;
+        };
+        self.expiry_set = true;
+        let input = sender.input_sender().clone();
+        gtk::glib::timeout_add_local_once(after, move || input.emit(ConsentInput::Expire));
+    }
+
     /// Ask the user: the window hears of it (for a notification), and its dialog is shown
     /// when no other is.
     fn ask(&mut self, pending: Pending<oneshot::Sender<Answer>>, sender: &ComponentSender<Self>) {

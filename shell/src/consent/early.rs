@@ -62,6 +62,14 @@ impl EarlyAnswers {
             .retain(|e| now.saturating_duration_since(e.given) < KEPT);
     }
 
+    /// How long until the oldest kept answer is to be forgotten (`None`: none is kept).
+    pub fn next_expiry(&self, now: Instant) -> Option<Duration> {
+        self.items
+            .iter()
+            .map(|e| KEPT.saturating_sub(now.saturating_duration_since(e.given)))
+            .min()
+    }
+
     pub fn len(&self) -> usize {
         self.items.len()
     }
@@ -100,10 +108,21 @@ mod tests {
         e.keep("r1", Answer::Deny, 2_000, now);
         assert_eq!(e.len(), 1);
         assert!(e.has("r1") && !e.has("r2"));
+        assert_eq!(e.next_expiry(now), Some(KEPT));
         e.expire(now + KEPT / 2);
         assert_eq!(e.len(), 1);
+        assert_eq!(e.next_expiry(now + KEPT / 2), Some(KEPT / 2));
+        e.keep("r2", Answer::Deny, 3_000, now + KEPT / 4);
+        assert_eq!(
+            e.next_expiry(now + KEPT / 2),
+            Some(KEPT / 2),
+            "the oldest first"
+        );
         e.expire(now + KEPT);
+        assert_eq!(e.len(), 1);
+        e.expire(now + KEPT + KEPT / 4);
         assert!(e.is_empty());
+        assert_eq!(e.next_expiry(now), None);
         for i in 0..MOST + 5 {
             e.keep(&format!("r{i}"), Answer::Deny, 1_000, now);
         }

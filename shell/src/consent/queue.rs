@@ -16,6 +16,13 @@ pub struct Pending<R> {
     pub reply: R,
 }
 
+impl<R> Pending<R> {
+    /// Whether `answer` is one this request offers (deny always is).
+    pub fn offers(&self, answer: Answer) -> bool {
+        answer == Answer::Deny || self.answers.contains(&answer)
+    }
+}
+
 /// What became of a dismissed request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Dismissed {
@@ -70,6 +77,14 @@ impl<R> Queue<R> {
         }
     }
 
+    /// Whether the request `handle`, if held, offers `answer`.
+    pub fn offers(&self, handle: &str, answer: Answer) -> Option<bool> {
+        self.items
+            .iter()
+            .find(|p| p.handle == handle)
+            .map(|p| p.offers(answer))
+    }
+
     /// The kernel closed the request `handle`.
     pub fn dismiss(&mut self, handle: &str) -> (Dismissed, Option<Pending<R>>) {
         match self.items.iter().position(|p| p.handle == handle) {
@@ -98,6 +113,16 @@ mod tests {
             since: None,
             reply: 0,
         }
+    }
+
+    #[test]
+    fn a_request_offers_deny_and_what_the_kernel_offered() {
+        let mut q = Queue::default();
+        q.push(p("a"));
+        assert_eq!(q.offers("a", Answer::Once), Some(true));
+        assert_eq!(q.offers("a", Answer::Deny), Some(true));
+        assert_eq!(q.offers("a", Answer::Always), Some(false));
+        assert_eq!(q.offers("b", Answer::Once), None, "not held");
     }
 
     #[test]
