@@ -263,11 +263,15 @@ impl Client {
         }
     }
 
-    /// Wait until the kernel's name changes hands (or the connection closes).
-    pub async fn owner_changed(&self) {
+    /// Wait until the kernel's name changes hands (or the connection closes). The watch
+    /// begins when this is called, not when the future is first polled: call it before looking
+    /// at the owner (with [`owner`](Client::owner)), and a change in between is not missed.
+    pub fn owner_changed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let mut changes = self.shared.changes.subscribe();
         changes.borrow_and_update();
-        let _ = changes.changed().await;
+        async move {
+            let _ = changes.changed().await;
+        }
     }
 
     /// `org.agentos.Kernel1` on the verified kernel.

@@ -78,11 +78,16 @@ async fn follow(conn: zbus::Connection, verified: &Verified, out: &(impl Fn(Link
         }
     };
     loop {
-        set(verified, Some(client.clone()));
-        out(LinkEvent::Up(client.clone()));
-        client.owner_changed().await;
-        match client.verify().await {
-            Ok(_) => continue,
+        // Watched before the owner is looked at (verified again if it changed since), so no
+        // change slips between that look and the wait.
+        let changed = client.owner_changed();
+        match client.owner().await {
+            Ok(_) => {
+                set(verified, Some(client.clone()));
+                out(LinkEvent::Up(client.clone()));
+                changed.await;
+                continue;
+            }
             Err(ClientError::Disconnected) => {
                 out(LinkEvent::Down(ClientError::Disconnected.to_string()));
                 return;

@@ -204,6 +204,24 @@ fn agentctl_without_session_bus(root: &Path, args: &[&str]) -> Output {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_of_owner_is_seen_from_when_it_is_watched_not_when_awaited() {
+    bounded_for(TIMEOUT * 2, async {
+        let mut env = Env::start().await;
+        let client = Client::at_address(&env.address).await.expect("client");
+        let first = client.owner().await.unwrap();
+        // Watched, then the kernel restarts before the watch is awaited.
+        let changed = client.owner_changed();
+        env.restart_kernel().await;
+        tokio::time::timeout(Duration::from_secs(5), changed)
+            .await
+            .expect("the change made before the wait is seen");
+        let second = client.owner().await.expect("the new kernel is verified");
+        assert_ne!(first, second);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agentctl_finds_a_headless_bus_through_the_address_file_it_trusts() {
     bounded(async {
         let env = Env::start().await;

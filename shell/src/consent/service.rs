@@ -211,10 +211,13 @@ impl Access {
         // so its leaving closes the dialog too.
         let kernel_left = async {
             loop {
-                client.owner_changed().await;
+                // Watched before it is looked at: it may have left while the request was
+                // described, and no change may slip between.
+                let changed = client.owner_changed();
                 if client.owner().await.ok().as_ref() != Some(owner) {
                     return;
                 }
+                changed.await;
             }
         };
         tokio::select! {
