@@ -76,16 +76,24 @@ pub struct TaskStore {
 }
 
 /// A reply read now (`reply`, perhaps written before the task ended) does not take back the end
-/// already known (`known`): the end's state, progress and message are kept; the rest is the
-/// reply's. `known` is left without its state name and message.
+/// already known (`known`): the end's state, progress, message and result are kept; the rest is
+/// the reply's. `known` is left without its state name, message and result.
 fn keep_end(reply: &mut Task, known: &mut Task) {
     if known.is_finished() && !reply.is_finished() {
         reply.state = known.state;
         reply.state_name = std::mem::take(&mut known.state_name);
         reply.progress = known.progress;
         reply.message = std::mem::take(&mut known.message);
+        reply.result = std::mem::take(&mut known.result);
         reply.updated = reply.updated.max(known.updated);
     }
+}
+
+/// Whether `reply` was written before the end already known of its task (`known`): it tells
+/// nothing newer.
+pub fn is_stale(reply: &TaskInfo, known: Option<&Task>) -> bool {
+    known.is_some_and(Task::is_finished)
+        && !TaskState::parse(&reply.state).is_some_and(TaskState::is_terminal)
 }
 
 impl TaskStore {
@@ -330,6 +338,30 @@ mod tests {
         // A reply that says it finished is taken whole.
         store.put(info(3, 0, "failed"));
         assert_eq!(store.get(3).unwrap().state, Some(TaskState::Failed));
+    }
+
+    #[test]
+    fn a_reply_read_after_a_fresher_one_keeps_the_result() {
+        let mut store = TaskStore::default();
+        store.apply(&event(6, 0, TaskState::Working, 0.5));
+        store.apply(&event(6, 0, TaskState::Completed, 1.0));
+        // The reply asked at the end comes first, then the one asked while it worked.
+        let mut done = info(6, 0, "completed");
+        done.result = "the answer".into();
+        let working = info(6, 0, "working");
+        assert!(!is_stale(&done, store.get(6)));
+        store.put(done);
+        assert!(is_stale(&working, store.get(6)));
+        store.put(working);
+        let t = store.get(6).unwrap();
+        assert_eq!(
+            (t.state, t.result.as_str()),
+            (Some(TaskState::Completed), "the answer")
+        );
+        // Nothing known, or not ended yet: no reply is stale.
+        assert!(!is_stale(&info(7, 0, "working"), store.get(7)));
+        store.apply(&event(7, 0, TaskState::Working, 0.1));
+        assert!(!is_stale(&info(7, 0, "working"), store.get(7)));
     }
 
     #[test]

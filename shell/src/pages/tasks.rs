@@ -12,7 +12,7 @@ use relm4::typed_view::list::TypedListView;
 use super::task_item::TaskItem;
 use super::{artifact_files, artifact_view};
 use crate::model::paging::Older;
-use crate::model::tasks::{Applied, TaskStore};
+use crate::model::tasks::{self, Applied, TaskStore};
 use crate::model::{artifacts, format};
 
 #[derive(Debug)]
@@ -280,6 +280,8 @@ impl Component for TasksPage {
                 self.put(info, &sender);
                 self.replace(id);
             }
+            // Read before the end that a fresher reply (asked for at the end) shows: not drawn.
+            TasksCmd::Details(id, Ok((info, _))) if tasks::is_stale(&info, self.store.get(id)) => {}
             TasksCmd::Details(id, r) if Some(id) == self.selected => match r {
                 Ok((info, artifacts)) => {
                     self.put(info, &sender);
