@@ -97,18 +97,24 @@ pub fn is_stale(reply: &TaskInfo, known: Option<&Task>) -> bool {
 }
 
 impl TaskStore {
-    /// Hold `tasks` (as `ListTasks` returned them) and no other; a task already known to have
-    /// ended stays ended.
+    /// Hold `tasks` (as `ListTasks` returned them) and no other, but for tasks newer than all of
+    /// them (ids only grow: known from events read before the list, though made after it); a
+    /// task already known to have ended stays ended.
     pub fn load(&mut self, tasks: Vec<TaskInfo>) {
         let known = std::mem::take(&mut self.tasks);
         self.tasks = tasks
             .into_iter()
             .map(|t| (t.id, Task::from_info(t)))
             .collect();
+        let newest = self.tasks.keys().next_back().copied().unwrap_or(0);
         // A list read before the events that ended some of its tasks does not take them back.
         for (id, mut task) in known {
-            if let Some(listed) = self.tasks.get_mut(&id) {
-                keep_end(listed, &mut task);
+            match self.tasks.get_mut(&id) {
+                Some(listed) => keep_end(listed, &mut task),
+                None if id > newest => {
+                    self.tasks.insert(id, task);
+                }
+                None => {}
             }
         }
     }
@@ -381,6 +387,24 @@ mod tests {
             store.get(4).is_none(),
             "a task the list no longer has is dropped"
         );
+    }
+
+    #[test]
+    fn a_task_newer_than_the_list_stays() {
+        let mut store = TaskStore::default();
+        // Made after the list was read, its event handled before the list's reply.
+        store.apply(&event(9, 0, TaskState::Submitted, 0.0));
+        store.apply(&event(2, 0, TaskState::Working, 0.2));
+        store.load(vec![info(5, 0, "working"), info(3, 0, "completed")]);
+        assert_eq!(
+            store.get(9).map(|t| t.state),
+            Some(Some(TaskState::Submitted))
+        );
+        assert!(
+            store.get(2).is_none(),
+            "older than the list: the list is right"
+        );
+        assert_eq!(order(&store).len(), 3);
     }
 
     #[test]

@@ -51,6 +51,9 @@ pub enum TasksCmd {
     /// an older page to add, `false` for the newest page, which replaces what was shown.
     Loaded(u64, Result<(Vec<TaskInfo>, u64), String>, bool),
     Event(u64, Result<TaskEvent, String>),
+    /// The page follows the kernel's task events now (or cannot): the list is read after this,
+    /// so that no change between the list and the subscription goes unseen.
+    Following(u64),
     /// A task first seen in an event, as `GetTask` describes it.
     Fetched(u64, TaskInfo),
     /// The task, and its artifacts with a text preview of the small text ones.
@@ -167,8 +170,7 @@ impl Component for TasksPage {
                 self.paging.reset();
                 self.older.set_sensitive(false);
                 self.client = Some(client.clone());
-                self.follow(&sender, client.clone());
-                self.read_page(&sender, 0);
+                self.follow(&sender, client);
             }
             TasksInput::SaveArtifact(name) => self.choose_destination(name, &sender),
             TasksInput::SaveTo(name, path) => {
@@ -234,8 +236,12 @@ impl Component for TasksPage {
 
     fn update_cmd(&mut self, msg: TasksCmd, sender: ComponentSender<Self>, _root: &gtk::Box) {
         match msg {
-            TasksCmd::Loaded(g, ..) | TasksCmd::Event(g, _) | TasksCmd::Fetched(g, _)
+            TasksCmd::Loaded(g, ..)
+            | TasksCmd::Event(g, _)
+            | TasksCmd::Fetched(g, _)
+            | TasksCmd::Following(g)
                 if g != self.generation => {}
+            TasksCmd::Following(_) => self.read_page(&sender, 0),
             TasksCmd::Loaded(_, Ok((tasks, next)), older) => {
                 if older {
                     self.store.extend(tasks);
@@ -334,7 +340,9 @@ impl TasksPage {
                 .register(async move {
                     let changed = client.owner_changed();
                     tokio::pin!(changed);
-                    let mut events = match client.task_events().await {
+                    let subscribed = client.task_events().await;
+                    let _ = out.send(TasksCmd::Following(generation));
+                    let mut events = match subscribed {
                         Ok(events) => events,
                         Err(e) => {
                             let _ = out.send(TasksCmd::Event(generation, Err(e.to_string())));
