@@ -137,6 +137,9 @@ impl Out {
     /// gone, with nothing waiting on it. False then.
     fn write_now(&mut self, lines: &str) -> bool {
         let bytes = lines.as_bytes();
+        if self.torn {
+            return false;
+        }
         if bytes.is_empty() {
             return true;
         }
