@@ -120,19 +120,25 @@ impl Rights {
         self.lock().prompts.spend(principal, task, now)
     }
 
-    /// Record the user's consent as a grant and decide the request again with it.
+    /// Record the user's consent as a grant and decide the request again with it; the prompt
+    /// named `disclosed` as the delegators lacking the right. The acting agent's change (its
+    /// manifest or program), which the prompt told, is confirmed by allowing; a delegator's
+    /// suspended grants stay suspended (its change was not told).
     pub fn record_consent(
         &self,
         req: Request<'_>,
         lifetime: Lifetime,
         now: u64,
+        disclosed: &[String],
     ) -> (Vec<Grant>, Decision) {
         let mut s = self.lock();
-        let added = s.policy.consent_grants(req, lifetime, now);
-        for g in &added {
-            s.confirm(&g.principal, false);
+        let added = s.policy.consent_grants(req, lifetime, now, disclosed);
+        if let Some(acting) = req.chain.first() {
+            if added.iter().any(|g| &g.principal == acting) {
+                s.confirm(acting, false);
+            }
         }
-        let decision = s.policy.decide_consented(req, lifetime);
+        let decision = s.policy.decide_consented(req, lifetime, disclosed);
         (added, decision)
     }
 
@@ -385,8 +391,12 @@ mod tests {
         assert_eq!(removed.len(), 1);
         assert_eq!(rights.list_suspended().len(), 1);
         let docs = ["docs".to_string()];
-        let (g, decision) =
-            rights.record_consent(request(&docs, "files.list", "/home/u/c"), Lifetime::Once, 2);
+        let (g, decision) = rights.record_consent(
+            request(&docs, "files.list", "/home/u/c"),
+            Lifetime::Once,
+            2,
+            &[],
+        );
         assert_eq!(g.len(), 1);
         assert_eq!(
             decision,
@@ -403,13 +413,34 @@ mod tests {
         );
         // The suspended grant wins over the one a dialog just recorded for its scope.
         rights.suspend("docs");
-        let (_, decision) =
-            rights.record_consent(request(&docs, "files.read", "/home/u/a"), Lifetime::Once, 3);
+        let (_, decision) = rights.record_consent(
+            request(&docs, "files.read", "/home/u/a"),
+            Lifetime::Once,
+            3,
+            &[],
+        );
         assert_eq!(
             decision,
             Decision::Allow {
                 lifetime: Lifetime::Always
             }
         );
+    }
+
+    #[test]
+    fn a_lasting_answer_for_a_chain_leaves_a_delegators_suspended_grants_suspended() {
+        let rights = Rights::with_grants([grant("sidekick", "web.fetch", "bank.example")]);
+        rights.suspend("sidekick");
+        let chain = ["docs".to_string(), "sidekick".to_string()];
+        let r = Request {
+            delegators_declare: true,
+            ..request(&chain, "files.read", "/home/u/d")
+        };
+        let told = ["sidekick".to_string()];
+        let (added, _) = rights.record_consent(r, Lifetime::Session, 4, &told);
+        assert_eq!(added.len(), 2, "docs and the sidekick get this right");
+        // The sidekick's change was not in the prompt: its other grants are not restored.
+        assert_eq!(rights.list_suspended().len(), 1);
+        assert!(rights.take_restored("sidekick").is_empty());
     }
 }

@@ -43,8 +43,9 @@ enum Waited<G> {
 enum Verdict {
     /// No dialog was opened: the reason it was refused.
     Refused(String),
-    /// The dialog's answer.
-    Answered(Answer),
+    /// The dialog's answer, and the delegators its prompt named as lacking the right (the
+    /// answer is theirs too).
+    Answered(Answer, Vec<String>),
 }
 
 impl Kernel {
@@ -223,9 +224,10 @@ impl Kernel {
             return Verdict::Refused(reason);
         }
         let Some(conn) = self.bus() else {
-            return Verdict::Answered(Answer::Unanswered(
-                "the kernel is not on a bus to ask the user".into(),
-            ));
+            return Verdict::Answered(
+                Answer::Unanswered("the kernel is not on a bus to ask the user".into()),
+                Vec::new(),
+            );
         };
         // The panel, else the desktop's backend, else the terminal that started the task's tree.
         let terminal = || {
@@ -238,9 +240,10 @@ impl Kernel {
             .or_else(terminal)
         else {
             // Nobody saw anything: neither a denial nor a prompt spent.
-            return Verdict::Answered(Answer::Unanswered(
-                "no consent provider is running to ask the user".into(),
-            ));
+            return Verdict::Answered(
+                Answer::Unanswered("no consent provider is running to ask the user".into()),
+                Vec::new(),
+            );
         };
         let now = self.now();
         if let Err(e) = self
@@ -256,6 +259,14 @@ impl Kernel {
                 Some("waiting for your permission"),
             );
         }
+        // Who the prompt names (`chain_notes` says it, from the same look, made now).
+        let told = self.rights.lacking(Request {
+            chain: &subject.chain,
+            capability,
+            scope: scopes[0],
+            declared: subject.declared,
+            delegators_declare: subject.delegators_declare,
+        });
         let reply = self
             .ask_provider(conn, &provider, subject, capability, scopes)
             .await;
@@ -267,7 +278,7 @@ impl Kernel {
                 });
             }
         }
-        Verdict::Answered(reply.answer)
+        Verdict::Answered(reply.answer, told)
     }
 
     /// What a dialog's verdict makes of one request it named: a grant recorded (and the request
@@ -280,8 +291,9 @@ impl Kernel {
     ) -> Result<Outcome, Error> {
         let answer = match verdict {
             Verdict::Refused(reason) => return Ok(Err(reason.clone())),
-            Verdict::Answered(answer) => answer,
+            Verdict::Answered(answer, told) => (answer, told),
         };
+        let (answer, told) = answer;
         let lifetime = match answer {
             Answer::Allow(lifetime) => *lifetime,
             Answer::Denied => {
@@ -306,7 +318,9 @@ impl Kernel {
         };
         // Decide again with the new grant: that spends a "once" grant and re-checks the
         // delegators, whose rights may have changed while the user was asked.
-        let (grants, decision) = self.rights.record_consent(request, lifetime, self.now());
+        let (grants, decision) = self
+            .rights
+            .record_consent(request, lifetime, self.now(), told);
         for g in &grants {
             if g.lifetime == Lifetime::Always {
                 self.store().insert_grant(&g.info()).map_err(store_err)?;

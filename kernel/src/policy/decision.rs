@@ -136,23 +136,32 @@ impl Policy {
         self.grants.revoke(principal, capability, scope)
     }
 
-    /// Record the user's answer to a consent prompt for `req` and decide the request with it
+    /// Record the user's answer to a consent prompt for `req`, which named `disclosed` as the
+    /// delegators lacking the right, and decide the request with it
     /// ([`consent_grants`](Self::consent_grants), then [`decide_consented`](Self::decide_consented)).
     pub fn record_consent(
         &mut self,
         req: Request<'_>,
         lifetime: Lifetime,
         now: u64,
+        disclosed: &[String],
     ) -> (Vec<Grant>, Decision) {
-        let added = self.consent_grants(req, lifetime, now);
-        (added, self.decide_consented(req, lifetime))
+        let added = self.consent_grants(req, lifetime, now, disclosed);
+        (added, self.decide_consented(req, lifetime, disclosed))
     }
 
     /// The grants the user's answer to a consent prompt for `req` gives: the acting agent gets
     /// one unless one of its own covers the request already; a lasting answer (session, always)
-    /// goes to each delegator that lacked the right too, as the prompt said. A "once" answer
-    /// gives the delegators nothing. Returns the grants added.
-    pub fn consent_grants(&mut self, req: Request<'_>, lifetime: Lifetime, now: u64) -> Vec<Grant> {
+    /// goes to each delegator that lacks the right and that the prompt named as lacking it
+    /// (`disclosed`): one whose right was taken away while the user was asked gets none. A
+    /// "once" answer gives the delegators nothing. Returns the grants added.
+    pub fn consent_grants(
+        &mut self,
+        req: Request<'_>,
+        lifetime: Lifetime,
+        now: u64,
+        disclosed: &[String],
+    ) -> Vec<Grant> {
         let Some(acting) = req.chain.first().filter(|_| req.declared) else {
             return Vec::new();
         };
@@ -172,7 +181,12 @@ impl Policy {
             who.push(acting.clone());
         }
         if lifetime != Lifetime::Once {
-            who.extend(self.lacking(req).into_iter().map(String::from));
+            who.extend(
+                self.lacking(req)
+                    .into_iter()
+                    .filter(|p| disclosed.iter().any(|d| d == p))
+                    .map(String::from),
+            );
         }
         let mut added = Vec::new();
         for p in who {
@@ -185,16 +199,37 @@ impl Policy {
 
     /// Decide `req` right after the user answered `lifetime` to it: that spends a "once" grant
     /// and re-checks the chain (a right revoked while the user was asked still denies). After a
-    /// "once" answer the delegators' lack of the right is what the user just saw and allowed,
-    /// for this one request; the next one is asked again.
-    pub fn decide_consented(&mut self, req: Request<'_>, lifetime: Lifetime) -> Decision {
+    /// "once" answer the delegators' lack of the right that the prompt named (`disclosed`) is
+    /// what the user just saw and allowed, for this one request; the next one is asked again.
+    /// A delegator whose right was taken away while the user was asked still denies.
+    pub fn decide_consented(
+        &mut self,
+        req: Request<'_>,
+        lifetime: Lifetime,
+        disclosed: &[String],
+    ) -> Decision {
         if lifetime != Lifetime::Once || !req.declared {
             return self.decide(req);
         }
         let Some(acting) = req.chain.first() else {
             return self.decide(req);
         };
-        match self.grants.use_grant(acting, req.capability, req.scope) {
+        // Spent whatever comes of it: a "once" grant left over would let the next one through.
+        let used = self.grants.use_grant(acting, req.capability, req.scope);
+        if let Some(revoked) = self
+            .lacking(req)
+            .into_iter()
+            .find(|p| !disclosed.iter().any(|d| d == p))
+        {
+            return Decision::Deny {
+                reason: format!(
+                    "{revoked} delegated this task, and its right to {} {} was taken away while \
+                     the user was asked",
+                    req.capability.name, req.scope
+                ),
+            };
+        }
+        match used {
             Some(g) => Decision::Allow {
                 lifetime: g.lifetime,
             },
@@ -336,7 +371,8 @@ mod tests {
             Decision::Deny { .. }
         ));
         // Once: this request passes, nobody keeps a right, the next is asked again.
-        let (added, decision) = p.record_consent(r, Lifetime::Once, 1);
+        let told = ["sidekick".to_string()];
+        let (added, decision) = p.record_consent(r, Lifetime::Once, 1, &told);
         assert_eq!(
             added
                 .iter()
@@ -352,7 +388,7 @@ mod tests {
         p.grants
             .add(grant("docs", "files.read", "/", Lifetime::Always));
         assert_eq!(p.decide(r), Decision::Ask);
-        let (added, decision) = p.record_consent(r, Lifetime::Session, 2);
+        let (added, decision) = p.record_consent(r, Lifetime::Session, 2, &told);
         assert_eq!(
             added
                 .iter()
@@ -374,9 +410,52 @@ mod tests {
             ..r
         };
         assert!(matches!(
-            p.record_consent(undeclared, Lifetime::Once, 3).1,
+            p.record_consent(undeclared, Lifetime::Once, 3, &told).1,
             Decision::Deny { .. }
         ));
+    }
+
+    #[test]
+    fn a_delegators_right_taken_away_while_the_user_was_asked_is_not_given_back() {
+        let mut p = Policy::default();
+        let chain = vec!["docs".to_string(), "planner".to_string()];
+        let r = Request {
+            delegators_declare: true,
+            ..req(&chain, "files.read", "/d")
+        };
+        drop(p.add_grant(grant("planner", "files.read", "/d", Lifetime::Session)));
+        // Docs is asked; the prompt names nobody above it as lacking the right.
+        assert_eq!(p.decide(r), Decision::Ask);
+        let told = p
+            .lacking(r)
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>();
+        assert!(told.is_empty());
+        // The user revokes the planner's right while the dialog is open.
+        assert_eq!(p.revoke("planner", "files.read", None).len(), 1);
+        let (added, decision) = p.record_consent(r, Lifetime::Once, 1, &told);
+        assert!(
+            matches!(&decision, Decision::Deny { reason } if reason.contains("planner")),
+            "{decision:?}"
+        );
+        assert!(added.iter().all(|g| g.principal == "docs"));
+        assert_eq!(
+            p.decide(r),
+            Decision::Ask,
+            "its once grant was spent, not kept"
+        );
+        // A lasting answer gives docs its grant, not the planner one the prompt never named.
+        let (added, decision) = p.record_consent(r, Lifetime::Session, 2, &told);
+        assert_eq!(
+            added
+                .iter()
+                .map(|g| g.principal.as_str())
+                .collect::<Vec<_>>(),
+            ["docs"]
+        );
+        assert_eq!(decision, Decision::Ask, "the planner still lacks it");
+        assert!(!p.grants.has_lasting("planner", cap("files.read"), "/d"));
     }
 
     #[test]
@@ -384,7 +463,7 @@ mod tests {
         let mut p = Policy::default();
         let chain = vec!["web".to_string()];
         let r = req(&chain, "web.fetch", "example.com");
-        let (added, decision) = p.record_consent(r, Lifetime::Once, 1);
+        let (added, decision) = p.record_consent(r, Lifetime::Once, 1, &[]);
         assert_eq!(added.len(), 1);
         assert_eq!(
             decision,
@@ -394,7 +473,7 @@ mod tests {
         );
         // Spent by that decision.
         assert_eq!(p.decide(r), Decision::Ask);
-        let (added, decision) = p.record_consent(r, Lifetime::Always, 1);
+        let (added, decision) = p.record_consent(r, Lifetime::Always, 1, &[]);
         assert_eq!(added.len(), 1);
         assert!(matches!(decision, Decision::Allow { .. }));
         assert!(matches!(p.decide(r), Decision::Allow { .. }));
