@@ -192,6 +192,52 @@ async fn a_delegated_task_has_at_most_the_delegators_rights() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delegators_grant_from_a_prompt_is_recorded_in_its_name_and_kept_after_a_restart() {
+    bounded(async {
+        let mut env = Env::start().await;
+        let docs = documents(&env);
+        let responder = Responder::start(&env.address, &[ConsentReply::Allow("always")]).await;
+        let k = env.kernel().await;
+        k.grant("tester", "agent.delegate", "helper", "always")
+            .await
+            .unwrap();
+        // Tester declares the right and holds none: "always" gives it to tester too.
+        let root = env
+            .delegate("tester", &format!("delegate helper read {docs} budget.txt"))
+            .await;
+        assert!(env.wait_task(root).await.result.contains("42"));
+        assert_eq!(responder.prompts().len(), 1);
+        let given = |grants: &[agentos_dbus_interfaces::GrantInfo]| {
+            grants.iter().any(|g| {
+                g.principal == "tester"
+                    && g.capability == "files.read"
+                    && g.scope == docs
+                    && g.lifetime == "always"
+            })
+        };
+        assert!(given(&k.list_grants().await.unwrap()));
+        let log = k.read_audit_log(0, 1000).await.unwrap();
+        assert!(
+            log.iter().any(|r| r.principal == "tester"
+                && r.decision == "grant"
+                && r.scope == docs
+                && r.reason == "given with helper's request: the user allowed it (always)"),
+            "{log:?}"
+        );
+        // Backed by that record, it is honoured after a restart (not taken for a forged one).
+        env.restart_kernel().await;
+        let k = env.kernel().await;
+        assert!(given(&k.list_grants().await.unwrap()));
+        let root = env
+            .delegate("tester", &format!("delegate helper read {docs} budget.txt"))
+            .await;
+        assert!(env.wait_task(root).await.result.contains("42"));
+        assert_eq!(responder.prompts().len(), 1, "nobody was asked again");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_cannot_act_for_other_tasks_or_be_driven_by_others() {
     bounded(async {
         let env = Env::start().await;

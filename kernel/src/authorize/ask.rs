@@ -18,11 +18,12 @@ use std::sync::Arc;
 use agentos_dbus_interfaces::names::CONSENT_BUS_NAME;
 use agentos_dbus_interfaces::text::display_safe;
 use agentos_dbus_interfaces::{
-    Capability, ConsentRequestInfo, Error, Lifetime, ScopeKind, TaskState,
+    AuditDecision, Capability, ConsentRequestInfo, Error, Lifetime, ScopeKind, TaskState,
 };
 
 use super::desk::Outcome;
 use super::Subject;
+use crate::audit_entry::AuditEntry;
 use crate::consent::{self, Answer, Prompt, Reply};
 use crate::events::Event;
 use crate::kernel::{store_err, Kernel};
@@ -321,6 +322,22 @@ impl Kernel {
         let (grants, decision) = self
             .rights
             .record_consent(request, lifetime, self.now(), told);
+        // A delegator's grant is recorded under its own name (the request's record names the
+        // acting agent): every grant the user gave is in the log, and one kept always is
+        // backed by it at the next start.
+        let acting = subject.principal();
+        for g in grants.iter().filter(|g| g.principal != acting) {
+            self.audit(AuditEntry {
+                principal: &g.principal,
+                capability: g.capability.name,
+                scope: &g.scope,
+                decision: AuditDecision::Grant,
+                reason: &format!(
+                    "given with {acting}'s request: the user allowed it ({})",
+                    lifetime.as_str()
+                ),
+            })?;
+        }
         for g in &grants {
             if g.lifetime == Lifetime::Always {
                 self.store().insert_grant(&g.info()).map_err(store_err)?;
