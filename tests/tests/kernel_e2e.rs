@@ -528,6 +528,16 @@ async fn a_private_channel_calls_agents_as_its_opener() {
             channel.call("nobody", "echo", Bytes::new(b"")).await,
             Err(Error::UnknownAgent(_))
         ));
+        // An id no agent could have is refused before anything is decided or recorded.
+        let long = "a".repeat(100_000);
+        assert!(matches!(
+            channel.call(&long, "echo", Bytes::new(b"")).await,
+            Err(Error::InvalidArgument(_))
+        ));
+        let log = env.kernel().await.read_audit_log(0, 1000).await.unwrap();
+        assert!(log
+            .iter()
+            .all(|r| r.scope != "nobody" && r.scope.len() < 1000));
         let id = channel
             .delegate("tester", "echo via channel", HashMap::new())
             .await

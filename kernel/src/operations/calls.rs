@@ -20,11 +20,18 @@ impl Kernel {
         method: &str,
         payload: &[u8],
     ) -> Result<ByteBuf, Error> {
+        check_text("agent id", agent, names::MAX_NAME_LEN, false)?;
         check_text("method name", method, 255, false)?;
         if payload.len() > names::MAX_CALL_PAYLOAD {
             return Err(Error::InvalidArgument(format!(
                 "the payload is larger than {} bytes",
                 names::MAX_CALL_PAYLOAD
+            )));
+        }
+        // Nobody is asked, and nothing recorded, about an agent that is not there.
+        if !self.agents.contains(agent) {
+            return Err(Error::UnknownAgent(format!(
+                "no agent named {agent:?} is installed"
             )));
         }
         let cap = capability("agent.call")?;
