@@ -49,6 +49,8 @@ pub struct Kernel {
     pub(crate) host_server: HostServer,
     /// Model inference: providers, the scheduler, requests queued and running.
     pub(crate) broker: Arc<crate::broker::Broker>,
+    /// Files shared with Flatpak agents, taken back when their task or grant ends.
+    pub(crate) shares: crate::shares::Shared,
     generations: AtomicU64,
 }
 
@@ -108,6 +110,7 @@ impl Kernel {
             bus: OnceLock::new(),
             tools,
             host_server,
+            shares: Default::default(),
             generations: AtomicU64::new(1),
         });
         // Agents that changed since their grants were given wait for the user's word.

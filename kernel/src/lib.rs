@@ -31,6 +31,7 @@ pub mod policy;
 #[cfg(test)]
 mod property_tests;
 pub mod rights;
+pub mod shares;
 mod sync;
 pub mod tasks;
 pub mod trim;

@@ -24,14 +24,17 @@ pub trait Documents {
         app_id: &str,
         permissions: &[&str],
     ) -> zbus::Result<(Vec<String>, HashMap<String, OwnedValue>)>;
+
+    fn delete(&self, doc_id: &str) -> zbus::Result<()>;
 }
 
-/// `AddFull` flag: reuse the document of an already exported file.
-const REUSE_EXISTING: u32 = 1;
-/// `AddFull` flag: keep the export across restarts.
-const PERSISTENT: u32 = 2;
+/// `AddFull` flags: none. Not `reuse_existing` (1): the document is this export's own, not one
+/// the user made with a file chooser, so taking it back takes nothing else. Not `persistent`
+/// (2): the portal forgets it when it exits (at the session's end at the latest).
+const FLAGS: u32 = 0;
 
-/// Export the file behind the `O_PATH` fd to `app_id` with read permission; returns the doc id.
+/// Export the file behind the `O_PATH` fd to `app_id` with read permission; returns the doc id
+/// (a new document, transient: see [`delete`]).
 pub async fn export(conn: &zbus::Connection, fd: OwnedFd, app_id: &str) -> Result<String, Error> {
     let unsupported = |e: &dyn std::fmt::Display| {
         Error::NotSupported(format!("the Documents portal is not available: {e}"))
@@ -49,7 +52,7 @@ pub async fn export(conn: &zbus::Connection, fd: OwnedFd, app_id: &str) -> Resul
         .await
         .map_err(|e| unsupported(&e))?;
     let fds = [Fd::from(&fd)];
-    let add = portal.add_full(&fds, REUSE_EXISTING | PERSISTENT, app_id, &["read"]);
+    let add = portal.add_full(&fds, FLAGS, app_id, &["read"]);
     let (ids, _) = tokio::time::timeout(Duration::from_secs(10), add)
         .await
         .map_err(|_| Error::Timeout("the Documents portal did not answer".into()))?
@@ -57,4 +60,15 @@ pub async fn export(conn: &zbus::Connection, fd: OwnedFd, app_id: &str) -> Resul
     ids.into_iter()
         .next()
         .ok_or_else(|| Error::Failed("the Documents portal returned no document".into()))
+}
+
+/// Take the document `doc_id` back: it is gone from every sandbox it was exported to.
+pub async fn delete(conn: &zbus::Connection, doc_id: &str) -> Result<(), Error> {
+    let portal = DocumentsProxy::new(conn)
+        .await
+        .map_err(|e| Error::Failed(format!("the Documents portal cannot be reached: {e}")))?;
+    tokio::time::timeout(Duration::from_secs(10), portal.delete(doc_id))
+        .await
+        .map_err(|_| Error::Timeout("the Documents portal did not answer".into()))?
+        .map_err(|e| Error::Failed(format!("the Documents portal kept the document: {e}")))
 }

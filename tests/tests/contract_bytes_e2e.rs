@@ -78,6 +78,19 @@ impl Registered {
     }
 }
 
+/// Wait until `path` can no longer be read (bounded).
+async fn gone_within(path: &std::path::Path, limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    while std::fs::read(path).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} is still readable",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn register(c: &mut ReplyChecker, bus: &zbus::Connection, as_id: &str) -> Registered {
     let (ours, theirs) = UnixStream::pair().unwrap();
     let theirs = OwnedFd::from(theirs);
@@ -436,6 +449,33 @@ async fn every_method_replies_with_the_body_signature_the_xml_declares() {
                 let args = (task, docs.as_str(), "note.txt");
                 let shared: String = body(&flat.host(&mut c, "ShareFile", &args).await);
                 assert!(shared.ends_with("/note.txt"), "{shared}");
+                // What the app sees of it, through the portal's view for that app.
+                let seen = |shared: &str| {
+                    let doc = shared.trim_start_matches("/run/flatpak/doc/");
+                    env.root().join(format!("run/doc/by-app/{app}/{doc}"))
+                };
+                let in_app = seen(&shared);
+                assert!(
+                    std::fs::read(&in_app).is_ok(),
+                    "{} is not there",
+                    in_app.display()
+                );
+                // Taken back when the task it was shared for ends.
+                let no_artifacts: Vec<(&str, Fd<'_>)> = Vec::new();
+                flat.host(&mut c, "Complete", &(task, "shared", no_artifacts))
+                    .await;
+                gone_within(&in_app, Duration::from_secs(5)).await;
+                // And when the grant that allowed it is revoked, while its task runs.
+                let task = env.delegate(app, "share again").await;
+                assert_eq!(flat.next_task().await, task);
+                let args = (task, docs.as_str(), "note.txt");
+                let shared: String = body(&flat.host(&mut c, "ShareFile", &args).await);
+                let in_app = seen(&shared);
+                assert!(std::fs::read(&in_app).is_ok());
+                let (d, p, i, m) = kernel("Revoke");
+                let args = (app, "files.read", "");
+                c.check(KERNEL_IFACE, m, bus.call_method(d, p, i, m, &args).await);
+                gone_within(&in_app, Duration::from_secs(5)).await;
                 drop(sandbox);
             }
         }

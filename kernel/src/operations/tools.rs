@@ -193,6 +193,7 @@ impl Kernel {
         let subject = self.agent_subject(agent, task, cap)?;
         let root = files::resolve_folder(cap, folder)?;
         self.authorize(&subject, cap, &root).await?;
+        let folder = root.clone();
         let rel = path.to_string();
         let fd =
             blocking(move || files::open_path(Path::new(&root), &rel).map_err(Error::from)).await?;
@@ -205,6 +206,14 @@ impl Kernel {
             .bus()
             .ok_or_else(|| Error::Failed("the kernel is not on a bus".into()))?;
         let id = crate::documents::export(conn, fd, agent).await?;
+        self.note_share(
+            task,
+            crate::shares::Share {
+                doc: id.clone(),
+                agent: agent.to_string(),
+                folder,
+            },
+        );
         Ok(format!("/run/flatpak/doc/{id}/{name}"))
     }
 }
