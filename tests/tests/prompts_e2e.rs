@@ -204,6 +204,17 @@ async fn requests_that_arrive_while_a_dialog_is_open_are_asked_together() {
                 .count(),
             25
         );
+        // The grants of the requests a dialog gathered are recorded as given, whether or not
+        // their callers are still there to record their decisions.
+        assert_eq!(
+            log.iter()
+                .filter(|r| r.decision == "grant"
+                    && r.reason
+                        == "in a dialog for several of its requests: the user allowed it (session)")
+                .count(),
+            n - 1,
+            "{log:#?}"
+        );
     })
     .await;
 }

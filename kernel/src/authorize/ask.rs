@@ -168,7 +168,7 @@ impl Kernel {
             for (i, scope) in scopes.iter().enumerate() {
                 if outcomes[i].is_none() {
                     let req = Request { scope, ..request };
-                    outcomes[i] = Some(match self.apply(subject, req, &verdict).await {
+                    outcomes[i] = Some(match self.apply(subject, req, &verdict, i > 0).await {
                         Ok(o) => o,
                         // This request's own failure is the caller's error; the others are
                         // told in words.
@@ -284,11 +284,14 @@ impl Kernel {
 
     /// What a dialog's verdict makes of one request it named: a grant recorded (and the request
     /// decided with it), a denial counted, or the reason it was refused.
+    /// A `gathered` request (one of several a dialog named) has its grant recorded here too: its
+    /// caller, which records its decision, may have gone away meanwhile.
     async fn apply(
         &self,
         subject: &Subject,
         request: Request<'_>,
         verdict: &Verdict,
+        gathered: bool,
     ) -> Result<Outcome, Error> {
         let answer = match verdict {
             Verdict::Refused(reason) => return Ok(Err(reason.clone())),
@@ -323,19 +326,21 @@ impl Kernel {
             .rights
             .record_consent(request, lifetime, self.now(), told);
         // A delegator's grant is recorded under its own name (the request's record names the
-        // acting agent): every grant the user gave is in the log, and one kept always is
-        // backed by it at the next start.
+        // acting agent), and so is a gathered request's: every grant the user gave is in the
+        // log, and one kept always is backed by it at the next start.
         let acting = subject.principal();
-        for g in grants.iter().filter(|g| g.principal != acting) {
+        for g in grants.iter().filter(|g| gathered || g.principal != acting) {
+            let how = if g.principal == acting {
+                "in a dialog for several of its requests".to_string()
+            } else {
+                format!("given with {acting}'s request")
+            };
             self.audit(AuditEntry {
                 principal: &g.principal,
                 capability: g.capability.name,
                 scope: &g.scope,
                 decision: AuditDecision::Grant,
-                reason: &format!(
-                    "given with {acting}'s request: the user allowed it ({})",
-                    lifetime.as_str()
-                ),
+                reason: &format!("{how}: the user allowed it ({})", lifetime.as_str()),
             })?;
         }
         for g in &grants {
