@@ -460,6 +460,12 @@ async fn every_method_replies_with_the_body_signature_the_xml_declares() {
                     "{} is not there",
                     in_app.display()
                 );
+                // To that app alone.
+                let doc = shared.trim_start_matches("/run/flatpak/doc/");
+                let other = env
+                    .root()
+                    .join(format!("run/doc/by-app/org.example.Other/{doc}"));
+                assert!(std::fs::read(&other).is_err(), "another app sees it");
                 // Taken back when the task it was shared for ends.
                 let no_artifacts: Vec<(&str, Fd<'_>)> = Vec::new();
                 flat.host(&mut c, "Complete", &(task, "shared", no_artifacts))
