@@ -39,16 +39,31 @@ impl Kernel {
             .ok()
     }
 
-    /// Mirror a grant (session and always ones; "once" grants are spent at once).
-    pub(crate) async fn mirror_add(&self, grant: &Grant) {
-        if grant.lifetime == Lifetime::Once {
-            return;
+    /// Mirror grants that went live together (session and always ones; "once" grants are
+    /// spent at once). All are marked as on their way before the first is written: the store's
+    /// signal for one write must not make the others, live but not written yet, look taken
+    /// away from the desktop (two principals' grants share an entry).
+    pub(crate) async fn mirror_add(&self, grants: &[Grant]) {
+        let lasting: Vec<&Grant> = grants
+            .iter()
+            .filter(|g| g.lifetime != Lifetime::Once)
+            .collect();
+        for g in &lasting {
+            self.rights.begin_mirror(key(g));
         }
-        let Some(store) = self.permission_store().await else {
-            return;
-        };
+        let store = self.permission_store().await;
+        for grant in lasting {
+            let k = key(grant);
+            match &store {
+                Some(store) => self.mirror_one(store, grant).await,
+                None => self.rights.end_mirror(&k),
+            }
+        }
+    }
+
+    /// Write one grant marked as on its way (see [`mirror_add`](Self::mirror_add)).
+    async fn mirror_one(&self, store: &PermissionStoreProxy<'_>, grant: &Grant) {
         let (principal, id) = key(grant);
-        self.rights.begin_mirror((principal.clone(), id.clone()));
         let permissions = [grant.lifetime.as_str()];
         let set = store.set_permission(TABLE, true, &id, &principal, &permissions);
         let result = tokio::time::timeout(CALL_TIMEOUT, set).await;
@@ -230,9 +245,7 @@ impl Kernel {
         )
         .await;
         let live: Vec<Grant> = self.rights.all();
-        for g in &live {
-            self.mirror_add(g).await;
-        }
+        self.mirror_add(&live).await;
         let Ok(Ok(ids)) = tokio::time::timeout(CALL_TIMEOUT, store.list(TABLE)).await else {
             return;
         };

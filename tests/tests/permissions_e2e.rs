@@ -215,7 +215,13 @@ async fn a_delegators_grant_from_a_prompt_is_recorded_in_its_name_and_kept_after
                     && g.lifetime == "always"
             })
         };
-        assert!(given(&k.list_grants().await.unwrap()));
+        let grants = k.list_grants().await.unwrap();
+        assert!(
+            given(&grants),
+            "{grants:#?} {:#?} {:#?}",
+            k.read_audit_log(0, 1000).await.unwrap(),
+            responder.prompts()
+        );
         let log = k.read_audit_log(0, 1000).await.unwrap();
         assert!(
             log.iter().any(|r| r.principal == "tester"

@@ -348,8 +348,8 @@ impl Kernel {
                 self.store().insert_grant(&g.info()).map_err(store_err)?;
             }
             self.events.publish(Event::GrantAdded(g.info()));
-            self.mirror_add(g).await;
         }
+        self.mirror_add(&grants).await;
         Ok(match decision {
             Decision::Allow { .. } => Ok(format!("the user allowed it ({})", lifetime.as_str())),
             Decision::Deny { reason } => Err(reason),

@@ -63,7 +63,7 @@ impl Kernel {
             // "once" grants are not mirrored; the desktop must not keep showing the one replaced.
             self.mirror_remove(replaced.as_slice()).await;
         } else {
-            self.mirror_add(&grant).await;
+            self.mirror_add(std::slice::from_ref(&grant)).await;
         }
         Ok(())
     }
