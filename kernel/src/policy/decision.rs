@@ -267,6 +267,19 @@ mod tests {
         }
     }
 
+    /// Who the grants are for.
+    fn principals(grants: &[Grant]) -> Vec<&str> {
+        grants.iter().map(|g| g.principal.as_str()).collect()
+    }
+
+    /// A request through a chain whose delegators all declare the capability.
+    fn through<'a>(chain: &'a [String], c: &str, s: &'a str) -> Request<'a> {
+        Request {
+            delegators_declare: true,
+            ..req(chain, c, s)
+        }
+    }
+
     #[test]
     fn two_denials_end_the_asking_until_a_grant_or_a_revocation() {
         let mut p = Policy::default();
@@ -360,10 +373,7 @@ mod tests {
     fn a_delegator_that_declares_the_right_lets_the_user_be_asked_for_the_chain() {
         let mut p = Policy::default();
         let chain = vec!["docs".to_string(), "sidekick".to_string()];
-        let r = Request {
-            delegators_declare: true,
-            ..req(&chain, "files.read", "/d")
-        };
+        let r = through(&chain, "files.read", "/d");
         // Nobody holds it: ask (and not without the delegators declaring it: deny).
         assert_eq!(p.decide(r), Decision::Ask);
         assert!(matches!(
@@ -373,13 +383,7 @@ mod tests {
         // Once: this request passes, nobody keeps a right, the next is asked again.
         let told = ["sidekick".to_string()];
         let (added, decision) = p.record_consent(r, Lifetime::Once, 1, &told);
-        assert_eq!(
-            added
-                .iter()
-                .map(|g| g.principal.as_str())
-                .collect::<Vec<_>>(),
-            ["docs"]
-        );
+        assert_eq!(principals(&added), ["docs"]);
         assert!(matches!(decision, Decision::Allow { .. }));
         assert!(!p.grants.has_lasting("sidekick", cap("files.read"), "/d"));
         assert_eq!(p.decide(r), Decision::Ask);
@@ -419,10 +423,7 @@ mod tests {
     fn a_delegators_right_taken_away_while_the_user_was_asked_is_not_given_back() {
         let mut p = Policy::default();
         let chain = vec!["docs".to_string(), "planner".to_string()];
-        let r = Request {
-            delegators_declare: true,
-            ..req(&chain, "files.read", "/d")
-        };
+        let r = through(&chain, "files.read", "/d");
         drop(p.add_grant(grant("planner", "files.read", "/d", Lifetime::Session)));
         // Docs is asked; the prompt names nobody above it as lacking the right.
         assert_eq!(p.decide(r), Decision::Ask);
@@ -447,13 +448,7 @@ mod tests {
         );
         // A lasting answer gives docs its grant, not the planner one the prompt never named.
         let (added, decision) = p.record_consent(r, Lifetime::Session, 2, &told);
-        assert_eq!(
-            added
-                .iter()
-                .map(|g| g.principal.as_str())
-                .collect::<Vec<_>>(),
-            ["docs"]
-        );
+        assert_eq!(principals(&added), ["docs"]);
         assert_eq!(decision, Decision::Ask, "the planner still lacks it");
         assert!(!p.grants.has_lasting("planner", cap("files.read"), "/d"));
     }
