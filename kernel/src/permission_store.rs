@@ -116,6 +116,7 @@ impl Kernel {
             for r in &removed {
                 self.events.publish(Event::GrantRevoked(r.info()));
             }
+            self.end_what_was_allowed(&removed);
             if let Err(e) =
                 self.store()
                     .delete_grants(&g.principal, g.capability.name, Some(&g.scope))

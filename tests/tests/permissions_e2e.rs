@@ -244,6 +244,45 @@ async fn a_delegators_grant_from_a_prompt_is_recorded_in_its_name_and_kept_after
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_right_to_delegate_cancels_the_tasks_it_let_start() {
+    bounded(async {
+        let env = Env::start().await;
+        let k = env.kernel().await;
+        k.grant("tester", "agent.delegate", "helper", "always")
+            .await
+            .unwrap();
+        let root = env.delegate("tester", "delegate helper sleep 20000").await;
+        // The helper's task runs under tester's right.
+        let child = loop {
+            let tasks = k.list_tasks(100).await.unwrap();
+            if let Some(t) = tasks
+                .iter()
+                .find(|t| t.parent == root && t.state == "working")
+            {
+                break t.id;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        assert_eq!(
+            k.revoke("tester", "agent.delegate", "helper")
+                .await
+                .unwrap(),
+            1
+        );
+        let t = tokio::time::timeout(std::time::Duration::from_secs(5), env.wait_task(child))
+            .await
+            .expect("the task ends at once, not after its 20 s");
+        assert_eq!(t.state, "canceled", "{t:?}");
+        assert!(
+            t.message
+                .contains("right to hand tasks to helper was taken away"),
+            "{t:?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_cannot_act_for_other_tasks_or_be_driven_by_others() {
     bounded(async {
         let env = Env::start().await;

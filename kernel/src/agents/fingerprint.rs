@@ -188,6 +188,7 @@ impl Kernel {
             });
             self.events.publish(Event::GrantRevoked(g.info()));
         }
+        self.end_what_was_allowed(&suspended);
     }
 
     /// A consent prompt for `subject`, starting with what changed in its agent since the user

@@ -95,8 +95,27 @@ impl Kernel {
         for g in &removed {
             self.events.publish(Event::GrantRevoked(g.info()));
         }
+        self.end_what_was_allowed(&removed);
         self.mirror_remove(&removed).await;
         Ok(removed.len() as u32)
+    }
+
+    /// Rights taken away end the work they let start: the tasks a principal handed to an
+    /// agent under its `agent.delegate` right, with what hangs below them, are canceled.
+    pub(crate) fn end_what_was_allowed(&self, removed: &[Grant]) {
+        for g in removed
+            .iter()
+            .filter(|g| g.capability.name == "agent.delegate")
+        {
+            let agent = (!g.scope.is_empty() && g.scope != "*").then_some(g.scope.as_str());
+            for id in self.tasks.unfinished_from(&g.principal, agent) {
+                let why = format!(
+                    "canceled: {}'s right to hand tasks to {} was taken away",
+                    g.principal, g.scope
+                );
+                self.cancel_subtree(id, &why, true);
+            }
+        }
     }
 
     pub fn list_grants(&self) -> Vec<GrantInfo> {

@@ -118,6 +118,11 @@ impl TaskBoard {
         self.lock().table.unfinished()
     }
 
+    /// Unfinished tasks `caller` handed to `agent` (to any agent: `None`).
+    pub fn unfinished_from(&self, caller: &str, agent: Option<&str>) -> Vec<u64> {
+        self.lock().table.unfinished_from(caller, agent)
+    }
+
     /// How many unfinished tasks `caller` started, and how many `agent` has been given.
     pub fn unfinished_counts(&self, caller: &str, agent: &str) -> (u32, u32) {
         let b = self.lock();

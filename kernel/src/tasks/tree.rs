@@ -214,6 +214,16 @@ impl TaskTable {
             .collect()
     }
 
+    /// Unfinished tasks `caller` handed to `agent` (to any agent: `None`).
+    pub fn unfinished_from(&self, caller: &str, agent: Option<&str>) -> Vec<u64> {
+        self.tasks
+            .values()
+            .filter(|t| t.caller == caller && agent.is_none_or(|a| t.agent == a))
+            .filter(|t| !t.state.is_terminal())
+            .map(|t| t.id)
+            .collect()
+    }
+
     /// Every unfinished task.
     pub fn unfinished(&self) -> Vec<u64> {
         self.tasks
