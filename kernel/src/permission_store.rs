@@ -53,10 +53,9 @@ impl Kernel {
         }
         let store = self.permission_store().await;
         for grant in lasting {
-            let k = key(grant);
             match &store {
                 Some(store) => self.mirror_one(store, grant).await,
-                None => self.rights.end_mirror(&k),
+                None => self.rights.end_mirror(&key(grant)),
             }
         }
     }

@@ -253,16 +253,8 @@ async fn revoking_a_right_to_delegate_cancels_the_tasks_it_let_start() {
             .unwrap();
         let root = env.delegate("tester", "delegate helper sleep 20000").await;
         // The helper's task runs under tester's right.
-        let child = loop {
-            let tasks = k.list_tasks(100).await.unwrap();
-            if let Some(t) = tasks
-                .iter()
-                .find(|t| t.parent == root && t.state == "working")
-            {
-                break t.id;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        };
+        let child = env.wait_child(root).await.id;
+        env.wait_state(child, |s| s.as_str() == "working").await;
         assert_eq!(
             k.revoke("tester", "agent.delegate", "helper")
                 .await

@@ -260,7 +260,7 @@ impl Kernel {
                 Some("waiting for your permission"),
             );
         }
-        // Who the prompt names (`chain_notes` says it, from the same look, made now).
+        // The delegators lacking the right, whom the prompt names: the answer is theirs too.
         let told = self.rights.lacking(Request {
             chain: &subject.chain,
             capability,
@@ -269,7 +269,7 @@ impl Kernel {
             delegators_declare: subject.delegators_declare,
         });
         let reply = self
-            .ask_provider(conn, &provider, subject, capability, scopes)
+            .ask_provider(conn, &provider, subject, capability, scopes, &told)
             .await;
         if let Some(task) = subject.task {
             let _ = self.transition(task, TaskState::Working, Some(""));
@@ -293,11 +293,10 @@ impl Kernel {
         verdict: &Verdict,
         gathered: bool,
     ) -> Result<Outcome, Error> {
-        let answer = match verdict {
+        let (answer, told) = match verdict {
             Verdict::Refused(reason) => return Ok(Err(reason.clone())),
             Verdict::Answered(answer, told) => (answer, told),
         };
-        let (answer, told) = answer;
         let lifetime = match answer {
             Answer::Allow(lifetime) => *lifetime,
             Answer::Denied => {
@@ -366,8 +365,9 @@ impl Kernel {
         subject: &Subject,
         capability: &'static Capability,
         scopes: &[&str],
+        told: &[String],
     ) -> Reply {
-        let notes = self.chain_notes(subject, capability, scopes);
+        let notes = self.chain_notes(subject, capability, scopes, told);
         let prompt = prompt(subject, capability, scopes, &notes);
         let mut prompt = self.with_change_notice(subject, prompt);
         let (pending, count) = self.consent.open(ConsentRequestInfo {
@@ -456,28 +456,18 @@ const LISTED_AGENTS: usize = 3;
 const LISTED_RIGHTS: usize = 5;
 
 impl Kernel {
-    /// What a prompt says about who gains what through the chain: for an app asking to use
-    /// agents, each agent's lasting rights now; for a task an app started, that app.
+    /// What a prompt says about who gains what through the chain: the delegators `lacking` the
+    /// right; for an app asking to use agents, each agent's lasting rights now; for a task an app
+    /// started, that app.
     fn chain_notes(
         &self,
         subject: &Subject,
         capability: &'static Capability,
         scopes: &[&str],
+        lacking: &[String],
     ) -> Vec<String> {
         let mut notes = Vec::new();
         // Delegating agents without the right: the answer is theirs too.
-        let lacking: Vec<String> = scopes
-            .first()
-            .map(|scope| {
-                self.rights.lacking(Request {
-                    chain: &subject.chain,
-                    capability,
-                    scope,
-                    declared: subject.declared,
-                    delegators_declare: subject.delegators_declare,
-                })
-            })
-            .unwrap_or_default();
         if !lacking.is_empty() {
             let names: Vec<String> = lacking
                 .iter()

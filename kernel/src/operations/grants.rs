@@ -107,8 +107,8 @@ impl Kernel {
             .iter()
             .filter(|g| g.capability.name == "agent.delegate")
         {
-            let agent = (!g.scope.is_empty() && g.scope != "*").then_some(g.scope.as_str());
-            for id in self.tasks.unfinished_from(&g.principal, agent) {
+            // A grant's scope is the agent it names (a revocation of every scope lists each).
+            for id in self.tasks.unfinished_from(&g.principal, &g.scope) {
                 let why = format!(
                     "canceled: {}'s right to hand tasks to {} was taken away",
                     g.principal, g.scope

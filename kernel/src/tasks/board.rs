@@ -118,8 +118,8 @@ impl TaskBoard {
         self.lock().table.unfinished()
     }
 
-    /// Unfinished tasks `caller` handed to `agent` (to any agent: `None`).
-    pub fn unfinished_from(&self, caller: &str, agent: Option<&str>) -> Vec<u64> {
+    /// Unfinished tasks `caller` handed to `agent`.
+    pub fn unfinished_from(&self, caller: &str, agent: &str) -> Vec<u64> {
         self.lock().table.unfinished_from(caller, agent)
     }
 

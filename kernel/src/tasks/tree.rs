@@ -214,11 +214,11 @@ impl TaskTable {
             .collect()
     }
 
-    /// Unfinished tasks `caller` handed to `agent` (to any agent: `None`).
-    pub fn unfinished_from(&self, caller: &str, agent: Option<&str>) -> Vec<u64> {
+    /// Unfinished tasks `caller` handed to `agent`.
+    pub fn unfinished_from(&self, caller: &str, agent: &str) -> Vec<u64> {
         self.tasks
             .values()
-            .filter(|t| t.caller == caller && agent.is_none_or(|a| t.agent == a))
+            .filter(|t| t.caller == caller && t.agent == agent)
             .filter(|t| !t.state.is_terminal())
             .map(|t| t.id)
             .collect()
