@@ -137,6 +137,34 @@ async fn an_agent_killed_mid_task_fails_it_and_its_waiter_is_told() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_an_agent_left_behind_loses_its_connection_when_the_agent_exits() {
+    bounded(async {
+        let env = Env::start().await;
+        let marker = env.root().join("closed");
+        let goal = format!("leave-behind {} ; crash", marker.display());
+        let t = env.wait_task(env.delegate("helper", &goal).await).await;
+        assert_eq!(t.state, "failed", "{}", t.message);
+        // The process it left holds the connection: the kernel closes its own end, so what was
+        // left cannot act as the agent (the marker is made when the connection ends).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !marker.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the kernel kept the departed agent's connection open"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        // The agent is launched anew for its next task.
+        let t = env.run_task("helper", "echo again").await;
+        assert_eq!(
+            (t.state.as_str(), t.result.as_str()),
+            ("completed", "again")
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_time_out() {
     bounded(async {
         let env = Env::start().await;

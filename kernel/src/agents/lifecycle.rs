@@ -8,20 +8,20 @@ use agentos_dbus_interfaces::proxies::AgentService1Proxy;
 use agentos_dbus_interfaces::{Error, TaskState};
 use zbus::proxy::CacheProperties;
 
-use crate::agents::Instance;
+use crate::agents::{Departure, Instance};
 use crate::config::{AGENT_CANCEL_TIMEOUT, AGENT_CONNECT_TIMEOUT};
 use crate::events::Event;
 use crate::kernel::Kernel;
 
 /// How the kernel's end of an agent's private connection is made and served: the socket's
 /// limits, zbus's queue, and the function that starts serving `org.agentos.Host1` for an agent
-/// on a built connection (returning once it listens). The bus layer provides it; the core only
-/// knows it as this value.
+/// on a built connection (returning once it listens), refusing every call once the instance's
+/// departure is marked. The bus layer provides it; the core only knows it as this value.
 #[derive(Clone, Copy)]
 pub struct HostServer {
     pub limits: agentos_p2p::Limits,
     pub max_queued: usize,
-    pub serve: fn(zbus::Connection, Weak<Kernel>, String) -> Serving,
+    pub serve: fn(zbus::Connection, Weak<Kernel>, String, Departure) -> Serving,
 }
 
 /// Serving started on a connection: resolves once it listens.
@@ -96,9 +96,15 @@ impl Kernel {
             .await
             .map_err(|_| Error::Timeout(format!("agent {agent} did not connect in time")))?
             .map_err(|e| failed("handshake", &e))?;
-        (server.serve)(conn.clone(), Arc::downgrade(self), agent.to_string())
-            .await
-            .map_err(|e| failed("serving Host1", &e))?;
+        let departure = Departure::default();
+        (server.serve)(
+            conn.clone(),
+            Arc::downgrade(self),
+            agent.to_string(),
+            departure.clone(),
+        )
+        .await
+        .map_err(|e| failed("serving Host1", &e))?;
         let service = AgentService1Proxy::builder(&conn)
             .cache_properties(CacheProperties::No)
             .build()
@@ -108,6 +114,7 @@ impl Kernel {
             generation,
             conn: conn.clone(),
             service,
+            departure,
         };
         self.agents.attach(agent, instance.clone())?;
         self.events
@@ -125,12 +132,14 @@ impl Kernel {
         Ok(instance)
     }
 
-    /// An agent instance went away: fail its unfinished tasks at once and cancel what they
-    /// delegated, so nobody waits on them.
+    /// An agent instance went away: close its connection (a process it left holding the other
+    /// end can no longer act as the agent), fail its unfinished tasks at once and cancel what
+    /// they delegated, so nobody waits on them.
     pub(crate) async fn agent_gone(&self, agent: &str, generation: u64, why: &str) {
         let Some(departed) = self.agents.detach(agent, generation) else {
             return;
         };
+        tokio::spawn(departed.conn.close());
         let tasks = self.tasks.unfinished_of(agent);
         tracing::warn!(agent, why, tasks = tasks.len(), "agent went away");
         for id in tasks {

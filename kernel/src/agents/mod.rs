@@ -7,4 +7,4 @@ pub mod lifecycle;
 pub mod registry;
 
 pub use lifecycle::HostServer;
-pub use registry::{AgentRegistry, Change, Instance, LaunchPlan, Origin};
+pub use registry::{AgentRegistry, Change, Departure, Instance, LaunchPlan, Origin};

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use agentos_dbus_interfaces::proxies::AgentService1Proxy;
@@ -32,6 +33,23 @@ pub struct Instance {
     pub generation: u64,
     pub conn: zbus::Connection,
     pub service: AgentService1Proxy<'static>,
+    pub departure: Departure,
+}
+
+/// Whether an instance has departed: marked when it is detached, and checked by every call that
+/// comes on its connection, so that a process it left holding the connection (a child it
+/// started) cannot act as the agent afterwards.
+#[derive(Debug, Clone, Default)]
+pub struct Departure(Arc<AtomicBool>);
+
+impl Departure {
+    pub fn mark(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub fn happened(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 /// What the kernel needs to launch an agent.
@@ -42,10 +60,13 @@ pub struct LaunchPlan {
 }
 
 /// What is known of an agent that went away.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Departed {
     /// It had registered itself, and is now forgotten.
     pub forgotten: bool,
+    /// Its connection, for the kernel to close: whoever still holds the other end (a process
+    /// the agent left behind) is told it is over.
+    pub conn: zbus::Connection,
 }
 
 /// What is different in an agent since the user gave it access.
@@ -268,15 +289,16 @@ impl AgentRegistry {
     }
 
     /// The instance of `generation` went away; `None` if that instance is not the current one
-    /// (a newer one took its place, or it was never recorded). A self-registered agent is
-    /// forgotten.
+    /// (a newer one took its place, or it was never recorded). Its departure is marked; a
+    /// self-registered agent is forgotten.
     pub fn detach(&self, id: &str, generation: u64) -> Option<Departed> {
         let mut slots = self.lock();
         let slot = slots.get_mut(id)?;
         if slot.instance.as_ref().map(|i| i.generation) != Some(generation) {
             return None;
         }
-        slot.instance = None;
+        let instance = slot.instance.take()?;
+        instance.departure.mark();
         let forgotten = matches!(slot.origin, Origin::Registered { .. });
         if forgotten {
             slots.remove(id);
@@ -284,7 +306,10 @@ impl AgentRegistry {
             let mut launches = self.launches.lock().unwrap_or_else(|p| p.into_inner());
             launches.remove(id);
         }
-        Some(Departed { forgotten })
+        Some(Departed {
+            forgotten,
+            conn: instance.conn,
+        })
     }
 
     /// Make room for an agent that registers itself as `principal`; returns whether it is new

@@ -17,18 +17,24 @@ use zbus::Message;
 use super::args::{from_peer, timeout_option};
 use super::dispatch::{self, Dispatch, Reply};
 use super::live;
-use crate::agents::HostServer;
+use crate::agents::{Departure, HostServer};
 use crate::caller::Caller;
 use crate::kernel::Kernel;
 
 pub struct HostIface {
     kernel: Weak<Kernel>,
     agent: String,
+    /// Marked when the instance at the other end departed (see `agent_gone`).
+    departure: Departure,
 }
 
 impl HostIface {
-    pub fn new(kernel: Weak<Kernel>, agent: String) -> HostIface {
-        HostIface { kernel, agent }
+    pub fn new(kernel: Weak<Kernel>, agent: String, departure: Departure) -> HostIface {
+        HostIface {
+            kernel,
+            agent,
+            departure,
+        }
     }
 }
 
@@ -39,10 +45,10 @@ pub fn host_server() -> HostServer {
     HostServer {
         limits: dispatch::limits(agentos_p2p::Fds::Both),
         max_queued: dispatch::QUEUED,
-        serve: |conn, kernel, agent| {
+        serve: |conn, kernel, agent, departure| {
             Box::pin(dispatch::serve(
                 conn,
-                Arc::new(HostIface::new(kernel, agent)),
+                Arc::new(HostIface::new(kernel, agent, departure)),
             ))
         },
     }
@@ -103,9 +109,17 @@ impl Dispatch for HostIface {
 }
 
 impl HostIface {
-    /// The kernel, for a call that came from the agent at the other end of this connection.
+    /// The kernel, for a call that came from the agent at the other end of this connection,
+    /// while that instance is the agent's.
     fn kernel(&self, hdr: &Header<'_>) -> Result<Arc<Kernel>, Error> {
         from_peer(hdr)?;
+        if self.departure.happened() {
+            return Err(Error::AccessDenied(format!(
+                "the instance of agent {} on this connection has ended; what it left running \
+                 cannot act for it",
+                self.agent
+            )));
+        }
         live(&self.kernel)
     }
 }

@@ -10,7 +10,11 @@
 //! <path>` (through the Documents portal, then read at the returned path), `tools` (one line per
 //! tool: name, capability, declared), `tool <name> <json arguments>` (`Host1.CallTool`: the
 //! result, then what the first fd holds and the data, if any), `chat <model or -> <question>`
-//! (`Host1.Chat`: `<provider>/<model>: <answer>`).
+//! (`Host1.Chat`: `<provider>/<model>: <answer>`), `leave-behind <marker>` (starts a process
+//! that holds this agent's connection to the kernel and, once this agent has exited, creates
+//! `marker` when the kernel closes that connection).
+
+use std::os::fd::AsFd;
 
 use agentos_sdk::{Agent, Outcome, Task};
 
@@ -27,6 +31,7 @@ async fn step(task: &Task, step: &str, out: &mut Outcome) -> Result<(), String> 
             tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
         }
         "crash" => std::process::exit(3),
+        "leave-behind" => leave_behind(rest)?,
         "list" => {
             let entries = task.list_files(rest, "").await.map_err(err)?;
             out.result = entries
@@ -229,6 +234,42 @@ async fn step(task: &Task, step: &str, out: &mut Outcome) -> Result<(), String> 
         }
         other => return Err(format!("unknown step {other:?}")),
     }
+    Ok(())
+}
+
+/// Start a process that holds this agent's connection to the kernel (a copy of its fd), waits
+/// for this agent to exit (the end of a pipe only this agent can write), then reads the
+/// connection until the kernel closes it and creates `marker`.
+fn leave_behind(marker: &str) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    let raw: i32 = std::env::var(agentos_dbus_interfaces::names::AGENT_FD_ENV)
+        .map_err(|e| e.to_string())?
+        .parse()
+        .map_err(|_| "bad fd")?;
+    #[allow(unsafe_code)]
+    // SAFETY: the connection's fd is open for the agent's whole life; borrowed to copy it.
+    let conn = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) };
+    let copy = rustix::io::dup(conn).map_err(|e| e.to_string())?;
+    let (exited, alive) = std::io::pipe().map_err(|e| e.to_string())?;
+    for inherited in [copy.as_fd(), exited.as_fd()] {
+        rustix::io::fcntl_setfd(inherited, rustix::io::FdFlags::empty())
+            .map_err(|e| e.to_string())?;
+    }
+    let script = format!(
+        "cat <&{} >/dev/null; cat <&{} >/dev/null; : > \"$1\"",
+        exited.as_raw_fd(),
+        copy.as_raw_fd()
+    );
+    std::process::Command::new("/bin/bash")
+        .args(["-c", &script, "leave-behind", marker])
+        .env("PATH", "/usr/bin:/bin")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    // Held until this agent exits.
+    std::mem::forget(alive);
     Ok(())
 }
 
