@@ -13,6 +13,7 @@ mod audit_verify;
 mod error;
 mod grants;
 mod migrations;
+mod spend;
 mod tasks;
 mod usage;
 
@@ -31,6 +32,7 @@ pub use audit_journal::{AuditJournal, JournalBatch, JournalRecovery, JOURNAL_FIL
 pub use audit_verify::AuditVerification;
 pub use error::StoreError;
 pub use migrations::SCHEMA_VERSION;
+pub use spend::ModelSpend;
 pub use tasks::{NewTask, TaskUpdate};
 pub use usage::ModelUsage;
 

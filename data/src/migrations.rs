@@ -101,6 +101,17 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (kind, who)
     );
     "#,
+    // 5: what each principal spent of its model budgets in the current hour and day (UTC
+    // windows, numbered from the epoch), so that a restart does not renew them.
+    r#"
+    CREATE TABLE model_spend (
+        principal   TEXT PRIMARY KEY,
+        hour        INTEGER NOT NULL,
+        hour_tokens INTEGER NOT NULL,
+        day         INTEGER NOT NULL,
+        day_tokens  INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes: the number of migrations it knows.

@@ -32,6 +32,16 @@ fn int(n: u64) -> i64 {
 impl Store {
     /// Add each of `rows` to its sums, in one transaction.
     pub fn add_model_usage(&self, rows: &[ModelUsage]) -> Result<(), StoreError> {
+        self.add_model_use(rows, &[])
+    }
+
+    /// Add each of `rows` to its sums and each of `spent` to its principal's budget windows, in
+    /// one transaction.
+    pub fn add_model_use(
+        &self,
+        rows: &[ModelUsage],
+        spent: &[crate::ModelSpend],
+    ) -> Result<(), StoreError> {
         let tx = self.begin()?;
         // Parsed once per connection (every finished model request comes here).
         let mut insert = tx.prepare_cached(
@@ -58,6 +68,7 @@ impl Store {
             ])?;
         }
         drop(insert);
+        crate::spend::add(&tx, spent)?;
         tx.commit()?;
         Ok(())
     }
