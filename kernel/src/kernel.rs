@@ -103,7 +103,7 @@ impl Kernel {
             audit,
             broker: Arc::new(
                 crate::broker::Broker::new(crate::broker::Settings::of_user())
-                    .with_store(Arc::clone(&store)),
+                    .with_store(Arc::clone(&store), now),
             ),
             task_writer: TaskWriter::start(Arc::clone(&store), TASK_WRITE_TURN)?,
             store,

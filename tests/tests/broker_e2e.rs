@@ -319,7 +319,7 @@ async fn a_request_that_reached_the_provider_counts_its_prompt_though_left_unans
 async fn over_its_budget_a_caller_is_refused_at_once() {
     bounded(async {
         let server = ModelServer::start(Props::default());
-        let env = env_with(&settings_for(
+        let mut env = env_with(&settings_for(
             Some(&server),
             "[budget.principals.host]\ntokens-per-hour = 1000\n",
         ))
@@ -343,6 +343,17 @@ async fn over_its_budget_a_caller_is_refused_at_once() {
         // What fits still runs.
         let (_, s) = c.chat(&ask("hi", Some(900))).await.unwrap();
         s.collect().await.unwrap();
+        assert_eq!(server.received().len(), 2);
+        // A restart of the kernel does not renew the budget.
+        env.restart_kernel().await;
+        let c = client(&env).await;
+        match c.chat(&ask("hi", Some(990))).await {
+            Err(ChatError::Refused(Error::QuotaExceeded(m))) => assert!(
+                m.contains("host has used 32 of its 1000 model tokens this hour"),
+                "{m}"
+            ),
+            other => panic!("expected QuotaExceeded after a restart, got {other:?}"),
+        }
         assert_eq!(server.received().len(), 2);
     })
     .await;

@@ -139,6 +139,22 @@ impl Budgets {
             .unwrap_or(self.default)
     }
 
+    /// What `principal` spent in the windows `hour` and `day` (each its number and its tokens),
+    /// kept from before: counted where those are still the windows of `now`.
+    pub fn restore(&mut self, principal: &str, hour: (u64, u64), day: (u64, u64), now: u64) {
+        let spend = self.spend.entry(principal.to_string()).or_default();
+        spend.roll(now);
+        if hour.0 == spend.hour {
+            spend.hour_tokens = spend.hour_tokens.saturating_add(hour.1);
+        }
+        if day.0 == spend.day {
+            spend.day_tokens = spend.day_tokens.saturating_add(day.1);
+        }
+        if spend.idle() {
+            self.spend.remove(principal);
+        }
+    }
+
     /// Whether one more request of `tokens` (estimated) fits `principal`'s budget now: the rate
     /// first, then the hour, then the day.
     fn check(&mut self, principal: &str, tokens: u64, now: u64) -> Result<(), Refusal> {
@@ -322,6 +338,51 @@ mod tests {
         admit(&mut b, "a", 100, T0 + HOUR_MS).unwrap();
         b.settle(&c, 0);
         assert!(admit(&mut b, "a", 1, T0 + HOUR_MS).is_err());
+    }
+
+    #[test]
+    fn spending_kept_from_before_counts_only_in_its_own_windows() {
+        let budget = Budget {
+            tokens_per_hour: Some(1000),
+            tokens_per_day: Some(1500),
+            ..Budget::UNLIMITED
+        };
+        let now = T0 + 5 * HOUR_MS;
+        let (hour, day) = (now / HOUR_MS, now / DAY_MS);
+        let mut b = Budgets::new(budget);
+        b.restore("a", (hour, 900), (day, 1400), now);
+        let e = admit(&mut b, "a", 200, now).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Refusal::Tokens {
+                    window: Window::Hour,
+                    used: 900,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        // An earlier hour of the same day counts in the day only.
+        let mut b = Budgets::new(budget);
+        b.restore("a", (hour - 1, 900), (day, 1400), now);
+        let e = admit(&mut b, "a", 200, now).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Refusal::Tokens {
+                    window: Window::Day,
+                    used: 1400,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        // Windows that have passed count for nothing, and leave nothing behind.
+        let mut b = Budgets::new(budget);
+        b.restore("a", (hour - 30, 900), (day - 1, 1400), now);
+        assert!(b.spend.is_empty());
+        admit(&mut b, "a", 1000, now).unwrap();
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agentos_data::ModelUsage;
+use agentos_data::{ModelSpend, ModelUsage};
 use agentos_dbus_interfaces::chat_pipe::Taken;
 use agentos_dbus_interfaces::inference::{self as wire, error_kind};
 use agentos_models::{ChatEvent, ModelError, OnSent, Provider};
@@ -17,12 +17,13 @@ use tokio::net::unix::OwnedReadHalf;
 use tokio::net::UnixStream;
 use tokio::sync::oneshot;
 
+use super::budget::{DAY_MS, HOUR_MS};
 use super::catalog::Route;
 use super::convert::{self, Events, Signatures};
 use super::scheduler::{Finished, RequestId};
 use super::service::{Broker, Go, LiveRun};
 use super::usage::{Price, Usage};
-use super::usage_writer::UsageWriter;
+use super::usage_writer::{UsageWriter, Used};
 use crate::clock::Clock;
 use crate::sync::lock;
 
@@ -65,6 +66,22 @@ impl Account {
             rows.push(row("task", &self.task.to_string(), &self.owner));
         }
         rows
+    }
+
+    /// What one finished request adds to the budget windows of `now` of the principals it was
+    /// charged to (the principal, and the app it works for).
+    pub fn spent(&self, tokens: u64, now: u64) -> Vec<ModelSpend> {
+        let (hour, day) = (now / HOUR_MS, now / DAY_MS);
+        std::iter::once(&self.principal)
+            .chain(self.app.iter().filter(|a| **a != self.principal))
+            .map(|p| ModelSpend {
+                principal: p.clone(),
+                hour,
+                hour_tokens: tokens,
+                day,
+                day_tokens: tokens,
+            })
+            .collect()
     }
 }
 
@@ -293,14 +310,18 @@ async fn record(
     job: &Job,
     finished: Option<Finished>,
     usage: Usage,
+    now: u64,
 ) {
     let (Some(writer), Some(finished)) = (writer, finished) else {
         return;
     };
-    let rows = job
-        .account
-        .rows(usage, finished.record.busy_ms, job.price.cost_micros(usage));
-    if let Err(e) = writer.add(rows).await {
+    let used = Used {
+        rows: job
+            .account
+            .rows(usage, finished.record.busy_ms, job.price.cost_micros(usage)),
+        spent: job.account.spent(usage.tokens(), now),
+    };
+    if let Err(e) = writer.add(used).await {
         tracing::error!(error = %e, "cannot record model usage");
     }
 }
@@ -366,8 +387,9 @@ pub async fn run(
     };
     // The provider's stream is dropped by now: its connection is closed. Free the slot first.
     let usage = tally.usage(job.prompt_tokens);
-    let finished = broker.finish(job.id, usage, clock.now_ms());
-    record(broker.usage_writer(), &job, finished, usage).await;
+    let now = clock.now_ms();
+    let finished = broker.finish(job.id, usage, now);
+    record(broker.usage_writer(), &job, finished, usage, now).await;
     let last = match ended {
         Ended::Done(finish) => wire::ChatEvent::Done { finish },
         Ended::Failed(e) => {

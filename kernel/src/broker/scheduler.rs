@@ -245,6 +245,12 @@ impl Scheduler {
         self.budgets.set(principal, budget);
     }
 
+    /// What `principal` had spent of its budgets in the windows `hour` and `day`, before this
+    /// scheduler (kept by an earlier run of the kernel).
+    pub fn restore_spend(&mut self, principal: &str, hour: (u64, u64), day: (u64, u64), now: u64) {
+        self.budgets.restore(principal, hour, day, now);
+    }
+
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
     }

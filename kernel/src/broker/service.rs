@@ -148,8 +148,23 @@ impl Broker {
         }
     }
 
-    /// The broker, counting usage in `store`.
-    pub fn with_store(mut self, store: Arc<Mutex<Store>>) -> Broker {
+    /// The broker, counting usage in `store`, and its budgets going on from what the
+    /// principals spent there in the hour and day of `now`.
+    pub fn with_store(mut self, store: Arc<Mutex<Store>>, now: u64) -> Broker {
+        match lock(&store).model_spend() {
+            Ok(spent) => {
+                let mut scheduler = lock(&self.scheduler);
+                for s in spent {
+                    scheduler.restore_spend(
+                        &s.principal,
+                        (s.hour, s.hour_tokens),
+                        (s.day, s.day_tokens),
+                        now,
+                    );
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read what model budgets were spent"),
+        }
         self.usage = Some(UsageWriter::new(store));
         self
     }

@@ -8,13 +8,20 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use agentos_data::{ModelUsage, Store};
+use agentos_data::{ModelSpend, ModelUsage, Store};
 use tokio::sync::oneshot;
 
 use crate::sync::lock;
 
-/// Rows waiting for the next batch, each request's with the one who waits for them.
-type Waiting = Vec<(Vec<ModelUsage>, oneshot::Sender<Result<(), String>>)>;
+/// What one finished request adds: its usage rows and its principals' budget spending.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Used {
+    pub rows: Vec<ModelUsage>,
+    pub spent: Vec<ModelSpend>,
+}
+
+/// What waits for the next batch, each request's with the one who waits for it.
+type Waiting = Vec<(Used, oneshot::Sender<Result<(), String>>)>;
 
 #[derive(Default)]
 struct Queue {
@@ -45,12 +52,12 @@ impl UsageWriter {
         &self.store
     }
 
-    /// Add one finished request's rows to the store; returns once they are committed.
-    pub async fn add(self: &Arc<Self>, rows: Vec<ModelUsage>) -> Result<(), String> {
+    /// Add what one finished request used to the store; returns once it is committed.
+    pub async fn add(self: &Arc<Self>, used: Used) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
         let start = {
             let mut q = lock(&self.queue);
-            q.waiting.push((rows, tx));
+            q.waiting.push((used, tx));
             !std::mem::replace(&mut q.writing, true)
         };
         if start {
@@ -80,17 +87,26 @@ impl UsageWriter {
     /// One transaction for the whole batch; if it fails, each request's rows on their own, so
     /// each hears its own outcome.
     fn write(&self, batch: Waiting) {
-        let all: Vec<ModelUsage> = batch.iter().flat_map(|(r, _)| r.iter().cloned()).collect();
+        let rows: Vec<ModelUsage> = batch
+            .iter()
+            .flat_map(|(u, _)| u.rows.iter().cloned())
+            .collect();
+        let spent: Vec<ModelSpend> = batch
+            .iter()
+            .flat_map(|(u, _)| u.spent.iter().cloned())
+            .collect();
         let store = lock(&self.store);
-        if store.add_model_usage(&all).is_ok() {
+        if store.add_model_use(&rows, &spent).is_ok() {
             self.commits.fetch_add(1, Ordering::Relaxed);
             for (_, tx) in batch {
                 let _ = tx.send(Ok(()));
             }
             return;
         }
-        for (rows, tx) in batch {
-            let written = store.add_model_usage(&rows).map_err(|e| e.to_string());
+        for (used, tx) in batch {
+            let written = store
+                .add_model_use(&used.rows, &used.spent)
+                .map_err(|e| e.to_string());
             if written.is_ok() {
                 self.commits.fetch_add(1, Ordering::Relaxed);
             }
@@ -138,6 +154,20 @@ mod tests {
         }
     }
 
+    /// One request's rows and its spending (in hour 5 of day 0).
+    fn used(who: &str, tokens: u64) -> Used {
+        Used {
+            rows: vec![row(who, tokens)],
+            spent: vec![ModelSpend {
+                principal: who.into(),
+                hour: 5,
+                hour_tokens: tokens,
+                day: 0,
+                day_tokens: tokens,
+            }],
+        }
+    }
+
     fn opened() -> (tempfile::TempDir, Arc<Mutex<Store>>) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
@@ -167,7 +197,7 @@ mod tests {
                 let who = if i % 2 == 0 { "a" } else { "b" };
                 tokio::spawn(async move {
                     called.fetch_add(1, Ordering::SeqCst);
-                    w.add(vec![row(who, i)]).await
+                    w.add(used(who, i)).await
                 })
             })
             .collect();
@@ -196,6 +226,19 @@ mod tests {
         assert_eq!((a.requests, b.requests), (32, 32));
         assert_eq!(a.input_tokens, (0..64).step_by(2).sum::<u64>());
         assert_eq!(b.input_tokens, (1..64).step_by(2).sum::<u64>());
+        let spent: Vec<(String, u64)> = lock(&store)
+            .model_spend()
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.principal, s.hour_tokens))
+            .collect();
+        assert_eq!(
+            spent,
+            [
+                ("a".into(), (0..64).step_by(2).sum::<u64>()),
+                ("b".into(), (1..64).step_by(2).sum::<u64>())
+            ]
+        );
         assert!(
             writer.commits() <= 3,
             "64 requests in {} commits",
@@ -217,14 +260,8 @@ mod tests {
         let (_dir, store) = opened();
         let writer = UsageWriter::new(Arc::clone(&store));
         let within = |f| tokio::time::timeout(std::time::Duration::from_secs(10), f);
-        within(writer.add(vec![row("a", 1)]))
-            .await
-            .unwrap()
-            .unwrap();
-        within(writer.add(vec![row("a", 2)]))
-            .await
-            .unwrap()
-            .unwrap();
+        within(writer.add(used("a", 1))).await.unwrap().unwrap();
+        within(writer.add(used("a", 2))).await.unwrap().unwrap();
         let rows = lock(&store).list_model_usage(None).unwrap();
         assert_eq!(rows.iter().map(|r| r.requests).sum::<u64>(), 2);
         assert_eq!(writer.commits(), 2);
