@@ -4,7 +4,7 @@
 //! `input_json_delta` fragments; Gemini's whole `functionCall` parts with a thought signature),
 //! and the answer streamed to the caller: text, a tool offered under its dotted name and called
 //! back under it, usage. The key reaches the server in the provider's own header and nowhere
-//! else the caller sees.
+//! else the caller sees; a key removed or added is followed without a restart.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -293,10 +293,25 @@ async fn anthropic_and_gemini_answer_through_the_kernel_with_their_keys_from_the
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // The kernel follows the keyring: without a restart, the removed key is not used
+        // again (the wait is for the keyring's signal to arrive, far below the 30 s for which
+        // the kernel keeps what it found).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let c = Client::at_address(&env.address).await.unwrap();
+        let mut r = ChatRequest::new(vec![ChatMessage::user("Still there?")]);
+        r.model = Some("remote".into());
+        if let Ok((_, stream)) = c.chat(&r).await {
+            assert!(stream.collect().await.is_err(), "answered without a key");
+        }
+        assert_eq!(
+            anthropic_seen.lock().unwrap().len(),
+            1,
+            "the removed key was used"
+        );
         let (gemini, gemini_seen) = serve(gemini_answer).await;
         let key = format!("gm-e2e-{pid}");
         add_key(&env, "gemini", &gemini, &key);
-        env.restart_kernel().await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
         let events = ask(&env).await;
         check(&events, "gemini");
         let seen = gemini_seen.lock().unwrap().clone();

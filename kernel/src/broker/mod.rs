@@ -19,6 +19,7 @@
 pub mod budget;
 pub mod catalog;
 pub mod convert;
+pub mod keys;
 pub mod lanes;
 pub mod pricing;
 pub mod providers;

@@ -90,6 +90,10 @@ pub struct Broker {
     /// What writes usage to the store (none in tests of the broker alone).
     usage: Option<Arc<UsageWriter>>,
     refreshing: AtomicBool,
+    /// Counts the changes of the user's keys (`keys.rs`): a load that began before one is not
+    /// taken as fresh.
+    keys_changes: AtomicU64,
+    following_keys: AtomicBool,
     /// The next request's answer socket, made ahead.
     pub(crate) sockets: super::sockets::Spare,
     /// Runs alive per principal (see [`LiveRun`]).
@@ -143,6 +147,8 @@ impl Broker {
             signatures: Mutex::new(Signatures::default()),
             usage: None,
             refreshing: AtomicBool::new(false),
+            keys_changes: AtomicU64::new(0),
+            following_keys: AtomicBool::new(false),
             sockets: Default::default(),
             live: Default::default(),
         }
@@ -223,9 +229,23 @@ impl Broker {
         (Arc::clone(&loaded.catalog), fresh_enough)
     }
 
-    /// Whether a catalog was ever loaded.
+    /// Whether a catalog was loaded that may serve while a newer one loads (none after the
+    /// user's keys changed).
     pub(crate) fn has_catalog(&self) -> bool {
         lock(&self.catalog).at.is_some()
+    }
+
+    /// The user's keys changed: the catalog, which holds them, is loaded anew before its next
+    /// use, instead of serving while it loads.
+    pub(crate) fn keys_changed(&self) {
+        self.keys_changes.fetch_add(1, Ordering::SeqCst);
+        lock(&self.catalog).at = None;
+    }
+
+    /// Whether the user's keys are followed already; true the first time only for the one
+    /// caller that starts following them.
+    pub(crate) fn start_following_keys(&self) -> bool {
+        !self.following_keys.swap(true, Ordering::SeqCst)
     }
 
     /// Load the catalog now (one load at a time; a caller that waited for another's load and
@@ -241,6 +261,7 @@ impl Broker {
         if fresh_enough {
             return Ok(current);
         }
+        let keys = self.keys_changes.load(Ordering::SeqCst);
         let http = self.http()?;
         let mut found = super::providers::load(&http, &self.settings, bus).await;
         // A local server that answered before and does not now is listed as unreachable.
@@ -268,7 +289,8 @@ impl Broker {
         }
         let mut loaded = lock(&self.catalog);
         loaded.catalog = Arc::clone(&catalog);
-        loaded.at = Some(now());
+        // Keys that changed while it loaded may not be in it: it serves this caller only.
+        loaded.at = (self.keys_changes.load(Ordering::SeqCst) == keys).then(&now);
         Ok(catalog)
     }
 

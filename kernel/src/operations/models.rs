@@ -60,6 +60,14 @@ impl Kernel {
     /// The catalog, as fresh as `fresh` asks; a stale one serves at once while it is looked at
     /// again in the background.
     async fn model_catalog(self: &Arc<Self>, fresh: Freshness) -> Result<Arc<Catalog>, Error> {
+        if let Some(bus) = self.bus() {
+            if self.broker.start_following_keys() {
+                tokio::spawn(crate::broker::keys::follow(
+                    Arc::clone(&self.broker),
+                    bus.clone(),
+                ));
+            }
+        }
         let (catalog, fresh_enough) = self.broker.cached_catalog(self.now(), fresh);
         if fresh_enough {
             return Ok(catalog);

@@ -17,7 +17,10 @@ pub use key::{validate_base_url, KeyId, Provider, Secret, DEFAULT_ACCOUNT, MAX_K
 use key::{ATTR_ACCOUNT, ATTR_BASE_URL, ATTR_PROVIDER, ATTR_SCHEMA};
 
 const CONTENT_TYPE: &str = "text/plain";
-const SECRETS_NAME: &str = "org.freedesktop.secrets";
+/// The Secret Service's name on the session bus.
+pub const SECRETS_NAME: &str = "org.freedesktop.secrets";
+/// Where its objects (collections, items) are.
+pub const SECRETS_PATH: &str = "/org/freedesktop/secrets";
 
 /// A stored key as listed: never the key itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
