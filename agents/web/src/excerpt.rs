@@ -54,6 +54,10 @@ pub fn excerpt(text: &str, question: &str) -> (String, bool) {
         return (text.to_string(), false);
     }
     let pieces = pieces(text);
+    if pieces.is_empty() {
+        // Only line breaks: nothing worth reading.
+        return (String::new(), true);
+    }
     let keywords = keywords(question);
     // The beginning always (what the page is); then the best matches; then what follows the
     // beginning, while the budget lasts.
@@ -129,5 +133,11 @@ mod tests {
         // One enormous line is cut, not passed whole; multibyte text cuts cleanly.
         let (text, cut) = excerpt(&"é".repeat(100_000), "q");
         assert!(cut && tokens(&text) <= MAX_PAGE_TOKENS + 10);
+    }
+
+    #[test]
+    fn a_long_page_of_empty_lines_gives_nothing_and_does_not_panic() {
+        assert_eq!(excerpt(&"\n".repeat(4000), "q"), (String::new(), true));
+        assert_eq!(excerpt(&"\r\n".repeat(4000), "q"), (String::new(), true));
     }
 }
