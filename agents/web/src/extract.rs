@@ -1,6 +1,9 @@
 //! Readable text from HTML: drop scripts, styles and tags, decode common entities, keep the
 //! title, collapse whitespace.
 
+/// Elements whose content is not text to read: skipped up to their closing tag.
+const SKIPPED: [&str; 4] = ["script", "style", "head", "noscript"];
+
 /// Returns the page title and its text.
 pub fn html_to_text(html: &str) -> (String, String) {
     let lower = html.to_ascii_lowercase();
@@ -14,13 +17,22 @@ pub fn html_to_text(html: &str) -> (String, String) {
     let mut out = String::new();
     let mut i = 0;
     let bytes = html.as_bytes();
+    // A closing tag not found once is not found further on either: remembered, so a page of
+    // many unclosed `<script>` is read once, not once per tag.
+    let mut unclosed = [false; SKIPPED.len()];
     while i < bytes.len() {
         if bytes[i] == b'<' {
             let rest = &lower[i..];
-            let skip_to = ["script", "style", "head", "noscript"]
+            let skip_to = SKIPPED
                 .iter()
-                .find(|t| rest.starts_with(&format!("<{t}")))
-                .and_then(|t| rest.find(&format!("</{t}>")).map(|e| e + t.len() + 3));
+                .position(|t| rest.starts_with(&format!("<{t}")))
+                .filter(|k| !unclosed[*k])
+                .and_then(|k| {
+                    let t = SKIPPED[k];
+                    let found = rest.find(&format!("</{t}>")).map(|e| e + t.len() + 3);
+                    unclosed[k] = found.is_none();
+                    found
+                });
             let end = skip_to
                 .or_else(|| rest.find('>').map(|e| e + 1))
                 .unwrap_or(rest.len());
@@ -73,5 +85,23 @@ mod tests {
         let (title, text) = html_to_text(html);
         assert_eq!(title, "Hello & bye");
         assert_eq!(text, "Big\nOne <two>");
+    }
+
+    #[test]
+    fn many_unclosed_scripts_are_read_in_one_pass() {
+        let html = format!("<p>Hi</p>{}", "<script>x<style>".repeat(200_000));
+        let started = std::time::Instant::now();
+        let (_, text) = html_to_text(&html);
+        assert!(text.starts_with("Hi"), "{}", &text[..20.min(text.len())]);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
+        // A closed script is still skipped after an unclosed one.
+        let (_, text) = html_to_text("<script>a<script>b</script>c");
+        assert_eq!(text, "c");
+        let (_, text) = html_to_text("<style>a<p>b");
+        assert_eq!(text, "a\nb");
     }
 }
