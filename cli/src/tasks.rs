@@ -74,15 +74,43 @@ fn tree_order(tasks: &[TaskInfo]) -> Vec<(usize, &TaskInfo)> {
     out
 }
 
+/// Cancel task `id` and what hangs below it; a task that had already finished is left as it
+/// was, and said to be.
 pub async fn cancel(kernel: &Kernel, id: u64) -> Result<u8> {
     kernel.proxy.cancel_task(id).await?;
-    output::emit(&format!("canceled task {id}\n"))?;
+    let task = kernel.proxy.get_task(id).await?;
+    output::emit(&cancel_outcome(id, task.state.as_str()))?;
     Ok(0)
+}
+
+/// What `cancel` says of a task found in `state` after it asked: one that had finished some
+/// other way stays as it was.
+fn cancel_outcome(id: u64, state: &str) -> String {
+    match agentos_dbus_interfaces::TaskState::parse(state) {
+        Some(s) if s.is_terminal() && s != agentos_dbus_interfaces::TaskState::Canceled => {
+            format!("task {id} had already finished ({state}): nothing to cancel\n")
+        }
+        _ => format!("canceled task {id}\n"),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cancel_says_when_a_task_had_already_finished() {
+        assert_eq!(cancel_outcome(7, "canceled"), "canceled task 7\n");
+        assert_eq!(cancel_outcome(7, "working"), "canceled task 7\n");
+        assert_eq!(
+            cancel_outcome(7, "completed"),
+            "task 7 had already finished (completed): nothing to cancel\n"
+        );
+        assert_eq!(
+            cancel_outcome(7, "failed"),
+            "task 7 had already finished (failed): nothing to cancel\n"
+        );
+    }
 
     fn task(id: u64, parent: u64) -> TaskInfo {
         TaskInfo {

@@ -442,6 +442,15 @@ async fn agentctl_runs_lists_and_verifies_the_log() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert_eq!(env.wait_task(root).await.state, "canceled");
+        // A task that finished otherwise is left as it was, and said to be.
+        let done = env.run_task("tester", "echo done").await;
+        let out = tokio::task::block_in_place(|| env.agentctl(&["cancel", &done.id.to_string()]));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("had already finished (completed)"),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert_eq!(env.wait_task(done.id).await.state, "completed");
         let out = tokio::task::block_in_place(|| env.agentctl(&["tasks", "--json"]));
         assert!(String::from_utf8_lossy(&out.stdout).contains("\"canceled\""));
         let out = tokio::task::block_in_place(|| env.agentctl(&["revoke", "tester", "web.fetch"]));
