@@ -98,7 +98,7 @@ pub enum SchedError {
         per_minute: u32,
         retry_after_ms: u64,
     },
-    #[error("{principal} has used {used} of its {limit} model tokens this {window}, and this request may use {requested}; the budget renews in {} s", .retry_after_ms.div_ceil(1000))]
+    #[error("{}", over_budget(principal, *window, *limit, *used, *requested, *retry_after_ms))]
     BudgetExhausted {
         principal: String,
         window: Window,
@@ -110,4 +110,61 @@ pub enum SchedError {
         /// ...which is this long after the refusal.
         retry_after_ms: u64,
     },
+}
+
+/// Why a request does not fit a budget, and what helps: waiting for the window to renew, or,
+/// when the request alone is more than the whole budget (a request is charged its prompt and
+/// the most it may answer), asking for fewer tokens or a larger budget.
+fn over_budget(
+    principal: &str,
+    window: Window,
+    limit: u64,
+    used: u64,
+    requested: u64,
+    retry_after_ms: u64,
+) -> String {
+    if requested > limit {
+        return format!(
+            "this request may use up to {requested} model tokens (its prompt and the most it \
+             may answer), more than {principal}'s whole budget of {limit} per {window}: ask for \
+             fewer (max_tokens), or raise the budget in models.toml"
+        );
+    }
+    format!(
+        "{principal} has used {used} of its {limit} model tokens this {window}, and this \
+         request may use up to {requested} (its prompt and the most it may answer); the budget \
+         renews in {} s",
+        retry_after_ms.div_ceil(1000)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_larger_than_the_whole_budget_is_not_told_to_wait() {
+        let over = |used, requested| SchedError::BudgetExhausted {
+            principal: "sidekick".into(),
+            window: Window::Hour,
+            limit: 500,
+            used,
+            requested,
+            free_at: 0,
+            retry_after_ms: 2_616_000,
+        };
+        let waits = over(450, 100).to_string();
+        assert!(
+            waits.starts_with("sidekick has used 450 of its 500"),
+            "{waits}"
+        );
+        assert!(waits.contains("renews in 2616 s"), "{waits}");
+        let never = over(0, 1590).to_string();
+        assert!(
+            never.contains("more than sidekick's whole budget of 500 per hour"),
+            "{never}"
+        );
+        assert!(never.contains("max_tokens"), "{never}");
+        assert!(!never.contains("renews"), "{never}");
+    }
 }
