@@ -23,6 +23,7 @@ mod connect;
 mod model;
 mod outcome;
 mod register;
+mod report;
 mod service;
 mod task;
 pub mod text_model;

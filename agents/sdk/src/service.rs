@@ -9,9 +9,9 @@ use agentos_dbus_interfaces::{ByteBuf, Error};
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use zbus::message::Header;
-use zbus::zvariant::{Fd, OwnedValue};
+use zbus::zvariant::OwnedValue;
 
-use crate::{Agent, Task};
+use crate::{report, Agent, Task};
 
 pub(crate) struct Service<A: Agent> {
     pub agent: Arc<A>,
@@ -61,39 +61,24 @@ impl<A: Agent> Service<A> {
             context,
             host: host.clone(),
         };
-        let handle = tokio::spawn(async move {
-            let outcome = agent.run(t).await;
+        let run = tokio::spawn(async move { agent.run(t).await });
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(task, run.abort_handle());
+        tokio::spawn(async move {
+            // A canceled run was aborted; the kernel, which asked for it, needs no report.
+            let Some(ran) = report::ran(run).await else {
+                return;
+            };
             running
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&task);
-            let sent = match outcome {
-                Ok(out) => {
-                    let fds: Vec<(&str, Fd<'_>)> = out
-                        .artifacts
-                        .iter()
-                        .map(|(n, f)| (n.as_str(), Fd::from(f)))
-                        .collect();
-                    match host.complete(task, &out.result, &fds).await {
-                        // The kernel refused the result (a bad artifact, say): fail the task
-                        // with the reason rather than leave it running.
-                        Err(Error::InvalidArgument(why)) => {
-                            host.fail(task, &format!("the kernel refused the result: {why}"))
-                                .await
-                        }
-                        other => other,
-                    }
-                }
-                Err(message) => host.fail(task, &message).await,
-            };
-            if let Err(e) = sent {
+            if let Err(e) = report::report(&host, task, ran).await {
                 tracing::warn!(task, error = %e, "could not report the end of a task");
             }
         });
-        self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(task, handle.abort_handle());
         Ok(())
     }
 
