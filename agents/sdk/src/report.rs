@@ -1,10 +1,12 @@
-//! How a task's end reaches the kernel: its result and files, else a failure. A panic in the
-//! agent fails the task too, so no task is left running for nothing.
+//! How a task's end reaches the kernel: its result and files; else, when the kernel refuses
+//! them, the result alone naming the files left out; else a failure. A panic in the agent fails
+//! the task too, so no task is left running for nothing.
 
 use std::any::Any;
 use std::fs::File;
 use std::future::Future;
 
+use agentos_dbus_interfaces::names::{MAX_NAME_LEN, MAX_RESULT_LEN};
 use agentos_dbus_interfaces::proxies::Host1Proxy;
 use agentos_dbus_interfaces::Error;
 use tokio::task::JoinHandle;
@@ -59,23 +61,44 @@ pub(crate) async fn ran(run: JoinHandle<Result<Outcome, String>>) -> Option<Ran>
 pub(crate) async fn report(host: &impl Ending, task: u64, ran: Ran) -> Result<(), Error> {
     let out = match ran {
         Ok(Ok(out)) => out,
-        Ok(Err(message)) => return host.fail(task, &message).await,
+        Ok(Err(message)) => return host.fail(task, &fit(&message, MAX_NAME_LEN)).await,
         Err(panic) => {
             let message = format!(
                 "the agent stopped on an internal error: {}",
                 panic_text(panic.as_ref())
             );
-            return host.fail(task, &message).await;
+            return host.fail(task, &fit(&message, MAX_NAME_LEN)).await;
         }
     };
-    match host.complete(task, &out.result, &out.artifacts).await {
-        // The kernel refused the result (a bad artifact, say): fail the task with the reason
-        // rather than leave it running.
-        Err(Error::InvalidArgument(why)) => {
-            host.fail(task, &format!("the kernel refused the result: {why}"))
-                .await
+    let result = fit(&out.result, MAX_RESULT_LEN);
+    let why = match host.complete(task, &result, &out.artifacts).await {
+        Ok(()) => return Ok(()),
+        Err(e) => refusal(&e),
+    };
+    if !out.artifacts.is_empty() {
+        // The files are the likelier cause (too large, too many, a quota): keep the answer.
+        let names: Vec<&str> = out.artifacts.iter().map(|(n, _)| n.as_str()).collect();
+        let note = format!(
+            "\n\n(The kernel refused this task's files, so they were left out: {}. Reason: {why}.)",
+            names.join(", ")
+        );
+        let shorter = fit(&out.result, MAX_RESULT_LEN.saturating_sub(note.len()));
+        match host.complete(task, &format!("{shorter}{note}"), &[]).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(task, error = %e, "the result without its files was refused too")
+            }
         }
-        other => other,
+    }
+    let message = format!("the kernel refused the result: {why}");
+    host.fail(task, &fit(&message, MAX_NAME_LEN)).await
+}
+
+/// The reason in an error from the kernel, without the D-Bus error's name.
+fn refusal(e: &Error) -> String {
+    match e {
+        Error::InvalidArgument(why) | Error::Failed(why) => why.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -88,6 +111,20 @@ fn panic_text(payload: &(dyn Any + Send)) -> &str {
     } else {
         "it panicked"
     }
+}
+
+/// `text` as the kernel takes it: without NUL characters (which it refuses) and at most
+/// `max_bytes` long, cut at a character boundary and marked `…` when cut.
+fn fit(text: &str, max_bytes: usize) -> String {
+    let clean = text.replace('\0', "");
+    if clean.len() <= max_bytes {
+        return clean;
+    }
+    let mut end = max_bytes.saturating_sub('…'.len_utf8());
+    while !clean.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &clean[..end])
 }
 
 #[cfg(test)]
@@ -138,9 +175,51 @@ mod tests {
     }
 
     impl Kernel {
+        fn refusing(n: usize) -> Kernel {
+            Kernel {
+                refusals: Mutex::new(n),
+                ..Kernel::default()
+            }
+        }
+
         fn calls(&self) -> Vec<String> {
             self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
         }
+    }
+
+    #[tokio::test]
+    async fn a_result_with_nul_characters_is_completed_without_them() {
+        let k = Kernel::default();
+        report(&k, 1, Ok(Ok(Outcome::text("a\0b")))).await.unwrap();
+        assert_eq!(k.calls(), [r#"complete "ab" []"#]);
+    }
+
+    #[tokio::test]
+    async fn refused_files_are_dropped_and_named_and_the_answer_kept() {
+        let k = Kernel::refusing(1);
+        let out = Outcome::text("the answer")
+            .with_artifact("big.pdf", b"x")
+            .unwrap();
+        report(&k, 1, Ok(Ok(out))).await.unwrap();
+        let calls = k.calls();
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        assert_eq!(calls[0], r#"complete "the answer" ["big.pdf"]"#);
+        assert!(
+            calls[1].starts_with(r#"complete "the answer\n\n(The kernel refused this task's files, so they were left out: big.pdf. Reason: "#),
+            "{}",
+            calls[1]
+        );
+        assert!(calls[1].ends_with("[]"), "{}", calls[1]);
+    }
+
+    #[tokio::test]
+    async fn a_result_refused_twice_fails_the_task_with_the_reason() {
+        let k = Kernel::refusing(2);
+        let out = Outcome::text("x").with_artifact("a.txt", b"x").unwrap();
+        report(&k, 1, Ok(Ok(out))).await.unwrap();
+        let calls = k.calls();
+        assert_eq!(calls.len(), 3, "{calls:?}");
+        assert!(calls[2].starts_with(r#"fail "the kernel refused the result: "#));
     }
 
     #[tokio::test]
@@ -165,5 +244,18 @@ mod tests {
         let run = tokio::spawn(std::future::pending());
         run.abort();
         assert!(ran(run).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_failure_message_is_cut_to_what_the_kernel_takes() {
+        let k = Kernel::default();
+        report(&k, 1, Ok(Err("é\0".repeat(10_000)))).await.unwrap();
+        let calls = k.calls();
+        assert!(calls[0].len() <= MAX_NAME_LEN + 10 && !calls[0].contains('\0'));
+        assert!(
+            calls[0].ends_with("…\""),
+            "{}",
+            &calls[0][calls[0].len() - 10..]
+        );
     }
 }
