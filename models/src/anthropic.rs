@@ -10,7 +10,7 @@ use crate::chat::{ApiKey, ChatRequest, Message, ToolCall};
 use crate::classify::{classify, Failure};
 use crate::error::ModelError;
 use crate::event::{ChatEvent, FinishReason, Usage};
-use crate::openai::parse_arguments;
+use crate::openai::{parse_arguments, sent_arguments};
 use crate::sent::OnSent;
 use crate::stream::{events, parse, ChatStream, Decoder};
 use crate::transport::Http;
@@ -90,7 +90,7 @@ pub(crate) fn body(request: &ChatRequest) -> Value {
                 }
                 for c in tool_calls {
                     blocks.push(json!({"type": "tool_use", "id": c.id, "name": c.name,
-                        "input": c.arguments}));
+                        "input": sent_arguments(&c.arguments)}));
                 }
                 ("assistant", blocks)
             }
@@ -264,7 +264,7 @@ impl Decoder for AnthropicDecoder {
             }
             "content_block_stop" => {
                 if let Some(call) = ev.index.and_then(|i| self.open.remove(&i)) {
-                    let arguments = parse_arguments(&call.json)?;
+                    let arguments = parse_arguments(&call.json);
                     out.push_back(ChatEvent::ToolCallFinished {
                         index: call.ours,
                         call: ToolCall {
@@ -344,5 +344,32 @@ impl Decoder for AnthropicDecoder {
 pub(crate) fn protocol(detail: &str) -> ModelError {
     ModelError::Protocol {
         detail: detail.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_past_call_whose_arguments_were_not_json_is_sent_with_an_empty_input() {
+        let call = ToolCall {
+            id: "c1".into(),
+            name: "ask_docs".into(),
+            arguments: Value::String("{\"goal\": \"x".into()),
+            signature: None,
+        };
+        let request = ChatRequest::new(
+            "m",
+            vec![Message::Assistant {
+                text: String::new(),
+                tool_calls: vec![call],
+            }],
+        );
+        assert_eq!(
+            body(&request)["messages"][0]["content"][0]["input"],
+            json!({})
+        );
     }
 }

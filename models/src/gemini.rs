@@ -14,6 +14,7 @@ use crate::count;
 use crate::error::ModelError;
 use crate::event::{ChatEvent, FinishReason, Usage};
 use crate::gemini_schema::for_gemini;
+use crate::openai::sent_arguments;
 use crate::sent::OnSent;
 use crate::stream::{events, parse, ChatStream, Decoder};
 use crate::transport::Http;
@@ -103,7 +104,7 @@ pub(crate) fn body(request: &ChatRequest) -> Value {
                     parts.push(json!({ "text": text }));
                 }
                 for c in tool_calls {
-                    let mut part = json!({"functionCall": {"name": c.name, "args": c.arguments}});
+                    let mut part = json!({"functionCall": {"name": c.name, "args": sent_arguments(&c.arguments)}});
                     if let Some(sig) = &c.signature {
                         part["thoughtSignature"] = json!(sig);
                     }
@@ -307,5 +308,31 @@ impl Decoder for GeminiDecoder {
         };
         out.push_back(ChatEvent::Done { finish });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_past_call_whose_arguments_were_not_json_is_sent_with_empty_args() {
+        let call = ToolCall {
+            id: "c1".into(),
+            name: "ask_docs".into(),
+            arguments: Value::String("{\"goal\": \"x".into()),
+            signature: None,
+        };
+        let request = ChatRequest::new(
+            "m",
+            vec![Message::Assistant {
+                text: String::new(),
+                tool_calls: vec![call],
+            }],
+        );
+        assert_eq!(
+            body(&request)["contents"][0]["parts"][0]["functionCall"]["args"],
+            json!({})
+        );
     }
 }

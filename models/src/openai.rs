@@ -84,7 +84,7 @@ pub(crate) fn body(request: &ChatRequest) -> Value {
                         .iter()
                         .map(|c| {
                             json!({"id": c.id, "type": "function", "function":
-                                {"name": c.name, "arguments": c.arguments.to_string()}})
+                                {"name": c.name, "arguments": sent_arguments(&c.arguments).to_string()}})
                         })
                         .collect();
                 }
@@ -239,7 +239,7 @@ impl OpenAiDecoder {
                     detail: "a tool call came without a name".into(),
                 });
             }
-            let arguments = parse_arguments(&call.arguments)?;
+            let arguments = parse_arguments(&call.arguments);
             out.push_back(ChatEvent::ToolCallFinished {
                 index,
                 call: ToolCall {
@@ -254,14 +254,24 @@ impl OpenAiDecoder {
     }
 }
 
-/// A tool call's arguments as JSON (none at all means an empty object).
-pub(crate) fn parse_arguments(text: &str) -> Result<Value, ModelError> {
+/// A tool call's arguments as JSON (none at all means an empty object). Text that is not JSON
+/// (a model that stopped mid-object, say) is kept as a JSON string: the caller sees arguments
+/// that are not an object and can tell the model so, instead of losing the whole reply.
+pub(crate) fn parse_arguments(text: &str) -> Value {
     if text.trim().is_empty() {
-        return Ok(json!({}));
+        return json!({});
     }
-    serde_json::from_str(text).map_err(|_| ModelError::Protocol {
-        detail: "the model's tool call arguments are not JSON".into(),
-    })
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
+}
+
+/// A past call's arguments as a request carries them back: APIs take only an object there, so
+/// anything else (arguments that were not JSON) goes back empty.
+pub(crate) fn sent_arguments(arguments: &Value) -> Value {
+    if arguments.is_object() {
+        arguments.clone()
+    } else {
+        json!({})
+    }
 }
 
 impl Decoder for OpenAiDecoder {
@@ -347,4 +357,50 @@ fn stream_error(error: &Value, model: &str, key: Option<&str>) -> ModelError {
         key,
         retry_after: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_that_are_not_json_come_as_a_string_not_an_error() {
+        assert_eq!(parse_arguments(""), json!({}));
+        assert_eq!(parse_arguments(r#"{"goal": "x"}"#), json!({"goal": "x"}));
+        assert_eq!(
+            parse_arguments(r#"{"goal": "x"#),
+            Value::String(r#"{"goal": "x"#.into())
+        );
+    }
+
+    #[test]
+    fn a_call_with_broken_arguments_finishes_and_the_reply_goes_on() {
+        let mut d = OpenAiDecoder::default();
+        let mut out = VecDeque::new();
+        let chunk = json!({"choices": [{"delta": {"tool_calls": [{"index": 0, "id": "c1",
+            "function": {"name": "ask_docs", "arguments": "{\"goal\": \"x"}}]},
+            "finish_reason": "tool_calls"}]});
+        d.event("", &chunk.to_string(), &mut out).unwrap();
+        d.end(true, &mut out).unwrap();
+        let call = out
+            .iter()
+            .find_map(|e| match e {
+                ChatEvent::ToolCallFinished { call, .. } => Some(call.clone()),
+                _ => None,
+            })
+            .expect("the call finishes");
+        assert_eq!(call.name, "ask_docs");
+        assert_eq!(call.arguments, Value::String("{\"goal\": \"x".into()));
+        assert!(matches!(out.back(), Some(ChatEvent::Done { .. })));
+        // Sent back in the history, such a call carries an empty object.
+        let request = ChatRequest::new(
+            "m",
+            vec![Message::Assistant {
+                text: String::new(),
+                tool_calls: vec![call],
+            }],
+        );
+        let sent = &body(&request)["messages"][0]["tool_calls"][0]["function"]["arguments"];
+        assert_eq!(sent, "{}");
+    }
 }
