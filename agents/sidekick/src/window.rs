@@ -8,6 +8,10 @@ use agentos_dbus_interfaces::ModelInfo;
 pub const UNKNOWN_CONTEXT: usize = 4096;
 /// Characters per token, roughly, for English text and code with common tokenizers.
 pub const CHARS_PER_TOKEN: usize = 4;
+/// Most tokens a reply is asked for, whatever the window: a model's output limit is far below its
+/// window (8,192 for claude-3-5-haiku, 16,384 for gpt-4o-mini against 200k and 128k), and a
+/// request asking for more is refused outright.
+pub const MAX_REPLY_TOKENS: u32 = 4096;
 /// Tokens each message costs beyond its text (role, separators in the chat template).
 const MESSAGE_OVERHEAD: usize = 4;
 
@@ -65,9 +69,11 @@ impl Window {
         self.context * 3 / 4
     }
 
-    /// Tokens the reply may take: the quarter the prompt leaves.
+    /// Tokens the reply may take: the quarter the prompt leaves, at most [`MAX_REPLY_TOKENS`].
     pub fn reply_tokens(&self) -> u32 {
-        u32::try_from(self.context / 4).unwrap_or(u32::MAX).max(16)
+        u32::try_from(self.context / 4)
+            .unwrap_or(u32::MAX)
+            .clamp(16, MAX_REPLY_TOKENS)
     }
 
     /// Bytes one tool result may take when it arrives: a quarter of the prompt's budget, at
@@ -121,6 +127,12 @@ mod tests {
         assert_eq!(w.result_bytes(), 3072);
         assert_eq!(Window::new(1_000_000).result_bytes(), 64 * 1024);
         assert_eq!(Window::new(100).result_bytes(), 1024);
+        // A large window keeps its prompt share, but the reply asked for stays within what
+        // models accept as output.
+        let large = Window::new(200_000);
+        assert_eq!(large.prompt_budget(), 150_000);
+        assert_eq!(large.reply_tokens(), MAX_REPLY_TOKENS);
+        assert_eq!(Window::new(16).reply_tokens(), 16);
         assert_eq!(tokens("abcd"), 1);
         assert_eq!(tokens("abcde"), 2);
         assert_eq!(tokens(""), 0);
