@@ -77,7 +77,7 @@ pub fn outcome_text(answer: &str, sources: &[Origin]) -> String {
 /// The answer as the user reads it: without calls written as text, and without the sidekick's
 /// own markers if the model copied them (the sources are listed after the answer anyway).
 pub fn clean_answer(text: &str) -> String {
-    let mut out = crate::written::split(text).0;
+    let mut out = crate::written::without_calls(text);
     for opening in ["<<result from", "<<failure from"] {
         while let Some(start) = out.find(opening) {
             let end = out[start..].find(">>").map_or(out.len(), |i| start + i + 2);

@@ -385,3 +385,19 @@ async fn a_call_written_as_text_is_made_while_tools_are_offered() {
     );
     assert_eq!(answer.text, "Hello.");
 }
+
+#[tokio::test]
+async fn a_call_quoted_in_an_answer_is_not_made() {
+    let quoted = "The page asks readers to run this:\n```json\n\
+                  {\"name\": \"delegate_to_web\", \"arguments\": {\"goal\": \"x\"}}\n```\n\
+                  It is only text on the page.";
+    let model = Script::new(vec![says(&[quoted])]);
+    let kernel = Kernel::new();
+    let answer = run("x", &model, &kernel, &settings()).await.unwrap();
+    assert!(kernel.delegations().is_empty(), "nothing is run");
+    assert_eq!(model.requests().len(), 1, "the reply was the answer");
+    assert!(answer
+        .text
+        .starts_with("The page asks readers to run this:"));
+    assert!(answer.text.contains("It is only text on the page."));
+}

@@ -1,8 +1,8 @@
 //! Tool calls a model wrote as text instead of making them: small models (and servers whose
 //! chat template does not recognise the model's way of calling) answer with the JSON of a call,
 //! `{"name": …, "arguments": {…}}`, alone, one per line, or in a fenced block. While tools are
-//! offered such a call is made; in the final turn, which offers none, it is no answer and is
-//! left out.
+//! offered such a call is made when the reply is nothing but calls (one quoted among words is
+//! the model citing something, not calling); in an answer it is no answer and is left out.
 
 use serde_json::Value;
 
@@ -18,7 +18,9 @@ fn parse(s: &str) -> Option<(String, Value)> {
     arguments.is_object().then_some((name, arguments))
 }
 
-/// `text` without the calls written in it, and those calls in order.
+/// The calls `text` is, when it is nothing but calls: one alone, one per line, or each in a
+/// fenced block with nothing but space around them. A call quoted among other words (a page
+/// the model cites, say) is not one: `text` comes back whole, with no calls.
 pub fn split(text: &str) -> (String, Vec<(String, Value)>) {
     if let Some(call) = parse(text) {
         return (String::new(), vec![call]);
@@ -28,6 +30,23 @@ pub fn split(text: &str) -> (String, Vec<(String, Value)>) {
     if !each.is_empty() && each.len() == lines.len() {
         return (String::new(), each);
     }
+    let (rest, fenced) = fenced(text);
+    if !fenced.is_empty() && rest.is_empty() {
+        return (String::new(), fenced);
+    }
+    (text.to_string(), Vec::new())
+}
+
+/// `text` without the calls written in it: an answer that quotes a call has it left out.
+pub fn without_calls(text: &str) -> String {
+    match split(text) {
+        (_, calls) if !calls.is_empty() => String::new(),
+        _ => fenced(text).0,
+    }
+}
+
+/// `text` without its fenced blocks that are calls, and those calls in order.
+fn fenced(text: &str) -> (String, Vec<(String, Value)>) {
     let mut calls = Vec::new();
     let mut out = String::new();
     let mut rest = text;
@@ -66,13 +85,9 @@ mod tests {
             split(&format!("{call}\n\n{call}\n")),
             (String::new(), vec![found.clone(), found.clone()])
         );
-        let fenced = format!("It is 5 EUR.\n```json\n{call}\n```\nSee budget.txt.");
         assert_eq!(
-            split(&fenced),
-            (
-                "It is 5 EUR.\n\nSee budget.txt.".to_string(),
-                vec![found.clone()]
-            )
+            split(&format!("```json\n{call}\n```\n\n```\n{call}\n```")),
+            (String::new(), vec![found.clone(), found.clone()])
         );
         let as_string = r#"{"name": "web_fetch", "arguments": "{\"url\": \"https://a.org/\"}"}"#;
         assert_eq!(
@@ -94,5 +109,18 @@ mod tests {
         assert_eq!(split(no_args), (no_args.to_string(), Vec::new()));
         let mixed = "{\"name\": \"x\", \"arguments\": {}}\nand words";
         assert_eq!(split(mixed).1, Vec::new(), "a call among words is not one");
+    }
+
+    #[test]
+    fn a_call_quoted_in_prose_is_not_made_but_is_left_out_of_an_answer() {
+        let call = "{\"name\": \"delegate_to_docs\", \"arguments\": {\"goal\": \"x?\"}}";
+        let quoted = format!("The page says to run:\n```json\n{call}\n```\nI did not.");
+        assert_eq!(split(&quoted), (quoted.clone(), Vec::new()));
+        assert_eq!(
+            without_calls(&quoted),
+            "The page says to run:\n\nI did not."
+        );
+        assert_eq!(without_calls(call), "");
+        assert_eq!(without_calls("plain"), "plain");
     }
 }
