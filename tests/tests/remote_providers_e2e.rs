@@ -328,3 +328,37 @@ async fn anthropic_and_gemini_answer_through_the_kernel_with_their_keys_from_the
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_provider_its_last_request_did_not_reach_is_listed_unreachable() {
+    bounded_for(Duration::from_secs(60), async {
+        let mut env = Env::start().await;
+        let _keyring = Keyring::start(&env).await;
+        // A port nobody listens on any more.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        add_key(&env, "anthropic", &format!("http://{closed}"), "sk-ant-e2e");
+        env.restart_kernel().await;
+        let c = Client::at_address(&env.address).await.unwrap();
+        let reachable = |models: Vec<agentos_dbus_interfaces::ModelInfo>| {
+            models
+                .iter()
+                .find(|m| m.provider == "anthropic")
+                .map(|m| m.reachable)
+        };
+        // Not probed (a request costs): taken as reachable until a request finds otherwise.
+        assert_eq!(reachable(c.list_models().await.unwrap()), Some(true));
+        let mut r = ChatRequest::new(vec![ChatMessage::user("Anyone there?")]);
+        r.model = Some("remote".into());
+        if let Ok((_, stream)) = c.chat(&r).await {
+            assert!(
+                stream.collect().await.is_err(),
+                "answered from a closed port"
+            );
+        }
+        assert_eq!(reachable(c.list_models().await.unwrap()), Some(false));
+    })
+    .await;
+}

@@ -390,14 +390,14 @@ pub async fn run(
     let now = clock.now_ms();
     let finished = broker.finish(job.id, usage, now);
     record(broker.usage_writer(), &job, finished, usage, now).await;
+    // Whether the provider answered, for the catalog to say.
+    if let Ended::Done(_) | Ended::Failed(_) = &ended {
+        let reached = !matches!(&ended, Ended::Failed(ModelError::Unreachable { .. }));
+        broker.answered(&job.route.provider, reached);
+    }
     let last = match ended {
         Ended::Done(finish) => wire::ChatEvent::Done { finish },
-        Ended::Failed(e) => {
-            if matches!(e, ModelError::Unreachable { .. }) {
-                broker.unreachable(&job.route.provider);
-            }
-            convert::error_event(&job.route.provider, &e)
-        }
+        Ended::Failed(e) => convert::error_event(&job.route.provider, &e),
         Ended::Canceled => canceled("the request was canceled"),
         Ended::CallerGone => return,
     };

@@ -5,7 +5,7 @@
 //! what waits. Cancelling a queued request removes it; cancelling a running one signals its
 //! runner, which drops the provider's stream (closing the connection) and finishes at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -94,6 +94,9 @@ pub struct Broker {
     /// taken as fresh.
     keys_changes: AtomicU64,
     following_keys: AtomicBool,
+    /// Remote providers whose last request did not reach them (they are not probed: a request
+    /// costs), listed as unreachable until one does.
+    unanswered: Mutex<HashSet<String>>,
     /// The next request's answer socket, made ahead.
     pub(crate) sockets: super::sockets::Spare,
     /// Runs alive per principal (see [`LiveRun`]).
@@ -149,6 +152,7 @@ impl Broker {
             refreshing: AtomicBool::new(false),
             keys_changes: AtomicU64::new(0),
             following_keys: AtomicBool::new(false),
+            unanswered: Mutex::default(),
             sockets: Default::default(),
             live: Default::default(),
         }
@@ -264,6 +268,13 @@ impl Broker {
         let keys = self.keys_changes.load(Ordering::SeqCst);
         let http = self.http()?;
         let mut found = super::providers::load(&http, &self.settings, bus).await;
+        // A remote provider is not probed: what its last request found is listed.
+        {
+            let unanswered = lock(&self.unanswered);
+            for p in found.providers.iter_mut().filter(|p| !p.local) {
+                p.reachable = !unanswered.contains(&p.name);
+            }
+        }
         // A local server that answered before and does not now is listed as unreachable.
         for old in &current.providers {
             if old.local && found.get(&old.name).is_none() {
@@ -292,6 +303,19 @@ impl Broker {
         // Keys that changed while it loaded may not be in it: it serves this caller only.
         loaded.at = (self.keys_changes.load(Ordering::SeqCst) == keys).then(&now);
         Ok(catalog)
+    }
+
+    /// A request to `provider` ended: whether it reached it. One that did not is listed as
+    /// unreachable (a remote one until a request reaches it).
+    pub fn answered(&self, provider: &str, reached: bool) {
+        let mut unanswered = lock(&self.unanswered);
+        if reached {
+            unanswered.remove(provider);
+            return;
+        }
+        unanswered.insert(provider.to_string());
+        drop(unanswered);
+        self.unreachable(provider);
     }
 
     /// A provider did not answer: the catalog says so, and is looked at again next time.
