@@ -113,7 +113,20 @@ fn without_repeats(text: &str) -> String {
 
 /// When the model said nothing in its final turn: what the tools brought back, plainly.
 pub fn fallback_answer<'a>(results: impl Iterator<Item = &'a Evidence>) -> String {
-    let mut out = String::from("The model gave no answer. What the sources returned:");
+    sources_said("The model gave no answer.", results)
+}
+
+/// When the model failed after the tools brought something back: `why`, then what they
+/// brought, plainly.
+pub fn model_failed_answer<'a>(why: &str, results: impl Iterator<Item = &'a Evidence>) -> String {
+    sources_said(
+        &format!("The model failed before it could answer ({why})."),
+        results,
+    )
+}
+
+fn sources_said<'a>(lead: &str, results: impl Iterator<Item = &'a Evidence>) -> String {
+    let mut out = format!("{lead} What the sources returned:");
     let mut any = false;
     for e in results.filter(|e| e.status == Status::Ok) {
         any = true;
@@ -121,7 +134,7 @@ pub fn fallback_answer<'a>(results: impl Iterator<Item = &'a Evidence>) -> Strin
         out.push_str(&format!("\n\n{}:\n{}", e.origin.label(), first.trim()));
     }
     if !any {
-        out = "The model gave no answer, and no source returned anything.".to_string();
+        out = format!("{lead} No source returned anything.");
     }
     out
 }

@@ -13,7 +13,7 @@ use crate::conversation::{CallResult, Conversation, Step};
 use crate::error::SidekickError;
 use crate::evidence::{Evidence, Origin, Status};
 use crate::host::Host;
-use crate::model::Model;
+use crate::model::{Model, ModelFailure};
 use crate::offer::{Action, Offer};
 use crate::prompt;
 use crate::reply::{receive, Reply, Showing};
@@ -85,6 +85,7 @@ pub async fn run<M: Model, H: Host>(
         made: Vec::new(),
     };
     let mut answer: Option<Reply> = None;
+    let mut failed: Option<ModelFailure> = None;
     let mut steps = 0;
     if !offer.is_empty() {
         let definitions = offer.definitions();
@@ -100,7 +101,11 @@ pub async fn run<M: Model, H: Host>(
                 Ok(reply) => reply,
                 // A model that cannot call tools still answers from what it knows.
                 Err(f) if f.kind == error_kind::TOOLS_NOT_SUPPORTED && step == 0 => break,
-                Err(f) => return Err(SidekickError::Model(f)),
+                // What was found so far is still worth giving (see below).
+                Err(f) => {
+                    failed = Some(f);
+                    break;
+                }
             };
             if let Some(w) = Window::of(&models, &reply.provider, &reply.model) {
                 window = w;
@@ -151,29 +156,45 @@ pub async fn run<M: Model, H: Host>(
             steps += 1;
         }
     }
-    let reply = match answer {
-        Some(reply) => reply,
-        None => {
+    let reply = match (answer, failed) {
+        (Some(reply), _) => Ok(reply),
+        (None, Some(f)) => Err(f),
+        (None, None) => {
             loop_
                 .conversation
                 .close(prompt::answer_prompt(), prompt::CLOSING);
             loop_.conversation.fit(window.prompt_budget());
             let request = loop_.request(Vec::new(), window, settings);
-            receive(model, &request, host, showing(0.9, settings))
-                .await
-                .map_err(SidekickError::Model)?
+            receive(model, &request, host, showing(0.9, settings)).await
         }
+    };
+    let results = || {
+        loop_
+            .conversation
+            .steps()
+            .iter()
+            .flat_map(|s| s.results.iter().map(|r| &r.evidence))
+    };
+    let reply = match reply {
+        Ok(reply) => reply,
+        // A model that fails after the tools brought something back (rate limited, too slow,
+        // out of window) does not take the results and the children's files down with it.
+        Err(f) if f.kind != error_kind::CANCELED && results().any(|e| e.status == Status::Ok) => {
+            let why = SidekickError::Model(f).to_string();
+            let said = prompt::model_failed_answer(&why, results());
+            return Ok(Answer {
+                text: prompt::outcome_text(&said, &loop_.sources),
+                sources: loop_.sources,
+                children: loop_.children,
+                steps,
+            });
+        }
+        Err(f) => return Err(SidekickError::Model(f)),
     };
     let said = prompt::clean_answer(&reply.text);
     let cut = reply.finish == finish::LENGTH;
     let said = if said.is_empty() {
-        prompt::fallback_answer(
-            loop_
-                .conversation
-                .steps()
-                .iter()
-                .flat_map(|s| s.results.iter().map(|r| &r.evidence)),
-        )
+        prompt::fallback_answer(results())
     } else if cut {
         format!("{said}\n\n(The answer stops here: the model reached its length limit.)")
     } else {

@@ -207,3 +207,57 @@ async fn a_model_going_round_in_circles_is_cut_and_said_once() {
     let answer = run("x", &model, &nothing, &settings()).await.unwrap();
     assert_eq!(answer.text, sentence.trim());
 }
+
+#[tokio::test]
+async fn a_model_failing_after_results_still_gives_them_and_the_childrens_files() {
+    let limited = || {
+        Err(ModelFailure::new(
+            error_kind::RATE_LIMITED,
+            "try again in 20 s",
+        ))
+    };
+    // In the loop, after a step whose child completed with a file.
+    let model = Script::new(vec![
+        calls(&[("delegate_to_docs", json!({"goal": "find the budget"}))]),
+        limited(),
+    ]);
+    let kernel = Kernel::new().child("docs", completed(4, "budget.txt: 5 EUR"));
+    let answer = run("x", &model, &kernel, &settings()).await.unwrap();
+    assert!(
+        answer.text.starts_with(
+            "The model failed before it could answer (the model's provider is limiting the \
+             rate of requests: try again in 20 s). What the sources returned:"
+        ),
+        "{}",
+        answer.text
+    );
+    assert!(answer.text.contains("budget.txt: 5 EUR"), "{}", answer.text);
+    assert_eq!(answer.children, [4], "the child's files are adopted");
+    assert_eq!(answer.steps, 1);
+    // In the final turn, once the steps are used up.
+    let model = Script::new(vec![
+        calls(&[("delegate_to_docs", json!({"goal": "find the budget"}))]),
+        limited(),
+    ]);
+    let kernel = Kernel::new().child("docs", completed(4, "budget.txt: 5 EUR"));
+    let one_step = crate::run::Settings {
+        max_steps: 1,
+        ..settings()
+    };
+    let answer = run("x", &model, &kernel, &one_step).await.unwrap();
+    assert!(
+        answer.text.starts_with("The model failed"),
+        "{}",
+        answer.text
+    );
+    assert_eq!(answer.children, [4]);
+    // With nothing found, the task fails with the model's words.
+    let model = Script::new(vec![
+        calls(&[("delegate_to_mars", json!({"goal": "x"}))]),
+        limited(),
+    ]);
+    let err = run("x", &model, &Kernel::new(), &settings())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("try again in 20 s"), "{err}");
+}
