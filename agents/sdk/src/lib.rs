@@ -27,6 +27,7 @@ mod report;
 mod service;
 mod task;
 pub mod text_model;
+pub mod untrusted;
 pub mod words;
 
 pub use agentos_client::{
