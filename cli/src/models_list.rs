@@ -34,11 +34,41 @@ struct Listing<'a> {
     /// Why no keys could be listed (no Secret Service, a locked keyring…).
     #[serde(skip_serializing_if = "Option::is_none")]
     keys_unavailable: Option<String>,
+    /// The kernel's model settings file, when it could not use it, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    settings_ignored: Option<Ignored>,
+}
+
+/// A settings file the kernel could not use.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+struct Ignored {
+    file: String,
+    why: String,
+}
+
+impl Ignored {
+    /// What `agentctl models` says of it, first (why, indented under it: a parser's message
+    /// may take several lines).
+    fn lines(&self) -> String {
+        let mut text = format!(
+            "settings: agentosd ignored {} and uses its defaults; correct the file, then restart \
+             agentosd:\n",
+            self.file
+        );
+        for line in self.why.trim_end().lines() {
+            text.push_str(&format!("  {line}\n"));
+        }
+        text.push('\n');
+        text
+    }
 }
 
 /// `agentctl models [--json]`.
 pub async fn list(address: Option<&str>, json: bool) -> Result<u8> {
-    let models = models(address).await;
+    let (models, ignored) = match models(address).await {
+        Ok((models, ignored)) => (Ok(models), ignored),
+        Err(e) => (Err(e), None),
+    };
     let keys = match open_store(address).await {
         Ok(store) => store.list().await.map_err(CliError::from),
         Err(e) => Err(e),
@@ -52,9 +82,10 @@ pub async fn list(address: Option<&str>, json: bool) -> Result<u8> {
             models_unavailable: models_error.as_ref().map(ToString::to_string),
             keys: keys.iter().map(key_row).collect(),
             keys_unavailable: keys_error.as_ref().map(ToString::to_string),
+            settings_ignored: ignored,
         })?;
     } else {
-        let mut text = String::new();
+        let mut text = ignored.map(|i| i.lines()).unwrap_or_default();
         match &models_error {
             Some(e) => text.push_str(&format!(
                 "models: none listed, the model broker runs in agentosd: {e}\n"
@@ -90,17 +121,27 @@ pub async fn list(address: Option<&str>, json: bool) -> Result<u8> {
     }
 }
 
-/// The broker's models, through the verified kernel on the bus at `address`.
-async fn models(address: Option<&str>) -> Result<Vec<ModelInfo>> {
+/// The broker's models, through the verified kernel on the bus at `address`, and its settings
+/// file if it could not use it.
+async fn models(address: Option<&str>) -> Result<(Vec<ModelInfo>, Option<Ignored>)> {
     let client = match address {
         Some(address) => Client::at_address(address).await,
         None => Client::new().await,
     }
     .map_err(CliError::from)?;
-    client.list_models().await.map_err(|e| match e {
+    let models = client.list_models().await.map_err(|e| match e {
         ChatError::Client(e) => CliError::from(e),
         other => CliError::new(other.to_string()),
-    })
+    })?;
+    // A kernel that cannot say (an older one) is taken as having used its file.
+    let settings = match client.models().await {
+        Ok(proxy) => proxy.settings().await.ok(),
+        Err(_) => None,
+    };
+    let ignored = settings
+        .filter(|(_, why)| !why.is_empty())
+        .map(|(file, why)| Ignored { file, why });
+    Ok((models, ignored))
 }
 
 fn split<T>(result: Result<Vec<T>>) -> (Vec<T>, Option<CliError>) {

@@ -186,6 +186,7 @@ pub trait Models1 {
     fn chat(&self, request: &str) -> Result<(u64, OwnedFd)>;
     fn cancel(&self, id: u64) -> Result<()>;
     fn list_usage(&self) -> Result<Vec<UsageInfo>>;
+    fn settings(&self) -> Result<(String, String)>;
 }
 
 /// `org.agentos.AgentService1`, an agent as the kernel sees it on its private connection (where

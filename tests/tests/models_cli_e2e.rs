@@ -101,3 +101,40 @@ async fn models_lists_each_half_it_can_and_usage_starts_empty() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settings_file_the_kernel_could_not_use_is_named_with_why() {
+    bounded(async {
+        let mut env = Env::start().await;
+        let config = env.root().join("config/agentos");
+        std::fs::create_dir_all(&config).unwrap();
+        // A typo (an underscore for a hyphen): the whole file is set aside.
+        std::fs::write(
+            config.join("models.toml"),
+            "[local]\nollama = \"off\"\nllama-server = \"off\"\n\n[budget.principals.host]\ntokens_per_hour = 500\n",
+        )
+        .unwrap();
+        env.restart_kernel().await;
+        let (code, stdout, stderr) = agentctl(&env, &["models"], "");
+        assert_eq!(code, Some(0), "{stdout}{stderr}");
+        assert!(
+            stdout.starts_with("settings: agentosd ignored ")
+                && stdout.contains("models.toml and uses its defaults")
+                && stdout.contains("  unknown field `tokens_per_hour`"),
+            "{stdout}"
+        );
+        let (_, json, _) = agentctl(&env, &["models", "--json"], "");
+        assert!(json.contains("\"settings_ignored\""), "{json}");
+        // Corrected, and the kernel restarted: nothing more is said.
+        std::fs::write(
+            config.join("models.toml"),
+            "[local]\nollama = \"off\"\nllama-server = \"off\"\n",
+        )
+        .unwrap();
+        env.restart_kernel().await;
+        let (_, stdout, _) = agentctl(&env, &["models"], "");
+        assert!(!stdout.contains("settings:"), "{stdout}");
+        assert!(stdout.starts_with("models: none found"), "{stdout}");
+    })
+    .await;
+}

@@ -24,7 +24,7 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -63,6 +63,10 @@ pub struct Settings {
     pub budgets: BTreeMap<String, Budget>,
     /// How long a probe of a local server may take.
     pub probe_limit: Duration,
+    /// The file they were read from (or would be, where there is none).
+    file: Option<PathBuf>,
+    /// Why that file was ignored (these are then the defaults).
+    ignored: Option<String>,
 }
 
 impl Default for Settings {
@@ -75,6 +79,8 @@ impl Default for Settings {
             default_budget: DEFAULT_BUDGET,
             budgets: BTreeMap::new(),
             probe_limit: Duration::from_millis(800),
+            file: None,
+            ignored: None,
         }
     }
 }
@@ -202,17 +208,33 @@ impl Settings {
         let Some(path) = config_dir.map(|d| d.join(FILE)) else {
             return Settings::default();
         };
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Settings::parse(&text).unwrap_or_else(|e| {
-                tracing::warn!(file = %path.display(), error = %e, "ignoring the model settings");
-                Settings::default()
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Settings::default(),
-            Err(e) => {
-                tracing::warn!(file = %path.display(), error = %e, "cannot read the model settings");
-                Settings::default()
+        let ignored = |why: String| {
+            tracing::warn!(file = %path.display(), error = %why, "ignoring the model settings");
+            Settings {
+                file: Some(path.clone()),
+                ignored: Some(why),
+                ..Settings::default()
             }
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => match Settings::parse(&text) {
+                Ok(settings) => Settings {
+                    file: Some(path.clone()),
+                    ..settings
+                },
+                Err(e) => ignored(e),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Settings {
+                file: Some(path.clone()),
+                ..Settings::default()
+            },
+            Err(e) => ignored(format!("cannot read it: {e}")),
         }
+    }
+
+    /// The file the settings were read from (or would be), and why it was ignored, if it was.
+    pub fn source(&self) -> (Option<&Path>, Option<&str>) {
+        (self.file.as_deref(), self.ignored.as_deref())
     }
 
     /// The settings of this process's user (`$XDG_CONFIG_HOME/agentos/models.toml`).

@@ -57,4 +57,11 @@ impl ModelsIface {
         let c = caller(&k, &hdr).await?;
         k.list_usage(&c).await
     }
+
+    #[zbus(out_args("file", "ignored"))]
+    async fn settings(&self, #[zbus(header)] hdr: Header<'_>) -> Result<(String, String), Error> {
+        let k = live(&self.kernel)?;
+        let c = caller(&k, &hdr).await?;
+        k.model_settings(&c)
+    }
 }

@@ -377,6 +377,21 @@ impl Kernel {
         Ok(())
     }
 
+    /// For the user's own tools: the file the model settings were read from (empty when there
+    /// is none to read) and why it was ignored (empty when it was not).
+    pub fn model_settings(&self, caller: &Caller) -> Result<(String, String), Error> {
+        if !matches!(caller, Caller::Host) {
+            return Err(Error::AccessDenied(
+                "only the user's own tools read the model settings".into(),
+            ));
+        }
+        let (file, ignored) = self.broker.settings().source();
+        Ok((
+            file.map(|f| f.display().to_string()).unwrap_or_default(),
+            ignored.unwrap_or_default().to_string(),
+        ))
+    }
+
     /// Model use since the store began: every row for the user's own tools, an app's own rows
     /// and its tasks' for an app.
     pub async fn list_usage(&self, caller: &Caller) -> Result<Vec<UsageInfo>, Error> {
