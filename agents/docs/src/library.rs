@@ -5,8 +5,9 @@ use std::future::Future;
 
 use agentos_sdk::{FileEntry, Task};
 
-/// Deepest folder level walked, and most files looked at.
+/// Deepest folder level walked, most folders listed, and most files looked at.
 const MAX_DEPTH: usize = 4;
+const MAX_DIRS: usize = 500;
 pub const MAX_FILES: usize = 2000;
 
 /// Listing and reading files beneath a granted folder.
@@ -52,12 +53,24 @@ pub struct Found {
     pub size: u64,
 }
 
-/// Every file beneath `folder`, at most [`MAX_DEPTH`] levels down and [`MAX_FILES`] in all.
+/// Every file beneath `folder`, at most [`MAX_DEPTH`] levels down, [`MAX_DIRS`] folders listed
+/// and [`MAX_FILES`] files in all. Only a `folder` that cannot be listed is an error: a
+/// subfolder that cannot be (no permission, gone meanwhile) is left out.
 pub async fn walk(library: &impl Library, folder: &str) -> Result<Vec<Found>, String> {
     let mut found = Vec::new();
     let mut pending = vec![(String::new(), 0usize)];
+    let mut listed = 0;
     while let Some((dir, depth)) = pending.pop() {
-        for e in library.list(folder, &dir).await? {
+        if listed == MAX_DIRS {
+            break;
+        }
+        listed += 1;
+        let entries = match library.list(folder, &dir).await {
+            Ok(entries) => entries,
+            Err(e) if dir.is_empty() => return Err(e),
+            Err(_) => continue,
+        };
+        for e in entries {
             let path = if dir.is_empty() {
                 e.name.clone()
             } else {
@@ -94,6 +107,10 @@ pub mod memory {
     pub struct Memory {
         pub files: Vec<(String, String)>,
         pub reads: Mutex<Vec<String>>,
+        /// Folders whose listing fails, as one without permission does.
+        pub unlistable: Vec<String>,
+        /// Every folder listed.
+        pub lists: Mutex<Vec<String>>,
     }
 
     impl Memory {
@@ -103,13 +120,17 @@ pub mod memory {
                     .iter()
                     .map(|(p, t)| (p.to_string(), t.to_string()))
                     .collect(),
-                reads: Mutex::new(Vec::new()),
+                ..Memory::default()
             }
         }
     }
 
     impl Library for Memory {
         async fn list(&self, _folder: &str, dir: &str) -> Result<Vec<FileEntry>, String> {
+            self.lists.lock().unwrap().push(dir.to_string());
+            if self.unlistable.iter().any(|d| d == dir) {
+                return Err(format!("{dir} cannot be listed: permission denied"));
+            }
             let prefix = if dir.is_empty() {
                 String::new()
             } else {
@@ -177,5 +198,37 @@ mod tests {
                 ("sub/deep/c.md".to_string(), 0)
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_subfolder_that_cannot_be_listed_is_left_out() {
+        let mut lib = Memory::new(&[("a.txt", "x"), ("locked/b.txt", "y"), ("open/c.txt", "z")]);
+        lib.unlistable = vec!["locked".into()];
+        let mut paths: Vec<_> = walk(&lib, "/d")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|f| f.path)
+            .collect();
+        paths.sort();
+        assert_eq!(paths, ["a.txt", "open/c.txt"]);
+        // The top folder itself is another matter: its error is the walk's.
+        lib.unlistable = vec![String::new()];
+        let err = walk(&lib, "/d").await.unwrap_err();
+        assert!(err.contains("permission denied"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_folders_listed_are_bounded() {
+        let files: Vec<(String, String)> = (0..MAX_DIRS + 100)
+            .map(|i| (format!("d{i}/f.txt"), "x".to_string()))
+            .collect();
+        let lib = Memory {
+            files,
+            ..Memory::default()
+        };
+        let found = walk(&lib, "/d").await.unwrap();
+        assert_eq!(lib.lists.lock().unwrap().len(), MAX_DIRS);
+        assert_eq!(found.len(), MAX_DIRS - 1, "the top and 499 subfolders");
     }
 }
