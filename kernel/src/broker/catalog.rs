@@ -151,8 +151,19 @@ impl Catalog {
         }
     }
 
-    /// `provider/model`, or a model any provider offers.
+    /// `provider/model`, a model any provider offers, or a provider by its name alone (as
+    /// `agentctl models` lists it: its first model).
     fn named(&self, named: &str) -> Result<Route, RouteError> {
+        let offered = |name: &str| {
+            self.providers
+                .iter()
+                .any(|p| p.models.iter().any(|m| m.name == name))
+        };
+        if let Some(p) = self.get(named).filter(|_| !offered(named)) {
+            if let Some(m) = p.models.first() {
+                return Ok(Catalog::route_to(p, m));
+            }
+        }
         if let Some((provider, model)) = named.split_once('/') {
             if let Some(p) = self.get(provider) {
                 if let Some(m) = p.models.iter().find(|m| m.name == model) {
@@ -173,11 +184,7 @@ impl Catalog {
                 }
                 return Err(RouteError::UnknownModel(named.to_string()));
             }
-            if !self
-                .providers
-                .iter()
-                .any(|p| p.models.iter().any(|m| m.name == named))
-            {
+            if !offered(named) {
                 return Err(RouteError::UnknownProvider(provider.to_string()));
             }
         }
@@ -301,6 +308,9 @@ mod tests {
             route(&c, Some("mistral")),
             Err(RouteError::UnknownModel("mistral".into()))
         );
+        // A provider by its name alone, as `agentctl models` lists it: its first model.
+        assert_eq!(route(&c, Some("openai")), pair("openai", "gpt-4o-mini"));
+        assert_eq!(route(&c, Some("ollama")), pair("ollama", "llama3.1:8b"));
     }
 
     #[test]
