@@ -27,7 +27,7 @@ impl std::fmt::Display for TimeoutStage {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ModelError {
-    #[error("the model server refused the API key (HTTP {status}): check the key in the settings")]
+    #[error("the model server refused the API key (HTTP {status}): store the right one with `agentctl models add`")]
     WrongKey { status: u16 },
     #[error("the model server at {address} cannot be reached: {reason}")]
     Unreachable { address: String, reason: String },
