@@ -122,11 +122,17 @@ impl Catalog {
     }
 
     /// The first model of the first reachable provider that `pick` accepts.
+    /// The first model of the first reachable provider `pick` takes; else of a remote one
+    /// its last request did not reach: remote providers are not probed, so a request is how
+    /// one is found answering again.
     fn first(&self, pick: impl Fn(&Entry) -> bool) -> Option<Route> {
-        self.providers
-            .iter()
-            .filter(|p| p.reachable && pick(p))
-            .find_map(|p| p.models.first().map(|m| Catalog::route_to(p, m)))
+        let of = |p: &Entry| p.models.first().map(|m| Catalog::route_to(p, m));
+        let mut picked = self.providers.iter().filter(|p| pick(p));
+        picked
+            .clone()
+            .filter(|p| p.reachable)
+            .find_map(of)
+            .or_else(|| picked.find(|p| !p.local).and_then(of))
     }
 
     /// The provider and model that serve a request for `wanted`.
@@ -324,6 +330,17 @@ mod tests {
         c.providers[0].reachable = false;
         assert_eq!(
             route(&c, None),
+            pair("anthropic", "claude-3-5-haiku-latest")
+        );
+        // A remote provider its last request did not reach is still tried (it is not probed),
+        // when nothing else serves; a local one is not (it is probed again on each load).
+        c.providers[1].reachable = false;
+        assert_eq!(
+            route(&c, None),
+            pair("anthropic", "claude-3-5-haiku-latest")
+        );
+        assert_eq!(
+            route(&c, Some("remote")),
             pair("anthropic", "claude-3-5-haiku-latest")
         );
         assert_eq!(route(&c, Some("local")), Err(RouteError::NoLocalModel));
