@@ -61,12 +61,16 @@ pub fn request(question: &str, passages: &[Passage]) -> ChatRequest {
 }
 
 /// The files the answer drew on, each once, in the passages' order, as full paths beneath
-/// `folder`: those of the given passages the answer names (by path or file name), or every one
-/// given when it names none (small models seldom cite).
+/// `folder`: those of the given passages the answer names in square brackets or parentheses
+/// (by path or file name, exactly: `[data.txt]` names no `a.txt`), or every one given when it
+/// names none (small models seldom cite; the model was given those alone).
 pub fn sources(folder: &str, passages: &[Passage], answer: &str) -> Vec<String> {
+    let bracketed = bracketed_names(answer);
     let named = |p: &Passage| {
         let name = p.path.rsplit('/').next().unwrap_or(&p.path);
-        answer.contains(p.path.as_str()) || (!name.is_empty() && answer.contains(name))
+        bracketed
+            .iter()
+            .any(|b| *b == p.path || (!name.is_empty() && *b == name))
     };
     let cited = passages.iter().any(named);
     let mut out: Vec<String> = Vec::new();
@@ -74,6 +78,29 @@ pub fn sources(folder: &str, passages: &[Passage], answer: &str) -> Vec<String> 
         let full = format!("{}/{}", folder.trim_end_matches('/'), p.path);
         if !out.contains(&full) {
             out.push(full);
+        }
+    }
+    out
+}
+
+/// The names written between `[` and `]` or `(` and `)` in `answer`, several in one pair
+/// split at commas and semicolons, each trimmed.
+fn bracketed_names(answer: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    for (open, close) in [('[', ']'), ('(', ')')] {
+        let mut rest = answer;
+        while let Some(start) = rest.find(open) {
+            let after = &rest[start + open.len_utf8()..];
+            let Some(end) = after.find(close) else {
+                break;
+            };
+            out.extend(
+                after[..end]
+                    .split([',', ';'])
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty()),
+            );
+            rest = &after[end + close.len_utf8()..];
         }
     }
     out
@@ -209,6 +236,13 @@ mod tests {
         let ps = [passage("a.txt", "1"), passage("b/c.txt", "2")];
         assert_eq!(sources("/d", &ps, "It is 2 [b/c.txt]."), ["/d/b/c.txt"]);
         assert_eq!(sources("/d", &ps, "It is 2 (c.txt)."), ["/d/b/c.txt"]);
+        // A name is matched whole: "[data.txt]" does not cite "a.txt".
+        let ps2 = [passage("a.txt", "1"), passage("data.txt", "2")];
+        assert_eq!(sources("/d", &ps2, "It is 2 [data.txt]."), ["/d/data.txt"]);
+        assert_eq!(
+            sources("/d", &ps2, "It is 2 [a.txt, data.txt]."),
+            ["/d/a.txt", "/d/data.txt"]
+        );
         // A file it names that it was not given is no source.
         assert_eq!(
             sources("/d", &ps, "See [z.txt]."),
