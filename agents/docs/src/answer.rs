@@ -18,8 +18,29 @@ const MAX_DOCUMENTS: usize = 3;
 pub enum Reply {
     /// The model's answer with its sources, and the passages it was given (`passages.txt`).
     Answered { text: String, passages: String },
-    /// No answer from a model: a summary saying why, and the best matches (`matches.txt`).
+    /// No document matches the question: a summary saying so, and no model asked.
+    Nothing { text: String },
+    /// No answer from a model: a summary saying why (naming the best matches), and the best
+    /// matches with a snippet each.
     Fallback { text: String, matches: String },
+}
+
+impl Reply {
+    /// The task's outcome: an answer, or that nothing matched, completes it; a model that gave
+    /// no answer fails it with the summary (a task completed with "I could not answer" would
+    /// count as a good source for an agent that delegated to this one).
+    pub fn outcome(self) -> Result<agentos_sdk::Outcome, String> {
+        let with = |text: String, name: &str, bytes: &str| {
+            agentos_sdk::Outcome::text(text)
+                .with_artifact(name, bytes.as_bytes())
+                .map_err(|e| e.to_string())
+        };
+        match self {
+            Reply::Answered { text, passages } => with(text, "passages.txt", &passages),
+            Reply::Nothing { text } => Ok(agentos_sdk::Outcome::text(text)),
+            Reply::Fallback { text, .. } => Err(text),
+        }
+    }
 }
 
 /// A file read for ranking.
@@ -40,9 +61,8 @@ pub async fn answer(
     let found = walk(library, folder).await?;
     let ranked = rank_documents(library, folder, found, &keywords).await;
     if ranked.is_empty() {
-        return Ok(Reply::Fallback {
+        return Ok(Reply::Nothing {
             text: format!("No document in {folder} is about {question:?}."),
-            matches: String::new(),
         });
     }
     let documents: Vec<Vec<Passage>> = ranked
@@ -266,6 +286,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_model_that_gave_no_answer_fails_the_task_and_an_answer_completes_it() {
+        let lib = library();
+        let failed = Scripted::new(Err(ModelError::Failed("over budget".into())));
+        let reply = answer(&lib, &failed, "/d", "budget?").await.unwrap();
+        let why = reply.outcome().unwrap_err();
+        assert!(
+            why.starts_with("I could not answer: the model failed: over budget."),
+            "{why}"
+        );
+        let fine = Scripted::new(Ok("It is 42 [budget.txt]."));
+        let reply = answer(&lib, &fine, "/d", "budget?").await.unwrap();
+        let outcome = reply.outcome().unwrap();
+        assert!(outcome.result.starts_with("It is 42"));
+        assert_eq!(outcome.artifacts[0].0, "passages.txt");
+        let none = Scripted::new(Ok("made up"));
+        let reply = answer(&lib, &none, "/d", "Who won the 1998 world cup?")
+            .await
+            .unwrap();
+        assert!(reply.outcome().unwrap().result.starts_with("No document"));
+    }
+
+    #[tokio::test]
     async fn nothing_relevant_asks_no_model() {
         let lib = library();
         let model = Scripted::new(Ok("made up"));
@@ -273,7 +315,7 @@ mod tests {
             .await
             .unwrap();
         assert!(
-            matches!(&reply, Reply::Fallback { text, .. } if text.starts_with("No document in /d is about")),
+            matches!(&reply, Reply::Nothing { text } if text.starts_with("No document in /d is about")),
             "{reply:?}"
         );
         assert!(model.asked.lock().unwrap().is_empty());

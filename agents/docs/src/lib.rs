@@ -15,7 +15,6 @@ pub mod search;
 
 use agentos_sdk::{Agent, Outcome, Task};
 
-use crate::answer::Reply;
 use crate::broker::Broker;
 
 /// The agent.
@@ -31,15 +30,7 @@ impl Agent for Docs {
             .ok_or("no folder given and no documents folder is known")?;
         if goal.question {
             let reply = answer::answer(&task, &Broker(&task), &folder, &goal.text).await?;
-            return match reply {
-                Reply::Answered { text, passages } => {
-                    Outcome::text(text).with_artifact("passages.txt", passages.as_bytes())
-                }
-                Reply::Fallback { text, matches } => {
-                    Outcome::text(text).with_artifact("matches.txt", matches.as_bytes())
-                }
-            }
-            .map_err(|e| e.to_string());
+            return reply.outcome();
         }
         let matches = search::search(&task, &folder, &goal.text).await?;
         let (summary, report) = search::summarize(&folder, &goal.text, &matches);
