@@ -26,7 +26,9 @@ impl Page<'_> {
     }
 }
 
-/// The result's text for `question` about `page`; `Err` only when the task is canceled.
+/// The result's text for `question` about `page`; `Err` when the task is canceled, and when the
+/// model gave no answer (why, and the page's start): the task then fails, so that an agent that
+/// delegated to this one does not take "I could not answer" for a good source.
 pub async fn answer(model: &impl Model, page: &Page<'_>, question: &str) -> Result<String, String> {
     let (text, cut) = excerpt(page.text, question);
     let labelled = prompt::labelled(page.url, page.title, &text, cut);
@@ -40,7 +42,7 @@ pub async fn answer(model: &impl Model, page: &Page<'_>, question: &str) -> Resu
         Err(ModelError::NoModel(m)) => m,
         Err(ModelError::Failed(m)) => format!("the model failed: {m}"),
     };
-    Ok(format!(
+    Err(format!(
         "I could not answer: {}. The page's text:\n{}",
         why.trim_end_matches('.'),
         page.preview()
@@ -107,11 +109,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn without_a_model_the_page_text_comes_back_with_the_reason() {
+    async fn without_an_answer_the_task_fails_with_the_reason_and_the_page_text() {
         let model = scripted(Err(ModelError::NoModel(
             "no AI model is available: add one with agentctl models add.".into(),
         )));
-        let text = answer(&model, &PAGE, "How much?").await.unwrap();
+        let text = answer(&model, &PAGE, "How much?").await.unwrap_err();
         assert!(
             text.starts_with(
                 "I could not answer: no AI model is available: add one with agentctl models add. The page's text:\n"
@@ -122,12 +124,12 @@ mod tests {
         let failed = scripted(Err(ModelError::Failed("unreachable".into())));
         assert!(answer(&failed, &PAGE, "q")
             .await
-            .unwrap()
+            .unwrap_err()
             .contains("the model failed: unreachable"));
         let empty = scripted(Ok("  "));
         assert!(answer(&empty, &PAGE, "q")
             .await
-            .unwrap()
+            .unwrap_err()
             .contains("empty answer"));
         let canceled = scripted(Err(ModelError::Canceled("gone".into())));
         assert_eq!(answer(&canceled, &PAGE, "q").await, Err("gone".into()));
