@@ -1,8 +1,9 @@
 //! The conversation as the sidekick keeps it: the system prompt, the user's goal, and the steps
 //! (what the model said and called, and each call's [`Evidence`] with its origin). Messages for
 //! the model are built from it only when a request is made, and [`Conversation::fit`] keeps
-//! them within the window: older results shortened first, then the oldest steps dropped
-//! (their sources still named), the system prompt, the goal and the latest step always kept.
+//! them within the window: older results shortened first, then the latest step's, then the
+//! oldest steps dropped (their sources still named), the system prompt, the goal and the latest
+//! step always kept.
 //! Once closed, the conversation is shown as the final turn: the goal and the wrapped results
 //! in one message, without the calls (a small model shown its own calls writes another one
 //! instead of the answer, and some providers refuse calls in a request that offers no tools).
@@ -136,8 +137,10 @@ impl Conversation {
     }
 
     /// Bring the estimate within `budget` tokens: results of older steps shortened (oldest
-    /// first), then the oldest steps dropped, then the latest step's results shortened, largest
-    /// first. The system prompt and the goal are never touched.
+    /// first), then the latest step's results shortened, largest first, to no less than
+    /// [`SHORTENED_BYTES`], and only then the oldest steps dropped: a few large results of the
+    /// last call do not push out every earlier answer. The system prompt and the goal are never
+    /// touched.
     pub fn fit(&mut self, budget: usize) -> Fitted {
         let mut done = Fitted::default();
         let older = self.steps.len().saturating_sub(1);
@@ -152,16 +155,6 @@ impl Conversation {
                     done.shortened += 1;
                 }
             }
-        }
-        while self.steps.len() > 1 && self.tokens() > budget {
-            let step = self.steps.remove(0);
-            for r in &step.results {
-                let label = r.evidence.origin.label();
-                if !self.dropped.contains(&label) {
-                    self.dropped.push(label);
-                }
-            }
-            done.dropped += 1;
         }
         while self.tokens() > budget {
             let excess_bytes = (self.tokens() - budget) * crate::window::CHARS_PER_TOKEN;
@@ -184,6 +177,16 @@ impl Conversation {
                 .max(SHORTENED_BYTES);
             largest.shorten(keep);
             done.shortened += 1;
+        }
+        while self.steps.len() > 1 && self.tokens() > budget {
+            let step = self.steps.remove(0);
+            for r in &step.results {
+                let label = r.evidence.origin.label();
+                if !self.dropped.contains(&label) {
+                    self.dropped.push(label);
+                }
+            }
+            done.dropped += 1;
         }
         done.over = self.tokens() > budget;
         done
@@ -346,6 +349,32 @@ mod tests {
         assert!(m
             .iter()
             .all(|msg| !matches!(msg, ChatMessage::Tool { call_id, .. } if call_id == "c1")));
+    }
+
+    #[test]
+    fn large_latest_results_are_shortened_before_earlier_answers_are_dropped() {
+        let mut c = Conversation::new("sys", "the goal");
+        c.push(step(1, 200));
+        let mut web = step(2, 6 * 1024);
+        let result = web.results[0].clone();
+        web.results = (0..8)
+            .map(|i| CallResult {
+                call_id: format!("w{i}"),
+                ..result.clone()
+            })
+            .collect();
+        c.push(web);
+        // An 8k window, less the reply and the tools: room for the earlier answer and the
+        // latest results shortened.
+        let fitted = c.fit(5_000);
+        assert!(!fitted.over, "{fitted:?}");
+        assert_eq!(
+            fitted.dropped, 0,
+            "the earlier docs answer stays: {fitted:?}"
+        );
+        assert_eq!(c.steps().len(), 2);
+        assert!(!c.steps()[0].results[0].evidence.shortened);
+        assert!(c.steps()[1].results.iter().any(|r| r.evidence.shortened));
     }
 
     #[test]
