@@ -5,13 +5,16 @@
 use crate::evidence::{Evidence, Origin, Status};
 use crate::offer::Offer;
 
+/// What stands for the goal in the system prompt's call form.
+pub const GOAL_PLACEHOLDER: &str = "<the user's question, word for word>";
+
 /// Tools listed in the system prompt at most (all are offered).
 const MAX_LISTED: usize = 32;
 
 /// The system prompt while tools are offered: each tool is listed with what it is for (small
 /// models pick from a list in the prompt far better than from the tool definitions alone), and
-/// an example shows a question passed on word for word (without it, a small model passes on a
-/// word of it, or the tool's description).
+/// the call's form shows the question passed on word for word (without it, a small model passes
+/// on a word of it, or the tool's description).
 pub fn system_prompt(offer: &Offer) -> String {
     if offer.is_empty() {
         return answer_prompt();
@@ -28,9 +31,11 @@ pub fn system_prompt(offer: &Offer) -> String {
          word, as the goal.",
     );
     if let Some(example) = offer.first_delegate() {
+        // A placeholder, not a question: a small model copied an example question as the goal
+        // it delegated for an unrelated one.
         p.push_str(&format!(
-            " Example: the user asks \"When is the meeting?\"; you call {example} with \
-             {{\"goal\": \"When is the meeting?\"}}."
+            " The call has this form: {example} with {{\"goal\": \"{GOAL_PLACEHOLDER}\"}}, \
+             the placeholder replaced by the user's own words."
         ));
     }
     p.push_str(
@@ -165,7 +170,7 @@ mod tests {
     }
 
     #[test]
-    fn the_system_prompt_lists_the_tools_and_shows_a_question_passed_on() {
+    fn the_system_prompt_lists_the_tools_and_shows_the_call_with_a_placeholder() {
         let offer = Offer::build(
             "sidekick",
             &[crate::offer::tests::agent("docs", "Finds your documents")],
@@ -176,7 +181,16 @@ mod tests {
             p.contains("\n- delegate_to_docs: the DOCS agent. Finds your documents\n"),
             "{p}"
         );
-        assert!(p.contains("you call delegate_to_docs with {\"goal\": \"When is the meeting?\"}"));
+        assert!(
+            p.contains(
+                "delegate_to_docs with {\"goal\": \"<the user's question, word for word>\"}"
+            ),
+            "{p}"
+        );
+        assert!(
+            !p.contains('?'),
+            "no example question a model could take for the user's: {p}"
+        );
         assert!(p.contains("untrusted"));
         assert_eq!(system_prompt(&Offer::default()), answer_prompt());
         assert!(!answer_prompt().contains("delegate_to_"));
