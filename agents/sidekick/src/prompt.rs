@@ -2,6 +2,8 @@
 //! answer) and to the user (the answer with its sources, or what was found when the model gave
 //! no answer).
 
+use agentos_dbus_interfaces::text::display_safe;
+
 use crate::evidence::{Evidence, Origin, Status};
 use crate::offer::Offer;
 
@@ -114,6 +116,59 @@ fn without_repeats(text: &str) -> String {
         out.push_str(sentence);
     }
     out.trim().to_string()
+}
+
+/// When calls were made and none brought anything back (every delegation refused or failed):
+/// `said`, the model's answer, comes from no source, so the answer says first that the
+/// information could not be had, and why; `None` when some call gave a result, or none was
+/// made.
+pub fn unsourced_answer<'a>(
+    said: &str,
+    results: impl Iterator<Item = &'a Evidence>,
+) -> Option<String> {
+    let mut any = false;
+    let mut why: Vec<String> = Vec::new();
+    for e in results {
+        any = true;
+        if e.status == Status::Ok {
+            return None;
+        }
+        if matches!(e.origin, Origin::Sidekick { .. }) {
+            continue;
+        }
+        let first = e
+            .content
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        let line = format!(
+            "{}: {}",
+            e.origin.label(),
+            display_safe(first.trim(), 300).trim_end_matches('.')
+        );
+        if !why.contains(&line) && why.len() < 8 {
+            why.push(line);
+        }
+    }
+    if !any {
+        return None;
+    }
+    let mut out = String::from("I could not get the information.");
+    if why.is_empty() {
+        out.push_str(" The calls the model made could not be run.");
+    } else {
+        out.push_str(" What failed:");
+        for w in &why {
+            out.push_str(&format!("\n- {w}."));
+        }
+    }
+    if !said.trim().is_empty() {
+        out.push_str(&format!(
+            "\n\nThe model's answer comes from no source and may be wrong:\n{}",
+            said.trim()
+        ));
+    }
+    Some(out)
 }
 
 /// When the model said nothing in its final turn: what the tools brought back, plainly.

@@ -200,6 +200,9 @@ pub async fn run<M: Model, H: Host>(
     } else {
         said
     };
+    // Every call failed: the model's words are a guess, and the user is told why there is
+    // nothing better.
+    let said = prompt::unsourced_answer(&said, results()).unwrap_or(said);
     Ok(Answer {
         text: prompt::outcome_text(&said, &loop_.sources),
         sources: loop_.sources,

@@ -44,10 +44,46 @@ async fn a_failed_or_refused_child_is_a_failed_result_not_a_crash() {
         .starts_with("<<failure from agent \"web\", untrusted"));
     assert!(got[1].1.contains("the user denied delegating to web"));
     assert_eq!(
-        answer.text, "I could not find it.",
+        answer.text,
+        "I could not get the information. What failed:\n\
+         - agent \"docs\" (task 9): the task ended failed: no folder given.\n\
+         - agent \"web\": the user denied delegating to web.\n\n\
+         The model's answer comes from no source and may be wrong:\nI could not find it.",
         "failures are no sources"
     );
+    assert!(answer.sources.is_empty());
     assert!(answer.children.is_empty());
+}
+
+#[tokio::test]
+async fn every_delegation_denied_says_so_instead_of_passing_off_a_guess() {
+    let model = Script::new(vec![
+        calls(&[("delegate_to_docs", json!({"goal": "When is the dentist?"}))]),
+        says(&["The dentist is on Tuesday at 10."]),
+    ]);
+    let kernel = Kernel::new().child(
+        "docs",
+        Err(HostError::new(
+            "access was denied: the user refused docs reading your files",
+        )),
+    );
+    let answer = run("When is the dentist?", &model, &kernel, &settings())
+        .await
+        .unwrap();
+    assert!(
+        answer.text.starts_with(
+            "I could not get the information. What failed:\n- agent \"docs\": access was denied"
+        ),
+        "{}",
+        answer.text
+    );
+    assert!(
+        answer
+            .text
+            .ends_with("comes from no source and may be wrong:\nThe dentist is on Tuesday at 10."),
+        "{}",
+        answer.text
+    );
 }
 
 #[tokio::test]
