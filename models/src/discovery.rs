@@ -1,6 +1,8 @@
 //! Local model servers found by asking them: Ollama (`/api/tags` lists its models) and
 //! llama.cpp's `llama-server` (`/props` gives its context size and slots), each with a short
 //! time limit. The kernel calls [`discover`]; addresses are given, so tests can point anywhere.
+//! An OpenAI-compatible server the user added (vLLM, LM Studio, …) is asked for its models
+//! (`/models`, which costs no tokens), with its key.
 
 use std::time::Duration;
 
@@ -136,18 +138,63 @@ pub async fn probe_llama_server(
     })
 }
 
+#[derive(Deserialize)]
+struct ModelList {
+    #[serde(default)]
+    data: Vec<ListedModel>,
+}
+
+#[derive(Deserialize)]
+struct ListedModel {
+    id: String,
+}
+
+/// Ask an OpenAI-compatible server at `base_url` (its API's root, such as
+/// `http://host:8000/v1`) for the models it serves, with `key` if it has one.
+pub async fn probe_openai_models(
+    http: &Http,
+    base_url: &str,
+    key: Option<&crate::ApiKey>,
+    time: Duration,
+) -> Result<Vec<String>, ModelError> {
+    let base_url = base_url.trim_end_matches('/');
+    let auth = key.map(|k| format!("Bearer {}", k.expose()));
+    let text = get_with(http, &format!("{base_url}/models"), auth.as_deref(), time).await?;
+    let list: ModelList = parse(&text)?;
+    Ok(list
+        .data
+        .into_iter()
+        .map(|m| m.id)
+        .filter(|id| !id.trim().is_empty())
+        .collect())
+}
+
 /// At most this much of a probe's reply is read.
 const PROBE_BYTES: usize = 1024 * 1024;
 
 /// GET `url` within `time`, its body as text.
 async fn get(http: &Http, url: &str, time: Duration) -> Result<String, ModelError> {
+    get_with(http, url, None, time).await
+}
+
+/// GET `url` within `time`, with `authorization` if given; its body as text.
+async fn get_with(
+    http: &Http,
+    url: &str,
+    authorization: Option<&str>,
+    time: Duration,
+) -> Result<String, ModelError> {
     let fetch = async {
-        let mut resp = http
-            .client
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| http.send_error(url, e))?;
+        let mut request = http.client.get(url);
+        if let Some(auth) = authorization {
+            request = request.header("authorization", auth);
+        }
+        let mut resp = request.send().await.map_err(|e| http.send_error(url, e))?;
+        if matches!(resp.status().as_u16(), 401 | 403) {
+            return Err(ModelError::WrongKey {
+                status: resp.status().as_u16(),
+            });
+        }
         if !resp.status().is_success() {
             return Err(ModelError::Server {
                 status: resp.status().as_u16(),

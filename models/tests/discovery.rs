@@ -5,7 +5,9 @@ mod fixture;
 
 use std::time::Duration;
 
-use agentos_models::discovery::{probe_llama_server, probe_ollama, LlamaServer, OllamaServer};
+use agentos_models::discovery::{
+    probe_llama_server, probe_ollama, probe_openai_models, LlamaServer, OllamaServer,
+};
 use agentos_models::{discover, Http, Limits, LocalAddresses, ModelError};
 use fixture::{within, Fixture, Reply};
 
@@ -96,6 +98,37 @@ async fn absent_or_slow_servers_are_reported_quickly() {
         )
         .await;
         assert_eq!(found, Default::default());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_openai_compatible_server_lists_its_models_with_the_key() {
+    within(async {
+        let server = Fixture::start(vec![
+            Reply::json(
+                200,
+                r#"{"object":"list","data":[{"id":"Qwen/Qwen2.5-7B-Instruct","object":"model","owned_by":"vllm","max_model_len":32768},{"id":" "}]}"#,
+            ),
+            Reply::json(401, r#"{"error":{"message":"Invalid API key"}}"#),
+        ])
+        .await;
+        let http = Http::new(Limits::default()).unwrap();
+        let key = agentos_models::ApiKey::new("sk-vllm-0000");
+        let base = format!("{}/v1/", server.base);
+        let models = probe_openai_models(&http, &base, Some(&key), Duration::from_secs(2))
+            .await
+            .unwrap();
+        assert_eq!(models, ["Qwen/Qwen2.5-7B-Instruct"]);
+        let asked = &server.received()[0];
+        assert_eq!((asked.method.as_str(), asked.path.as_str()), ("GET", "/v1/models"));
+        assert_eq!(asked.header("authorization"), Some("Bearer sk-vllm-0000"));
+        // A wrong key is named as such.
+        let refused = probe_openai_models(&http, &base, Some(&key), Duration::from_secs(2)).await;
+        assert_eq!(refused, Err(ModelError::WrongKey { status: 401 }));
+        // Nobody there: unreachable.
+        let gone = probe_openai_models(&http, &closed_port(), None, Duration::from_secs(2)).await;
+        assert!(matches!(gone, Err(ModelError::Unreachable { .. })), "{gone:?}");
     })
     .await;
 }
