@@ -362,3 +362,55 @@ async fn a_remote_provider_its_last_request_did_not_reach_is_listed_unreachable(
     })
     .await;
 }
+
+/// A vLLM-like server: lists one model (a GET has no body), and answers a chat only for it.
+fn vllm_answer(body: &serde_json::Value) -> String {
+    const MODEL: &str = "Qwen/Qwen2.5-7B-Instruct";
+    if body.is_null() {
+        return format!(r#"{{"object":"list","data":[{{"id":"{MODEL}","object":"model"}}]}}"#);
+    }
+    let text = if body["model"] == MODEL {
+        "Served."
+    } else {
+        "wrong model"
+    };
+    format!(
+        "data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{text}\"}}}}]}}\n\n\
+         data: {{\"choices\":[{{\"index\":0,\"delta\":{{}},\"finish_reason\":\"stop\"}}]}}\n\n\
+         data: [DONE]\n\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_openai_compatible_server_is_asked_for_the_models_it_lists() {
+    bounded_for(Duration::from_secs(60), async {
+        let mut env = Env::start().await;
+        let _keyring = Keyring::start(&env).await;
+        let (url, seen) = serve(vllm_answer).await;
+        add_key(
+            &env,
+            "openai-compatible",
+            &format!("{url}/v1"),
+            "sk-vllm-e2e",
+        );
+        env.restart_kernel().await;
+        let c = Client::at_address(&env.address).await.unwrap();
+        let models = c.list_models().await.unwrap();
+        assert!(
+            models.iter().any(|m| m.provider == "openai-compatible"
+                && m.model == "Qwen/Qwen2.5-7B-Instruct"),
+            "{models:?}"
+        );
+        let mut r = ChatRequest::new(vec![ChatMessage::user("Are you there?")]);
+        r.model = Some("remote".into());
+        let (_, stream) = c.chat(&r).await.expect("chat through the kernel");
+        let reply = stream.collect().await.expect("an answer");
+        assert_eq!(reply.text, "Served.");
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen[0].path, "/v1/models");
+        assert!(seen.iter().all(|s| s
+            .headers
+            .contains(&("authorization".into(), "Bearer sk-vllm-e2e".into()))));
+    })
+    .await;
+}

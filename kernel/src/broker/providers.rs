@@ -3,7 +3,7 @@
 //! the user stored in the Secret Service (`agentctl models add`). Keys go from the keyring into
 //! the provider's client and nowhere else.
 
-use agentos_models::discovery::{probe_llama_server, probe_ollama};
+use agentos_models::discovery::{probe_llama_server, probe_ollama, probe_openai_models};
 use agentos_models::{Anthropic, ApiKey, Gemini, Http, OpenAi, Provider};
 use agentos_portal::secrets::{self, KeyId, KeyStore, Unlock};
 
@@ -32,8 +32,8 @@ fn remote_defaults(provider: secrets::Provider) -> Remote {
             model: "gemini-2.0-flash",
             context: 1_048_576,
         },
-        // An OpenAI-compatible server's models are its own: it is asked for the one named, or
-        // for "default" (which servers of a single model accept).
+        // An OpenAI-compatible server's models are its own: those it lists, else it is asked
+        // for the one named, or for "default" (which servers of a single model accept).
         secrets::Provider::OpenAiCompatible => Remote {
             base_url: "",
             model: "default",
@@ -175,6 +175,20 @@ async fn remote(
         if base_url.is_empty() {
             continue;
         }
+        let models = match provider {
+            secrets::Provider::OpenAiCompatible => {
+                served_models(http, &base_url, &key, settings).await
+            }
+            _ => Vec::new(),
+        };
+        let models = if models.is_empty() {
+            vec![Model {
+                name: defaults.model.to_string(),
+                context: defaults.context,
+            }]
+        } else {
+            models
+        };
         let client = match provider {
             secrets::Provider::Anthropic => {
                 Provider::Anthropic(Anthropic::new(http.clone(), base_url, key))
@@ -193,16 +207,33 @@ async fn remote(
             local: false,
             // Not probed (a request costs): taken as reachable until a request finds otherwise.
             reachable: true,
-            models: vec![Model {
-                name: defaults.model.to_string(),
-                context: defaults.context,
-            }],
+            models,
             open: true,
             client: Some(client),
             gemini: provider == secrets::Provider::Gemini,
         });
     }
     Ok(found)
+}
+
+/// The models an OpenAI-compatible server the user added serves (vLLM, for one, answers only
+/// to their names), asked within the probe's time limit; none when it does not say.
+async fn served_models(
+    http: &Http,
+    base_url: &str,
+    key: &ApiKey,
+    settings: &Settings,
+) -> Vec<Model> {
+    match probe_openai_models(http, base_url, Some(key), settings.probe_limit).await {
+        Ok(names) => names
+            .into_iter()
+            .map(|name| Model { name, context: 0 })
+            .collect(),
+        Err(e) => {
+            tracing::debug!(base_url, error = %e, "an OpenAI-compatible server did not list its models");
+            Vec::new()
+        }
+    }
 }
 
 /// The catalog now: local servers first, then the remote providers with stored keys (read from
