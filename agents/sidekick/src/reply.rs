@@ -9,7 +9,8 @@ use crate::evidence::floor_boundary;
 use crate::host::Host;
 use crate::model::{Model, ModelFailure, Replies};
 
-/// Most bytes of text kept from one reply; a model that goes on past it is cut off there.
+/// Most bytes of text kept from one reply; a model that goes on past it is cut off there, its
+/// reply read no further (`finish` is [`TOO_LONG`]).
 pub const MAX_REPLY_BYTES: usize = 256 * 1024;
 
 /// A whole reply.
@@ -73,18 +74,30 @@ fn shown(text: &str, max: usize) -> &str {
 
 /// What `finish` says of a reply cut short because the model went round in circles.
 pub const REPEATING: &str = "repeating";
+/// What `finish` says of a reply cut at [`MAX_REPLY_BYTES`], read no further.
+pub const TOO_LONG: &str = "too_long";
 /// Text shorter than this is never taken for a loop.
 const LOOP_MIN_BYTES: usize = 400;
 /// The end of the text a loop repeats, in bytes, and how often it must have come.
 const LOOP_PROBE_BYTES: usize = 80;
 const LOOP_TIMES: usize = 4;
 
-/// Whether the text's last bytes have come several times already: a small model at
-/// temperature 0 can repeat a sentence until its token limit, which only costs time.
+/// The end of the text searched for a loop: a sentence repeated is found within it, and each
+/// event costs at most this much, however long the reply.
+const LOOP_WINDOW_BYTES: usize = 16 * 1024;
+
+/// Whether the text's last bytes have come several times already (within its last
+/// [`LOOP_WINDOW_BYTES`]): a small model at temperature 0 can repeat a sentence until its token
+/// limit, which only costs time.
 fn repeating(text: &str) -> bool {
     if text.len() < LOOP_MIN_BYTES {
         return false;
     }
+    let mut from = text.len().saturating_sub(LOOP_WINDOW_BYTES);
+    while !text.is_char_boundary(from) {
+        from += 1;
+    }
+    let text = &text[from..];
     let mut start = text.len() - LOOP_PROBE_BYTES;
     while !text.is_char_boundary(start) {
         start += 1;
@@ -118,7 +131,14 @@ pub async fn receive<M: Model, H: Host>(
             }
             ChatEvent::Text { text } => {
                 let room = MAX_REPLY_BYTES.saturating_sub(reply.text.len());
-                reply.text.push_str(&text[..floor_boundary(&text, room)]);
+                let kept = floor_boundary(&text, room);
+                reply.text.push_str(&text[..kept]);
+                if kept < text.len() {
+                    // Past the limit: reading on would only cost time. Dropping the events
+                    // closes the request.
+                    reply.finish = TOO_LONG.to_string();
+                    break;
+                }
                 if repeating(&reply.text) {
                     // Dropping the events closes the request and frees the model's slot.
                     reply.finish = REPEATING.to_string();
@@ -161,6 +181,40 @@ mod tests {
             .collect();
         assert!(!repeating(&prose));
         assert!(repeating(&"é".repeat(300)), "on character boundaries");
+    }
+
+    #[tokio::test]
+    async fn a_reply_past_the_limit_is_read_no_further_and_says_so() {
+        use crate::script::{started, Kernel, Script};
+        let mut events = vec![started()];
+        // Three times the limit, none of it repeated, and no end: only stopping ends it.
+        events.extend((0..3 * MAX_REPLY_BYTES / 200).map(|i| ChatEvent::Text {
+            text: (0..20).map(|j| format!("w{i}x{j} ")).collect(),
+        }));
+        let model = Script::new(vec![Ok(events)]);
+        let request =
+            ChatRequest::new(vec![agentos_dbus_interfaces::inference::ChatMessage::user(
+                "go on",
+            )]);
+        let showing = Showing {
+            fraction: 0.5,
+            every: Duration::from_secs(3600),
+            max_bytes: 100,
+        };
+        let reply = receive(&model, &request, &Kernel::new(), showing)
+            .await
+            .expect("a reply cut at the limit");
+        assert_eq!(reply.finish, TOO_LONG);
+        assert!(reply.text.len() <= MAX_REPLY_BYTES);
+        assert!(reply.text.len() > MAX_REPLY_BYTES - 300);
+    }
+
+    #[test]
+    fn a_loop_is_looked_for_in_the_texts_end_only() {
+        let sentence = "The budget is 100 EUR. The tools returned a failure from docs. ";
+        let prose: String = (0..5000).map(|i| format!("Line {i} differs. ")).collect();
+        assert!(repeating(&format!("{prose}{}", sentence.repeat(8))));
+        assert!(!repeating(&format!("{}{prose}", sentence.repeat(8))));
     }
 
     #[test]
