@@ -315,6 +315,11 @@ impl Loop {
             ),
             (Some(Action::Delegate { agent }), Some(args)) => {
                 match args.get("goal").and_then(Value::as_str).map(str::trim) {
+                    Some(goal) if goal == prompt::GOAL_PLACEHOLDER => Evidence::failed(
+                        mine(),
+                        "the goal is the placeholder from the instructions: write the user's \
+                         question itself as the goal",
+                    ),
                     Some(goal) if !goal.is_empty() => {
                         self.delegate(agent, goal, host, fraction).await
                     }

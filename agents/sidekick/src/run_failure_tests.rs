@@ -297,3 +297,23 @@ async fn a_model_failing_after_results_still_gives_them_and_the_childrens_files(
         .unwrap_err();
     assert!(err.to_string().contains("try again in 20 s"), "{err}");
 }
+
+#[tokio::test]
+async fn the_call_forms_placeholder_is_not_delegated() {
+    let model = Script::new(vec![
+        calls(&[(
+            "delegate_to_docs",
+            json!({"goal": crate::prompt::GOAL_PLACEHOLDER}),
+        )]),
+        says(&["Sorry."]),
+    ]);
+    let kernel = Kernel::new();
+    run("x?", &model, &kernel, &settings()).await.unwrap();
+    assert!(kernel.delegations().is_empty());
+    let got = results(&model.requests()[1]);
+    assert!(
+        got[0].1.contains("write the user's question itself"),
+        "{}",
+        got[0].1
+    );
+}
