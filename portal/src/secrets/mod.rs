@@ -69,8 +69,10 @@ pub enum KeyStoreError {
     #[error("the keyring was not unlocked within {0} s")]
     UnlockTimedOut(u64),
     #[error(
-        "the Secret Service has no default keyring: create one (for example in Passwords and \
-         Keys) and set it as the default"
+        "the Secret Service has no default keyring: create one in Passwords and Keys and set it \
+         as the default, or, without a desktop, start gnome-keyring with a password for its login \
+         keyring (`read -rs PW && printf %s \"$PW\" | gnome-keyring-daemon --replace --unlock \
+         --components=secrets`)"
     )]
     NoDefaultCollection,
     #[error("unknown provider \"{0}\": use openai, anthropic, gemini or openai-compatible")]
