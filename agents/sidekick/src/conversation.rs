@@ -69,6 +69,11 @@ impl Conversation {
         }
     }
 
+    /// The user's goal, as asked.
+    pub fn asked(&self) -> &str {
+        &self.goal
+    }
+
     pub fn push(&mut self, step: Step) {
         self.steps.push(step);
     }

@@ -7,16 +7,18 @@ use agentos_dbus_interfaces::text::display_safe;
 use crate::evidence::{Evidence, Origin, Status};
 use crate::offer::Offer;
 
-/// What stands for the goal in the system prompt's call form.
-pub const GOAL_PLACEHOLDER: &str = "<the user's question, word for word>";
+/// The example question the system prompt shows passed on word for word.
+pub const EXAMPLE_QUESTION: &str = "When is the meeting?";
 
 /// Tools listed in the system prompt at most (all are offered).
 const MAX_LISTED: usize = 32;
 
 /// The system prompt while tools are offered: each tool is listed with what it is for (small
 /// models pick from a list in the prompt far better than from the tool definitions alone), and
-/// the call's form shows the question passed on word for word (without it, a small model passes
-/// on a word of it, or the tool's description).
+/// an example shows a question passed on word for word (without it, a small model passes on a
+/// word of it, or the tool's description; with a placeholder instead of a question, the tool's
+/// description). A goal copied from the prompt is replaced by the user's own words when the call
+/// is made (`run.rs`).
 pub fn system_prompt(offer: &Offer) -> String {
     if offer.is_empty() {
         return answer_prompt();
@@ -33,11 +35,9 @@ pub fn system_prompt(offer: &Offer) -> String {
          word, as the goal.",
     );
     if let Some(example) = offer.first_delegate() {
-        // A placeholder, not a question: a small model copied an example question as the goal
-        // it delegated for an unrelated one.
         p.push_str(&format!(
-            " The call has this form: {example} with {{\"goal\": \"{GOAL_PLACEHOLDER}\"}}, \
-             the placeholder replaced by the user's own words."
+            " Example: the user asks \"{EXAMPLE_QUESTION}\"; you call {example} with \
+             {{\"goal\": \"{EXAMPLE_QUESTION}\"}}."
         ));
     }
     p.push_str(
@@ -225,7 +225,7 @@ mod tests {
     }
 
     #[test]
-    fn the_system_prompt_lists_the_tools_and_shows_the_call_with_a_placeholder() {
+    fn the_system_prompt_lists_the_tools_and_shows_a_question_passed_on() {
         let offer = Offer::build(
             "sidekick",
             &[crate::offer::tests::agent("docs", "Finds your documents")],
@@ -237,14 +237,8 @@ mod tests {
             "{p}"
         );
         assert!(
-            p.contains(
-                "delegate_to_docs with {\"goal\": \"<the user's question, word for word>\"}"
-            ),
+            p.contains("you call delegate_to_docs with {\"goal\": \"When is the meeting?\"}"),
             "{p}"
-        );
-        assert!(
-            !p.contains('?'),
-            "no example question a model could take for the user's: {p}"
         );
         assert!(p.contains("untrusted"));
         assert_eq!(system_prompt(&Offer::default()), answer_prompt());

@@ -225,6 +225,20 @@ fn showing(fraction: f64, settings: &Settings) -> Showing {
 }
 
 /// Calls of offered tools the model wrote as text become its calls (see `written`).
+/// Whether a goal the model wrote is text it copied from the prompt instead of the user's
+/// question (the example question, or a tool's description or a part of one): a small model
+/// does that, and the prompt asks for the user's question word for word, which is then passed
+/// on instead.
+fn copied(goal: &str, offer: &Offer) -> bool {
+    const SHORTEST: usize = 16;
+    goal == prompt::EXAMPLE_QUESTION
+        || (goal.len() >= SHORTEST
+            && offer
+                .definitions()
+                .iter()
+                .any(|d| d.description.contains(goal)))
+}
+
 fn take_written_calls(reply: &mut Reply, offer: &Offer, step: usize) {
     let (rest, written) = written::split(&reply.text);
     let calls: Vec<ToolCall> = written
@@ -315,13 +329,13 @@ impl Loop {
             ),
             (Some(Action::Delegate { agent }), Some(args)) => {
                 match args.get("goal").and_then(Value::as_str).map(str::trim) {
-                    Some(goal) if goal == prompt::GOAL_PLACEHOLDER => Evidence::failed(
-                        mine(),
-                        "the goal is the placeholder from the instructions: write the user's \
-                         question itself as the goal",
-                    ),
                     Some(goal) if !goal.is_empty() => {
-                        self.delegate(agent, goal, host, fraction).await
+                        let goal = if copied(goal, offer) {
+                            self.conversation.asked().to_string()
+                        } else {
+                            goal.to_string()
+                        };
+                        self.delegate(agent, &goal, host, fraction).await
                     }
                     _ => Evidence::failed(
                         mine(),

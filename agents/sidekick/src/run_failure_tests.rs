@@ -299,21 +299,34 @@ async fn a_model_failing_after_results_still_gives_them_and_the_childrens_files(
 }
 
 #[tokio::test]
-async fn the_call_forms_placeholder_is_not_delegated() {
+async fn a_goal_copied_from_the_prompt_is_replaced_by_the_users_question() {
+    for copied in [
+        crate::prompt::EXAMPLE_QUESTION.to_string(),
+        // The agent's description, or a part of it.
+        "Finds and reads your documents".to_string(),
+    ] {
+        let model = Script::new(vec![
+            calls(&[("delegate_to_docs", json!({ "goal": copied }))]),
+            says(&["Tuesday."]),
+        ]);
+        let kernel = Kernel::new();
+        run("When does the bus leave?", &model, &kernel, &settings())
+            .await
+            .unwrap();
+        assert_eq!(
+            kernel.delegations(),
+            [("docs".to_string(), "When does the bus leave?".to_string())],
+            "{copied}"
+        );
+    }
+    // A goal of the model's own words is passed on as written.
     let model = Script::new(vec![
-        calls(&[(
-            "delegate_to_docs",
-            json!({"goal": crate::prompt::GOAL_PLACEHOLDER}),
-        )]),
-        says(&["Sorry."]),
+        calls(&[("delegate_to_docs", json!({"goal": "bus timetable"}))]),
+        says(&["Tuesday."]),
     ]);
     let kernel = Kernel::new();
-    run("x?", &model, &kernel, &settings()).await.unwrap();
-    assert!(kernel.delegations().is_empty());
-    let got = results(&model.requests()[1]);
-    assert!(
-        got[0].1.contains("write the user's question itself"),
-        "{}",
-        got[0].1
-    );
+    run("When does the bus leave?", &model, &kernel, &settings())
+        .await
+        .unwrap();
+    assert_eq!(kernel.delegations()[0].1, "bus timetable");
 }
