@@ -179,7 +179,9 @@ pub async fn run<M: Model, H: Host>(
         Ok(reply) => reply,
         // A model that fails after the tools brought something back (rate limited, too slow,
         // out of window) does not take the results and the children's files down with it.
-        Err(f) if f.kind != error_kind::CANCELED && results().any(|e| e.status == Status::Ok) => {
+        // (What was found is in the sources, which keep those of steps dropped to fit the
+        // window.)
+        Err(f) if f.kind != error_kind::CANCELED && !loop_.sources.is_empty() => {
             let why = SidekickError::Model(f).to_string();
             let said = prompt::model_failed_answer(&why, results());
             return Ok(Answer {
@@ -205,9 +207,13 @@ pub async fn run<M: Model, H: Host>(
     } else {
         said
     };
-    // Every call failed: the model's words are a guess, and the user is told why there is
-    // nothing better.
-    let said = prompt::unsourced_answer(&said, results()).unwrap_or(said);
+    // Every call failed (nothing found, in the steps kept or those dropped): the model's words
+    // are a guess, and the user is told why there is nothing better.
+    let said = if loop_.sources.is_empty() {
+        prompt::unsourced_answer(&said, results()).unwrap_or(said)
+    } else {
+        said
+    };
     Ok(Answer {
         text: prompt::outcome_text(&said, &loop_.sources),
         sources: loop_.sources,

@@ -330,3 +330,73 @@ async fn a_goal_copied_from_the_prompt_is_replaced_by_the_users_question() {
         .unwrap();
     assert_eq!(kernel.delegations()[0].1, "bus timetable");
 }
+
+#[tokio::test]
+async fn what_was_found_in_a_step_dropped_to_fit_the_window_still_counts() {
+    // A small window: the first step's large answer is dropped once later steps (each a large
+    // failure) come in.
+    let big_failure = "x".repeat(3000);
+    let script = |last| {
+        let mut s = vec![calls(&[(
+            "delegate_to_docs",
+            json!({"goal": "find the budget"}),
+        )])];
+        for n in 0..6 {
+            s.push(calls(&[(
+                "delegate_to_web",
+                json!({ "goal": format!("page {n}") }),
+            )]));
+        }
+        s.push(last);
+        s
+    };
+    let kernel = || {
+        let mut k = Kernel::new()
+            .child(
+                "docs",
+                completed(4, &format!("budget.txt: 5 EUR {}", "y".repeat(3000))),
+            )
+            .child("web", Err(HostError::new(big_failure.clone())));
+        k.models = vec![agentos_dbus_interfaces::ModelInfo {
+            provider: "llama-server".into(),
+            model: "qwen".into(),
+            local: true,
+            reachable: true,
+            context: 1024,
+            slots: 1,
+        }];
+        k
+    };
+    let seven_steps = crate::run::Settings {
+        max_steps: 7,
+        ..settings()
+    };
+    // The answer is not passed off as a guess from nothing.
+    let model = Script::new(script(says(&["The budget is 5 EUR."])));
+    let answer = run("x", &model, &kernel(), &seven_steps).await.unwrap();
+    let last = model.requests().pop().unwrap();
+    assert!(
+        !serde_json::to_string(&last.messages)
+            .unwrap()
+            .contains("budget.txt: 5 EUR"),
+        "the first step was dropped"
+    );
+    assert!(
+        answer.text.starts_with("The budget is 5 EUR."),
+        "{}",
+        answer.text
+    );
+    // A model failing at the end does not take the child's files down with it.
+    let limited = Err(ModelFailure::new(
+        error_kind::RATE_LIMITED,
+        "try again in 20 s",
+    ));
+    let model = Script::new(script(limited));
+    let answer = run("x", &model, &kernel(), &seven_steps).await.unwrap();
+    assert!(
+        answer.text.starts_with("The model failed"),
+        "{}",
+        answer.text
+    );
+    assert_eq!(answer.children, [4]);
+}
