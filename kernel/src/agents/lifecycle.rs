@@ -116,7 +116,12 @@ impl Kernel {
             service,
             departure,
         };
-        self.agents.attach(agent, instance.clone())?;
+        if let Err(e) = self.agents.attach(agent, instance.clone()) {
+            // Served already: nothing more is answered on it.
+            instance.departure.mark();
+            let _ = conn.close().await;
+            return Err(e);
+        }
         self.events
             .publish(Event::AgentConnected(agent.to_string()));
         // The connection's message stream ends (or errs) when the peer goes away.

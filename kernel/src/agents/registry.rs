@@ -280,10 +280,16 @@ impl AgentRegistry {
         Arc::clone(launches.entry(id.to_string()).or_default())
     }
 
-    /// Record the agent's connected instance.
+    /// Record the agent's connected instance; refused while another is connected (two
+    /// registrations at once: the second is not let take the first one's place unseen).
     pub fn attach(&self, id: &str, instance: Instance) -> Result<(), Error> {
         let mut slots = self.lock();
         let slot = slots.get_mut(id).ok_or_else(|| unknown(id))?;
+        if slot.instance.is_some() {
+            return Err(Error::Busy(format!(
+                "an agent with identity {id} is already connected"
+            )));
+        }
         slot.instance = Some(instance);
         Ok(())
     }
@@ -356,5 +362,65 @@ impl AgentRegistry {
             slots.remove(id);
         }
         forget
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An instance on a private connection whose other end is `peer`'s.
+    async fn instance(generation: u64) -> (Instance, zbus::Connection) {
+        let (ours, theirs) = tokio::net::UnixStream::pair().unwrap();
+        let guid = zbus::Guid::generate();
+        let server = zbus::connection::Builder::unix_stream(ours)
+            .server(guid)
+            .unwrap()
+            .p2p()
+            .build();
+        let client = zbus::connection::Builder::unix_stream(theirs).p2p().build();
+        let (conn, peer) = futures_util::future::try_join(server, client)
+            .await
+            .unwrap();
+        let service = AgentService1Proxy::builder(&conn)
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .unwrap();
+        let instance = Instance {
+            generation,
+            conn,
+            service,
+            departure: Departure::default(),
+        };
+        (instance, peer)
+    }
+
+    #[tokio::test]
+    async fn a_second_instance_is_refused_and_a_detached_one_is_marked_departed() {
+        let registry = AgentRegistry::default();
+        assert!(registry.add_registered("org.example.Agent", true).unwrap());
+        let (first, _peer1) = instance(1).await;
+        let (second, _peer2) = instance(2).await;
+        let departure = first.departure.clone();
+        registry.attach("org.example.Agent", first).unwrap();
+        // Two registrations at once: the second does not take the first one's place.
+        assert!(matches!(
+            registry.attach("org.example.Agent", second),
+            Err(Error::Busy(_))
+        ));
+        assert_eq!(
+            registry
+                .instance("org.example.Agent")
+                .unwrap()
+                .map(|i| i.generation),
+            Some(1)
+        );
+        // A departure of another generation is not this one's.
+        assert!(registry.detach("org.example.Agent", 2).is_none());
+        assert!(!departure.happened());
+        let departed = registry.detach("org.example.Agent", 1).unwrap();
+        assert!(departed.forgotten);
+        assert!(departure.happened(), "calls on its connection are refused");
     }
 }
