@@ -2,7 +2,8 @@
 //! created, changed or deleted, a collection locked) or it starts or stops, the catalog, which
 //! holds the keys, is loaded anew before its next use. A key the user removed or replaced (with
 //! `agentctl models`, or in the desktop's Passwords and Keys) is not used a moment longer.
-//! Started with the first catalog loaded on a bus; with nothing changing it sleeps.
+//! Started with the first catalog loaded on a bus; with nothing changing it sleeps; it ends
+//! with the bus connection.
 
 use std::sync::Arc;
 
@@ -43,7 +44,8 @@ pub async fn follow(broker: Arc<Broker>, bus: zbus::Connection) {
         }
     };
     let mut both = futures_util::stream::select(changes, owner);
-    while let Some(Ok(_)) = both.next().await {
+    // An error item (a message zbus could not read) is a change as far as anyone knows.
+    while both.next().await.is_some() {
         broker.keys_changed();
     }
 }

@@ -176,9 +176,7 @@ async fn remote(
             continue;
         }
         let models = match provider {
-            secrets::Provider::OpenAiCompatible => {
-                served_models(http, &base_url, &key, settings).await
-            }
+            secrets::Provider::OpenAiCompatible => served_models(http, &base_url, &key).await,
             _ => Vec::new(),
         };
         let models = if models.is_empty() {
@@ -216,15 +214,14 @@ async fn remote(
     Ok(found)
 }
 
+/// How long an OpenAI-compatible server the user added (perhaps across the network, over TLS)
+/// may take to list its models.
+const LIST_LIMIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// The models an OpenAI-compatible server the user added serves (vLLM, for one, answers only
-/// to their names), asked within the probe's time limit; none when it does not say.
-async fn served_models(
-    http: &Http,
-    base_url: &str,
-    key: &ApiKey,
-    settings: &Settings,
-) -> Vec<Model> {
-    match probe_openai_models(http, base_url, Some(key), settings.probe_limit).await {
+/// to their names), asked within [`LIST_LIMIT`]; none when it does not say.
+async fn served_models(http: &Http, base_url: &str, key: &ApiKey) -> Vec<Model> {
+    match probe_openai_models(http, base_url, Some(key), LIST_LIMIT).await {
         Ok(names) => names
             .into_iter()
             .map(|name| Model { name, context: 0 })

@@ -68,10 +68,10 @@ impl Account {
         rows
     }
 
-    /// What one finished request adds to the budget windows of `now` of the principals it was
-    /// charged to (the principal, and the app it works for).
-    pub fn spent(&self, tokens: u64, now: u64) -> Vec<ModelSpend> {
-        let (hour, day) = (now / HOUR_MS, now / DAY_MS);
+    /// What one finished request, admitted at `admitted`, adds to the budget windows of that
+    /// time of the principals it was charged to (the principal, and the app it works for).
+    pub fn spent(&self, tokens: u64, admitted: u64) -> Vec<ModelSpend> {
+        let (hour, day) = (admitted / HOUR_MS, admitted / DAY_MS);
         std::iter::once(&self.principal)
             .chain(self.app.iter().filter(|a| **a != self.principal))
             .map(|p| ModelSpend {
@@ -319,7 +319,11 @@ async fn record(
         rows: job
             .account
             .rows(usage, finished.record.busy_ms, job.price.cost_micros(usage)),
-        spent: job.account.spent(usage.tokens(), now),
+        // In the windows it was charged in: those of when it was admitted.
+        spent: job.account.spent(
+            usage.tokens(),
+            now.saturating_sub(finished.record.busy_ms + finished.record.waited_ms),
+        ),
     };
     if let Err(e) = writer.add(used).await {
         tracing::error!(error = %e, "cannot record model usage");
@@ -439,6 +443,20 @@ mod tests {
         assert!(rows
             .iter()
             .all(|r| r.input_tokens == 3 && r.millis == 50 && r.cost_micros == 7));
+        // Its budget spending: the agent's and the app's, in the windows it was admitted in.
+        let admitted = 30 * DAY_MS + 5 * HOUR_MS + 3_599_000;
+        let spent: Vec<(String, u64, u64, u64)> = a
+            .spent(7, admitted)
+            .into_iter()
+            .map(|s| (s.principal, s.hour, s.day, s.hour_tokens))
+            .collect();
+        assert_eq!(
+            spent,
+            [
+                ("docs".into(), 30 * 24 + 5, 30, 7),
+                ("org.example.App".into(), 30 * 24 + 5, 30, 7)
+            ]
+        );
         let host = Account {
             kind: "host",
             principal: "host".into(),
