@@ -296,7 +296,7 @@ async fn anthropic_and_gemini_answer_through_the_kernel_with_their_keys_from_the
         // The kernel follows the keyring: without a restart, the removed key is not used
         // again (the wait is for the keyring's signal to arrive, far below the 30 s for which
         // the kernel keeps what it found).
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
         let c = Client::at_address(&env.address).await.unwrap();
         let mut r = ChatRequest::new(vec![ChatMessage::user("Still there?")]);
         r.model = Some("remote".into());
@@ -311,7 +311,19 @@ async fn anthropic_and_gemini_answer_through_the_kernel_with_their_keys_from_the
         let (gemini, gemini_seen) = serve(gemini_answer).await;
         let key = format!("gm-e2e-{pid}");
         add_key(&env, "gemini", &gemini, &key);
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        let listed = tokio::time::timeout(Duration::from_secs(10), async {
+            while !c
+                .list_models()
+                .await
+                .unwrap()
+                .iter()
+                .any(|m| m.provider == "gemini")
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+        assert!(listed.is_ok(), "the added key was not followed");
         let events = ask(&env).await;
         check(&events, "gemini");
         let seen = gemini_seen.lock().unwrap().clone();
