@@ -407,6 +407,8 @@ async fn every_method_replies_with_the_body_signature_the_xml_declares() {
         c.check(MODELS_IFACE, m, bus.call_method(d, p, i, m, &(id)).await);
         let (d, p, i, m) = models_call("ListUsage");
         c.check(MODELS_IFACE, m, bus.call_method(d, p, i, m, &()).await);
+        let (d, p, i, m) = models_call("Settings");
+        c.check(MODELS_IFACE, m, bus.call_method(d, p, i, m, &()).await);
         // Channel1's model methods, on the channel opened above (its fd comes from the kernel).
         let reply = on_channel(&channel, "Chat", &(request)).await;
         let (id, _events): (u64, zbus::zvariant::OwnedFd) =
