@@ -14,6 +14,11 @@ pub const CHARS_PER_TOKEN: usize = 4;
 pub const MAX_REPLY_TOKENS: u32 = 4096;
 /// Tokens each message costs beyond its text (role, separators in the chat template).
 const MESSAGE_OVERHEAD: usize = 4;
+/// Most tokens a prompt may take, whatever the window: the kernel takes a request of at most
+/// `MAX_REQUEST_BYTES` of JSON, and a character may take six bytes there (`\u001b`), so a
+/// million-token window's prompt would be refused whole.
+pub const MAX_PROMPT_TOKENS: usize =
+    agentos_dbus_interfaces::inference::MAX_REQUEST_BYTES / (CHARS_PER_TOKEN * 6);
 
 /// Estimated tokens of `text`.
 pub fn tokens(text: &str) -> usize {
@@ -64,9 +69,10 @@ impl Window {
             .map(|m| Window::new(m.context as usize))
     }
 
-    /// Tokens the prompt (messages and tool definitions) may take: 75 %, the rest is the reply's.
+    /// Tokens the prompt (messages and tool definitions) may take: 75 %, the rest is the
+    /// reply's; at most [`MAX_PROMPT_TOKENS`].
     pub fn prompt_budget(&self) -> usize {
-        self.context * 3 / 4
+        (self.context * 3 / 4).min(MAX_PROMPT_TOKENS)
     }
 
     /// Tokens the reply may take: the quarter the prompt leaves, at most [`MAX_REPLY_TOKENS`].
@@ -133,6 +139,14 @@ mod tests {
         assert_eq!(large.prompt_budget(), 150_000);
         assert_eq!(large.reply_tokens(), MAX_REPLY_TOKENS);
         assert_eq!(Window::new(16).reply_tokens(), 16);
+        // A million-token window's prompt stays within what the kernel takes in one request,
+        // even if every character were escaped to six bytes.
+        let gemini = Window::new(1_048_576);
+        assert_eq!(gemini.prompt_budget(), MAX_PROMPT_TOKENS);
+        assert!(
+            gemini.prompt_budget() * CHARS_PER_TOKEN * 6
+                <= agentos_dbus_interfaces::inference::MAX_REQUEST_BYTES
+        );
         assert_eq!(tokens("abcd"), 1);
         assert_eq!(tokens("abcde"), 2);
         assert_eq!(tokens(""), 0);
