@@ -317,19 +317,7 @@ mod tests {
 
     #[test]
     fn a_past_call_whose_arguments_were_not_json_is_sent_with_empty_args() {
-        let call = ToolCall {
-            id: "c1".into(),
-            name: "ask_docs".into(),
-            arguments: Value::String("{\"goal\": \"x".into()),
-            signature: None,
-        };
-        let request = ChatRequest::new(
-            "m",
-            vec![Message::Assistant {
-                text: String::new(),
-                tool_calls: vec![call],
-            }],
-        );
+        let request = crate::openai::past_call_not_json();
         assert_eq!(
             body(&request)["contents"][0]["parts"][0]["functionCall"]["args"],
             json!({})

@@ -274,6 +274,25 @@ pub(crate) fn sent_arguments(arguments: &Value) -> Value {
     }
 }
 
+/// A request whose one past message is a call with arguments that were not JSON (for each
+/// API's tests of [`sent_arguments`]).
+#[cfg(test)]
+pub(crate) fn past_call_not_json() -> crate::ChatRequest {
+    let call = ToolCall {
+        id: "c1".into(),
+        name: "ask_docs".into(),
+        arguments: Value::String("{\"goal\": \"x".into()),
+        signature: None,
+    };
+    crate::ChatRequest::new(
+        "m",
+        vec![crate::chat::Message::Assistant {
+            text: String::new(),
+            tool_calls: vec![call],
+        }],
+    )
+}
+
 impl Decoder for OpenAiDecoder {
     fn event(
         &mut self,
