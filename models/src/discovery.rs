@@ -147,6 +147,16 @@ struct ModelList {
 #[derive(Deserialize)]
 struct ListedModel {
     id: String,
+    /// vLLM's context window.
+    max_model_len: Option<u64>,
+}
+
+/// A model an OpenAI-compatible server lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedModel {
+    pub id: String,
+    /// Its context window in tokens, where the server says (vLLM's `max_model_len`).
+    pub context: Option<u64>,
 }
 
 /// Ask an OpenAI-compatible server at `base_url` (its API's root, such as
@@ -156,7 +166,7 @@ pub async fn probe_openai_models(
     base_url: &str,
     key: Option<&crate::ApiKey>,
     time: Duration,
-) -> Result<Vec<String>, ModelError> {
+) -> Result<Vec<ServedModel>, ModelError> {
     let base_url = base_url.trim_end_matches('/');
     let auth = key.map(|k| format!("Bearer {}", k.expose()));
     let text = get_with(http, &format!("{base_url}/models"), auth.as_deref(), time).await?;
@@ -164,8 +174,11 @@ pub async fn probe_openai_models(
     Ok(list
         .data
         .into_iter()
-        .map(|m| m.id)
-        .filter(|id| !id.trim().is_empty())
+        .filter(|m| !m.id.trim().is_empty())
+        .map(|m| ServedModel {
+            id: m.id,
+            context: m.max_model_len,
+        })
         .collect())
 }
 

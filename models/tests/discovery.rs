@@ -6,7 +6,7 @@ mod fixture;
 use std::time::Duration;
 
 use agentos_models::discovery::{
-    probe_llama_server, probe_ollama, probe_openai_models, LlamaServer, OllamaServer,
+    probe_llama_server, probe_ollama, probe_openai_models, LlamaServer, OllamaServer, ServedModel,
 };
 use agentos_models::{discover, Http, Limits, LocalAddresses, ModelError};
 use fixture::{within, Fixture, Reply};
@@ -119,7 +119,13 @@ async fn an_openai_compatible_server_lists_its_models_with_the_key() {
         let models = probe_openai_models(&http, &base, Some(&key), Duration::from_secs(2))
             .await
             .unwrap();
-        assert_eq!(models, ["Qwen/Qwen2.5-7B-Instruct"]);
+        assert_eq!(
+            models,
+            [ServedModel {
+                id: "Qwen/Qwen2.5-7B-Instruct".into(),
+                context: Some(32768),
+            }]
+        );
         let asked = &server.received()[0];
         assert_eq!((asked.method.as_str(), asked.path.as_str()), ("GET", "/v1/models"));
         assert_eq!(asked.header("authorization"), Some("Bearer sk-vllm-0000"));

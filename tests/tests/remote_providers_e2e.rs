@@ -379,7 +379,9 @@ async fn a_remote_provider_its_last_request_did_not_reach_is_listed_unreachable(
 fn vllm_answer(body: &serde_json::Value) -> String {
     const MODEL: &str = "Qwen/Qwen2.5-7B-Instruct";
     if body.is_null() {
-        return format!(r#"{{"object":"list","data":[{{"id":"{MODEL}","object":"model"}}]}}"#);
+        return format!(
+            r#"{{"object":"list","data":[{{"id":"{MODEL}","object":"model","max_model_len":32768}}]}}"#
+        );
     }
     let text = if body["model"] == MODEL {
         "Served."
@@ -410,7 +412,8 @@ async fn an_openai_compatible_server_is_asked_for_the_models_it_lists() {
         let models = c.list_models().await.unwrap();
         assert!(
             models.iter().any(|m| m.provider == "openai-compatible"
-                && m.model == "Qwen/Qwen2.5-7B-Instruct"),
+                && m.model == "Qwen/Qwen2.5-7B-Instruct"
+                && m.context == 32768),
             "{models:?}"
         );
         let mut r = ChatRequest::new(vec![ChatMessage::user("Are you there?")]);

@@ -222,9 +222,14 @@ const LIST_LIMIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// to their names), asked within [`LIST_LIMIT`]; none when it does not say.
 async fn served_models(http: &Http, base_url: &str, key: &ApiKey) -> Vec<Model> {
     match probe_openai_models(http, base_url, Some(key), LIST_LIMIT).await {
-        Ok(names) => names
+        Ok(served) => served
             .into_iter()
-            .map(|name| Model { name, context: 0 })
+            .map(|m| Model {
+                name: m.id,
+                context: m
+                    .context
+                    .map_or(0, |c| u32::try_from(c).unwrap_or(u32::MAX)),
+            })
             .collect(),
         Err(e) => {
             tracing::debug!(base_url, error = %e, "an OpenAI-compatible server did not list its models");
