@@ -4,6 +4,7 @@
 
 use rusqlite::{params, Transaction};
 
+use crate::usage::int;
 use crate::{Store, StoreError};
 
 /// Tokens a principal spent, in the windows (numbered from the epoch) they count in; read
@@ -15,11 +16,6 @@ pub struct ModelSpend {
     pub hour_tokens: u64,
     pub day: u64,
     pub day_tokens: u64,
-}
-
-/// SQLite integers are signed: sums stay below `i64::MAX`.
-fn int(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// Add `spent` to its principals' windows: to the sums of the same window, instead of those of

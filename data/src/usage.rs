@@ -25,7 +25,7 @@ pub struct ModelUsage {
 }
 
 /// SQLite integers are signed: counters stay below `i64::MAX`.
-fn int(n: u64) -> i64 {
+pub(crate) fn int(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
