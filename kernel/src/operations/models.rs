@@ -60,6 +60,12 @@ impl Kernel {
     /// The catalog, as fresh as `fresh` asks; a stale one serves at once while it is looked at
     /// again in the background.
     async fn model_catalog(self: &Arc<Self>, fresh: Freshness) -> Result<Arc<Catalog>, Error> {
+        let (catalog, fresh_enough) = self.broker.cached_catalog(self.now(), fresh);
+        if fresh_enough {
+            return Ok(catalog);
+        }
+        // The keys a load reads are followed from the first load on (not looked at again on
+        // each request).
         if let Some(bus) = self.bus() {
             if self.broker.start_following_keys() {
                 tokio::spawn(crate::broker::keys::follow(
@@ -67,10 +73,6 @@ impl Kernel {
                     bus.clone(),
                 ));
             }
-        }
-        let (catalog, fresh_enough) = self.broker.cached_catalog(self.now(), fresh);
-        if fresh_enough {
-            return Ok(catalog);
         }
         if fresh == Freshness::Cached && self.broker.has_catalog() {
             if self.broker.begin_refresh() {
