@@ -39,6 +39,7 @@ impl Caller {
             purpose,
             display_name: self.display_name(),
             arguments: None,
+            why: None,
         }
     }
 

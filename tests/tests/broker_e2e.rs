@@ -494,6 +494,13 @@ async fn a_remote_provider_needs_model_remote_and_its_key_stays_in_the_keyring()
         assert!(remote.received().is_empty(), "nothing was sent without the grant");
         let prompt = &consent.prompts()[0];
         assert!(format!("{prompt:?}").contains("openai-compatible"), "{prompt:?}");
+        // The prompt says why the question would leave the computer.
+        assert!(
+            prompt.body.contains(
+                "so its questions would go to openai-compatible, off this computer."
+            ) && prompt.body.contains("No model"),
+            "{prompt:?}"
+        );
 
         // With the grant, the answer comes from the remote provider, with the key.
         env.kernel()

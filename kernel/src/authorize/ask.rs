@@ -616,6 +616,10 @@ fn prompt(subject: &Subject, capability: &Capability, scopes: &[&str], notes: &[
         ),
     };
     let mut body = format!("For the task: {}", display_safe(&subject.purpose, 200));
+    if let Some(why) = &subject.why {
+        body.push('\n');
+        body.push_str(&display_safe(why, 300));
+    }
     if let Some(arguments) = &subject.arguments {
         body.push_str(&format!("\nThe call: {}", display_safe(arguments, 300)));
     }
@@ -666,7 +670,27 @@ mod tests {
             purpose: "read the news".into(),
             arguments: None,
             display_name: "Web".into(),
+            why: None,
         }
+    }
+
+    #[test]
+    fn a_prompt_says_why_it_is_asked_after_the_task() {
+        let remote = Capability::lookup("model.remote").unwrap();
+        let mut subject = subject(Some(1));
+        subject.why = Some("No model on this computer answers now, so \u{202e}it goes.".into());
+        let p = prompt(&subject, remote, &["openai"], &[]);
+        assert_eq!(
+            p.body,
+            format!(
+                "For the task: read the news\n{}",
+                display_safe(
+                    "No model on this computer answers now, so \u{202e}it goes.",
+                    300
+                )
+            )
+        );
+        assert!(!p.body.contains('\u{202e}'), "{}", p.body);
     }
 
     #[test]

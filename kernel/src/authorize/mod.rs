@@ -30,6 +30,9 @@ pub struct Subject {
     pub display_name: String,
     /// The exact call that asks (a tool's name and its arguments as JSON), shown in the prompt.
     pub arguments: Option<String>,
+    /// Why the kernel asks now, in its own words (a remote model: what made it remote), shown
+    /// in the prompt after the task.
+    pub why: Option<String>,
 }
 
 impl Subject {
@@ -63,6 +66,7 @@ impl Kernel {
             purpose: acting.goal,
             display_name,
             arguments: None,
+            why: None,
         })
     }
 

@@ -157,6 +157,33 @@ impl Catalog {
         }
     }
 
+    /// Why a request for `wanted` goes to the remote provider `route` names, in a sentence for
+    /// the user's consent prompt: what the caller asked for, or that nothing local answers.
+    pub fn why_remote(&self, wanted: Option<&str>, route: &Route) -> String {
+        let off = format!(
+            "its questions would go to {}, off this computer",
+            route.provider
+        );
+        match wanted.map(str::trim).filter(|w| !w.is_empty()) {
+            None => {
+                let local = self.providers.iter().filter(|p| p.local);
+                if local.clone().any(|p| !p.models.is_empty()) {
+                    format!("No model on this computer answers now, so {off}.")
+                } else if local.count() > 0 {
+                    format!("No model is installed on this computer, so {off}.")
+                } else {
+                    format!("No model server runs on this computer, so {off}.")
+                }
+            }
+            Some(class::REMOTE) => format!("It asked for a remote model: {off}."),
+            // The caller's own words: quoted, and no longer than a model's name.
+            Some(named) => {
+                let named: String = named.chars().take(80).collect();
+                format!("It asked for the model “{named}”: {off}.")
+            }
+        }
+    }
+
     /// `provider/model`, a model any provider offers, or a provider by its name alone (as
     /// `agentctl models` lists it: its first model).
     fn named(&self, named: &str) -> Result<Route, RouteError> {
@@ -317,6 +344,37 @@ mod tests {
         // A provider by its name alone, as `agentctl models` lists it: its first model.
         assert_eq!(route(&c, Some("openai")), pair("openai", "gpt-4o-mini"));
         assert_eq!(route(&c, Some("ollama")), pair("ollama", "llama3.1:8b"));
+    }
+
+    #[test]
+    fn the_prompt_for_a_remote_model_says_why_it_is_remote() {
+        let mut c = Catalog {
+            providers: vec![
+                entry("ollama", true, &["qwen"]),
+                entry("openai", false, &["gpt-4o-mini"]),
+            ],
+        };
+        c.providers[0].reachable = false;
+        let to = c.route(None).unwrap();
+        assert_eq!(to.provider, "openai");
+        assert_eq!(
+            c.why_remote(None, &to),
+            "No model on this computer answers now, so its questions would go to openai, off \
+             this computer."
+        );
+        assert_eq!(
+            c.why_remote(Some(" remote "), &to),
+            "It asked for a remote model: its questions would go to openai, off this computer."
+        );
+        assert_eq!(
+            c.why_remote(Some("openai/gpt-4.1"), &to),
+            "It asked for the model “openai/gpt-4.1”: its questions would go to openai, off this \
+             computer."
+        );
+        c.providers[0].models.clear();
+        assert!(c.why_remote(None, &to).starts_with("No model is installed"));
+        c.providers.remove(0);
+        assert!(c.why_remote(None, &to).starts_with("No model server runs"));
     }
 
     #[test]

@@ -140,8 +140,14 @@ impl Kernel {
         }
     }
 
-    /// Check that `caller` may send a request to the remote provider `provider`.
-    async fn check_remote(self: &Arc<Self>, caller: &Caller, provider: &str) -> Result<(), Error> {
+    /// Check that `caller` may send a request to the remote provider `provider`; `why` it goes
+    /// there is said in the prompt.
+    async fn check_remote(
+        self: &Arc<Self>,
+        caller: &Caller,
+        provider: &str,
+        why: String,
+    ) -> Result<(), Error> {
         let cap = capability("model.remote")?;
         let scope = cap
             .normalize_scope(provider)
@@ -155,12 +161,14 @@ impl Kernel {
                 reason: "the user's own tool",
             }),
             Caller::Agent { id, task } => {
-                let subject = self.agent_subject(id, *task, cap)?;
+                let mut subject = self.agent_subject(id, *task, cap)?;
+                subject.why = Some(why);
                 self.authorize(&subject, cap, &scope).await
             }
             Caller::App(_) | Caller::HostApp(_) => {
-                let subject =
+                let mut subject =
                     caller.app_subject(format!("send its questions to the model provider {scope}"));
+                subject.why = Some(why);
                 self.authorize(&subject, cap, &scope).await
             }
         }
@@ -228,7 +236,8 @@ impl Kernel {
             .clone()
             .ok_or_else(|| Error::Failed(format!("provider {} has no client", route.provider)))?;
         if !route.local {
-            self.check_remote(caller, &route.provider).await?;
+            let why = catalog.why_remote(request.model.as_deref(), &route);
+            self.check_remote(caller, &route.provider, why).await?;
         }
         // Its task may have ended while it was checked (a prompt, a catalog read): a task's
         // end cancels its requests, and this one is not submitted yet.
