@@ -184,6 +184,17 @@ impl Catalog {
         }
     }
 
+    /// Why a request goes to the remote provider `route` names when its task was given
+    /// `model` (the `model` option of the tree's delegation).
+    pub fn why_remote_for_tree(&self, model: &str, route: &Route) -> String {
+        let model: String = model.chars().take(80).collect();
+        format!(
+            "Its task was given the model “{model}”: its questions would go to {}, off this \
+             computer.",
+            route.provider
+        )
+    }
+
     /// `provider/model`, a model any provider offers, or a provider by its name alone (as
     /// `agentctl models` lists it: its first model).
     fn named(&self, named: &str) -> Result<Route, RouteError> {
@@ -369,6 +380,11 @@ mod tests {
         assert_eq!(
             c.why_remote(Some("openai/gpt-4.1"), &to),
             "It asked for the model “openai/gpt-4.1”: its questions would go to openai, off this \
+             computer."
+        );
+        assert_eq!(
+            c.why_remote_for_tree("remote", &to),
+            "Its task was given the model “remote”: its questions would go to openai, off this \
              computer."
         );
         c.providers[0].models.clear();

@@ -27,19 +27,42 @@ pub(crate) fn timeout_option(options: &HashMap<String, OwnedValue>) -> Result<Op
 /// The option of `Kernel1.Delegate` by which the user's own tool (a terminal) says it answers the
 /// new task's consent prompts itself when no graphical provider runs.
 pub(crate) const ANSWER_CONSENT: &str = "answer-consent";
+/// The option of `Kernel1.Delegate` naming the model the new task's requests (and those of the
+/// tasks under it) use when they name none.
+pub(crate) const MODEL: &str = "model";
 
-/// `Kernel1.Delegate`'s options: the timeout, and whether the caller answers consent itself.
+/// `Kernel1.Delegate`'s options.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct DelegateOptions {
+    pub timeout: Option<u32>,
+    /// The caller answers the task's consent prompts itself.
+    pub answer_consent: bool,
+    pub model: Option<String>,
+}
+
+/// Read `Kernel1.Delegate`'s options.
 pub(crate) fn delegate_options(
     options: &HashMap<String, OwnedValue>,
-) -> Result<(Option<u32>, bool), Error> {
+) -> Result<DelegateOptions, Error> {
     let mut rest = options.clone();
-    let answer = match rest.remove(ANSWER_CONSENT) {
+    let answer_consent = match rest.remove(ANSWER_CONSENT) {
         None => false,
         Some(v) => bool::try_from(v).map_err(|_| {
             Error::InvalidArgument(format!("the {ANSWER_CONSENT} option must be a boolean"))
         })?,
     };
-    Ok((timeout_option(&rest)?, answer))
+    let model =
+        match rest.remove(MODEL) {
+            None => None,
+            Some(v) => Some(String::try_from(v).map_err(|_| {
+                Error::InvalidArgument(format!("the {MODEL} option must be a string"))
+            })?),
+        };
+    Ok(DelegateOptions {
+        timeout: timeout_option(&rest)?,
+        answer_consent,
+        model,
+    })
 }
 
 pub(crate) fn path_of(id: u64) -> Result<OwnedObjectPath, Error> {
@@ -66,4 +89,44 @@ pub(crate) fn admit(
         .sender()
         .ok_or_else(|| Error::AccessDenied("the call has no sender".into()))?;
     kernel.admit_call(sender.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zbus::zvariant::Value;
+
+    fn options(pairs: &[(&str, Value<'_>)]) -> HashMap<String, OwnedValue> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), OwnedValue::try_from(v.clone()).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn a_delegation_may_name_its_model_a_timeout_and_who_answers_consent() {
+        assert_eq!(
+            delegate_options(&options(&[])).unwrap(),
+            DelegateOptions::default()
+        );
+        let all = options(&[
+            ("timeout", Value::U32(30)),
+            ("answer-consent", Value::Bool(true)),
+            ("model", Value::from("ollama/qwen2.5:0.5b")),
+        ]);
+        assert_eq!(
+            delegate_options(&all).unwrap(),
+            DelegateOptions {
+                timeout: Some(30),
+                answer_consent: true,
+                model: Some("ollama/qwen2.5:0.5b".into()),
+            }
+        );
+        let bad = |pairs: &[(&str, Value<'_>)]| match delegate_options(&options(pairs)) {
+            Err(Error::InvalidArgument(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert!(bad(&[("model", Value::U32(3))]).contains("must be a string"));
+        assert!(bad(&[("modle", Value::from("x"))]).contains("unknown option"));
+    }
 }

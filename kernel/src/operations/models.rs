@@ -25,11 +25,13 @@ use crate::broker::{pricing, Request, SchedError};
 use crate::caller::Caller;
 use crate::config::SENT_WAIT;
 use crate::events::Kinds;
-use crate::kernel::Kernel;
+use crate::kernel::{check_text, Kernel};
 use crate::sync::lock;
 
 /// Tokens an answer may take when the request names no `max_tokens`.
 pub const DEFAULT_MAX_TOKENS: u32 = 4096;
+/// The longest model name a delegation may give its tree.
+const MAX_MODEL_NAME: usize = 256;
 /// The fewest tokens an answer is given room for.
 const MIN_ANSWER_TOKENS: u32 = 256;
 
@@ -112,6 +114,20 @@ impl Kernel {
                 Ok((route, catalog))
             }
         }
+    }
+
+    /// Check the `model` a delegation names for its tree (as `agentctl models` lists them, or
+    /// a class): it must be one the broker can route now. Returned as it is to be asked for.
+    pub async fn task_model(self: &Arc<Self>, model: &str) -> Result<String, Error> {
+        let model = model.trim();
+        check_text("model", model, MAX_MODEL_NAME, false)?;
+        self.route_model(Some(model)).await.map_err(|e| {
+            Error::InvalidArgument(format!(
+                "the task cannot use the model {model:?}: {}",
+                e.message()
+            ))
+        })?;
+        Ok(model.to_string())
     }
 
     /// Whether the user watches `task` or a task above it.
@@ -227,7 +243,13 @@ impl Kernel {
                 (account, request.interactive)
             }
         };
-        let (route, catalog) = self.route_model(request.model.as_deref()).await?;
+        // A request that names no model uses its tree's, if its delegation named one.
+        let tree_model = match (&request.model, caller) {
+            (None, Caller::Agent { task, .. }) => self.tasks.model_of(*task),
+            _ => None,
+        };
+        let wanted = request.model.as_deref().or(tree_model.as_deref());
+        let (route, catalog) = self.route_model(wanted).await?;
         let entry = catalog
             .get(&route.provider)
             .ok_or_else(|| Error::Failed(format!("provider {} vanished", route.provider)))?;
@@ -236,7 +258,10 @@ impl Kernel {
             .clone()
             .ok_or_else(|| Error::Failed(format!("provider {} has no client", route.provider)))?;
         if !route.local {
-            let why = catalog.why_remote(request.model.as_deref(), &route);
+            let why = match &tree_model {
+                Some(model) => catalog.why_remote_for_tree(model, &route),
+                None => catalog.why_remote(wanted, &route),
+            };
             self.check_remote(caller, &route.provider, why).await?;
         }
         // Its task may have ended while it was checked (a prompt, a catalog read): a task's

@@ -16,6 +16,23 @@ struct Board {
     watchers: HashMap<u64, watch::Sender<TaskState>>,
     /// (deadline, id) of every unfinished task.
     deadlines: BTreeSet<(u64, u64)>,
+    /// The model a tree's requests use when they name none, by the tree's root task (the
+    /// `model` option of its delegation).
+    models: HashMap<u64, String>,
+}
+
+impl Board {
+    /// The root of the tree `id` belongs to.
+    fn root(&self, id: u64) -> Option<&Task> {
+        let mut cur = self.table.get(id)?;
+        for _ in 0..=self.table.len() {
+            match self.table.get(cur.parent) {
+                Some(p) if cur.parent != 0 => cur = p,
+                _ => break,
+            }
+        }
+        Some(cur)
+    }
 }
 
 /// What a check needs of the task an agent acts for.
@@ -164,15 +181,19 @@ impl TaskBoard {
 
     /// The caller that started the tree `id` belongs to.
     pub fn root_caller(&self, id: u64) -> Option<String> {
+        Some(self.lock().root(id)?.caller.clone())
+    }
+
+    /// Have the requests of `root`'s tree that name no model use `model`.
+    pub fn set_model(&self, root: u64, model: String) {
+        self.lock().models.insert(root, model);
+    }
+
+    /// The model the requests of `id`'s tree use when they name none, if its delegation said.
+    pub fn model_of(&self, id: u64) -> Option<String> {
         let b = self.lock();
-        let mut cur = b.table.get(id)?;
-        for _ in 0..=b.table.len() {
-            match b.table.get(cur.parent) {
-                Some(p) if cur.parent != 0 => cur = p,
-                _ => break,
-            }
-        }
-        Some(cur.caller.clone())
+        let root = b.root(id)?.id;
+        b.models.get(&root).cloned()
     }
 
     /// The task `agent` acts for, if it is a running task of that agent.
@@ -240,5 +261,18 @@ mod tests {
         assert_eq!(board.root_caller(3).as_deref(), Some("host"));
         assert!(board.check_delegated_by("a", 3).is_ok());
         assert!(board.check_delegated_by("b", 3).is_err());
+    }
+
+    #[test]
+    fn a_trees_model_is_found_from_any_of_its_tasks() {
+        let board = TaskBoard::default();
+        board.insert(Task::working(1, 0, "sidekick", vec![], 0, 300));
+        board.insert(Task::working(2, 1, "docs", vec!["sidekick".into()], 0, 300));
+        board.insert(Task::working(3, 0, "web", vec![], 0, 300));
+        board.set_model(1, "ollama/qwen2.5:0.5b".into());
+        assert_eq!(board.model_of(2).as_deref(), Some("ollama/qwen2.5:0.5b"));
+        assert_eq!(board.model_of(1).as_deref(), Some("ollama/qwen2.5:0.5b"));
+        assert_eq!(board.model_of(3), None, "another tree");
+        assert_eq!(board.model_of(9), None, "no such task");
     }
 }
