@@ -12,7 +12,7 @@ use agentos_dbus_interfaces::TaskState;
 use futures_util::StreamExt;
 
 use crate::connect::Kernel;
-use crate::delegate::{self, Delegated, Started};
+use crate::delegate::{self, Delegated, Limits, Started};
 use crate::error::{CliError, Result};
 use crate::output::{self, Table};
 
@@ -120,8 +120,8 @@ impl Steps {
 }
 
 /// `agentctl ask [--agent ID] [--timeout SECS] <goal>`.
-pub async fn ask(kernel: &Kernel, agent: &str, goal: &str, timeout: Option<u32>) -> Result<u8> {
-    let started = delegate::delegate(kernel, agent, goal, timeout, |e| refused(agent, e)).await?;
+pub async fn ask(kernel: &Kernel, agent: &str, goal: &str, limits: Limits<'_>) -> Result<u8> {
+    let started = delegate::delegate(kernel, agent, goal, limits, |e| refused(agent, e)).await?;
     let mut delegated: Delegated = match started {
         Started::Delegated(d) => d,
         Started::Interrupted(status) => return Ok(status),

@@ -4,6 +4,14 @@
 use clap::builder::PossibleValuesParser;
 use clap::{value_parser, Arg, ArgAction};
 
+/// `--model`, the model a delegated task's requests use when they name none.
+fn model_arg() -> Arg {
+    Arg::new("model").long("model").value_name("MODEL").help(
+        "The model the task (and the tasks it delegates) uses: a model, provider/model or a \
+             provider as `agentctl models` lists them, or local, local-small or remote",
+    )
+}
+
 fn json_flag() -> Arg {
     Arg::new("json")
         .long("json")
@@ -120,6 +128,7 @@ pub fn command() -> clap::Command {
                         .value_parser(value_parser!(u32).range(1..=86400))
                         .help("Give up after this many seconds (the kernel's default is 600)"),
                 )
+                .arg(model_arg())
                 .arg(json_flag().help("Print the final task as JSON (progress goes to stderr)")),
         )
         .subcommand(
@@ -202,6 +211,7 @@ pub fn command() -> clap::Command {
                         .value_parser(value_parser!(u32).range(1..=86400))
                         .help("Give up after this many seconds (the kernel's default is 600)"),
                 )
+                .arg(model_arg())
                 .arg(
                     positional(
                         "goal",

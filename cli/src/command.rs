@@ -22,6 +22,7 @@ pub enum Command {
         agent: String,
         goal: String,
         timeout: Option<u32>,
+        model: Option<String>,
         json: bool,
     },
     Tasks {
@@ -65,6 +66,7 @@ pub enum Command {
         agent: String,
         goal: String,
         timeout: Option<u32>,
+        model: Option<String>,
     },
 }
 
@@ -122,6 +124,7 @@ fn from_matches(m: &ArgMatches) -> Cli {
             agent: text(sub, "agent"),
             goal: words(sub),
             timeout: sub.get_one::<u32>("timeout").copied(),
+            model: sub.get_one::<String>("model").cloned(),
             json,
         },
         "tasks" => Command::Tasks {
@@ -163,6 +166,7 @@ fn from_matches(m: &ArgMatches) -> Cli {
             agent: text(sub, "agent"),
             goal: words(sub),
             timeout: sub.get_one::<u32>("timeout").copied(),
+            model: sub.get_one::<String>("model").cloned(),
         },
         "log" if sub.get_flag("verify") => Command::VerifyLog { json },
         "log" => Command::Log {
@@ -198,6 +202,7 @@ mod tests {
                 agent: "docs".into(),
                 goal: "sum up".into(),
                 timeout: Some(5),
+                model: None,
                 json: false
             }
         );
@@ -277,7 +282,8 @@ mod tests {
             Command::Ask {
                 agent: "sidekick".into(),
                 goal: "what is due?".into(),
-                timeout: None
+                timeout: None,
+                model: None
             }
         );
         assert_eq!(
@@ -288,13 +294,16 @@ mod tests {
                 "docs",
                 "--timeout",
                 "60",
+                "--model",
+                "ollama/qwen2.5:0.5b",
                 "find it"
             ])
             .unwrap(),
             Command::Ask {
                 agent: "docs".into(),
                 goal: "find it".into(),
-                timeout: Some(60)
+                timeout: Some(60),
+                model: Some("ollama/qwen2.5:0.5b".into())
             }
         );
         assert!(parse(&["agentctl", "ask"]).is_err());

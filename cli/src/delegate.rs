@@ -45,13 +45,16 @@ pub enum Started {
     Interrupted(u8),
 }
 
-/// Delegate `goal` to `agent` (with a time limit in seconds if given); a refusal is told with
-/// `refused`.
+/// What a delegation may say of its task: a time limit in seconds, and the model its requests
+/// use (`--timeout`, `--model`).
+pub type Limits<'a> = (Option<u32>, Option<&'a str>);
+
+/// Delegate `goal` to `agent` (with its `limits`); a refusal is told with `refused`.
 pub async fn delegate(
     kernel: &Kernel,
     agent: &str,
     goal: &str,
-    timeout: Option<u32>,
+    (timeout, model): Limits<'_>,
     refused: impl Fn(agentos_dbus_interfaces::Error) -> CliError,
 ) -> Result<Started> {
     let mut interrupt = signal(SignalKind::interrupt())
@@ -60,6 +63,9 @@ pub async fn delegate(
     let mut options = Options::new();
     if let Some(secs) = timeout {
         options.insert("timeout", Value::U32(secs));
+    }
+    if let Some(model) = model {
+        options.insert("model", Value::from(model));
     }
     if consent_tty::available() {
         let owner = kernel.client.owner().await?;

@@ -64,8 +64,9 @@ async fn dispatch(cli: Cli) -> error::Result<u8> {
             agent,
             goal,
             timeout,
+            model,
             json,
-        } => run::run(&kernel, &agent, &goal, timeout, json).await,
+        } => run::run(&kernel, &agent, &goal, (timeout, model.as_deref()), json).await,
         Command::Tasks { limit, json } => tasks::list(&kernel, limit, json).await,
         Command::Cancel { id } => tasks::cancel(&kernel, id).await,
         Command::Grants { json } => grants::list(&kernel, json).await,
@@ -88,6 +89,7 @@ async fn dispatch(cli: Cli) -> error::Result<u8> {
             agent,
             goal,
             timeout,
-        } => ask::ask(&kernel, &agent, &goal, timeout).await,
+            model,
+        } => ask::ask(&kernel, &agent, &goal, (timeout, model.as_deref())).await,
     }
 }

@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::connect::Kernel;
-use crate::delegate::{self, Delegated, Started};
+use crate::delegate::{self, Delegated, Limits, Started};
 use crate::error::{CliError, Result};
 use crate::follow::{Change, Follower};
 use crate::output::{self, Table};
@@ -19,10 +19,10 @@ pub async fn run(
     kernel: &Kernel,
     agent: &str,
     goal: &str,
-    timeout: Option<u32>,
+    limits: Limits<'_>,
     json: bool,
 ) -> Result<u8> {
-    let started = delegate::delegate(kernel, agent, goal, timeout, CliError::from).await?;
+    let started = delegate::delegate(kernel, agent, goal, limits, CliError::from).await?;
     let mut delegated: Delegated = match started {
         Started::Delegated(d) => d,
         Started::Interrupted(status) => return Ok(status),

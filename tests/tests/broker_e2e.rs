@@ -440,6 +440,95 @@ async fn each_provider_error_reaches_the_caller_in_plain_words() {
     .await;
 }
 
+/// `agentctl run` / `ask` with `--model` (the `model` option of `Kernel1.Delegate`).
+fn agentctl_for(env: &Env, args: &[&str]) -> (bool, String, String) {
+    let out = env.run(
+        std::process::Command::new(bin("agentctl"))
+            .arg("--address")
+            .arg(&env.address)
+            .args(args),
+    );
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_task_given_a_model_asks_it_when_its_requests_name_none() {
+    bounded_for(Duration::from_secs(60), async {
+        let server = ModelServer::start(Props::default());
+        let mut env = env_with(&settings_for(Some(&server), "")).await;
+        write_chatter(&env);
+        env.restart_kernel().await;
+        // Without the option: the default model.
+        let t = env.run_task("chatter", "chat - hello").await;
+        assert_eq!(t.state, TaskState::Completed.as_str(), "{t:?}");
+        assert!(t.result.starts_with("llama-server/"), "{t:?}");
+        assert!(!t.result.contains("llama-server/other"), "{t:?}");
+        // With it, the task's requests that name no model ask that one.
+        let (ok, out, err) = agentctl_for(
+            &env,
+            &[
+                "run",
+                "--model",
+                "llama-server/other",
+                "chatter",
+                "chat",
+                "-",
+                "hello",
+            ],
+        );
+        assert!(ok, "{out}{err}");
+        assert!(
+            out.contains("llama-server/other: Hello from the fixture."),
+            "{out}"
+        );
+        let (ok, out, err) = agentctl_for(
+            &env,
+            &[
+                "ask",
+                "--agent",
+                "chatter",
+                "--model",
+                "llama-server/other",
+                "chat",
+                "-",
+                "hi",
+            ],
+        );
+        assert!(ok, "{out}{err}");
+        assert!(
+            out.contains("llama-server/other: Hello from the fixture."),
+            "{out}"
+        );
+        // One the broker cannot serve is refused before any task is made.
+        let before = client(&env).await.list_usage().await.unwrap();
+        let (ok, out, err) = agentctl_for(
+            &env,
+            &[
+                "run",
+                "--model",
+                "nowhere/x",
+                "chatter",
+                "chat",
+                "-",
+                "hello",
+            ],
+        );
+        assert!(!ok, "{out}");
+        assert!(
+            err.contains("cannot use the model \"nowhere/x\"") && err.contains("nowhere"),
+            "{err}"
+        );
+        let tasks = env.kernel().await.list_tasks(10).await.unwrap();
+        assert_eq!(tasks.len(), 3, "no task for the refused one: {tasks:?}");
+        assert_eq!(client(&env).await.list_usage().await.unwrap(), before);
+    })
+    .await;
+}
+
 /// An agent that asks a model for its task (`chat` step of the test agent), its manifest
 /// declaring `model.remote`.
 fn write_chatter(env: &Env) {
