@@ -485,6 +485,24 @@ async fn a_task_given_a_model_asks_it_when_its_requests_name_none() {
             out.contains("llama-server/other: Hello from the fixture."),
             "{out}"
         );
+        // A request that names its own model (or only spaces: none) is served as it asks.
+        let (ok, out, err) = agentctl_for(
+            &env,
+            &[
+                "run",
+                "--model",
+                "llama-server/other",
+                "chatter",
+                "chat",
+                "llama-server/mine",
+                "hi",
+            ],
+        );
+        assert!(ok, "{out}{err}");
+        assert!(
+            out.contains("llama-server/mine: Hello from the fixture."),
+            "{out}"
+        );
         let (ok, out, err) = agentctl_for(
             &env,
             &[
@@ -523,7 +541,7 @@ async fn a_task_given_a_model_asks_it_when_its_requests_name_none() {
             "{err}"
         );
         let tasks = env.kernel().await.list_tasks(10).await.unwrap();
-        assert_eq!(tasks.len(), 3, "no task for the refused one: {tasks:?}");
+        assert_eq!(tasks.len(), 4, "no task for the refused one: {tasks:?}");
         assert_eq!(client(&env).await.list_usage().await.unwrap(), before);
     })
     .await;
@@ -586,8 +604,9 @@ async fn a_remote_provider_needs_model_remote_and_its_key_stays_in_the_keyring()
         // The prompt says why the question would leave the computer.
         assert!(
             prompt.body.contains(
-                "so its questions would go to openai-compatible, off this computer."
-            ) && prompt.body.contains("No model"),
+                "No model runs on this computer (no Ollama or llama-server with a model was \
+                 found), so its questions would go to openai-compatible, off this computer."
+            ),
             "{prompt:?}"
         );
 

@@ -8,7 +8,7 @@ use agentos_dbus_interfaces::{names, AgentInfo, ByteBuf, Error};
 use zbus::message::Header;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 
-use super::args::{admit, path_of, timeout_option};
+use super::args::{admit, path_of, task_options};
 use super::{caller, live};
 use crate::kernel::Kernel;
 
@@ -57,7 +57,7 @@ impl AgentIface {
         let _in_flight = admit(&k, &hdr)?;
         let c = caller(&k, &hdr).await?;
         let id = k
-            .delegate(c, &self.id, goal, timeout_option(&options)?)
+            .delegate(c, &self.id, goal, task_options(&options)?)
             .await?;
         super::task_iface::exported(&k, id).await?;
         path_of(id)

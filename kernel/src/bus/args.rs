@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 
 use agentos_dbus_interfaces::{names, Error};
+
+use crate::operations::delegate::TaskOptions;
 use zbus::message::Header;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 
@@ -27,30 +29,14 @@ pub(crate) fn timeout_option(options: &HashMap<String, OwnedValue>) -> Result<Op
 /// The option of `Kernel1.Delegate` by which the user's own tool (a terminal) says it answers the
 /// new task's consent prompts itself when no graphical provider runs.
 pub(crate) const ANSWER_CONSENT: &str = "answer-consent";
-/// The option of `Kernel1.Delegate` naming the model the new task's requests (and those of the
-/// tasks under it) use when they name none.
+/// The option of a client's delegation naming the model the new task's requests (and those of
+/// the tasks under it) use when they name none.
 pub(crate) const MODEL: &str = "model";
 
-/// `Kernel1.Delegate`'s options.
-#[derive(Debug, Default, PartialEq)]
-pub(crate) struct DelegateOptions {
-    pub timeout: Option<u32>,
-    /// The caller answers the task's consent prompts itself.
-    pub answer_consent: bool,
-    pub model: Option<String>,
-}
-
-/// Read `Kernel1.Delegate`'s options.
-pub(crate) fn delegate_options(
-    options: &HashMap<String, OwnedValue>,
-) -> Result<DelegateOptions, Error> {
+/// What a client's delegation (`Kernel1`, `Agent1`, `Channel1`) may say of its task: `timeout`
+/// and `model`. An agent's (`Host1`) says only `timeout`.
+pub(crate) fn task_options(options: &HashMap<String, OwnedValue>) -> Result<TaskOptions, Error> {
     let mut rest = options.clone();
-    let answer_consent = match rest.remove(ANSWER_CONSENT) {
-        None => false,
-        Some(v) => bool::try_from(v).map_err(|_| {
-            Error::InvalidArgument(format!("the {ANSWER_CONSENT} option must be a boolean"))
-        })?,
-    };
     let model =
         match rest.remove(MODEL) {
             None => None,
@@ -58,11 +44,24 @@ pub(crate) fn delegate_options(
                 Error::InvalidArgument(format!("the {MODEL} option must be a string"))
             })?),
         };
-    Ok(DelegateOptions {
+    Ok(TaskOptions {
         timeout: timeout_option(&rest)?,
-        answer_consent,
         model,
     })
+}
+
+/// `Kernel1.Delegate`'s options: the task's, and whether the caller answers consent itself.
+pub(crate) fn delegate_options(
+    options: &HashMap<String, OwnedValue>,
+) -> Result<(TaskOptions, bool), Error> {
+    let mut rest = options.clone();
+    let answer_consent = match rest.remove(ANSWER_CONSENT) {
+        None => false,
+        Some(v) => bool::try_from(v).map_err(|_| {
+            Error::InvalidArgument(format!("the {ANSWER_CONSENT} option must be a boolean"))
+        })?,
+    };
+    Ok((task_options(&rest)?, answer_consent))
 }
 
 pub(crate) fn path_of(id: u64) -> Result<OwnedObjectPath, Error> {
@@ -104,10 +103,10 @@ mod tests {
     }
 
     #[test]
-    fn a_delegation_may_name_its_model_a_timeout_and_who_answers_consent() {
+    fn a_clients_delegation_may_name_its_model_a_timeout_and_who_answers_consent() {
         assert_eq!(
             delegate_options(&options(&[])).unwrap(),
-            DelegateOptions::default()
+            (TaskOptions::default(), false)
         );
         let all = options(&[
             ("timeout", Value::U32(30)),
@@ -116,12 +115,16 @@ mod tests {
         ]);
         assert_eq!(
             delegate_options(&all).unwrap(),
-            DelegateOptions {
-                timeout: Some(30),
-                answer_consent: true,
-                model: Some("ollama/qwen2.5:0.5b".into()),
-            }
+            (
+                TaskOptions {
+                    timeout: Some(30),
+                    model: Some("ollama/qwen2.5:0.5b".into()),
+                },
+                true
+            )
         );
+        // An agent's delegation names no model.
+        assert!(timeout_option(&options(&[("model", Value::from("x"))])).is_err());
         let bad = |pairs: &[(&str, Value<'_>)]| match delegate_options(&options(pairs)) {
             Err(Error::InvalidArgument(m)) => m,
             other => panic!("{other:?}"),

@@ -20,7 +20,7 @@ use zbus::Message;
 
 use super::dispatch::{self, Dispatch, Reply};
 
-use super::args::{from_peer, timeout_option};
+use super::args::{from_peer, task_options};
 use super::live;
 use crate::caller::Caller;
 use crate::config::CHANNEL_HANDSHAKE_TIMEOUT;
@@ -58,7 +58,7 @@ impl ChannelIface {
         from_peer(&hdr)?;
         let k = live(&self.kernel)?;
         let id = k
-            .delegate(self.caller.clone(), agent, goal, timeout_option(&options)?)
+            .delegate(self.caller.clone(), agent, goal, task_options(&options)?)
             .await?;
         super::task_iface::exported(&k, id).await?;
         Ok(id)

@@ -20,6 +20,7 @@ use super::live;
 use crate::agents::{Departure, HostServer};
 use crate::caller::Caller;
 use crate::kernel::Kernel;
+use crate::operations::delegate::TaskOptions;
 
 pub struct HostIface {
     kernel: Weak<Kernel>,
@@ -174,8 +175,16 @@ impl HostIface {
             id: self.agent.clone(),
             task,
         };
-        k.delegate(caller, agent, goal, timeout_option(&options)?)
-            .await
+        k.delegate(
+            caller,
+            agent,
+            goal,
+            TaskOptions {
+                timeout: timeout_option(&options)?,
+                model: None,
+            },
+        )
+        .await
     }
 
     async fn await_task(

@@ -57,8 +57,8 @@ impl KernelIface {
         let k = live(&self.kernel)?;
         let _in_flight = admit(&k, &hdr)?;
         let c = caller(&k, &hdr).await?;
-        let options = delegate_options(&options)?;
-        let attendant = match (options.answer_consent, &c, hdr.sender()) {
+        let (options, answer_consent) = delegate_options(&options)?;
+        let attendant = match (answer_consent, &c, hdr.sender()) {
             (false, _, _) => None,
             (true, Caller::Host, Some(sender)) => Some(sender.to_string()),
             (true, _, _) => {
@@ -68,17 +68,9 @@ impl KernelIface {
                 )))
             }
         };
-        let model = match &options.model {
-            Some(model) => Some(k.task_model(model).await?),
-            None => None,
-        };
-        let id = k.delegate(c, agent, goal, options.timeout).await?;
-        // Before anything else runs: the task has not started yet.
+        let id = k.delegate(c, agent, goal, options).await?;
         if let Some(name) = attendant {
             k.answer_consent_here(id, &name);
-        }
-        if let Some(model) = model {
-            k.tasks.set_model(id, model);
         }
         exported(&k, id).await?;
         path_of(id)

@@ -12,6 +12,15 @@ use crate::caller::Caller;
 use crate::config::MAX_TASK_TIMEOUT_S;
 use crate::kernel::{check_text, Kernel};
 
+/// What a delegation says of its task.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TaskOptions {
+    /// Its time limit in seconds (the kernel's default if none).
+    pub timeout: Option<u32>,
+    /// The model its tree's requests ask when they name none (a client's delegation only).
+    pub model: Option<String>,
+}
+
 impl Kernel {
     /// Delegate a goal to an agent.
     pub async fn delegate(
@@ -19,8 +28,9 @@ impl Kernel {
         caller: Caller,
         agent: &str,
         goal: &str,
-        timeout_s: Option<u32>,
+        options: TaskOptions,
     ) -> Result<u64, Error> {
+        let timeout_s = options.timeout;
         check_text("goal", goal, names::MAX_GOAL_LEN, false)?;
         check_text("agent id", agent, names::MAX_NAME_LEN, false)?;
         if let Some(t) = timeout_s {
@@ -59,11 +69,17 @@ impl Kernel {
                 self.authorize(&subject, cap, agent).await?;
             }
         }
+        // The model last: only a caller that may delegate learns what the broker serves.
+        let model = match options.model {
+            Some(model) => Some(self.task_model(&caller, &model).await?),
+            None => None,
+        };
         self.create_task(
             &caller,
             agent,
             goal,
             timeout_s.map(|s| Duration::from_secs(s.into())),
+            model,
         )
     }
 }

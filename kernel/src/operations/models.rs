@@ -116,17 +116,27 @@ impl Kernel {
         }
     }
 
-    /// Check the `model` a delegation names for its tree (as `agentctl models` lists them, or
-    /// a class): it must be one the broker can route now. Returned as it is to be asked for.
-    pub async fn task_model(self: &Arc<Self>, model: &str) -> Result<String, Error> {
+    /// Check the `model` a client's delegation names for its tree (as `agentctl models` lists
+    /// them, or a class): one the broker can route now. An app that names a remote one needs
+    /// `model.remote` on its provider itself: its agents' grants are not its to spend. Returned
+    /// as it is to be asked for.
+    pub(crate) async fn task_model(
+        self: &Arc<Self>,
+        caller: &Caller,
+        model: &str,
+    ) -> Result<String, Error> {
         let model = model.trim();
         check_text("model", model, MAX_MODEL_NAME, false)?;
-        self.route_model(Some(model)).await.map_err(|e| {
-            Error::InvalidArgument(format!(
-                "the task cannot use the model {model:?}: {}",
-                e.message()
-            ))
+        let (route, catalog) = self.route_model(Some(model)).await.map_err(|e| match e {
+            Error::NoModel(why) => {
+                Error::InvalidArgument(format!("the task cannot use the model {model:?}: {why}"))
+            }
+            other => other,
         })?;
+        if !route.local && !matches!(caller, Caller::Host) {
+            let why = catalog.why_remote_for_tree(model, &route);
+            self.check_remote(caller, &route.provider, why).await?;
+        }
         Ok(model.to_string())
     }
 
@@ -244,11 +254,16 @@ impl Kernel {
             }
         };
         // A request that names no model uses its tree's, if its delegation named one.
-        let tree_model = match (&request.model, caller) {
+        let named = request
+            .model
+            .as_deref()
+            .map(str::trim)
+            .filter(|m| !m.is_empty());
+        let tree_model = match (named, caller) {
             (None, Caller::Agent { task, .. }) => self.tasks.model_of(*task),
             _ => None,
         };
-        let wanted = request.model.as_deref().or(tree_model.as_deref());
+        let wanted = named.or(tree_model.as_deref());
         let (route, catalog) = self.route_model(wanted).await?;
         let entry = catalog
             .get(&route.provider)

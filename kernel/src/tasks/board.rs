@@ -83,6 +83,10 @@ impl TaskBoard {
         let mut last = false;
         if task.state.is_terminal() {
             last = b.deadlines.remove(&(task.deadline, task.id)) && b.deadlines.is_empty();
+            // A tree's model is its root's, and ends with it.
+            if task.parent == 0 {
+                b.models.remove(&task.id);
+            }
         }
         if let Some(w) = b.watchers.get(&id) {
             w.send_if_modified(|s| std::mem::replace(s, task.state) != task.state);
@@ -274,5 +278,9 @@ mod tests {
         assert_eq!(board.model_of(1).as_deref(), Some("ollama/qwen2.5:0.5b"));
         assert_eq!(board.model_of(3), None, "another tree");
         assert_eq!(board.model_of(9), None, "no such task");
+        board
+            .apply(1, 5, |t, now| t.complete(1, "done", now))
+            .unwrap();
+        assert_eq!(board.model_of(2), None, "it ended with its root");
     }
 }

@@ -24,14 +24,15 @@ pub(crate) fn task_err(e: TaskError) -> Error {
 }
 
 impl Kernel {
-    /// Create a task for `agent` on behalf of `caller` (permission already checked), and start
-    /// handing it over.
+    /// Create a task for `agent` on behalf of `caller` (permission already checked), with the
+    /// `model` its tree asks when a request names none, and start handing it over.
     pub(crate) fn create_task(
         self: &Arc<Self>,
         caller: &Caller,
         agent: &str,
         goal: &str,
         timeout: Option<Duration>,
+        model: Option<String>,
     ) -> Result<u64, Error> {
         let now = self.now();
         let timeout = timeout.unwrap_or(self.config.task_timeout);
@@ -59,6 +60,10 @@ impl Kernel {
         self.task_writer.put_new(id, new.clone());
         let task = Task::from_new(id, new, delegators);
         self.tasks.insert(task.clone());
+        // The tree's model is there before its agent hears of the task.
+        if let Some(model) = model {
+            self.tasks.set_model(id, model);
+        }
         self.events.publish(Event::TaskCreated(task));
         let kernel = Arc::clone(self);
         tokio::spawn(async move { kernel.start_task(id).await });
