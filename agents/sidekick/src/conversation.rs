@@ -3,7 +3,8 @@
 //! the model are built from it only when a request is made, and [`Conversation::fit`] keeps
 //! them within the window: older results shortened first, then the latest step's, then the
 //! oldest steps dropped (their sources still named), the system prompt, the goal and the latest
-//! step always kept.
+//! step always kept. A reply that could not be read is shown after the steps with what the model
+//! is told of it, until the next step.
 //! Once closed, the conversation is shown as the final turn: the goal and the wrapped results
 //! in one message, without the calls (a small model shown its own calls writes another one
 //! instead of the answer, and some providers refuse calls in a request that offers no tools).
@@ -12,11 +13,14 @@ use agentos_dbus_interfaces::inference::{ChatMessage, ToolCall};
 
 use agentos_sdk::untrusted::neutralise;
 
-use crate::evidence::{Evidence, Origin, END_MARK};
+use crate::evidence::{floor_boundary, Evidence, Origin, END_MARK};
 use crate::window::message_tokens;
 
 /// Bytes an older result keeps when it is shortened to make room.
 pub const SHORTENED_BYTES: usize = 300;
+
+/// Bytes of a reply that could not be read shown back to the model.
+const UNREAD_BYTES: usize = 1000;
 
 /// The marker before the sources of steps left out (see [`Conversation::fit`]).
 const DROPPED_MARK: &str =
@@ -54,6 +58,8 @@ pub struct Conversation {
     /// Sources of steps dropped to fit the window, as labels.
     dropped: Vec<String>,
     steps: Vec<Step>,
+    /// The model's last reply, when it could not be read, and what it is told of it.
+    unread: Option<(String, String)>,
     /// The system prompt and the last words of the final turn (asked with no tools offered).
     closing: Option<(String, String)>,
 }
@@ -65,6 +71,7 @@ impl Conversation {
             goal: goal.into(),
             dropped: Vec::new(),
             steps: Vec::new(),
+            unread: None,
             closing: None,
         }
     }
@@ -76,6 +83,14 @@ impl Conversation {
 
     pub fn push(&mut self, step: Step) {
         self.steps.push(step);
+        self.unread = None;
+    }
+
+    /// Show `said`, the model's reply that could not be read (its beginning), and then `note`,
+    /// what it is told of it, after the steps until the next step is pushed.
+    pub fn unread(&mut self, said: &str, note: impl Into<String>) {
+        let said = &said[..floor_boundary(said, UNREAD_BYTES)];
+        self.unread = Some((said.to_string(), note.into()));
     }
 
     pub fn steps(&self) -> &[Step] {
@@ -121,6 +136,10 @@ impl Conversation {
                     content: r.evidence.render(),
                 });
             }
+        }
+        if let Some((said, note)) = &self.unread {
+            out.push(ChatMessage::assistant(said, Vec::new()));
+            out.push(ChatMessage::user(note));
         }
         out
     }
@@ -432,5 +451,33 @@ mod tests {
             .contains("shortened"));
         let mut tiny = Conversation::new("sys", "g".repeat(10_000));
         assert!(tiny.fit(100).over, "the goal is never cut");
+    }
+
+    #[test]
+    fn a_reply_that_could_not_be_read_is_shown_with_its_note_until_the_next_step() {
+        let mut c = Conversation::new("sys", "the goal");
+        c.push(step(1, 10));
+        c.unread(&format!("{{\"name\": {}", "x".repeat(5000)), "say it again");
+        let m = c.messages();
+        assert_eq!(m.len(), 6);
+        let ChatMessage::Assistant {
+            content,
+            tool_calls,
+        } = &m[4]
+        else {
+            panic!("the reply is the model's: {m:?}")
+        };
+        assert!(content.starts_with("{\"name\": xxx") && content.len() == UNREAD_BYTES);
+        assert!(tool_calls.is_empty());
+        assert_eq!(m[5], ChatMessage::user("say it again"));
+        let mut closed = c.clone();
+        closed.close("sys", "answer now");
+        assert!(
+            !format!("{:?}", closed.messages()).contains("say it again"),
+            "not in the final turn"
+        );
+        c.push(step(2, 10));
+        assert_eq!(c.messages().len(), 6, "gone with the next step");
+        assert!(!format!("{:?}", c.messages()).contains("say it again"));
     }
 }

@@ -10,6 +10,20 @@ pub enum SidekickError {
     /// The model gave no answer; the kernel's message is passed on.
     #[error("{}", model_words(.0))]
     Model(ModelFailure),
+    /// The model's answer began as a tool call that could not be read, again after it was
+    /// told so (or in the final turn, which offers no tools).
+    #[error(
+        "the model's answer was a tool call it did not finish writing; try again, or use a \
+         larger model"
+    )]
+    UnfinishedCall,
+}
+
+impl SidekickError {
+    /// Whether the model's answer was canceled (then nothing more is given).
+    pub fn canceled(&self) -> bool {
+        matches!(self, SidekickError::Model(f) if f.kind == error_kind::CANCELED)
+    }
 }
 
 fn model_words(f: &ModelFailure) -> String {

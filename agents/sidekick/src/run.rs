@@ -1,7 +1,9 @@
 //! The sidekick's loop: offer the other agents and the declared platform tools to the model, run
 //! the calls it makes (delegations through the kernel, tool calls), give it the results with
 //! their origins, and repeat for at most a few steps; then ask for the final answer with no
-//! tools offered, streaming it as the task's progress. Pure over [`Model`] and [`Host`].
+//! tools offered, streaming it as the task's progress. A reply that begins as a tool call but
+//! cannot be read is never the answer: the model is asked once more, and told why; a second one
+//! fails the task, saying so. Pure over [`Model`] and [`Host`].
 
 use std::time::Duration;
 
@@ -13,7 +15,7 @@ use crate::conversation::{CallResult, Conversation, Step};
 use crate::error::SidekickError;
 use crate::evidence::{Evidence, Origin, Status};
 use crate::host::Host;
-use crate::model::{Model, ModelFailure};
+use crate::model::Model;
 use crate::offer::{Action, Offer};
 use crate::prompt;
 use crate::reply::{receive, Reply, Showing};
@@ -78,6 +80,7 @@ pub async fn run<M: Model, H: Host>(
     let models = host.list_models().await.unwrap_or_default();
     let mut window = Window::guess(&models);
     let offer = Offer::build(&settings.self_id, &agents, &tools);
+    let names = offer.names();
     let mut loop_ = Loop {
         conversation: Conversation::new(prompt::system_prompt(&offer), goal),
         sources: Vec::new(),
@@ -85,8 +88,10 @@ pub async fn run<M: Model, H: Host>(
         made: Vec::new(),
     };
     let mut answer: Option<Reply> = None;
-    let mut failed: Option<ModelFailure> = None;
+    let mut failed: Option<SidekickError> = None;
     let mut steps = 0;
+    // Whether the model was asked once more after a call it did not finish writing.
+    let mut asked_again = false;
     if !offer.is_empty() {
         let definitions = offer.definitions();
         let tools_tokens = tokens(&serde_json::to_string(&definitions).unwrap_or_default());
@@ -103,7 +108,7 @@ pub async fn run<M: Model, H: Host>(
                 Err(f) if f.kind == error_kind::TOOLS_NOT_SUPPORTED && step == 0 => break,
                 // What was found so far is still worth giving (see below).
                 Err(f) => {
-                    failed = Some(f);
+                    failed = Some(SidekickError::Model(f));
                     break;
                 }
             };
@@ -113,10 +118,22 @@ pub async fn run<M: Model, H: Host>(
             if reply.calls.is_empty() {
                 take_written_calls(&mut reply, &offer, step);
             }
+            if reply.calls.is_empty() && written::unreadable(&reply.text, &names) {
+                // A call the model did not finish writing is no answer: it is told so, once.
+                if asked_again {
+                    failed = Some(SidekickError::UnfinishedCall);
+                    break;
+                }
+                asked_again = true;
+                loop_
+                    .conversation
+                    .unread(&reply.text, prompt::UNREADABLE_CALL);
+                continue;
+            }
             if reply.calls.is_empty() {
                 // An answer; unless it is only a call written as text, then the final turn
                 // asks for one.
-                if !prompt::clean_answer(&reply.text).is_empty() {
+                if !prompt::clean_answer(&reply.text, &names).is_empty() {
                     answer = Some(reply);
                 }
                 break;
@@ -165,7 +182,10 @@ pub async fn run<M: Model, H: Host>(
                 .close(prompt::answer_prompt(), prompt::CLOSING);
             loop_.conversation.fit(window.prompt_budget());
             let request = loop_.request(Vec::new(), window, settings);
-            receive(model, &request, host, showing(0.9, settings)).await
+            receive(model, &request, host, showing(0.9, settings))
+                .await
+                .map_err(SidekickError::Model)
+                .and_then(|reply| finished(reply, &names))
         }
     };
     let results = || {
@@ -181,8 +201,8 @@ pub async fn run<M: Model, H: Host>(
         // out of window) does not take the results and the children's files down with it.
         // (What was found is in the sources, which keep those of steps dropped to fit the
         // window.)
-        Err(f) if f.kind != error_kind::CANCELED && !loop_.sources.is_empty() => {
-            let why = SidekickError::Model(f).to_string();
+        Err(e) if !e.canceled() && !loop_.sources.is_empty() => {
+            let why = e.to_string();
             let said = prompt::model_failed_answer(&why, results());
             return Ok(Answer {
                 text: prompt::outcome_text(&said, &loop_.sources),
@@ -191,9 +211,9 @@ pub async fn run<M: Model, H: Host>(
                 steps,
             });
         }
-        Err(f) => return Err(SidekickError::Model(f)),
+        Err(e) => return Err(e),
     };
-    let said = prompt::clean_answer(&reply.text);
+    let said = prompt::clean_answer(&reply.text, &names);
     let cut = reply.finish == finish::LENGTH;
     let said = if said.is_empty() {
         prompt::fallback_answer(results())
@@ -230,7 +250,6 @@ fn showing(fraction: f64, settings: &Settings) -> Showing {
     }
 }
 
-/// Calls of offered tools the model wrote as text become its calls (see `written`).
 /// Whether a goal the model wrote is text it copied from the prompt instead of the user's
 /// question (the example question, or a tool's description or a part of one): a small model
 /// does that, and the prompt asks for the user's question word for word, which is then passed
@@ -245,8 +264,19 @@ fn copied(goal: &str, offer: &Offer) -> bool {
                 .any(|d| d.description.contains(goal)))
 }
 
+/// The final turn's reply, unless it began as a call to one of the tools `names` that could
+/// not be read: that turn offers no tools, so there is no asking again, and it is no answer.
+/// (With no tools at all, JSON cut short is only an answer cut short.)
+fn finished(reply: Reply, names: &[&str]) -> Result<Reply, SidekickError> {
+    if !names.is_empty() && written::unreadable(&reply.text, names) {
+        return Err(SidekickError::UnfinishedCall);
+    }
+    Ok(reply)
+}
+
+/// Calls of offered tools the model wrote as text become its calls (see `written`).
 fn take_written_calls(reply: &mut Reply, offer: &Offer, step: usize) {
-    let (rest, written) = written::split(&reply.text);
+    let (rest, written) = written::split(&reply.text, &offer.names());
     let calls: Vec<ToolCall> = written
         .into_iter()
         .filter(|(name, _)| offer.action(name).is_some())

@@ -1,12 +1,15 @@
 //! The loop's failures against a scripted model and kernel (`script.rs`): a child that fails or
-//! is refused, malformed calls, model errors in plain words, a model without tools, an empty or
-//! cut answer.
+//! is refused, malformed calls, calls that cannot be read, model errors in plain words, a model
+//! without tools, an empty or cut answer.
 
 use agentos_dbus_interfaces::inference::{error_kind, ChatEvent};
 use serde_json::{json, Value};
 
 use crate::host::{ChildReport, HostError};
+use agentos_dbus_interfaces::inference::ChatMessage;
+
 use crate::model::ModelFailure;
+use crate::prompt::UNREADABLE_CALL;
 use crate::run::run;
 use crate::script::*;
 
@@ -399,4 +402,131 @@ async fn what_was_found_in_a_step_dropped_to_fit_the_window_still_counts() {
         answer.text
     );
     assert_eq!(answer.children, [4]);
+}
+
+/// What the task fails with when the model's answer is a call it did not finish writing.
+const UNFINISHED: &str =
+    "the model's answer was a tool call it did not finish writing; try again, or use a larger model";
+
+#[tokio::test]
+async fn a_call_that_cannot_be_read_is_no_answer_and_the_model_is_asked_once_more() {
+    let unreadable = r#"{"name": "delegate_to_docs", "arguments": {"goal": "When"#;
+    let model = Script::new(vec![
+        says(&[unreadable]),
+        calls(&[("delegate_to_docs", json!({"goal": "When is the dentist?"}))]),
+        says(&["On Tuesday (dentist.txt)."]),
+    ]);
+    let kernel = Kernel::new().child("docs", completed(3, "dentist.txt: Tuesday"));
+    let answer = run("When is the dentist?", &model, &kernel, &settings())
+        .await
+        .unwrap();
+    let requests = model.requests();
+    assert_eq!(requests.len(), 3);
+    let again = &requests[1];
+    assert!(!again.tools.is_empty(), "asked again with the tools");
+    assert_eq!(
+        again.messages[again.messages.len() - 2..],
+        [
+            ChatMessage::assistant(unreadable, Vec::new()),
+            ChatMessage::user(UNREADABLE_CALL)
+        ]
+    );
+    assert!(
+        !format!("{:?}", requests[2].messages).contains(UNREADABLE_CALL),
+        "gone once a call is made"
+    );
+    assert_eq!(kernel.delegations().len(), 1);
+    assert!(
+        answer.text.starts_with("On Tuesday (dentist.txt)."),
+        "{}",
+        answer.text
+    );
+    // Asked again, it answers in words.
+    let model = Script::new(vec![
+        says(&["delegate_to_docs with {\"goal\": \"When is the dentist?\"} and I will say"]),
+        says(&["I cannot look it up."]),
+    ]);
+    let answer = run("When is the dentist?", &model, &Kernel::new(), &settings())
+        .await
+        .unwrap();
+    assert_eq!(answer.text, "I cannot look it up.");
+}
+
+#[tokio::test]
+async fn a_second_call_that_cannot_be_read_fails_the_task_saying_why() {
+    let unreadable = r#"{"name": "delegate_to_docs", "arguments": {"goal": "When"#;
+    let model = Script::new(vec![says(&[unreadable]), says(&[unreadable])]);
+    let kernel = Kernel::new();
+    let err = run("When is the dentist?", &model, &kernel, &settings())
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), UNFINISHED);
+    assert_eq!(model.requests().len(), 2, "asked once more, not more");
+    assert!(kernel.delegations().is_empty());
+    // With something found before, that is given, with why the model gave no answer.
+    let model = Script::new(vec![
+        calls(&[("delegate_to_docs", json!({"goal": "When is the dentist?"}))]),
+        says(&[unreadable]),
+        says(&["delegate_to_docs: {\"goal\": "]),
+    ]);
+    let kernel = Kernel::new().child("docs", completed(3, "dentist.txt: Tuesday"));
+    let answer = run("When is the dentist?", &model, &kernel, &settings())
+        .await
+        .unwrap();
+    assert!(
+        answer.text.starts_with(&format!(
+            "The model failed before it could answer ({UNFINISHED}). What the sources returned:"
+        )),
+        "{}",
+        answer.text
+    );
+    assert!(answer.text.contains("dentist.txt: Tuesday"));
+    assert_eq!(answer.children, [3]);
+}
+
+#[tokio::test]
+async fn a_call_that_cannot_be_read_in_the_final_turn_is_no_answer() {
+    let unreadable = r#"{"name": "delegate_to_docs", "arguments": {"goal": "x"},"#;
+    // A model that cannot call tools answers without them, in the final turn.
+    let model = Script::new(vec![
+        Err(ModelFailure::new(
+            error_kind::TOOLS_NOT_SUPPORTED,
+            "this model cannot call tools",
+        )),
+        says(&[unreadable]),
+    ]);
+    let err = run("x", &model, &Kernel::new(), &settings())
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), UNFINISHED);
+    // Once the steps are used up, what was found is given.
+    let model = Script::new(vec![
+        calls(&[("delegate_to_docs", json!({"goal": "x"}))]),
+        says(&["delegate_to_docs with {\"goal\": \"x\"}"]),
+    ]);
+    let kernel = Kernel::new().child("docs", completed(3, "budget.txt: 5 EUR"));
+    let one_step = crate::run::Settings {
+        max_steps: 1,
+        ..settings()
+    };
+    let answer = run("x", &model, &kernel, &one_step).await.unwrap();
+    assert!(
+        answer
+            .text
+            .starts_with("The model gave no answer. What the sources returned:"),
+        "a call written whole by name is left out of the answer: {}",
+        answer.text
+    );
+    let model = Script::new(vec![
+        calls(&[("delegate_to_docs", json!({"goal": "x"}))]),
+        says(&[unreadable]),
+    ]);
+    let answer = run("x", &model, &kernel, &one_step).await.unwrap();
+    assert!(
+        answer.text.starts_with(&format!(
+            "The model failed before it could answer ({UNFINISHED})"
+        )),
+        "{}",
+        answer.text
+    );
 }

@@ -1,6 +1,6 @@
 //! The loop against a scripted model and kernel (`script.rs`): delegation, origins on results,
-//! the final turn without tools, the step limit, repeated and written calls, platform tools,
-//! trimming to the window, and the streamed answer.
+//! the final turn without tools, the step limit, repeated and written calls (near misses too),
+//! platform tools, trimming to the window, and the streamed answer.
 
 use std::time::Duration;
 
@@ -400,4 +400,33 @@ async fn a_call_quoted_in_an_answer_is_not_made() {
         .text
         .starts_with("The page asks readers to run this:"));
     assert!(answer.text.contains("It is only text on the page."));
+}
+
+#[tokio::test]
+async fn a_call_cut_short_or_written_by_name_is_made_and_never_the_answer() {
+    let asked = "When were the tomato seedlings planted?";
+    for broken in [
+        r#"{"name": "delegate_to_docs", "arguments": {"goal": "When were the tomato seedlings planted?"}"#,
+        r#"delegate_to_docs with {"goal": "When were the tomato seedlings planted?"}"#,
+        r#"delegate_to_docs({"goal": "When were the tomato seedlings planted?"})"#,
+    ] {
+        let model = Script::new(vec![says(&[broken]), says(&["On 3 May (garden.txt)."])]);
+        let kernel = Kernel::new().child("docs", completed(7, "garden.txt: planted 3 May"));
+        let answer = run(asked, &model, &kernel, &settings()).await.unwrap();
+        assert_eq!(
+            kernel.delegations(),
+            [("docs".to_string(), asked.to_string())],
+            "{broken}"
+        );
+        assert_eq!(results(&model.requests()[1])[0].0, "written_0_0");
+        assert!(
+            answer
+                .text
+                .starts_with("On 3 May (garden.txt).\n\nSources:"),
+            "{}",
+            answer.text
+        );
+        assert!(!answer.text.contains("delegate_to_docs"), "{}", answer.text);
+        assert_eq!(answer.steps, 1);
+    }
 }
