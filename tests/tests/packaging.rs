@@ -46,6 +46,11 @@ fn the_shipped_agent_manifests_parse_and_run_sandboxed() {
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(m.id, name);
         assert!(m.sandbox, "{name} should run sandboxed");
+        // Each thinks through the broker: with only a remote model, it may be allowed one.
+        assert!(
+            m.capabilities.iter().any(|c| c.name == "model.remote"),
+            "{name} should declare model.remote"
+        );
     }
 }
 
