@@ -111,7 +111,8 @@ pub fn command() -> clap::Command {
                     "Delegate a goal to an agent and follow the task until it ends.\n\n\
                      Changes of the task and of the tasks it delegates are printed as they \
                      happen, then its result and artifacts. Exits 0 if the task completed, 1 \
-                     otherwise; Ctrl-C cancels the task and exits 130.",
+                     otherwise; Ctrl-C (or the terminal closing, or SIGTERM) cancels the task \
+                     and exits 130.",
                 )
                 .arg(positional("agent", "Id of the agent to delegate to"))
                 .arg(
@@ -194,8 +195,8 @@ pub fn command() -> clap::Command {
                     "Hand a goal to the sidekick agent (or another, with --agent) and print its \
                      answer as it grows, then its artifacts. The task is marked as the one you \
                      watch, so its model requests are served before background work. Exits 0 if \
-                     the task completed, 1 otherwise (with the reason); Ctrl-C cancels the task \
-                     and exits 130.",
+                     the task completed, 1 otherwise (with the reason); Ctrl-C (or the terminal \
+                     closing, or SIGTERM) cancels the task and exits 130.",
                 )
                 .arg(
                     Arg::new("agent")

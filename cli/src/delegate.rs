@@ -34,8 +34,40 @@ pub struct Delegated {
     pub changes: TaskEvents,
     /// Whether `changes` still runs.
     pub signals_open: bool,
-    /// Ctrl-C from here on.
-    pub interrupt: Signal,
+    /// Ctrl-C (or the terminal closing, or a kill) from here on.
+    pub interrupt: Stop,
+}
+
+/// What stops a delegation's follower, its task canceled: Ctrl-C (SIGINT), the terminal closing
+/// (SIGHUP) and a kill that lets it finish (SIGTERM). Whoever stops `agentctl ask` or `run` stops
+/// what it asked for, not only the command.
+pub struct Stop {
+    signals: [Signal; 3],
+}
+
+impl Stop {
+    fn new() -> Result<Stop> {
+        let listen = |kind: SignalKind, what: &str| {
+            signal(kind).map_err(|e| CliError::new(format!("cannot handle {what}: {e}")))
+        };
+        Ok(Stop {
+            signals: [
+                listen(SignalKind::interrupt(), "Ctrl-C")?,
+                listen(SignalKind::hangup(), "the terminal closing")?,
+                listen(SignalKind::terminate(), "SIGTERM")?,
+            ],
+        })
+    }
+
+    /// Returns when one of them comes.
+    pub async fn recv(&mut self) {
+        let [int, hup, term] = &mut self.signals;
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = hup.recv() => {}
+            _ = term.recv() => {}
+        }
+    }
 }
 
 /// What became of a delegation.
@@ -57,8 +89,7 @@ pub async fn delegate(
     (timeout, model): Limits<'_>,
     refused: impl Fn(agentos_dbus_interfaces::Error) -> CliError,
 ) -> Result<Started> {
-    let mut interrupt = signal(SignalKind::interrupt())
-        .map_err(|e| CliError::new(format!("cannot handle Ctrl-C: {e}")))?;
+    let mut interrupt = Stop::new()?;
     let mut changes = kernel.client.task_events().await?;
     let mut options = Options::new();
     if let Some(secs) = timeout {

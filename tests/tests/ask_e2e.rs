@@ -1,7 +1,8 @@
 //! End-to-end: `agentctl ask` against the real kernel on a private bus, asking an agent this test
 //! registers (it reports its answer so far as its task's progress message, as the sidekick
 //! does): the growing answer is printed once, piece by piece, then the result's rest and the
-//! artifacts; a failed task exits 1 with its reason; Ctrl-C cancels the task and exits 130.
+//! artifacts; a failed task exits 1 with its reason; Ctrl-C, SIGHUP or SIGTERM cancels the task
+//! and exits 130.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -120,41 +121,56 @@ async fn ask_streams_the_answer_fails_with_the_reason_and_cancels_on_ctrl_c() {
         assert!(text(&out.stderr).contains("nobody"), "{}", text(&out.stderr));
 
         // Ctrl-C while the agent thinks (once agentctl has shown it): the task is canceled,
-        // exit 130.
-        let mut child = ask(&env, &["--agent", "host", "wait"]).spawn().unwrap();
-        let mut stdout = child.stdout.take().expect("agentctl's output");
-        let mut shown = Vec::new();
-        while !shown.ends_with(b"Thinking") {
-            let mut buf = [0u8; 256];
-            let n = stdout.read(&mut buf).await.unwrap();
-            assert!(n > 0, "agentctl ended, having shown {:?}", text(&shown));
-            shown.extend_from_slice(&buf[..n]);
+        // exit 130. So too when the terminal closes (SIGHUP) or agentctl is killed (SIGTERM).
+        for signal in ["-INT", "-HUP", "-TERM"] {
+            stopped_while_thinking(&env, signal).await;
         }
-        let kernel = env.kernel().await;
-        let id = loop {
-            let tasks = kernel.list_tasks(20).await.unwrap();
-            if let Some(t) = tasks
-                .iter()
-                .find(|t| t.goal == "wait" && t.message == "Thinking")
-            {
-                break t.id;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        let pid = child.id().expect("agentctl runs").to_string();
-        let kill = std::process::Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap();
-        assert!(kill.success());
-        stdout.read_to_end(&mut shown).await.unwrap();
-        let out = child.wait_with_output().await.unwrap();
-        let stderr = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(130), "{stderr}");
-        assert!(stderr.contains(&format!("canceled task {id}")), "{stderr}");
-        assert_eq!(text(&shown), "Thinking\n");
-        let task = env.wait_task(id).await;
-        assert_eq!(TaskState::parse(&task.state), Some(TaskState::Canceled));
     })
     .await;
+}
+
+/// `agentctl ask` sent `signal` while its agent thinks: the task is canceled, exit 130.
+async fn stopped_while_thinking(env: &Env, signal: &str) {
+    let mut child = ask(env, &["--agent", "host", "wait"]).spawn().unwrap();
+    let mut stdout = child.stdout.take().expect("agentctl's output");
+    let mut shown = Vec::new();
+    while !shown.ends_with(b"Thinking") {
+        let mut buf = [0u8; 256];
+        let n = stdout.read(&mut buf).await.unwrap();
+        assert!(n > 0, "agentctl ended, having shown {:?}", text(&shown));
+        shown.extend_from_slice(&buf[..n]);
+    }
+    let kernel = env.kernel().await;
+    let id = loop {
+        let tasks = kernel.list_tasks(20).await.unwrap();
+        if let Some(t) = tasks.iter().find(|t| {
+            t.goal == "wait"
+                && t.message == "Thinking"
+                && !TaskState::parse(&t.state).is_some_and(|s| s.is_terminal())
+        }) {
+            break t.id;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let pid = child.id().expect("agentctl runs").to_string();
+    let kill = std::process::Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    stdout.read_to_end(&mut shown).await.unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{signal}: {stderr}");
+    assert!(
+        stderr.contains(&format!("canceled task {id}")),
+        "{signal}: {stderr}"
+    );
+    assert_eq!(text(&shown), "Thinking\n");
+    let task = env.wait_task(id).await;
+    assert_eq!(
+        TaskState::parse(&task.state),
+        Some(TaskState::Canceled),
+        "{signal}"
+    );
 }
