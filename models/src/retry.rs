@@ -9,7 +9,9 @@ pub struct RetryPolicy {
     pub retries: u32,
     /// The first wait; each later one doubles.
     pub base: Duration,
-    /// No wait is longer: a server asking for more is answered with `RateLimited` at once.
+    /// No wait is longer, nor all of one request's waits together: a server asking for more
+    /// is answered with `RateLimited` at once (the caller hears of it, rather than nothing for
+    /// minutes).
     pub cap: Duration,
 }
 
@@ -39,18 +41,21 @@ pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
 }
 
 impl RetryPolicy {
-    /// The wait before retry number `attempt` (0 for the first), or None when the server's
-    /// `Retry-After` is beyond the cap (then waiting is the caller's choice, not ours).
-    pub(crate) fn wait(&self, attempt: u32, retry_after: Option<Duration>) -> Option<Duration> {
-        match retry_after {
-            Some(asked) if asked > self.cap => None,
-            Some(asked) => Some(asked),
-            None => Some(
-                self.base
-                    .saturating_mul(2u32.saturating_pow(attempt))
-                    .min(self.cap),
-            ),
-        }
+    /// The wait before retry number `attempt` (0 for the first), after `waited` in the waits
+    /// before it; None when that would take the request's waits beyond the cap (a server's
+    /// `Retry-After` beyond it included: then waiting is the caller's choice, not ours).
+    pub(crate) fn wait(
+        &self,
+        attempt: u32,
+        retry_after: Option<Duration>,
+        waited: Duration,
+    ) -> Option<Duration> {
+        let wait = retry_after.unwrap_or_else(|| {
+            self.base
+                .saturating_mul(2u32.saturating_pow(attempt))
+                .min(self.cap)
+        });
+        (waited.saturating_add(wait) <= self.cap).then_some(wait)
     }
 }
 
@@ -81,14 +86,29 @@ mod tests {
             base: Duration::from_secs(1),
             cap: Duration::from_secs(5),
         };
-        assert_eq!(p.wait(0, None), Some(Duration::from_secs(1)));
-        assert_eq!(p.wait(2, None), Some(Duration::from_secs(4)));
-        assert_eq!(p.wait(3, None), Some(Duration::from_secs(5)));
+        let none = Duration::ZERO;
+        assert_eq!(p.wait(0, None, none), Some(Duration::from_secs(1)));
+        assert_eq!(p.wait(2, None, none), Some(Duration::from_secs(4)));
+        assert_eq!(p.wait(3, None, none), Some(Duration::from_secs(5)));
         assert_eq!(
-            p.wait(0, Some(Duration::from_secs(2))),
+            p.wait(0, Some(Duration::from_secs(2)), none),
             Some(Duration::from_secs(2))
         );
-        assert_eq!(p.wait(0, Some(Duration::from_secs(60))), None);
+        assert_eq!(p.wait(0, Some(Duration::from_secs(60)), none), None);
+        // The waits of one request together stay within the cap: 1 + 2 s, then not 4 more.
+        assert_eq!(
+            p.wait(2, None, Duration::from_secs(3)),
+            None,
+            "3 s waited and 4 to come is beyond 5"
+        );
+        assert_eq!(
+            p.wait(1, None, Duration::from_secs(1)),
+            Some(Duration::from_secs(2))
+        );
+        // A server asking for the whole cap each time gets one wait, not one per retry.
+        let whole = Some(Duration::from_secs(5));
+        assert_eq!(p.wait(0, whole, none), Some(Duration::from_secs(5)));
+        assert_eq!(p.wait(1, whole, Duration::from_secs(5)), None);
         assert!(retryable(429) && retryable(503) && retryable(500) && !retryable(501));
         assert!(!retryable(400) && !retryable(401));
     }

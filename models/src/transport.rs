@@ -79,6 +79,7 @@ impl Http {
                 detail: format!("the request cannot be written: {e}"),
             })?);
         let mut attempt = 0;
+        let mut waited = Duration::ZERO;
         let mut resent = false;
         loop {
             let sent = tokio::time::Instant::now();
@@ -131,8 +132,9 @@ impl Http {
                 ModelError::Server { .. } | ModelError::RateLimited { .. }
             );
             if transient && retryable(status) && attempt < self.limits.retry.retries {
-                if let Some(wait) = self.limits.retry.wait(attempt, retry_after) {
+                if let Some(wait) = self.limits.retry.wait(attempt, retry_after, waited) {
                     tokio::time::sleep(wait).await;
+                    waited += wait;
                     attempt += 1;
                     continue;
                 }

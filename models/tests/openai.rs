@@ -345,6 +345,22 @@ async fn a_429_with_retry_after_is_waited_then_retried() {
             }
         );
         assert_eq!(f.received().len(), 1);
+
+        // Each wait within the cap (3 s), but not all of them together: waited once, then named.
+        let busy = || Reply::error(429, "slow down").header("retry-after", "2");
+        let f = Fixture::start(vec![busy(), busy(), busy()]).await;
+        let started = std::time::Instant::now();
+        let err = collect(&provider(&f, quick()), &request())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ModelError::RateLimited {
+                retry_after: Some(Duration::from_secs(2))
+            }
+        );
+        assert_eq!(f.received().len(), 2);
+        assert!(started.elapsed() < Duration::from_secs(4));
     })
     .await;
 }
