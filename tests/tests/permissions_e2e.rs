@@ -29,6 +29,13 @@ async fn without_a_grant_or_a_provider_the_answer_is_deny() {
         let t = env.wait_task(t).await;
         assert_eq!(t.state, "failed");
         assert!(t.message.contains("no consent provider"), "{}", t.message);
+        // It says what was needed and how the user may allow it.
+        assert!(
+            t.message.contains("tester needs files.")
+                && t.message.contains("allow it ahead: agentctl grant tester files."),
+            "{}",
+            t.message
+        );
         // An undeclared capability is denied without asking anyone.
         let responder = Responder::start(&env.address, &[ConsentReply::Allow("always")]).await;
         let t = env

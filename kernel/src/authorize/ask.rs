@@ -315,9 +315,8 @@ impl Kernel {
                 self.rights.note_denial(request);
                 return Ok(Err(format!("{reason}; counted as a denial")));
             }
-            Answer::Unanswered(reason) | Answer::ProviderGone(reason) => {
-                return Ok(Err(reason.clone()))
-            }
+            Answer::Unanswered(reason) => return Ok(Err(unanswered(reason, &request))),
+            Answer::ProviderGone(reason) => return Ok(Err(reason.clone())),
         };
         // Decide again with the new grant: that spends a "once" grant and re-checks the
         // delegators, whose rights may have changed while the user was asked.
@@ -588,6 +587,34 @@ impl Drop for Settle<'_> {
     }
 }
 
+/// Why a request nobody could be asked about is refused: the `reason`, what it needed, and how
+/// the user may let it happen (the panel, a terminal, or a grant given ahead).
+fn unanswered(reason: &str, request: &Request<'_>) -> String {
+    let who = request
+        .chain
+        .first()
+        .map(String::as_str)
+        .unwrap_or_default();
+    let (cap, scope) = (request.capability.name, request.scope);
+    format!(
+        "{reason}: {who} needs {cap} on {scope}. Open the AgentOS panel, or ask from a terminal \
+         (agentctl ask, agentctl run), or allow it ahead: agentctl grant {} {cap} {}",
+        shell_word(who),
+        shell_word(scope)
+    )
+}
+
+/// `word` as one word for a POSIX shell: as it is when it is made of harmless characters only,
+/// else in single quotes.
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "._-/:@+=,%~".contains(c);
+    if !word.is_empty() && word.chars().all(plain) && !word.starts_with('~') {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
 /// What a kind of scope is called, for "and 3 other hosts".
 fn scope_noun(kind: ScopeKind, many: bool) -> &'static str {
     match (kind, many) {
@@ -672,6 +699,30 @@ mod tests {
             display_name: "Web".into(),
             why: None,
         }
+    }
+
+    #[test]
+    fn with_nobody_to_ask_the_refusal_says_how_to_allow_it() {
+        let read = Capability::lookup("files.read").unwrap();
+        let chain = vec!["docs".to_string(), "sidekick".to_string()];
+        let request = Request {
+            chain: &chain,
+            capability: read,
+            scope: "/home/me/My Notes/it's",
+            declared: true,
+            delegators_declare: true,
+        };
+        assert_eq!(
+            unanswered("no consent provider is running to ask the user", &request),
+            "no consent provider is running to ask the user: docs needs files.read on \
+             /home/me/My Notes/it's. Open the AgentOS panel, or ask from a terminal (agentctl \
+             ask, agentctl run), or allow it ahead: agentctl grant docs files.read \
+             '/home/me/My Notes/it'\\''s'"
+        );
+        assert_eq!(shell_word("model.remote"), "model.remote");
+        assert_eq!(shell_word("openai-compatible"), "openai-compatible");
+        assert_eq!(shell_word("a;b"), "'a;b'");
+        assert_eq!(shell_word(""), "''");
     }
 
     #[test]
