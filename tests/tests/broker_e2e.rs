@@ -632,6 +632,11 @@ async fn a_remote_provider_needs_model_remote_and_its_key_stays_in_the_keyring()
         let t = env.run_task("chatter", "chat - hello").await;
         assert_eq!(t.state, TaskState::Failed.as_str());
         assert!(t.message.contains("refused the API key"), "{t:?}");
+        assert!(
+            t.message
+                .contains("`agentctl models add openai-compatible --base-url <its URL>`"),
+            "{t:?}"
+        );
         assert!(!t.message.contains(&key));
 
         env.stop_kernel("TERM").await;

@@ -183,10 +183,36 @@ pub fn error_kind(e: &ModelError) -> &'static str {
 
 /// A provider's error as the caller reads it, naming the provider.
 pub fn error_event(provider: &str, e: &ModelError) -> wire::ChatEvent {
+    let message = match e {
+        // Which key, in the command that replaces it.
+        ModelError::WrongKey { status } => format!(
+            "{provider}: the model server refused the API key (HTTP {status}): store the right \
+             one with `{}`",
+            add_command(provider)
+        ),
+        e => format!("{provider}: {e}"),
+    };
     wire::ChatEvent::Error {
         kind: error_kind(e).into(),
-        message: format!("{provider}: {e}"),
+        message,
     }
+}
+
+/// The `agentctl models add` command that stores `provider`'s key (`kind[:account]`, as the
+/// catalog names it).
+fn add_command(provider: &str) -> String {
+    let (kind, account) = match provider.split_once(':') {
+        Some((kind, account)) => (kind, Some(account)),
+        None => (provider, None),
+    };
+    let mut command = format!("agentctl models add {kind}");
+    if let Some(account) = account {
+        command.push_str(&format!(" --account {account}"));
+    }
+    if kind == "openai-compatible" {
+        command.push_str(" --base-url <its URL>");
+    }
+    command
 }
 
 /// Turns one request's provider events into the caller's.
@@ -355,12 +381,26 @@ mod tests {
     fn errors_are_kinds_and_name_the_provider() {
         let e = ModelError::WrongKey { status: 401 };
         assert_eq!(
-            error_event("openai", &e),
+            error_event("anthropic:work", &e),
             wire::ChatEvent::Error {
                 kind: "wrong_key".into(),
-                message: format!("openai: {e}"),
+                message: "anthropic:work: the model server refused the API key (HTTP 401): \
+                          store the right one with `agentctl models add anthropic --account work`"
+                    .into(),
             }
         );
+        assert_eq!(
+            add_command("openai-compatible"),
+            "agentctl models add openai-compatible --base-url <its URL>"
+        );
+        let e = ModelError::Unreachable {
+            address: "http://127.0.0.1:1".into(),
+            reason: "connection refused".into(),
+        };
+        assert!(matches!(
+            error_event("openai", &e),
+            wire::ChatEvent::Error { message, .. } if message == format!("openai: {e}")
+        ));
         assert_eq!(
             error_kind(&ModelError::Protocol { detail: "x".into() }),
             "provider"
