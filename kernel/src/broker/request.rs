@@ -133,9 +133,24 @@ fn over_budget(
     format!(
         "{principal} has used {used} of its {limit} model tokens this {window}, and this \
          request may use up to {requested} (its prompt and the most it may answer); the budget \
-         renews in {} s",
-        retry_after_ms.div_ceil(1000)
+         renews in {}",
+        in_words(retry_after_ms)
     )
+}
+
+/// A wait as a person reads it: seconds under a minute, minutes (rounded up) under an hour,
+/// then hours and minutes.
+fn in_words(ms: u64) -> String {
+    let secs = ms.div_ceil(1000);
+    if secs < 60 {
+        return format!("{secs} s");
+    }
+    let mins = secs.div_ceil(60);
+    match (mins / 60, mins % 60) {
+        (0, m) => format!("{m} min"),
+        (h, 0) => format!("{h} h"),
+        (h, m) => format!("{h} h {m} min"),
+    }
 }
 
 #[cfg(test)]
@@ -158,7 +173,12 @@ mod tests {
             waits.starts_with("sidekick has used 450 of its 500"),
             "{waits}"
         );
-        assert!(waits.contains("renews in 2616 s"), "{waits}");
+        assert!(waits.ends_with("renews in 44 min"), "{waits}");
+        assert_eq!(in_words(999), "1 s");
+        assert_eq!(in_words(59_000), "59 s");
+        assert_eq!(in_words(60_001), "2 min");
+        assert_eq!(in_words(3_600_000), "1 h");
+        assert_eq!(in_words(86_000_000), "23 h 54 min");
         let never = over(0, 1590).to_string();
         assert!(
             never.contains("more than sidekick's whole budget of 500 per hour"),
