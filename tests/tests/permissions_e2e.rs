@@ -32,7 +32,8 @@ async fn without_a_grant_or_a_provider_the_answer_is_deny() {
         // It says what was needed and how the user may allow it.
         assert!(
             t.message.contains("tester needs files.")
-                && t.message.contains("allow it ahead: agentctl grant tester files."),
+                && t.message
+                    .contains("allow it ahead: agentctl grant tester files."),
             "{}",
             t.message
         );
