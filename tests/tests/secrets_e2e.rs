@@ -222,7 +222,16 @@ async fn keys_live_in_the_keyring_and_nowhere_else() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_locked_keyring_is_named_and_not_opened() {
     bounded(async {
-        let env = Env::start().await;
+        let mut env = Env::start().await;
+        // No local model either: asking finds none.
+        let config = env.root().join("config/agentos");
+        std::fs::create_dir_all(&config).unwrap();
+        std::fs::write(
+            config.join("models.toml"),
+            "[local]\nollama = \"off\"\nllama-server = \"off\"\n",
+        )
+        .unwrap();
+        env.restart_kernel().await;
         let _keyring = Keyring::start(&env).await;
         let (root, address) = (env.root(), env.address.as_str());
         let login = ObjectPath::try_from("/org/freedesktop/secrets/collection/login").unwrap();
@@ -246,6 +255,31 @@ async fn a_locked_keyring_is_named_and_not_opened() {
             "{stderr}"
         );
         without_key(&out, &key);
+        // Listing says the keyring is locked, not that no keys are stored.
+        let out = agentctl(root, address, &["models"], "").await;
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.contains("keys: cannot list the stored keys: the keyring \"Login\" is locked"),
+            "{stdout}"
+        );
+        // Asking with no model says so too, beside how to add one.
+        let client = agentos_client::Client::with_connection(env.conn.clone())
+            .await
+            .unwrap();
+        let request =
+            agentos_client::ChatRequest::new(vec![agentos_client::ChatMessage::user("hi")]);
+        match client.chat(&request).await {
+            Err(agentos_client::ChatError::Refused(agentos_dbus_interfaces::Error::NoModel(m))) => {
+                assert!(
+                    m.contains("agentctl models add")
+                        && m.contains("could not be read")
+                        && m.contains("keyring \"Login\" is locked"),
+                    "{m}"
+                )
+            }
+            Err(e) => panic!("expected NoModel, got {e:?}"),
+            Ok(_) => panic!("expected NoModel, got an answer"),
+        }
     })
     .await;
 }

@@ -237,12 +237,23 @@ impl KeyStore {
         Ok(items.len())
     }
 
-    /// Every stored key's provider, account, label and base URL (never the key), sorted.
+    /// Every stored key's provider, account, label and base URL (never the key), sorted. None
+    /// found while the default keyring is locked is that keyring named as locked (what it holds
+    /// cannot be seen), not an empty list.
     pub async fn list(&self) -> Result<Vec<StoredKey>, KeyStoreError> {
         let found = self
             .service
             .search_items(HashMap::from([(ATTR_SCHEMA, SCHEMA)]))
             .await?;
+        if found.unlocked.is_empty() && found.locked.is_empty() {
+            if let Ok(default) = self.service.get_default_collection().await {
+                if default.is_locked().await.unwrap_or(false) {
+                    return Err(KeyStoreError::Locked(
+                        default.get_label().await.unwrap_or_default(),
+                    ));
+                }
+            }
+        }
         let mut keys = Vec::new();
         for item in found.unlocked.iter().chain(&found.locked) {
             let mut attributes = item.get_attributes().await?;
