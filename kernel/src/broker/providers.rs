@@ -239,8 +239,13 @@ async fn served_models(http: &Http, base_url: &str, key: &ApiKey) -> Vec<Model> 
 }
 
 /// The catalog now: local servers first, then the remote providers with stored keys (read from
-/// the Secret Service on `bus`, when there is one).
-pub async fn load(http: &Http, settings: &Settings, bus: Option<zbus::Connection>) -> Catalog {
+/// the Secret Service on `bus`, when there is one); and why the keys could not be read, if
+/// they could not.
+pub async fn load(
+    http: &Http,
+    settings: &Settings,
+    bus: Option<zbus::Connection>,
+) -> (Catalog, Option<String>) {
     let keys = async {
         match bus {
             Some(bus) => remote(http, settings, bus).await,
@@ -248,13 +253,17 @@ pub async fn load(http: &Http, settings: &Settings, bus: Option<zbus::Connection
         }
     };
     let (mut providers, keys) = tokio::join!(local(http, settings), keys);
-    match keys {
-        Ok(remote) => providers.extend(remote),
-        Err(e) => {
-            tracing::debug!(error = %e, "no remote model providers: the keyring cannot be read")
+    let unread = match keys {
+        Ok(remote) => {
+            providers.extend(remote);
+            None
         }
-    }
-    Catalog { providers }
+        Err(e) => {
+            tracing::debug!(error = %e, "no remote model providers: the keyring cannot be read");
+            Some(e)
+        }
+    };
+    (Catalog { providers }, unread)
 }
 
 #[cfg(test)]

@@ -97,6 +97,9 @@ pub struct Broker {
     /// Remote providers whose last request did not reach them (they are not probed: a request
     /// costs), listed as unreachable until one does.
     unanswered: Mutex<HashSet<String>>,
+    /// Why the last load could not read the user's keys (no Secret Service, a locked keyring),
+    /// for a caller told there is no model.
+    keys_unread: Mutex<Option<String>>,
     /// The next request's answer socket, made ahead.
     pub(crate) sockets: super::sockets::Spare,
     /// Runs alive per principal (see [`LiveRun`]).
@@ -152,6 +155,7 @@ impl Broker {
             refreshing: AtomicBool::new(false),
             keys_changes: AtomicU64::new(0),
             following_keys: AtomicBool::new(false),
+            keys_unread: Mutex::new(None),
             unanswered: Mutex::default(),
             sockets: Default::default(),
             live: Default::default(),
@@ -252,6 +256,11 @@ impl Broker {
         !self.following_keys.swap(true, Ordering::SeqCst)
     }
 
+    /// Why the last catalog load could not read the user's keys, if it could not.
+    pub(crate) fn keys_unread(&self) -> Option<String> {
+        lock(&self.keys_unread).clone()
+    }
+
     /// Load the catalog now (one load at a time; a caller that waited for another's load and
     /// finds it fresh takes that one).
     pub(crate) async fn reload(
@@ -267,7 +276,8 @@ impl Broker {
         }
         let keys = self.keys_changes.load(Ordering::SeqCst);
         let http = self.http()?;
-        let mut found = super::providers::load(&http, &self.settings, bus).await;
+        let (mut found, unread) = super::providers::load(&http, &self.settings, bus).await;
+        *lock(&self.keys_unread) = unread;
         // A remote provider is not probed: what its last request found is listed.
         {
             let unanswered = lock(&self.unanswered);
