@@ -171,6 +171,25 @@ impl Settings {
         };
         let mut slots = BTreeMap::new();
         for (name, p) in file.providers {
+            // A name mistyped would set nothing, and say nothing.
+            let (kind, account) = match name.split_once(':') {
+                Some((kind, account)) => (kind, Some(account)),
+                None => (name.as_str(), None),
+            };
+            let local = kind == "ollama" || kind == "llama-server";
+            let remote = agentos_portal::secrets::Provider::parse(kind).is_ok();
+            if !(local && account.is_none() || remote && account != Some("")) {
+                let remotes: Vec<&str> = agentos_portal::secrets::Provider::ALL
+                    .iter()
+                    .map(|p| p.as_str())
+                    .collect();
+                return Err(format!(
+                    "there is no model provider {name:?} to set slots for: the providers are \
+                     ollama, llama-server, and {} (as `agentctl models` lists them, with \
+                     :<account> for a key stored under an account)",
+                    remotes.join(", ")
+                ));
+            }
             if p.slots == 0 || p.slots > 256 {
                 return Err(format!("provider {name}: slots must be 1 to 256"));
             }
@@ -276,6 +295,8 @@ mod tests {
             discipline = "fifo"
             [providers.llama-server]
             slots = 4
+            [providers."anthropic:work"]
+            slots = 8
             [budget]
             tokens-per-hour = 10
             [budget.principals.docs]
@@ -289,6 +310,7 @@ mod tests {
         assert_eq!(s.llama_server.as_deref(), Some("http://127.0.0.1:9999"));
         assert_eq!(s.discipline, Discipline::Fifo);
         assert_eq!(s.slots["llama-server"], 4);
+        assert_eq!(s.slots["anthropic:work"], 8);
         assert_eq!(s.budget_of("web").tokens_per_hour, Some(10));
         assert_eq!(s.budget_of("web").requests_per_minute, None);
         assert_eq!(s.budget_of("docs").requests_per_minute, Some(2));
@@ -299,7 +321,13 @@ mod tests {
     fn mistakes_are_named() {
         for (text, word) in [
             ("[scheduler]\ndiscipline = \"lifo\"", "lifo"),
-            ("[providers.x]\nslots = 0", "slots"),
+            ("[providers.ollama]\nslots = 0", "slots"),
+            (
+                "[providers.ollamaa]\nslots = 2",
+                "no model provider \"ollamaa\"",
+            ),
+            ("[providers.\"ollama:work\"]\nslots = 2", "ollama:work"),
+            ("[providers.\"openai:\"]\nslots = 2", "openai:"),
             ("[local]\nollama = \"ftp://x\"", "ftp"),
             ("[budget]\ntokens = 1", "tokens"),
         ] {
