@@ -159,14 +159,20 @@ pub async fn ask(kernel: &Kernel, agent: &str, goal: &str, limits: Limits<'_>) -
         Ok(None)
     };
     for event in &delegated.early {
-        state = show(event, &mut answer)?.or(state);
+        match show(event, &mut answer) {
+            Ok(s) => state = s.or(state),
+            Err(e) => return Err(delegate::output_failed(kernel, id, e).await),
+        }
     }
     let mut poll = tokio::time::interval(POLL_INTERVAL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while state.is_none_or(|s: TaskState| !s.is_terminal()) {
         tokio::select! {
             change = delegated.changes.next(), if delegated.signals_open => match change {
-                Some(Ok(event)) => state = show(&event, &mut answer)?.or(state),
+                Some(Ok(event)) => match show(&event, &mut answer) {
+                    Ok(s) => state = s.or(state),
+                    Err(e) => return Err(delegate::output_failed(kernel, id, e).await),
+                },
                 Some(Err(_)) => {}
                 None => delegated.signals_open = false,
             },
@@ -181,12 +187,16 @@ pub async fn ask(kernel: &Kernel, agent: &str, goal: &str, limits: Limits<'_>) -
                         progress: task.progress,
                         message: task.message,
                     };
-                    state = show(&event, &mut answer)?.or(state);
+                    match show(&event, &mut answer) {
+                        Ok(s) => state = s.or(state),
+                        Err(e) => return Err(delegate::output_failed(kernel, id, e).await),
+                    }
                 }
             }
             _ = delegated.interrupt.recv() => {
+                // The terminal may be gone already: the task is canceled whatever this does.
                 if answer.mid_line {
-                    output::emit("\n")?;
+                    let _ = output::emit("\n");
                 }
                 return Ok(delegate::cancel(kernel, id).await);
             }

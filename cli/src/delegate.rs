@@ -140,6 +140,13 @@ pub async fn delegate(
     }))
 }
 
+/// The task's follower could not write (its terminal closed, say): the task is canceled as if
+/// it were interrupted, and `e` is returned to be told (if it can be).
+pub async fn output_failed(kernel: &Kernel, id: u64, e: CliError) -> CliError {
+    let _ = tokio::time::timeout(CANCEL_TIMEOUT, kernel.proxy.cancel_task(id)).await;
+    e
+}
+
 /// Ctrl-C: cancel the task (and so its sub-tasks and their model requests) and report; the
 /// exit status to end with.
 pub async fn cancel(kernel: &Kernel, id: u64) -> u8 {

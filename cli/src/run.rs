@@ -29,22 +29,33 @@ pub async fn run(
     };
     let id = delegated.id;
     let mut follower = Follower::new(id, json);
-    follower.say(&format!("task {id} delegated to {}", output::clean(agent)))?;
+    let said = follower.say(&format!("task {id} delegated to {}", output::clean(agent)));
+    if let Err(e) = said {
+        return Err(delegate::output_failed(kernel, id, e).await);
+    }
     for event in delegated.early.drain(..) {
-        follower.update(&Change::from_event(event))?;
+        if let Err(e) = follower.update(&Change::from_event(event)) {
+            return Err(delegate::output_failed(kernel, id, e).await);
+        }
     }
     let mut poll = tokio::time::interval(POLL_INTERVAL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while follower.root_state.is_none_or(|s| !s.is_terminal()) {
         tokio::select! {
             change = delegated.changes.next(), if delegated.signals_open => match change {
-                Some(Ok(change)) => follower.update(&Change::from_event(change))?,
+                Some(Ok(change)) => {
+                    if let Err(e) = follower.update(&Change::from_event(change)) {
+                        return Err(delegate::output_failed(kernel, id, e).await);
+                    }
+                }
                 Some(Err(_)) => {}
                 None => delegated.signals_open = false,
             },
             _ = poll.tick() => {
                 let task = kernel.proxy.get_task(id).await?;
-                follower.update(&Change::from_task(task))?;
+                if let Err(e) = follower.update(&Change::from_task(task)) {
+                    return Err(delegate::output_failed(kernel, id, e).await);
+                }
             }
             _ = delegated.interrupt.recv() => return Ok(delegate::cancel(kernel, id).await),
         }

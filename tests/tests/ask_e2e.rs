@@ -125,6 +125,30 @@ async fn ask_streams_the_answer_fails_with_the_reason_and_cancels_on_ctrl_c() {
         for signal in ["-INT", "-HUP", "-TERM"] {
             stopped_while_thinking(&env, signal).await;
         }
+
+        // Output that cannot be written (a terminal gone; here a full disk) cancels the task
+        // too, rather than leaving it to run unwatched.
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        // (Spawned: `output` would make its stdout a pipe again.)
+        let child = ask(&env, &["--agent", "host", "wait"])
+            .stdout(full)
+            .spawn()
+            .unwrap();
+        let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+            .await
+            .expect("agentctl ends when it cannot write")
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("cannot write output"), "{stderr}");
+        let kernel = env.kernel().await;
+        let last = kernel.list_tasks(1).await.unwrap().remove(0);
+        assert_eq!(last.goal, "wait");
+        let task = env.wait_task(last.id).await;
+        assert_eq!(TaskState::parse(&task.state), Some(TaskState::Canceled));
     })
     .await;
 }
