@@ -17,7 +17,8 @@ struct Board {
     /// (deadline, id) of every unfinished task.
     deadlines: BTreeSet<(u64, u64)>,
     /// The model a tree's requests use when they name none, by the tree's root task (the
-    /// `model` option of its delegation).
+    /// `model` option of its delegation); kept for the run, like the tasks (a root that ended
+    /// may have sub-tasks still asking).
     models: HashMap<u64, String>,
 }
 
@@ -83,10 +84,6 @@ impl TaskBoard {
         let mut last = false;
         if task.state.is_terminal() {
             last = b.deadlines.remove(&(task.deadline, task.id)) && b.deadlines.is_empty();
-            // A tree's model is its root's, and ends with it.
-            if task.parent == 0 {
-                b.models.remove(&task.id);
-            }
         }
         if let Some(w) = b.watchers.get(&id) {
             w.send_if_modified(|s| std::mem::replace(s, task.state) != task.state);
@@ -278,9 +275,10 @@ mod tests {
         assert_eq!(board.model_of(1).as_deref(), Some("ollama/qwen2.5:0.5b"));
         assert_eq!(board.model_of(3), None, "another tree");
         assert_eq!(board.model_of(9), None, "no such task");
+        // Kept while the root's sub-tasks may still ask, as the tasks of this run are kept.
         board
             .apply(1, 5, |t, now| t.complete(1, "done", now))
             .unwrap();
-        assert_eq!(board.model_of(2), None, "it ended with its root");
+        assert_eq!(board.model_of(2).as_deref(), Some("ollama/qwen2.5:0.5b"));
     }
 }
