@@ -146,9 +146,12 @@ async fn remote(
     settings: &Settings,
     bus: zbus::Connection,
 ) -> Result<Vec<Entry>, String> {
-    let store = KeyStore::with_connection(bus, Unlock::Never)
-        .await
-        .map_err(|e| e.to_string())?;
+    let store = match KeyStore::with_connection(bus, Unlock::Never).await {
+        Ok(store) => store,
+        // No keyring at all: no keys were stored to be missed (not worth a word to a caller).
+        Err(secrets::KeyStoreError::NoService) => return Ok(Vec::new()),
+        Err(e) => return Err(e.to_string()),
+    };
     let mut found = Vec::new();
     for stored in store.list().await.map_err(|e| e.to_string())? {
         let Ok(provider) = secrets::Provider::parse(&stored.provider) else {
