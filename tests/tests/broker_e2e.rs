@@ -634,7 +634,7 @@ async fn a_remote_provider_needs_model_remote_and_its_key_stays_in_the_keyring()
         assert!(t.message.contains("refused the API key"), "{t:?}");
         assert!(
             t.message
-                .contains("`agentctl models add openai-compatible --base-url <its URL>`"),
+                .contains("`agentctl models add openai-compatible --base-url URL`"),
             "{t:?}"
         );
         assert!(!t.message.contains(&key));

@@ -185,11 +185,17 @@ pub fn error_kind(e: &ModelError) -> &'static str {
 pub fn error_event(provider: &str, e: &ModelError) -> wire::ChatEvent {
     let message = match e {
         // Which key, in the command that replaces it.
-        ModelError::WrongKey { status } => format!(
-            "{provider}: the model server refused the API key (HTTP {status}): store the right \
-             one with `{}`",
-            add_command(provider)
-        ),
+        ModelError::WrongKey { status } => match add_command(provider) {
+            Some(command) => format!(
+                "{provider}: the model server refused the API key (HTTP {status}): store the \
+                 right one with `{command}`"
+            ),
+            // A local server that wants a key of its own: none of AgentOS's to replace.
+            None => format!(
+                "{provider}: the model server refused the request (HTTP {status}): it asks for \
+                 a key AgentOS does not send to local servers"
+            ),
+        },
         e => format!("{provider}: {e}"),
     };
     wire::ChatEvent::Error {
@@ -199,20 +205,21 @@ pub fn error_event(provider: &str, e: &ModelError) -> wire::ChatEvent {
 }
 
 /// The `agentctl models add` command that stores `provider`'s key (`kind[:account]`, as the
-/// catalog names it).
-fn add_command(provider: &str) -> String {
+/// catalog names it); none for a provider whose keys AgentOS does not keep (a local server).
+fn add_command(provider: &str) -> Option<String> {
     let (kind, account) = match provider.split_once(':') {
         Some((kind, account)) => (kind, Some(account)),
         None => (provider, None),
     };
+    let kind = agentos_portal::secrets::Provider::parse(kind).ok()?;
     let mut command = format!("agentctl models add {kind}");
     if let Some(account) = account {
         command.push_str(&format!(" --account {account}"));
     }
-    if kind == "openai-compatible" {
-        command.push_str(" --base-url <its URL>");
+    if kind.needs_base_url() {
+        command.push_str(" --base-url URL");
     }
-    command
+    Some(command)
 }
 
 /// Turns one request's provider events into the caller's.
@@ -390,9 +397,14 @@ mod tests {
             }
         );
         assert_eq!(
-            add_command("openai-compatible"),
-            "agentctl models add openai-compatible --base-url <its URL>"
+            add_command("openai-compatible").as_deref(),
+            Some("agentctl models add openai-compatible --base-url URL")
         );
+        assert_eq!(add_command("llama-server"), None);
+        assert!(matches!(
+            error_event("llama-server", &ModelError::WrongKey { status: 401 }),
+            wire::ChatEvent::Error { message, .. } if !message.contains("agentctl")
+        ));
         let e = ModelError::Unreachable {
             address: "http://127.0.0.1:1".into(),
             reason: "connection refused".into(),
