@@ -33,7 +33,7 @@ async fn without_a_grant_or_a_provider_the_answer_is_deny() {
         assert!(
             t.message.contains("tester needs files.")
                 && t.message
-                    .contains("allow it ahead: agentctl grant tester files."),
+                    .contains("allow it ahead: agentctl grant -- tester files."),
             "{}",
             t.message
         );

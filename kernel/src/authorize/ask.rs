@@ -315,7 +315,10 @@ impl Kernel {
                 self.rights.note_denial(request);
                 return Ok(Err(format!("{reason}; counted as a denial")));
             }
-            Answer::Unanswered(reason) => return Ok(Err(unanswered(reason, &request))),
+            Answer::Unanswered(reason) => {
+                let lacking = self.rights.lacking(request);
+                return Ok(Err(unanswered(reason, &request, &lacking)));
+            }
             Answer::ProviderGone(reason) => return Ok(Err(reason.clone())),
         };
         // Decide again with the new grant: that spends a "once" grant and re-checks the
@@ -588,27 +591,39 @@ impl Drop for Settle<'_> {
 }
 
 /// Why a request nobody could be asked about is refused: the `reason`, what it needed, and how
-/// the user may let it happen (the panel, a terminal, or a grant given ahead).
-fn unanswered(reason: &str, request: &Request<'_>) -> String {
+/// the user may let it happen (the panel, a terminal, or grants given ahead: to the acting
+/// agent, and to the delegators above it that `lacking` names).
+fn unanswered(reason: &str, request: &Request<'_>, lacking: &[String]) -> String {
     let who = request
         .chain
         .first()
         .map(String::as_str)
         .unwrap_or_default();
     let (cap, scope) = (request.capability.name, request.scope);
+    let mut grantees = vec![who];
+    grantees.extend(lacking.iter().map(String::as_str).filter(|p| *p != who));
+    let grants: Vec<String> = grantees
+        .iter()
+        .map(|p| {
+            format!(
+                "agentctl grant -- {} {cap} {}",
+                shell_word(p),
+                shell_word(scope)
+            )
+        })
+        .collect();
     format!(
-        "{reason}: {who} needs {cap} on {scope}. Open the AgentOS panel, or ask from a terminal \
-         (agentctl ask, agentctl run), or allow it ahead: agentctl grant {} {cap} {}",
-        shell_word(who),
-        shell_word(scope)
+        "{reason}: {who} needs {cap} on {scope:?}. Open the AgentOS panel, or ask from a \
+         terminal (agentctl ask, agentctl run), or allow it ahead: {}",
+        grants.join("; ")
     )
 }
 
-/// `word` as one word for a POSIX shell: as it is when it is made of harmless characters only,
-/// else in single quotes.
+/// `word` as one word for a POSIX shell (zsh included): as it is when it is made of harmless
+/// characters only, else in single quotes.
 fn shell_word(word: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "._-/:@+=,%~".contains(c);
-    if !word.is_empty() && word.chars().all(plain) && !word.starts_with('~') {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "._-/:@+,%".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
         word.to_string()
     } else {
         format!("'{}'", word.replace('\'', "'\\''"))
@@ -713,15 +728,22 @@ mod tests {
             delegators_declare: true,
         };
         assert_eq!(
-            unanswered("no consent provider is running to ask the user", &request),
+            unanswered(
+                "no consent provider is running to ask the user",
+                &request,
+                &["sidekick".to_string()]
+            ),
             "no consent provider is running to ask the user: docs needs files.read on \
-             /home/me/My Notes/it's. Open the AgentOS panel, or ask from a terminal (agentctl \
-             ask, agentctl run), or allow it ahead: agentctl grant docs files.read \
+             \"/home/me/My Notes/it's\". Open the AgentOS panel, or ask from a terminal \
+             (agentctl ask, agentctl run), or allow it ahead: agentctl grant -- docs files.read \
+             '/home/me/My Notes/it'\\''s'; agentctl grant -- sidekick files.read \
              '/home/me/My Notes/it'\\''s'"
         );
         assert_eq!(shell_word("model.remote"), "model.remote");
         assert_eq!(shell_word("openai-compatible"), "openai-compatible");
         assert_eq!(shell_word("a;b"), "'a;b'");
+        assert_eq!(shell_word("=ls"), "'=ls'");
+        assert_eq!(shell_word("~root"), "'~root'");
         assert_eq!(shell_word(""), "''");
     }
 
