@@ -248,9 +248,12 @@ impl KeyStore {
         if found.unlocked.is_empty() && found.locked.is_empty() {
             if let Ok(default) = self.service.get_default_collection().await {
                 if default.is_locked().await.unwrap_or(false) {
-                    return Err(KeyStoreError::Locked(
-                        default.get_label().await.unwrap_or_default(),
-                    ));
+                    let label = default.get_label().await.unwrap_or_default();
+                    return Err(KeyStoreError::Locked(if label.is_empty() {
+                        "default".into()
+                    } else {
+                        label
+                    }));
                 }
             }
         }
