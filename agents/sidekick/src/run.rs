@@ -90,7 +90,8 @@ pub async fn run<M: Model, H: Host>(
     let mut answer: Option<Reply> = None;
     let mut failed: Option<SidekickError> = None;
     let mut steps = 0;
-    // Whether the model was asked once more after a call it did not finish writing.
+    // Whether the model was just asked once more after a call it did not finish writing (two
+    // in a row end the run).
     let mut asked_again = false;
     if !offer.is_empty() {
         let definitions = offer.definitions();
@@ -130,6 +131,8 @@ pub async fn run<M: Model, H: Host>(
                     .unread(&reply.text, prompt::UNREADABLE_CALL);
                 continue;
             }
+            // A readable reply: a later broken call gets its one more try too.
+            asked_again = false;
             if reply.calls.is_empty() {
                 // An answer; unless it is only a call written as text, then the final turn
                 // asks for one.

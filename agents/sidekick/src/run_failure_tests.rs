@@ -530,3 +530,33 @@ async fn a_call_that_cannot_be_read_in_the_final_turn_is_no_answer() {
         answer.text
     );
 }
+
+#[tokio::test]
+async fn each_call_that_cannot_be_read_gets_its_one_more_try() {
+    // Broken, then made; broken again later, then made: two tries, neither the last.
+    let unreadable = r#"{"name": "delegate_to_docs", "arguments": {"goal": "When"#;
+    let model = Script::new(vec![
+        says(&[unreadable]),
+        calls(&[("delegate_to_docs", json!({"goal": "When is the dentist?"}))]),
+        says(&[unreadable]),
+        calls(&[("delegate_to_docs", json!({"goal": "Where is the dentist?"}))]),
+        says(&["On Tuesday, on Main Street (dentist.txt)."]),
+    ]);
+    let kernel = Kernel::new()
+        .child("docs", completed(3, "dentist.txt: Tuesday"))
+        .child("docs", completed(4, "dentist.txt: Main Street"));
+    let answer = run(
+        "When and where is the dentist?",
+        &model,
+        &kernel,
+        &settings(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(kernel.delegations().len(), 2);
+    assert!(
+        answer.text.starts_with("On Tuesday, on Main Street"),
+        "{}",
+        answer.text
+    );
+}

@@ -124,9 +124,15 @@ fn unfenced(text: &str) -> &str {
 /// Whether `s` begins the way a call does: `{"name"` (or `{'name'`), or one of `names` followed
 /// by `{` (after `with`, `(` or `:`, if any).
 fn begins_as_call(s: &str, names: &[&str]) -> bool {
+    // An object naming an offered tool, or with arguments: an answer that is a record with a
+    // "name" (a person's, say) is no call.
     let json = s.strip_prefix('{').is_some_and(|rest| {
         let rest = rest.trim_start();
-        rest.starts_with("\"name\"") || rest.starts_with("'name'")
+        (rest.starts_with("\"name\"") || rest.starts_with("'name'"))
+            && (rest.contains("arguments")
+                || names.iter().any(|n| {
+                    rest.contains(&format!("\"{n}\"")) || rest.contains(&format!("'{n}'"))
+                }))
     });
     json || names.iter().any(|name| {
         s.strip_prefix(name).is_some_and(|rest| {
@@ -343,6 +349,10 @@ mod tests {
             r#"{"name": "delegate_to_mars", "arguments": {"goal": "x"}}"#,
             r#"{"name": "Ada", "age": 36}"#,
             "```json\n{\"name\": \"Ada\"}\n```",
+            // A record with a name, followed by words or cut short, is an answer, not a call.
+            "{\"name\": \"Ada\", \"age\": 36}\nThat is her record.",
+            r#"{"name": "Ada", "born": 18"#,
+            "{'name': 'Ada', 'age': 36}",
             "delegate_to_docs can find your documents.",
             "Tuesday.",
             "",
