@@ -41,8 +41,9 @@
 //!
 //! Run: `cargo build --release --workspace && cargo bench -p agentos-tests --bench b2_broker`
 //! (`B2_ROUNDS`, default 5: bursts of each way per level, and streams counted of each steady
-//! caller each way, rounded up to rounds of 4; `B2_LEVELS`, default 3, how many of the levels
-//! to run, from the first.)
+//! caller each way, rounded up to rounds of 4; either way at least 200 streams are counted per
+//! level, load and way, so that a p99 is not the single worst; `B2_LEVELS`, default 3, how many
+//! of the levels to run, from the first.)
 
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -62,6 +63,9 @@ const LEVELS: [usize; 3] = [1, 16, 64];
 const FIRST_TOKEN: Duration = Duration::from_millis(40);
 const TOKEN_GAP: Duration = Duration::from_millis(8);
 const TOKENS: usize = 24;
+/// The fewest streams counted each way at a level and load, so that a p99 is not simply the
+/// worst of them (one hiccup of the machine).
+const MIN_SAMPLES: usize = 200;
 /// Streams each caller asks in turn in a steady round (its first not counted).
 const STEADY_EACH: usize = 5;
 
@@ -478,7 +482,11 @@ fn main() {
                 burst(way, n, &server, &mut Timing::default()).await;
             }
             let mut t: [Timing; 3] = Default::default();
-            for _ in 0..rounds.div_ceil(STEADY_EACH - 1) {
+            // At least MIN_SAMPLES counted streams each way: a p99 of fewer is their worst.
+            let phases = rounds
+                .max(MIN_SAMPLES.div_ceil(n))
+                .div_ceil(STEADY_EACH - 1);
+            for _ in 0..phases {
                 for (way, timing) in ways.into_iter().zip(t.iter_mut()) {
                     steady(way, n, STEADY_EACH, &server, timing).await;
                 }
@@ -498,7 +506,7 @@ fn main() {
                 burst(way, n, &server, &mut Timing::default()).await;
             }
             let mut t: [Timing; 3] = Default::default();
-            for _ in 0..rounds {
+            for _ in 0..rounds.max(MIN_SAMPLES.div_ceil(n)) {
                 for (way, timing) in ways.into_iter().zip(t.iter_mut()) {
                     burst(way, n, &server, timing).await;
                 }
