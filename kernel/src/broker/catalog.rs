@@ -47,6 +47,25 @@ pub struct Entry {
     pub gemini: bool,
 }
 
+/// The catalog's name of a remote provider's key: its kind alone for the default account,
+/// `kind:account` for another.
+pub fn remote_name(kind: &str, account: &str) -> String {
+    if account == agentos_portal::secrets::DEFAULT_ACCOUNT {
+        kind.to_string()
+    } else {
+        format!("{kind}:{account}")
+    }
+}
+
+/// A provider's name as the catalog gives it, read back: its kind, and its account if it names
+/// one (`anthropic:work`).
+pub fn split_name(name: &str) -> (&str, Option<&str>) {
+    match name.split_once(':') {
+        Some((kind, account)) => (kind, Some(account)),
+        None => (name, None),
+    }
+}
+
 /// Which provider and model serve a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {

@@ -207,10 +207,7 @@ pub fn error_event(provider: &str, e: &ModelError) -> wire::ChatEvent {
 /// The `agentctl models add` command that stores `provider`'s key (`kind[:account]`, as the
 /// catalog names it); none for a provider whose keys AgentOS does not keep (a local server).
 fn add_command(provider: &str) -> Option<String> {
-    let (kind, account) = match provider.split_once(':') {
-        Some((kind, account)) => (kind, Some(account)),
-        None => (provider, None),
-    };
+    let (kind, account) = super::catalog::split_name(provider);
     let kind = agentos_portal::secrets::Provider::parse(kind).ok()?;
     let mut command = format!("agentctl models add {kind}");
     if let Some(account) = account {

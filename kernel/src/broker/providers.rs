@@ -197,11 +197,7 @@ async fn remote(
             secrets::Provider::Gemini => Provider::Gemini(Gemini::new(http.clone(), base_url, key)),
             _ => Provider::OpenAi(OpenAi::new(http.clone(), base_url, Some(key))),
         };
-        let name = if stored.account == secrets::DEFAULT_ACCOUNT {
-            provider.as_str().to_string()
-        } else {
-            format!("{}:{}", provider.as_str(), stored.account)
-        };
+        let name = super::catalog::remote_name(provider.as_str(), &stored.account);
         found.push(Entry {
             slots: settings.slots.get(&name).copied().unwrap_or(REMOTE_SLOTS),
             name,

@@ -172,10 +172,7 @@ impl Settings {
         let mut slots = BTreeMap::new();
         for (name, p) in file.providers {
             // A name mistyped would set nothing, and say nothing.
-            let (kind, account) = match name.split_once(':') {
-                Some((kind, account)) => (kind, Some(account)),
-                None => (name.as_str(), None),
-            };
+            let (kind, account) = super::catalog::split_name(&name);
             let local = kind == "ollama" || kind == "llama-server";
             let remote = agentos_portal::secrets::Provider::parse(kind).is_ok();
             if !(local && account.is_none() || remote && account != Some("")) {
