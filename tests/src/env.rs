@@ -350,6 +350,14 @@ impl Env {
         }
     }
 
+    /// Write the kernel's model settings (`models.toml`) and restart it to read them.
+    pub async fn restart_with_model_settings(&mut self, settings: &str) {
+        let dir = self.root().join("config/agentos");
+        std::fs::create_dir_all(&dir).expect("config dir");
+        std::fs::write(dir.join("models.toml"), settings).expect("models.toml");
+        self.restart_kernel().await;
+    }
+
     /// Stop the kernel cleanly (SIGTERM, which must succeed) and start it again.
     pub async fn restart_kernel(&mut self) {
         assert!(self.stop_kernel("TERM").await.success());

@@ -28,10 +28,7 @@ fn settings_for(server: Option<&ModelServer>, extra: &str) -> String {
 /// A kernel whose model settings are `settings`.
 async fn env_with(settings: &str) -> Env {
     let mut env = Env::start().await;
-    let dir = env.root().join("config/agentos");
-    std::fs::create_dir_all(&dir).expect("config dir");
-    std::fs::write(dir.join("models.toml"), settings).expect("models.toml");
-    env.restart_kernel().await;
+    env.restart_with_model_settings(settings).await;
     env
 }
 
@@ -467,60 +464,54 @@ async fn a_task_given_a_model_asks_it_when_its_requests_name_none() {
         assert_eq!(t.state, TaskState::Completed.as_str(), "{t:?}");
         assert!(t.result.starts_with("llama-server/"), "{t:?}");
         assert!(!t.result.contains("llama-server/other"), "{t:?}");
-        // With it, the task's requests that name no model ask that one.
-        let (ok, out, err) = agentctl_for(
-            &env,
-            &[
-                "run",
-                "--model",
+        // With it, the task's requests that name no model ask that one; a request that names
+        // its own is served as it asks.
+        for (args, answer) in [
+            (
+                &[
+                    "run",
+                    "--model",
+                    "llama-server/other",
+                    "chatter",
+                    "chat",
+                    "-",
+                    "hello",
+                ][..],
                 "llama-server/other",
-                "chatter",
-                "chat",
-                "-",
-                "hello",
-            ],
-        );
-        assert!(ok, "{out}{err}");
-        assert!(
-            out.contains("llama-server/other: Hello from the fixture."),
-            "{out}"
-        );
-        // A request that names its own model (or only spaces: none) is served as it asks.
-        let (ok, out, err) = agentctl_for(
-            &env,
-            &[
-                "run",
-                "--model",
-                "llama-server/other",
-                "chatter",
-                "chat",
+            ),
+            (
+                &[
+                    "run",
+                    "--model",
+                    "llama-server/other",
+                    "chatter",
+                    "chat",
+                    "llama-server/mine",
+                    "hi",
+                ],
                 "llama-server/mine",
-                "hi",
-            ],
-        );
-        assert!(ok, "{out}{err}");
-        assert!(
-            out.contains("llama-server/mine: Hello from the fixture."),
-            "{out}"
-        );
-        let (ok, out, err) = agentctl_for(
-            &env,
-            &[
-                "ask",
-                "--agent",
-                "chatter",
-                "--model",
+            ),
+            (
+                &[
+                    "ask",
+                    "--agent",
+                    "chatter",
+                    "--model",
+                    "llama-server/other",
+                    "chat",
+                    "-",
+                    "hi",
+                ],
                 "llama-server/other",
-                "chat",
-                "-",
-                "hi",
-            ],
-        );
-        assert!(ok, "{out}{err}");
-        assert!(
-            out.contains("llama-server/other: Hello from the fixture."),
-            "{out}"
-        );
+            ),
+        ] {
+            let (ok, out, err) = agentctl_for(&env, args);
+            assert!(ok, "{args:?}: {out}{err}");
+            assert!(
+                out.contains(&format!("{answer}: Hello from the fixture.")),
+                "{args:?}: {out}"
+            );
+        }
         // One the broker cannot serve is refused before any task is made.
         let before = client(&env).await.list_usage().await.unwrap();
         let (ok, out, err) = agentctl_for(

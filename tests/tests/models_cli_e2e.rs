@@ -37,14 +37,8 @@ fn agentctl(env: &Env, args: &[&str], input: &str) -> (Option<i32>, String, Stri
 
 /// A kernel that looks for no local model server (so none on this machine is found).
 async fn without_local_servers(env: &mut Env) {
-    let config = env.root().join("config/agentos");
-    std::fs::create_dir_all(&config).unwrap();
-    std::fs::write(
-        config.join("models.toml"),
-        "[local]\nollama = \"off\"\nllama-server = \"off\"\n",
-    )
-    .unwrap();
-    env.restart_kernel().await;
+    env.restart_with_model_settings("[local]\nollama = \"off\"\nllama-server = \"off\"\n")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,15 +100,11 @@ async fn models_lists_each_half_it_can_and_usage_starts_empty() {
 async fn a_settings_file_the_kernel_could_not_use_is_named_with_why() {
     bounded(async {
         let mut env = Env::start().await;
-        let config = env.root().join("config/agentos");
-        std::fs::create_dir_all(&config).unwrap();
         // A typo (an underscore for a hyphen): the whole file is set aside.
-        std::fs::write(
-            config.join("models.toml"),
+        env.restart_with_model_settings(
             "[local]\nollama = \"off\"\nllama-server = \"off\"\n\n[budget.principals.host]\ntokens_per_hour = 500\n",
         )
-        .unwrap();
-        env.restart_kernel().await;
+        .await;
         let (code, stdout, stderr) = agentctl(&env, &["models"], "");
         assert_eq!(code, Some(0), "{stdout}{stderr}");
         assert!(
@@ -126,12 +116,7 @@ async fn a_settings_file_the_kernel_could_not_use_is_named_with_why() {
         let (_, json, _) = agentctl(&env, &["models", "--json"], "");
         assert!(json.contains("\"settings_ignored\""), "{json}");
         // Corrected, and the kernel restarted: nothing more is said.
-        std::fs::write(
-            config.join("models.toml"),
-            "[local]\nollama = \"off\"\nllama-server = \"off\"\n",
-        )
-        .unwrap();
-        env.restart_kernel().await;
+        without_local_servers(&mut env).await;
         let (_, stdout, _) = agentctl(&env, &["models"], "");
         assert!(!stdout.contains("settings:"), "{stdout}");
         assert!(stdout.starts_with("models: none found"), "{stdout}");

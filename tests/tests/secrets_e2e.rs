@@ -224,14 +224,8 @@ async fn a_locked_keyring_is_named_and_not_opened() {
     bounded(async {
         let mut env = Env::start().await;
         // No local model either: asking finds none.
-        let config = env.root().join("config/agentos");
-        std::fs::create_dir_all(&config).unwrap();
-        std::fs::write(
-            config.join("models.toml"),
-            "[local]\nollama = \"off\"\nllama-server = \"off\"\n",
-        )
-        .unwrap();
-        env.restart_kernel().await;
+        env.restart_with_model_settings("[local]\nollama = \"off\"\nllama-server = \"off\"\n")
+            .await;
         let _keyring = Keyring::start(&env).await;
         let (root, address) = (env.root(), env.address.as_str());
         let login = ObjectPath::try_from("/org/freedesktop/secrets/collection/login").unwrap();
