@@ -1,5 +1,5 @@
-//! Handing code back when idle: once the kernel has started, and again when its last task has
-//! ended, it tells Linux it no longer needs the pages of its own executable it touched so far
+//! Handing code back when idle: 3 s after the kernel started, and again a minute after its last
+//! task or model request ended (`config::TRIM_AFTER_*`), it tells Linux it no longer needs the pages of its own executable it touched so far
 //! (`madvise(MADV_DONTNEED)` on its read-only mappings of `/proc/self/exe`). The pages stay in
 //! the page cache, shared and reclaimable; the next request maps back what it runs (minor faults,
 //! no disk reads). Start-up alone touches code all over the binary (migrations, manifests, the
@@ -21,8 +21,8 @@ pub enum IdleWait {
     /// No task is pending but model requests are queued or running: the code serving them is
     /// not handed back under them. Until the last ends (or a task comes).
     ModelsEnd,
-    /// Nothing pending, and nothing handed back since the last work: `TRIM_AFTER` more of
-    /// that, then hand the code back if nothing came meanwhile.
+    /// Nothing pending, and nothing handed back since the last work: `TRIM_AFTER_START` (or
+    /// `TRIM_AFTER_WORK`, after work) more of that, then hand the code back if nothing came meanwhile.
     Trim,
     /// Handed back: until work comes (a task, or model requests that end), with no timer.
     Work,
@@ -37,6 +37,14 @@ pub fn idle_wait(deadline: Option<Duration>, models_busy: bool, trimmed: bool) -
         None if trimmed => IdleWait::Work,
         None => IdleWait::Trim,
     }
+}
+
+/// Whether the code may be handed back at the end of an [`IdleWait::Trim`]: no model request is
+/// queued or running (`busy`), and none was made during the wait (`made_then`, `made_now`: the
+/// broker's count of requests made when it began and now). Otherwise the wait begins again, so
+/// that a request coming every second or two finds the code it runs still mapped.
+pub fn may_trim(busy: bool, made_then: u64, made_now: u64) -> bool {
+    !busy && made_then == made_now
 }
 
 /// One mapping of the executable that may be dropped.
@@ -172,6 +180,15 @@ Anonymous:          1024 kB
         assert_eq!(idle_wait(None, true, true), IdleWait::ModelsEnd);
         assert_eq!(idle_wait(None, false, false), IdleWait::Trim);
         assert_eq!(idle_wait(None, false, true), IdleWait::Work);
+    }
+
+    #[test]
+    fn a_request_made_during_the_wait_starts_it_again() {
+        assert!(may_trim(false, 7, 7));
+        // Came and went while the wait ran: the code it ran stays for the next one.
+        assert!(!may_trim(false, 7, 8));
+        assert!(!may_trim(true, 7, 8));
+        assert!(!may_trim(true, 7, 7));
     }
 
     #[test]

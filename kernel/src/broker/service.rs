@@ -442,6 +442,11 @@ impl Broker {
         }
     }
 
+    /// How many requests were made since the broker began (each took an id).
+    pub fn requests_made(&self) -> u64 {
+        self.next_id.load(Ordering::Relaxed)
+    }
+
     /// Whether any request is queued or running.
     pub fn busy(&self) -> bool {
         !lock(&self.requests).is_empty()

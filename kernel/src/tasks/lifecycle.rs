@@ -223,11 +223,13 @@ impl Kernel {
     /// Expire tasks as their deadlines pass, until the kernel goes away. It sleeps until the
     /// nearest deadline, or without a timer while no task is unfinished.
     ///
-    /// When neither a task nor a model request is pending, once `TRIM_AFTER` has passed since
-    /// start or since the last of them ended, the kernel hands its code pages back to the page
-    /// cache (`trim.rs`); then nothing wakes it until work comes.
+    /// When neither a task nor a model request is pending, once `TRIM_AFTER_START` has passed
+    /// since start, or `TRIM_AFTER_WORK` since the last of them ended with none made meanwhile,
+    /// the kernel hands its code pages back to the page cache (`trim.rs`); then nothing wakes it
+    /// until work comes.
     pub async fn watch_deadlines(kernel: Weak<Kernel>) {
         let mut trimmed = false;
+        let mut rest = crate::config::TRIM_AFTER_START;
         loop {
             let Some(k) = kernel.upgrade() else { return };
             k.expire_overdue();
@@ -237,11 +239,12 @@ impl Kernel {
                 .map(|d| Duration::from_millis(d.saturating_sub(k.now())));
             let wait = crate::trim::idle_wait(deadline, k.broker.busy(), trimmed);
             let (signal, models_idle) = (k.tasks.earlier_deadline(), k.broker.idle_signal());
+            let made = k.broker.requests_made();
             drop(k);
             let earlier = signal.notified();
             match wait {
                 IdleWait::Deadline(wait) => {
-                    trimmed = false;
+                    (trimmed, rest) = (false, crate::config::TRIM_AFTER_WORK);
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}
                         () = earlier => {}
@@ -249,12 +252,17 @@ impl Kernel {
                 }
                 IdleWait::Trim => {
                     tokio::select! {
-                        () = tokio::time::sleep(crate::config::TRIM_AFTER) => {
-                            // A model request may have come meanwhile (a task would have woken
-                            // this): then not under it.
-                            if kernel.upgrade().is_some_and(|k| !k.broker.busy()) {
+                        () = tokio::time::sleep(rest) => {
+                            // Model requests may have come meanwhile (a task would have woken
+                            // this): then the wait begins again, from now.
+                            let idle = |k: Arc<Kernel>| {
+                                crate::trim::may_trim(k.broker.busy(), made, k.broker.requests_made())
+                            };
+                            if kernel.upgrade().is_some_and(idle) {
                                 crate::trim::release_code_pages();
                                 trimmed = true;
+                            } else {
+                                rest = crate::config::TRIM_AFTER_WORK;
                             }
                         }
                         () = earlier => {}
@@ -265,7 +273,7 @@ impl Kernel {
                         () = models_idle.notified() => {}
                         () = earlier => {}
                     }
-                    trimmed = false;
+                    (trimmed, rest) = (false, crate::config::TRIM_AFTER_WORK);
                 }
             }
         }
