@@ -17,8 +17,11 @@
 //!   they are taken, so it shows how the overhead grows with a queue of simultaneous arrivals,
 //!   with the relay's (below) as the floor for comparison.
 //!
-//! Verdicts are printed for the steady load at every level, for the lone request, and for the
-//! bursts of 16 and 64.
+//! - **After a rest**: a lone request asked of the kernel after it sat idle long enough to hand
+//!   its code pages back (kernel/src/trim.rs), as a user's question after a pause finds it.
+//!
+//! Verdicts are printed for the steady load at every level, for the lone request, for the
+//! bursts of 16 and 64, and for the lone request after a rest.
 //!
 //! Before each level of each load a burst each way is not counted: both paths then hold `n`
 //! connections to the server, so what is measured is not the opening of connections. Printed: time
@@ -43,7 +46,7 @@
 //! (`B2_ROUNDS`, default 5: bursts of each way per level, and streams counted of each steady
 //! caller each way, rounded up to rounds of 4; either way at least 200 streams are counted per
 //! level, load and way, so that a p99 is not the single worst; `B2_LEVELS`, default 3, how many
-//! of the levels to run, from the first.)
+//! of the levels to run, from the first; `B2_RESTED`, default 5, lone requests after a rest.)
 
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -400,6 +403,39 @@ fn report(n: usize, d: &mut Timing, r: &mut Timing, k: &mut Timing) -> bool {
     add50 <= 0.3 && add99 <= 1.0 && addg <= 0.5
 }
 
+/// How long the kernel rests before each request of [`rested`]: past the minute after its last
+/// request at which an idle kernel hands its code pages back (kernel/src/trim.rs).
+const REST: Duration = Duration::from_secs(61);
+
+/// Lone requests, each asked of the kernel after it rested for [`REST`], so that it maps back
+/// the code it runs (from the page cache, as a user's question after a pause finds it); the
+/// other ways each asked just before, for comparison. `B2_RESTED` of them (default 5, a minute
+/// each; p99 then is the worst): whether they met the targets, if any were asked.
+async fn rested(ways: [Way<'_>; 3], server: &ModelServer) -> Option<bool> {
+    let samples: usize = setting("B2_RESTED", 5);
+    if samples == 0 {
+        return None;
+    }
+    println!(
+        "\nAfter a rest: {samples} lone requests, each asked of the kernel {:.0} s after its last \
+         (it has handed its code pages back, and maps them again as it runs), of the other \
+         ways just before.",
+        REST.as_secs_f64()
+    );
+    header();
+    let mut t: [Timing; 3] = Default::default();
+    for _ in 0..samples {
+        for (way, timing) in ways.into_iter().zip(t.iter_mut()) {
+            if matches!(way, Way::Kernel(_)) {
+                tokio::time::sleep(REST).await;
+            }
+            burst(way, 1, server, timing).await;
+        }
+    }
+    let [d, r, k] = &mut t;
+    Some(report(1, d, r, k))
+}
+
 fn header() {
     println!(
         "{:>7} | {:>23} | {:>23} | {:>21} | {:>17}",
@@ -519,12 +555,20 @@ fn main() {
                 bursts_met &= met;
             }
         }
+        let rested = rested(ways, &server).await;
+        let bursts = if levels < LEVELS.len() {
+            "not run"
+        } else {
+            verdict(bursts_met)
+        };
         println!(
             "targets (added TTFT, less the server's own time, p50 <= 0.3 ms, p99 <= 1 ms; added \
-             gap p99 <= 0.5 ms): steady {}; a lone request {}; bursts of 16 and 64 at once {}",
+             gap p99 <= 0.5 ms): steady {}; a lone request {}; bursts of 16 and 64 at once {}; \
+             a lone request after the kernel handed its code back {}",
             verdict(steady_met),
             verdict(lone_met),
-            verdict(bursts_met),
+            bursts,
+            rested.map_or("not run", verdict),
         );
         let _ = relay_process.kill();
         let _ = relay_process.wait();
