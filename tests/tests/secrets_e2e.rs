@@ -274,6 +274,20 @@ async fn a_locked_keyring_is_named_and_not_opened() {
             Err(e) => panic!("expected NoModel, got {e:?}"),
             Ok(_) => panic!("expected NoModel, got an answer"),
         }
+        // So does asking for a remote provider's model by its name.
+        let mut named = request.clone();
+        named.model = Some("anthropic/claude-3-5-haiku-latest".into());
+        match client.chat(&named).await {
+            Err(agentos_client::ChatError::Refused(agentos_dbus_interfaces::Error::NoModel(m))) => {
+                assert!(
+                    m.contains("no model provider \"anthropic\"")
+                        && m.contains("keyring \"Login\" is locked"),
+                    "{m}"
+                )
+            }
+            Err(e) => panic!("expected NoModel, got {e:?}"),
+            Ok(_) => panic!("expected NoModel, got an answer"),
+        }
     })
     .await;
 }

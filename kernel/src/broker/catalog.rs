@@ -90,6 +90,20 @@ pub enum RouteError {
     UnknownProvider(String),
 }
 
+impl RouteError {
+    /// Whether a keyring that could not be read may be why: no remote provider at all, or a
+    /// remote provider named (`anthropic/…`, `openai:work/…`) that the catalog lacks.
+    pub fn may_be_unread_keys(&self) -> bool {
+        match self {
+            RouteError::NoModel | RouteError::NoRemoteModel => true,
+            RouteError::UnknownProvider(p) => {
+                agentos_portal::secrets::Provider::parse(split_name(p).0).is_ok()
+            }
+            RouteError::NoLocalModel | RouteError::UnknownModel(_) => false,
+        }
+    }
+}
+
 /// The providers known now, local ones first.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
@@ -380,6 +394,17 @@ mod tests {
         // A provider by its name alone, as `agentctl models` lists it: its first model.
         assert_eq!(route(&c, Some("openai")), pair("openai", "gpt-4o-mini"));
         assert_eq!(route(&c, Some("ollama")), pair("ollama", "llama3.1:8b"));
+    }
+
+    #[test]
+    fn a_missing_remote_provider_may_be_an_unread_keyring() {
+        assert!(RouteError::NoModel.may_be_unread_keys());
+        assert!(RouteError::NoRemoteModel.may_be_unread_keys());
+        assert!(RouteError::UnknownProvider("anthropic".into()).may_be_unread_keys());
+        assert!(RouteError::UnknownProvider("openai:work".into()).may_be_unread_keys());
+        assert!(!RouteError::UnknownProvider("nope".into()).may_be_unread_keys());
+        assert!(!RouteError::NoLocalModel.may_be_unread_keys());
+        assert!(!RouteError::UnknownModel("gpt-4o".into()).may_be_unread_keys());
     }
 
     #[test]

@@ -111,8 +111,8 @@ impl Kernel {
             Err(_) => {
                 let catalog = self.model_catalog(Freshness::Within(1_000)).await?;
                 let route = catalog.route(wanted).map_err(|e| {
-                    // No remote provider may only be a keyring that could not be read.
-                    let keys_matter = matches!(e, RouteError::NoModel | RouteError::NoRemoteModel);
+                    // A remote provider missing may only be a keyring that could not be read.
+                    let keys_matter = e.may_be_unread_keys();
                     match (route_error(e), self.broker.keys_unread()) {
                         (Error::NoModel(m), Some(why)) if keys_matter => Error::NoModel(format!(
                             "{m} (the stored API keys could not be read: {why})"
