@@ -81,6 +81,11 @@ impl Rights {
         self.lock().policy.decide(req)
     }
 
+    /// Whether lasting grants alone allow `req` (nothing is spent).
+    pub fn allows_lasting(&self, req: Request<'_>) -> bool {
+        self.lock().policy.allows_lasting(req)
+    }
+
     /// Whether the user denied this often enough that it is not asked again.
     pub fn stops_asking(&self, req: Request<'_>) -> bool {
         self.lock().policy.stops_asking(req)

@@ -90,6 +90,15 @@ pub enum RouteError {
     UnknownProvider(String),
 }
 
+/// Whether a request for `wanted` leaves the remote provider to the kernel: it names none, or
+/// asks for the `remote` class.
+pub fn any_remote_will_do(wanted: Option<&str>) -> bool {
+    matches!(
+        wanted.map(str::trim).filter(|w| !w.is_empty()),
+        None | Some(class::REMOTE)
+    )
+}
+
 impl RouteError {
     /// Whether a keyring that could not be read may be why: no remote provider at all, or a
     /// remote provider named (`anthropic/…`, `openai:work/…`) that the catalog lacks.
@@ -166,6 +175,17 @@ impl Catalog {
             .filter(|p| p.reachable)
             .find_map(of)
             .or_else(|| picked.find(|p| !p.local).and_then(of))
+    }
+
+    /// Each remote provider's first model, reachable ones first: what a request that any remote
+    /// provider will do for (see [`any_remote_will_do`]) may be sent to.
+    pub fn remote_routes(&self) -> Vec<Route> {
+        let mut remote: Vec<&Entry> = self.providers.iter().filter(|p| !p.local).collect();
+        remote.sort_by_key(|p| !p.reachable);
+        remote
+            .into_iter()
+            .filter_map(|p| p.models.first().map(|m| Catalog::route_to(p, m)))
+            .collect()
     }
 
     /// The provider and model that serve a request for `wanted`.
@@ -394,6 +414,31 @@ mod tests {
         // A provider by its name alone, as `agentctl models` lists it: its first model.
         assert_eq!(route(&c, Some("openai")), pair("openai", "gpt-4o-mini"));
         assert_eq!(route(&c, Some("ollama")), pair("ollama", "llama3.1:8b"));
+    }
+
+    #[test]
+    fn the_remote_providers_a_request_may_go_to_when_any_will_do() {
+        let mut down = entry("anthropic", false, &["claude-x"]);
+        down.reachable = false;
+        let c = Catalog {
+            providers: vec![
+                entry("ollama", true, &["qwen"]),
+                down,
+                entry("openai", false, &["gpt-4o-mini"]),
+                entry("gemini", false, &[]),
+            ],
+        };
+        let names: Vec<String> = c.remote_routes().into_iter().map(|r| r.provider).collect();
+        assert_eq!(
+            names,
+            ["openai", "anthropic"],
+            "reachable first, none without a model"
+        );
+        assert!(any_remote_will_do(None));
+        assert!(any_remote_will_do(Some(" ")));
+        assert!(any_remote_will_do(Some("remote")));
+        assert!(!any_remote_will_do(Some("openai/gpt-4o-mini")));
+        assert!(!any_remote_will_do(Some("local")));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 
 use super::capability;
 use crate::audit_entry::AuditEntry;
-use crate::broker::catalog::{Catalog, Route, RouteError};
+use crate::broker::catalog::{self, Catalog, Route, RouteError};
 use crate::broker::convert::{self, Events};
 use crate::broker::run::{self, Account, Job};
 use crate::broker::service::{Freshness, Go, LIST_TTL_MS};
@@ -209,6 +209,30 @@ impl Kernel {
         }
     }
 
+    /// Of the remote providers a request leaves to the kernel, the first that `caller` may
+    /// use by its lasting `model.remote` grants alone (and every delegator above it): the user
+    /// who granted one provider is not asked about another. None: the catalog's pick stands
+    /// (and is asked about); the user's own tools need no grant.
+    fn granted_remote(&self, caller: &Caller, catalog: &Catalog) -> Result<Option<Route>, Error> {
+        let cap = capability("model.remote")?;
+        let subject = match caller {
+            Caller::Host => return Ok(None),
+            Caller::Agent { id, task } => self.agent_subject(id, *task, cap)?,
+            Caller::App(_) | Caller::HostApp(_) => caller.app_subject(String::new()),
+        };
+        Ok(catalog.remote_routes().into_iter().find(|route| {
+            cap.normalize_scope(&route.provider).is_ok_and(|scope| {
+                self.rights.allows_lasting(crate::policy::Request {
+                    chain: &subject.chain,
+                    capability: cap,
+                    scope: &scope,
+                    declared: subject.declared,
+                    delegators_declare: subject.delegators_declare,
+                })
+            })
+        }))
+    }
+
     /// Everything before a request goes to the scheduler: who may, which model, the
     /// provider's request. What to submit and the run to start once it is.
     async fn prepare_chat(
@@ -273,7 +297,12 @@ impl Kernel {
             _ => None,
         };
         let wanted = named.or(tree_model.as_deref());
-        let (route, catalog) = self.route_model(wanted).await?;
+        let (mut route, catalog) = self.route_model(wanted).await?;
+        if !route.local && catalog::any_remote_will_do(wanted) {
+            if let Some(granted) = self.granted_remote(caller, &catalog)? {
+                route = granted;
+            }
+        }
         let entry = catalog
             .get(&route.provider)
             .ok_or_else(|| Error::Failed(format!("provider {} vanished", route.provider)))?;

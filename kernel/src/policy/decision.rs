@@ -86,6 +86,17 @@ impl Policy {
         }
     }
 
+    /// Whether `req` would be allowed by lasting grants alone (nothing spent, nobody asked): the
+    /// acting principal declares and holds one, and so does every agent above it.
+    pub fn allows_lasting(&self, req: Request<'_>) -> bool {
+        req.declared
+            && req
+                .chain
+                .first()
+                .is_some_and(|a| self.grants.has_lasting(a, req.capability, req.scope))
+            && self.lacking(req).is_empty()
+    }
+
     /// The agents above the acting one (nearest first) that hold no lasting right to `req`.
     pub fn lacking<'r>(&self, req: Request<'r>) -> Vec<&'r str> {
         req.chain
@@ -297,6 +308,37 @@ mod tests {
         p.note_denial(r);
         drop(p.add_grant(grant("docs", "files.read", "/d", Lifetime::Session)));
         assert!(!p.stops_asking(r));
+    }
+
+    #[test]
+    fn lasting_grants_of_the_whole_chain_allow_without_spending_anything() {
+        let mut p = Policy::default();
+        let chain = vec!["docs".to_string(), "sidekick".to_string()];
+        let r = req(&chain, "model.remote", "anthropic");
+        assert!(!p.allows_lasting(r));
+        drop(p.add_grant(grant("docs", "model.remote", "anthropic", Lifetime::Once)));
+        assert!(!p.allows_lasting(r), "a once grant is not lasting");
+        drop(p.add_grant(grant(
+            "docs",
+            "model.remote",
+            "anthropic",
+            Lifetime::Session,
+        )));
+        assert!(!p.allows_lasting(r), "its delegator holds none");
+        drop(p.add_grant(grant(
+            "sidekick",
+            "model.remote",
+            "anthropic",
+            Lifetime::Always,
+        )));
+        assert!(p.allows_lasting(r));
+        assert!(p.allows_lasting(r), "nothing was spent");
+        assert!(!p.allows_lasting(req(&chain, "model.remote", "openai")));
+        let undeclared = Request {
+            declared: false,
+            ..r
+        };
+        assert!(!p.allows_lasting(undeclared));
     }
 
     #[test]
