@@ -649,6 +649,89 @@ async fn a_remote_provider_needs_model_remote_and_its_key_stays_in_the_keyring()
     .await;
 }
 
+/// Store `key` for an OpenAI-compatible server at `base`, under `account`, with agentctl.
+fn add_remote_key(env: &Env, account: &str, base: &str, key: &str) {
+    let out = env.run(
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(r#"printf %s "$KEY" | "$AGENTCTL" --address "$ADDRESS" models add openai-compatible --account "$ACCOUNT" --base-url "$BASE""#)
+            .env("KEY", key)
+            .env("AGENTCTL", bin("agentctl"))
+            .env("ADDRESS", &env.address)
+            .env("ACCOUNT", account)
+            .env("BASE", base),
+    );
+    assert!(
+        out.status.success(),
+        "models add: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn of_two_remote_providers_the_one_granted_is_used_and_nobody_is_asked() {
+    bounded_for(Duration::from_secs(60), async {
+        let (home, work) = (
+            ModelServer::start(Props::default()),
+            ModelServer::start(Props::default()),
+        );
+        let pid = std::process::id();
+        let (home_key, work_key) = (format!("sk-home-{pid}"), format!("sk-work-{pid}"));
+        home.require_key(&home_key);
+        work.require_key(&work_key);
+        // No local model: a request that names none goes to a remote provider.
+        let mut env = env_with(&settings_for(None, "")).await;
+        write_chatter(&env);
+        let _keyring = Keyring::start(&env).await;
+        add_remote_key(&env, "default", &format!("{}/v1", home.url()), &home_key);
+        add_remote_key(&env, "work", &format!("{}/v1", work.url()), &work_key);
+        env.restart_kernel().await;
+        let names: Vec<String> = client(&env)
+            .await
+            .list_models()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.provider)
+            .collect();
+        assert!(
+            names.contains(&"openai-compatible".to_string())
+                && names.contains(&"openai-compatible:work".to_string()),
+            "{names:?}"
+        );
+        // Each granted in turn, whichever the catalog lists first: no consent provider runs,
+        // so a request that asked the user would fail.
+        let kernel = env.kernel().await;
+        for (scope, server, other) in [
+            ("openai-compatible:work", &work, &home),
+            ("openai-compatible", &home, &work),
+        ] {
+            kernel
+                .grant("chatter", "model.remote", scope, "session")
+                .await
+                .expect("grant");
+            let (before, others) = (server.received().len(), other.received().len());
+            let t = env.run_task("chatter", "chat - hello").await;
+            assert_eq!(t.state, TaskState::Completed.as_str(), "{scope}: {t:?}");
+            assert_eq!(
+                t.result,
+                format!("{scope}/default: Hello from the fixture.")
+            );
+            assert_eq!(server.received().len(), before + 1, "{scope}");
+            assert_eq!(
+                other.received().len(),
+                others,
+                "{scope}: the other was asked"
+            );
+            kernel
+                .revoke("chatter", "model.remote", scope)
+                .await
+                .expect("revoke");
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_flatpak_app_uses_a_model_only_with_the_users_grant() {
     if !agentos_tests::bwrap_works() {
