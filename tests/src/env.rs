@@ -255,6 +255,27 @@ impl Env {
         isolate(self, cmd).output().expect("run a command")
     }
 
+    /// Store `key` for a model provider of `kind` at `base` (under `account`, or the default
+    /// one) in the test's keyring, as a user would: `agentctl models add`, the key on its stdin.
+    pub fn add_model_key(&self, kind: &str, account: Option<&str>, base: &str, key: &str) {
+        let out = self.run(
+            Command::new("sh")
+                .arg("-c")
+                .arg(r#"printf %s "$KEY" | "$AGENTCTL" --address "$ADDRESS" models add "$KIND" --account "$ACCOUNT" --base-url "$BASE""#)
+                .env("KEY", key)
+                .env("AGENTCTL", bin("agentctl"))
+                .env("ADDRESS", &self.address)
+                .env("KIND", kind)
+                .env("ACCOUNT", account.unwrap_or("default"))
+                .env("BASE", base),
+        );
+        assert!(
+            out.status.success(),
+            "models add {kind}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Wait until `name` has an owner on the bus.
     pub async fn wait_for_name(&self, name: &str) {
         let dbus = zbus::fdo::DBusProxy::new(&self.conn)

@@ -556,20 +556,7 @@ async fn a_remote_provider_needs_model_remote_and_its_key_stays_in_the_keyring()
         let _keyring = Keyring::start(&env).await;
         let base = format!("{}/v1", remote.url());
         // `agentctl models add` reads the key from stdin.
-        let out = env.run(
-            std::process::Command::new("sh")
-                .arg("-c")
-                .arg(r#"printf %s "$KEY" | "$AGENTCTL" --address "$ADDRESS" models add openai-compatible --base-url "$BASE""#)
-                .env("KEY", &key)
-                .env("AGENTCTL", bin("agentctl"))
-                .env("ADDRESS", &env.address)
-                .env("BASE", &base),
-        );
-        assert!(
-            out.status.success(),
-            "models add: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        env.add_model_key("openai-compatible", None, &base, &key);
         // The kernel logs to a file the test reads afterwards.
         let log = env.root().join("kernel.log");
         let mut cmd = env.kernel_command();
@@ -588,10 +575,19 @@ async fn a_remote_provider_needs_model_remote_and_its_key_stays_in_the_keyring()
         let consent = Responder::start(&env.address, &[ConsentReply::Deny]).await;
         let t = env.run_task("chatter", "chat - hello").await;
         assert_eq!(t.state, TaskState::Failed.as_str(), "{t:?}");
-        assert!(t.message.contains("denied") || t.message.contains("Access"), "{t:?}");
-        assert!(remote.received().is_empty(), "nothing was sent without the grant");
+        assert!(
+            t.message.contains("denied") || t.message.contains("Access"),
+            "{t:?}"
+        );
+        assert!(
+            remote.received().is_empty(),
+            "nothing was sent without the grant"
+        );
         let prompt = &consent.prompts()[0];
-        assert!(format!("{prompt:?}").contains("openai-compatible"), "{prompt:?}");
+        assert!(
+            format!("{prompt:?}").contains("openai-compatible"),
+            "{prompt:?}"
+        );
         // The prompt says why the question would leave the computer.
         assert!(
             prompt.body.contains(
@@ -609,14 +605,24 @@ async fn a_remote_provider_needs_model_remote_and_its_key_stays_in_the_keyring()
             .expect("grant");
         let t = env.run_task("chatter", "chat - hello").await;
         assert_eq!(t.state, TaskState::Completed.as_str(), "{t:?}");
-        assert_eq!(t.result, "openai-compatible/default: Hello from the fixture.");
+        assert_eq!(
+            t.result,
+            "openai-compatible/default: Hello from the fixture."
+        );
         let sent = remote.received();
         assert_eq!(sent.len(), 1);
-        assert_eq!(sent[0].header("authorization"), Some(format!("Bearer {key}").as_str()));
+        assert_eq!(
+            sent[0].header("authorization"),
+            Some(format!("Bearer {key}").as_str())
+        );
         // Counted for the agent and its task.
         let usage = c.list_usage().await.unwrap();
-        assert!(usage.iter().any(|u| u.kind == "agent" && u.who == "chatter" && u.requests == 1));
-        assert!(usage.iter().any(|u| u.kind == "task" && u.who == t.id.to_string()));
+        assert!(usage
+            .iter()
+            .any(|u| u.kind == "agent" && u.who == "chatter" && u.requests == 1));
+        assert!(usage
+            .iter()
+            .any(|u| u.kind == "task" && u.who == t.id.to_string()));
 
         // A wrong key is named as such, without the key.
         remote.require_key("sk-another");
@@ -649,25 +655,6 @@ async fn a_remote_provider_needs_model_remote_and_its_key_stays_in_the_keyring()
     .await;
 }
 
-/// Store `key` for an OpenAI-compatible server at `base`, under `account`, with agentctl.
-fn add_remote_key(env: &Env, account: &str, base: &str, key: &str) {
-    let out = env.run(
-        std::process::Command::new("sh")
-            .arg("-c")
-            .arg(r#"printf %s "$KEY" | "$AGENTCTL" --address "$ADDRESS" models add openai-compatible --account "$ACCOUNT" --base-url "$BASE""#)
-            .env("KEY", key)
-            .env("AGENTCTL", bin("agentctl"))
-            .env("ADDRESS", &env.address)
-            .env("ACCOUNT", account)
-            .env("BASE", base),
-    );
-    assert!(
-        out.status.success(),
-        "models add: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[tokio::test]
 async fn of_two_remote_providers_the_one_granted_is_used_and_nobody_is_asked() {
     bounded_for(Duration::from_secs(60), async {
@@ -683,8 +670,9 @@ async fn of_two_remote_providers_the_one_granted_is_used_and_nobody_is_asked() {
         let mut env = env_with(&settings_for(None, "")).await;
         write_chatter(&env);
         let _keyring = Keyring::start(&env).await;
-        add_remote_key(&env, "default", &format!("{}/v1", home.url()), &home_key);
-        add_remote_key(&env, "work", &format!("{}/v1", work.url()), &work_key);
+        let kind = "openai-compatible";
+        env.add_model_key(kind, None, &format!("{}/v1", home.url()), &home_key);
+        env.add_model_key(kind, Some("work"), &format!("{}/v1", work.url()), &work_key);
         env.restart_kernel().await;
         let names: Vec<String> = client(&env)
             .await

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use agentos_client::{ChatEvent, ChatMessage, ChatRequest, Client, ToolDefinition};
 use agentos_tests::keyring::Keyring;
-use agentos_tests::{bin, bounded_for, Env};
+use agentos_tests::{bounded_for, Env};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -158,25 +158,6 @@ fn gemini_answer(body: &serde_json::Value) -> String {
     chunks.iter().map(|c| format!("data: {c}\n\n")).collect()
 }
 
-/// Store `key` for `provider` with `base` as its address, through agentctl and the keyring.
-fn add_key(env: &Env, provider: &str, base: &str, key: &str) {
-    let out = env.run(
-        std::process::Command::new("sh")
-            .arg("-c")
-            .arg(r#"printf %s "$KEY" | "$AGENTCTL" --address "$ADDRESS" models add "$PROVIDER" --base-url "$BASE""#)
-            .env("KEY", key)
-            .env("AGENTCTL", bin("agentctl"))
-            .env("ADDRESS", &env.address)
-            .env("PROVIDER", provider)
-            .env("BASE", base),
-    );
-    assert!(
-        out.status.success(),
-        "models add {provider}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Ask through the kernel with one dotted tool offered; the events that came back.
 async fn ask(env: &Env) -> Vec<ChatEvent> {
     let c = Client::at_address(&env.address).await.unwrap();
@@ -256,7 +237,7 @@ async fn anthropic_and_gemini_answer_through_the_kernel_with_their_keys_from_the
 
         let (anthropic, anthropic_seen) = serve(anthropic_answer).await;
         let key = format!("sk-ant-e2e-{pid}");
-        add_key(&env, "anthropic", &anthropic, &key);
+        env.add_model_key("anthropic", None, &anthropic, &key);
         env.restart_kernel().await;
         let events = ask(&env).await;
         check(&events, "anthropic");
@@ -310,7 +291,7 @@ async fn anthropic_and_gemini_answer_through_the_kernel_with_their_keys_from_the
         );
         let (gemini, gemini_seen) = serve(gemini_answer).await;
         let key = format!("gm-e2e-{pid}");
-        add_key(&env, "gemini", &gemini, &key);
+        env.add_model_key("gemini", None, &gemini, &key);
         let listed = tokio::time::timeout(Duration::from_secs(10), async {
             while !c
                 .list_models()
@@ -351,7 +332,7 @@ async fn a_remote_provider_its_last_request_did_not_reach_is_listed_unreachable(
             .unwrap()
             .local_addr()
             .unwrap();
-        add_key(&env, "anthropic", &format!("http://{closed}"), "sk-ant-e2e");
+        env.add_model_key("anthropic", None, &format!("http://{closed}"), "sk-ant-e2e");
         env.restart_kernel().await;
         let c = Client::at_address(&env.address).await.unwrap();
         let reachable = |models: Vec<agentos_dbus_interfaces::ModelInfo>| {
@@ -401,9 +382,9 @@ async fn an_openai_compatible_server_is_asked_for_the_models_it_lists() {
         let mut env = Env::start().await;
         let _keyring = Keyring::start(&env).await;
         let (url, seen) = serve(vllm_answer).await;
-        add_key(
-            &env,
+        env.add_model_key(
             "openai-compatible",
+            None,
             &format!("{url}/v1"),
             "sk-vllm-e2e",
         );
