@@ -190,7 +190,16 @@ impl Settings {
             if p.slots == 0 || p.slots > 256 {
                 return Err(format!("provider {name}: slots must be 1 to 256"));
             }
-            slots.insert(name, p.slots);
+            // As the catalog names it: a key stored under the default account is `openai`.
+            let listed = match account {
+                Some(account) if remote => super::catalog::remote_name(kind, account),
+                _ => name.clone(),
+            };
+            if slots.insert(listed.clone(), p.slots).is_some() {
+                return Err(format!(
+                    "the model provider {listed:?} is given twice in [providers] (as {name:?} too)"
+                ));
+            }
         }
         let default_budget = match file.budget.default {
             Some(l)
@@ -312,6 +321,9 @@ mod tests {
         assert_eq!(s.budget_of("web").requests_per_minute, None);
         assert_eq!(s.budget_of("docs").requests_per_minute, Some(2));
         assert_eq!(s.budget_of("host").tokens_per_day, Some(5));
+        // The default account is named as the catalog lists it.
+        let s = Settings::parse("[providers.\"openai:default\"]\nslots = 3").unwrap();
+        assert_eq!(s.slots.get("openai"), Some(&3));
     }
 
     #[test]
@@ -325,6 +337,10 @@ mod tests {
             ),
             ("[providers.\"ollama:work\"]\nslots = 2", "ollama:work"),
             ("[providers.\"openai:\"]\nslots = 2", "openai:"),
+            (
+                "[providers.openai]\nslots = 2\n[providers.\"openai:default\"]\nslots = 3",
+                "given twice",
+            ),
             ("[local]\nollama = \"ftp://x\"", "ftp"),
             ("[budget]\ntokens = 1", "tokens"),
         ] {
