@@ -163,22 +163,19 @@ impl Catalog {
         }
     }
 
-    /// The first model of the first reachable provider that `pick` accepts.
-    /// The first model of the first reachable provider `pick` takes; else of a remote one
-    /// its last request did not reach: remote providers are not probed, so a request is how
-    /// one is found answering again.
-    fn first(&self, pick: impl Fn(&Entry) -> bool) -> Option<Route> {
-        let of = |p: &Entry| p.models.first().map(|m| Catalog::route_to(p, m));
-        let mut picked = self.providers.iter().filter(|p| pick(p));
-        picked
-            .clone()
-            .filter(|p| p.reachable)
-            .find_map(of)
-            .or_else(|| picked.find(|p| !p.local).and_then(of))
+    /// The first model of the first reachable local server.
+    fn first_local(&self) -> Option<Route> {
+        self.providers
+            .iter()
+            .filter(|p| p.local && p.reachable)
+            .find_map(|p| p.models.first().map(|m| Catalog::route_to(p, m)))
     }
 
-    /// Each remote provider's first model, reachable ones first: what a request that any remote
-    /// provider will do for (see [`any_remote_will_do`]) may be sent to.
+    /// Each remote provider's first model, reachable ones first, then those their last request
+    /// did not reach (remote providers are not probed, so a request is how one is found
+    /// answering again): what a request that any remote provider will do for (see
+    /// [`any_remote_will_do`]) may be sent to, the first unless the caller's grants say
+    /// otherwise.
     pub fn remote_routes(&self) -> Vec<Route> {
         let mut remote: Vec<&Entry> = self.providers.iter().filter(|p| !p.local).collect();
         remote.sort_by_key(|p| !p.reachable);
@@ -188,16 +185,21 @@ impl Catalog {
             .collect()
     }
 
+    /// The first of [`Catalog::remote_routes`].
+    fn first_remote(&self) -> Option<Route> {
+        self.remote_routes().into_iter().next()
+    }
+
     /// The provider and model that serve a request for `wanted`.
     pub fn route(&self, wanted: Option<&str>) -> Result<Route, RouteError> {
         let wanted = wanted.map(str::trim).filter(|w| !w.is_empty());
         match wanted {
             None => self
-                .first(|p| p.local)
-                .or_else(|| self.first(|p| !p.local))
+                .first_local()
+                .or_else(|| self.first_remote())
                 .ok_or(RouteError::NoModel),
-            Some(class::LOCAL) => self.first(|p| p.local).ok_or(RouteError::NoLocalModel),
-            Some(class::REMOTE) => self.first(|p| !p.local).ok_or(RouteError::NoRemoteModel),
+            Some(class::LOCAL) => self.first_local().ok_or(RouteError::NoLocalModel),
+            Some(class::REMOTE) => self.first_remote().ok_or(RouteError::NoRemoteModel),
             Some(class::LOCAL_SMALL) => self
                 .providers
                 .iter()
