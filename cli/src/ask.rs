@@ -159,20 +159,18 @@ pub async fn ask(kernel: &Kernel, agent: &str, goal: &str, limits: Limits<'_>) -
         Ok(None)
     };
     for event in &delegated.early {
-        match show(event, &mut answer) {
-            Ok(s) => state = s.or(state),
-            Err(e) => return Err(delegate::output_failed(kernel, id, e).await),
-        }
+        state = delegate::shown(kernel, id, show(event, &mut answer))
+            .await?
+            .or(state);
     }
     let mut poll = tokio::time::interval(POLL_INTERVAL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while state.is_none_or(|s: TaskState| !s.is_terminal()) {
         tokio::select! {
             change = delegated.changes.next(), if delegated.signals_open => match change {
-                Some(Ok(event)) => match show(&event, &mut answer) {
-                    Ok(s) => state = s.or(state),
-                    Err(e) => return Err(delegate::output_failed(kernel, id, e).await),
-                },
+                Some(Ok(event)) => {
+                    state = delegate::shown(kernel, id, show(&event, &mut answer)).await?.or(state);
+                }
                 Some(Err(_)) => {}
                 None => delegated.signals_open = false,
             },
@@ -187,10 +185,7 @@ pub async fn ask(kernel: &Kernel, agent: &str, goal: &str, limits: Limits<'_>) -
                         progress: task.progress,
                         message: task.message,
                     };
-                    match show(&event, &mut answer) {
-                        Ok(s) => state = s.or(state),
-                        Err(e) => return Err(delegate::output_failed(kernel, id, e).await),
-                    }
+                    state = delegate::shown(kernel, id, show(&event, &mut answer)).await?.or(state);
                 }
             }
             _ = delegated.interrupt.recv() => {

@@ -140,11 +140,14 @@ pub async fn delegate(
     }))
 }
 
-/// The task's follower could not write (its terminal closed, say): the task is canceled as if
-/// it were interrupted, and `e` is returned to be told (if it can be).
-pub async fn output_failed(kernel: &Kernel, id: u64, e: CliError) -> CliError {
-    let _ = tokio::time::timeout(CANCEL_TIMEOUT, kernel.proxy.cancel_task(id)).await;
-    e
+/// What the task's follower wrote, passed on; when it could not write (its terminal closed,
+/// say), the task is canceled as if it were interrupted, and the error is returned to be told
+/// (if it can be).
+pub async fn shown<T>(kernel: &Kernel, id: u64, written: Result<T>) -> Result<T> {
+    if written.is_err() {
+        let _ = tokio::time::timeout(CANCEL_TIMEOUT, kernel.proxy.cancel_task(id)).await;
+    }
+    written
 }
 
 /// Ctrl-C: cancel the task (and so its sub-tasks and their model requests) and report; the

@@ -30,13 +30,9 @@ pub async fn run(
     let id = delegated.id;
     let mut follower = Follower::new(id, json);
     let said = follower.say(&format!("task {id} delegated to {}", output::clean(agent)));
-    if let Err(e) = said {
-        return Err(delegate::output_failed(kernel, id, e).await);
-    }
+    delegate::shown(kernel, id, said).await?;
     for event in delegated.early.drain(..) {
-        if let Err(e) = follower.update(&Change::from_event(event)) {
-            return Err(delegate::output_failed(kernel, id, e).await);
-        }
+        delegate::shown(kernel, id, follower.update(&Change::from_event(event))).await?;
     }
     let mut poll = tokio::time::interval(POLL_INTERVAL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -44,18 +40,14 @@ pub async fn run(
         tokio::select! {
             change = delegated.changes.next(), if delegated.signals_open => match change {
                 Some(Ok(change)) => {
-                    if let Err(e) = follower.update(&Change::from_event(change)) {
-                        return Err(delegate::output_failed(kernel, id, e).await);
-                    }
+                    delegate::shown(kernel, id, follower.update(&Change::from_event(change))).await?;
                 }
                 Some(Err(_)) => {}
                 None => delegated.signals_open = false,
             },
             _ = poll.tick() => {
                 let task = kernel.proxy.get_task(id).await?;
-                if let Err(e) = follower.update(&Change::from_task(task)) {
-                    return Err(delegate::output_failed(kernel, id, e).await);
-                }
+                delegate::shown(kernel, id, follower.update(&Change::from_task(task))).await?;
             }
             _ = delegated.interrupt.recv() => return Ok(delegate::cancel(kernel, id).await),
         }
