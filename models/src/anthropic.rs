@@ -13,7 +13,7 @@ use crate::event::{ChatEvent, FinishReason, Usage};
 use crate::openai::{parse_arguments, sent_arguments};
 use crate::sent::OnSent;
 use crate::stream::{events, parse, ChatStream, Decoder};
-use crate::transport::Http;
+use crate::transport::{parse_url, Http};
 
 /// The API version this code speaks.
 const API_VERSION: &str = "2023-06-01";
@@ -24,16 +24,17 @@ const DEFAULT_MAX_TOKENS: u32 = 4096;
 #[derive(Debug, Clone)]
 pub struct Anthropic {
     http: Http,
-    /// E.g. `https://api.anthropic.com`.
-    base_url: String,
+    /// `{base}/v1/messages`, parsed once; the base is e.g. `https://api.anthropic.com`.
+    messages_url: Result<reqwest::Url, ModelError>,
     key: ApiKey,
 }
 
 impl Anthropic {
     pub fn new(http: Http, base_url: impl Into<String>, key: ApiKey) -> Self {
+        let base = base_url.into();
         Anthropic {
             http,
-            base_url: base_url.into().trim_end_matches('/').to_owned(),
+            messages_url: parse_url(&format!("{}/v1/messages", base.trim_end_matches('/'))),
             key,
         }
     }
@@ -44,7 +45,7 @@ impl Anthropic {
         request: &ChatRequest,
         on_sent: Option<OnSent>,
     ) -> Result<ChatStream, ModelError> {
-        let url = format!("{}/v1/messages", self.base_url);
+        let url = self.messages_url.as_ref().map_err(Clone::clone)?;
         let body = body(request);
         let headers = [
             ("x-api-key", self.key.expose()),
@@ -54,7 +55,7 @@ impl Anthropic {
         let (resp, started) = self
             .http
             .post(
-                &url,
+                url,
                 &headers,
                 &body,
                 &request.model,

@@ -17,7 +17,7 @@ use crate::gemini_schema::for_gemini;
 use crate::openai::sent_arguments;
 use crate::sent::OnSent;
 use crate::stream::{events, parse, ChatStream, Decoder};
-use crate::transport::Http;
+use crate::transport::{parse_url, Http};
 
 /// The Gemini API.
 #[derive(Debug, Clone)]
@@ -48,10 +48,10 @@ impl Gemini {
                 model: request.model.clone(),
             });
         }
-        let url = format!(
+        let url = parse_url(&format!(
             "{}/v1beta/models/{}:streamGenerateContent?alt=sse",
             self.base_url, request.model
-        );
+        ))?;
         let body = body(request);
         let headers = [
             ("x-goog-api-key", self.key.expose()),

@@ -14,23 +14,24 @@ use crate::error::ModelError;
 use crate::event::{ChatEvent, FinishReason, Usage};
 use crate::sent::OnSent;
 use crate::stream::{events, parse, ChatStream, Decoder};
-use crate::transport::Http;
+use crate::transport::{parse_url, Http};
 
 /// A server speaking the OpenAI chat API.
 #[derive(Debug, Clone)]
 pub struct OpenAi {
     http: Http,
-    /// Up to and including the version, e.g. `https://api.openai.com/v1` or
-    /// `http://127.0.0.1:11434/v1`.
-    base_url: String,
+    /// `{base}/chat/completions`, parsed once; the base is up to and including the version,
+    /// e.g. `https://api.openai.com/v1` or `http://127.0.0.1:11434/v1`.
+    chat_url: Result<reqwest::Url, ModelError>,
     key: Option<ApiKey>,
 }
 
 impl OpenAi {
     pub fn new(http: Http, base_url: impl Into<String>, key: Option<ApiKey>) -> Self {
+        let base = base_url.into();
         OpenAi {
             http,
-            base_url: base_url.into().trim_end_matches('/').to_owned(),
+            chat_url: parse_url(&format!("{}/chat/completions", base.trim_end_matches('/'))),
             key,
         }
     }
@@ -41,7 +42,7 @@ impl OpenAi {
         request: &ChatRequest,
         on_sent: Option<OnSent>,
     ) -> Result<ChatStream, ModelError> {
-        let url = format!("{}/chat/completions", self.base_url);
+        let url = self.chat_url.as_ref().map_err(Clone::clone)?;
         let body = body(request);
         let auth = self.key.as_ref().map(|k| format!("Bearer {}", k.expose()));
         let mut headers = vec![("accept", "text/event-stream")];
@@ -51,7 +52,7 @@ impl OpenAi {
         let key = self.key.as_ref().map(ApiKey::expose);
         let (resp, started) = self
             .http
-            .post(&url, &headers, &body, &request.model, key, on_sent)
+            .post(url, &headers, &body, &request.model, key, on_sent)
             .await?;
         let decoder = OpenAiDecoder {
             model: request.model.clone(),

@@ -66,7 +66,7 @@ impl Http {
     /// `on_sent` is told when the first attempt's body is handed to its connection.
     pub(crate) async fn post(
         &self,
-        url: &str,
+        url: &reqwest::Url,
         headers: &[(&str, &str)],
         body: &serde_json::Value,
         model: &str,
@@ -85,7 +85,7 @@ impl Http {
             let sent = tokio::time::Instant::now();
             let mut req = self
                 .client
-                .post(url)
+                .post(url.clone())
                 .header("content-type", "application/json")
                 .body(match on_sent.take() {
                     Some(tell) => reqwest::Body::wrap(TellingBody::new(body.clone(), tell)),
@@ -107,7 +107,7 @@ impl Http {
                     resent = true;
                     continue;
                 }
-                other => other.map_err(|e| self.send_error(url, e))?,
+                other => other.map_err(|e| self.send_error(url.as_str(), e))?,
             };
             let status = resp.status().as_u16();
             if resp.status().is_success() {
@@ -162,6 +162,15 @@ impl Http {
             }
         }
     }
+}
+
+/// `url` parsed, or a plain error naming it invalid. A provider parses its fixed address once,
+/// when it is made, not for every request.
+pub(crate) fn parse_url(url: &str) -> Result<reqwest::Url, ModelError> {
+    reqwest::Url::parse(url).map_err(|e| ModelError::Unreachable {
+        address: "an invalid address".into(),
+        reason: format!("the server's address is not a valid URL ({e})"),
+    })
 }
 
 /// The scheme, host and port of `url` (what an error may show of it).

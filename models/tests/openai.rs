@@ -312,6 +312,21 @@ async fn an_unreachable_server_is_named() {
 }
 
 #[tokio::test]
+async fn an_address_that_is_not_a_url_is_named_so() {
+    within(async {
+        let p = OpenAi::new(Http::new(quick()).unwrap(), "http://[::1/v1", None);
+        match collect(&p, &request()).await.unwrap_err() {
+            ModelError::Unreachable { address, reason } => {
+                assert_eq!(address, "an invalid address");
+                assert!(reason.contains("not a valid URL"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_429_with_retry_after_is_waited_then_retried() {
     within(async {
         let f = Fixture::start(vec![
