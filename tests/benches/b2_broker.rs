@@ -46,7 +46,8 @@
 //! (`B2_ROUNDS`, default 5: bursts of each way per level, and streams counted of each steady
 //! caller each way, rounded up to rounds of 4; either way at least 200 streams are counted per
 //! level, load and way, so that a p99 is not the single worst; `B2_LEVELS`, default 3, how many
-//! of the levels to run, from the first; `B2_RESTED`, default 5, lone requests after a rest.)
+//! of the levels to run, from the first; `B2_RESTED`, default 5, lone requests after a rest;
+//! `B2_STEADY=0` leaves the steady load out.)
 
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -453,6 +454,11 @@ fn main() {
     }
     let rounds: usize = setting("B2_ROUNDS", 5);
     let levels: usize = setting("B2_LEVELS", LEVELS.len());
+    let steady_levels = if setting("B2_STEADY", 1) == 0 {
+        0
+    } else {
+        levels
+    };
     runtime().block_on(async {
         let server = ModelServer::start(ServerConfig {
             slots: 64,
@@ -512,7 +518,7 @@ fn main() {
              turn."
         );
         header();
-        for n in LEVELS.into_iter().take(levels) {
+        for n in LEVELS.into_iter().take(steady_levels) {
             // Not counted: both paths then hold `n` connections to the server.
             for way in ways {
                 burst(way, n, &server, &mut Timing::default()).await;
@@ -565,7 +571,11 @@ fn main() {
             "targets (added TTFT, less the server's own time, p50 <= 0.3 ms, p99 <= 1 ms; added \
              gap p99 <= 0.5 ms): steady {}; a lone request {}; bursts of 16 and 64 at once {}; \
              a lone request after the kernel handed its code back {}",
-            verdict(steady_met),
+            if steady_levels == 0 {
+                "not run"
+            } else {
+                verdict(steady_met)
+            },
             verdict(lone_met),
             bursts,
             rested.map_or("not run", verdict),
