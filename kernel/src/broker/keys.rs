@@ -3,7 +3,8 @@
 //! holds the keys, is loaded anew before its next use. A key the user removed or replaced (with
 //! `agentctl models`, or in the desktop's Passwords and Keys) is not used a moment longer.
 //! Started with the first catalog loaded on a bus; with nothing changing it sleeps; it ends
-//! with the bus connection.
+//! with the bus connection. While it follows, the catalog's periodic look reuses the keys it
+//! read last (`stored_keys.rs`).
 
 use std::sync::Arc;
 
@@ -44,8 +45,10 @@ pub async fn follow(broker: Arc<Broker>, bus: zbus::Connection) {
         }
     };
     let mut both = futures_util::stream::select(changes, owner);
+    broker.set_keys_followed(true);
     // An error item (a message zbus could not read) is a change as far as anyone knows.
     while both.next().await.is_some() {
         broker.keys_changed();
     }
+    broker.set_keys_followed(false);
 }

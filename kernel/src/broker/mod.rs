@@ -5,7 +5,8 @@
 //! - `settings`: where local servers are looked for, the discipline, slots, budgets
 //!   (`models.toml`).
 //! - `catalog`, `providers`: the providers and models there are now (local servers probed,
-//!   remote ones with a stored key) and which serves a request (local first).
+//!   remote ones with a stored key) and which serves a request (local first); `stored_keys`: the
+//!   keys as read from the Secret Service, off the kernel's thread, and when a read is reused.
 //! - `scheduler`, `budget`, `usage`, `lanes`: the queue, pure, with the time passed in (slots per
 //!   provider, interactive work first with a held slot, round robin, aging, budgets, usage).
 //! - `service`: the broker as a part of the kernel, owner of the scheduler and the requests;
@@ -29,6 +30,7 @@ pub mod scheduler;
 pub mod service;
 pub mod settings;
 pub mod sockets;
+pub mod stored_keys;
 pub mod usage;
 pub mod usage_writer;
 pub mod watch;

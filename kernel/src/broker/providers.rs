@@ -5,10 +5,11 @@
 
 use agentos_models::discovery::{probe_llama_server, probe_ollama, probe_openai_models};
 use agentos_models::{Anthropic, ApiKey, Gemini, Http, OpenAi, Provider};
-use agentos_portal::secrets::{self, KeyId, KeyStore, Unlock};
+use agentos_portal::secrets;
 
 use super::catalog::{Catalog, Entry, Model};
 use super::settings::Settings;
+use super::stored_keys::StoredModelKey;
 
 /// Requests run at once on a remote provider unless the settings say otherwise.
 pub const REMOTE_SLOTS: u32 = 4;
@@ -140,36 +141,11 @@ async fn local(http: &Http, settings: &Settings) -> Vec<Entry> {
     found
 }
 
-/// The remote providers whose keys are stored; `Err` says why the keyring could not be read.
-async fn remote(
-    http: &Http,
-    settings: &Settings,
-    bus: zbus::Connection,
-) -> Result<Vec<Entry>, String> {
-    let store = match KeyStore::with_connection(bus, Unlock::Never).await {
-        Ok(store) => store,
-        // No keyring at all: no keys were stored to be missed (not worth a word to a caller).
-        Err(secrets::KeyStoreError::NoService) => return Ok(Vec::new()),
-        Err(e) => return Err(e.to_string()),
-    };
+/// The remote providers of the keys the user stored.
+async fn remote(http: &Http, settings: &Settings, keys: &[StoredModelKey]) -> Vec<Entry> {
     let mut found = Vec::new();
-    for stored in store.list().await.map_err(|e| e.to_string())? {
-        let Ok(provider) = secrets::Provider::parse(&stored.provider) else {
-            continue;
-        };
-        let Ok(id) = KeyId::new(provider, Some(&stored.account)) else {
-            continue;
-        };
-        let secret = match store.lookup(&id).await {
-            Ok(Some(s)) => s,
-            Ok(None) => continue,
-            Err(e) => {
-                tracing::warn!(provider = %stored.provider, account = %stored.account, error = %e, "cannot read a model key");
-                continue;
-            }
-        };
-        let key = ApiKey::new(secret.expose());
-        drop(secret);
+    for stored in keys {
+        let (provider, key) = (stored.provider, stored.key.clone());
         let defaults = remote_defaults(provider);
         let base_url = stored
             .base_url
@@ -210,7 +186,7 @@ async fn remote(
             gemini: provider == secrets::Provider::Gemini,
         });
     }
-    Ok(found)
+    found
 }
 
 /// How long an OpenAI-compatible server the user added (perhaps across the network, over TLS)
@@ -237,32 +213,21 @@ async fn served_models(http: &Http, base_url: &str, key: &ApiKey) -> Vec<Model> 
     }
 }
 
-/// The catalog now: local servers first, then the remote providers with stored keys (read from
-/// the Secret Service on `bus`, when there is one); and why the keys could not be read, if
-/// they could not.
+/// The catalog now: local servers first, then the remote providers of the user's keys (`keys`,
+/// as they are read meanwhile, `Err` saying why they could not be); and the keys' read.
 pub async fn load(
     http: &Http,
     settings: &Settings,
-    bus: Option<zbus::Connection>,
-) -> (Catalog, Option<String>) {
-    let keys = async {
-        match bus {
-            Some(bus) => remote(http, settings, bus).await,
-            None => Ok(Vec::new()),
-        }
-    };
+    keys: impl std::future::Future<Output = Result<Vec<StoredModelKey>, String>>,
+) -> (Catalog, Result<Vec<StoredModelKey>, String>) {
     let (mut providers, keys) = tokio::join!(local(http, settings), keys);
-    let unread = match keys {
-        Ok(remote) => {
-            providers.extend(remote);
-            None
-        }
+    match &keys {
+        Ok(stored) => providers.extend(remote(http, settings, stored).await),
         Err(e) => {
             tracing::debug!(error = %e, "no remote model providers: the keyring cannot be read");
-            Some(e)
         }
-    };
-    (Catalog { providers }, unread)
+    }
+    (Catalog { providers }, keys)
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use super::scheduler::{
     Config, Finished, ProviderConfig, Request, RequestId, SchedError, Scheduler, Start,
 };
 use super::settings::Settings;
+use super::stored_keys::{self, KeysRead};
 use super::usage::Usage;
 use super::usage_writer::UsageWriter;
 use crate::sync::lock;
@@ -94,6 +95,10 @@ pub struct Broker {
     /// taken as fresh.
     keys_changes: AtomicU64,
     following_keys: AtomicBool,
+    /// Whether the keyring's changes are being followed now (`keys.rs` subscribed).
+    keys_followed: AtomicBool,
+    /// The last successful read of the user's keys (see `stored_keys.rs`).
+    keys_read: Mutex<Option<KeysRead>>,
     /// Remote providers whose last request did not reach them (they are not probed: a request
     /// costs), listed as unreachable until one does.
     unanswered: Mutex<HashSet<String>>,
@@ -155,6 +160,8 @@ impl Broker {
             refreshing: AtomicBool::new(false),
             keys_changes: AtomicU64::new(0),
             following_keys: AtomicBool::new(false),
+            keys_followed: AtomicBool::new(false),
+            keys_read: Mutex::new(None),
             keys_unread: Mutex::new(None),
             unanswered: Mutex::default(),
             sockets: Default::default(),
@@ -250,6 +257,12 @@ impl Broker {
         lock(&self.catalog).at = None;
     }
 
+    /// Whether the keyring's changes are being followed now: from when `keys.rs` subscribed
+    /// until its subscription ends.
+    pub(crate) fn set_keys_followed(&self, followed: bool) {
+        self.keys_followed.store(followed, Ordering::SeqCst);
+    }
+
     /// Whether the user's keys are followed already; true the first time only for the one
     /// caller that starts following them.
     pub(crate) fn start_following_keys(&self) -> bool {
@@ -274,10 +287,32 @@ impl Broker {
         if fresh_enough {
             return Ok(current);
         }
-        let keys = self.keys_changes.load(Ordering::SeqCst);
+        let changes = self.keys_changes.load(Ordering::SeqCst);
         let http = self.http()?;
-        let (mut found, unread) = super::providers::load(&http, &self.settings, bus).await;
-        *lock(&self.keys_unread) = unread;
+        let last = {
+            let last = lock(&self.keys_read);
+            let followed = self.keys_followed.load(Ordering::SeqCst);
+            stored_keys::reusable(last.as_ref(), fresh, followed, changes, now())
+                .then(|| last.as_ref().map(|l| l.keys.clone()))
+                .flatten()
+        };
+        let reused = last.is_some();
+        let read = async {
+            match (last, bus) {
+                (Some(last), _) => Ok(last),
+                (None, Some(bus)) => stored_keys::read(bus).await,
+                (None, None) => Ok(Vec::new()),
+            }
+        };
+        let (mut found, read) = super::providers::load(&http, &self.settings, read).await;
+        *lock(&self.keys_unread) = read.as_ref().err().cloned();
+        if !reused {
+            *lock(&self.keys_read) = read.ok().map(|keys| KeysRead {
+                keys,
+                changes,
+                at: now(),
+            });
+        }
         // A remote provider is not probed: what its last request found is listed.
         {
             let unanswered = lock(&self.unanswered);
@@ -311,7 +346,7 @@ impl Broker {
         let mut loaded = lock(&self.catalog);
         loaded.catalog = Arc::clone(&catalog);
         // Keys that changed while it loaded may not be in it: it serves this caller only.
-        loaded.at = (self.keys_changes.load(Ordering::SeqCst) == keys).then(&now);
+        loaded.at = (self.keys_changes.load(Ordering::SeqCst) == changes).then(&now);
         Ok(catalog)
     }
 
