@@ -1,5 +1,6 @@
 //! `agentctl usage`: model use per principal and task (`Models1.ListUsage`): requests, tokens in
-//! and out, time holding a provider's slot, estimated cost.
+//! and out, time holding a provider's slot, estimated cost (`unknown` for requests to a remote
+//! model with no known price, not `$0`).
 
 use std::cmp::Reverse;
 
@@ -17,7 +18,8 @@ const TASKS_SHOWN: usize = 20;
 struct Row<'a> {
     #[serde(flatten)]
     usage: &'a UsageInfo,
-    /// The estimated cost in US dollars, for people and scripts that do not divide.
+    /// The estimated cost in US dollars, for people and scripts that do not divide (of the
+    /// requests with a known price only: `unpriced_requests` had none).
     cost_usd: f64,
 }
 
@@ -123,7 +125,7 @@ fn render(rows: &[UsageInfo]) -> String {
             r.input_tokens.to_string(),
             r.output_tokens.to_string(),
             duration(r.millis),
-            dollars(r.cost_micros),
+            cost(r),
         ]);
     }
     table.render()
@@ -136,6 +138,16 @@ fn duration(ms: u64) -> String {
         1_000..=59_999 => format!("{:.1} s", ms as f64 / 1000.0),
         60_000..=3_599_999 => format!("{} min {} s", ms / 60_000, ms % 60_000 / 1000),
         _ => format!("{} h {} min", ms / 3_600_000, ms % 3_600_000 / 60_000),
+    }
+}
+
+/// A row's estimated cost: in dollars, `unknown` when none of its requests' models has a known
+/// price, and `$… + unknown` when some have not.
+fn cost(r: &UsageInfo) -> String {
+    match r.unpriced_requests {
+        0 => dollars(r.cost_micros),
+        n if n >= r.requests && r.cost_micros == 0 => "unknown".to_string(),
+        _ => format!("{} + unknown", dollars(r.cost_micros)),
     }
 }
 
@@ -162,6 +174,7 @@ mod tests {
             output_tokens: 0,
             millis: 1500,
             cost_micros: cost,
+            unpriced_requests: 0,
         }
     }
 
@@ -211,5 +224,17 @@ mod tests {
             "KIND   WHO   REQUESTS  TOKENS IN  TOKENS OUT  TIME   COST\n\
              agent  docs  1         7          0           1.5 s  $1.5000\n"
         );
+    }
+
+    #[test]
+    fn a_cost_with_no_known_price_is_unknown_not_free() {
+        let mut r = row("agent", "docs", 7, 0);
+        r.unpriced_requests = 1;
+        assert_eq!(cost(&r), "unknown");
+        r.requests = 3;
+        r.cost_micros = 1_234;
+        assert_eq!(cost(&r), "$0.0012 + unknown");
+        r.unpriced_requests = 0;
+        assert_eq!(cost(&r), "$0.0012");
     }
 }

@@ -112,6 +112,11 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         day_tokens  INTEGER NOT NULL
     );
     "#,
+    // 6: how many of a row's requests went to a model with no known price: their cost is
+    // unknown, not 0.
+    r#"
+    ALTER TABLE model_usage ADD COLUMN unpriced INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// The schema version this build writes: the number of migrations it knows.

@@ -1,5 +1,6 @@
 //! Model use, summed since the store began: requests, tokens in and out, time holding a
-//! provider's slot and estimated cost, per agent, app, the user's own tools (`host`) and task.
+//! provider's slot and estimated cost (and how many requests had no known price), per agent,
+//! app, the user's own tools (`host`) and task.
 //! A task's row also names its owner (who started its tree), so an app can be shown the rows of
 //! its own tasks.
 
@@ -22,6 +23,8 @@ pub struct ModelUsage {
     pub output_tokens: u64,
     pub millis: u64,
     pub cost_micros: u64,
+    /// Requests whose model has no known price (their cost is not in `cost_micros`).
+    pub unpriced: u64,
 }
 
 /// SQLite integers are signed: counters stay below `i64::MAX`.
@@ -46,14 +49,15 @@ impl Store {
         // Parsed once per connection (every finished model request comes here).
         let mut insert = tx.prepare_cached(
             "INSERT INTO model_usage (kind, who, owner, requests, input_tokens, output_tokens,
-                                          millis, cost_micros)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                                          millis, cost_micros, unpriced)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT (kind, who) DO UPDATE SET
                      requests = min(requests + excluded.requests, 9223372036854775807),
                      input_tokens = min(input_tokens + excluded.input_tokens, 9223372036854775807),
                      output_tokens = min(output_tokens + excluded.output_tokens, 9223372036854775807),
                      millis = min(millis + excluded.millis, 9223372036854775807),
-                     cost_micros = min(cost_micros + excluded.cost_micros, 9223372036854775807)",
+                     cost_micros = min(cost_micros + excluded.cost_micros, 9223372036854775807),
+                     unpriced = min(unpriced + excluded.unpriced, 9223372036854775807)",
         )?;
         for r in rows {
             insert.execute(params![
@@ -64,7 +68,8 @@ impl Store {
                 int(r.input_tokens),
                 int(r.output_tokens),
                 int(r.millis),
-                int(r.cost_micros)
+                int(r.cost_micros),
+                int(r.unpriced)
             ])?;
         }
         drop(insert);
@@ -77,7 +82,7 @@ impl Store {
     /// `owner` (its own and its tasks') when given.
     pub fn list_model_usage(&self, owner: Option<&str>) -> Result<Vec<UsageInfo>, StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT kind, who, requests, input_tokens, output_tokens, millis, cost_micros
+            "SELECT kind, who, requests, input_tokens, output_tokens, millis, cost_micros, unpriced
              FROM model_usage WHERE ?1 IS NULL OR owner = ?1
              ORDER BY kind = 'task', kind, CASE WHEN kind = 'task' THEN CAST(who AS INTEGER) END, who",
         )?;
@@ -90,6 +95,7 @@ impl Store {
                 output_tokens: r.get::<_, i64>(4)?.max(0) as u64,
                 millis: r.get::<_, i64>(5)?.max(0) as u64,
                 cost_micros: r.get::<_, i64>(6)?.max(0) as u64,
+                unpriced_requests: r.get::<_, i64>(7)?.max(0) as u64,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -110,6 +116,7 @@ mod tests {
             output_tokens: 2 * tokens,
             millis: 10,
             cost_micros: 0,
+            unpriced: 0,
         }
     }
 
@@ -149,6 +156,12 @@ mod tests {
         );
         assert_eq!(all[0].output_tokens, 24);
         assert_eq!(all[0].millis, 20);
+        assert_eq!(all[0].unpriced_requests, 0);
+        let mut unknown = row("agent", "docs", "docs", 1);
+        unknown.unpriced = 1;
+        store.add_model_usage(&[unknown]).unwrap();
+        let docs = &store.list_model_usage(None).unwrap()[0];
+        assert_eq!((docs.requests, docs.unpriced_requests), (3, 1));
         let app = store.list_model_usage(Some("org.example.App")).unwrap();
         assert_eq!(app.len(), 2);
         assert!(app.iter().all(|u| u.who != "docs" && u.who != "10"));

@@ -292,7 +292,7 @@ pub struct ModelInfo {
     pub slots: u32,
 }
 
-/// Model use of one principal or task, as `Models1.ListUsage` gives it: `(ssttttt)`.
+/// Model use of one principal or task, as `Models1.ListUsage` gives it: `(sstttttt)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct UsageInfo {
     /// `agent`, `app` (a Flatpak or host app), `host` (the user's own tools) or `task`.
@@ -306,4 +306,6 @@ pub struct UsageInfo {
     pub millis: u64,
     /// Estimated cost in millionths of a US dollar (0 for local models).
     pub cost_micros: u64,
+    /// Requests to a remote model with no known price: their cost is not in `cost_micros`.
+    pub unpriced_requests: u64,
 }

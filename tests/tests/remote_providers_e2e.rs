@@ -241,6 +241,14 @@ async fn anthropic_and_gemini_answer_through_the_kernel_with_their_keys_from_the
         env.restart_kernel().await;
         let events = ask(&env).await;
         check(&events, "anthropic");
+        // A model with a list price: an estimated cost, nothing unpriced.
+        let c = Client::at_address(&env.address).await.unwrap();
+        let usage = c.list_usage().await.unwrap();
+        let host = usage.iter().find(|u| u.kind == "host").expect("a host row");
+        assert!(
+            host.cost_micros > 0 && host.unpriced_requests == 0,
+            "{usage:?}"
+        );
         let seen = anthropic_seen.lock().unwrap().clone();
         assert_eq!(seen.len(), 1);
         assert_eq!(seen[0].path, "/v1/messages");
@@ -402,6 +410,22 @@ async fn an_openai_compatible_server_is_asked_for_the_models_it_lists() {
         let (_, stream) = c.chat(&r).await.expect("chat through the kernel");
         let reply = stream.collect().await.expect("an answer");
         assert_eq!(reply.text, "Served.");
+        // Its model has no known price: the cost is unknown, not free.
+        let usage = c.list_usage().await.unwrap();
+        let host = usage.iter().find(|u| u.kind == "host").expect("a host row");
+        assert_eq!(
+            (host.requests, host.unpriced_requests, host.cost_micros),
+            (1, 1, 0),
+            "{usage:?}"
+        );
+        let out = env.agentctl(&["usage"]);
+        let shown = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            shown
+                .lines()
+                .any(|l| l.starts_with("host") && l.trim_end().ends_with(" unknown")),
+            "{shown}"
+        );
         let seen = seen.lock().unwrap().clone();
         assert_eq!(seen[0].path, "/v1/models");
         assert!(seen.iter().all(|s| s

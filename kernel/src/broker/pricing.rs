@@ -1,6 +1,7 @@
 //! Estimated prices of remote models, for the usage's cost column: list prices in US dollars
 //! per million tokens, by model name prefix (the most specific first). Local models cost
-//! nothing; a remote model not listed here is counted at 0 (its cost is unknown, not free).
+//! nothing; a remote model not listed here has no price: its requests are counted as unpriced,
+//! and their cost is shown as unknown, not as free.
 
 use super::usage::Price;
 
@@ -26,10 +27,10 @@ const PRICES: &[(&str, u64, u64)] = &[
     ("gemini-2.5-pro", 1_250_000, 10_000_000),
 ];
 
-/// The price of `model`; `local` models are free.
-pub fn price(model: &str, local: bool) -> Price {
+/// The price of `model`; `local` models are free; `None` for a remote model not listed.
+pub fn price(model: &str, local: bool) -> Option<Price> {
     if local {
-        return Price::default();
+        return Some(Price::default());
     }
     PRICES
         .iter()
@@ -38,7 +39,6 @@ pub fn price(model: &str, local: bool) -> Price {
             per_mtok_in,
             per_mtok_out,
         })
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -48,15 +48,23 @@ mod tests {
 
     #[test]
     fn the_most_specific_prefix_prices_a_model() {
-        assert_eq!(price("gpt-4o-mini-2024-07-18", false).per_mtok_in, 150_000);
-        assert_eq!(price("gpt-4o", false).per_mtok_in, 2_500_000);
-        assert_eq!(price("gpt-4o-mini", true), Price::default());
-        assert_eq!(price("mystery", false), Price::default());
-        let cost = price("claude-3-5-haiku-latest", false).cost_micros(Usage {
-            tokens_in: 1_000,
-            tokens_out: 1_000,
+        let listed = |model| price(model, false).map(|p| p.per_mtok_in);
+        assert_eq!(listed("gpt-4o-mini-2024-07-18"), Some(150_000));
+        assert_eq!(listed("gpt-4o"), Some(2_500_000));
+        assert_eq!(price("gpt-4o-mini", true), Some(Price::default()));
+        assert_eq!(
+            price("mystery", true),
+            Some(Price::default()),
+            "local: free"
+        );
+        assert_eq!(price("mystery", false), None, "remote, not listed: unknown");
+        let cost = price("claude-3-5-haiku-latest", false).map(|p| {
+            p.cost_micros(Usage {
+                tokens_in: 1_000,
+                tokens_out: 1_000,
+            })
         });
         // 1000 × 0.8 $/M + 1000 × 4 $/M = 0.0048 $.
-        assert_eq!(cost, 4_800);
+        assert_eq!(cost, Some(4_800));
     }
 }

@@ -46,8 +46,8 @@ pub struct Account {
 }
 
 impl Account {
-    /// The rows one finished request adds to.
-    pub fn rows(&self, usage: Usage, millis: u64, cost_micros: u64) -> Vec<ModelUsage> {
+    /// The rows one finished request adds to (`cost_micros` `None`: its price is not known).
+    pub fn rows(&self, usage: Usage, millis: u64, cost_micros: Option<u64>) -> Vec<ModelUsage> {
         let row = |kind: &str, who: &str, owner: &str| ModelUsage {
             kind: kind.to_string(),
             who: who.to_string(),
@@ -56,7 +56,8 @@ impl Account {
             input_tokens: usage.tokens_in,
             output_tokens: usage.tokens_out,
             millis,
-            cost_micros,
+            cost_micros: cost_micros.unwrap_or(0),
+            unpriced: u64::from(cost_micros.is_none()),
         };
         let mut rows = vec![row(self.kind, &self.principal, &self.principal)];
         if let Some(app) = &self.app {
@@ -97,7 +98,8 @@ pub struct Job {
     pub client: Provider,
     pub request: agentos_models::ChatRequest,
     pub events: Events,
-    pub price: Price,
+    /// `None`: a remote model whose price is not known (its use is counted as unpriced).
+    pub price: Option<Price>,
     /// The prompt's tokens, estimated (counted when the provider reports none).
     pub prompt_tokens: u64,
     pub account: Account,
@@ -316,9 +318,11 @@ async fn record(
         return;
     };
     let used = Used {
-        rows: job
-            .account
-            .rows(usage, finished.record.busy_ms, job.price.cost_micros(usage)),
+        rows: job.account.rows(
+            usage,
+            finished.record.busy_ms,
+            job.price.map(|p| p.cost_micros(usage)),
+        ),
         // In the windows it was charged in: those of when it was admitted.
         spent: job.account.spent(
             usage.tokens(),
@@ -427,7 +431,7 @@ mod tests {
             tokens_in: 3,
             tokens_out: 4,
         };
-        let rows = a.rows(usage, 50, 7);
+        let rows = a.rows(usage, 50, Some(7));
         let keys: Vec<(&str, &str, &str)> = rows
             .iter()
             .map(|r| (r.kind.as_str(), r.who.as_str(), r.owner.as_str()))
@@ -440,9 +444,15 @@ mod tests {
                 ("task", "12", "org.example.App")
             ]
         );
-        assert!(rows
+        assert!(rows.iter().all(|r| r.input_tokens == 3
+            && r.millis == 50
+            && r.cost_micros == 7
+            && r.unpriced == 0));
+        // A model of no known price: no cost, one unpriced request on every row.
+        assert!(a
+            .rows(usage, 50, None)
             .iter()
-            .all(|r| r.input_tokens == 3 && r.millis == 50 && r.cost_micros == 7));
+            .all(|r| r.cost_micros == 0 && r.unpriced == 1 && r.requests == 1));
         // Its budget spending: the agent's and the app's, in the windows it was admitted in.
         let admitted = 30 * DAY_MS + 5 * HOUR_MS + 3_599_000;
         let spent: Vec<(String, u64, u64, u64)> = a
@@ -464,7 +474,7 @@ mod tests {
             task: 0,
             owner: "host".into(),
         };
-        assert_eq!(host.rows(usage, 1, 0).len(), 1);
+        assert_eq!(host.rows(usage, 1, Some(0)).len(), 1);
     }
 
     #[tokio::test]

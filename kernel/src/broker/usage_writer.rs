@@ -151,6 +151,7 @@ mod tests {
             output_tokens: 1,
             millis: 2,
             cost_micros: 3,
+            unpriced: 0,
         }
     }
 

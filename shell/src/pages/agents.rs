@@ -82,8 +82,14 @@ pub fn usage_line(usage: Option<&UsageInfo>) -> String {
                 "model use: {} {requests}, {} tokens in, {} out",
                 u.requests, u.input_tokens, u.output_tokens
             );
-            if u.cost_micros > 0 {
-                line.push_str(&format!(", about ${:.4}", u.cost_micros as f64 / 1e6));
+            match (u.cost_micros, u.unpriced_requests) {
+                (0, 0) => {}
+                (0, _) => line.push_str(", cost unknown"),
+                (c, 0) => line.push_str(&format!(", about ${:.4}", c as f64 / 1e6)),
+                (c, _) => line.push_str(&format!(
+                    ", about ${:.4} and more of unknown price",
+                    c as f64 / 1e6
+                )),
             }
             line
         }
@@ -273,6 +279,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_cost_with_no_known_price_is_said_to_be_unknown() {
+        let mut u = UsageInfo {
+            kind: "agent".into(),
+            who: "docs".into(),
+            requests: 2,
+            input_tokens: 10,
+            output_tokens: 5,
+            millis: 100,
+            cost_micros: 0,
+            unpriced_requests: 2,
+        };
+        assert_eq!(
+            usage_line(Some(&u)),
+            "model use: 2 requests, 10 tokens in, 5 out, cost unknown"
+        );
+        u.cost_micros = 1500;
+        u.unpriced_requests = 1;
+        assert!(usage_line(Some(&u)).ends_with(", about $0.0015 and more of unknown price"));
+    }
+
+    #[test]
     fn facts_and_capabilities_in_words() {
         let row = AgentRow {
             info: AgentInfo {
@@ -307,6 +334,7 @@ mod tests {
                 output_tokens: 80,
                 millis: 900,
                 cost_micros: 1500,
+                unpriced_requests: 0,
             }),
         };
         assert_eq!(
