@@ -220,13 +220,19 @@ pub async fn load(
     settings: &Settings,
     keys: impl std::future::Future<Output = Result<Vec<StoredModelKey>, String>>,
 ) -> (Catalog, Result<Vec<StoredModelKey>, String>) {
-    let (mut providers, keys) = tokio::join!(local(http, settings), keys);
-    match &keys {
-        Ok(stored) => providers.extend(remote(http, settings, stored).await),
-        Err(e) => {
-            tracing::debug!(error = %e, "no remote model providers: the keyring cannot be read");
-        }
-    }
+    let remote = async {
+        let keys = keys.await;
+        let found = match &keys {
+            Ok(stored) => remote(http, settings, stored).await,
+            Err(e) => {
+                tracing::debug!(error = %e, "no remote model providers: the keyring cannot be read");
+                Vec::new()
+            }
+        };
+        (found, keys)
+    };
+    let (mut providers, (remote, keys)) = tokio::join!(local(http, settings), remote);
+    providers.extend(remote);
     (Catalog { providers }, keys)
 }
 
