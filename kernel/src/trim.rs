@@ -41,10 +41,18 @@ pub fn idle_wait(deadline: Option<Duration>, models_busy: bool, trimmed: bool) -
 
 /// Whether the code may be handed back at the end of an [`IdleWait::Trim`]: no model request is
 /// queued or running (`busy`), and none was made during the wait (`made_then`, `made_now`: the
-/// broker's count of requests made when it began and now). Otherwise the wait begins again, so
-/// that a request coming every second or two finds the code it runs still mapped.
+/// broker's count of requests made when it began and now). Otherwise the wait goes on (see
+/// [`rest_left`]), so that a request coming every second or two finds the code it runs still
+/// mapped.
 pub fn may_trim(busy: bool, made_then: u64, made_now: u64) -> bool {
     !busy && made_then == made_now
+}
+
+/// After a wait in which requests came and went: how much longer to rest, so that the code is
+/// handed back `after_work` after the last request ended (the broker has been idle `idle_for`),
+/// not a whole wait after this one ended.
+pub fn rest_left(after_work: Duration, idle_for: Duration) -> Duration {
+    after_work.saturating_sub(idle_for)
 }
 
 /// One mapping of the executable that may be dropped.
@@ -183,12 +191,23 @@ Anonymous:          1024 kB
     }
 
     #[test]
-    fn a_request_made_during_the_wait_starts_it_again() {
+    fn a_request_made_during_the_wait_keeps_the_code() {
         assert!(may_trim(false, 7, 7));
         // Came and went while the wait ran: the code it ran stays for the next one.
         assert!(!may_trim(false, 7, 8));
         assert!(!may_trim(true, 7, 8));
         assert!(!may_trim(true, 7, 7));
+    }
+
+    #[test]
+    fn after_requests_in_a_wait_the_rest_counts_from_the_last_ones_end() {
+        let minute = Duration::from_secs(60);
+        assert_eq!(
+            rest_left(minute, Duration::from_secs(15)),
+            Duration::from_secs(45)
+        );
+        assert_eq!(rest_left(minute, Duration::ZERO), minute);
+        assert_eq!(rest_left(minute, Duration::from_secs(90)), Duration::ZERO);
     }
 
     #[test]

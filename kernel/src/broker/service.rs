@@ -86,6 +86,8 @@ pub struct Broker {
     pub(crate) wake: Notify,
     /// Told when the last request queued or running ends (a permit is kept if nobody waits).
     idle: Arc<Notify>,
+    /// When the last request queued or running ended (the broker's start, before any).
+    idle_since: Mutex<tokio::time::Instant>,
     watching: AtomicBool,
     pub(crate) signatures: Mutex<Signatures>,
     /// What writes usage to the store (none in tests of the broker alone).
@@ -154,6 +156,7 @@ impl Broker {
             loading: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
             idle: Arc::new(Notify::new()),
+            idle_since: Mutex::new(tokio::time::Instant::now()),
             watching: AtomicBool::new(false),
             signatures: Mutex::new(Signatures::default()),
             usage: None,
@@ -473,6 +476,7 @@ impl Broker {
     /// Stop tracking request `id`; the idle signal is told when it was the last one.
     fn forget(&self, requests: &mut HashMap<RequestId, Tracked>, id: RequestId) {
         if requests.remove(&id).is_some() && requests.is_empty() {
+            *lock(&self.idle_since) = tokio::time::Instant::now();
             self.idle.notify_one();
         }
     }
@@ -485,6 +489,14 @@ impl Broker {
     /// Whether any request is queued or running.
     pub fn busy(&self) -> bool {
         !lock(&self.requests).is_empty()
+    }
+
+    /// How long no request has been queued or running (zero while one is).
+    pub fn idle_for(&self) -> std::time::Duration {
+        if self.busy() {
+            return std::time::Duration::ZERO;
+        }
+        lock(&self.idle_since).elapsed()
     }
 
     /// Told when the last request queued or running ends.

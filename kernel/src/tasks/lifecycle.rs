@@ -254,7 +254,7 @@ impl Kernel {
                     tokio::select! {
                         () = tokio::time::sleep(rest) => {
                             // Model requests may have come meanwhile (a task would have woken
-                            // this): then the wait begins again, from now.
+                            // this): then the wait goes on until a minute after the last ended.
                             let idle = |k: Arc<Kernel>| {
                                 crate::trim::may_trim(k.broker.busy(), made, k.broker.requests_made())
                             };
@@ -262,7 +262,12 @@ impl Kernel {
                                 crate::trim::release_code_pages();
                                 trimmed = true;
                             } else {
-                                rest = crate::config::TRIM_AFTER_WORK;
+                                // A minute after the last one ended, not after this wait.
+                                let idle_for = kernel.upgrade().map(|k| k.broker.idle_for());
+                                rest = crate::trim::rest_left(
+                                    crate::config::TRIM_AFTER_WORK,
+                                    idle_for.unwrap_or_default(),
+                                );
                             }
                         }
                         () = earlier => {}
