@@ -261,13 +261,7 @@ impl Kernel {
             );
         }
         // The delegators lacking the right, whom the prompt names: the answer is theirs too.
-        let told = self.rights.lacking(Request {
-            chain: &subject.chain,
-            capability,
-            scope: scopes[0],
-            declared: subject.declared,
-            delegators_declare: subject.delegators_declare,
-        });
+        let told = self.rights.lacking(subject.request(capability, scopes[0]));
         let reply = self
             .ask_provider(conn, &provider, subject, capability, scopes, &told)
             .await;

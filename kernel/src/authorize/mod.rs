@@ -40,6 +40,17 @@ impl Subject {
     pub fn principal(&self) -> &str {
         self.chain.first().map(String::as_str).unwrap_or_default()
     }
+
+    /// The policy's question: may this subject use `capability` on `scope`.
+    pub fn request<'a>(&'a self, capability: &'static Capability, scope: &'a str) -> Request<'a> {
+        Request {
+            chain: &self.chain,
+            capability,
+            scope,
+            declared: self.declared,
+            delegators_declare: self.delegators_declare,
+        }
+    }
 }
 
 impl Kernel {
@@ -78,13 +89,7 @@ impl Kernel {
         capability: &'static Capability,
         scope: &str,
     ) -> Result<(), Error> {
-        let request = Request {
-            chain: &subject.chain,
-            capability,
-            scope,
-            declared: subject.declared,
-            delegators_declare: subject.delegators_declare,
-        };
+        let request = subject.request(capability, scope);
         let outcome = match self.rights.decide(request) {
             Decision::Allow { lifetime } => Ok(format!("{} grant", lifetime.as_str())),
             Decision::Deny { reason } => Err(reason),

@@ -221,15 +221,8 @@ impl Kernel {
             Caller::App(_) | Caller::HostApp(_) => caller.app_subject(String::new()),
         };
         Ok(catalog.remote_routes().into_iter().find(|route| {
-            cap.normalize_scope(&route.provider).is_ok_and(|scope| {
-                self.rights.allows_lasting(crate::policy::Request {
-                    chain: &subject.chain,
-                    capability: cap,
-                    scope: &scope,
-                    declared: subject.declared,
-                    delegators_declare: subject.delegators_declare,
-                })
-            })
+            cap.normalize_scope(&route.provider)
+                .is_ok_and(|scope| self.rights.allows_lasting(subject.request(cap, &scope)))
         }))
     }
 
