@@ -255,18 +255,15 @@ impl Kernel {
                         () = tokio::time::sleep(rest) => {
                             // Model requests may have come meanwhile (a task would have woken
                             // this): then the wait goes on until a minute after the last ended.
-                            let idle = |k: Arc<Kernel>| {
-                                crate::trim::may_trim(k.broker.busy(), made, k.broker.requests_made())
-                            };
-                            if kernel.upgrade().is_some_and(idle) {
+                            let Some(k) = kernel.upgrade() else { return };
+                            if crate::trim::may_trim(k.broker.busy(), made, k.broker.requests_made()) {
                                 crate::trim::release_code_pages();
                                 trimmed = true;
                             } else {
                                 // A minute after the last one ended, not after this wait.
-                                let idle_for = kernel.upgrade().map(|k| k.broker.idle_for());
                                 rest = crate::trim::rest_left(
                                     crate::config::TRIM_AFTER_WORK,
-                                    idle_for.unwrap_or_default(),
+                                    k.broker.idle_for(),
                                 );
                             }
                         }
