@@ -35,6 +35,14 @@ const MAX_MODEL_NAME: usize = 256;
 /// The fewest tokens an answer is given room for.
 const MIN_ANSWER_TOKENS: u32 = 256;
 
+/// A request ready for the scheduler: what to submit, the run to start once it is, and whether
+/// the catalog that routed it is due to be looked at again (once the run has begun).
+struct Prepared {
+    request: Request,
+    job: Job,
+    stale_catalog: bool,
+}
+
 /// The room an answer gets: the default, within what the model's window leaves after the prompt.
 fn answer_room(context: u32, prompt_tokens: u64) -> u32 {
     if context == 0 {
@@ -59,12 +67,17 @@ fn sched_error(e: SchedError) -> Error {
 }
 
 impl Kernel {
-    /// The catalog, as fresh as `fresh` asks; a stale one serves at once while it is looked at
-    /// again in the background.
-    async fn model_catalog(self: &Arc<Self>, fresh: Freshness) -> Result<Arc<Catalog>, Error> {
+    /// The catalog, as fresh as `fresh` asks. A stale one serves `Cached` callers at once, and
+    /// then the second value is true: it is due to be looked at again, which the caller starts
+    /// ([`Self::refresh_catalog`]) once its own request has left, so that the look's probes do
+    /// not go out ahead of it on the kernel's thread.
+    async fn model_catalog(
+        self: &Arc<Self>,
+        fresh: Freshness,
+    ) -> Result<(Arc<Catalog>, bool), Error> {
         let (catalog, fresh_enough) = self.broker.cached_catalog(self.now(), fresh);
         if fresh_enough {
-            return Ok(catalog);
+            return Ok((catalog, false));
         }
         // The keys a load reads are followed from the first load on (not looked at again on
         // each request).
@@ -77,39 +90,48 @@ impl Kernel {
             }
         }
         if fresh == Freshness::Cached && self.broker.has_catalog() {
-            if self.broker.begin_refresh() {
-                let broker = Arc::clone(&self.broker);
-                let clock = Arc::clone(&self.clock);
-                let bus = self.bus().cloned();
-                tokio::spawn(async move {
-                    let r = broker
-                        .reload(bus, || clock.now_ms(), Freshness::Cached)
-                        .await;
-                    if let Err(e) = r {
-                        tracing::warn!(error = %e, "cannot look for model providers");
-                    }
-                    broker.end_refresh();
-                });
-            }
-            return Ok(catalog);
+            return Ok((catalog, true));
         }
         let clock = Arc::clone(&self.clock);
-        self.broker
+        let catalog = self
+            .broker
             .reload(self.bus().cloned(), || clock.now_ms(), fresh)
-            .await
+            .await?;
+        Ok((catalog, false))
+    }
+
+    /// Look at the catalog again in the background (one look at a time), after a caller found
+    /// it stale.
+    fn refresh_catalog(&self) {
+        if !self.broker.begin_refresh() {
+            return;
+        }
+        let broker = Arc::clone(&self.broker);
+        let clock = Arc::clone(&self.clock);
+        let bus = self.bus().cloned();
+        tokio::spawn(async move {
+            let r = broker
+                .reload(bus, || clock.now_ms(), Freshness::Cached)
+                .await;
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "cannot look for model providers");
+            }
+            broker.end_refresh();
+        });
     }
 
     /// Which provider and model serve `wanted`; a catalog that finds none is looked at again
-    /// once (a server may have started since).
+    /// once (a server may have started since). The last value: the catalog is due to be looked
+    /// at again (see [`Self::model_catalog`]).
     async fn route_model(
         self: &Arc<Self>,
         wanted: Option<&str>,
-    ) -> Result<(Route, Arc<Catalog>), Error> {
-        let catalog = self.model_catalog(Freshness::Cached).await?;
+    ) -> Result<(Route, Arc<Catalog>, bool), Error> {
+        let (catalog, stale) = self.model_catalog(Freshness::Cached).await?;
         match catalog.route(wanted) {
-            Ok(route) => Ok((route, catalog)),
+            Ok(route) => Ok((route, catalog, stale)),
             Err(_) => {
-                let catalog = self.model_catalog(Freshness::Within(1_000)).await?;
+                let (catalog, _) = self.model_catalog(Freshness::Within(1_000)).await?;
                 let route = catalog.route(wanted).map_err(|e| {
                     // A remote provider missing may only be a keyring that could not be read.
                     let keys_matter = e.may_be_unread_keys();
@@ -120,7 +142,7 @@ impl Kernel {
                         (e, _) => e,
                     }
                 })?;
-                Ok((route, catalog))
+                Ok((route, catalog, false))
             }
         }
     }
@@ -136,12 +158,15 @@ impl Kernel {
     ) -> Result<String, Error> {
         let model = model.trim();
         check_text("model", model, MAX_MODEL_NAME, false)?;
-        let (route, catalog) = self.route_model(Some(model)).await.map_err(|e| match e {
+        let (route, catalog, stale) = self.route_model(Some(model)).await.map_err(|e| match e {
             Error::NoModel(why) => {
                 Error::InvalidArgument(format!("the task cannot use the model {model:?}: {why}"))
             }
             other => other,
         })?;
+        if stale {
+            self.refresh_catalog();
+        }
         if !route.local && !matches!(caller, Caller::Host) {
             let why = catalog.why_remote_for_tree(model, &route);
             self.check_remote(caller, &route.provider, why).await?;
@@ -227,12 +252,12 @@ impl Kernel {
     }
 
     /// Everything before a request goes to the scheduler: who may, which model, the
-    /// provider's request. What to submit and the run to start once it is.
+    /// provider's request.
     async fn prepare_chat(
         self: &Arc<Self>,
         caller: &Caller,
         json: &str,
-    ) -> Result<(Request, Job), Error> {
+    ) -> Result<Prepared, Error> {
         let request = ChatRequest::from_json(json).map_err(Error::InvalidArgument)?;
         let (account, interactive) = match caller {
             Caller::Agent { id, task } => {
@@ -290,7 +315,7 @@ impl Kernel {
             _ => None,
         };
         let wanted = named.or(tree_model.as_deref());
-        let (mut route, catalog) = self.route_model(wanted).await?;
+        let (mut route, catalog, stale_catalog) = self.route_model(wanted).await?;
         if !route.local && catalog::any_remote_will_do(wanted) {
             if let Some(granted) = self.granted_remote(caller, &catalog)? {
                 route = granted;
@@ -351,7 +376,11 @@ impl Kernel {
             account,
             live,
         };
-        Ok((request, job))
+        Ok(Prepared {
+            request,
+            job,
+            stale_catalog,
+        })
     }
 
     /// Submit a prepared request to the scheduler: what says when it may start.
@@ -389,7 +418,11 @@ impl Kernel {
         caller: &Caller,
         json: &str,
     ) -> Result<(u64, OwnedFd), Error> {
-        let (request, mut job) = self.prepare_chat(caller, json).await?;
+        let Prepared {
+            request,
+            mut job,
+            stale_catalog,
+        } = self.prepare_chat(caller, json).await?;
         let (ours, theirs) = self
             .broker
             .sockets
@@ -408,6 +441,9 @@ impl Kernel {
         }
         let broker = Arc::clone(&self.broker);
         tokio::spawn(async move { broker.sockets.refill() });
+        if stale_catalog {
+            self.refresh_catalog();
+        }
         Ok((id, theirs.into()))
     }
 
@@ -424,11 +460,16 @@ impl Kernel {
             Ok(json) => self.prepare_chat(caller, &json).await,
             Err(e) => Err(e),
         };
-        let submitted = prepared.and_then(|(request, job)| Ok((self.submit_chat(request)?, job)));
+        let submitted =
+            prepared.and_then(|p| Ok((self.submit_chat(p.request)?, p.job, p.stale_catalog)));
         match submitted {
-            Ok((go, mut job)) => {
+            Ok((go, mut job, stale_catalog)) => {
                 job.taken = Some(Taken::Accepted { id: job.id }.to_line());
                 self.start_run(job, go, socket).await;
+                // Queued behind the task that writes the request just begun.
+                if stale_catalog {
+                    self.refresh_catalog();
+                }
             }
             Err(e) => run::refuse(socket, &e),
         }
@@ -442,6 +483,7 @@ impl Kernel {
         Ok(self
             .model_catalog(Freshness::Within(LIST_TTL_MS))
             .await?
+            .0
             .infos())
     }
 
