@@ -46,7 +46,9 @@ pub const TASK_WRITE_TURN: Duration = Duration::from_millis(200);
 /// How long after start the kernel hands its code pages back to the page cache (`trim.rs`):
 /// start-up's code (migrations, manifests, the audit check) is not needed again.
 pub const TRIM_AFTER_START: Duration = Duration::from_secs(3);
-/// How long after its last task or model request ended the kernel hands its code pages back: a
-/// user's next question within a minute finds the code it runs still mapped (mapping it back
-/// costs about 80 minor faults, 1 ms on a two-core VM: B2's lone request after a rest).
-pub const TRIM_AFTER_WORK: Duration = Duration::from_secs(60);
+/// How long after its last task or model request ended the kernel hands its code pages back.
+/// What work mapped is what the next request runs, and mapping it back costs that request about
+/// 80 minor faults, 0.5–1 ms on a two-core VM (B2's request after a rest with
+/// `B2_REST_SECS=601`): so only a kernel left alone for ten minutes gives it up, and a user's
+/// questions minutes apart, or an agent's, find it mapped.
+pub const TRIM_AFTER_WORK: Duration = Duration::from_secs(600);

@@ -254,13 +254,13 @@ impl Kernel {
                     tokio::select! {
                         () = tokio::time::sleep(rest) => {
                             // Model requests may have come meanwhile (a task would have woken
-                            // this): then the wait goes on until a minute after the last ended.
+                            // this): then the wait goes on until `TRIM_AFTER_WORK` after the last ended.
                             let Some(k) = kernel.upgrade() else { return };
                             if crate::trim::may_trim(k.broker.busy(), made, k.broker.requests_made()) {
                                 crate::trim::release_code_pages();
                                 trimmed = true;
                             } else {
-                                // A minute after the last one ended, not after this wait.
+                                // `TRIM_AFTER_WORK` after the last one ended, not after this wait.
                                 rest = crate::trim::rest_left(
                                     crate::config::TRIM_AFTER_WORK,
                                     k.broker.idle_for(),
