@@ -17,8 +17,11 @@
 //!   they are taken, so it shows how the overhead grows with a queue of simultaneous arrivals,
 //!   with the relay's (below) as the floor for comparison.
 //!
-//! - **After a rest**: a lone request asked of the kernel after it sat idle long enough to hand
-//!   its code pages back (kernel/src/trim.rs), as a user's question after a pause finds it.
+//! - **After a rest**: a lone request asked of the kernel after it sat idle for a minute, as a
+//!   user's question after a pause finds it (its catalog of models is stale by then, and its
+//!   code and data have left the caches). With `B2_REST_SECS` past ten minutes
+//!   (`TRIM_AFTER_WORK`), the kernel has handed its code pages back (kernel/src/trim.rs) and
+//!   maps back what it runs: the first request after a long rest.
 //!
 //! Verdicts are printed for the steady load at every level, for the lone request, for the
 //! bursts of 16 and 64, and for the lone request after a rest.
@@ -47,7 +50,7 @@
 //! caller each way, rounded up to rounds of 4; either way at least 200 streams are counted per
 //! level, load and way, so that a p99 is not the single worst; `B2_LEVELS`, default 3, how many
 //! of the levels to run, from the first; `B2_RESTED`, default 5, lone requests after a rest;
-//! `B2_STEADY=0` leaves the steady load out.)
+//! `B2_REST_SECS`, default 61, how long each rest is; `B2_STEADY=0` leaves the steady load out.)
 
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -404,31 +407,45 @@ fn report(n: usize, d: &mut Timing, r: &mut Timing, k: &mut Timing) -> bool {
     add50 <= 0.3 && add99 <= 1.0 && addg <= 0.5
 }
 
-/// How long the kernel rests before each request of [`rested`]: past the minute after its last
-/// request at which an idle kernel hands its code pages back (kernel/src/trim.rs).
-const REST: Duration = Duration::from_secs(61);
+/// How long the kernel rests before each request of [`rested`] (`B2_REST_SECS`, default a
+/// minute and a second).
+fn rest() -> Duration {
+    Duration::from_secs(setting("B2_REST_SECS", 61))
+}
 
-/// Lone requests, each asked of the kernel after it rested for [`REST`], so that it maps back
-/// the code it runs (from the page cache, as a user's question after a pause finds it); the
-/// other ways each asked just before, for comparison. `B2_RESTED` of them (default 5, a minute
-/// each; p99 then is the worst): whether they met the targets, if any were asked.
+/// Whether a kernel that rested `rest` has handed its code back (kernel/src/trim.rs) by then.
+fn code_handed_back(rest: Duration) -> bool {
+    rest > agentos_kernel::config::TRIM_AFTER_WORK
+}
+
+/// Lone requests, each asked of the kernel after it rested for [`rest`], as a user's question
+/// after a pause finds it; the other ways each asked just before, for comparison. `B2_RESTED`
+/// of them (default 5; p99 then is the worst): whether they met the targets, if any were asked.
 async fn rested(ways: [Way<'_>; 3], server: &ModelServer) -> Option<bool> {
     let samples: usize = setting("B2_RESTED", 5);
     if samples == 0 {
         return None;
     }
+    let rest = rest();
+    let catalog_ttl = Duration::from_millis(agentos_kernel::broker::service::CATALOG_TTL_MS);
+    let state = if code_handed_back(rest) {
+        "it has handed its code pages back, and maps them again as it runs"
+    } else if rest > catalog_ttl {
+        "its code is still mapped; its catalog of models is stale and its caches cold"
+    } else {
+        "its code is still mapped; its caches are cold"
+    };
     println!(
         "\nAfter a rest: {samples} lone requests, each asked of the kernel {:.0} s after its last \
-         (it has handed its code pages back, and maps them again as it runs), of the other \
-         ways just before.",
-        REST.as_secs_f64()
+         ({state}), of the other ways just before.",
+        rest.as_secs_f64()
     );
     header();
     let mut t: [Timing; 3] = Default::default();
     for _ in 0..samples {
         for (way, timing) in ways.into_iter().zip(t.iter_mut()) {
             if matches!(way, Way::Kernel(_)) {
-                tokio::time::sleep(REST).await;
+                tokio::time::sleep(rest).await;
             }
             burst(way, 1, server, timing).await;
         }
@@ -570,7 +587,7 @@ fn main() {
         println!(
             "targets (added TTFT, less the server's own time, p50 <= 0.3 ms, p99 <= 1 ms; added \
              gap p99 <= 0.5 ms): steady {}; a lone request {}; bursts of 16 and 64 at once {}; \
-             a lone request after the kernel handed its code back {}",
+             a lone request after {} {}",
             if steady_levels == 0 {
                 "not run"
             } else {
@@ -578,6 +595,11 @@ fn main() {
             },
             verdict(lone_met),
             bursts,
+            if code_handed_back(rest()) {
+                "the kernel handed its code back"
+            } else {
+                "a minute's rest"
+            },
             rested.map_or("not run", verdict),
         );
         let _ = relay_process.kill();
