@@ -48,7 +48,7 @@ pub const TASK_WRITE_TURN: Duration = Duration::from_millis(200);
 pub const TRIM_AFTER_START: Duration = Duration::from_secs(3);
 /// How long after its last task or model request ended the kernel hands its code pages back.
 /// What work mapped is what the next request runs, and mapping it back costs that request about
-/// 80 minor faults, 0.5–1 ms on a two-core VM (B2's request after a rest with
-/// `B2_REST_SECS=601`): so only a kernel left alone for ten minutes gives it up, and a user's
-/// questions minutes apart, or an agent's, find it mapped.
+/// 80 minor faults, 1–4 ms on a two-core VM (B2's request after a rest, `B2_REST_SECS=601`):
+/// so only a kernel left alone for ten minutes gives it up, and a user's questions minutes
+/// apart, or an agent's, find it mapped.
 pub const TRIM_AFTER_WORK: Duration = Duration::from_secs(600);
