@@ -35,12 +35,33 @@ const MAX_MODEL_NAME: usize = 256;
 /// The fewest tokens an answer is given room for.
 const MIN_ANSWER_TOKENS: u32 = 256;
 
-/// A request ready for the scheduler: what to submit, the run to start once it is, and whether
-/// the catalog that routed it is due to be looked at again (once the run has begun).
+/// A request ready for the scheduler: what to submit, the run to start once it is, and the
+/// catalog that routed it, if it is due to be looked at again (once the run has begun).
 struct Prepared {
     request: Request,
     job: Job,
-    stale_catalog: bool,
+    catalog_due: CatalogDue,
+}
+
+/// A catalog found stale while it served a caller: it is looked at again in the background when
+/// this is dropped. A request holds it until its run has begun (or it was refused), so that
+/// the look's probes do not go out ahead of it on the kernel's thread, and a refused request
+/// has the catalog looked at all the same.
+pub(crate) struct CatalogDue(Option<Arc<Kernel>>);
+
+impl CatalogDue {
+    /// The catalog was looked at meanwhile: nothing is due.
+    fn settled(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CatalogDue {
+    fn drop(&mut self) {
+        if let Some(kernel) = self.0.take() {
+            kernel.refresh_catalog();
+        }
+    }
 }
 
 /// The room an answer gets: the default, within what the model's window leaves after the prompt.
@@ -68,16 +89,14 @@ fn sched_error(e: SchedError) -> Error {
 
 impl Kernel {
     /// The catalog, as fresh as `fresh` asks. A stale one serves `Cached` callers at once, and
-    /// then the second value is true: it is due to be looked at again, which the caller starts
-    /// ([`Self::refresh_catalog`]) once its own request has left, so that the look's probes do
-    /// not go out ahead of it on the kernel's thread.
+    /// is looked at again when the [`CatalogDue`] handed back with it is dropped.
     async fn model_catalog(
         self: &Arc<Self>,
         fresh: Freshness,
-    ) -> Result<(Arc<Catalog>, bool), Error> {
+    ) -> Result<(Arc<Catalog>, CatalogDue), Error> {
         let (catalog, fresh_enough) = self.broker.cached_catalog(self.now(), fresh);
         if fresh_enough {
-            return Ok((catalog, false));
+            return Ok((catalog, CatalogDue(None)));
         }
         // The keys a load reads are followed from the first load on (not looked at again on
         // each request).
@@ -90,20 +109,20 @@ impl Kernel {
             }
         }
         if fresh == Freshness::Cached && self.broker.has_catalog() {
-            return Ok((catalog, true));
+            return Ok((catalog, CatalogDue(Some(Arc::clone(self)))));
         }
         let clock = Arc::clone(&self.clock);
         let catalog = self
             .broker
             .reload(self.bus().cloned(), || clock.now_ms(), fresh)
             .await?;
-        Ok((catalog, false))
+        Ok((catalog, CatalogDue(None)))
     }
 
     /// Look at the catalog again in the background (one look at a time), after a caller found
     /// it stale.
     fn refresh_catalog(&self) {
-        if !self.broker.begin_refresh() {
+        if tokio::runtime::Handle::try_current().is_err() || !self.broker.begin_refresh() {
             return;
         }
         let broker = Arc::clone(&self.broker);
@@ -121,16 +140,18 @@ impl Kernel {
     }
 
     /// Which provider and model serve `wanted`; a catalog that finds none is looked at again
-    /// once (a server may have started since). The last value: the catalog is due to be looked
-    /// at again (see [`Self::model_catalog`]).
+    /// once (a server may have started since). With them, whether the catalog is due to be
+    /// looked at again (see [`Self::model_catalog`]).
     async fn route_model(
         self: &Arc<Self>,
         wanted: Option<&str>,
-    ) -> Result<(Route, Arc<Catalog>, bool), Error> {
-        let (catalog, stale) = self.model_catalog(Freshness::Cached).await?;
+    ) -> Result<(Route, Arc<Catalog>, CatalogDue), Error> {
+        let (catalog, due) = self.model_catalog(Freshness::Cached).await?;
         match catalog.route(wanted) {
-            Ok(route) => Ok((route, catalog, stale)),
+            Ok(route) => Ok((route, catalog, due)),
             Err(_) => {
+                // Looked at now, not in the background.
+                due.settled();
                 let (catalog, _) = self.model_catalog(Freshness::Within(1_000)).await?;
                 let route = catalog.route(wanted).map_err(|e| {
                     // A remote provider missing may only be a keyring that could not be read.
@@ -142,7 +163,7 @@ impl Kernel {
                         (e, _) => e,
                     }
                 })?;
-                Ok((route, catalog, false))
+                Ok((route, catalog, CatalogDue(None)))
             }
         }
     }
@@ -158,15 +179,14 @@ impl Kernel {
     ) -> Result<String, Error> {
         let model = model.trim();
         check_text("model", model, MAX_MODEL_NAME, false)?;
-        let (route, catalog, stale) = self.route_model(Some(model)).await.map_err(|e| match e {
+        let (route, catalog, due) = self.route_model(Some(model)).await.map_err(|e| match e {
             Error::NoModel(why) => {
                 Error::InvalidArgument(format!("the task cannot use the model {model:?}: {why}"))
             }
             other => other,
         })?;
-        if stale {
-            self.refresh_catalog();
-        }
+        // No request of this caller's waits on it: looked at again now.
+        drop(due);
         if !route.local && !matches!(caller, Caller::Host) {
             let why = catalog.why_remote_for_tree(model, &route);
             self.check_remote(caller, &route.provider, why).await?;
@@ -315,7 +335,7 @@ impl Kernel {
             _ => None,
         };
         let wanted = named.or(tree_model.as_deref());
-        let (mut route, catalog, stale_catalog) = self.route_model(wanted).await?;
+        let (mut route, catalog, catalog_due) = self.route_model(wanted).await?;
         if !route.local && catalog::any_remote_will_do(wanted) {
             if let Some(granted) = self.granted_remote(caller, &catalog)? {
                 route = granted;
@@ -379,7 +399,7 @@ impl Kernel {
         Ok(Prepared {
             request,
             job,
-            stale_catalog,
+            catalog_due,
         })
     }
 
@@ -421,7 +441,7 @@ impl Kernel {
         let Prepared {
             request,
             mut job,
-            stale_catalog,
+            catalog_due,
         } = self.prepare_chat(caller, json).await?;
         let (ours, theirs) = self
             .broker
@@ -441,9 +461,7 @@ impl Kernel {
         }
         let broker = Arc::clone(&self.broker);
         tokio::spawn(async move { broker.sockets.refill() });
-        if stale_catalog {
-            self.refresh_catalog();
-        }
+        drop(catalog_due);
         Ok((id, theirs.into()))
     }
 
@@ -461,15 +479,13 @@ impl Kernel {
             Err(e) => Err(e),
         };
         let submitted =
-            prepared.and_then(|p| Ok((self.submit_chat(p.request)?, p.job, p.stale_catalog)));
+            prepared.and_then(|p| Ok((self.submit_chat(p.request)?, p.job, p.catalog_due)));
         match submitted {
-            Ok((go, mut job, stale_catalog)) => {
+            Ok((go, mut job, catalog_due)) => {
                 job.taken = Some(Taken::Accepted { id: job.id }.to_line());
                 self.start_run(job, go, socket).await;
                 // Queued behind the task that writes the request just begun.
-                if stale_catalog {
-                    self.refresh_catalog();
-                }
+                drop(catalog_due);
             }
             Err(e) => run::refuse(socket, &e),
         }
@@ -583,6 +599,47 @@ mod tests {
         assert!(!k.watched(3));
         k.focus.forget(":1.7");
         assert!(!k.watched(2));
+    }
+
+    #[tokio::test]
+    async fn a_stale_catalog_is_looked_at_again_once_its_finder_lets_it_go() {
+        use crate::broker::service::CATALOG_TTL_MS;
+        use crate::clock::ManualClock;
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(1));
+        let k = Kernel::for_test(dir.path(), vec![], Arc::clone(&clock));
+        let fresh = |k: &Kernel| k.broker.cached_catalog(k.now(), Freshness::Cached).1;
+        // A first look, made now; then it ages past its time.
+        let (_, due) = k.model_catalog(Freshness::Within(0)).await.unwrap();
+        assert!(due.0.is_none() && fresh(&k));
+        clock.advance(CATALOG_TTL_MS + 1);
+        assert!(!fresh(&k));
+
+        // Found stale: it serves at once, and nothing looks at it while the finder holds it.
+        let (_, due) = k.model_catalog(Freshness::Cached).await.unwrap();
+        assert!(due.0.is_some());
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!fresh(&k), "looked at before its finder let it go");
+        // Let go (a request begun, or refused): looked at in the background.
+        drop(due);
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while !fresh(&k) {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the catalog was looked at again");
+
+        // Looked at meanwhile (`settled`): nothing more is due.
+        clock.advance(CATALOG_TTL_MS + 1);
+        let (_, due) = k.model_catalog(Freshness::Cached).await.unwrap();
+        due.settled();
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!fresh(&k), "looked at although nothing was due");
     }
 
     #[test]
