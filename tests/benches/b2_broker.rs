@@ -587,7 +587,7 @@ fn main() {
         println!(
             "targets (added TTFT, less the server's own time, p50 <= 0.3 ms, p99 <= 1 ms; added \
              gap p99 <= 0.5 ms): steady {}; a lone request {}; bursts of 16 and 64 at once {}; \
-             a lone request after {} {}",
+             a lone request after {} s of rest{} {}",
             if steady_levels == 0 {
                 "not run"
             } else {
@@ -595,10 +595,11 @@ fn main() {
             },
             verdict(lone_met),
             bursts,
+            rest().as_secs(),
             if code_handed_back(rest()) {
-                "the kernel handed its code back"
+                " (its code handed back)"
             } else {
-                "a minute's rest"
+                ""
             },
             rested.map_or("not run", verdict),
         );
