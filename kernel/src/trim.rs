@@ -1,11 +1,11 @@
 //! Handing code back when idle: 3 s after the kernel started, and again ten minutes after its
 //! last task or model request ended (`config::TRIM_AFTER_*`), it tells Linux it no longer needs
 //! the pages of its own executable it touched so far (`madvise(MADV_DONTNEED)` on its read-only
-//! mappings of `/proc/self/exe`). The pages stay in
-//! the page cache, shared and reclaimable; the next request maps back what it runs (minor faults,
-//! no disk reads). Start-up alone touches code all over the binary (migrations, manifests, the
-//! permission store, the audit check), and Linux maps 64 KiB around every page touched, so
-//! without this most of a 10 MB executable stays resident in a kernel that does nothing.
+//! mappings of `/proc/self/exe`). The pages stay in the page cache, shared and reclaimable; the
+//! next request maps back what it runs (minor faults, no disk reads). Start-up alone touches code
+//! all over the binary (migrations, manifests, the permission store, the audit check), and Linux
+//! maps 64 KiB around every page touched, so without this most of a 10 MB executable stays
+//! resident in a kernel that does nothing.
 //!
 //! Only mappings the process never wrote are dropped: a mapping with private (copied) pages, such
 //! as the relocated read-only data after start, would lose what was written, so any with

@@ -47,7 +47,7 @@ struct Prepared {
 /// this is dropped. A request holds it until its run has begun (or it was refused), so that
 /// the look's probes do not go out ahead of it on the kernel's thread, and a refused request
 /// has the catalog looked at all the same.
-pub(crate) struct CatalogDue(Option<Arc<Kernel>>);
+struct CatalogDue(Option<Arc<Kernel>>);
 
 impl CatalogDue {
     /// The catalog was looked at meanwhile: nothing is due.

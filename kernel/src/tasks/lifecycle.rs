@@ -254,7 +254,8 @@ impl Kernel {
                     tokio::select! {
                         () = tokio::time::sleep(rest) => {
                             // Model requests may have come meanwhile (a task would have woken
-                            // this): then the wait goes on until `TRIM_AFTER_WORK` after the last ended.
+                            // this): then the wait goes on until `TRIM_AFTER_WORK` after the
+                            // last of them ended.
                             let Some(k) = kernel.upgrade() else { return };
                             if crate::trim::may_trim(k.broker.busy(), made, k.broker.requests_made()) {
                                 crate::trim::release_code_pages();
