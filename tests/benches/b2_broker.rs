@@ -418,15 +418,14 @@ fn code_handed_back(rest: Duration) -> bool {
     rest > agentos_kernel::config::TRIM_AFTER_WORK
 }
 
-/// Lone requests, each asked of the kernel after it rested for [`rest`], as a user's question
+/// Lone requests, each asked of the kernel after it rested for `rest` ([`rest()`]), as a user's question
 /// after a pause finds it; the other ways each asked just before, for comparison. `B2_RESTED`
 /// of them (default 5; p99 then is the worst): whether they met the targets, if any were asked.
-async fn rested(ways: [Way<'_>; 3], server: &ModelServer) -> Option<bool> {
+async fn rested(ways: [Way<'_>; 3], server: &ModelServer, rest: Duration) -> Option<bool> {
     let samples: usize = setting("B2_RESTED", 5);
     if samples == 0 {
         return None;
     }
-    let rest = rest();
     let catalog_ttl = Duration::from_millis(agentos_kernel::broker::service::CATALOG_TTL_MS);
     let state = if code_handed_back(rest) {
         "it has handed its code pages back, and maps them again as it runs"
@@ -578,7 +577,8 @@ fn main() {
                 bursts_met &= met;
             }
         }
-        let rested = rested(ways, &server).await;
+        let rest = rest();
+        let rested = rested(ways, &server, rest).await;
         let bursts = if levels < LEVELS.len() {
             "not run"
         } else {
@@ -595,8 +595,8 @@ fn main() {
             },
             verdict(lone_met),
             bursts,
-            rest().as_secs(),
-            if code_handed_back(rest()) {
+            rest.as_secs(),
+            if code_handed_back(rest) {
                 " (its code handed back)"
             } else {
                 ""
