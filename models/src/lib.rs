@@ -5,6 +5,7 @@
 //! local servers (Ollama, `llama-server`).
 
 pub mod anthropic;
+mod body;
 pub mod cancel;
 pub mod chat;
 mod classify;

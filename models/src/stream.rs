@@ -1,4 +1,5 @@
-//! A reply's SSE body read as events (by `eventsource-stream` over reqwest's byte stream), each
+//! A reply's SSE body read as events (by `eventsource-stream` over reqwest's byte stream, bounded
+//! by [`crate::body`]), each
 //! handed to the provider's decoder, under the first-token and idle time limits. Dropping the
 //! stream before the reply is whole drops the response, which closes the connection at once (so
 //! the server stops generating); once the reply is whole, what is left of the body (the end of
@@ -14,6 +15,7 @@ use eventsource_stream::{EventStreamError, Eventsource};
 use futures_util::stream::{self, Stream, StreamExt};
 use tokio::time::Instant;
 
+use crate::body::{BodyError, Bounded};
 use crate::error::{ModelError, TimeoutStage};
 use crate::event::ChatEvent;
 use crate::transport::Limits;
@@ -37,10 +39,7 @@ pub(crate) trait Decoder: Send + 'static {
 }
 
 type Sse = Pin<
-    Box<
-        dyn Stream<Item = Result<eventsource_stream::Event, EventStreamError<reqwest::Error>>>
-            + Send,
-    >,
+    Box<dyn Stream<Item = Result<eventsource_stream::Event, EventStreamError<BodyError>>> + Send>,
 >;
 
 struct State<D> {
@@ -61,7 +60,7 @@ pub(crate) fn events<D: Decoder>(
     limits: Limits,
     started: Instant,
 ) -> ChatStream {
-    let sse: Sse = Box::pin(resp.bytes_stream().eventsource());
+    let sse: Sse = Box::pin(Bounded::new(Box::pin(resp.bytes_stream())).eventsource());
     let state = State {
         sse: Some(sse),
         decoder,
@@ -148,7 +147,7 @@ fn drain(mut rest: Sse) {
     });
 }
 
-fn stream_error(e: EventStreamError<reqwest::Error>) -> ModelError {
+fn stream_error(e: EventStreamError<BodyError>) -> ModelError {
     match e {
         EventStreamError::Utf8(_) => ModelError::Protocol {
             detail: "the stream is not UTF-8".into(),
@@ -156,9 +155,12 @@ fn stream_error(e: EventStreamError<reqwest::Error>) -> ModelError {
         EventStreamError::Parser(_) => ModelError::Protocol {
             detail: "the stream is not server-sent events".into(),
         },
-        EventStreamError::Transport(_) => ModelError::Protocol {
+        EventStreamError::Transport(BodyError::Transport(_)) => ModelError::Protocol {
             detail: "the connection broke in the middle of the reply".into(),
         },
+        EventStreamError::Transport(BodyError::TooLarge(what)) => {
+            ModelError::Protocol { detail: what }
+        }
     }
 }
 

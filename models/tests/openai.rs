@@ -469,6 +469,42 @@ async fn a_stream_cut_short_is_a_protocol_error() {
 }
 
 #[tokio::test]
+async fn a_reply_that_begins_with_a_byte_order_mark_is_read() {
+    within(async {
+        let f = Fixture::start(vec![Reply::sse(&[
+            "\u{FEFF}data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ok\"},\"finish_reason\":null}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: [DONE]\n\n",
+        ])])
+        .await;
+        let events = collect(&provider(&f, quick()), &request()).await.unwrap();
+        assert_eq!(text_of(&events), "ok");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_line_without_end_is_stopped_and_named() {
+    within(async {
+        let endless = format!(
+            "data: {{\"choices\":[{{\"delta\":{{\"content\":\"{}",
+            "w".repeat(64 * 1024)
+        );
+        let parts: Vec<&str> = std::iter::repeat_n(endless.as_str(), 40).collect();
+        let f = Fixture::start(vec![Reply::sse(&parts)]).await;
+        let err = collect(&provider(&f, quick()), &request())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the model server sent a reply that cannot be read: a line of the reply is longer \
+             than 1 MiB"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_cancel_signal_ends_the_reply_and_closes_the_connection() {
     within(async {
         let f = Fixture::start(vec![Reply::data(&[

@@ -1,0 +1,246 @@
+//! A reply's body as the SSE parser reads it: a leading byte-order mark taken off, and its size
+//! bounded. `eventsource-stream` cuts a leading mark one byte in (not a character boundary: it
+//! panics), and keeps an unfinished line in one buffer that it scans again whole for each piece
+//! that comes, so a server sending a line without end costs the kernel memory and CPU without
+//! bound. Here a line, an event and a whole reply each have a limit, and a server past one gets
+//! a plain error instead.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::Stream;
+
+/// The most bytes one line of a reply may have: far more than any provider's event of a few
+/// tokens (a whole Gemini function call included).
+pub const MAX_LINE: usize = 1 << 20;
+/// The most bytes one event (its lines up to the blank line that ends it) may have.
+pub const MAX_EVENT: usize = 4 << 20;
+/// The most bytes a whole reply may have (a long answer is a few megabytes of events).
+pub const MAX_REPLY: u64 = 64 << 20;
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Why a body was not read on.
+#[derive(Debug)]
+pub enum BodyError {
+    /// The connection failed.
+    Transport(reqwest::Error),
+    /// The server went past a limit; what it sent, said plainly.
+    TooLarge(String),
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::Transport(_) => f.write_str("the connection broke"),
+            BodyError::TooLarge(what) => f.write_str(what),
+        }
+    }
+}
+
+impl std::error::Error for BodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BodyError::Transport(e) => Some(e),
+            BodyError::TooLarge(_) => None,
+        }
+    }
+}
+
+/// What has been seen of a body so far.
+#[derive(Debug, Default)]
+struct Sizes {
+    line: usize,
+    event: usize,
+    total: u64,
+    /// The last byte ended a line with `\r` (a `\n` right after it ends no other line).
+    after_cr: bool,
+}
+
+impl Sizes {
+    /// Count `bytes`; what went past a limit, if anything did.
+    fn count(&mut self, bytes: &[u8]) -> Option<String> {
+        self.total = self.total.saturating_add(bytes.len() as u64);
+        if self.total > MAX_REPLY {
+            return Some(format!("the reply is longer than {} MiB", MAX_REPLY >> 20));
+        }
+        for &b in bytes {
+            let crlf = b == b'\n' && self.after_cr;
+            self.after_cr = b == b'\r';
+            if crlf {
+                continue;
+            }
+            if b == b'\n' || b == b'\r' {
+                if self.line == 0 {
+                    // A blank line ends the event.
+                    self.event = 0;
+                }
+                self.line = 0;
+                continue;
+            }
+            self.line += 1;
+            self.event += 1;
+            if self.line > MAX_LINE {
+                return Some(format!(
+                    "a line of the reply is longer than {} MiB",
+                    MAX_LINE >> 20
+                ));
+            }
+            if self.event > MAX_EVENT {
+                return Some(format!(
+                    "an event of the reply is longer than {} MiB",
+                    MAX_EVENT >> 20
+                ));
+            }
+        }
+        None
+    }
+}
+
+/// `inner`, a body's pieces, with a leading byte-order mark taken off and its size bounded: past a
+/// limit it yields [`BodyError::TooLarge`] and then ends.
+pub struct Bounded<S> {
+    inner: S,
+    /// The first bytes, held until there are enough to tell a byte-order mark (`None` once told).
+    head: Option<Vec<u8>>,
+    sizes: Sizes,
+    ended: bool,
+}
+
+impl<S> Bounded<S> {
+    pub fn new(inner: S) -> Bounded<S> {
+        Bounded {
+            inner,
+            head: Some(Vec::new()),
+            sizes: Sizes::default(),
+            ended: false,
+        }
+    }
+
+    /// The bytes to pass on (the first of them told apart from a mark), or past what limit.
+    fn pass(&mut self, bytes: Bytes) -> Result<Bytes, BodyError> {
+        if let Some(err) = self.sizes.count(&bytes) {
+            self.ended = true;
+            return Err(BodyError::TooLarge(err));
+        }
+        Ok(bytes)
+    }
+
+    /// The first bytes, once `head` has enough of them (or the body ended): without a mark.
+    fn told(head: Vec<u8>) -> Bytes {
+        match head.strip_prefix(BOM) {
+            Some(rest) => Bytes::copy_from_slice(rest),
+            None => Bytes::from(head),
+        }
+    }
+}
+
+impl<S> Stream for Bounded<S>
+where
+    S: Stream<Item = Result<Bytes, reqwest::Error>> + Unpin,
+{
+    type Item = Result<Bytes, BodyError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.inner).poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(e))) => {
+                    return Poll::Ready(Some(Err(BodyError::Transport(e))))
+                }
+                Poll::Ready(None) => {
+                    this.ended = true;
+                    return match this.head.take().filter(|h| !h.is_empty()) {
+                        Some(head) => Poll::Ready(Some(this.pass(Self::told(head)))),
+                        None => Poll::Ready(None),
+                    };
+                }
+                Poll::Ready(Some(Ok(bytes))) => {
+                    let Some(head) = this.head.as_mut() else {
+                        return Poll::Ready(Some(this.pass(bytes)));
+                    };
+                    head.extend_from_slice(&bytes);
+                    if head.len() < BOM.len() {
+                        continue;
+                    }
+                    let head = this.head.take().unwrap_or_default();
+                    return Poll::Ready(Some(this.pass(Self::told(head))));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    fn read(pieces: &[&[u8]]) -> Vec<Result<Vec<u8>, String>> {
+        let pieces: Vec<Result<Bytes, reqwest::Error>> = pieces
+            .iter()
+            .map(|p| Ok(Bytes::copy_from_slice(p)))
+            .collect();
+        let body = Bounded::new(futures_util::stream::iter(pieces));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(
+            body.map(|r| r.map(|b| b.to_vec()).map_err(|e| e.to_string()))
+                .collect(),
+        )
+    }
+
+    fn joined(out: Vec<Result<Vec<u8>, String>>) -> Vec<u8> {
+        out.into_iter().flat_map(|r| r.unwrap()).collect()
+    }
+
+    #[test]
+    fn a_leading_mark_is_taken_off_even_split_across_pieces() {
+        assert_eq!(joined(read(&[b"\xEF\xBB\xBFdata: x\n\n"])), b"data: x\n\n");
+        assert_eq!(
+            joined(read(&[b"\xEF", b"\xBB", b"\xBFdata: x\n\n"])),
+            b"data: x\n\n"
+        );
+        assert_eq!(
+            joined(read(&[b"da", b"ta: \xEF\xBB\xBF\n\n"])),
+            b"data: \xEF\xBB\xBF\n\n"
+        );
+        assert_eq!(joined(read(&[b"d"])), b"d");
+        assert!(read(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_line_without_end_is_stopped_at_its_limit() {
+        let piece = vec![b'x'; 64 * 1024];
+        let pieces: Vec<&[u8]> = std::iter::once(&b"data: "[..])
+            .chain(std::iter::repeat_n(&piece[..], 20))
+            .collect();
+        let out = read(&pieces);
+        let last = out.last().unwrap().as_ref().unwrap_err();
+        assert_eq!(last, "a line of the reply is longer than 1 MiB");
+        assert!(out.len() < 20, "it ended at the limit");
+    }
+
+    #[test]
+    fn an_event_of_endless_lines_is_stopped_but_many_events_are_not() {
+        let line = format!("data: {}\n", "y".repeat(1000));
+        let event_lines: Vec<&[u8]> = std::iter::repeat_n(line.as_bytes(), 5000).collect();
+        let out = read(&event_lines);
+        assert_eq!(
+            out.last().unwrap().as_ref().unwrap_err(),
+            "an event of the reply is longer than 4 MiB"
+        );
+        let event = format!("data: {}\r\n\r\n", "z".repeat(1000));
+        let events: Vec<&[u8]> = std::iter::repeat_n(event.as_bytes(), 5000).collect();
+        assert!(
+            read(&events).iter().all(Result::is_ok),
+            "5 MB of small events pass"
+        );
+    }
+}
