@@ -21,7 +21,7 @@ use super::budget::{DAY_MS, HOUR_MS};
 use super::catalog::Route;
 use super::convert::{self, Events, Signatures};
 use super::scheduler::{Finished, RequestId};
-use super::service::{Broker, Go, LiveRun};
+use super::service::{Broker, Go, LiveRun, Unsettled};
 use super::usage::{Price, Usage};
 use super::usage_writer::{UsageWriter, Used};
 use crate::clock::Clock;
@@ -342,6 +342,7 @@ pub async fn run(
     mut go: oneshot::Receiver<Go>,
     socket: UnixStream,
 ) {
+    let mut unsettled = Unsettled::new(Arc::clone(&broker), job.id, Arc::clone(&clock));
     let (mut input, half) = socket.into_split();
     let mut out = Out { half, torn: false };
     // The taken line comes first, whatever comes after it (`Taken`).
@@ -372,6 +373,7 @@ pub async fn run(
         if let Ok((start, _)) = go.try_recv() {
             broker.finish(start.id, Usage::default(), clock.now_ms());
         }
+        unsettled.settled();
         if !caller_gone {
             taken.push_str(&canceled("the request was canceled before it started").to_line());
             let _ = out.write(&taken).await;
@@ -397,6 +399,7 @@ pub async fn run(
     let usage = tally.usage(job.prompt_tokens);
     let now = clock.now_ms();
     let finished = broker.finish(job.id, usage, now);
+    unsettled.settled();
     record(broker.usage_writer(), &job, finished, usage, now).await;
     // Whether the provider answered, for the catalog to say.
     if let Ended::Done(_) | Ended::Failed(_) = &ended {

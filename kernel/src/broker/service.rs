@@ -23,6 +23,7 @@ use super::settings::Settings;
 use super::stored_keys::{self, KeysRead};
 use super::usage::Usage;
 use super::usage_writer::UsageWriter;
+use crate::clock::Clock;
 use crate::sync::lock;
 
 /// How long a catalog serves before it is looked at again (in the background while a request
@@ -128,6 +129,41 @@ impl Drop for LiveRun {
             if *n == 0 {
                 live.remove(&self.principal);
             }
+        }
+    }
+}
+
+/// A submitted request whose runner has not freed its place yet: if the runner ends without
+/// doing so (its task panicked, or was dropped with the runtime), the request is canceled and
+/// finished here, so that no slot, queue place or budget charge is left taken.
+pub struct Unsettled {
+    broker: Arc<Broker>,
+    id: Option<RequestId>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Unsettled {
+    pub fn new(broker: Arc<Broker>, id: RequestId, clock: Arc<dyn Clock>) -> Self {
+        Unsettled {
+            broker,
+            id: Some(id),
+            clock,
+        }
+    }
+
+    /// The runner freed the request's place itself.
+    pub fn settled(&mut self) {
+        self.id = None;
+    }
+}
+
+impl Drop for Unsettled {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            let now = self.clock.now_ms();
+            tracing::warn!(id, "a model request's run ended without freeing its place");
+            self.broker.cancel(id, now);
+            self.broker.finish(id, Usage::default(), now);
         }
     }
 }
@@ -693,6 +729,39 @@ mod tests {
         b.finish(id1, Usage::default(), 2);
         assert_eq!(go3.try_recv().unwrap().0.id, id3);
         assert!(!b.cancel(999, 3));
+    }
+
+    #[tokio::test]
+    async fn a_run_that_ends_unsettled_frees_its_place_queued_or_running() {
+        let b = Arc::new(broker(1));
+        let r1 = request(&b, "a", 1);
+        let r2 = request(&b, "a", 1);
+        let r3 = request(&b, "a", 1);
+        let (id1, id2, id3) = (r1.id, r2.id, r3.id);
+        let mut go1 = b.submit(r1, 0).unwrap();
+        let mut go2 = b.submit(r2, 0).unwrap();
+        let mut go3 = b.submit(r3, 0).unwrap();
+        assert_eq!(go1.try_recv().unwrap().0.id, id1);
+        let clock: Arc<dyn Clock> = Arc::new(crate::clock::ManualClock::new(1));
+        let unsettled = |id| Unsettled::new(Arc::clone(&b), id, Arc::clone(&clock));
+        // A queued request's runner gone: it leaves the queue, and the third keeps waiting.
+        drop(unsettled(id2));
+        assert!(matches!(
+            go2.try_recv(),
+            Err(oneshot::error::TryRecvError::Closed)
+        ));
+        assert!(
+            go3.try_recv().is_err(),
+            "the running one still holds the slot"
+        );
+        // The running one's runner gone (as when it panicked): its slot goes to the next.
+        drop(unsettled(id1));
+        assert_eq!(go3.try_recv().unwrap().0.id, id3);
+        // One settled by its runner is left alone.
+        let mut settled = unsettled(id3);
+        settled.settled();
+        drop(settled);
+        assert_eq!(b.load_of("p").0, 1, "the third still runs");
     }
 
     #[tokio::test]
