@@ -28,6 +28,17 @@ pub struct Gemini {
     key: ApiKey,
 }
 
+/// Whether `model` is a model's name and nothing more: it goes into the request's path, where a
+/// `\\` or a `..` would lead elsewhere on the server (with the user's key).
+fn model_name(model: &str) -> bool {
+    !model.is_empty()
+        && model.len() <= 128
+        && model.chars().any(|c| c.is_ascii_alphanumeric())
+        && model
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+}
+
 impl Gemini {
     pub fn new(http: Http, base_url: impl Into<String>, key: ApiKey) -> Self {
         Gemini {
@@ -43,7 +54,7 @@ impl Gemini {
         request: &ChatRequest,
         on_sent: Option<OnSent>,
     ) -> Result<ChatStream, ModelError> {
-        if request.model.is_empty() || request.model.contains(['/', '?', '#', ':']) {
+        if !model_name(&request.model) {
             return Err(ModelError::UnknownModel {
                 model: request.model.clone(),
             });

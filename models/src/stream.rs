@@ -166,7 +166,27 @@ fn stream_error(e: EventStreamError<BodyError>) -> ModelError {
 
 /// Parse a JSON event's data, or name what was wrong with it.
 pub(crate) fn parse<T: serde::de::DeserializeOwned>(data: &str) -> Result<T, ModelError> {
+    // Where, not what: serde's message quotes the server's text, which may be anything.
     serde_json::from_str(data).map_err(|e| ModelError::Protocol {
-        detail: format!("an event is not the JSON expected: {e}"),
+        detail: format!(
+            "an event is not the JSON expected (line {}, column {})",
+            e.line(),
+            e.column()
+        ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_not_as_expected_is_placed_not_quoted() {
+        let err = parse::<Vec<u32>>("[1, \"secret text the server sent\"]").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the model server sent a reply that cannot be read: an event is not the JSON \
+             expected (line 1, column 33)"
+        );
+    }
 }

@@ -48,6 +48,9 @@ impl Http {
         #[allow(clippy::disallowed_methods)] // the provider is installed on the line above
         let client = reqwest::Client::builder()
             .connect_timeout(limits.connect)
+            // A model API answers where it is asked; a redirect followed would carry the key
+            // headers reqwest does not strip (Anthropic's, Gemini's) to another host.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("AgentOS/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ModelError::Protocol {
@@ -113,6 +116,9 @@ impl Http {
             if resp.status().is_success() {
                 return Ok((resp, sent));
             }
+            if resp.status().is_redirection() {
+                return Err(redirected(url, &resp));
+            }
             let retry_after = resp
                 .headers()
                 .get("retry-after")
@@ -161,6 +167,25 @@ impl Http {
                 reason: "the request could not be sent".into(),
             }
         }
+    }
+}
+
+/// The error for a server that redirected the request to `url`: not followed (see [`Http::new`]).
+fn redirected(url: &reqwest::Url, resp: &reqwest::Response) -> ModelError {
+    let to = resp
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|location| url.join(location).ok())
+        .map(|to| format!(" to {}", address_of(to.as_str())))
+        .unwrap_or_default();
+    ModelError::Unreachable {
+        address: address_of(url.as_str()),
+        reason: format!(
+            "it redirects the request (HTTP {}){to}, and a model request is not sent on with \
+             its key: set the provider's address to where the server points",
+            resp.status().as_u16()
+        ),
     }
 }
 

@@ -151,6 +151,19 @@ async fn gemini_errors_are_named() {
                 model: "gemini-9".into()
             }
         );
+        // A name that would lead elsewhere on the server is no model's: nothing is sent.
+        let asked = f.received().len();
+        for model in [r"..\tunedModels\x", "..", "a/b", "%2e%2e", "gemini 2", ""] {
+            let r = ChatRequest::new(model, vec![Message::user("hi")]);
+            assert_eq!(
+                collect(&provider(&f), &r).await.unwrap_err(),
+                ModelError::UnknownModel {
+                    model: model.into()
+                },
+                "{model}"
+            );
+        }
+        assert_eq!(f.received().len(), asked);
         let f = Fixture::start(vec![Reply::error(
             400,
             r#"{"error":{"code":400,"message":"The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).","status":"INVALID_ARGUMENT"}}"#,

@@ -505,6 +505,34 @@ async fn a_line_without_end_is_stopped_and_named() {
 }
 
 #[tokio::test]
+async fn a_redirect_is_not_followed_with_the_key() {
+    within(async {
+        let elsewhere = Fixture::start(vec![Reply::data(&["[DONE]"])]).await;
+        let f = Fixture::start(vec![Reply::json(307, "{}").header(
+            "location",
+            &format!("{}/v1/chat/completions", elsewhere.base),
+        )])
+        .await;
+        let err = collect(&provider(&f, quick()), &request())
+            .await
+            .unwrap_err();
+        let port = elsewhere.base.rsplit(':').next().unwrap();
+        assert!(
+            matches!(&err, ModelError::Unreachable { reason, .. }
+                if reason.contains("redirects the request (HTTP 307) to http://127.0.0.1:")
+                    && reason.contains(port)),
+            "{err}"
+        );
+        assert!(
+            elsewhere.received().is_empty(),
+            "nothing went to the other server"
+        );
+        assert_eq!(f.received().len(), 1, "asked once, not again");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_cancel_signal_ends_the_reply_and_closes_the_connection() {
     within(async {
         let f = Fixture::start(vec![Reply::data(&[
