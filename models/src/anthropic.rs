@@ -12,7 +12,7 @@ use crate::error::ModelError;
 use crate::event::{ChatEvent, FinishReason, Usage};
 use crate::openai::{parse_arguments, sent_arguments};
 use crate::sent::OnSent;
-use crate::stream::{events, parse, ChatStream, Decoder};
+use crate::stream::{events, next_call, parse, ChatStream, Decoder};
 use crate::transport::{parse_url, Http};
 
 /// The API version this code speaks.
@@ -210,7 +210,7 @@ impl Decoder for AnthropicDecoder {
                     return Err(protocol("a content block started without its index"));
                 };
                 if block.kind == "tool_use" {
-                    let ours = self.calls;
+                    let ours = next_call(self.calls)?;
                     self.calls += 1;
                     let id = block.id.unwrap_or_else(|| format!("call_{ours}"));
                     let name = block

@@ -16,7 +16,7 @@ use crate::event::{ChatEvent, FinishReason, Usage};
 use crate::gemini_schema::for_gemini;
 use crate::openai::sent_arguments;
 use crate::sent::OnSent;
-use crate::stream::{events, parse, ChatStream, Decoder};
+use crate::stream::{events, next_call, parse, ChatStream, Decoder};
 use crate::transport::{parse_url, Http};
 
 /// The Gemini API.
@@ -263,7 +263,7 @@ impl Decoder for GeminiDecoder {
         for candidate in chunk.candidates.into_iter().take(1) {
             for part in candidate.content.map(|c| c.parts).unwrap_or_default() {
                 if let Some(call) = part.function_call {
-                    let index = self.calls;
+                    let index = next_call(self.calls)?;
                     self.calls += 1;
                     let id = call.id.unwrap_or_else(|| format!("call_{index}"));
                     let arguments = call.args.unwrap_or_else(|| json!({}));

@@ -2,7 +2,7 @@
 //! `POST {base}/chat/completions` streamed, tool-call fragments assembled by index, usage from
 //! the last chunk (asked for with `stream_options.include_usage`) or counted when none comes.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -13,7 +13,7 @@ use crate::count;
 use crate::error::ModelError;
 use crate::event::{ChatEvent, FinishReason, Usage};
 use crate::sent::OnSent;
-use crate::stream::{events, parse, ChatStream, Decoder};
+use crate::stream::{events, next_call, parse, ChatStream, Decoder};
 use crate::transport::{parse_url, Http};
 
 /// A server speaking the OpenAI chat API.
@@ -180,7 +180,9 @@ struct OpenAiDecoder {
     prompt_tokens: u64,
     /// Calls by the server's index.
     calls: BTreeMap<usize, Partial>,
-    /// The server's index -> ours (in order of first appearance).
+    /// The server's index -> ours.
+    ours: HashMap<usize, usize>,
+    /// The server's indexes, in order of first appearance (ours).
     order: Vec<usize>,
     generated: String,
     finish: Option<String>,
@@ -188,16 +190,21 @@ struct OpenAiDecoder {
 }
 
 impl OpenAiDecoder {
-    fn fragment(&mut self, f: CallFragment, out: &mut VecDeque<ChatEvent>) {
+    fn fragment(
+        &mut self,
+        f: CallFragment,
+        out: &mut VecDeque<ChatEvent>,
+    ) -> Result<(), ModelError> {
         let server_index = f.index.unwrap_or(self.order.len());
-        if !self.order.contains(&server_index) {
-            self.order.push(server_index);
-        }
-        let index = self
-            .order
-            .iter()
-            .position(|i| *i == server_index)
-            .unwrap_or(0);
+        let index = match self.ours.get(&server_index) {
+            Some(index) => *index,
+            None => {
+                let index = next_call(self.order.len())?;
+                self.order.push(server_index);
+                self.ours.insert(server_index, index);
+                index
+            }
+        };
         let call = self.calls.entry(server_index).or_default();
         if let Some(id) = f.id.filter(|s| !s.is_empty()) {
             call.id = id;
@@ -228,6 +235,7 @@ impl OpenAiDecoder {
                 fragment: args,
             });
         }
+        Ok(())
     }
 
     fn finish_calls(&mut self, out: &mut VecDeque<ChatEvent>) -> Result<(), ModelError> {
@@ -321,7 +329,7 @@ impl Decoder for OpenAiDecoder {
                 out.push_back(ChatEvent::TextDelta(text));
             }
             for f in choice.delta.tool_calls {
-                self.fragment(f, out);
+                self.fragment(f, out)?;
             }
             if let Some(reason) = choice.finish_reason {
                 self.finish = Some(reason);

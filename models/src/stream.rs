@@ -164,6 +164,20 @@ fn stream_error(e: EventStreamError<BodyError>) -> ModelError {
     }
 }
 
+/// The most tool calls one reply may make: a server past it is not followed further.
+pub(crate) const MAX_TOOL_CALLS: usize = 128;
+
+/// The index of a reply's next tool call, given how many it made; past [`MAX_TOOL_CALLS`], the
+/// error that ends it.
+pub(crate) fn next_call(calls: usize) -> Result<usize, ModelError> {
+    if calls >= MAX_TOOL_CALLS {
+        return Err(ModelError::Protocol {
+            detail: format!("the reply makes more than {MAX_TOOL_CALLS} tool calls"),
+        });
+    }
+    Ok(calls)
+}
+
 /// Parse a JSON event's data, or name what was wrong with it.
 pub(crate) fn parse<T: serde::de::DeserializeOwned>(data: &str) -> Result<T, ModelError> {
     // Where, not what: serde's message quotes the server's text, which may be anything.

@@ -533,6 +533,31 @@ async fn a_redirect_is_not_followed_with_the_key() {
 }
 
 #[tokio::test]
+async fn a_reply_of_endless_tool_calls_is_stopped_at_the_limit() {
+    within(async {
+        // 15 000 calls in one event (under the line limit), each at an index of its own: read in
+        // linear time and refused past the limit, not kept.
+        let calls: Vec<String> = (0..15_000)
+            .map(|i| format!(r#"{{"index":{i},"function":{{"name":"f","arguments":"{{}}"}}}}"#))
+            .collect();
+        let event = format!(
+            r#"{{"choices":[{{"index":0,"delta":{{"tool_calls":[{}]}},"finish_reason":null}}]}}"#,
+            calls.join(",")
+        );
+        let f = Fixture::start(vec![Reply::data(&[&event, "[DONE]"])]).await;
+        let err = collect(&provider(&f, quick()), &request())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the model server sent a reply that cannot be read: the reply makes more than 128 \
+             tool calls"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_cancel_signal_ends_the_reply_and_closes_the_connection() {
     within(async {
         let f = Fixture::start(vec![Reply::data(&[
