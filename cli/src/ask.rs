@@ -56,10 +56,21 @@ impl Answer {
     }
 
     /// The text that ends the answer with the task's result: the rest of it if it extends what
-    /// is shown, else the whole result on a line of its own; the line ended either way.
+    /// is shown; nothing if it is what is shown, cut shorter; the words it puts before what is
+    /// shown (a caveat before the model's answer), the answer referred to, not printed twice;
+    /// else the whole result on a line of its own. The line is ended either way.
     fn finish(&mut self, result: &str) -> String {
-        let mut text = if result.is_empty() {
+        let (shown, whole) = (self.shown.trim(), result.trim());
+        let mut text = if result.is_empty() || (!whole.is_empty() && shown.starts_with(whole)) {
             String::new()
+        } else if let Some(before) = whole
+            .strip_suffix(shown)
+            .filter(|before| !shown.is_empty() && !before.trim().is_empty())
+        {
+            let before = output::clean_block(before.trim_end());
+            let start = if self.mid_line { "\n" } else { "" };
+            self.mid_line = true;
+            format!("{start}{before}\n(the answer above)")
         } else {
             self.update(result).unwrap_or_default()
         };
@@ -284,6 +295,27 @@ mod tests {
         a.update("all of it\n");
         assert_eq!(a.finish("all of it\n"), "");
         assert_eq!(Answer::default().finish(""), "");
+    }
+
+    #[test]
+    fn what_is_shown_is_not_printed_again() {
+        // A result that puts a caveat before the answer streamed: the caveat, and the answer
+        // referred to.
+        let mut a = Answer::default();
+        a.update("The dentist is on Tuesday.");
+        assert_eq!(
+            a.finish(
+                "I could not get the information. What failed:\n- agent \"docs\": denied.\n\n\
+                 The model's answer comes from no source and may be wrong:\n\
+                 The dentist is on Tuesday."
+            ),
+            "\nI could not get the information. What failed:\n- agent \"docs\": denied.\n\n\
+             The model's answer comes from no source and may be wrong:\n(the answer above)\n"
+        );
+        // A result that is what was shown, cut where the model began repeating itself.
+        let mut a = Answer::default();
+        a.update("Rust is safe. Rust is fast. Rust is fast. Rust is");
+        assert_eq!(a.finish("Rust is safe. Rust is fast."), "\n");
     }
 
     #[test]
