@@ -222,6 +222,8 @@ pub async fn run<M: Model, H: Host>(
         prompt::fallback_answer(results())
     } else if cut {
         format!("{said}\n\n(The answer stops here: the model reached its length limit.)")
+    } else if reply.finish == crate::reply::REPEATING {
+        format!("{said}\n\n(The answer stops here: the model began repeating itself.)")
     } else if reply.finish == crate::reply::TOO_LONG {
         format!(
             "{said}\n\n(The answer stops here: it reached the {} KiB one answer may take.)",

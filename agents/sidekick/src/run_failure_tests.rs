@@ -234,7 +234,7 @@ async fn an_answer_cut_at_the_length_limit_says_so() {
 }
 
 #[tokio::test]
-async fn a_model_going_round_in_circles_is_cut_and_said_once() {
+async fn a_model_going_round_in_circles_is_cut_said_once_and_the_cut_told() {
     let nothing = Kernel {
         agents: Vec::new(),
         tools: Vec::new(),
@@ -244,7 +244,13 @@ async fn a_model_going_round_in_circles_is_cut_and_said_once() {
     let pieces: Vec<&str> = std::iter::repeat_n(sentence, 200).collect();
     let model = Script::new(vec![says(&pieces)]);
     let answer = run("x", &model, &nothing, &settings()).await.unwrap();
-    assert_eq!(answer.text, sentence.trim());
+    assert_eq!(
+        answer.text,
+        format!(
+            "{}\n\n(The answer stops here: the model began repeating itself.)",
+            sentence.trim()
+        )
+    );
 }
 
 #[tokio::test]
