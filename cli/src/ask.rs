@@ -63,6 +63,12 @@ impl Answer {
         let (shown, whole) = (self.shown.trim(), result.trim());
         let mut text = if result.is_empty() || (!whole.is_empty() && shown.starts_with(whole)) {
             String::new()
+        } else if shown.is_empty() || whole.starts_with(shown) {
+            self.update(result).unwrap_or_default()
+        } else if let Some(after) = after_shown(shown, whole) {
+            let start = if self.mid_line { "\n" } else { "" };
+            self.mid_line = true;
+            format!("{start}\n{}", output::clean_block(after))
         } else if let Some(before) = whole
             .strip_suffix(shown)
             .filter(|before| !shown.is_empty() && !before.trim().is_empty())
@@ -80,6 +86,20 @@ impl Answer {
         }
         text
     }
+}
+
+/// The paragraphs of `whole` after the most of its first ones that `shown` begins with (a note
+/// or the sources after the answer streamed, where the answer was cut shorter than shown); `None`
+/// if `shown` does not begin with its first paragraph.
+fn after_shown<'a>(shown: &str, whole: &'a str) -> Option<&'a str> {
+    let ends = whole.match_indices("\n\n").map(|(at, _)| at);
+    let at = ends
+        .filter(|&at| {
+            let head = whole[..at].trim_end();
+            !head.is_empty() && shown.starts_with(head)
+        })
+        .last()?;
+    Some(whole[at..].trim_start())
 }
 
 /// The sub-tasks of the asked task, and the state last said of each.
@@ -312,10 +332,25 @@ mod tests {
             "\nI could not get the information. What failed:\n- agent \"docs\": denied.\n\n\
              The model's answer comes from no source and may be wrong:\n(the answer above)\n"
         );
-        // A result that is what was shown, cut where the model began repeating itself.
+        // A result that goes on from an answer of several paragraphs: its rest.
+        let mut a = Answer::default();
+        a.update("One.\n\nTwo, and");
+        assert_eq!(a.finish("One.\n\nTwo, and three."), " three.\n");
+        // A result that is what was shown, cut where the model began repeating itself: only
+        // what it adds after that.
         let mut a = Answer::default();
         a.update("Rust is safe. Rust is fast. Rust is fast. Rust is");
         assert_eq!(a.finish("Rust is safe. Rust is fast."), "\n");
+        let mut a = Answer::default();
+        a.update("Rust is safe.\n\nIt is fast. It is fast. It is");
+        assert_eq!(
+            a.finish(
+                "Rust is safe.\n\nIt is fast.\n\n(The answer stops here: the model began \
+                 repeating itself.)\n\nSources:\n- rust.txt"
+            ),
+            "\n\n(The answer stops here: the model began repeating itself.)\n\nSources:\n\
+             - rust.txt\n"
+        );
     }
 
     #[test]
