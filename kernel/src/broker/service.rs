@@ -44,6 +44,8 @@ pub type Go = (Start, Arc<Notify>);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Owner {
     pub principal: String,
+    /// The app whose tree it works for, if any.
+    pub app: Option<String>,
     pub task: u64,
     /// Submitted as interactive work.
     pub interactive: bool,
@@ -424,6 +426,7 @@ impl Broker {
         let (tx, rx) = oneshot::channel();
         let owner = Owner {
             principal: request.principal.clone(),
+            app: request.app.clone(),
             task: request.task,
             interactive: request.interactive,
         };
@@ -540,11 +543,15 @@ impl Broker {
         Arc::clone(&self.idle)
     }
 
-    /// How many interactive requests of `principal` are queued or running now.
+    /// How many interactive requests of `principal`, or of agents working for it (an app), are
+    /// queued or running now.
     pub fn interactive_of(&self, principal: &str) -> usize {
         lock(&self.requests)
             .values()
-            .filter(|t| t.owner.interactive && t.owner.principal == principal)
+            .filter(|t| {
+                t.owner.interactive
+                    && (t.owner.principal == principal || t.owner.app.as_deref() == Some(principal))
+            })
             .count()
     }
 
@@ -695,6 +702,14 @@ mod tests {
         // Running and queued both count; background work does not, nor other principals.
         assert_eq!(b.interactive_of("org.example.App"), 2);
         assert_eq!(b.interactive_of("org.example.Other"), 0);
+        // An agent's interactive request in a tree the app started counts for the app.
+        let mut r4 = request(&b, "docs", 4);
+        r4.app = Some("org.example.App".into());
+        r4.interactive = true;
+        let id4 = r4.id;
+        let _go4 = b.submit(r4, 0).unwrap();
+        assert_eq!(b.interactive_of("org.example.App"), 3);
+        assert!(b.cancel(id4, 0));
         b.finish(id1, Usage::default(), 1);
         assert_eq!(b.interactive_of("org.example.App"), 1);
         // A running one that is canceled counts until its runner finishes it.

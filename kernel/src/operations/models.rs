@@ -25,6 +25,7 @@ use crate::broker::{pricing, Request, SchedError};
 use crate::caller::Caller;
 use crate::config::SENT_WAIT;
 use crate::events::Kinds;
+use crate::focus::Watcher;
 use crate::kernel::{check_text, Kernel};
 use crate::sync::lock;
 
@@ -72,6 +73,18 @@ fn answer_room(context: u32, prompt_tokens: u64) -> u32 {
     let left = u64::from(context).saturating_sub(prompt_tokens);
     let left = u32::try_from(left).unwrap_or(u32::MAX);
     left.clamp(MIN_ANSWER_TOKENS, DEFAULT_MAX_TOKENS)
+}
+
+/// The app whose word alone says that the user waits for a request of `account` (its request's
+/// flag, or its focus on the tree the request works for, `watcher`): that word holds for one
+/// of the app's requests at a time, its agents' included. `None` when the user's own tools say
+/// so, or no app does.
+fn app_vouching(account: &Account, watcher: Option<Watcher>) -> Option<&str> {
+    match (account.kind, watcher) {
+        ("app", _) => Some(&account.principal),
+        (_, Some(Watcher::App)) => account.app.as_deref(),
+        _ => None,
+    }
 }
 
 fn route_error(e: RouteError) -> Error {
@@ -194,23 +207,28 @@ impl Kernel {
         Ok(model.to_string())
     }
 
-    /// Whether the user watches `task` or a task above it.
-    fn watched(&self, task: u64) -> bool {
-        let watched = self.focus.watched();
+    /// Who says the user watches `task` or a task above it (the user's tools over an app), if
+    /// anyone does.
+    fn watched(&self, task: u64) -> Option<Watcher> {
+        let watched = self.focus.watchers();
         if watched.is_empty() {
-            return false;
+            return None;
         }
         let mut id = task;
+        let mut found = None;
         for _ in 0..256 {
-            if watched.binary_search(&id).is_ok() {
-                return true;
+            if let Ok(at) = watched.binary_search_by_key(&id, |(task, _)| *task) {
+                found = found.max(Some(watched[at].1));
+                if found == Some(Watcher::User) {
+                    break;
+                }
             }
             match self.tasks.get(id) {
                 Some(t) if t.parent != 0 => id = t.parent,
-                _ => return false,
+                _ => break,
             }
         }
-        false
+        found
     }
 
     /// The user now watches `task`: the model requests of its tree that wait are served first.
@@ -279,7 +297,7 @@ impl Kernel {
         json: &str,
     ) -> Result<Prepared, Error> {
         let request = ChatRequest::from_json(json).map_err(Error::InvalidArgument)?;
-        let (account, interactive) = match caller {
+        let (account, interactive, watcher) = match caller {
             Caller::Agent { id, task } => {
                 self.tasks.acting(id, *task)?;
                 let owner = self
@@ -294,7 +312,8 @@ impl Kernel {
                     task: *task,
                     owner,
                 };
-                (account, self.watched(*task))
+                let watcher = self.watched(*task);
+                (account, watcher.is_some(), watcher)
             }
             Caller::Host => {
                 let account = Account {
@@ -304,7 +323,7 @@ impl Kernel {
                     task: 0,
                     owner: "host".into(),
                 };
-                (account, request.interactive)
+                (account, request.interactive, None)
             }
             Caller::App(p) | Caller::HostApp(p) => {
                 let cap = capability("model.use")?;
@@ -321,7 +340,7 @@ impl Kernel {
                 // An app says itself that the user waits; the kernel cannot see it. So one
                 // interactive request per app at a time: more from it queue as background work,
                 // and an app cannot crowd out the user's own questions with its "interactive".
-                (account, request.interactive)
+                (account, request.interactive, None)
             }
         };
         // A request that names no model uses its tree's, if its delegation named one.
@@ -366,7 +385,8 @@ impl Kernel {
             .max_tokens
             .unwrap_or_else(|| answer_room(route.context, prompt_tokens));
         let interactive = interactive
-            && (account.kind != "app" || self.broker.interactive_of(&account.principal) == 0);
+            && app_vouching(&account, watcher)
+                .is_none_or(|app| self.broker.interactive_of(app) == 0);
         let id = self.broker.next_id();
         let (provider_request, names) = convert::request(
             &request,
@@ -593,12 +613,44 @@ mod tests {
             1_000_000,
         ));
         k.insert_working(Task::working(3, 0, "web", vec![], 1, 1_000_000));
-        assert!(!k.watched(2));
-        k.focus.set(":1.7", 1);
-        assert!(k.watched(1) && k.watched(2));
-        assert!(!k.watched(3));
+        assert_eq!(k.watched(2), None);
+        k.focus.set(":1.7", 1, Watcher::App);
+        assert_eq!(k.watched(2), Some(Watcher::App));
+        k.focus.set(":1.8", 2, Watcher::User);
+        assert_eq!(k.watched(1), Some(Watcher::App));
+        assert_eq!(
+            k.watched(2),
+            Some(Watcher::User),
+            "the user's tool over the app"
+        );
+        assert_eq!(k.watched(3), None);
         k.focus.forget(":1.7");
-        assert!(!k.watched(2));
+        k.focus.forget(":1.8");
+        assert_eq!(k.watched(2), None);
+    }
+
+    #[test]
+    fn an_apps_word_that_the_user_waits_is_its_own_and_its_agents_one_at_a_time() {
+        let account = |kind: &'static str, principal: &str, app: Option<&str>| Account {
+            kind,
+            principal: principal.into(),
+            app: app.map(String::from),
+            task: 0,
+            owner: app.unwrap_or("host").into(),
+        };
+        let app = account("app", "org.example.App", None);
+        assert_eq!(app_vouching(&app, None), Some("org.example.App"));
+        let agent = account("agent", "docs", Some("org.example.App"));
+        assert_eq!(
+            app_vouching(&agent, Some(Watcher::App)),
+            Some("org.example.App"),
+            "the app's focus on its tree"
+        );
+        assert_eq!(app_vouching(&agent, Some(Watcher::User)), None);
+        assert_eq!(app_vouching(&agent, None), None);
+        let users = account("agent", "docs", None);
+        assert_eq!(app_vouching(&users, Some(Watcher::User)), None);
+        assert_eq!(app_vouching(&account("host", "host", None), None), None);
     }
 
     #[tokio::test]

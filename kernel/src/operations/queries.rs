@@ -17,6 +17,7 @@ use agentos_dbus_interfaces::{
 
 use crate::audit::{CHECKPOINT_FINDING, FINDER};
 use crate::caller::Caller;
+use crate::focus::Watcher;
 use crate::kernel::{store_err, Kernel};
 
 /// Most entries one page of tasks or audit records may hold.
@@ -314,8 +315,17 @@ impl Kernel {
                 )));
             }
         }
-        self.focus.set(client, task);
-        self.models_follow_focus(task);
+        // An app only says that the user watches its tree: its requests then count as its one
+        // interactive request at a time, and what it queued is not served first for it.
+        let watcher = if matches!(caller, Caller::Host) {
+            Watcher::User
+        } else {
+            Watcher::App
+        };
+        self.focus.set(client, task, watcher);
+        if watcher == Watcher::User {
+            self.models_follow_focus(task);
+        }
         Ok(())
     }
 
