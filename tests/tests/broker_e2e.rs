@@ -746,6 +746,11 @@ async fn a_flatpak_app_uses_a_model_only_with_the_users_grant() {
             Err(Error::AccessDenied(_)) => {}
             other => panic!("expected AccessDenied on the channel, got {other:?}"),
         }
+        // Nor does it learn which providers and key accounts the user set up.
+        match models.list_models().await {
+            Err(Error::AccessDenied(_)) => {}
+            other => panic!("expected AccessDenied listing models, got {other:?}"),
+        }
         assert!(server.received().is_empty());
 
         // The user allows it for the session when asked.
@@ -762,6 +767,14 @@ async fn a_flatpak_app_uses_a_model_only_with_the_users_grant() {
             .expect("Chat on the channel");
         let reply = ChatStream::from_fd(fd.into()).collect().await.unwrap();
         assert_eq!(reply.text, "Hello from the fixture.");
+        let listed = models
+            .list_models()
+            .await
+            .expect("ListModels with the grant");
+        assert!(
+            listed.iter().any(|m| m.provider == "llama-server"),
+            "{listed:?}"
+        );
 
         // Its usage is its own; the user's tools see it too.
         let own = models.list_usage().await.unwrap();

@@ -272,6 +272,13 @@ impl Kernel {
         }
     }
 
+    /// Check that the app `caller` may use models (`model.use`, asked of the user).
+    async fn may_use_models(self: &Arc<Self>, caller: &Caller) -> Result<(), Error> {
+        let cap = capability("model.use")?;
+        let subject = caller.app_subject("ask questions of AI models".into());
+        self.authorize(&subject, cap, names::MODEL_USE_SCOPE).await
+    }
+
     /// Of the remote providers a request leaves to the kernel, the first that `caller` may
     /// use by its lasting `model.remote` grants alone (and every delegator above it): the user
     /// who granted one provider is not asked about another. None: the catalog's pick stands
@@ -326,10 +333,7 @@ impl Kernel {
                 (account, request.interactive, None)
             }
             Caller::App(p) | Caller::HostApp(p) => {
-                let cap = capability("model.use")?;
-                let subject = caller.app_subject("ask questions of AI models".into());
-                self.authorize(&subject, cap, names::MODEL_USE_SCOPE)
-                    .await?;
+                self.may_use_models(caller).await?;
                 let account = Account {
                     kind: "app",
                     principal: p.clone(),
@@ -513,8 +517,13 @@ impl Kernel {
 
     /// The models the broker can serve now (for an agent: for one of its running tasks).
     pub async fn list_models(self: &Arc<Self>, caller: &Caller) -> Result<Vec<ModelInfo>, Error> {
-        if let Caller::Agent { id, task } = caller {
-            self.tasks.acting(id, *task)?;
+        match caller {
+            Caller::Agent { id, task } => {
+                self.tasks.acting(id, *task)?;
+            }
+            // What the user set up (providers, key accounts) is for an app that may ask them.
+            Caller::App(_) | Caller::HostApp(_) => self.may_use_models(caller).await?,
+            Caller::Host => {}
         }
         Ok(self
             .model_catalog(Freshness::Within(LIST_TTL_MS))
