@@ -69,20 +69,22 @@ impl ToolNames {
     }
 }
 
-/// Gemini's thought signatures by call id, the most recent ones kept.
+/// Gemini's thought signatures by the principal whose request made the call and the call's id,
+/// the most recent ones kept: a caller naming another's call id in its history gets nothing.
 #[derive(Debug, Default)]
 pub struct Signatures {
-    by_id: HashMap<String, String>,
-    order: VecDeque<String>,
+    by_id: HashMap<(String, String), String>,
+    order: VecDeque<(String, String)>,
 }
 
 /// How many signatures are kept.
 const SIGNATURES: usize = 4096;
 
 impl Signatures {
-    pub fn keep(&mut self, id: &str, signature: String) {
-        if self.by_id.insert(id.to_string(), signature).is_none() {
-            self.order.push_back(id.to_string());
+    pub fn keep(&mut self, owner: &str, id: &str, signature: String) {
+        let key = (owner.to_string(), id.to_string());
+        if self.by_id.insert(key.clone(), signature).is_none() {
+            self.order.push_back(key);
         }
         while self.order.len() > SIGNATURES {
             if let Some(old) = self.order.pop_front() {
@@ -91,17 +93,20 @@ impl Signatures {
         }
     }
 
-    pub fn get(&self, id: &str) -> Option<String> {
-        self.by_id.get(id).cloned()
+    pub fn get(&self, owner: &str, id: &str) -> Option<String> {
+        self.by_id
+            .get(&(owner.to_string(), id.to_string()))
+            .cloned()
     }
 }
 
-/// The providers' request for `req`, sent to `model`.
+/// The providers' request for `req` of `owner`, sent to `model` (with `owner`'s signatures).
 pub fn request(
     req: &wire::ChatRequest,
     model: &str,
     max_tokens: Option<u32>,
     signatures: &Signatures,
+    owner: &str,
 ) -> (agentos_models::ChatRequest, ToolNames) {
     let names = ToolNames::new(req.tools.iter().map(|t| t.name.as_str()));
     let messages = req
@@ -121,7 +126,7 @@ pub fn request(
                         id: c.id.clone(),
                         name: names.to_provider(&c.name),
                         arguments: c.arguments.clone(),
-                        signature: signatures.get(&c.id),
+                        signature: signatures.get(owner, &c.id),
                     })
                     .collect(),
             ),
@@ -226,13 +231,16 @@ pub struct Events {
     /// Set for Gemini: `<prefix><n>` becomes each call's id.
     unique_ids: Option<String>,
     calls: usize,
+    /// The principal whose request this is (its calls' signatures are kept as its).
+    owner: String,
 }
 
 impl Events {
-    pub fn new(names: ToolNames, unique_ids: Option<String>) -> Events {
+    pub fn new(names: ToolNames, unique_ids: Option<String>, owner: String) -> Events {
         Events {
             names,
             unique_ids,
+            owner,
             calls: 0,
         }
     }
@@ -255,7 +263,7 @@ impl Events {
                 };
                 self.calls += 1;
                 if let Some(sig) = call.signature {
-                    signatures.keep(&id, sig);
+                    signatures.keep(&self.owner, &id, sig);
                 }
                 Some(wire::ChatEvent::ToolCall {
                     call: wire::ToolCall {
@@ -300,7 +308,7 @@ mod tests {
     #[test]
     fn a_request_keeps_its_turns_and_gets_the_signatures_back() {
         let mut sigs = Signatures::default();
-        sigs.keep("g1_0", "sig".into());
+        sigs.keep("docs", "g1_0", "sig".into());
         let call = wire::ToolCall {
             id: "g1_0".into(),
             name: "files.read".into(),
@@ -320,7 +328,7 @@ mod tests {
                 wire::ChatMessage::tool_result(&call, "text"),
             ])
         };
-        let (r, _) = request(&req, "m", Some(64), &sigs);
+        let (r, _) = request(&req, "m", Some(64), &sigs, "docs");
         assert_eq!(r.model, "m");
         assert_eq!(r.max_tokens, Some(64));
         assert_eq!(r.tools[0].name, "files_read");
@@ -334,12 +342,22 @@ mod tests {
         assert!(
             matches!(&r.messages[3], Message::Tool { name, call_id, .. } if name == "files_read" && call_id == "g1_0")
         );
+        // Another principal naming that call in its history gets no signature.
+        let (r, _) = request(&req, "m", Some(64), &sigs, "web");
+        match &r.messages[2] {
+            Message::Assistant { tool_calls, .. } => assert_eq!(tool_calls[0].signature, None),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
     fn gemini_calls_get_unique_ids_and_their_signatures_are_kept() {
         let mut sigs = Signatures::default();
-        let mut ev = Events::new(ToolNames::new(["web.fetch"]), Some("g7_".into()));
+        let mut ev = Events::new(
+            ToolNames::new(["web.fetch"]),
+            Some("g7_".into()),
+            "web".into(),
+        );
         let call = |sig: Option<&str>| ChatEvent::ToolCallFinished {
             index: 0,
             call: ToolCall {
@@ -362,8 +380,9 @@ mod tests {
             })
             .collect();
         assert_eq!(ids, ["g7_0", "g7_1"]);
-        assert_eq!(sigs.get("g7_0").as_deref(), Some("s1"));
-        assert_eq!(sigs.get("g7_1"), None);
+        assert_eq!(sigs.get("web", "g7_0").as_deref(), Some("s1"));
+        assert_eq!(sigs.get("docs", "g7_0"), None);
+        assert_eq!(sigs.get("web", "g7_1"), None);
         assert_eq!(
             ev.convert(ChatEvent::TextDelta(String::new()), &mut sigs),
             None
@@ -374,10 +393,10 @@ mod tests {
     fn signatures_are_bounded() {
         let mut sigs = Signatures::default();
         for i in 0..SIGNATURES + 10 {
-            sigs.keep(&i.to_string(), "s".into());
+            sigs.keep("a", &i.to_string(), "s".into());
         }
-        assert_eq!(sigs.get("0"), None);
-        assert!(sigs.get(&(SIGNATURES + 9).to_string()).is_some());
+        assert_eq!(sigs.get("a", "0"), None);
+        assert!(sigs.get("a", &(SIGNATURES + 9).to_string()).is_some());
         assert_eq!(sigs.by_id.len(), SIGNATURES);
     }
 

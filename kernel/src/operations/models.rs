@@ -397,6 +397,7 @@ impl Kernel {
             &route.model,
             Some(max_tokens),
             &lock(&self.broker.signatures),
+            &account.principal,
         );
         let request = Request {
             id,
@@ -412,7 +413,11 @@ impl Kernel {
             on_sent: None,
             taken: None,
             price: pricing::price(&route.model, route.local),
-            events: Events::new(names, entry.gemini.then(|| format!("g{id}_"))),
+            events: Events::new(
+                names,
+                entry.gemini.then(|| format!("g{id}_")),
+                account.principal.clone(),
+            ),
             route,
             client,
             request: provider_request,
