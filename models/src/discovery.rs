@@ -71,6 +71,19 @@ pub struct LocalServers {
     pub llama_server: Option<LlamaServer>,
 }
 
+/// The port of `url` if it names this machine's loopback interface (`127.0.0.0/8`, `::1`,
+/// `localhost`): where any local process may listen.
+pub fn loopback_port(url: &str) -> Option<u16> {
+    let url = reqwest::Url::parse(url).ok()?;
+    let host = url.host_str()?;
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    loopback.then(|| url.port_or_known_default()).flatten()
+}
+
 /// Probe both servers at once; one that does not answer in time is taken as absent.
 pub async fn discover(http: &Http, at: &LocalAddresses) -> LocalServers {
     let (ollama, llama) = tokio::join!(
@@ -233,4 +246,20 @@ async fn get_with(
             stage: TimeoutStage::FirstToken,
             limit: time,
         })?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_addresses_give_their_port() {
+        assert_eq!(loopback_port("http://127.0.0.1:8080"), Some(8080));
+        assert_eq!(loopback_port("http://127.1.2.3:9/v1"), Some(9));
+        assert_eq!(loopback_port("http://[::1]:11434"), Some(11434));
+        assert_eq!(loopback_port("http://LOCALHOST"), Some(80));
+        assert_eq!(loopback_port("http://192.168.1.5:8080"), None);
+        assert_eq!(loopback_port("http://example.org:8080"), None);
+        assert_eq!(loopback_port("not a url"), None);
+    }
 }

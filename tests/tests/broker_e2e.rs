@@ -7,7 +7,8 @@
 //! an emulated Flatpak app refused without `model.use` and served with it, on the bus and on a
 //! private channel it opened (which asks as the app; an fd the app sends on it ends it); one
 //! connection to the model server kept for answer after answer, even when a body's end comes
-//! after the answer's last event.
+//! after the answer's last event; a server on the local port used when the user runs it, not
+//! when a sandboxed app does.
 
 use std::time::{Duration, Instant};
 
@@ -1037,6 +1038,90 @@ async fn answers_keep_one_connection_to_the_model_server() {
             served.iter().all(|s| !s.abandoned),
             "the kernel left an answer before its end"
         );
+    })
+    .await;
+}
+
+/// A stand-in for llama-server: answers `/props` on 127.0.0.1:`port`, in Python.
+const PROPS_SERVER: &str = r#"
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b'{"total_slots": 1, "model_path": "/m/squatter.gguf"}'
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"#;
+
+/// Wait until something listens on 127.0.0.1:`port` (bounded).
+async fn listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_server_a_sandboxed_app_runs_on_the_local_port_is_not_used() {
+    if !agentos_tests::bwrap_works() {
+        eprintln!("skipped: bubblewrap cannot create namespaces here");
+        return;
+    }
+    bounded_for(Duration::from_secs(60), async {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}");
+        let settings = format!("[local]\nollama = \"off\"\nllama-server = \"{url}\"\n");
+        let python = std::path::Path::new("/usr/bin/python3");
+        let port_arg = port.to_string();
+
+        // The user's own server there is found.
+        let mut own = std::process::Command::new(python)
+            .args(["-c", PROPS_SERVER, &port_arg])
+            .spawn()
+            .expect("start python3");
+        listening(port).await;
+        let mut env = env_with(&settings).await;
+        let models = client(&env).await.list_models().await.unwrap();
+        assert!(
+            models
+                .iter()
+                .any(|m| m.provider == "llama-server" && m.model == "squatter"),
+            "{models:?}"
+        );
+        let _ = own.kill();
+        let _ = own.wait();
+
+        // The same server run by a sandboxed app on that port is not: its prompts would leave
+        // for the app.
+        let _app = env
+            .flatpak(
+                "org.example.Squatter",
+                python,
+                &["-c", PROPS_SERVER, &port_arg],
+            )
+            .await;
+        listening(port).await;
+        env.restart_with_model_settings(&settings).await;
+        let c = client(&env).await;
+        let models = c.list_models().await.unwrap();
+        assert!(
+            !models.iter().any(|m| m.provider == "llama-server"),
+            "{models:?}"
+        );
+        match c.chat(&ask("hi", None)).await {
+            Err(ChatError::Refused(Error::NoModel(_))) => {}
+            other => panic!("expected NoModel, got {other:?}"),
+        }
     })
     .await;
 }

@@ -22,6 +22,7 @@ pub mod catalog;
 pub mod convert;
 pub mod keys;
 pub mod lanes;
+pub mod listener;
 pub mod pricing;
 pub mod providers;
 pub mod request;

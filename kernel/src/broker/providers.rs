@@ -74,6 +74,15 @@ async fn local(http: &Http, settings: &Settings) -> Vec<Entry> {
         }
     };
     let (ollama, llama) = tokio::join!(ollama, llama);
+    // A server that answered is used only if the user's own process (or root's) listens there.
+    let llama = match (llama, &settings.llama_server) {
+        (Some(Ok(_)), Some(url)) if !owned_by_user("llama-server", url).await => None,
+        (probe, _) => probe,
+    };
+    let ollama = match (ollama, &settings.ollama) {
+        (Some(Ok(_)), Some(url)) if !owned_by_user("ollama", url).await => None,
+        (probe, _) => probe,
+    };
     for (name, probe) in [
         ("ollama", ollama.as_ref().map(|r| r.as_ref().err())),
         ("llama-server", llama.as_ref().map(|r| r.as_ref().err())),
@@ -139,6 +148,33 @@ async fn local(http: &Http, settings: &Settings) -> Vec<Entry> {
         }
     }
     found
+}
+
+/// Whether the local server `name` that answered at `url` may be trusted with prompts: one on
+/// a loopback port must be held by the user's own process (or root's), not a sandboxed app's
+/// or another user's (see [`super::listener`]); one at another address the user named is theirs
+/// to vouch for.
+async fn owned_by_user(name: &'static str, url: &str) -> bool {
+    let Some(port) = agentos_models::discovery::loopback_port(url) else {
+        return true;
+    };
+    let user = rustix::process::getuid().as_raw();
+    let found = tokio::task::spawn_blocking(move || {
+        super::listener::on_port(std::path::Path::new("/proc"), port, user)
+    })
+    .await;
+    match found.ok().and_then(|l| l.refusal()) {
+        None => true,
+        Some(why) => {
+            tracing::warn!(
+                server = name,
+                port,
+                why,
+                "a server answers where a local model server is looked for, but it is not used"
+            );
+            false
+        }
+    }
 }
 
 /// The remote providers of the keys the user stored.
