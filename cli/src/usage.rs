@@ -18,9 +18,22 @@ const TASKS_SHOWN: usize = 20;
 struct Row<'a> {
     #[serde(flatten)]
     usage: &'a UsageInfo,
-    /// The estimated cost in US dollars, for people and scripts that do not divide (of the
-    /// requests with a known price only: `unpriced_requests` had none).
-    cost_usd: f64,
+    /// The estimated cost in US dollars, for people and scripts that do not divide; `null`
+    /// when some requests had no known price (`unpriced_requests`): the whole is not known.
+    cost_usd: Option<f64>,
+    /// The estimated cost of the requests with a known price, in US dollars.
+    priced_cost_usd: f64,
+}
+
+impl<'a> Row<'a> {
+    fn of(usage: &'a UsageInfo) -> Row<'a> {
+        let priced = usage.cost_micros as f64 / 1e6;
+        Row {
+            usage,
+            cost_usd: (usage.unpriced_requests == 0).then_some(priced),
+            priced_cost_usd: priced,
+        }
+    }
 }
 
 /// `agentctl usage [--all] [--json]`.
@@ -32,13 +45,7 @@ pub async fn list(kernel: &Kernel, all: bool, json: bool) -> Result<u8> {
         .map_err(|e| CliError::new(e.to_string()))?;
     sort(&mut rows);
     if json {
-        let rows: Vec<Row<'_>> = rows
-            .iter()
-            .map(|usage| Row {
-                usage,
-                cost_usd: usage.cost_micros as f64 / 1e6,
-            })
-            .collect();
+        let rows: Vec<Row<'_>> = rows.iter().map(Row::of).collect();
         output::json(&rows)?;
         return Ok(0);
     }
@@ -236,5 +243,16 @@ mod tests {
         assert_eq!(cost(&r), "$0.0012 + unknown");
         r.unpriced_requests = 0;
         assert_eq!(cost(&r), "$0.0012");
+    }
+
+    #[test]
+    fn a_cost_not_known_whole_is_null_in_json() {
+        let mut r = row("agent", "sidekick", 50, 1_200);
+        let json = |r: &UsageInfo| serde_json::to_value(Row::of(r)).unwrap();
+        assert_eq!(json(&r)["cost_usd"], serde_json::json!(0.0012));
+        r.unpriced_requests = 1;
+        assert_eq!(json(&r)["cost_usd"], serde_json::Value::Null);
+        assert_eq!(json(&r)["priced_cost_usd"], serde_json::json!(0.0012));
+        assert_eq!(json(&r)["unpriced_requests"], 1);
     }
 }
