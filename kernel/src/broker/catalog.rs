@@ -90,6 +90,29 @@ pub enum RouteError {
     UnknownProvider(String),
 }
 
+/// What is known of the local servers the settings look for (`ollama` and `llama_server`: their
+/// addresses, `None` when off), for a request no model serves: a server that answered before
+/// and does not now, or looking for them turned off. `None` when there is nothing to add.
+pub fn local_servers_said(
+    catalog: &Catalog,
+    ollama: Option<&str>,
+    llama_server: Option<&str>,
+) -> Option<String> {
+    if ollama.is_none() && llama_server.is_none() {
+        return Some(
+            "looking for local model servers is turned off in models.toml ([local])".into(),
+        );
+    }
+    let silent: Vec<String> = [("ollama", ollama), ("llama-server", llama_server)]
+        .into_iter()
+        .filter_map(|(name, url)| {
+            let (entry, url) = (catalog.get(name)?, url?);
+            (!entry.reachable).then(|| format!("{name} at {url} does not answer"))
+        })
+        .collect();
+    (!silent.is_empty()).then(|| silent.join("; "))
+}
+
 /// Whether a request for `wanted` leaves the remote provider to the kernel: it names none, or
 /// asks for the `remote` class.
 pub fn any_remote_will_do(wanted: Option<&str>) -> bool {
@@ -542,6 +565,30 @@ mod tests {
         );
         let none = Catalog::default();
         assert_eq!(route(&none, None), Err(RouteError::NoModel));
+        assert_eq!(
+            local_servers_said(&none, None, None).as_deref(),
+            Some("looking for local model servers is turned off in models.toml ([local])")
+        );
+        assert_eq!(
+            local_servers_said(&none, Some("http://127.0.0.1:11434"), None),
+            None
+        );
+        let stopped = Catalog {
+            providers: vec![Entry {
+                reachable: false,
+                ..entry("llama-server", true, &["qwen"])
+            }],
+        };
+        assert_eq!(route(&stopped, None), Err(RouteError::NoModel));
+        assert_eq!(
+            local_servers_said(
+                &stopped,
+                Some("http://127.0.0.1:11434"),
+                Some("http://127.0.0.1:8080")
+            )
+            .as_deref(),
+            Some("llama-server at http://127.0.0.1:8080 does not answer")
+        );
         assert_eq!(route(&none, Some("gpt-4o")), Err(RouteError::NoModel));
         assert!(RouteError::NoModel
             .to_string()
