@@ -166,33 +166,36 @@ impl Kernel {
                 // Looked at now, not in the background.
                 due.settled();
                 let (catalog, _) = self.model_catalog(Freshness::Within(1_000)).await?;
-                let route = catalog.route(wanted).map_err(|e| {
-                    // A remote provider missing may only be a keyring that could not be read;
-                    // a local one, a server that stopped, or looking for them turned off.
-                    let keys_matter = e.may_be_unread_keys();
-                    let local_matters = matches!(e, RouteError::NoModel | RouteError::NoLocalModel);
-                    let settings = self.broker.settings();
-                    let local = local_matters
-                        .then(|| {
-                            catalog::local_servers_said(
-                                &catalog,
-                                settings.ollama.as_deref(),
-                                settings.llama_server.as_deref(),
-                            )
-                        })
-                        .flatten();
-                    match (route_error(e), self.broker.keys_unread(), local) {
-                        (Error::NoModel(m), Some(why), _) if keys_matter => Error::NoModel(
-                            format!("{m} (the stored API keys could not be read: {why})"),
-                        ),
-                        (Error::NoModel(m), _, Some(local)) => {
-                            Error::NoModel(format!("{m} ({local})"))
-                        }
-                        (e, _, _) => e,
-                    }
-                })?;
+                let route = catalog
+                    .route(wanted)
+                    .map_err(|e| self.no_route(e, &catalog))?;
                 Ok((route, catalog, CatalogDue(None)))
             }
+        }
+    }
+
+    /// The refusal of a request `catalog` finds no model for, with what more is known: a
+    /// remote provider missing may only be a keyring that could not be read; a local one, a
+    /// server that stopped answering, or looking for them turned off.
+    fn no_route(&self, e: RouteError, catalog: &Catalog) -> Error {
+        let keys_matter = e.may_be_unread_keys();
+        let local = match e {
+            RouteError::NoModel | RouteError::NoLocalModel => {
+                let settings = self.broker.settings();
+                catalog::local_servers_said(
+                    catalog,
+                    settings.ollama.as_deref(),
+                    settings.llama_server.as_deref(),
+                )
+            }
+            _ => None,
+        };
+        match (route_error(e), self.broker.keys_unread(), local) {
+            (Error::NoModel(m), Some(why), _) if keys_matter => Error::NoModel(format!(
+                "{m} (the stored API keys could not be read: {why})"
+            )),
+            (Error::NoModel(m), _, Some(local)) => Error::NoModel(format!("{m} ({local})")),
+            (e, _, _) => e,
         }
     }
 
