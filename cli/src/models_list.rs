@@ -95,7 +95,7 @@ pub async fn list(address: Option<&str>, json: bool) -> Result<u8> {
                  provider's key with `agentctl models add <provider>`)\n",
             ),
             None => {
-                text.push_str("Models the broker can serve now:\n");
+                text.push_str("Models the broker knows of:\n");
                 text.push_str(&models_table(&models));
                 if models.iter().any(|m| !m.local) {
                     text.push_str(REMOTE_NOTE);
@@ -157,6 +157,16 @@ fn sort(models: &mut [ModelInfo]) {
         .sort_by(|a, b| (!a.local, &a.provider, &a.model).cmp(&(!b.local, &b.provider, &b.model)));
 }
 
+/// The REACHABLE column: a local server is asked each time the catalog is looked at; a remote
+/// provider is not (a request costs), and is taken as reachable until a request finds otherwise.
+fn reachable(m: &ModelInfo) -> &'static str {
+    match (m.reachable, m.local) {
+        (false, _) => "no",
+        (true, true) => "yes",
+        (true, false) => "not known",
+    }
+}
+
 fn models_table(models: &[ModelInfo]) -> String {
     let mut table = Table::new(&[
         "PROVIDER",
@@ -171,7 +181,7 @@ fn models_table(models: &[ModelInfo]) -> String {
             m.provider.clone(),
             m.model.clone(),
             if m.local { "local" } else { "remote" }.to_string(),
-            if m.reachable { "yes" } else { "no" }.to_string(),
+            reachable(m).to_string(),
             if m.context == 0 {
                 "?".to_string()
             } else {
@@ -242,5 +252,9 @@ mod tests {
             lines[3].contains("remote") && lines[3].contains(" no ") && lines[3].contains('?'),
             "{table}"
         );
+        // A remote provider not found unreachable is not said to be reachable: it is not asked.
+        let mut untried = model("openai", "gpt-4o-mini", false);
+        untried.reachable = true;
+        assert!(models_table(&[untried]).contains("not known"));
     }
 }
