@@ -2,8 +2,10 @@
 //! a free port on 127.0.0.1 (a Flatpak app with network access shares the host's), and a server
 //! found there would be given every request that names no model, files an agent read included,
 //! as "local". So a server is used only if each socket listening on its port belongs to the
-//! user or to root, and the process holding it is not a sandboxed app (`/.flatpak-info` in its
-//! root). Read from `/proc` (blocking: call it off the kernel's thread).
+//! user, to root or to a system account (Ollama's installer runs it as the system user
+//! `ollama`; only root makes such accounts), and the user's own process holding it is not a
+//! sandboxed app (`/.flatpak-info` in its root). Read from `/proc` (blocking: call it off the
+//! kernel's thread).
 
 use std::path::Path;
 
@@ -14,7 +16,7 @@ pub enum Listener {
     Nobody,
     /// The user's own process (or root's), not sandboxed.
     Trusted,
-    /// A socket of another user.
+    /// A socket of another (not system) user.
     OtherUser { uid: u32 },
     /// A sandboxed app's process.
     Sandboxed { app: String },
@@ -81,9 +83,19 @@ fn holder(proc: &Path, inode: u64) -> Option<u32> {
         })
 }
 
+/// The first uid of a person's account: `UID_MIN` in `login.defs`, 1000 where it says nothing.
+pub fn first_user_uid(login_defs: &str) -> u32 {
+    login_defs
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("UID_MIN"))
+        .filter_map(|rest| rest.trim().parse().ok())
+        .next()
+        .unwrap_or(1000)
+}
+
 /// Who listens on `port` of the loopback interface, as `/proc` (at `proc`) says; `user` is
-/// the kernel's own uid.
-pub fn on_port(proc: &Path, port: u16, user: u32) -> Listener {
+/// the kernel's own uid, and uids below `first_user` (root's included) are system accounts.
+pub fn on_port(proc: &Path, port: u16, user: u32, first_user: u32) -> Listener {
     let mut sockets = Vec::new();
     for table in ["net/tcp", "net/tcp6"] {
         if let Ok(text) = std::fs::read_to_string(proc.join(table)) {
@@ -95,9 +107,10 @@ pub fn on_port(proc: &Path, port: u16, user: u32) -> Listener {
     }
     // Every socket on the port must pass: which one a connection reaches is not ours to say.
     for (uid, inode) in sockets {
-        // Root's (a container's port forwarder, say) is no less the user's to trust, unless
-        // the kernel runs as root itself: then it is looked at like the user's.
-        if uid == 0 && user != 0 {
+        // Root's (a container's port forwarder, say) or a system account's (a packaged
+        // service) is no less the user's to trust, unless the kernel runs as that account
+        // itself: then it is looked at like the user's.
+        if uid < first_user && uid != user {
             continue;
         }
         if uid != user {
@@ -153,18 +166,18 @@ mod tests {
         let port = server.local_addr().unwrap().port();
         let uid = rustix::process::getuid().as_raw();
         let proc = Path::new("/proc");
-        assert_eq!(on_port(proc, port, uid), Listener::Trusted);
+        assert_eq!(on_port(proc, port, uid, 1000), Listener::Trusted);
         assert_eq!(
-            on_port(proc, port, uid + 1),
-            if uid == 0 {
+            on_port(proc, port, uid + 1, 1000),
+            if uid < 1000 {
                 Listener::Trusted
             } else {
                 Listener::OtherUser { uid }
             },
-            "root's sockets pass; another user's do not"
+            "a system account's sockets pass; another user's do not"
         );
         drop(server);
-        assert_eq!(on_port(proc, port, uid), Listener::Nobody);
+        assert_eq!(on_port(proc, port, uid, 1000), Listener::Nobody);
     }
 
     #[test]
@@ -177,13 +190,13 @@ mod tests {
         std::fs::create_dir_all(p.join("321/fd")).unwrap();
         std::fs::create_dir_all(p.join("321/root")).unwrap();
         std::os::unix::fs::symlink("socket:[4242]", p.join("321/fd/3")).unwrap();
-        assert_eq!(on_port(p, 8080, 1000), Listener::Trusted);
+        assert_eq!(on_port(p, 8080, 1000, 1000), Listener::Trusted);
         std::fs::write(
             p.join("321/root/.flatpak-info"),
             "[Application]\nname=org.example.Squatter\n",
         )
         .unwrap();
-        let found = on_port(p, 8080, 1000);
+        let found = on_port(p, 8080, 1000, 1000);
         assert_eq!(
             found,
             Listener::Sandboxed {
@@ -195,7 +208,33 @@ mod tests {
             Some("it is the sandboxed app org.example.Squatter's")
         );
         std::fs::remove_file(p.join("321/fd/3")).unwrap();
-        assert_eq!(on_port(p, 8080, 1000), Listener::Unknown);
-        assert_eq!(on_port(p, 8080, 1001), Listener::OtherUser { uid: 1000 });
+        assert_eq!(on_port(p, 8080, 1000, 1000), Listener::Unknown);
+        assert_eq!(
+            on_port(p, 8080, 1001, 1000),
+            Listener::OtherUser { uid: 1000 }
+        );
+        // Ollama as its installer runs it: the system user `ollama`'s socket.
+        assert_eq!(on_port(p, 8080, 1001, 1001), Listener::Trusted);
+    }
+
+    #[test]
+    fn the_first_persons_uid_is_read_from_login_defs() {
+        assert_eq!(
+            first_user_uid(
+                "# UID_MIN 5
+UID_MIN		 500
+UID_MAX 60000
+"
+            ),
+            500
+        );
+        assert_eq!(
+            first_user_uid(
+                "SYS_UID_MIN 100
+"
+            ),
+            1000
+        );
+        assert_eq!(first_user_uid(""), 1000);
     }
 }

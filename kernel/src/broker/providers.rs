@@ -151,16 +151,18 @@ async fn local(http: &Http, settings: &Settings) -> Vec<Entry> {
 }
 
 /// Whether the local server `name` that answered at `url` may be trusted with prompts: one on
-/// a loopback port must be held by the user's own process (or root's), not a sandboxed app's
-/// or another user's (see [`super::listener`]); one at another address the user named is theirs
-/// to vouch for.
+/// a loopback port must be held by the user's own process (or root's, or a system account's),
+/// not a sandboxed app's or another user's (see [`super::listener`]); one at another address
+/// the user named is theirs to vouch for.
 async fn owned_by_user(name: &'static str, url: &str) -> bool {
     let Some(port) = agentos_models::discovery::loopback_port(url) else {
         return true;
     };
     let user = rustix::process::getuid().as_raw();
     let found = tokio::task::spawn_blocking(move || {
-        super::listener::on_port(std::path::Path::new("/proc"), port, user)
+        let login_defs = std::fs::read_to_string("/etc/login.defs").unwrap_or_default();
+        let first_user = super::listener::first_user_uid(&login_defs);
+        super::listener::on_port(std::path::Path::new("/proc"), port, user, first_user)
     })
     .await;
     match found.ok().and_then(|l| l.refusal()) {
