@@ -98,12 +98,24 @@ impl Sizes {
     }
 }
 
-/// `inner`, a body's pieces, with a leading byte-order mark taken off and its size bounded: past a
-/// limit it yields [`BodyError::TooLarge`] and then ends.
+/// How many lines are passed on in a row from what came before the stream waits a turn: a piece
+/// of many short lines (comments, blank lines) yields no event, and would otherwise be read
+/// whole within one poll of the kernel's thread.
+const LINES_PER_TURN: usize = 256;
+
+/// `inner`, a body's pieces, with leading byte-order marks taken off and its size bounded (past
+/// a limit it yields [`BodyError::TooLarge`] and then ends), passed on a line at a time: the
+/// parser copies what follows each line it takes out of its buffer, so a large piece of many
+/// lines would cost it time growing with their square.
 pub struct Bounded<S> {
     inner: S,
-    /// The first bytes, held until there are enough to tell a byte-order mark (`None` once told).
+    /// The first bytes, held until they can be told apart from byte-order marks (`None` once
+    /// told).
     head: Option<Vec<u8>>,
+    /// What came and was counted, not passed on yet.
+    pending: Bytes,
+    /// Lines passed on since the stream last waited.
+    in_a_row: usize,
     sizes: Sizes,
     ended: bool,
 }
@@ -113,26 +125,46 @@ impl<S> Bounded<S> {
         Bounded {
             inner,
             head: Some(Vec::new()),
+            pending: Bytes::new(),
+            in_a_row: 0,
             sizes: Sizes::default(),
             ended: false,
         }
     }
 
-    /// The bytes to pass on (the first of them told apart from a mark), or past what limit.
-    fn pass(&mut self, bytes: Bytes) -> Result<Bytes, BodyError> {
+    /// Count a piece that came; past a limit, the error that ends the body.
+    fn take_in(&mut self, bytes: Bytes) -> Result<(), BodyError> {
         if let Some(err) = self.sizes.count(&bytes) {
             self.ended = true;
+            self.pending = Bytes::new();
             return Err(BodyError::TooLarge(err));
         }
-        Ok(bytes)
+        self.pending = bytes;
+        Ok(())
     }
 
-    /// The first bytes, once `head` has enough of them (or the body ended): without a mark.
-    fn told(head: Vec<u8>) -> Bytes {
-        match head.strip_prefix(BOM) {
-            Some(rest) => Bytes::copy_from_slice(rest),
-            None => Bytes::from(head),
+    /// The first bytes with their leading marks taken off, once what follows them can be told
+    /// (or the body `ended`); `None` while more must come.
+    fn told(head: &[u8], ended: bool) -> Option<Bytes> {
+        let mut rest = head;
+        while let Some(after) = rest.strip_prefix(BOM) {
+            rest = after;
         }
+        let undecided = rest.is_empty() || (rest.len() < BOM.len() && BOM.starts_with(rest));
+        (ended || !undecided).then(|| Bytes::copy_from_slice(rest))
+    }
+
+    /// The next line of what is pending (up to and with its end), or all of it if it has no end.
+    fn next_line(&mut self) -> Bytes {
+        let at = self
+            .pending
+            .iter()
+            .position(|&b| b == b'\n' || b == b'\r')
+            .map_or(self.pending.len(), |i| {
+                let crlf = self.pending[i] == b'\r' && self.pending.get(i + 1) == Some(&b'\n');
+                i + 1 + usize::from(crlf)
+            });
+        self.pending.split_to(at)
     }
 }
 
@@ -145,32 +177,47 @@ where
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         loop {
+            if !this.pending.is_empty() {
+                if this.in_a_row >= LINES_PER_TURN {
+                    this.in_a_row = 0;
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                this.in_a_row += 1;
+                return Poll::Ready(Some(Ok(this.next_line())));
+            }
             if this.ended {
                 return Poll::Ready(None);
             }
-            match Pin::new(&mut this.inner).poll_next(cx) {
-                Poll::Pending => return Poll::Pending,
+            let bytes = match Pin::new(&mut this.inner).poll_next(cx) {
+                Poll::Pending => {
+                    this.in_a_row = 0;
+                    return Poll::Pending;
+                }
                 Poll::Ready(Some(Err(e))) => {
                     return Poll::Ready(Some(Err(BodyError::Transport(e))))
                 }
                 Poll::Ready(None) => {
                     this.ended = true;
-                    return match this.head.take().filter(|h| !h.is_empty()) {
-                        Some(head) => Poll::Ready(Some(this.pass(Self::told(head)))),
-                        None => Poll::Ready(None),
-                    };
-                }
-                Poll::Ready(Some(Ok(bytes))) => {
-                    let Some(head) = this.head.as_mut() else {
-                        return Poll::Ready(Some(this.pass(bytes)));
-                    };
-                    head.extend_from_slice(&bytes);
-                    if head.len() < BOM.len() {
-                        continue;
+                    match this.head.take() {
+                        Some(head) => Self::told(&head, true).unwrap_or_default(),
+                        None => continue,
                     }
-                    let head = this.head.take().unwrap_or_default();
-                    return Poll::Ready(Some(this.pass(Self::told(head))));
                 }
+                Poll::Ready(Some(Ok(bytes))) => match this.head.as_mut() {
+                    None => bytes,
+                    Some(head) => {
+                        head.extend_from_slice(&bytes);
+                        let Some(told) = Self::told(head, false) else {
+                            continue;
+                        };
+                        this.head = None;
+                        told
+                    }
+                },
+            };
+            if let Err(e) = this.take_in(bytes) {
+                return Poll::Ready(Some(Err(e)));
             }
         }
     }
@@ -213,6 +260,30 @@ mod tests {
         );
         assert_eq!(joined(read(&[b"d"])), b"d");
         assert!(read(&[]).is_empty());
+        // Two marks, split so that the parser would see the second one first.
+        assert_eq!(
+            joined(read(&[b"\xEF\xBB\xBF\xEF\xBB", b"\xBFdata: x\n\n"])),
+            b"data: x\n\n"
+        );
+        assert_eq!(joined(read(&[b"\xEF\xBB\xBF"])), b"");
+    }
+
+    #[test]
+    fn pieces_are_passed_on_a_line_at_a_time() {
+        let out: Vec<Vec<u8>> = read(&[b"data: a\r\n\r\ndata: b\n", b"\ndata: c"])
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            out,
+            [
+                &b"data: a\r\n"[..],
+                b"\r\n",
+                b"data: b\n",
+                b"\n",
+                b"data: c"
+            ]
+        );
     }
 
     #[test]
