@@ -12,7 +12,7 @@ use std::path::Path;
 /// What listens on a port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Listener {
-    /// Nothing does (the server went away).
+    /// Nothing does (the server went away, or closed its port a moment).
     Nobody,
     /// The user's own process (or root's), not sandboxed.
     Trusted,
@@ -20,8 +20,7 @@ pub enum Listener {
     OtherUser { uid: u32 },
     /// A sandboxed app's process.
     Sandboxed { app: String },
-    /// A socket of the user's whose process cannot be found (one that hides itself, as a
-    /// sandbox's may).
+    /// A socket of the user's whose process cannot be found at all.
     Unknown,
 }
 
@@ -29,7 +28,10 @@ impl Listener {
     /// Why a server on the port is not used, said plainly (`None` when it is).
     pub fn refusal(&self) -> Option<String> {
         match self {
-            Listener::Nobody | Listener::Trusted => None,
+            Listener::Trusted => None,
+            // It answered a moment ago: one that closes its port while it is looked at is not
+            // taken on trust.
+            Listener::Nobody => Some("nothing listens on it any more".into()),
             Listener::OtherUser { uid } => Some(format!("it is another user's (uid {uid})")),
             Listener::Sandboxed { app } => Some(format!("it is the sandboxed app {app}'s")),
             Listener::Unknown => Some("the process that listens on it cannot be seen".into()),
@@ -64,23 +66,50 @@ fn flatpak_app(root: &Path) -> Option<String> {
     Some(name.trim().to_string())
 }
 
-/// The process holding the socket `inode`, among those whose fds can be read.
-fn holder(proc: &Path, inode: u64) -> Option<u32> {
+/// The processes holding the socket `inode`, among those whose fds can be read; and the user's
+/// processes whose fds cannot be read (one that made itself not dumpable), any of which may
+/// hold it too.
+fn holders(proc: &Path, inode: u64, user: u32) -> (Vec<u32>, Vec<u32>) {
+    use std::os::unix::fs::MetadataExt;
     let target = format!("socket:[{inode}]");
-    std::fs::read_dir(proc)
-        .ok()?
+    let (mut holding, mut unseen) = (Vec::new(), Vec::new());
+    let Ok(entries) = std::fs::read_dir(proc) else {
+        return (holding, unseen);
+    };
+    for pid in entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .find(|pid| {
-            std::fs::read_dir(proc.join(pid.to_string()).join("fd"))
-                .into_iter()
-                .flatten()
-                .flatten()
-                .any(|fd| {
+    {
+        let dir = proc.join(pid.to_string());
+        match std::fs::read_dir(dir.join("fd")) {
+            Ok(fds) => {
+                let holds = fds.flatten().any(|fd| {
                     std::fs::read_link(fd.path())
                         .is_ok_and(|link| link.as_os_str() == target.as_str())
-                })
-        })
+                });
+                if holds {
+                    holding.push(pid);
+                }
+            }
+            Err(_) if std::fs::metadata(&dir).is_ok_and(|m| m.uid() == user) => unseen.push(pid),
+            Err(_) => {}
+        }
+    }
+    (holding, unseen)
+}
+
+/// The app whose sandbox's cgroup scope a process runs in (`app-flatpak-<id>-<n>.scope`, or a
+/// snap's `snap.<name>.<app>-…scope`), as `/proc/<pid>/cgroup` says; readable for any process.
+fn scoped_app(proc: &Path, pid: u32) -> Option<String> {
+    let cgroup = std::fs::read_to_string(proc.join(pid.to_string()).join("cgroup")).ok()?;
+    let scope = cgroup.lines().find_map(|l| l.rsplit('/').next())?;
+    if let Some(rest) = scope.strip_prefix("app-flatpak-") {
+        let id = rest.strip_suffix(".scope").unwrap_or(rest);
+        return Some(id.rsplit_once('-').map_or(id, |(id, _)| id).to_string());
+    }
+    scope
+        .strip_prefix("snap.")
+        .map(|rest| rest.split('.').next().unwrap_or(rest).to_string())
 }
 
 /// The first uid of a person's account: `UID_MIN` in `login.defs`, 1000 where it says nothing.
@@ -116,11 +145,22 @@ pub fn on_port(proc: &Path, port: u16, user: u32, first_user: u32) -> Listener {
         if uid != user {
             return Listener::OtherUser { uid };
         }
-        let Some(pid) = holder(proc, inode) else {
-            return Listener::Unknown;
-        };
-        if let Some(app) = flatpak_app(&proc.join(pid.to_string()).join("root")) {
-            return Listener::Sandboxed { app };
+        let (holding, unseen) = holders(proc, inode, user);
+        for pid in &holding {
+            let sandbox = flatpak_app(&proc.join(pid.to_string()).join("root"));
+            if let Some(app) = sandbox.or_else(|| scoped_app(proc, *pid)) {
+                return Listener::Sandboxed { app };
+            }
+        }
+        if holding.is_empty() {
+            // Held by one of the user's processes that hides its fds (a port forwarder, or a
+            // sandbox's process that made itself so): a sandbox's scope still tells it.
+            if let Some(app) = unseen.iter().find_map(|pid| scoped_app(proc, *pid)) {
+                return Listener::Sandboxed { app };
+            }
+            if unseen.is_empty() {
+                return Listener::Unknown;
+            }
         }
     }
     Listener::Trusted
@@ -177,7 +217,12 @@ mod tests {
             "a system account's sockets pass; another user's do not"
         );
         drop(server);
-        assert_eq!(on_port(proc, port, uid, 1000), Listener::Nobody);
+        let gone = on_port(proc, port, uid, 1000);
+        assert_eq!(gone, Listener::Nobody);
+        assert_eq!(
+            gone.refusal().as_deref(),
+            Some("nothing listens on it any more")
+        );
     }
 
     #[test]
@@ -213,6 +258,31 @@ mod tests {
             on_port(p, 8080, 1001, 1000),
             Listener::OtherUser { uid: 1000 }
         );
+        // The user's process whose fds cannot be read: its sandbox's scope tells it; without
+        // one, it is taken as the user's (a port forwarder that hides its fds).
+        std::fs::remove_dir(p.join("321/fd")).unwrap();
+        std::fs::write(p.join("321/cgroup"), "0::/user.slice/app.slice/x.service\n").unwrap();
+        let as_user = |p: &Path| {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(p.join("321")).unwrap().uid()
+        };
+        let me = as_user(p);
+        let mine = |table: &str| table.replace(" 1000 ", &format!(" {me:>4} "));
+        std::fs::write(p.join("net/tcp"), mine(TABLE)).unwrap();
+        assert_eq!(on_port(p, 8080, me, 0), Listener::Trusted);
+        std::fs::write(
+            p.join("321/cgroup"),
+            "0::/user.slice/user-1000.slice/user@1000.service/app.slice/\
+             app-flatpak-org.example.Squatter-1234.scope\n",
+        )
+        .unwrap();
+        assert_eq!(
+            on_port(p, 8080, me, 0),
+            Listener::Sandboxed {
+                app: "org.example.Squatter".into()
+            }
+        );
+        std::fs::write(p.join("net/tcp"), TABLE).unwrap();
         // Ollama as its installer runs it: the system user `ollama`'s socket.
         assert_eq!(on_port(p, 8080, 1001, 1001), Listener::Trusted);
     }
