@@ -385,6 +385,21 @@ impl Kernel {
         let entry = catalog
             .get(&route.provider)
             .ok_or_else(|| Error::Failed(format!("provider {} vanished", route.provider)))?;
+        // A local server listed as unreachable (it stopped answering, or what listens on its
+        // port now is not the user's) is not sent a prompt until the catalog finds it again.
+        if entry.local && !entry.reachable {
+            let settings = self.broker.settings();
+            let why = catalog::local_servers_said(
+                &catalog,
+                settings.ollama.as_deref(),
+                settings.llama_server.as_deref(),
+            )
+            .unwrap_or_else(|| format!("{} does not answer", route.provider));
+            return Err(Error::NoModel(format!(
+                "the local model server is not available now ({why}); `agentctl models` lists \
+                 what is"
+            )));
+        }
         let client = entry
             .client
             .clone()
@@ -410,12 +425,15 @@ impl Kernel {
             && app_vouching(&account, watcher)
                 .is_none_or(|app| self.broker.interactive_of(app) == 0);
         let id = self.broker.next_id();
+        // Whose thought signatures these are: the principal's, in the tree of whoever started
+        // it (an agent working for an app and for the user keeps them apart).
+        let signer = format!("{}\u{0}{}", account.principal, account.owner);
         let (provider_request, names) = convert::request(
             &request,
             &route.model,
             Some(max_tokens),
             &lock(&self.broker.signatures),
-            &account.principal,
+            &signer,
         );
         let request = Request {
             id,
@@ -431,11 +449,7 @@ impl Kernel {
             on_sent: None,
             taken: None,
             price: pricing::price(&route.model, route.local),
-            events: Events::new(
-                names,
-                entry.gemini.then(|| format!("g{id}_")),
-                account.principal.clone(),
-            ),
+            events: Events::new(names, entry.gemini.then(|| format!("g{id}_")), signer),
             route,
             client,
             request: provider_request,
