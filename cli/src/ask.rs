@@ -61,10 +61,17 @@ impl Answer {
     /// else the whole result on a line of its own. The line is ended either way.
     fn finish(&mut self, result: &str) -> String {
         let (shown, whole) = (self.shown.trim(), result.trim());
-        let mut text = if result.is_empty() || (!whole.is_empty() && shown.starts_with(whole)) {
+        let mut text = if result.is_empty() || (!whole.is_empty() && begins_with(shown, whole)) {
             String::new()
-        } else if shown.is_empty() || whole.starts_with(shown) {
+        } else if shown.is_empty() {
             self.update(result).unwrap_or_default()
+        } else if let Some(rest) = whole.strip_prefix(shown) {
+            let rest = output::clean_block(rest);
+            self.shown = result.to_string();
+            if !rest.is_empty() {
+                self.mid_line = !rest.ends_with('\n');
+            }
+            rest
         } else if let Some(after) = after_shown(shown, whole) {
             let start = if self.mid_line { "\n" } else { "" };
             self.mid_line = true;
@@ -96,10 +103,17 @@ fn after_shown<'a>(shown: &str, whole: &'a str) -> Option<&'a str> {
     let at = ends
         .filter(|&at| {
             let head = whole[..at].trim_end();
-            !head.is_empty() && shown.starts_with(head)
+            !head.is_empty() && begins_with(shown, head)
         })
         .last()?;
     Some(whole[at..].trim_start())
+}
+
+/// Whether `text` begins with `head` as whole words: what follows it, if anything, begins with
+/// a space or a line's end (`$1,000` does not begin with `$1`).
+fn begins_with(text: &str, head: &str) -> bool {
+    text.strip_prefix(head)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace))
 }
 
 /// The sub-tasks of the asked task, and the state last said of each.
@@ -332,6 +346,14 @@ mod tests {
             "\nI could not get the information. What failed:\n- agent \"docs\": denied.\n\n\
              The model's answer comes from no source and may be wrong:\n(the answer above)\n"
         );
+        // A result cut inside a word of what is shown is not taken for what is shown.
+        let mut a = Answer::default();
+        a.update("The price is $1,000");
+        assert_eq!(a.finish("The price is $1"), "\nThe price is $1\n");
+        // A result that goes on from what was shown, less its spaces: only its rest.
+        let mut a = Answer::default();
+        a.update("One. ");
+        assert_eq!(a.finish("One.\n\nTwo"), "\n\nTwo\n");
         // A result that goes on from an answer of several paragraphs: its rest.
         let mut a = Answer::default();
         a.update("One.\n\nTwo, and");
