@@ -98,15 +98,18 @@ impl Sizes {
     }
 }
 
-/// How many lines are passed on in a row from what came before the stream waits a turn: a piece
+/// The most lines passed on in one piece: the parser copies what follows each line it takes out of
+/// its buffer, so its cost for a piece grows with the piece's lines times its length. A provider's
+/// event is two or three lines, so its pieces pass whole.
+const LINES_PER_PIECE: usize = 16;
+/// How many pieces are passed on in a row from what came before the stream waits a turn: a piece
 /// of many short lines (comments, blank lines) yields no event, and would otherwise be read
 /// whole within one poll of the kernel's thread.
-const LINES_PER_TURN: usize = 256;
+const PIECES_PER_TURN: usize = 16;
 
 /// `inner`, a body's pieces, with leading byte-order marks taken off and its size bounded (past
-/// a limit it yields [`BodyError::TooLarge`] and then ends), passed on a line at a time: the
-/// parser copies what follows each line it takes out of its buffer, so a large piece of many
-/// lines would cost it time growing with their square.
+/// a limit it yields [`BodyError::TooLarge`] and then ends), passed on at most
+/// [`LINES_PER_PIECE`] lines at a time.
 pub struct Bounded<S> {
     inner: S,
     /// The first bytes, held until they can be told apart from byte-order marks (`None` once
@@ -114,7 +117,7 @@ pub struct Bounded<S> {
     head: Option<Vec<u8>>,
     /// What came and was counted, not passed on yet.
     pending: Bytes,
-    /// Lines passed on since the stream last waited.
+    /// Pieces passed on since the stream last waited.
     in_a_row: usize,
     sizes: Sizes,
     ended: bool,
@@ -154,16 +157,22 @@ impl<S> Bounded<S> {
         (ended || !undecided).then(|| Bytes::copy_from_slice(rest))
     }
 
-    /// The next line of what is pending (up to and with its end), or all of it if it has no end.
-    fn next_line(&mut self) -> Bytes {
-        let at = self
-            .pending
-            .iter()
-            .position(|&b| b == b'\n' || b == b'\r')
-            .map_or(self.pending.len(), |i| {
-                let crlf = self.pending[i] == b'\r' && self.pending.get(i + 1) == Some(&b'\n');
-                i + 1 + usize::from(crlf)
-            });
+    /// The next [`LINES_PER_PIECE`] lines of what is pending (up to and with the last one's end),
+    /// or all of it if it has fewer.
+    fn next_lines(&mut self) -> Bytes {
+        let bytes = &self.pending;
+        let mut lines = 0;
+        let mut at = bytes.len();
+        for (i, &b) in bytes.iter().enumerate() {
+            let ends = b == b'\n' || (b == b'\r' && bytes.get(i + 1) != Some(&b'\n'));
+            if ends {
+                lines += 1;
+                if lines == LINES_PER_PIECE {
+                    at = i + 1;
+                    break;
+                }
+            }
+        }
         self.pending.split_to(at)
     }
 }
@@ -178,13 +187,13 @@ where
         let this = self.get_mut();
         loop {
             if !this.pending.is_empty() {
-                if this.in_a_row >= LINES_PER_TURN {
+                if this.in_a_row >= PIECES_PER_TURN {
                     this.in_a_row = 0;
                     cx.waker().wake_by_ref();
                     return Poll::Pending;
                 }
                 this.in_a_row += 1;
-                return Poll::Ready(Some(Ok(this.next_line())));
+                return Poll::Ready(Some(Ok(this.next_lines())));
             }
             if this.ended {
                 return Poll::Ready(None);
@@ -269,21 +278,28 @@ mod tests {
     }
 
     #[test]
-    fn pieces_are_passed_on_a_line_at_a_time() {
+    fn pieces_of_many_lines_are_passed_on_a_few_lines_at_a_time() {
+        // An event or two pass whole.
         let out: Vec<Vec<u8>> = read(&[b"data: a\r\n\r\ndata: b\n", b"\ndata: c"])
             .into_iter()
             .map(Result::unwrap)
             .collect();
-        assert_eq!(
-            out,
-            [
-                &b"data: a\r\n"[..],
-                b"\r\n",
-                b"data: b\n",
-                b"\n",
-                b"data: c"
-            ]
-        );
+        assert_eq!(out, [&b"data: a\r\n\r\ndata: b\n"[..], b"\ndata: c"]);
+        // A piece of 40 lines goes in pieces of 16 lines, CRLF, CR and LF each ending one.
+        let many = ":\r\n:\r:\n".repeat(13) + ":\n";
+        let out: Vec<Vec<u8>> = read(&[many.as_bytes()])
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        let lines = |piece: &[u8]| {
+            String::from_utf8_lossy(piece)
+                .replace("\r\n", "\n")
+                .matches(['\n', '\r'])
+                .count()
+        };
+        let counts: Vec<usize> = out.iter().map(|p| lines(p)).collect();
+        assert_eq!(counts, [16, 16, 8]);
+        assert_eq!(out.concat(), many.as_bytes());
     }
 
     #[test]
