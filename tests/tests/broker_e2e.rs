@@ -1122,6 +1122,15 @@ async fn a_server_a_sandboxed_app_runs_on_the_local_port_is_not_used() {
             Err(ChatError::Refused(Error::NoModel(_))) => {}
             other => panic!("expected NoModel, got {other:?}"),
         }
+
+        // Unless the user vouches for that app in the settings.
+        let vouched = format!("{settings}trusted-apps = [\"org.example.Squatter\"]\n");
+        env.restart_with_model_settings(&vouched).await;
+        let models = client(&env).await.list_models().await.unwrap();
+        assert!(
+            models.iter().any(|m| m.provider == "llama-server"),
+            "{models:?}"
+        );
     })
     .await;
 }

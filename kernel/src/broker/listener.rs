@@ -33,7 +33,10 @@ impl Listener {
             // taken on trust.
             Listener::Nobody => Some("nothing listens on it any more".into()),
             Listener::OtherUser { uid } => Some(format!("it is another user's (uid {uid})")),
-            Listener::Sandboxed { app } => Some(format!("it is the sandboxed app {app}'s")),
+            Listener::Sandboxed { app } => Some(format!(
+                "it is the sandboxed app {app}'s (to use it, name the app in models.toml: \
+                 [local] trusted-apps = [\"{app}\"])"
+            )),
             Listener::Unknown => Some("the process that listens on it cannot be seen".into()),
         }
     }
@@ -250,7 +253,10 @@ mod tests {
         );
         assert_eq!(
             found.refusal().as_deref(),
-            Some("it is the sandboxed app org.example.Squatter's")
+            Some(
+                "it is the sandboxed app org.example.Squatter's (to use it, name the app in \
+                 models.toml: [local] trusted-apps = [\"org.example.Squatter\"])"
+            )
         );
         std::fs::remove_file(p.join("321/fd/3")).unwrap();
         assert_eq!(on_port(p, 8080, 1000, 1000), Listener::Unknown);

@@ -8,6 +8,7 @@ use agentos_models::{Anthropic, ApiKey, Gemini, Http, OpenAi, Provider};
 use agentos_portal::secrets;
 
 use super::catalog::{Catalog, Entry, Model};
+use super::listener::Listener;
 use super::settings::Settings;
 use super::stored_keys::StoredModelKey;
 
@@ -76,11 +77,11 @@ async fn local(http: &Http, settings: &Settings) -> Vec<Entry> {
     let (ollama, llama) = tokio::join!(ollama, llama);
     // A server that answered is used only if the user's own process (or root's) listens there.
     let llama = match (llama, &settings.llama_server) {
-        (Some(Ok(_)), Some(url)) if !owned_by_user("llama-server", url).await => None,
+        (Some(Ok(_)), Some(url)) if !owned_by_user("llama-server", url, settings).await => None,
         (probe, _) => probe,
     };
     let ollama = match (ollama, &settings.ollama) {
-        (Some(Ok(_)), Some(url)) if !owned_by_user("ollama", url).await => None,
+        (Some(Ok(_)), Some(url)) if !owned_by_user("ollama", url, settings).await => None,
         (probe, _) => probe,
     };
     for (name, probe) in [
@@ -152,9 +153,9 @@ async fn local(http: &Http, settings: &Settings) -> Vec<Entry> {
 
 /// Whether the local server `name` that answered at `url` may be trusted with prompts: one on
 /// a loopback port must be held by the user's own process (or root's, or a system account's),
-/// not a sandboxed app's or another user's (see [`super::listener`]); one at another address
-/// the user named is theirs to vouch for.
-async fn owned_by_user(name: &'static str, url: &str) -> bool {
+/// not a sandboxed app's (unless it is one of the settings' `trusted_apps`) or another user's
+/// (see [`super::listener`]); one at another address the user named is theirs to vouch for.
+async fn owned_by_user(name: &'static str, url: &str, settings: &Settings) -> bool {
     let Some(port) = agentos_models::discovery::loopback_port(url) else {
         return true;
     };
@@ -165,7 +166,12 @@ async fn owned_by_user(name: &'static str, url: &str) -> bool {
         super::listener::on_port(std::path::Path::new("/proc"), port, user, first_user)
     })
     .await;
-    match found.ok().and_then(|l| l.refusal()) {
+    let refusal = match found {
+        Ok(Listener::Sandboxed { app }) if settings.trusted_apps.contains(&app) => None,
+        Ok(listener) => listener.refusal(),
+        Err(_) => Some("it could not be looked at".into()),
+    };
+    match refusal {
         None => true,
         Some(why) => {
             tracing::warn!(

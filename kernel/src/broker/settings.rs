@@ -7,6 +7,7 @@
 //! [local]
 //! ollama = "http://127.0.0.1:11434"        # "off": do not look for it
 //! llama-server = "http://127.0.0.1:8080"
+//! trusted-apps = ["com.jeffser.Alpaca"]    # sandboxed apps whose local server may be used
 //!
 //! [scheduler]
 //! discipline = "priority"                  # or "fifo" (the benchmarks' baseline)
@@ -54,6 +55,9 @@ pub struct Settings {
     pub ollama: Option<String>,
     /// `llama-server`'s address; `None`: not looked for.
     pub llama_server: Option<String>,
+    /// Sandboxed apps (Flatpak or snap ids) the user vouches for: a local server one of them
+    /// runs is used (see `listener.rs`); any other sandboxed app's is not.
+    pub trusted_apps: Vec<String>,
     pub discipline: Discipline,
     /// Slots of providers, where the user set them.
     pub slots: BTreeMap<String, u32>,
@@ -74,6 +78,7 @@ impl Default for Settings {
         Settings {
             ollama: Some(OLLAMA.into()),
             llama_server: Some(LLAMA_SERVER.into()),
+            trusted_apps: Vec::new(),
             discipline: Discipline::Priority,
             slots: BTreeMap::new(),
             default_budget: DEFAULT_BUDGET,
@@ -103,6 +108,8 @@ struct File {
 struct Local {
     ollama: Option<String>,
     llama_server: Option<String>,
+    #[serde(default)]
+    trusted_apps: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -214,6 +221,7 @@ impl Settings {
         Ok(Settings {
             ollama: address(file.local.ollama, OLLAMA)?,
             llama_server: address(file.local.llama_server, LLAMA_SERVER)?,
+            trusted_apps: file.local.trusted_apps,
             discipline,
             slots,
             default_budget,
@@ -297,6 +305,7 @@ mod tests {
             [local]
             ollama = "off"
             llama-server = "http://127.0.0.1:9999/"
+            trusted-apps = ["com.jeffser.Alpaca"]
             [scheduler]
             discipline = "fifo"
             [providers.llama-server]
@@ -314,6 +323,7 @@ mod tests {
         .unwrap();
         assert_eq!(s.ollama, None);
         assert_eq!(s.llama_server.as_deref(), Some("http://127.0.0.1:9999"));
+        assert_eq!(s.trusted_apps, ["com.jeffser.Alpaca"]);
         assert_eq!(s.discipline, Discipline::Fifo);
         assert_eq!(s.slots["llama-server"], 4);
         assert_eq!(s.slots["anthropic:work"], 8);
