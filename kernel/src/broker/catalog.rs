@@ -88,6 +88,10 @@ pub enum RouteError {
     UnknownModel(String),
     #[error("there is no model provider {0:?}; `agentctl models` lists those there are")]
     UnknownProvider(String),
+    /// The local server that offers the model is listed as unreachable (it stopped answering,
+    /// or what listens on its port now is not the user's): no prompt goes there.
+    #[error("the local model server {0} is not available now; `agentctl models` lists what is")]
+    LocalUnreachable(String),
 }
 
 /// What is known of the local servers the settings look for (`ollama` and `llama_server`: their
@@ -131,7 +135,9 @@ impl RouteError {
             RouteError::UnknownProvider(p) => {
                 agentos_portal::secrets::Provider::parse(split_name(p).0).is_ok()
             }
-            RouteError::NoLocalModel | RouteError::UnknownModel(_) => false,
+            RouteError::NoLocalModel
+            | RouteError::UnknownModel(_)
+            | RouteError::LocalUnreachable(_) => false,
         }
     }
 }
@@ -215,6 +221,15 @@ impl Catalog {
 
     /// The provider and model that serve a request for `wanted`.
     pub fn route(&self, wanted: Option<&str>) -> Result<Route, RouteError> {
+        let route = self.pick(wanted)?;
+        match self.get(&route.provider) {
+            Some(p) if p.local && !p.reachable => Err(RouteError::LocalUnreachable(p.name.clone())),
+            _ => Ok(route),
+        }
+    }
+
+    /// The provider and model for `wanted`, reachable or not.
+    fn pick(&self, wanted: Option<&str>) -> Result<Route, RouteError> {
         let wanted = wanted.map(str::trim).filter(|w| !w.is_empty());
         match wanted {
             None => self
@@ -580,6 +595,14 @@ mod tests {
             }],
         };
         assert_eq!(route(&stopped, None), Err(RouteError::NoModel));
+        assert_eq!(
+            route(&stopped, Some("llama-server/qwen")),
+            Err(RouteError::LocalUnreachable("llama-server".into()))
+        );
+        assert_eq!(
+            route(&stopped, Some("qwen")),
+            Err(RouteError::LocalUnreachable("llama-server".into()))
+        );
         assert_eq!(
             local_servers_said(
                 &stopped,

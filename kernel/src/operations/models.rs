@@ -180,7 +180,7 @@ impl Kernel {
     fn no_route(&self, e: RouteError, catalog: &Catalog) -> Error {
         let keys_matter = e.may_be_unread_keys();
         let local = match e {
-            RouteError::NoModel | RouteError::NoLocalModel => {
+            RouteError::NoModel | RouteError::NoLocalModel | RouteError::LocalUnreachable(_) => {
                 let settings = self.broker.settings();
                 catalog::local_servers_said(
                     catalog,
@@ -385,21 +385,6 @@ impl Kernel {
         let entry = catalog
             .get(&route.provider)
             .ok_or_else(|| Error::Failed(format!("provider {} vanished", route.provider)))?;
-        // A local server listed as unreachable (it stopped answering, or what listens on its
-        // port now is not the user's) is not sent a prompt until the catalog finds it again.
-        if entry.local && !entry.reachable {
-            let settings = self.broker.settings();
-            let why = catalog::local_servers_said(
-                &catalog,
-                settings.ollama.as_deref(),
-                settings.llama_server.as_deref(),
-            )
-            .unwrap_or_else(|| format!("{} does not answer", route.provider));
-            return Err(Error::NoModel(format!(
-                "the local model server is not available now ({why}); `agentctl models` lists \
-                 what is"
-            )));
-        }
         let client = entry
             .client
             .clone()
