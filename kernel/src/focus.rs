@@ -43,10 +43,7 @@ impl Focus {
 
     /// Every task some client watches, in order, without repeats.
     pub fn watched(&self) -> Vec<u64> {
-        let mut tasks: Vec<u64> = self.lock().values().map(|(task, _)| *task).collect();
-        tasks.sort_unstable();
-        tasks.dedup();
-        tasks
+        self.watchers().into_iter().map(|(task, _)| task).collect()
     }
 
     /// Every task some client watches, in order, each with who says so (the user's tools over an

@@ -161,8 +161,12 @@ async fn owned_by_user(name: &'static str, url: &str, settings: &Settings) -> bo
     };
     let user = rustix::process::getuid().as_raw();
     let found = tokio::task::spawn_blocking(move || {
-        let login_defs = std::fs::read_to_string("/etc/login.defs").unwrap_or_default();
-        let first_user = super::listener::first_user_uid(&login_defs);
+        // Read once: the uids of system accounts do not change while the kernel runs.
+        static FIRST_USER: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+        let first_user = *FIRST_USER.get_or_init(|| {
+            let login_defs = std::fs::read_to_string("/etc/login.defs").unwrap_or_default();
+            super::listener::first_user_uid(&login_defs)
+        });
         super::listener::on_port(std::path::Path::new("/proc"), port, user, first_user)
     })
     .await;
