@@ -39,20 +39,27 @@ impl Answer {
         }
         let text = match message.strip_prefix(self.shown.as_str()) {
             Some(added) if !self.shown.is_empty() => output::clean_block(added),
-            _ => {
-                let whole = output::clean_block(message);
-                if self.mid_line {
-                    format!("\n{whole}")
-                } else {
-                    whole
-                }
-            }
+            _ => self.own_line(output::clean_block(message)),
         };
+        Some(self.now_shown(message, text))
+    }
+
+    /// `text`, begun on a line of its own if the last thing printed did not end one.
+    fn own_line(&self, text: String) -> String {
+        if self.mid_line {
+            format!("\n{text}")
+        } else {
+            text
+        }
+    }
+
+    /// `text`, printed for `message`: what is shown now.
+    fn now_shown(&mut self, message: &str, text: String) -> String {
         self.shown = message.to_string();
         if !text.is_empty() {
             self.mid_line = !text.ends_with('\n');
         }
-        Some(text)
+        text
     }
 
     /// The text that ends the answer with the task's result: the rest of it if it extends what
@@ -66,24 +73,17 @@ impl Answer {
         } else if shown.is_empty() {
             self.update(result).unwrap_or_default()
         } else if let Some(rest) = whole.strip_prefix(shown) {
-            let rest = output::clean_block(rest);
-            self.shown = result.to_string();
-            if !rest.is_empty() {
-                self.mid_line = !rest.ends_with('\n');
-            }
-            rest
+            self.now_shown(result, output::clean_block(rest))
         } else if let Some(after) = after_shown(shown, whole) {
-            let start = if self.mid_line { "\n" } else { "" };
-            self.mid_line = true;
-            format!("{start}\n{}", output::clean_block(after))
+            let text = self.own_line(format!("\n{}", output::clean_block(after)));
+            self.now_shown(result, text)
         } else if let Some(before) = whole
             .strip_suffix(shown)
-            .filter(|before| !shown.is_empty() && !before.trim().is_empty())
+            .filter(|before| !before.trim().is_empty())
         {
             let before = output::clean_block(before.trim_end());
-            let start = if self.mid_line { "\n" } else { "" };
-            self.mid_line = true;
-            format!("{start}{before}\n(the answer above)")
+            let text = self.own_line(format!("{before}\n(the answer above)"));
+            self.now_shown(result, text)
         } else {
             self.update(result).unwrap_or_default()
         };
@@ -346,23 +346,37 @@ mod tests {
             "\nI could not get the information. What failed:\n- agent \"docs\": denied.\n\n\
              The model's answer comes from no source and may be wrong:\n(the answer above)\n"
         );
-        // A result cut inside a word of what is shown is not taken for what is shown.
-        let mut a = Answer::default();
-        a.update("The price is $1,000");
-        assert_eq!(a.finish("The price is $1"), "\nThe price is $1\n");
-        // A result that goes on from what was shown, less its spaces: only its rest.
-        let mut a = Answer::default();
-        a.update("One. ");
-        assert_eq!(a.finish("One.\n\nTwo"), "\n\nTwo\n");
-        // A result that goes on from an answer of several paragraphs: its rest.
-        let mut a = Answer::default();
-        a.update("One.\n\nTwo, and");
-        assert_eq!(a.finish("One.\n\nTwo, and three."), " three.\n");
-        // A result that is what was shown, cut where the model began repeating itself: only
-        // what it adds after that.
-        let mut a = Answer::default();
-        a.update("Rust is safe. Rust is fast. Rust is fast. Rust is");
-        assert_eq!(a.finish("Rust is safe. Rust is fast."), "\n");
+        for (shown, result, printed, case) in [
+            (
+                "The price is $1,000",
+                "The price is $1",
+                "\nThe price is $1\n",
+                "a result cut inside a word of what is shown is not taken for it",
+            ),
+            (
+                "One. ",
+                "One.\n\nTwo",
+                "\n\nTwo\n",
+                "a result going on from what was shown, less its spaces: its rest",
+            ),
+            (
+                "One.\n\nTwo, and",
+                "One.\n\nTwo, and three.",
+                " three.\n",
+                "a result going on from an answer of several paragraphs: its rest",
+            ),
+            (
+                "Rust is safe. Rust is fast. Rust is fast. Rust is",
+                "Rust is safe. Rust is fast.",
+                "\n",
+                "what was shown, cut where the model began repeating itself: nothing more",
+            ),
+        ] {
+            let mut a = Answer::default();
+            a.update(shown);
+            assert_eq!(a.finish(result), printed, "{case}");
+        }
+        // Cut where the model repeated itself, then a note and the sources: only those.
         let mut a = Answer::default();
         a.update("Rust is safe.\n\nIt is fast. It is fast. It is");
         assert_eq!(
